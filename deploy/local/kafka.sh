@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The real Apache Kafka broker, single-node KRaft, from its Maven Central jars, on Java 17.
+# Usage: deploy/local/kafka.sh fetch|start|stop|status
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/deploy/local/kafka/pom.xml")
+KAFKA_PORT="${GIAO_KAFKA_PORT:-9092}"
+KAFKA_CONTROLLER_PORT="${GIAO_KAFKA_CONTROLLER_PORT:-9093}"
+LIBS="$CACHE/kafka-$KAFKA_VERSION/libs"
+DATA="$VAR/kafka/data"
+CONF="$VAR/kafka/server.properties"
+PIDFILE="$RUN/kafka.pid"
+LOGDIR="$LOGS/kafka"
+
+fetch() {
+  if [[ -f "$LIBS/.complete" ]]; then return 0; fi
+  command -v java >/dev/null || die "java (17+) is needed for Kafka"
+  command -v mvn >/dev/null || die "mvn is needed to fetch Kafka's jars from Maven Central"
+  say "kafka: fetching Apache Kafka $KAFKA_VERSION jars from Maven Central into $LIBS"
+  rm -rf "$LIBS"
+  mvn -q -B -Dstyle.color=never -f "$ROOT/deploy/local/kafka/pom.xml" dependency:copy-dependencies \
+      -DincludeScope=runtime -DoutputDirectory="$LIBS"
+  ls "$LIBS"/kafka_2.13-"$KAFKA_VERSION".jar >/dev/null
+  touch "$LIBS/.complete"
+}
+
+configure() {
+  mkdir -p "$DATA" "$LOGDIR"
+  sed -e "s|@PORT@|$KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
+      -e "s|@DATA_DIR@|$DATA|g" "$ROOT/deploy/local/kafka/server.properties.in" > "$CONF"
+  if [[ ! -f "$DATA/meta.properties" ]]; then
+    local cluster_id
+    cluster_id=$(java -cp "$LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
+    say "kafka: formatting storage in $DATA (cluster $cluster_id)"
+    java -cp "$LIBS/*" -Dlog4j2.configurationFile="$ROOT/deploy/local/kafka/log4j2.properties" \
+      -Dkafka.logs.dir="$LOGDIR" kafka.tools.StorageTool format -t "$cluster_id" -c "$CONF" \
+      > "$LOGDIR/format.log" 2>&1 || { cat "$LOGDIR/format.log" >&2; die "kafka: format failed"; }
+  fi
+}
+
+start() {
+  if pid_alive "$PIDFILE"; then say "kafka: already running (pid $(cat "$PIDFILE"))"; return 0; fi
+  if port_open "$KAFKA_PORT"; then die "kafka: port $KAFKA_PORT is taken by a process this project did not start"; fi
+  fetch
+  configure
+  say "kafka: starting on 127.0.0.1:$KAFKA_PORT"
+  nohup java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+    -Dlog4j2.configurationFile="$ROOT/deploy/local/kafka/log4j2.properties" \
+    -Dkafka.logs.dir="$LOGDIR" -cp "$LIBS/*" kafka.Kafka "$CONF" \
+    > "$LOGDIR/stdout.log" 2>&1 < /dev/null &
+  echo $! > "$PIDFILE"
+  if ! wait_for 90 "kafka to start" ready; then
+    tail -20 "$LOGDIR/server.log" >&2 || true
+    die "kafka: not ready after 90 s; logs in $LOGDIR"
+  fi
+  say "kafka: ready (pid $(cat "$PIDFILE")); logs in $LOGDIR"
+}
+
+# Ready means: our process lives, the port accepts, and the broker logged that it started.
+ready() {
+  pid_alive "$PIDFILE" || { tail -20 "$LOGDIR/stdout.log" >&2; die "kafka: process exited; logs in $LOGDIR"; }
+  port_open "$KAFKA_PORT" && grep -q "Kafka Server started" "$LOGDIR/server.log" 2>/dev/null
+}
+
+case "${1:-}" in
+  fetch) fetch ;;
+  start) start ;;
+  stop) stop_pid kafka "$PIDFILE" 60 ;;
+  status) if pid_alive "$PIDFILE"; then echo "kafka: running (pid $(cat "$PIDFILE"))"; else echo "kafka: stopped"; exit 3; fi ;;
+  *) die "usage: $0 fetch|start|stop|status" ;;
+esac
