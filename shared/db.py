@@ -1,0 +1,61 @@
+"""PostgreSQL: an asyncpg pool and plain-SQL migrations applied in order under an advisory lock.
+
+Why not yoyo-migrations: it needs a synchronous driver (psycopg) that nothing else here
+uses; applying sorted .sql files once each under `pg_advisory_lock` is all we need, and
+it is the forty lines below.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import asyncpg
+import orjson
+
+log = logging.getLogger(__name__)
+
+SHARED_MIGRATIONS = Path(__file__).parent / "migrations"
+_MIGRATION_LOCK = 0x6714_0001  # one advisory lock id for "migrating", per database
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    for typ in ("json", "jsonb"):
+        await conn.set_type_codec(typ, encoder=lambda v: orjson.dumps(v).decode(),
+                                  decoder=orjson.loads, schema="pg_catalog")
+
+
+async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
+    return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
+                                     init=_init_connection, command_timeout=30)
+
+
+def migration_files(*dirs: Path) -> list[tuple[str, Path]]:
+    """(name, path) of every .sql file: the shared ones first, each folder in file-name order."""
+    files = []
+    for d in (SHARED_MIGRATIONS, *dirs):
+        prefix = "shared" if d == SHARED_MIGRATIONS else d.parent.name
+        files += [(f"{prefix}/{p.name}", p) for p in sorted(d.glob("*.sql"))]
+    return files
+
+
+async def migrate(pool: asyncpg.Pool, *dirs: Path) -> list[str]:
+    """Apply what has not been applied yet; several processes may call this at once."""
+    applied_now = []
+    async with pool.acquire() as conn:
+        await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
+        try:
+            await conn.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
+                name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())""")
+            done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}
+            for name, path in migration_files(*dirs):
+                if name in done:
+                    continue
+                async with conn.transaction():
+                    await conn.execute(path.read_text())
+                    await conn.execute("INSERT INTO schema_migrations(name) VALUES ($1)", name)
+                log.info("applied migration %s", name)
+                applied_now.append(name)
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", _MIGRATION_LOCK)
+    return applied_now

@@ -1,0 +1,295 @@
+"""The event envelope of the contract and the typed events Giao's services exchange.
+
+Every event is `{id, type, occurred_at, source, subject, sequence, data}` (+ `version`);
+`sequence` rises by one per subject within its topic. Models are frozen and forbid
+unknown fields, so a producer's typo fails at the producer, and a consumer dead-letters
+what it does not understand. `python -m shared.catalog` writes the JSON Schemas and the
+AsyncAPI catalog from these classes.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, ClassVar, Literal, Union
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+
+ORDERS_TOPIC = "giao.orders.v1"
+DISPATCH_TOPIC = "giao.dispatch.v1"
+COURIER_LOCATIONS_TOPIC = "giao.courier-locations.v1"
+TOPICS = (ORDERS_TOPIC, DISPATCH_TOPIC, COURIER_LOCATIONS_TOPIC)
+
+
+def dlq_topic(topic: str) -> str:
+    return f"{topic}.dlq"
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- pieces -----------------------------------------------------------------------
+
+
+class Place(Model):
+    name: str
+    phone: str = Field(description="E.164")
+    address: str
+    lat: float = Field(ge=-90, le=90)
+    lng: float = Field(ge=-180, le=180)
+
+
+class Parcel(Model):
+    weight_grams: int = Field(ge=1, le=50_000)
+    description: str | None = None
+    value_vnd: int | None = Field(None, ge=0)
+
+
+class CourierInfo(Model):
+    id: UUID
+    name: str = Field(description="Full name: for the merchant, never shown by tracking")
+    phone: str = Field(description="E.164: for the merchant, never shown by tracking")
+    display_name: str = Field(description='Public short name, such as "Minh N."')
+    vehicle: Literal["bicycle", "motorbike", "car", "van"]
+
+
+class DeliveryCodeHash(Model):
+    """The delivery code as it travels: a keyed, salted hash (shared.secrets)."""
+
+    salt: str
+    hash: str
+
+
+# --- giao.orders.v1 (source: orders, subject: order id) ---------------------------
+
+
+class OrderPlacedData(Model):
+    order_id: UUID
+    merchant_id: UUID
+    tracking_code: str
+    pickup: Place
+    dropoff: Place
+    parcel: Parcel
+    cod_amount_vnd: int = Field(ge=0)
+    fee_vnd: int = Field(ge=0)
+    distance_m: int = Field(ge=0)
+    delivery_code: DeliveryCodeHash
+    note: str | None = None
+
+
+class OrderCancelRequestedData(Model):
+    order_id: UUID
+    reason: str | None = None
+
+
+# --- giao.dispatch.v1 (source: dispatch, subject: order id) -----------------------
+
+
+class DeliveryOfferedData(Model):
+    order_id: UUID
+    courier_id: UUID
+    expires_at: AwareDatetime
+
+
+class DeliveryAssignedData(Model):
+    order_id: UUID
+    courier: CourierInfo
+
+
+class DeliveryStepData(Model):
+    """picked_up, returned, expired, cancel_confirmed: nothing beyond the order."""
+
+    order_id: UUID
+
+
+class DeliveryDeliveredData(Model):
+    order_id: UUID
+    cod_collected_vnd: int = Field(ge=0)
+
+
+FailReason = Literal["recipient_unreachable", "address_not_found", "refused", "other"]
+
+
+class DeliveryFailedData(Model):
+    order_id: UUID
+    reason: FailReason
+
+
+class CancelRefusedData(Model):
+    order_id: UUID
+    reason: str
+
+
+# --- giao.courier-locations.v1 (source: dispatch, subject: courier id) ------------
+
+
+class CourierLocationData(Model):
+    courier_id: UUID
+    order_ids: list[UUID] = Field(description="Orders this courier carries now")
+    lat: float = Field(ge=-90, le=90)
+    lng: float = Field(ge=-180, le=180)
+    at: AwareDatetime
+
+
+# --- the envelope ------------------------------------------------------------------
+
+
+class Envelope(Model):
+    id: UUID
+    type: str
+    version: Literal[1] = 1
+    occurred_at: AwareDatetime
+    source: Literal["orders", "dispatch"]
+    subject: str = Field(min_length=1, max_length=64)
+    sequence: int = Field(ge=1)
+
+
+class OrderPlaced(Envelope):
+    """A merchant placed an order."""
+
+    topic: ClassVar[str] = ORDERS_TOPIC
+    type: Literal["order.placed"]
+    data: OrderPlacedData
+
+
+class OrderCancelRequested(Envelope):
+    """The merchant asked to cancel; dispatch answers with cancel_confirmed or cancel_refused."""
+
+    topic: ClassVar[str] = ORDERS_TOPIC
+    type: Literal["order.cancel_requested"]
+    data: OrderCancelRequestedData
+
+
+class DeliveryOffered(Envelope):
+    """The order was offered to a courier (the order's status stays placed)."""
+
+    topic: ClassVar[str] = DISPATCH_TOPIC
+    type: Literal["delivery.offered"]
+    data: DeliveryOfferedData
+
+
+class DeliveryAssigned(Envelope):
+    """A courier accepted the order."""
+
+    topic: ClassVar[str] = DISPATCH_TOPIC
+    type: Literal["delivery.assigned"]
+    data: DeliveryAssignedData
+
+
+class DeliveryPickedUp(Envelope):
+    """The courier has the parcel."""
+
+    topic: ClassVar[str] = DISPATCH_TOPIC
+    type: Literal["delivery.picked_up"]
+    data: DeliveryStepData
+
+
+class DeliveryDelivered(Envelope):
+    """Handed over with the right delivery code; COD collected."""
+
+    topic: ClassVar[str] = DISPATCH_TOPIC
+    type: Literal["delivery.delivered"]
+    data: DeliveryDeliveredData
+
+
+class DeliveryFailed(Envelope):
+    """The courier could not deliver."""
+
+    topic: ClassVar[str] = DISPATCH_TOPIC
+    type: Literal["delivery.failed"]
+    data: DeliveryFailedData
+
+
+class DeliveryReturned(Envelope):
+    """The parcel went back to the sender."""
+
+    topic: ClassVar[str] = DISPATCH_TOPIC
+    type: Literal["delivery.returned"]
+    data: DeliveryStepData
+
+
+class DeliveryExpired(Envelope):
+    """No courier accepted within the dispatch window."""
+
+    topic: ClassVar[str] = DISPATCH_TOPIC
+    type: Literal["delivery.expired"]
+    data: DeliveryStepData
+
+
+class CancelConfirmed(Envelope):
+    """Dispatch cancelled the job before pickup; the courier is free."""
+
+    topic: ClassVar[str] = DISPATCH_TOPIC
+    type: Literal["delivery.cancel_confirmed"]
+    data: DeliveryStepData
+
+
+class CancelRefused(Envelope):
+    """Dispatch refused the cancel: the parcel is already picked up."""
+
+    topic: ClassVar[str] = DISPATCH_TOPIC
+    type: Literal["delivery.cancel_refused"]
+    data: CancelRefusedData
+
+
+class CourierLocation(Envelope):
+    """Where a courier carrying an active job is (at most one per courier per second)."""
+
+    topic: ClassVar[str] = COURIER_LOCATIONS_TOPIC
+    type: Literal["courier.location"]
+    data: CourierLocationData
+
+EVENT_TYPES: tuple[type[Envelope], ...] = (
+    OrderPlaced, OrderCancelRequested, DeliveryOffered, DeliveryAssigned, DeliveryPickedUp,
+    DeliveryDelivered, DeliveryFailed, DeliveryReturned, DeliveryExpired, CancelConfirmed,
+    CancelRefused, CourierLocation,
+)
+EVENT_BY_TYPE: dict[str, type[Envelope]] = {
+    cls.model_fields["type"].annotation.__args__[0]: cls for cls in EVENT_TYPES  # type: ignore[union-attr]
+}
+
+AnyEvent = Annotated[Union[tuple(EVENT_TYPES)], Field(discriminator="type")]  # type: ignore[valid-type]
+_any_event = TypeAdapter(AnyEvent)
+
+
+def parse_event(raw: bytes | str) -> Envelope:
+    """Parse and validate one event; raises pydantic.ValidationError on anything off-contract."""
+    return _any_event.validate_json(raw)
+
+
+def type_name(cls: type[Envelope]) -> str:
+    return cls.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+
+
+# The order status each dispatch event moves the order to (None: status unchanged).
+STATUS_AFTER: dict[str, str | None] = {
+    "order.placed": "placed",
+    "order.cancel_requested": None,
+    "delivery.offered": None,
+    "delivery.assigned": "assigned",
+    "delivery.picked_up": "picked_up",
+    "delivery.delivered": "delivered",
+    "delivery.failed": "delivery_failed",
+    "delivery.returned": "returned",
+    "delivery.expired": "expired",
+    "delivery.cancel_confirmed": "cancelled",
+    "delivery.cancel_refused": None,
+    "courier.location": None,
+}
+
+ORDER_STATUSES = ("placed", "assigned", "picked_up", "delivered", "delivery_failed",
+                  "returned", "cancelled", "expired")
+FINAL_STATUSES = frozenset({"delivered", "returned", "cancelled", "expired"})
+
+
+def new_event(cls: type[Envelope], *, subject: str, sequence: int, source: str,
+              data: Model | dict, occurred_at: datetime | None = None, id: UUID | None = None) -> Envelope:
+    """Build a validated event (the outbox normally does this with the sequence it assigns)."""
+    from datetime import timezone
+    from uuid import uuid4
+
+    return cls(
+        id=id or uuid4(), type=type_name(cls), occurred_at=occurred_at or datetime.now(timezone.utc),
+        source=source, subject=subject, sequence=sequence, data=data,
+    )

@@ -1,0 +1,214 @@
+"""What every Giao HTTP service does the same way.
+
+- Errors are RFC 9457 problem details; validation errors name every bad field.
+- Bodies over 64 KiB are 413, non-JSON bodies 415, malformed JSON 400: never a 500.
+- /healthz, /readyz (PostgreSQL and Kafka), /metrics (Prometheus text).
+- Bearer-token helpers for the admin token (constant-time comparison).
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 64 * 1024
+PROBLEM = "application/problem+json"
+
+
+class Problem(Exception):
+    """Raise to answer with a problem document: Problem(404, "Order not found")."""
+
+    def __init__(self, status: int, detail: str, *, title: str | None = None,
+                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.title = title or HTTPStatus(status).phrase
+        self.detail = detail
+        self.headers = headers
+        self.extra = extra
+
+
+def problem_response(status: int, detail: str, *, title: str | None = None,
+                     headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
+    body = {"type": f"https://giao.vn/problems/{status}", "title": title or HTTPStatus(status).phrase,
+            "status": status, "detail": detail, **extra}
+    return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
+
+
+def unauthorized(detail: str = "Missing or invalid bearer credentials") -> Problem:
+    return Problem(401, detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+def bearer(request: Request) -> str | None:
+    value = request.headers.get("authorization", "")
+    scheme, _, token = value.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def require_admin(admin_token: str) -> Callable[[Request], None]:
+    """A FastAPI dependency that lets through only the admin bearer token."""
+
+    def check(request: Request) -> None:
+        token = bearer(request)
+        if token is None or not hmac.compare_digest(token.encode(), admin_token.encode()):
+            raise unauthorized()
+
+    return check
+
+
+# Documented on every route that takes a body or credentials, so clients (and the fuzzer)
+# know the shape of an error.
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {"type": "array", "items": {"type": "object", "properties": {
+            "loc": {"type": "array", "items": {}}, "msg": {"type": "string"}}}},
+    },
+    "additionalProperties": True,
+}
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    return {s: {"description": HTTPStatus(s).phrase,
+                "content": {PROBLEM: {"schema": PROBLEM_SCHEMA}}} for s in statuses}
+
+
+def install_problem_handlers(app: FastAPI) -> None:
+    @app.exception_handler(Problem)
+    async def _problem(_: Request, exc: Problem) -> JSONResponse:
+        return problem_response(exc.status, exc.detail, title=exc.title, headers=exc.headers, **exc.extra)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return problem_response(400, "The body is not valid JSON", title="Malformed JSON")
+        named = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "invalid")} for e in errors]
+        fields = ", ".join(".".join(str(p) for p in e["loc"][1:] or e["loc"]) for e in named)
+        return problem_response(422, f"Invalid fields: {fields}", title="Invalid input", errors=named)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return problem_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _crash(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(500, "Internal error; it has been logged")
+
+
+class BodyGuard:
+    """ASGI middleware: 413 over the size limit, 415 when a body is not JSON.
+
+    Checked before any handler runs, from Content-Length and from the bytes as they arrive
+    (a chunked body carries no length), so an oversized body is never read whole.
+    """
+
+    def __init__(self, app: Any, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        length = headers.get("content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            return await problem_response(413, f"Bodies are limited to {self.max_bytes} bytes")(scope, receive, send)
+        has_body = length not in (None, "0") or "transfer-encoding" in headers
+        ctype = headers.get("content-type", "").split(";")[0].strip().lower()
+        if has_body and ctype != "application/json" and not ctype.endswith("+json"):
+            return await problem_response(415, "Send the body as application/json")(scope, receive, send)
+
+        seen = 0
+
+        async def limited_receive() -> dict:
+            nonlocal seen
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_bytes:
+                    raise _TooLarge
+            return message
+
+        try:
+            await self.app(scope, limited_receive, send)
+        except _TooLarge:
+            await problem_response(413, f"Bodies are limited to {self.max_bytes} bytes")(scope, receive, send)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class Metrics:
+    """Per-app Prometheus registry (several apps can live in one test process)."""
+
+    def __init__(self, service: str) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"],
+                                registry=self.registry)
+        self.latency = Histogram("http_request_seconds", "HTTP request latency", ["method", "route"],
+                                 registry=self.registry,
+                                 buckets=(.002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
+        self.service = service
+
+    def counter(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
+        return Counter(name, doc, list(labels), registry=self.registry)
+
+    def render(self) -> Response:
+        return PlainTextResponse(generate_latest(self.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def install_common_routes(app: FastAPI, metrics: Metrics,
+                          ready_checks: dict[str, Callable[[], Awaitable[None]]]) -> None:
+    """/healthz, /readyz and /metrics, plus request metrics and the body guard."""
+
+    @app.middleware("http")
+    async def _measure(request: Request, call_next: Callable) -> Response:
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.requests.labels(request.method, path, str(response.status_code)).inc()
+        metrics.latency.labels(request.method, path).observe(time.perf_counter() - started)
+        return response
+
+    app.add_middleware(BodyGuard)
+
+    @app.get("/healthz", tags=["ops"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["ops"], summary="PostgreSQL and Kafka are reachable",
+             responses=problem_responses(503))
+    async def readyz() -> Response:
+        failed = {}
+        for name, check in ready_checks.items():
+            try:
+                await check()
+            except Exception as exc:  # noqa: BLE001 - any failure means not ready
+                failed[name] = repr(exc)[:200]
+        if failed:
+            return problem_response(503, "Not ready: " + ", ".join(failed), checks=failed)
+        return JSONResponse({"status": "ready", "checks": {n: "ok" for n in ready_checks}})
+
+    @app.get("/metrics", tags=["ops"], summary="Prometheus metrics", response_class=PlainTextResponse)
+    async def metrics_endpoint() -> Response:
+        return metrics.render()

@@ -1,0 +1,185 @@
+"""Kafka through FastStream, with safe defaults.
+
+- Producer: idempotent, acks=all (aiokafka's own default is acks=1 without idempotence).
+- Consumers: batches, offsets committed only after the handler succeeded (an explicit
+  ack policy: FastStream's Kafka default auto-commits, which is at-most-once).
+- Keys: the event's subject (order id, courier id), so one subject stays in one partition.
+- Dead letters: a record that is not a valid event, or that keeps failing, goes to
+  `<topic>.dlq` with the reason in its headers, and the consumer moves on. Outages
+  (PostgreSQL or Kafka unreachable) are retried without end instead: they are not the
+  message's fault.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import asyncpg
+from aiokafka import ConsumerRecord
+from aiokafka.errors import KafkaError
+from faststream import AckPolicy, Context
+from faststream.kafka import KafkaBroker
+from pydantic import ValidationError
+
+from shared.events import Envelope, dlq_topic, parse_event
+from shared.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+MAX_EVENT_BYTES = 256 * 1024  # our largest event is a few KiB; anything near this is wrong
+ATTEMPTS_BEFORE_DLQ = 3
+
+# (topic without prefix, event) pairs, in the order they were read
+Batch = list[tuple[str, Envelope]]
+BatchHandler = Callable[[Batch], Awaitable[None]]
+
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError, KafkaError,
+    asyncpg.DeadlockDetectedError, asyncpg.SerializationError,
+)
+
+
+def make_broker(settings: CommonSettings, *, client_id: str) -> KafkaBroker:
+    return KafkaBroker(
+        settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=2,  # a short wait lets the relay's records share requests
+        max_batch_size=256 * 1024,
+        ack_policy=AckPolicy.NACK_ON_ERROR,  # never commit what was not handled
+        graceful_timeout=settings.shutdown_grace_s,
+        log_level=logging.WARNING,
+    )
+
+
+async def _raw_records(msg: Any) -> Any:
+    """Decoder that hands the handler aiokafka's records untouched (we parse them ourselves)."""
+    raw = msg.raw_message
+    return list(raw) if isinstance(raw, tuple) else [raw]
+
+
+class EventConsumer:
+    """Consumes batches of events, parses them, dead-letters the bad ones, calls the handler.
+
+    The handler gets the valid events of a batch and should apply them in one transaction,
+    idempotently (shared.inbox). If it raises an error that is not an outage, the batch is
+    tried again, then one event at a time, and the event that still fails is dead-lettered.
+    """
+
+    def __init__(self, broker: KafkaBroker, settings: CommonSettings, *, name: str,
+                 topics: Sequence[str], group_id: str, handler: BatchHandler,
+                 max_records: int = 500, session_timeout_ms: int = 6000) -> None:
+        self.broker = broker
+        self.settings = settings
+        self.name = name
+        self.group_id = group_id
+        self.handler = handler
+        self._prefix = settings.topic_prefix
+        self.dead_lettered = 0
+        self.subscriber = broker.subscriber(
+            *[settings.topic(t) for t in topics],
+            group_id=group_id,
+            batch=True,
+            max_records=max_records,
+            batch_timeout_ms=50,
+            auto_offset_reset="earliest",  # a new group must not miss events sent before it
+            session_timeout_ms=session_timeout_ms,
+            heartbeat_interval_ms=max(500, session_timeout_ms // 6),
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            decoder=_raw_records,
+            title=name,
+        )
+        self.subscriber(self._consume)
+
+    async def _consume(self, records: Any, message: Any = Context("message")) -> None:
+        parsed: list[tuple[ConsumerRecord, tuple[str, Envelope]]] = []
+        for record in records:
+            event = await self._parse_or_dead_letter(record)
+            if event is not None:
+                parsed.append((record, (record.topic.removeprefix(self._prefix), event)))
+        if parsed:
+            await self._handle(parsed)
+
+    async def _parse_or_dead_letter(self, record: ConsumerRecord) -> Envelope | None:
+        value = record.value or b""
+        if len(value) > MAX_EVENT_BYTES:
+            await self.dead_letter(record, f"too large: {len(value)} bytes (limit {MAX_EVENT_BYTES})")
+            return None
+        try:
+            return parse_event(value)
+        except ValidationError as exc:
+            await self.dead_letter(record, "invalid event: " + _short(exc))
+            return None
+
+    async def _handle(self, parsed: list[tuple[ConsumerRecord, tuple[str, Envelope]]]) -> None:
+        try:
+            await self._with_retries([item for _, item in parsed])
+            return
+        except _GaveUp as gave_up:
+            if len(parsed) == 1:
+                return await self.dead_letter(parsed[0][0], f"handler failed: {gave_up.reason}")
+        # One event at a time, so that only the event that fails goes to the dead letters.
+        for record, item in parsed:
+            try:
+                await self._with_retries([item])
+            except _GaveUp as gave_up:
+                await self.dead_letter(record, f"handler failed: {gave_up.reason}")
+
+    async def _with_retries(self, batch: Batch) -> None:
+        attempt, backoff = 0, 0.05
+        while True:
+            try:
+                await self.handler(batch)
+                return
+            except TRANSIENT_ERRORS as exc:
+                # Not the message's fault: wait for the outage to end (shutdown cancels this).
+                log.warning("%s: outage while handling %d events: %r; retrying in %.2fs",
+                            self.name, len(batch), exc, backoff)
+            except Exception as exc:  # noqa: BLE001 - anything else is this message's problem
+                attempt += 1
+                log.warning("%s: handler failed (attempt %d/%d): %r", self.name, attempt,
+                            ATTEMPTS_BEFORE_DLQ, exc)
+                if attempt >= ATTEMPTS_BEFORE_DLQ:
+                    raise _GaveUp(repr(exc)) from exc
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 2.0)
+
+    async def dead_letter(self, record: ConsumerRecord, reason: str) -> None:
+        log.error("%s: dead-lettering %s[%d]@%d: %s", self.name, record.topic, record.partition,
+                  record.offset, reason)
+        value = record.value or b""
+        headers = {
+            "x-error": reason[:2000],
+            "x-original-topic": record.topic,
+            "x-original-partition": str(record.partition),
+            "x-original-offset": str(record.offset),
+            "x-consumer-group": self.group_id,
+        }
+        if len(value) > MAX_EVENT_BYTES:
+            value, headers["x-truncated"] = value[:MAX_EVENT_BYTES], "true"
+        await self.broker.publish(value, topic=dlq_topic(record.topic), key=record.key, headers=headers)
+        self.dead_lettered += 1
+
+
+class _GaveUp(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+def _short(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:10])
+
+
+def relay_publisher(broker: KafkaBroker):
+    """The outbox relay's publish: hand the record to the producer, return the ack future."""
+
+    async def publish(topic: str, key: bytes, payload: bytes, headers: dict[str, str]):
+        return await broker.publish(payload, topic=topic, key=key, headers=headers, no_confirm=True)
+
+    return publish

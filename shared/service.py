@@ -1,0 +1,149 @@
+"""The runtime of one service process: pool, migrations, broker, outbox relay, consumers,
+background loops, and the order they start and stop in.
+
+Shutdown on SIGTERM (uvicorn turns it into the lifespan's exit after it stopped accepting
+connections and finished in-flight requests): stop consuming (the batch in hand finishes
+and its offsets are committed), stop background loops, let the relay publish what is
+committed, stop the producer, close the pool. Each step is bounded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from pathlib import Path
+
+import asyncpg
+import uvicorn
+from fastapi import FastAPI
+
+from shared.db import create_pool, migrate
+from shared.kafka import BatchHandler, EventConsumer, make_broker, relay_publisher
+from shared.outbox import OutboxRelay
+from shared.settings import CommonSettings
+
+log = logging.getLogger(__name__)
+
+
+class Runtime:
+    def __init__(self, settings: CommonSettings, *, name: str, database_url: str,
+                 migrations: Path | None, pool_size: int = 20, relay: bool = True) -> None:
+        self.settings = settings
+        self.name = name
+        self.database_url = database_url
+        self.migrations = migrations
+        self.pool_size = pool_size
+        self.broker = make_broker(settings, client_id=name)
+        self.consumers: list[EventConsumer] = []
+        self.relay: OutboxRelay | None = None
+        self._with_relay = relay
+        self._loops: list[tuple[str, Callable[[], Awaitable[None]]]] = []
+        self._tasks: list[asyncio.Task] = []
+        self._pool: asyncpg.Pool | None = None
+        self.started = False
+
+    @property
+    def pool(self) -> asyncpg.Pool:
+        if self._pool is None:
+            raise RuntimeError(f"{self.name}: the runtime has not started")
+        return self._pool
+
+    def consume(self, *, name: str, topics: Sequence[str], handler: BatchHandler,
+                group_id: str | None = None, max_records: int = 500) -> EventConsumer:
+        """Register a consumer (before start). The group defaults to the consumer's name."""
+        consumer = EventConsumer(self.broker, self.settings, name=name, topics=topics,
+                                 group_id=group_id or f"{self.settings.topic_prefix}{name}",
+                                 handler=handler, max_records=max_records)
+        self.consumers.append(consumer)
+        return consumer
+
+    def loop(self, name: str, run: Callable[[], Awaitable[None]]) -> None:
+        """Register a background loop started after the pool (dispatch's matcher, say)."""
+        self._loops.append((name, run))
+
+    async def start(self) -> None:
+        self._pool = await create_pool(self.database_url, max_size=self.pool_size)
+        dirs = [self.migrations] if self.migrations else []
+        await migrate(self._pool, *dirs)
+        await self.broker.start()
+        if self._with_relay:
+            self.relay = OutboxRelay(self._pool, relay_publisher(self.broker))
+            await self.relay.start()
+        self._tasks = [asyncio.create_task(_forever(name, run), name=name) for name, run in self._loops]
+        self.started = True
+        log.info("%s: started", self.name)
+
+    async def stop(self) -> None:
+        grace = self.settings.shutdown_grace_s
+        for consumer in self.consumers:
+            with _bounded(f"{self.name}: stopping {consumer.name}"):
+                await asyncio.wait_for(consumer.subscriber.stop(), grace)
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self.relay:
+            with _bounded(f"{self.name}: draining the outbox"):
+                await asyncio.wait_for(self.relay.stop(), grace)
+        with _bounded(f"{self.name}: stopping the broker"):
+            await asyncio.wait_for(self.broker.stop(), grace)
+        if self._pool:
+            with _bounded(f"{self.name}: closing the pool"):
+                await asyncio.wait_for(self._pool.close(), grace)
+        self.started = False
+        log.info("%s: stopped", self.name)
+
+    async def check_database(self) -> None:
+        await self.pool.fetchval("SELECT 1")
+
+    async def check_kafka(self) -> None:
+        if not await self.broker.ping(timeout=2.0):
+            raise ConnectionError("Kafka did not answer")
+
+    def ready_checks(self) -> dict[str, Callable[[], Awaitable[None]]]:
+        return {"postgres": self.check_database, "kafka": self.check_kafka}
+
+    def lifespan(self) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
+        @contextlib.asynccontextmanager
+        async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+            await self.start()
+            try:
+                yield
+            finally:
+                await self.stop()
+
+        return lifespan
+
+
+async def _forever(name: str, run: Callable[[], Awaitable[None]]) -> None:
+    """Keep a background loop alive through outages; cancellation ends it."""
+    backoff = 0.1
+    while True:
+        try:
+            await run()
+            return
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - log, wait, go on
+            log.warning("%s: %r; restarting in %.1fs", name, exc, backoff)
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 5.0)
+
+
+@contextlib.contextmanager
+def _bounded(what: str):
+    try:
+        yield
+    except asyncio.TimeoutError:
+        log.error("%s took too long; going on with shutdown", what)
+    except Exception as exc:  # noqa: BLE001 - shutdown must go on
+        log.error("%s failed: %r", what, exc)
+
+
+def serve(app: FastAPI, settings: CommonSettings, port: int) -> None:
+    logging.basicConfig(level=settings.log_level,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    uvicorn.run(app, host=settings.host, port=port, loop="uvloop", http="httptools",
+                lifespan="on", access_log=False, log_level=settings.log_level.lower(),
+                timeout_graceful_shutdown=int(settings.shutdown_grace_s))

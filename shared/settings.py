@@ -1,0 +1,43 @@
+"""Settings read from the environment (pydantic-settings). Every name is listed in the README.
+
+Common names have no service prefix (GIAO_ENV, GIAO_KAFKA_BOOTSTRAP_SERVERS, ...); each
+service adds its own with its prefix (GIAO_ORDERS_PORT, GIAO_ORDERS_DATABASE_URL, ...).
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_ADMIN_TOKEN = "dev-admin-token"
+DEV_DELIVERY_CODE_KEY = "dev-delivery-code-key"
+
+
+class CommonSettings(BaseSettings):
+    """Settings every service reads. Subclasses set `env_prefix` for their own fields."""
+
+    model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+
+    env: str = Field("development", validation_alias="GIAO_ENV")
+    kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias="GIAO_KAFKA_BOOTSTRAP_SERVERS")
+    # Prepended to every topic name; tests use it to give each test topics of its own.
+    topic_prefix: str = Field("", validation_alias="GIAO_TOPIC_PREFIX")
+    admin_token: str = Field(DEV_ADMIN_TOKEN, validation_alias="GIAO_ADMIN_TOKEN")
+    # Key of the keyed hash that carries the delivery code on Kafka (orders hashes, dispatch checks).
+    delivery_code_key: str = Field(DEV_DELIVERY_CODE_KEY, validation_alias="GIAO_DELIVERY_CODE_KEY")
+    log_level: str = Field("INFO", validation_alias="GIAO_LOG_LEVEL")
+    # Seconds a SIGTERM may take: stop taking work, finish in-flight work, commit offsets.
+    shutdown_grace_s: float = Field(10.0, validation_alias="GIAO_SHUTDOWN_GRACE_S")
+    host: str = Field("127.0.0.1", validation_alias="GIAO_HOST")
+
+    @model_validator(mode="after")
+    def _refuse_dev_secrets_in_production(self) -> "CommonSettings":
+        if self.env == "production":
+            if self.admin_token == DEV_ADMIN_TOKEN:
+                raise ValueError("GIAO_ADMIN_TOKEN must be set in production (the default is public)")
+            if self.delivery_code_key == DEV_DELIVERY_CODE_KEY:
+                raise ValueError("GIAO_DELIVERY_CODE_KEY must be set in production (the default is public)")
+        return self
+
+    def topic(self, name: str) -> str:
+        return f"{self.topic_prefix}{name}"

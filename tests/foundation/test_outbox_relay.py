@@ -1,0 +1,115 @@
+"""The outbox relay against real PostgreSQL and Kafka."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections import Counter, defaultdict
+
+import orjson
+import pytest
+
+from shared.db import create_pool, migrate
+from shared.events import ORDERS_TOPIC, OrderCancelRequested
+from shared.kafka import make_broker, relay_publisher
+from shared.outbox import OutboxRelay, add_event
+from shared.settings import CommonSettings
+from tests.support import eventually, read_topic
+
+
+async def _write_events(pool, topic: str, subjects: list[str], per_subject: int) -> None:
+    # Interleaved subjects, each in its own transaction, as many requests would write them.
+    for i in range(per_subject):
+        for s in subjects:
+            async with pool.acquire() as conn, conn.transaction():
+                await add_event(conn, OrderCancelRequested, subject=s, source="orders", topic=topic,
+                                data={"order_id": s, "reason": f"#{i}"})
+
+
+@pytest.fixture
+async def setup(infra, database, topic_prefix):
+    settings = CommonSettings(kafka_bootstrap_servers=infra.kafka_bootstrap, topic_prefix=topic_prefix)
+    pool = await create_pool(database, max_size=10)
+    await migrate(pool)
+    brokers = [make_broker(settings, client_id=f"relay-{i}") for i in range(2)]
+    for b in brokers:
+        await b.start()
+    yield settings, pool, brokers
+    for b in brokers:
+        await b.stop()
+    await pool.close()
+
+
+async def test_two_racing_relays_publish_each_row_once_in_subject_order(setup, infra):
+    settings, pool, brokers = setup
+    topic = settings.topic(ORDERS_TOPIC)
+    subjects = [str(uuid.uuid4()) for _ in range(20)]
+    await _write_events(pool, topic, subjects, per_subject=10)
+    relays = [OutboxRelay(pool, relay_publisher(b), batch_size=7) for b in brokers]
+    # Both relays drain the same table at once, over and over, until it is empty.
+    async def drain(relay):
+        while await pool.fetchval("SELECT count(*) FROM outbox"):
+            await relay.drain_once()
+    await asyncio.gather(*(drain(r) for r in relays))
+
+    records = await read_topic(infra.kafka_bootstrap, topic, at_least=200)
+    ids = [orjson.loads(r.value)["id"] for r in records]
+    assert len(ids) == 200 and len(set(ids)) == 200, "every row exactly once"
+    assert sum(r.published for r in relays) == 200
+    assert all(r.published > 0 for r in relays), "both relays did part of the work"
+    seqs = defaultdict(list)
+    for r in records:
+        event = orjson.loads(r.value)
+        assert r.key.decode() == event["subject"]
+        seqs[event["subject"]].append(event["sequence"])
+    assert all(s == list(range(1, 11)) for s in seqs.values()), "per-subject order kept"
+    assert await pool.fetchval("SELECT published FROM outbox_published WHERE event_type = 'order.cancel_requested'") == 200
+
+
+async def test_rows_left_by_a_crash_before_commit_are_published_after_restart(setup, infra):
+    settings, pool, brokers = setup
+    topic = settings.topic(ORDERS_TOPIC)
+    subject = str(uuid.uuid4())
+    await _write_events(pool, topic, [subject], per_subject=3)
+
+    class Crash(Exception):
+        pass
+
+    async def publish_then_crash(*args):
+        future = await relay_publisher(brokers[0])(*args)
+        await future
+        raise Crash  # the process dies after Kafka has the record, before the delete commits
+
+    with pytest.raises(Crash):
+        await OutboxRelay(pool, publish_then_crash).drain_once()
+    assert await pool.fetchval("SELECT count(*) FROM outbox") == 3, "the claim was rolled back"
+
+    restarted = OutboxRelay(pool, relay_publisher(brokers[1]))
+    await restarted.start()
+    try:
+        await eventually(lambda: _outbox_empty(pool), what="outbox drained after restart")
+    finally:
+        await restarted.stop()
+    records = await read_topic(infra.kafka_bootstrap, topic, at_least=3)
+    sequences = [orjson.loads(r.value)["sequence"] for r in records]
+    # At-least-once: the first event went out before the crash and again after it.
+    assert sorted(set(sequences)) == [1, 2, 3]
+    assert Counter(sequences)[1] == 2
+
+
+async def test_relay_is_woken_by_notify(setup, infra):
+    settings, pool, brokers = setup
+    topic = settings.topic(ORDERS_TOPIC)
+    relay = OutboxRelay(pool, relay_publisher(brokers[0]), idle_poll_s=60)  # no polling to help
+    await relay.start()
+    try:
+        await asyncio.sleep(0)  # let it reach its idle wait
+        await _write_events(pool, topic, [str(uuid.uuid4())], per_subject=1)
+        await eventually(lambda: _outbox_empty(pool), timeout=5, what="relay woken by NOTIFY")
+    finally:
+        await relay.stop()
+    assert len(await read_topic(infra.kafka_bootstrap, topic, at_least=1)) == 1
+
+
+async def _outbox_empty(pool) -> bool:
+    return await pool.fetchval("SELECT count(*) FROM outbox") == 0

@@ -1,0 +1,76 @@
+"""Helpers for tests: poll a condition with a deadline, read a topic from the start."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+T = TypeVar("T")
+
+
+async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 20.0,
+                     interval: float = 0.05, what: str = "condition") -> T:
+    """Call `check` until it returns something truthy (returned) or the deadline passes.
+
+    `check` may also raise AssertionError while the condition does not hold yet.
+    """
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            last = await check()
+            if last:
+                return last
+        except AssertionError as exc:
+            last = exc
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what}; last: {last!r}")
+        await asyncio.sleep(interval)
+
+
+async def read_topic(bootstrap: str, topic: str, *, at_least: int = 0, timeout: float = 20.0) -> list[Any]:
+    """Every record of `topic` from the beginning (no consumer group): waits for `at_least`."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        async def partitions() -> set[int] | None:
+            await consumer._client.force_metadata_update()
+            return consumer.partitions_for_topic(topic)
+
+        parts = await eventually(partitions, timeout=timeout, what=f"topic {topic} to exist") \
+            if at_least else (await partitions() or set())
+        tps = [TopicPartition(topic, p) for p in parts]
+        if not tps:
+            return []
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: list[Any] = []
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            ends = await consumer.end_offsets(tps)
+            batch = await consumer.getmany(timeout_ms=200)
+            for recs in batch.values():
+                records.extend(recs)
+            caught_up = all([await consumer.position(tp) >= ends[tp] for tp in tps])
+            if caught_up and len(records) >= at_least:
+                return records
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"{topic}: {len(records)} records after {timeout}s, wanted {at_least}")
+    finally:
+        await consumer.stop()
+
+
+async def produce(bootstrap: str, topic: str, values: list[tuple[bytes | None, bytes]],
+                  headers: list[tuple[str, bytes]] | None = None) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    await producer.start()
+    try:
+        for key, value in values:
+            await producer.send_and_wait(topic, value, key=key, headers=headers or [])
+    finally:
+        await producer.stop()
