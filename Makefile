@@ -1,0 +1,53 @@
+# Giao: two commands set everything up on a fresh machine: `make demo` and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+PYTEST_ARGS ?=
+
+.PHONY: help venv infra up down status demo test test-fast bench catalog clean-data
+
+help:
+	@echo "make demo   - set up, start everything, run the city simulation (the main job)"
+	@echo "make test   - set up, start Kafka and PostgreSQL, run the whole test suite"
+	@echo "make up     - start Kafka, PostgreSQL and the three services (idempotent)"
+	@echo "make down   - stop them (data stays in var/)"
+	@echo "make bench  - the benchmark (not part of make test)"
+
+# The venv, re-made when pyproject.toml changes.
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; assert sys.version_info[:2] == (3, 11), "Python 3.11 is needed, found " + sys.version' 
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -e ".[test]"
+	@rm -f $(VENV)/.installed-*; touch $@
+
+venv: $(STAMP)
+
+infra: venv
+	deploy/local/kafka.sh start
+	deploy/local/postgres.sh start
+
+up: venv
+	deploy/local/up.sh
+
+down:
+	deploy/local/down.sh
+
+status:
+	-deploy/local/kafka.sh status; deploy/local/postgres.sh status; deploy/local/services.sh status
+
+demo: up
+	$(PY) -m tools.sim $(SIM_ARGS)
+
+test: infra
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: up
+	$(PY) -m tools.bench $(BENCH_ARGS)
+
+catalog: venv
+	$(PY) -m shared.catalog
+
+clean-data: down
+	rm -rf var/

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# The three Giao services as background processes of the project's venv.
+# Usage: deploy/local/services.sh start|stop|status [orders dispatch tracking]
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+PY="$ROOT/.venv/bin/python"
+declare -A PORTS=([orders]="${GIAO_ORDERS_PORT:-8001}" [dispatch]="${GIAO_DISPATCH_PORT:-8002}" [tracking]="${GIAO_TRACKING_PORT:-8003}")
+ALL=(orders dispatch tracking)
+# SIGTERM lets a service finish its in-flight work (see shared/service.py); past this, SIGKILL.
+GRACE="${GIAO_STOP_GRACE_S:-30}"
+
+ready() { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:${PORTS[$1]}/readyz"; }
+
+start_one() {
+  local s=$1 pidfile="$RUN/$s.pid"
+  if pid_alive "$pidfile"; then say "$s: already running (pid $(cat "$pidfile"))"; return 0; fi
+  if port_open "${PORTS[$s]}"; then die "$s: port ${PORTS[$s]} is taken by a process this project did not start"; fi
+  (cd "$ROOT" && nohup "$PY" -m "services.$s" >> "$LOGS/$s.log" 2>&1 < /dev/null & echo $! > "$pidfile")
+  say "$s: starting on 127.0.0.1:${PORTS[$s]} (pid $(cat "$pidfile"))"
+}
+
+wait_ready() {
+  local s=$1
+  wait_for 60 "$s /readyz" bash -c "kill -0 $(cat "$RUN/$s.pid") 2>/dev/null || exit 0; curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:${PORTS[$s]}/readyz" 
+  pid_alive "$RUN/$s.pid" || { tail -30 "$LOGS/$s.log" >&2; die "$s: exited; log in $LOGS/$s.log"; }
+  ready "$s" || { tail -30 "$LOGS/$s.log" >&2; die "$s: not ready after 60 s; log in $LOGS/$s.log"; }
+  say "$s: ready; log in $LOGS/$s.log"
+}
+
+names=("${@:2}"); [[ ${#names[@]} -gt 0 ]] || names=("${ALL[@]}")
+case "${1:-}" in
+  start) for s in "${names[@]}"; do start_one "$s"; done
+         for s in "${names[@]}"; do wait_ready "$s"; done ;;
+  stop) for s in "${names[@]}"; do stop_pid "$s" "$RUN/$s.pid" "$GRACE"; done ;;
+  status) rc=0; for s in "${names[@]}"; do
+            if pid_alive "$RUN/$s.pid"; then echo "$s: running (pid $(cat "$RUN/$s.pid"))"; else echo "$s: stopped"; rc=3; fi
+          done; exit $rc ;;
+  *) die "usage: $0 start|stop|status [service...]" ;;
+esac

@@ -1,0 +1,94 @@
+"""Consuming through the real broker: duplicates applied once, poison to the DLQ, the consumer goes on."""
+
+from __future__ import annotations
+
+import uuid
+
+import orjson
+import pytest
+
+from shared.events import ORDERS_TOPIC, OrderCancelRequested, dlq_topic, new_event
+from shared.inbox import Verdict, accept
+from shared.service import Runtime
+from shared.settings import CommonSettings
+from tests.support import eventually, produce, read_topic
+
+
+@pytest.fixture
+async def runtime(infra, database, topic_prefix):
+    settings = CommonSettings(kafka_bootstrap_servers=infra.kafka_bootstrap, topic_prefix=topic_prefix,
+                              shutdown_grace_s=5)
+    rt = Runtime(settings, name="probe", database_url=database, migrations=None, relay=False)
+    applied: list[str] = []
+    failures = {"explode": 0}
+
+    async def handle(batch):
+        async with rt.pool.acquire() as conn, conn.transaction():
+            for topic, event in batch:
+                if event.data.reason == "explode":
+                    failures["explode"] += 1
+                    raise ValueError("this event always breaks the handler")
+                if await accept(conn, "probe", topic, event) is Verdict.NEW:
+                    await conn.execute("CREATE TABLE IF NOT EXISTS effects (event_id uuid, reason text)")
+                    await conn.execute("INSERT INTO effects VALUES ($1, $2)", event.id, event.data.reason)
+        applied.extend(e.data.reason or "" for _, e in batch)
+
+    consumer = rt.consume(name="probe", topics=[ORDERS_TOPIC], handler=handle)
+    await rt.start()
+    yield settings, rt, consumer, failures
+    await rt.stop()
+
+
+def _cancel(subject: str, seq: int, reason: str, id=None):
+    return new_event(OrderCancelRequested, subject=subject, sequence=seq, source="orders",
+                     data={"order_id": subject, "reason": reason}, id=id)
+
+
+async def _effects(rt) -> list[str]:
+    exists = await rt.pool.fetchval("SELECT to_regclass('effects') IS NOT NULL")
+    return [r["reason"] for r in await rt.pool.fetch("SELECT reason FROM effects ORDER BY reason")] if exists else []
+
+
+async def test_duplicate_and_stale_deliveries_are_applied_once(runtime, infra):
+    settings, rt, _, _ = runtime
+    subject = str(uuid.uuid4())
+    first, second = _cancel(subject, 1, "a"), _cancel(subject, 2, "b")
+    values = [first, first, second, _cancel(subject, 1, "stale")]  # a redelivery, then an old sequence
+    await produce(infra.kafka_bootstrap, settings.topic(ORDERS_TOPIC),
+                  [(subject.encode(), e.model_dump_json().encode()) for e in values])
+    await eventually(lambda: _effects_equal(rt, ["a", "b"]), what="a and b applied")
+    counts = await rt.pool.fetch("SELECT event_type, applied FROM inbox_applied")
+    assert [(r["event_type"], r["applied"]) for r in counts] == [("order.cancel_requested", 2)]
+
+
+async def _effects_equal(rt, expected):
+    return await _effects(rt) == expected
+
+
+async def test_poison_messages_go_to_the_dlq_and_the_next_message_is_handled(runtime, infra):
+    settings, rt, consumer, failures = runtime
+    topic = settings.topic(ORDERS_TOPIC)
+    subject = str(uuid.uuid4())
+    wrong_version = orjson.loads(_cancel(subject, 1, "x").model_dump_json()) | {"version": 2}
+    unknown_type = orjson.loads(_cancel(subject, 1, "x").model_dump_json()) | {"type": "order.teleported"}
+    poison = [
+        b"{not json",
+        orjson.dumps(wrong_version),
+        orjson.dumps(unknown_type),
+        b"x" * (300 * 1024),  # oversized
+        _cancel(subject, 1, "explode").model_dump_json().encode(),  # valid, but the handler always fails
+    ]
+    after = _cancel(subject, 2, "after the poison")
+    await produce(infra.kafka_bootstrap, topic,
+                  [(subject.encode(), v) for v in poison] + [(subject.encode(), after.model_dump_json().encode())])
+
+    await eventually(lambda: _effects_equal(rt, ["after the poison"]), what="the next message handled")
+    dead = await read_topic(infra.kafka_bootstrap, dlq_topic(topic), at_least=5)
+    reasons = [dict(r.headers)["x-error"].decode() for r in dead]
+    assert len(dead) == 5
+    assert reasons[0].startswith("invalid event") and reasons[3].startswith("too large")
+    assert "version" in reasons[1]
+    assert "order.teleported" in reasons[2]
+    assert reasons[4].startswith("handler failed") and failures["explode"] >= 3
+    assert all(dict(r.headers)["x-original-topic"].decode() == topic for r in dead)
+    assert consumer.dead_lettered == 5
