@@ -25,10 +25,12 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 infra: venv
+	deploy/local/tools.sh
 	deploy/local/kafka.sh start
 	deploy/local/postgres.sh start
 
 up: venv
+	deploy/local/tools.sh
 	deploy/local/up.sh
 
 down:

@@ -1,0 +1,4 @@
+-- One database per service (they share no tables).
+CREATE DATABASE giao_orders;
+CREATE DATABASE giao_dispatch;
+CREATE DATABASE giao_tracking;

@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# Client tools the tests use, from Debian's packages: kcat (a Kafka client we did not write)
+# and docker-compose (to validate docker-compose.yml without a Docker engine).
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+missing=()
+command -v kcat >/dev/null || missing+=(kcat)
+command -v docker-compose >/dev/null || missing+=(docker-compose)
+command -v curl >/dev/null || missing+=(curl)
+command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || missing+=(maven)
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+[[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}; install them with apt-get as root"
+say "installing ${missing[*]} from Debian's packages"
+apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
