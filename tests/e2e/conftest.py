@@ -1,0 +1,174 @@
+"""The services as real processes (`python -m services.<name>`), on free ports, with databases
+and a topic prefix of their own, and TWO dispatch instances in one consumer group.
+
+One system serves a test module; every test works at a spot of the map of its own (far from
+the others), so couriers of one test are never candidates for another's orders.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.conftest import ROOT, Infra
+from tools.client import Endpoints
+
+SERVICES = ("orders", "dispatch", "tracking")
+LOGS = ROOT / "var" / "log" / "e2e"
+# Short timings so that expiries happen within a test.
+FAST = {
+    "GIAO_DISPATCH_OFFER_TIMEOUT_S": "2",
+    "GIAO_DISPATCH_WINDOW_S": "12",
+    "GIAO_DISPATCH_POLL_S": "0.2",
+    "GIAO_DISPATCH_MATCH_RETRY_BASE_S": "0.2",
+    "GIAO_DISPATCH_MATCH_RETRY_MAX_S": "0.5",
+    "GIAO_TRACKING_HEARTBEAT_S": "1",
+    "GIAO_SHUTDOWN_GRACE_S": "5",
+}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Proc:
+    service: str
+    port: int
+    env: dict[str, str]
+    log: Path
+    popen: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        self.log.parent.mkdir(parents=True, exist_ok=True)
+        out = self.log.open("ab")
+        self.popen = subprocess.Popen([sys.executable, "-m", f"services.{self.service}"], cwd=ROOT,
+                                      env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL)
+        out.close()
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.popen.poll() is not None:
+                raise RuntimeError(f"{self.service} exited with {self.popen.returncode}; see {self.log}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"{self.service} not ready after {timeout}s; see {self.log}")
+
+    def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM and wait: the exit code (0 for a graceful shutdown)."""
+        if self.popen is None or self.popen.poll() is not None:
+            return self.popen.returncode if self.popen else 0
+        self.popen.send_signal(signal.SIGTERM)
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+            return -9
+
+    def kill(self) -> None:
+        if self.popen and self.popen.poll() is None:
+            self.popen.kill()
+            self.popen.wait()
+
+
+@dataclass
+class System:
+    infra: Infra
+    prefix: str
+    databases: dict[str, str]
+    procs: dict[str, list[Proc]] = field(default_factory=dict)
+    admin_token: str = "e2e-admin-token"
+    _spots: itertools.count = field(default_factory=lambda: itertools.count())
+
+    def endpoints(self, dispatch_instance: int = 0) -> Endpoints:
+        return Endpoints(self.procs["orders"][0].url, self.procs["dispatch"][dispatch_instance].url,
+                         self.procs["tracking"][0].url, self.admin_token)
+
+    def spot(self) -> tuple[float, float]:
+        """A place on the map no other test of this system uses (~100 km apart)."""
+        n = next(self._spots)
+        return -40.0 + (n // 30) * 1.0, -150.0 + (n % 30) * 10.0
+
+    def add(self, service: str, extra_env: dict[str, str] | None = None) -> Proc:
+        env = {**os.environ, **FAST, "GIAO_KAFKA_BOOTSTRAP_SERVERS": self.infra.kafka_bootstrap,
+               "GIAO_TOPIC_PREFIX": self.prefix, "GIAO_ADMIN_TOKEN": self.admin_token,
+               f"GIAO_{service.upper()}_DATABASE_URL": self.databases[service], **(extra_env or {})}
+        port = free_port()
+        env[f"GIAO_{service.upper()}_PORT"] = str(port)
+        n = len(self.procs.setdefault(service, []))
+        proc = Proc(service, port, env, LOGS / f"{self.prefix}{service}-{n}.log")
+        self.procs[service].append(proc)
+        proc.start()
+        return proc
+
+
+async def _create_databases(infra: Infra, names: list[str]) -> None:
+    admin = await asyncpg.connect(infra.pg_admin_dsn)
+    try:
+        for name in names:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+
+
+async def _drop_databases(infra: Infra, names: list[str]) -> None:
+    admin = await asyncpg.connect(infra.pg_admin_dsn)
+    try:
+        for name in names:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def start_system(infra: Infra, dispatch_instances: int = 2) -> System:
+    tag = uuid.uuid4().hex[:8]
+    names = {s: f"e2e_{tag}_{s}" for s in SERVICES}
+    asyncio.run(_create_databases(infra, list(names.values())))
+    system = System(infra, f"e2e{tag}.", {s: infra.dsn_for(n) for s, n in names.items()})
+    for service in SERVICES:
+        for _ in range(dispatch_instances if service == "dispatch" else 1):
+            system.add(service)
+    for procs in system.procs.values():
+        for p in procs:
+            p.wait_ready()
+    return system
+
+
+def stop_system(system: System) -> dict[str, list[int]]:
+    codes = {s: [p.terminate() for p in procs] for s, procs in system.procs.items()}
+    asyncio.run(_drop_databases(system.infra, [dsn.rsplit("/", 1)[1] for dsn in system.databases.values()]))
+    return codes
+
+
+@pytest.fixture(scope="module")
+def system(infra: Infra):
+    system = start_system(infra)
+    yield system
+    codes = stop_system(system)
+    assert all(c == 0 for cs in codes.values() for c in cs), f"a service did not shut down cleanly: {codes}"

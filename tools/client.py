@@ -1,0 +1,156 @@
+"""A client of Giao's public HTTP APIs, as a shop system, a courier's phone or a customer's
+browser would call them. The simulator, the benchmark and the end-to-end tests use it; it
+knows only the contract, nothing of the services' insides.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+
+class ApiError(Exception):
+    def __init__(self, method: str, url: str, status: int, body: Any) -> None:
+        super().__init__(f"{method} {url} -> {status}: {body}")
+        self.status = status
+        self.body = body
+
+
+@dataclass
+class Endpoints:
+    orders: str = "http://127.0.0.1:8001"
+    dispatch: str = "http://127.0.0.1:8002"
+    tracking: str = "http://127.0.0.1:8003"
+    admin_token: str = "dev-admin-token"
+
+
+@dataclass
+class CallStats:
+    """Latency of every call by name, and the calls that failed."""
+
+    latencies_ms: dict[str, list[float]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+
+    def record(self, name: str, ms: float) -> None:
+        self.latencies_ms.setdefault(name, []).append(ms)
+
+
+class Giao:
+    """One HTTP connection pool for everything; each call names who makes it (a bearer token)."""
+
+    def __init__(self, endpoints: Endpoints | None = None, *, stats: CallStats | None = None,
+                 timeout: float = 10.0, max_connections: int = 200) -> None:
+        self.endpoints = endpoints or Endpoints()
+        self.stats = stats or CallStats()
+        self.http = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(
+            max_connections=max_connections, max_keepalive_connections=max_connections))
+
+    async def close(self) -> None:
+        await self.http.aclose()
+
+    async def __aenter__(self) -> "Giao":
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def call(self, name: str, method: str, url: str, *, token: str | None = None,
+                   json: Any = None, headers: dict[str, str] | None = None,
+                   expect: tuple[int, ...] = (200, 201, 202)) -> Any:
+        hdrs = dict(headers or {})
+        if token:
+            hdrs["Authorization"] = f"Bearer {token}"
+        if json is not None:
+            hdrs["Content-Type"] = "application/json"
+        started = time.perf_counter()
+        try:
+            response = await self.http.request(method, url, headers=hdrs,
+                                               content=None if json is None else orjson.dumps(json))
+        except httpx.HTTPError as exc:
+            self.stats.errors.append(f"{name}: {exc!r}")
+            raise
+        self.stats.record(name, (time.perf_counter() - started) * 1000)
+        body = response.json() if response.content and "json" in response.headers.get("content-type", "") else response.text
+        if response.status_code not in expect:
+            raise ApiError(method, url, response.status_code, body)
+        return body
+
+    # --- admin -------------------------------------------------------------------------
+    async def create_merchant(self, name: str, phone: str) -> dict:
+        return await self.call("create_merchant", "POST", f"{self.endpoints.orders}/v1/admin/merchants",
+                               token=self.endpoints.admin_token, json={"name": name, "phone": phone})
+
+    async def create_courier(self, name: str, phone: str, vehicle: str) -> dict:
+        return await self.call("create_courier", "POST", f"{self.endpoints.dispatch}/v1/admin/couriers",
+                               token=self.endpoints.admin_token,
+                               json={"name": name, "phone": phone, "vehicle": vehicle})
+
+    async def admin_job(self, order_id: str) -> dict:
+        return await self.call("admin_job", "GET", f"{self.endpoints.dispatch}/v1/admin/jobs/{order_id}",
+                               token=self.endpoints.admin_token)
+
+    # --- merchant ----------------------------------------------------------------------
+    async def quote(self, api_key: str, body: dict) -> dict:
+        return await self.call("quote", "POST", f"{self.endpoints.orders}/v1/quotes", token=api_key, json=body)
+
+    async def place_order(self, api_key: str, body: dict, idempotency_key: str | None = None) -> dict:
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return await self.call("place_order", "POST", f"{self.endpoints.orders}/v1/orders", token=api_key,
+                               json=body, headers=headers, expect=(201,))
+
+    async def get_order(self, api_key: str, order_id: str) -> dict:
+        return await self.call("get_order", "GET", f"{self.endpoints.orders}/v1/orders/{order_id}", token=api_key)
+
+    async def list_orders(self, api_key: str, **params: Any) -> dict:
+        query = "&".join(f"{k}={v}" for k, v in params.items() if v is not None)
+        return await self.call("list_orders", "GET", f"{self.endpoints.orders}/v1/orders?{query}", token=api_key)
+
+    async def cancel_order(self, api_key: str, order_id: str, reason: str | None = None,
+                           expect: tuple[int, ...] = (202,)) -> dict:
+        return await self.call("cancel_order", "POST", f"{self.endpoints.orders}/v1/orders/{order_id}/cancel",
+                               token=api_key, json={"reason": reason} if reason else {}, expect=expect)
+
+    # --- courier -----------------------------------------------------------------------
+    async def set_status(self, token: str, online: bool, lat: float, lng: float) -> Any:
+        return await self.call("courier_status", "PUT", f"{self.endpoints.dispatch}/v1/courier/status",
+                               token=token, json={"online": online, "lat": lat, "lng": lng})
+
+    async def send_locations(self, token: str, points: list[dict]) -> Any:
+        return await self.call("courier_locations", "POST", f"{self.endpoints.dispatch}/v1/courier/locations",
+                               token=token, json={"points": points})
+
+    async def jobs(self, token: str) -> list[dict]:
+        body = await self.call("courier_jobs", "GET", f"{self.endpoints.dispatch}/v1/courier/jobs", token=token)
+        return body["items"]
+
+    async def job_action(self, token: str, order_id: str, action: str, body: dict | None = None,
+                         expect: tuple[int, ...] = (200,)) -> Any:
+        return await self.call(f"job_{action}", "POST",
+                               f"{self.endpoints.dispatch}/v1/courier/jobs/{order_id}/{action}",
+                               token=token, json=body if body is not None else {}, expect=expect)
+
+    # --- customer ----------------------------------------------------------------------
+    async def track(self, code: str, expect: tuple[int, ...] = (200,)) -> dict:
+        return await self.call("track", "GET", f"{self.endpoints.tracking}/v1/tracking/{code}", expect=expect)
+
+    async def follow(self, code: str) -> AsyncIterator[tuple[str, dict]]:
+        """Server-Sent Events of one parcel: (event name, data) until the server ends the stream."""
+        url = f"{self.endpoints.tracking}/v1/tracking/{code}/events"
+        async with self.http.stream("GET", url, timeout=httpx.Timeout(10.0, read=None)) as response:
+            if response.status_code != 200:
+                raise ApiError("GET", url, response.status_code, await response.aread())
+            event, data = "message", []
+            async for line in response.aiter_lines():
+                if line == "":
+                    if data:
+                        yield event, orjson.loads("\n".join(data))
+                    event, data = "message", []
+                elif line.startswith("event:"):
+                    event = line[6:].strip()
+                elif line.startswith("data:"):
+                    data.append(line[5:].strip())

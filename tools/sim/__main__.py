@@ -1,0 +1,170 @@
+"""`make demo`: a living city. Merchants in Hạ Long place orders, couriers ride and deliver,
+customers watch; a live display while it runs, a summary table and var/demo-summary.json at
+the end. Exits 0 when nothing went wrong, 1 when something did.
+
+    python -m tools.sim --rate 2 --couriers 25 --duration 60 --speedup 30 --seed 7
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from tools.client import Endpoints, Giao
+from tools.sim.city import build_script
+from tools.sim.run import FINAL, Simulation, percentile
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m tools.sim", description=__doc__.splitlines()[0])
+    p.add_argument("--rate", type=float, default=1.5, help="orders per real second (Poisson)")
+    p.add_argument("--merchants", type=int, default=10)
+    p.add_argument("--couriers", type=int, default=30)
+    p.add_argument("--duration", type=float, default=45, help="real seconds of order placing")
+    p.add_argument("--drain", type=float, default=40, help="real seconds to let orders finish afterwards")
+    p.add_argument("--speedup", type=float, default=30, help="city seconds per real second")
+    p.add_argument("--follow-share", type=float, default=0.3, help="share of orders a customer follows live")
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--summary", type=Path, default=ROOT / "var" / "demo-summary.json")
+    p.add_argument("--orders-url", default="http://127.0.0.1:8001")
+    p.add_argument("--dispatch-url", default="http://127.0.0.1:8002")
+    p.add_argument("--tracking-url", default="http://127.0.0.1:8003")
+    p.add_argument("--admin-token", default="dev-admin-token")
+    p.add_argument("--no-live", action="store_true", help="print a line every few seconds instead")
+    return p.parse_args(argv)
+
+
+def progress(sim: Simulation, elapsed: float) -> Table:
+    counts = sim.status_counts()
+    t = Table(title=f"Giao · Hạ Long · {elapsed:5.1f}s (×{sim.speedup:g} city time)", show_lines=False)
+    for col in ("placed", "waiting", "on the way", "delivered", "failed→returned", "cancelled",
+                "couriers busy", "p95 order ms", "p95 courier→customer ms", "errors"):
+        t.add_column(col, justify="right")
+    p95_place = percentile(sim.client.stats.latencies_ms.get("place_order", []), 95)
+    p95_seen = percentile(sim.action_to_customer_ms(), 95)
+    t.add_row(str(sim.counters.placed), str(counts.get("placed", 0)),
+              str(counts.get("assigned", 0) + counts.get("picked_up", 0)), str(counts.get("delivered", 0)),
+              f"{sim.counters.failed}→{counts.get('returned', 0)}", str(counts.get("cancelled", 0)),
+              f"{len(sim.courier_busy)}/{len(sim.script.couriers)}", str(p95_place or "-"), str(p95_seen or "-"),
+              str(len(sim.counters.errors) + len(sim.client.stats.errors)))
+    return t
+
+
+async def agreement(sim: Simulation) -> tuple[dict[str, int], list[str]]:
+    """Ask orders and tracking for every order: they must agree with each other and with what
+    the couriers did."""
+    final: dict[str, int] = {}
+    mismatches: list[str] = []
+    sem = asyncio.Semaphore(20)
+
+    async def check(order) -> None:
+        async with sem:
+            deadline = time.monotonic() + 10
+            while True:
+                o = await sim.client.get_order(order.api_key, order.id)
+                t = await sim.client.track(order.tracking_code, expect=(200, 404))
+                tracked_status = t.get("status") if isinstance(t, dict) else None
+                expected_ok = o["status"] == order.expected or (order.expected == "placed" and o["status"] == "expired")
+                if o["status"] == tracked_status and expected_ok:
+                    final[o["status"]] = final.get(o["status"], 0) + 1
+                    return
+                if time.monotonic() > deadline:  # they agree within a second when not under load
+                    mismatches.append(f"{order.id}: courier drove it to {order.expected}, orders says "
+                                      f"{o['status']}, tracking says {tracked_status}")
+                    return
+                await asyncio.sleep(0.2)
+
+    await asyncio.gather(*(check(o) for o in sim.orders.values()))
+    return final, mismatches
+
+
+async def main(args: argparse.Namespace) -> int:
+    console = Console()
+    script = build_script(seed=args.seed, merchants=args.merchants, couriers=args.couriers,
+                          rate_per_s=args.rate / args.speedup, duration_s=args.duration * args.speedup,
+                          follow_share=args.follow_share)
+    endpoints = Endpoints(args.orders_url, args.dispatch_url, args.tracking_url, args.admin_token)
+    started = time.monotonic()
+    async with Giao(endpoints) as client:
+        sim = Simulation(client, script, speedup=args.speedup)
+        console.print(f"[bold]Giao demo[/bold]: {len(script.merchants)} shops, {len(script.couriers)} couriers, "
+                      f"{len(script.orders)} orders over {args.duration:g}s (seed {args.seed}, ×{args.speedup:g})")
+        await sim.setup()
+        run = asyncio.create_task(sim.run(drain_s=args.drain))
+        if args.no_live or not console.is_terminal:
+            while not run.done():
+                await asyncio.wait([run], timeout=5)
+                c = sim.counters
+                console.print(f"{time.monotonic() - started:5.0f}s placed {c.placed} delivered {c.delivered} "
+                              f"returned {c.returned} cancelled {c.cancelled} busy {len(sim.courier_busy)} "
+                              f"errors {len(c.errors)}")
+        else:
+            with Live(progress(sim, 0), console=console, refresh_per_second=4) as live:
+                while not run.done():
+                    await asyncio.wait([run], timeout=0.25)
+                    live.update(progress(sim, time.monotonic() - started))
+        await run
+        final, mismatches = await agreement(sim)
+
+    counts = sim.status_counts()
+    errors = sim.counters.errors + client.stats.errors + mismatches
+    lat = client.stats.latencies_ms
+    summary = {
+        "seed": args.seed, "speedup": args.speedup, "duration_s": round(time.monotonic() - started, 1),
+        "merchants": len(script.merchants), "couriers": len(script.couriers),
+        "orders_placed": sim.counters.placed,
+        "orders_delivered": final.get("delivered", 0),
+        "orders_returned": final.get("returned", 0),
+        "orders_cancelled": final.get("cancelled", 0),
+        "orders_expired": final.get("expired", 0),
+        "orders_unfinished": sum(v for k, v in counts.items() if k not in FINAL),
+        "delivery_failures": sim.counters.failed,
+        "offers_declined": sim.counters.declined,
+        "cancel_refused": sim.counters.cancel_refused,
+        "location_points_sent": sim.counters.locations_sent,
+        "status_agreement": {"checked": len(sim.orders), "mismatches": len(mismatches)},
+        "latency_ms": {name: {"p50": percentile(v, 50), "p95": percentile(v, 95), "p99": percentile(v, 99),
+                              "count": len(v)} for name, v in sorted(lat.items())},
+        "courier_action_to_customer_ms": {"p50": percentile(sim.action_to_customer_ms(), 50),
+                                          "p95": percentile(sim.action_to_customer_ms(), 95)},
+        "errors": len(errors),
+        "error_samples": errors[:20],
+    }
+    args.summary.parent.mkdir(parents=True, exist_ok=True)
+    args.summary.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n")
+
+    table = Table(title="Giao demo: summary")
+    table.add_column("figure")
+    table.add_column("value", justify="right")
+    for key in ("orders_placed", "orders_delivered", "orders_returned", "orders_cancelled", "orders_expired",
+                "orders_unfinished", "delivery_failures", "offers_declined", "cancel_refused",
+                "location_points_sent", "errors"):
+        table.add_row(key, str(summary[key]))
+    for name in ("place_order", "courier_jobs", "job_accept", "track"):
+        if name in summary["latency_ms"]:
+            l = summary["latency_ms"][name]
+            table.add_row(f"{name} p50/p95/p99 ms", f"{l['p50']}/{l['p95']}/{l['p99']}")
+    seen = summary["courier_action_to_customer_ms"]
+    table.add_row("courier action → customer sees it p50/p95 ms", f"{seen['p50']}/{seen['p95']}")
+    table.add_row("orders and tracking agree", f"{len(sim.orders) - len(mismatches)}/{len(sim.orders)}")
+    console.print(table)
+    for e in errors[:10]:
+        console.print(f"[red]error[/red] {e}")
+    console.print(f"summary written to {args.summary}")
+    ok = not errors and summary["orders_delivered"] > 0
+    console.print("[green]clean run[/green]" if ok else "[red]the run had problems[/red]")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(main(parse_args())))
