@@ -1,0 +1,156 @@
+"""All of the orders service's SQL (asyncpg, parameters always bound, never formatted in).
+
+Functions take a connection when they belong in the caller's transaction, a pool when
+they stand alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from services.orders.domain import Cursor, Progress
+
+ORDER_COLUMNS = """id, merchant_id, external_id, tracking_code, delivery_code, status, fee_vnd,
+    distance_m, cod_amount_vnd, pickup, dropoff, parcel, note, courier, history,
+    cancellation, cancel_reason, created_at, updated_at"""
+
+
+# --- merchants --------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Merchant:
+    id: UUID
+    name: str
+
+
+async def insert_merchant(pool: asyncpg.Pool, *, id: UUID, name: str, phone: str, api_key_hash: str) -> None:
+    await pool.execute("INSERT INTO merchants (id, name, phone, api_key_hash) VALUES ($1, $2, $3, $4)",
+                       id, name, phone, api_key_hash)
+
+
+async def merchant_by_key_hash(pool: asyncpg.Pool, api_key_hash: str) -> Merchant | None:
+    # An exact match on the hash of a 256-bit secret: timing reveals nothing useful.
+    row = await pool.fetchrow("SELECT id, name FROM merchants WHERE api_key_hash = $1", api_key_hash)
+    return Merchant(id=row["id"], name=row["name"]) if row else None
+
+
+# --- idempotency keys ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class StoredResponse:
+    request_hash: str
+    status: int
+    body: Any
+
+
+async def claim_idempotency_key(conn: asyncpg.Connection, merchant_id: UUID, key: str,
+                                request_hash: str) -> StoredResponse | None:
+    """Claim the key in the caller's transaction, or return the response stored under it.
+
+    A request racing with ours for the same key holds the row it inserted until it
+    commits; our INSERT waits for that, then sees the row and returns its response.
+    """
+    claimed = await conn.fetchval(
+        """INSERT INTO idempotency_keys (merchant_id, key, request_hash) VALUES ($1, $2, $3)
+           ON CONFLICT DO NOTHING RETURNING true""", merchant_id, key, request_hash)
+    if claimed:
+        return None
+    row = await conn.fetchrow(
+        """SELECT request_hash, response_status, response_body FROM idempotency_keys
+           WHERE merchant_id = $1 AND key = $2""", merchant_id, key)
+    return StoredResponse(row["request_hash"], row["response_status"], row["response_body"])
+
+
+async def save_idempotent_response(conn: asyncpg.Connection, merchant_id: UUID, key: str,
+                                   status: int, body: Any) -> None:
+    await conn.execute(
+        """UPDATE idempotency_keys SET response_status = $3, response_body = $4
+           WHERE merchant_id = $1 AND key = $2""", merchant_id, key, status, body)
+
+
+async def prune_idempotency_keys(pool: asyncpg.Pool, older_than: datetime) -> int:
+    result = await pool.execute("DELETE FROM idempotency_keys WHERE created_at < $1", older_than)
+    return int(result.split()[-1])
+
+
+# --- orders -----------------------------------------------------------------------
+
+
+async def insert_order(conn: asyncpg.Connection, order: dict[str, Any]) -> bool:
+    """Insert a new order; False if its external_id (or, rarely, its tracking code) is taken."""
+    inserted = await conn.fetchval(
+        f"""INSERT INTO orders ({ORDER_COLUMNS})
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+                    $18, $19)
+            ON CONFLICT DO NOTHING RETURNING true""",
+        *(order[c.strip()] for c in ORDER_COLUMNS.split(",")))
+    return bool(inserted)
+
+
+async def order_id_by_external_id(conn: asyncpg.Connection, merchant_id: UUID, external_id: str) -> UUID | None:
+    return await conn.fetchval("SELECT id FROM orders WHERE merchant_id = $1 AND external_id = $2",
+                               merchant_id, external_id)
+
+
+async def get_order(conn: asyncpg.Connection | asyncpg.Pool, merchant_id: UUID, order_id: UUID, *,
+                    for_update: bool = False) -> asyncpg.Record | None:
+    lock = " FOR UPDATE" if for_update else ""
+    return await conn.fetchrow(
+        f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND merchant_id = $2{lock}", order_id, merchant_id)
+
+
+async def list_orders(pool: asyncpg.Pool, merchant_id: UUID, *, status: str | None, limit: int,
+                      after: Cursor | None) -> list[asyncpg.Record]:
+    """Up to `limit` orders newest first, older than `after` (a keyset cursor, not an offset).
+
+    The statement is picked from fixed texts, so each variant gets a plan that uses its index.
+    """
+    where, args = ["merchant_id = $1"], [merchant_id]
+    if status is not None:
+        args.append(status)
+        where.append(f"status = ${len(args)}")
+    if after is not None:
+        args += [after.created_at, after.id]
+        where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
+    args.append(limit)
+    return await pool.fetch(
+        f"""SELECT {ORDER_COLUMNS} FROM orders WHERE {" AND ".join(where)}
+            ORDER BY created_at DESC, id DESC LIMIT ${len(args)}""", *args)
+
+
+def progress_of(row: asyncpg.Record) -> Progress:
+    return Progress(status=row["status"], history=tuple(row["history"]), courier=row["courier"],
+                    cancellation=row["cancellation"])
+
+
+async def save_cancel_request(conn: asyncpg.Connection, order_id: UUID, progress: Progress,
+                              reason: str | None) -> asyncpg.Record:
+    return await conn.fetchrow(
+        f"""UPDATE orders SET cancellation = $2, cancel_reason = $3, updated_at = now()
+            WHERE id = $1 RETURNING {ORDER_COLUMNS}""", order_id, progress.cancellation, reason)
+
+
+async def progress_for_update(conn: asyncpg.Connection, order_ids: Iterable[UUID]) -> dict[UUID, Progress]:
+    """The current progress of these orders, locked until the transaction ends (in id order,
+    so that two transactions locking overlapping sets cannot deadlock)."""
+    rows = await conn.fetch(
+        """SELECT id, status, history, courier, cancellation FROM orders
+           WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE""", list(order_ids))
+    return {r["id"]: progress_of(r) for r in rows}
+
+
+async def save_progress(conn: asyncpg.Connection, changed: Sequence[tuple[UUID, Progress]]) -> None:
+    if not changed:
+        return
+    await conn.executemany(
+        """UPDATE orders SET status = $2, history = $3, courier = $4, cancellation = $5, updated_at = now()
+           WHERE id = $1""",
+        [(order_id, p.status, list(p.history), p.courier, p.cancellation) for order_id, p in changed])
