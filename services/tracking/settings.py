@@ -1,0 +1,70 @@
+"""Tracking's settings.
+
+Environment variables (besides the common GIAO_* ones of shared.settings):
+
+- GIAO_TRACKING_PORT (8003)
+- GIAO_TRACKING_DATABASE_URL (postgresql://giao:giao@127.0.0.1:5432/giao_tracking)
+- GIAO_TRACKING_POOL_SIZE (20): PostgreSQL connections of one process
+- GIAO_TRACKING_RATE_LIMIT_PER_S (20): requests a second one client address may make, on
+  average (GETs and stream openings alike); more is 429 with Retry-After
+- GIAO_TRACKING_RATE_LIMIT_BURST (50): requests one client may make at once after a pause
+- GIAO_TRACKING_RATE_LIMIT_EXEMPT (empty): comma-separated addresses or networks that are
+  never limited, such as "127.0.0.1,::1" for a simulator or benchmark on the same host
+- GIAO_TRACKING_TRUST_FORWARDED_FOR (false): take the client address from the last entry of
+  X-Forwarded-For (only behind a proxy of yours that sets it; otherwise clients could
+  pick their own address and escape the limit)
+- GIAO_TRACKING_RESPONSE_FLOOR_MS (15): every tracking answer takes at least this long, so
+  that its timing does not tell a known code from an unknown one
+- GIAO_TRACKING_HEARTBEAT_S (15): a comment line this often keeps proxies from closing
+  an idle stream
+- GIAO_TRACKING_SSE_MAX_STREAM_S (3600): a stream ends after this long (EventSource clients
+  reconnect and get the current state)
+- GIAO_TRACKING_SSE_MAX_STREAMS_PER_CLIENT (20): open streams per client address; more is 429
+- GIAO_TRACKING_STATUS_BATCH (500): order and dispatch events applied per transaction, at most
+- GIAO_TRACKING_LOCATION_BATCH (2000): location pings read per transaction, at most
+- GIAO_TRACKING_INBOX_KEEP_HOURS (192): how long applied event ids are remembered (longer
+  than the topics' retention of 168 h: an older event cannot be redelivered)
+"""
+
+from __future__ import annotations
+
+import ipaddress
+
+from pydantic import Field, field_validator
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import CommonSettings
+
+
+class TrackingSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="GIAO_TRACKING_", extra="ignore", populate_by_name=True)
+
+    port: int = 8003
+    database_url: str = "postgresql://giao:giao@127.0.0.1:5432/giao_tracking"
+    pool_size: int = 20
+
+    rate_limit_per_s: float = Field(20.0, gt=0)
+    rate_limit_burst: int = Field(50, ge=1)
+    rate_limit_exempt: str = ""
+
+    @field_validator("rate_limit_exempt")
+    @classmethod
+    def _networks(cls, value: str) -> str:
+        for a in value.split(","):
+            if a.strip():
+                ipaddress.ip_network(a.strip(), strict=False)  # ValueError names the bad one
+        return value
+    trust_forwarded_for: bool = False
+    response_floor_ms: float = Field(15.0, ge=0)
+
+    heartbeat_s: float = Field(15.0, gt=0)
+    sse_max_stream_s: float = Field(3600.0, gt=0)
+    sse_max_streams_per_client: int = Field(20, ge=1)
+
+    status_batch: int = Field(500, ge=1)
+    location_batch: int = Field(2000, ge=1)
+    inbox_keep_hours: float = Field(192.0, gt=0)
+
+    def exempt_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(a.strip(), strict=False)
+                for a in self.rate_limit_exempt.split(",") if a.strip()]
