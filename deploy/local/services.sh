@@ -6,6 +6,9 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 PY="$ROOT/.venv/bin/python"
 declare -A PORTS=([orders]="${GIAO_ORDERS_PORT:-8001}" [dispatch]="${GIAO_DISPATCH_PORT:-8002}" [tracking]="${GIAO_TRACKING_PORT:-8003}")
 ALL=(orders dispatch tracking)
+# Locally the simulator and benchmark stand in for thousands of customers from one address:
+# tracking's per-client rate limit exempts loopback here (tests of the limit use their own settings).
+export GIAO_TRACKING_RATE_LIMIT_EXEMPT="${GIAO_TRACKING_RATE_LIMIT_EXEMPT:-127.0.0.1,::1}"
 # SIGTERM lets a service finish its in-flight work (see shared/service.py); past this, SIGKILL.
 GRACE="${GIAO_STOP_GRACE_S:-30}"
 
