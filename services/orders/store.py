@@ -100,30 +100,38 @@ async def order_id_by_external_id(conn: asyncpg.Connection, merchant_id: UUID, e
                                merchant_id, external_id)
 
 
+_GET_ORDER = f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND merchant_id = $2"
+_GET_ORDER_FOR_UPDATE = _GET_ORDER + " FOR UPDATE"
+
+
 async def get_order(conn: asyncpg.Connection | asyncpg.Pool, merchant_id: UUID, order_id: UUID, *,
                     for_update: bool = False) -> asyncpg.Record | None:
-    lock = " FOR UPDATE" if for_update else ""
-    return await conn.fetchrow(
-        f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND merchant_id = $2{lock}", order_id, merchant_id)
+    return await conn.fetchrow(_GET_ORDER_FOR_UPDATE if for_update else _GET_ORDER, order_id, merchant_id)
+
+
+# One fixed statement per (status filter?, cursor?) so each gets a plan that uses its index.
+_LIST_ORDERS = {
+    (False, False): f"""SELECT {ORDER_COLUMNS} FROM orders WHERE merchant_id = $1
+                        ORDER BY created_at DESC, id DESC LIMIT $2""",
+    (True, False): f"""SELECT {ORDER_COLUMNS} FROM orders WHERE merchant_id = $1 AND status = $2
+                       ORDER BY created_at DESC, id DESC LIMIT $3""",
+    (False, True): f"""SELECT {ORDER_COLUMNS} FROM orders WHERE merchant_id = $1 AND (created_at, id) < ($2, $3)
+                       ORDER BY created_at DESC, id DESC LIMIT $4""",
+    (True, True): f"""SELECT {ORDER_COLUMNS} FROM orders WHERE merchant_id = $1 AND status = $2
+                      AND (created_at, id) < ($3, $4) ORDER BY created_at DESC, id DESC LIMIT $5""",
+}
 
 
 async def list_orders(pool: asyncpg.Pool, merchant_id: UUID, *, status: str | None, limit: int,
                       after: Cursor | None) -> list[asyncpg.Record]:
-    """Up to `limit` orders newest first, older than `after` (a keyset cursor, not an offset).
-
-    The statement is picked from fixed texts, so each variant gets a plan that uses its index.
-    """
-    where, args = ["merchant_id = $1"], [merchant_id]
+    """Up to `limit` orders newest first, older than `after` (a keyset cursor, not an offset)."""
+    args: list[Any] = [merchant_id]
     if status is not None:
         args.append(status)
-        where.append(f"status = ${len(args)}")
     if after is not None:
         args += [after.created_at, after.id]
-        where.append(f"(created_at, id) < (${len(args) - 1}, ${len(args)})")
     args.append(limit)
-    return await pool.fetch(
-        f"""SELECT {ORDER_COLUMNS} FROM orders WHERE {" AND ".join(where)}
-            ORDER BY created_at DESC, id DESC LIMIT ${len(args)}""", *args)
+    return await pool.fetch(_LIST_ORDERS[(status is not None, after is not None)], *args)
 
 
 def progress_of(row: asyncpg.Record) -> Progress:

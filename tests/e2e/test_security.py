@@ -1,0 +1,189 @@
+"""Nobody gets in where they do not belong, secrets are never stored in the clear, and SQL is
+always parameterized. Against the services as real processes."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+import uuid
+
+import asyncpg
+import httpx
+import pytest
+
+from tests.conftest import ROOT
+from tests.e2e.test_flows import City
+from tests.support import eventually
+from tools.client import ApiError, Giao
+
+pytestmark = pytest.mark.e2e
+
+INJECTION = "Robert'); DROP TABLE orders;-- \" OR 1=1 --"
+
+
+@pytest.fixture
+async def city(system):
+    async with Giao(system.endpoints()) as client:
+        yield City(system, client)
+
+
+async def test_merchants_see_and_touch_only_their_own_orders(city):
+    key_a = await city.merchant()
+    order = await city.order()
+    key_b = (await city.client.create_merchant("Shop khác", "0911111111"))["api_key"]
+    for call in (city.client.get_order(key_b, order["id"]), city.client.cancel_order(key_b, order["id"])):
+        with pytest.raises(ApiError) as denied:
+            await call
+        assert denied.value.status == 404, "another merchant's order is 404, never 403"
+    assert all(o["id"] != order["id"] for o in (await city.client.list_orders(key_b))["items"])
+    assert order["id"] in [o["id"] for o in (await city.client.list_orders(key_a))["items"]]
+    for bad in ("", "Bearer nope", f"Bearer {key_a}x"):
+        r = await city.client.http.get(f"{city.system.procs['orders'][0].url}/v1/orders",
+                                       headers={"Authorization": bad} if bad else {})
+        assert r.status_code == 401 and r.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_couriers_see_and_act_only_on_their_own_jobs(city):
+    await city.merchant()
+    x = await city.courier(dlat=0.001)
+    y = await city.courier(dlat=0.05)
+    order = await city.order()
+    await city.offer_for(x, order["id"])
+    assert all(j["order_id"] != order["id"] for j in await city.client.jobs(y))
+    for action, body in (("accept", None), ("decline", None), ("pickup", None), ("return", None),
+                         ("fail", {"reason": "other"}),
+                         ("deliver", {"delivery_code": order["delivery_code"], "cod_collected_vnd": 150_000})):
+        with pytest.raises(ApiError) as denied:
+            await city.client.job_action(y, order["id"], action, body)
+        assert denied.value.status == 404, (action, denied.value.status)
+    await city.client.job_action(x, order["id"], "accept")
+
+
+async def test_admin_endpoints_need_the_admin_token(system):
+    async with httpx.AsyncClient() as http:
+        for url, body in ((f"{system.procs['orders'][0].url}/v1/admin/merchants", {"name": "X", "phone": "0912345678"}),
+                          (f"{system.procs['dispatch'][0].url}/v1/admin/couriers",
+                           {"name": "X", "phone": "0912345678", "vehicle": "car"})):
+            for headers in ({}, {"Authorization": "Bearer dev-admin-token"}, {"Authorization": "Basic YWRtaW4="}):
+                r = await http.post(url, json=body, headers=headers)
+                assert r.status_code == 401, (url, headers, r.status_code)
+        r = await http.get(f"{system.procs['dispatch'][0].url}/v1/admin/jobs/{uuid.uuid4()}")
+        assert r.status_code == 401
+
+
+@pytest.mark.parametrize("service", ["orders", "dispatch", "tracking"])
+def test_production_refuses_the_default_secrets(service):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIAO_")}
+    env.update(GIAO_ENV="production", **{f"GIAO_{service.upper()}_PORT": "1"})
+    result = subprocess.run([sys.executable, "-m", f"services.{service}"], cwd=ROOT, env=env,
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode != 0
+    assert "GIAO_ADMIN_TOKEN must be set in production" in result.stderr
+
+
+async def test_secrets_are_stored_hashed(city):
+    key = await city.merchant()
+    order = await city.order()
+    token = await city.courier()
+    for service, secret in (("orders", key), ("dispatch", token)):
+        conn = await asyncpg.connect(city.system.databases[service])
+        try:
+            tables = [r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'")]
+            for table in tables:
+                found = await conn.fetchval(f'SELECT count(*) FROM "{table}" t WHERE t::text LIKE $1', f"%{secret}%")
+                assert found == 0, f"{service}.{table} holds a bearer secret in the clear"
+        finally:
+            await conn.close()
+    # The delivery code is the merchant's to see, and never travels in plain text: dispatch holds only a hash.
+    conn = await asyncpg.connect(city.system.databases["dispatch"])
+    try:
+        async def job_known():
+            return await conn.fetchval("SELECT count(*) FROM jobs WHERE order_id = $1", uuid.UUID(order["id"]))
+        await eventually(job_known, what="dispatch to know the order")
+        for table in [r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'")]:
+            rows = await conn.fetch(f'SELECT t::text AS row FROM "{table}" t WHERE t::text LIKE $1', f"%{order['id']}%")
+            assert not any(f'"{order["delivery_code"]}"' in r["row"] or f",{order['delivery_code']}," in r["row"]
+                           for r in rows), f"dispatch.{table} holds the delivery code in the clear"
+    finally:
+        await conn.close()
+
+
+async def test_sql_looking_text_is_stored_as_text(city):
+    await city.merchant()
+    body = {
+        "external_id": "x'; DELETE FROM orders;--",
+        "pickup": {"name": INJECTION, "phone": "0912345678", "address": INJECTION, "lat": city.lat, "lng": city.lng},
+        "dropoff": {"name": INJECTION, "phone": "0903123456", "address": "1 Lê Lợi", "lat": city.lat, "lng": city.lng},
+        "parcel": {"weight_grams": 100, "description": INJECTION}, "note": INJECTION,
+    }
+    order = await city.client.place_order(city.key, body)
+    again = await city.client.get_order(city.key, order["id"])
+    assert again["pickup"]["name"] == INJECTION and again["note"] == INJECTION
+    assert again["external_id"] == "x'; DELETE FROM orders;--"
+    assert len((await city.client.list_orders(city.key))["items"]) == 1
+
+
+async def test_wrong_delivery_codes_are_limited(city):
+    await city.merchant()
+    courier = await city.courier()
+    order = await city.order()
+    await city.offer_for(courier, order["id"])
+    await city.client.job_action(courier, order["id"], "accept")
+    await city.client.job_action(courier, order["id"], "pickup")
+    wrong = f"{(int(order['delivery_code']) + 1) % 1_000_000:06d}"
+    statuses = []
+    for _ in range(8):
+        try:
+            await city.client.job_action(courier, order["id"], "deliver",
+                                         {"delivery_code": wrong, "cod_collected_vnd": 150_000})
+        except ApiError as exc:
+            statuses.append(exc.status)
+    assert statuses[0] == 422 and statuses[-1] == 429, statuses
+    # Locked: even the right code waits now, so the million codes cannot be walked.
+    with pytest.raises(ApiError) as locked:
+        await city.client.job_action(courier, order["id"], "deliver",
+                                     {"delivery_code": order["delivery_code"], "cod_collected_vnd": 150_000})
+    assert locked.value.status == 429
+
+
+async def test_tracking_lookups_are_rate_limited(system):
+    strict = system.add("tracking", {"GIAO_TRACKING_RATE_LIMIT_EXEMPT": "", "GIAO_TRACKING_RATE_LIMIT_PER_S": "5",
+                                     "GIAO_TRACKING_RATE_LIMIT_BURST": "10"})
+    try:
+        strict.wait_ready()
+        async with httpx.AsyncClient() as http:
+            statuses = [(await http.get(f"{strict.url}/v1/tracking/NOSUCHCODE23")).status_code for _ in range(30)]
+            limited = await http.get(f"{strict.url}/v1/tracking/NOSUCHCODE23")
+        assert statuses[0] == 404 and 429 in statuses
+        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+    finally:
+        strict.terminate()
+        system.procs["tracking"].remove(strict)
+
+
+def test_every_sql_statement_is_parameterized():
+    """No query text is built with f-strings, % or .format: values always travel as $n parameters."""
+    offenders = []
+    for path in [*ROOT.glob("services/*/*.py"), *ROOT.glob("shared/*.py")]:
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in {
+                    "execute", "executemany", "fetch", "fetchrow", "fetchval", "prepare", "cursor", "copy_to_table"}:
+                if node.args and _built(node.args[0]):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
+    assert not offenders, f"query text built from values: {offenders}"
+
+
+def _built(arg: ast.AST) -> bool:
+    """Query text built from anything but module constants (column lists such as ORDER_COLUMNS)."""
+    if isinstance(arg, ast.JoinedStr):
+        return any(isinstance(v, ast.FormattedValue) and not _constant(v.value) for v in arg.values)
+    if isinstance(arg, ast.BinOp) and isinstance(arg.op, (ast.Mod, ast.Add)):
+        return True
+    return isinstance(arg, ast.Call) and isinstance(arg.func, ast.Attribute) and arg.func.attr == "format"
+
+
+def _constant(node: ast.AST) -> bool:
+    return isinstance(node, ast.Name) and node.id.lstrip("_").isupper()

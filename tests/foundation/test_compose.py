@@ -1,0 +1,60 @@
+"""docker-compose.yml runs the same system as `make up`: its services, ports and environment
+names must be the ones the code reads."""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import yaml
+
+from shared.settings import CommonSettings
+from tests.conftest import ROOT
+
+SETTINGS = {
+    "orders": ("services.orders.app", "OrdersSettings"),
+    "dispatch": ("services.dispatch.settings", "DispatchSettings"),
+    "tracking": ("services.tracking.settings", "TrackingSettings"),
+}
+
+
+def env_names(cls) -> set[str]:
+    """Every environment name a settings class reads."""
+    prefix = cls.model_config.get("env_prefix", "")
+    names = set()
+    for name, f in cls.model_fields.items():
+        alias = f.validation_alias
+        names.add(alias if isinstance(alias, str) else f"{prefix}{name}".upper())
+    return names
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+@pytest.mark.parametrize("service", sorted(SETTINGS))
+def test_compose_service_matches_its_settings(compose, service):
+    module, name = SETTINGS[service]
+    cls = getattr(importlib.import_module(module), name)
+    spec = compose["services"][service]
+    unknown = set(spec["environment"]) - env_names(cls)
+    assert not unknown, f"compose sets names {service} never reads: {unknown}"
+    port = cls.model_fields["port"].default
+    assert spec["ports"] == [f"127.0.0.1:{port}:{port}"]
+    assert spec["environment"][f"GIAO_{service.upper()}_PORT"] == str(port)
+    assert spec["command"] == ["python", "-m", f"services.{service}"]
+    assert str(port) in " ".join(spec["healthcheck"]["test"])
+    dsn = spec["environment"][f"GIAO_{service.upper()}_DATABASE_URL"]
+    assert dsn.endswith(f"/giao_{service}") and "@postgres:5432/" in dsn
+    # The stop grace period outlasts the service's own graceful shutdown (HTTP drain + each step).
+    grace = float(spec["stop_grace_period"].rstrip("s"))
+    assert grace > 3 * CommonSettings.model_fields["shutdown_grace_s"].default
+
+
+def test_compose_creates_every_service_database(compose):
+    initdb = (ROOT / "deploy/docker/initdb.sql").read_text()
+    for service in SETTINGS:
+        assert f"CREATE DATABASE giao_{service};" in initdb
+    assert "127.0.0.1:9092:9092" in compose["services"]["kafka"]["ports"]
+    assert compose["services"]["kafka"]["environment"]["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == 0
