@@ -18,13 +18,16 @@ start_one() {
   local s=$1 pidfile="$RUN/$s.pid"
   if pid_alive "$pidfile"; then say "$s: already running (pid $(cat "$pidfile"))"; return 0; fi
   if port_open "${PORTS[$s]}"; then die "$s: port ${PORTS[$s]} is taken by a process this project did not start"; fi
-  (cd "$ROOT" && nohup "$PY" -m "services.$s" >> "$LOGS/$s.log" 2>&1 < /dev/null & echo $! > "$pidfile")
+  # exec: the background subshell becomes the service, so the recorded PID is the service's own
+  # and nothing of ours keeps the caller's stdout open.
+  (cd "$ROOT" && exec nohup "$PY" -m "services.$s" >> "$LOGS/$s.log" 2>&1 < /dev/null) &
+  echo $! > "$pidfile"
   say "$s: starting on 127.0.0.1:${PORTS[$s]} (pid $(cat "$pidfile"))"
 }
 
 wait_ready() {
   local s=$1
-  wait_for 60 "$s /readyz" bash -c "kill -0 $(cat "$RUN/$s.pid") 2>/dev/null || exit 0; curl -fsS -o /dev/null --max-time 2 http://127.0.0.1:${PORTS[$s]}/readyz" 
+  wait_for 60 "$s /readyz" bash -c "kill -0 $(cat "$RUN/$s.pid") 2>/dev/null || exit 0; curl -fs -o /dev/null --max-time 2 http://127.0.0.1:${PORTS[$s]}/readyz" 
   pid_alive "$RUN/$s.pid" || { tail -30 "$LOGS/$s.log" >&2; die "$s: exited; log in $LOGS/$s.log"; }
   ready "$s" || { tail -30 "$LOGS/$s.log" >&2; die "$s: not ready after 60 s; log in $LOGS/$s.log"; }
   say "$s: ready; log in $LOGS/$s.log"

@@ -2,7 +2,7 @@
 customers watch; a live display while it runs, a summary table and var/demo-summary.json at
 the end. Exits 0 when nothing went wrong, 1 when something did.
 
-    python -m tools.sim --rate 2 --couriers 25 --duration 60 --speedup 30 --seed 7
+    python -m tools.sim --rate 2 --couriers 25 --duration 40 --speedup 60 --seed 7
 """
 
 from __future__ import annotations
@@ -30,9 +30,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=1.5, help="orders per real second (Poisson)")
     p.add_argument("--merchants", type=int, default=10)
     p.add_argument("--couriers", type=int, default=30)
-    p.add_argument("--duration", type=float, default=45, help="real seconds of order placing")
-    p.add_argument("--drain", type=float, default=40, help="real seconds to let orders finish afterwards")
-    p.add_argument("--speedup", type=float, default=30, help="city seconds per real second")
+    p.add_argument("--duration", type=float, default=40, help="real seconds of order placing")
+    p.add_argument("--drain", type=float, default=35, help="real seconds to let orders finish afterwards")
+    p.add_argument("--speedup", type=float, default=60, help="city seconds per real second")
     p.add_argument("--follow-share", type=float, default=0.3, help="share of orders a customer follows live")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--summary", type=Path, default=ROOT / "var" / "demo-summary.json")

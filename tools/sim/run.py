@@ -269,19 +269,26 @@ class Simulation:
 
     # --- customers ---------------------------------------------------------------------
     async def _customer(self, order: Tracked) -> None:
-        try:
-            async for _, state in self.client.follow(order.tracking_code):
-                status = state.get("status")
-                if status and status not in order.seen_by_customer:
-                    order.seen_by_customer[status] = time.monotonic()
-                if status in FINAL:
+        # Tracking hears of a parcel a moment after the merchant does: a 404 at first is normal.
+        deadline = time.monotonic() + 10
+        while not self.stop.is_set():
+            try:
+                async for _, state in self.client.follow(order.tracking_code):
+                    status = state.get("status")
+                    if status and status not in order.seen_by_customer:
+                        order.seen_by_customer[status] = time.monotonic()
+                    if status in FINAL:
+                        return
+                return
+            except ApiError as exc:
+                if exc.status != 404 or time.monotonic() > deadline:
+                    self.counters.errors.append(f"follow: {exc}")
                     return
-        except ApiError as exc:
-            if exc.status != 404:  # a parcel tracking has not heard of yet: fine, not followed
-                self.counters.errors.append(f"follow: {exc}")
-        except Exception as exc:  # noqa: BLE001
-            if not self.stop.is_set():
-                self.counters.errors.append(f"follow: {exc!r}")
+                await self._wait(0.2)
+            except Exception as exc:  # noqa: BLE001
+                if not self.stop.is_set():
+                    self.counters.errors.append(f"follow: {exc!r}")
+                return
 
     # --- figures -----------------------------------------------------------------------
     def status_counts(self) -> dict[str, int]:
