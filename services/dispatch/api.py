@@ -1,0 +1,287 @@
+"""Dispatch's HTTP routes: couriers from their mobile client, and the admin's views.
+
+Routes are thin: authenticate, open one transaction, call the service layer, shape the
+answer. A job is named by its order id; a malformed id is 404 like an unknown one.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from uuid import UUID
+
+import asyncpg
+from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from shared import secrets
+from shared.http import Problem, bearer, problem_response, problem_responses, require_admin, unauthorized
+from shared.service import Runtime
+
+from . import domain, service_layer, store
+from .matcher import Matcher
+from .schemas import (
+    AdminJob, CourierCreate, CourierCreated, CourierStatus, CourierStatusUpdate, Declined, DeliverRequest,
+    FailRequest, Job, JobList, LocationBatch, LocationsAccepted, OfferReason, OfferView,
+)
+from .service_layer import JobNotFound, NotAllowedNow, Point
+from .settings import DispatchSettings
+
+
+@dataclass(frozen=True)
+class CourierIdentity:
+    id: UUID
+    name: str
+    phone: str
+    vehicle: str
+
+
+class CourierAuth:
+    """Resolves a courier bearer token: SHA-256 of it, looked up by the unique index.
+
+    A token's courier never changes, so known hashes are kept in memory (bounded)."""
+
+    MAX_CACHED = 100_000
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self._known: dict[str, CourierIdentity] = {}
+
+    async def __call__(self, request: Request) -> CourierIdentity:
+        token = bearer(request)
+        if token is None:
+            raise unauthorized()
+        digest = secrets.secret_hash(token)
+        courier = self._known.get(digest)
+        if courier is None:
+            row = await store.courier_by_secret_hash(self.runtime.pool, digest)
+            if row is None:
+                raise unauthorized()
+            courier = CourierIdentity(row["id"], row["name"], row["phone"], row["vehicle"])
+            if len(self._known) >= self.MAX_CACHED:
+                self._known.clear()
+            self._known[digest] = courier
+        return courier
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(JobNotFound)
+    async def _not_found(_: Request, __: JobNotFound) -> JSONResponse:
+        return problem_response(404, "Job not found")
+
+    @app.exception_handler(NotAllowedNow)
+    async def _conflict(_: Request, exc: NotAllowedNow) -> JSONResponse:
+        return problem_response(409, str(exc) or "Not allowed in the job's current status")
+
+
+def parse_order_id(order_id: str) -> UUID:
+    try:
+        return UUID(order_id)
+    except ValueError:
+        raise JobNotFound from None
+
+
+def job_view(row: asyncpg.Record) -> Job:
+    return Job(order_id=row["order_id"], status=row["status"], pickup=row["pickup"], dropoff=row["dropoff"],
+               parcel=row["parcel"], note=row["note"], cod_amount_vnd=row["cod_amount_vnd"],
+               offer_expires_at=row["offer_expires_at"], updated_at=row["updated_at"])
+
+
+def status_view(row: asyncpg.Record) -> CourierStatus:
+    return CourierStatus(id=row["id"], name=row["name"], display_name=domain.display_name(row["name"]),
+                         vehicle=row["vehicle"], online=row["online"], lat=row["lat"], lng=row["lng"],
+                         capacity=row["capacity"], load=row["load"])
+
+
+def offer_view(row: asyncpg.Record) -> OfferView:
+    summary = (f"Quickest to the pickup of {row['candidates']} available courier"
+               f"{'s' if row['candidates'] != 1 else ''}: ~{row['distance_m']} m, "
+               f"~{max(1, math.ceil(row['travel_s'] / 60))} min; held {row['courier_load']} of "
+               f"{row['capacity']} before this offer")
+    return OfferView(courier_id=row["courier_id"], state=row["state"], offered_at=row["offered_at"],
+                     expires_at=row["expires_at"], answered_at=row["answered_at"],
+                     why=OfferReason(distance_m=row["distance_m"], travel_estimate_s=row["travel_s"],
+                                     courier_load=row["courier_load"], courier_capacity=row["capacity"],
+                                     candidates_weighed=row["candidates"], search_rings=row["search_rings"],
+                                     search_resolution=row["search_resolution"],
+                                     summary=summary))
+
+
+def build_router(settings: DispatchSettings, runtime: Runtime, matcher: Matcher) -> APIRouter:
+    router = APIRouter()
+    admin = Depends(require_admin(settings.admin_token))
+    current_courier = CourierAuth(runtime)
+
+    @asynccontextmanager
+    async def transaction() -> AsyncIterator[asyncpg.Connection]:
+        async with runtime.pool.acquire() as conn, conn.transaction():
+            yield conn
+
+    # --- admin -------------------------------------------------------------------------------
+
+    @router.post("/v1/admin/couriers", status_code=201, response_model=CourierCreated, tags=["admin"],
+                 summary="Create a courier (the token is shown once)", dependencies=[admin],
+                 responses=problem_responses(400, 401, 413, 415, 422))
+    async def create_courier(body: CourierCreate) -> CourierCreated:
+        async with transaction() as conn:
+            row, token = await service_layer.create_courier(conn, settings, name=body.name, phone=body.phone,
+                                                            vehicle=body.vehicle)
+        return CourierCreated(id=row["id"], name=row["name"], token=token, vehicle=row["vehicle"],
+                              capacity=row["capacity"])
+
+    @router.get("/v1/admin/couriers/{courier_id}", response_model=CourierStatus, tags=["admin"],
+                summary="A courier's status, position and load", dependencies=[admin],
+                responses=problem_responses(401, 404))
+    async def get_courier(courier_id: str) -> CourierStatus:
+        try:
+            row = await store.courier(runtime.pool, UUID(courier_id))
+        except ValueError:
+            row = None
+        if row is None:
+            raise Problem(404, "Courier not found")
+        return status_view(row)
+
+    @router.get("/v1/admin/jobs/{order_id}", response_model=AdminJob, tags=["admin"],
+                summary="A job with every offer made and why that courier was chosen",
+                dependencies=[admin], responses=problem_responses(401, 404))
+    async def get_job(order_id: str) -> AdminJob:
+        oid = parse_order_id(order_id)
+        row = await store.job(runtime.pool, oid)
+        if row is None:
+            raise JobNotFound
+        offers = await store.offers_of(runtime.pool, oid)
+        return AdminJob(
+            order_id=row["order_id"], tracking_code=row["tracking_code"], status=row["status"],
+            courier_id=row["courier_id"], pickup=row["pickup"], dropoff=row["dropoff"], parcel=row["parcel"],
+            note=row["note"], cod_amount_vnd=row["cod_amount_vnd"], fee_vnd=row["fee_vnd"],
+            offer_expires_at=row["offer_expires_at"], placed_at=row["placed_at"],
+            dispatch_deadline=row["dispatch_deadline"], cod_collected_vnd=row["cod_collected_vnd"],
+            fail_reason=row["fail_reason"], cancel_reason=row["cancel_reason"], updated_at=row["updated_at"],
+            offers=[offer_view(o) for o in offers])
+
+    # --- couriers -------------------------------------------------------------------------------
+
+    @router.put("/v1/courier/status", response_model=CourierStatus, tags=["courier"],
+                summary="Go online (with a position) or offline",
+                description="Going offline withdraws open offers (they go to the next courier); "
+                            "accepted jobs stay with the courier.",
+                responses=problem_responses(400, 401, 413, 415, 422))
+    async def put_status(body: CourierStatusUpdate,
+                         courier: CourierIdentity = Depends(current_courier)) -> CourierStatus:
+        async with transaction() as conn:
+            row = await service_layer.set_status(conn, settings, courier.id, online=body.online,
+                                                 lat=body.lat, lng=body.lng)
+        matcher.poke()
+        return status_view(row)
+
+    @router.post("/v1/courier/locations", status_code=202, response_model=LocationsAccepted, tags=["courier"],
+                 summary="Report positions (1..100 points; the newest is kept)",
+                 description="Points may not be from the future beyond a small clock skew "
+                             f"({settings.location_clock_skew_s:g} s). A `courier.location` event goes out "
+                             "only while the courier carries an active job, at most once per second.",
+                 responses=problem_responses(400, 401, 413, 415, 422))
+    async def post_locations(body: LocationBatch,
+                             courier: CourierIdentity = Depends(current_courier)) -> LocationsAccepted:
+        now = service_layer.now_utc()
+        skew = timedelta(seconds=settings.location_clock_skew_s)
+        future = [{"loc": ["body", "points", i, "at"], "msg": "is in the future"}
+                  for i, p in enumerate(body.points) if not domain.location_is_plausible(p.at, now, skew)]
+        if future:
+            raise Problem(422, "Location timestamps may not be in the future", title="Invalid input",
+                          errors=future)
+        async with transaction() as conn:
+            published = await service_layer.report_locations(
+                conn, settings, courier.id, [Point(p.lat, p.lng, p.at) for p in body.points])
+        return LocationsAccepted(accepted=len(body.points), published=published)
+
+    @router.get("/v1/courier/jobs", response_model=JobList, tags=["courier"],
+                summary="Offers waiting for an answer and jobs in progress",
+                responses=problem_responses(401))
+    async def list_jobs(courier: CourierIdentity = Depends(current_courier)) -> JobList:
+        rows = await store.courier_jobs(runtime.pool, courier.id)
+        return JobList(items=[job_view(r) for r in rows])
+
+    @router.post("/v1/courier/jobs/{order_id}/accept", response_model=Job, tags=["courier"],
+                 summary="Accept an offer: the job becomes `assigned`",
+                 description="409 if the offer expired or the order went to another courier.",
+                 responses=problem_responses(401, 404, 409, 413, 415))
+    async def accept(order_id: str, courier: CourierIdentity = Depends(current_courier)) -> Job:
+        oid = parse_order_id(order_id)
+        async with transaction() as conn:
+            row = await service_layer.accept_offer(conn, settings, courier, oid)
+        return job_view(row)
+
+    @router.post("/v1/courier/jobs/{order_id}/decline", response_model=Declined, tags=["courier"],
+                 summary="Decline an offer: it goes to the next courier, never back to this one",
+                 responses=problem_responses(401, 404, 409, 413, 415))
+    async def decline(order_id: str, courier: CourierIdentity = Depends(current_courier)) -> Declined:
+        oid = parse_order_id(order_id)
+        async with transaction() as conn:
+            await service_layer.decline_offer(conn, settings, courier.id, oid)
+        matcher.poke()
+        return Declined(order_id=oid)
+
+    @router.post("/v1/courier/jobs/{order_id}/pickup", response_model=Job, tags=["courier"],
+                 summary="The courier has the parcel: `picked_up`", responses=problem_responses(401, 404, 409, 413, 415))
+    async def pickup(order_id: str, courier: CourierIdentity = Depends(current_courier)) -> Job:
+        oid = parse_order_id(order_id)
+        async with transaction() as conn:
+            row = await service_layer.pick_up(conn, settings, courier.id, oid)
+        return job_view(row)
+
+    @router.post("/v1/courier/jobs/{order_id}/deliver", response_model=Job, tags=["courier"],
+                 summary="Hand the parcel over: `delivered`",
+                 description=(
+                     "Checks the recipient's delivery code and that `cod_collected_vnd` equals the job's "
+                     "`cod_amount_vnd`; either wrong is 422. Wrong codes are limited per job: after "
+                     f"{settings.code_max_failures} wrong codes in a row the job locks for "
+                     f"{settings.code_lockout_s:g} s, and every attempt meanwhile (even with the right "
+                     "code) is 429 with `Retry-After`. The courier can still report a failed delivery."),
+                 responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 429))
+    async def deliver(order_id: str, body: DeliverRequest,
+                      courier: CourierIdentity = Depends(current_courier)) -> Job:
+        oid = parse_order_id(order_id)
+        async with transaction() as conn:  # commits a counted wrong code before we answer
+            outcome = await service_layer.deliver(conn, settings, courier.id, oid, delivery_code=body.delivery_code,
+                                                  cod_collected_vnd=body.cod_collected_vnd)
+        check = outcome.check
+        if check.verdict is domain.CodeVerdict.OK:
+            matcher.poke()
+            return job_view(outcome.job)
+        if check.verdict is domain.CodeVerdict.LOCKED:
+            wait = domain.retry_after_s(check.locked_until, service_layer.now_utc())
+            raise Problem(429, f"Too many wrong delivery codes for this job; try again in {wait} s",
+                          title="Too many attempts", headers={"Retry-After": str(wait)}, retry_after_s=wait)
+        if check.verdict is domain.CodeVerdict.WRONG_CODE:
+            left = 0 if check.locked_until else settings.code_max_failures - check.failures
+            detail = "Wrong delivery code" + (
+                f"; the job is locked for {settings.code_lockout_s:g} s" if check.locked_until
+                else f"; {left} attempt{'s' if left != 1 else ''} left before a lockout")
+            raise Problem(422, detail, title="Invalid input", attempts_left=left,
+                          errors=[{"loc": ["body", "delivery_code"], "msg": "wrong delivery code"}])
+        raise Problem(422, "cod_collected_vnd differs from the job's cod_amount_vnd", title="Invalid input",
+                      errors=[{"loc": ["body", "cod_collected_vnd"], "msg": "must equal cod_amount_vnd"}])
+
+    @router.post("/v1/courier/jobs/{order_id}/fail", response_model=Job, tags=["courier"],
+                 summary="Report a failed delivery: `delivery_failed`",
+                 responses=problem_responses(400, 401, 404, 409, 413, 415, 422))
+    async def fail(order_id: str, body: FailRequest, courier: CourierIdentity = Depends(current_courier)) -> Job:
+        oid = parse_order_id(order_id)
+        async with transaction() as conn:
+            row = await service_layer.fail_delivery(conn, settings, courier.id, oid, reason=body.reason)
+        return job_view(row)
+
+    @router.post("/v1/courier/jobs/{order_id}/return", response_model=Job, tags=["courier"],
+                 summary="The parcel is back with the sender: `returned`",
+                 responses=problem_responses(401, 404, 409, 413, 415))
+    async def return_parcel(order_id: str, courier: CourierIdentity = Depends(current_courier)) -> Job:
+        oid = parse_order_id(order_id)
+        async with transaction() as conn:
+            row = await service_layer.return_parcel(conn, settings, courier.id, oid)
+        matcher.poke()
+        return job_view(row)
+
+    return router

@@ -1,0 +1,50 @@
+"""Wires dispatch together: settings, the runtime (pool, migrations, broker, outbox relay),
+the orders consumer, the matcher's loops and the HTTP app."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import FastAPI
+
+from shared.events import ORDERS_TOPIC
+from shared.http import Metrics, install_common_routes, install_problem_handlers
+from shared.service import Runtime
+
+from .api import build_router, install_error_handlers
+from .handlers import CONSUMER, OrderEvents
+from .matcher import Matcher
+from .settings import DispatchSettings
+
+__all__ = ["DispatchSettings", "create_app"]
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def create_app(settings: DispatchSettings | None = None) -> FastAPI:
+    settings = settings or DispatchSettings()
+    runtime = Runtime(settings, name="dispatch", database_url=settings.database_url, migrations=MIGRATIONS,
+                      pool_size=settings.pool_size)
+    matcher = Matcher(settings)
+    runtime.consume(name=CONSUMER, topics=[ORDERS_TOPIC],
+                    handler=OrderEvents(settings, lambda: runtime.pool, matcher.poke))
+    runtime.loop("dispatch-matching", lambda: matcher.run_matching(runtime.pool))
+    runtime.loop("dispatch-expiry", lambda: matcher.run_expiry(runtime.pool))
+
+    app = FastAPI(
+        title="Giao dispatch",
+        version="1.0.0",
+        summary="Couriers go online, receive offers and report each step of a delivery.",
+        description="Dispatch owns a delivery from `placed` to a final status: it offers each order "
+                    "to the nearest free courier, takes their answers and steps, and tells the other "
+                    "services through events on `giao.dispatch.v1`.",
+        lifespan=runtime.lifespan(),
+    )
+    app.state.runtime = runtime
+    app.state.settings = settings
+    app.state.matcher = matcher
+    install_problem_handlers(app)
+    install_error_handlers(app)
+    install_common_routes(app, Metrics("dispatch"), runtime.ready_checks())
+    app.include_router(build_router(settings, runtime, matcher))
+    return app

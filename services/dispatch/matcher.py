@@ -1,0 +1,89 @@
+"""The two background loops of a dispatch instance.
+
+- matching: offers waiting orders to couriers. Woken in-process when this instance creates
+  work (a new order, capacity freed, a courier online), by LISTEN/NOTIFY when another
+  instance does, and at the latest when the next postponed order is due or `poll_s` passed.
+- expiry: closes offers past their time (their orders go to the next courier) and expires
+  orders past the dispatch window; it sleeps until the next deadline or `poll_s`.
+
+Each pass is one transaction; jobs are claimed with FOR UPDATE SKIP LOCKED, so any number
+of instances share the work without handing one job to two of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from datetime import datetime
+
+import asyncpg
+
+from . import service_layer, store
+from .settings import DispatchSettings
+
+log = logging.getLogger(__name__)
+
+
+class Matcher:
+    def __init__(self, settings: DispatchSettings) -> None:
+        self.settings = settings
+        self._wake = asyncio.Event()
+        self._freed: dict[int, int] = {}  # coarse cell -> units of capacity freed there
+        self.offered = 0
+        self.offers_expired = 0
+        self.orders_expired = 0
+
+    def poke(self) -> None:
+        """Something changed that may allow an offer: match now."""
+        self._wake.set()
+
+    async def run_matching(self, pool: asyncpg.Pool) -> None:
+        listener = await pool.acquire()
+        await listener.add_listener(store.WORK_CHANNEL, self._on_notify)
+        try:
+            while True:
+                self._wake.clear()
+                freed, self._freed = self._freed, {}
+                async with pool.acquire() as conn, conn.transaction():
+                    result = await service_layer.match_waiting(conn, self.settings, freed)
+                self.offered += result.offered
+                if result.claimed >= self.settings.match_batch:
+                    continue  # more may be due right now
+                due = await store.next_match_due(pool)
+                await _wait(self._wake, _seconds_until(due, self.settings.poll_s))
+        finally:
+            with contextlib.suppress(Exception):
+                await listener.remove_listener(store.WORK_CHANNEL, self._on_notify)
+            await pool.release(listener)
+
+    async def run_expiry(self, pool: asyncpg.Pool) -> None:
+        limit = 500
+        while True:
+            async with pool.acquire() as conn, conn.transaction():
+                result = await service_layer.expire_due(conn, self.settings, limit=limit)
+            self.offers_expired += result.offers_expired
+            self.orders_expired += result.orders_expired
+            if result.offers_expired or result.orders_expired:
+                self.poke()
+            if max(result.offers_expired, result.orders_expired) >= limit:
+                continue
+            await asyncio.sleep(_seconds_until(await store.next_deadline(pool), self.settings.poll_s))
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        cell, _, units = payload.partition(":")
+        if cell.isdigit() and units.isdigit():
+            self._freed[int(cell)] = self._freed.get(int(cell), 0) + int(units)
+        self._wake.set()
+
+
+def _seconds_until(when: datetime | None, at_most: float) -> float:
+    if when is None:
+        return at_most
+    left = (when - service_layer.now_utc()).total_seconds()
+    return min(at_most, max(0.01, left + 0.005))
+
+
+async def _wait(event: asyncio.Event, timeout: float) -> None:
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(event.wait(), timeout)

@@ -1,0 +1,405 @@
+"""What couriers, orders and the clock do to jobs: each function is one transaction's worth
+of work on a connection the caller has opened a transaction on. Rules come from domain.py,
+SQL from store.py; events leave through the outbox in the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+
+from shared import secrets
+from shared.events import (
+    CancelConfirmed, CancelRefused, CancelRefusedData, CourierInfo, CourierLocation,
+    CourierLocationData, DeliveryAssigned, DeliveryAssignedData, DeliveryCodeHash,
+    DeliveryDelivered, DeliveryDeliveredData, DeliveryExpired, DeliveryFailed, DeliveryFailedData,
+    DeliveryOffered, DeliveryOfferedData, DeliveryPickedUp, DeliveryReturned, DeliveryStepData,
+    Envelope, Model, OrderCancelRequested, OrderPlaced,
+)
+from shared.inbox import Verdict, accept
+from shared.outbox import add_event
+
+from . import cells, domain, store
+from .cells import Grid, SearchStep
+from .settings import DispatchSettings
+
+SOURCE = "dispatch"
+
+
+class JobNotFound(Exception):
+    """Unknown, or not this courier's: both answer 404, so existence does not leak."""
+
+
+class NotAllowedNow(Exception):
+    """The job's status (or the offer's) does not allow this now: 409."""
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+async def _emit(conn: asyncpg.Connection, settings: DispatchSettings, cls: type[Envelope],
+                subject: UUID, data: Model) -> Envelope:
+    return await add_event(conn, cls, subject=str(subject), data=data, source=SOURCE,
+                           topic=settings.topic(cls.topic))
+
+
+def grid(settings: DispatchSettings) -> Grid:
+    return Grid(settings.h3_resolution, settings.h3_coarse_resolution, settings.search_fine_rings,
+                settings.search_max_ring)
+
+
+# --- couriers --------------------------------------------------------------------------------
+
+
+async def create_courier(conn: asyncpg.Connection, settings: DispatchSettings, *, name: str, phone: str,
+                         vehicle: str) -> tuple[asyncpg.Record, str]:
+    """A new courier and their bearer token (shown once: only its hash is stored)."""
+    token = secrets.new_secret("ct")
+    row = await store.insert_courier(conn, id=uuid4(), name=name, phone=phone, vehicle=vehicle,
+                                     secret_hash=secrets.secret_hash(token),
+                                     capacity=settings.capacity(vehicle))
+    return row, token
+
+
+async def set_status(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID, *,
+                     online: bool, lat: float | None, lng: float | None) -> asyncpg.Record:
+    """Online or offline. Going offline withdraws the courier's open offers (those orders go to
+    the next courier at once) but leaves accepted jobs with them, to finish."""
+    if not online:
+        offered = await store.open_offer_order_ids(conn, courier_id)
+        locked = await store.lock_jobs(conn, offered)  # jobs before the courier: lock order
+        still_mine = [oid for oid, j in locked.items()
+                      if j["status"] == domain.OFFERED and j["courier_id"] == courier_id]
+        await store.reopen_jobs(conn, still_mine, offer_state="withdrawn")
+        await store.release_couriers(conn, [courier_id] * len(still_mine))
+    cell = grid(settings).cell(lat, lng) if lat is not None and lng is not None else None
+    return await store.set_courier_status(conn, courier_id, online=online, lat=lat, lng=lng, cell=cell,
+                                          coarse_cell=grid(settings).coarse(cell) if cell is not None else None)
+
+
+@dataclass(frozen=True)
+class Point:
+    lat: float
+    lng: float
+    at: datetime
+
+
+async def report_locations(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID,
+                           points: list[Point]) -> bool:
+    """Keep the newest position; publish it if the courier carries an active job and none was
+    published for them within the last second. Returns whether an event went out."""
+    latest = max(points, key=lambda p: p.at)
+    carried = await store.carried_order_ids(conn, courier_id)
+    cell = grid(settings).cell(latest.lat, latest.lng)
+    published = await store.move_courier(
+        conn, courier_id, lat=latest.lat, lng=latest.lng, at=latest.at, cell=cell,
+        coarse_cell=grid(settings).coarse(cell), publish_if_carrying=bool(carried))
+    if published:
+        await add_event(conn, CourierLocation, subject=str(courier_id), source=SOURCE,
+                        topic=settings.topic(CourierLocation.topic),
+                        data=CourierLocationData(courier_id=courier_id, order_ids=carried, lat=latest.lat,
+                                                 lng=latest.lng, at=latest.at))
+    return published
+
+
+# --- a courier's answers and steps ---------------------------------------------------------------
+
+
+# The common case is one guarded UPDATE (its WHERE holds the rule, and the row lock it takes
+# makes concurrent answers wait and re-check); only when it changes nothing do we read the
+# job again to say why: 404 (not yours) or 409 (not now).
+
+
+async def _why_not_offer(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID) -> Exception:
+    """404 if the order was never offered to this courier, else 409 with what became of it."""
+    job = await store.job(conn, order_id)
+    if job is None:
+        return JobNotFound()
+    if job["status"] == domain.OFFERED and job["courier_id"] == courier_id:
+        return NotAllowedNow("The offer has expired")
+    state = await store.offer_state(conn, order_id, courier_id)
+    if state is None:
+        return JobNotFound()
+    now = "with another courier" if job["courier_id"] not in (None, courier_id) else job["status"]
+    return NotAllowedNow(f"The offer is no longer open (it was {state}; the job is now {now})")
+
+
+async def accept_offer(conn: asyncpg.Connection, settings: DispatchSettings, courier: Any,
+                       order_id: UUID) -> asyncpg.Record:
+    """`courier` has id, name, phone and vehicle (for the assigned event)."""
+    job = await store.accept_offer(conn, order_id, courier.id)
+    if job is None:
+        raise await _why_not_offer(conn, order_id, courier.id)
+    info = CourierInfo(id=courier.id, name=courier.name, phone=courier.phone,
+                       display_name=domain.display_name(courier.name), vehicle=courier.vehicle)
+    await _emit(conn, settings, DeliveryAssigned, order_id, DeliveryAssignedData(order_id=order_id, courier=info))
+    return job
+
+
+async def decline_offer(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID,
+                        order_id: UUID) -> None:
+    """Also allowed for an offer just past its time that the expirer has not closed yet."""
+    if not await store.decline_offer(conn, order_id, courier_id):
+        raise await _why_not_offer(conn, order_id, courier_id)
+    await store.release_couriers(conn, [courier_id])
+
+
+async def _lock_own_job(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID) -> asyncpg.Record:
+    job = await store.lock_job(conn, order_id)
+    if job is None or job["courier_id"] != courier_id:
+        raise JobNotFound
+    return job
+
+
+def _transition(action: domain.Action, status: str) -> str:
+    try:
+        return domain.next_status(action, status)
+    except domain.TransitionNotAllowed as exc:
+        raise NotAllowedNow(str(exc)) from None
+
+
+async def _advance(conn: asyncpg.Connection, action: domain.Action, courier_id: UUID, order_id: UUID,
+                   fail_reason: str | None = None) -> asyncpg.Record:
+    start, end = domain.TRANSITIONS[action]
+    job = await store.advance_job(conn, order_id, courier_id, start=start, end=end, fail_reason=fail_reason)
+    if job is None:
+        current = await store.job(conn, order_id)
+        if current is None or current["courier_id"] != courier_id:
+            raise JobNotFound
+        _transition(action, current["status"])  # raises 409 with the reason
+        raise NotAllowedNow(f"Cannot {action.value} the job now")  # it changed meanwhile
+    return job
+
+
+async def pick_up(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID,
+                  order_id: UUID) -> asyncpg.Record:
+    job = await _advance(conn, domain.Action.PICKUP, courier_id, order_id)
+    await _emit(conn, settings, DeliveryPickedUp, order_id, _step(order_id))
+    return job
+
+
+@dataclass(frozen=True)
+class DeliveryOutcome:
+    check: domain.DeliveryCheck
+    job: asyncpg.Record | None  # the delivered job, when the check passed
+
+
+async def deliver(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID, order_id: UUID,
+                  *, delivery_code: str, cod_collected_vnd: int) -> DeliveryOutcome:
+    """Check the code and the COD amount. A wrong code is counted even though the answer is
+    an error, so the caller must COMMIT this transaction and only then answer 422/429."""
+    job = await _lock_own_job(conn, order_id, courier_id)
+    status = _transition(domain.Action.DELIVER, job["status"])
+    stored = DeliveryCodeHash(salt=job["code_salt"], hash=job["code_hash"])
+    check = domain.check_delivery(
+        code_matches=secrets.delivery_code_matches(delivery_code, stored, settings.delivery_code_key),
+        cod_collected_vnd=cod_collected_vnd, cod_amount_vnd=job["cod_amount_vnd"],
+        failures=job["code_failures"], locked_until=job["code_locked_until"], now=now_utc(),
+        max_failures=settings.code_max_failures, lockout=timedelta(seconds=settings.code_lockout_s))
+    if (check.failures, check.locked_until) != (job["code_failures"], job["code_locked_until"]):
+        await store.record_code_check(conn, order_id, failures=check.failures, locked_until=check.locked_until)
+    if check.verdict is not domain.CodeVerdict.OK:
+        return DeliveryOutcome(check, None)
+    job = await store.update_job(conn, order_id, status=status, cod_collected_vnd=cod_collected_vnd)
+    await store.release_couriers(conn, [courier_id])
+    await _emit(conn, settings, DeliveryDelivered, order_id,
+                DeliveryDeliveredData(order_id=order_id, cod_collected_vnd=cod_collected_vnd))
+    return DeliveryOutcome(check, job)
+
+
+async def fail_delivery(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID,
+                        order_id: UUID, *, reason: str) -> asyncpg.Record:
+    job = await _advance(conn, domain.Action.FAIL, courier_id, order_id, fail_reason=reason)
+    await _emit(conn, settings, DeliveryFailed, order_id, DeliveryFailedData(order_id=order_id, reason=reason))
+    return job
+
+
+async def return_parcel(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID,
+                        order_id: UUID) -> asyncpg.Record:
+    job = await _advance(conn, domain.Action.RETURN, courier_id, order_id)
+    await store.release_couriers(conn, [courier_id])
+    await _emit(conn, settings, DeliveryReturned, order_id, _step(order_id))
+    return job
+
+
+def _step(order_id: UUID) -> Model:
+    return DeliveryStepData(order_id=order_id)
+
+
+# --- events from orders -------------------------------------------------------------------------
+
+
+async def apply_order_events(conn: asyncpg.Connection, settings: DispatchSettings, consumer: str,
+                             batch: list[tuple[str, Envelope]]) -> bool:
+    """Apply a batch of giao.orders.v1 events in the caller's one transaction: new jobs from
+    order.placed, and the cancel saga's answer to order.cancel_requested. Returns whether
+    the matcher has new work (a new job or freed capacity)."""
+    placed: list[OrderPlaced] = []
+    cancels: list[OrderCancelRequested] = []
+    for topic, event in batch:
+        if await accept(conn, consumer, topic, event) is not Verdict.NEW:
+            continue
+        if isinstance(event, OrderPlaced):
+            placed.append(event)
+        elif isinstance(event, OrderCancelRequested):
+            cancels.append(event)
+    if placed:
+        await store.insert_jobs(conn, [_job_row(settings, e) for e in placed])
+        await store.notify_work(conn)
+    freed = await _answer_cancels(conn, settings, cancels) if cancels else False
+    return bool(placed) or freed
+
+
+def _job_row(settings: DispatchSettings, event: OrderPlaced) -> tuple[Any, ...]:
+    d = event.data
+    cell = grid(settings).cell(d.pickup.lat, d.pickup.lng)
+    return (d.order_id, d.tracking_code, d.merchant_id, d.pickup.model_dump(), d.dropoff.model_dump(),
+            d.parcel.model_dump(), d.note, d.cod_amount_vnd, d.fee_vnd, d.distance_m,
+            d.pickup.lat, d.pickup.lng, cell, grid(settings).coarse(cell),
+            d.delivery_code.salt, d.delivery_code.hash, event.occurred_at,
+            event.occurred_at + timedelta(seconds=settings.window_s))
+
+
+async def _answer_cancels(conn: asyncpg.Connection, settings: DispatchSettings,
+                          cancels: list[OrderCancelRequested]) -> bool:
+    jobs = await store.lock_jobs(conn, sorted({e.data.order_id for e in cancels}))
+    status = {oid: j["status"] for oid, j in jobs.items()}
+    to_cancel: dict[UUID, str | None] = {}
+    freed_couriers: list[UUID] = []
+    answers: list[tuple[type[Envelope], UUID, Model]] = []
+    for event in cancels:
+        oid = event.data.order_id
+        if oid not in status:
+            # Unknown here (its order.placed never arrived, or was dead-lettered): nothing
+            # to stop, so the cancel stands; refusing would leave the order placed forever.
+            answers.append((CancelConfirmed, oid, _step(oid)))
+            continue
+        decision = domain.decide_cancel(status[oid])
+        if isinstance(decision, domain.CancelRefused):
+            answers.append((CancelRefused, oid, CancelRefusedData(order_id=oid, reason=decision.reason)))
+            continue
+        if not decision.already_cancelled:
+            to_cancel[oid] = event.data.reason
+            if decision.frees_courier:
+                freed_couriers.append(jobs[oid]["courier_id"])
+            status[oid] = domain.CANCELLED
+        answers.append((CancelConfirmed, oid, _step(oid)))
+    await store.end_jobs(conn, list(to_cancel), status=domain.CANCELLED, reasons=list(to_cancel.values()))
+    await store.release_couriers(conn, freed_couriers)
+    for cls, oid, data in answers:
+        await _emit(conn, settings, cls, oid, data)
+    return bool(freed_couriers)
+
+
+# --- the matcher ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class MatchResult:
+    offered: int
+    postponed: int
+    claimed: int
+
+
+# Capacity that came free in a coarse cell makes the waiting jobs within this many coarse
+# rings of it worth another look at once (about 4 km at res 7), whatever their backoff says.
+FREED_AREA_RINGS = 2
+
+
+async def match_waiting(conn: asyncpg.Connection, settings: DispatchSettings,
+                        freed: dict[int, int] | None = None) -> MatchResult:
+    """Offer each due waiting job (up to a batch, claimed with SKIP LOCKED so two instances
+    share the queue) to the best available courier; postpone those nobody can take.
+
+    `freed` ({coarse cell: units}) is where capacity came free since the last pass: as many
+    waiting jobs near there as units freed are tried too, oldest first, before their backoff
+    would have them tried again.
+    """
+    jobs = list(await store.claim_due_waiting(conn, settings.match_batch))
+    if freed:
+        area = {c for cell in freed for c in cells.disk(cell, FREED_AREA_RINGS)}
+        units = min(settings.match_batch, sum(freed.values()))
+        jobs += await store.claim_waiting_in_area(conn, sorted(area), units)
+    offered, postponed = 0, []
+    expires_at = now_utc() + timedelta(seconds=settings.offer_timeout_s)
+    # Nobody available anywhere (one probe of the partial index): no search would find anyone.
+    anyone = bool(jobs) and await store.anyone_available(conn)
+    for job in jobs:
+        if anyone and await _offer(conn, settings, job, expires_at):
+            offered += 1
+        else:
+            postponed.append((job["order_id"], domain.match_retry_delay(
+                job["match_attempts"], settings.match_retry_base_s, settings.match_retry_max_s)))
+    await store.postpone_jobs(conn, postponed)
+    return MatchResult(offered, len(postponed), len(jobs))
+
+
+async def _offer(conn: asyncpg.Connection, settings: DispatchSettings, job: asyncpg.Record,
+                 expires_at: datetime) -> bool:
+    order_id, lat, lng, cell = job["order_id"], job["pickup_lat"], job["pickup_lng"], job["pickup_cell"]
+    g = grid(settings)
+
+    async def weigh(step: SearchStep) -> list[domain.RankedCandidate]:
+        rows = await store.find_candidates(conn, order_id=order_id, coarse=step.coarse, cells=g.cells(cell, step),
+                                           lat=lat, lng=lng, limit=settings.candidate_limit)
+        candidates = [domain.Candidate(r["id"], r["vehicle"], r["lat"], r["lng"], r["load"], r["capacity"])
+                      for r in rows]
+        return domain.rank_candidates(lat, lng, candidates)
+
+    # Widen step by step until someone is found; then make sure the search covers everyone
+    # who could still beat the best one found (a faster vehicle a bit further away, or a
+    # courier just across the ring's edge), and look once more, wider, if it does not.
+    ranked: list[domain.RankedCandidate] = []
+    for step in g.plan():
+        ranked = await weigh(step)
+        if ranked:
+            break
+    if not ranked:
+        return False
+    needed = g.step_covering(domain.reach_radius_m(ranked[0].travel_s))
+    if g.covered_m(needed) > g.covered_m(step):
+        step, ranked = needed, await weigh(needed)
+    for choice in ranked:
+        reserved = await store.reserve_courier(conn, choice.candidate.courier_id)
+        if reserved is None:
+            continue  # taken or being changed by another transaction: the next one
+        await store.insert_offer(
+            conn, order_id=order_id, courier_id=choice.candidate.courier_id, expires_at=expires_at,
+            distance_m=choice.distance_m, travel_s=choice.travel_s, courier_load=reserved["load_before"],
+            capacity=reserved["capacity"], candidates=len(ranked), search_rings=step.rings,
+            search_resolution=g.resolution(step))
+        await _emit(conn, settings, DeliveryOffered, order_id, DeliveryOfferedData(
+            order_id=order_id, courier_id=choice.candidate.courier_id, expires_at=expires_at))
+        return True
+    return False
+
+
+# --- the expirer -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ExpiryResult:
+    orders_expired: int
+    offers_expired: int
+
+
+async def expire_due(conn: asyncpg.Connection, settings: DispatchSettings, limit: int = 500) -> ExpiryResult:
+    """Orders past the dispatch window become `expired` (an open offer is withdrawn); offers
+    past their time close and their orders go back to the matcher. Jobs are claimed with
+    SKIP LOCKED (never waiting behind a courier's answer), couriers released in id order."""
+    late = await store.claim_past_deadline(conn, limit)
+    late_ids = [r["order_id"] for r in late]
+    await store.end_jobs(conn, late_ids, status=domain.EXPIRED)
+    stale = await store.claim_expired_offers(conn, limit)
+    stale_ids = [r["order_id"] for r in stale]
+    await store.reopen_jobs(conn, stale_ids, offer_state="expired")
+    await store.release_couriers(conn, [r["courier_id"] for r in late if r["status"] == domain.OFFERED]
+                                 + [r["courier_id"] for r in stale])
+    for oid in late_ids:
+        await _emit(conn, settings, DeliveryExpired, oid, _step(oid))
+    return ExpiryResult(len(late_ids), len(stale_ids))

@@ -1,0 +1,71 @@
+"""Dispatch's settings.
+
+Environment variables (besides the common GIAO_* ones of shared.settings):
+
+- GIAO_DISPATCH_PORT (8002)
+- GIAO_DISPATCH_DATABASE_URL (postgresql://giao:giao@127.0.0.1:5432/giao_dispatch)
+- GIAO_DISPATCH_POOL_SIZE (30): PostgreSQL connections of one process (the outbox relay alone may
+  hold up to 16 while publishing)
+- GIAO_DISPATCH_OFFER_TIMEOUT_S (30): an unanswered offer expires and goes to the next courier
+- GIAO_DISPATCH_WINDOW_S (1800): an order nobody accepted within this becomes `expired`
+- GIAO_DISPATCH_CAPACITY_BICYCLE (1), _MOTORBIKE (3), _CAR (6), _VAN (20): offers + jobs at once
+- GIAO_DISPATCH_H3_RESOLUTION (9): cells of the near candidate search (res 9: ~200 m edge)
+- GIAO_DISPATCH_H3_COARSE_RESOLUTION (7): cells of the wide search (res 7: ~1.4 km edge)
+- GIAO_DISPATCH_SEARCH_FINE_RINGS (4): rings searched with fine cells before going coarse (~1.2 km)
+- GIAO_DISPATCH_SEARCH_MAX_RING (8): widest search, in coarse rings (at least 14 km at res 7)
+- GIAO_DISPATCH_CANDIDATE_LIMIT (32): nearest couriers weighed per offer
+- GIAO_DISPATCH_MATCH_BATCH (25): waiting orders the matcher handles per transaction
+- GIAO_DISPATCH_MATCH_RETRY_BASE_S (0.5), GIAO_DISPATCH_MATCH_RETRY_MAX_S (5): backoff of an order
+  nobody could take yet (capacity coming free near it retries it at once)
+- GIAO_DISPATCH_POLL_S (0.5): the matcher's and expirer's safety poll (they are also woken
+  by the work itself, in-process and through LISTEN/NOTIFY from other instances)
+- GIAO_DISPATCH_LOCATION_CLOCK_SKEW_S (30): how far in the future a location's `at` may be
+- GIAO_DISPATCH_CODE_MAX_FAILURES (5): wrong delivery codes in a row before a job locks
+- GIAO_DISPATCH_CODE_LOCKOUT_S (900): how long it stays locked (429 with Retry-After)
+"""
+
+from __future__ import annotations
+
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from shared.settings import CommonSettings
+
+
+class DispatchSettings(CommonSettings):
+    model_config = SettingsConfigDict(env_prefix="GIAO_DISPATCH_", extra="ignore", populate_by_name=True)
+
+    port: int = 8002
+    database_url: str = "postgresql://giao:giao@127.0.0.1:5432/giao_dispatch"
+    pool_size: int = Field(30, ge=5)
+
+    offer_timeout_s: float = Field(30.0, gt=0)
+    window_s: float = Field(1800.0, gt=0)
+
+    capacity_bicycle: int = Field(1, ge=1)
+    capacity_motorbike: int = Field(3, ge=1)
+    capacity_car: int = Field(6, ge=1)
+    capacity_van: int = Field(20, ge=1)
+
+    h3_resolution: int = Field(9, ge=0, le=15)
+    h3_coarse_resolution: int = Field(7, ge=0, le=15)
+    search_fine_rings: int = Field(4, ge=1)
+    search_max_ring: int = Field(8, ge=1)
+    candidate_limit: int = Field(32, ge=1)
+    match_batch: int = Field(25, ge=1)
+    match_retry_base_s: float = Field(0.5, gt=0)
+    match_retry_max_s: float = Field(5.0, gt=0)
+    poll_s: float = Field(0.5, gt=0)
+
+    location_clock_skew_s: float = Field(30.0, ge=0)
+    code_max_failures: int = Field(5, ge=1)
+    code_lockout_s: float = Field(900.0, gt=0)
+
+    @model_validator(mode="after")
+    def _coarse_is_coarser(self) -> "DispatchSettings":
+        if self.h3_coarse_resolution >= self.h3_resolution:
+            raise ValueError("h3_coarse_resolution must be coarser (smaller) than h3_resolution")
+        return self
+
+    def capacity(self, vehicle: str) -> int:
+        return int(getattr(self, f"capacity_{vehicle}"))

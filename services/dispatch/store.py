@@ -1,0 +1,372 @@
+"""All of dispatch's SQL. Every function takes a connection; the caller owns the transaction.
+
+Lock order, everywhere: jobs before couriers, and within each kind by id. With that order
+two transactions cannot wait on each other in a cycle. The matcher goes further and only
+ever takes locks with SKIP LOCKED, so it never waits at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from uuid import UUID
+
+import asyncpg
+
+# Changes that may let the matcher make an offer (a new job, capacity freed, a courier
+# online) NOTIFY this channel, so that every instance's matcher wakes up. Freed capacity
+# says where: the payload is "<coarse cell>:<units>" (empty for other changes).
+WORK_CHANNEL = "giao_dispatch_work"
+
+ACTIVE = ("offered", "assigned", "picked_up", "delivery_failed")
+
+
+async def notify_work(conn: asyncpg.Connection) -> None:
+    """Delivered at commit (and folded into one per transaction by PostgreSQL)."""
+    await conn.execute("SELECT pg_notify($1, '')", WORK_CHANNEL)
+
+
+# --- couriers ----------------------------------------------------------------------------
+
+COURIER_COLUMNS = "id, name, phone, vehicle, capacity, load, online, lat, lng, position_at"
+
+
+async def insert_courier(conn: asyncpg.Connection, *, id: UUID, name: str, phone: str, vehicle: str,
+                         secret_hash: str, capacity: int) -> asyncpg.Record:
+    return await conn.fetchrow(
+        f"""INSERT INTO couriers (id, name, phone, vehicle, secret_hash, capacity)
+            VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COURIER_COLUMNS}""",
+        id, name, phone, vehicle, secret_hash, capacity)
+
+
+async def courier_by_secret_hash(conn: asyncpg.Connection | asyncpg.Pool, secret_hash: str) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        "SELECT id, name, phone, vehicle, capacity FROM couriers WHERE secret_hash = $1", secret_hash)
+
+
+async def courier(conn: asyncpg.Connection | asyncpg.Pool, courier_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {COURIER_COLUMNS} FROM couriers WHERE id = $1", courier_id)
+
+
+async def set_courier_status(conn: asyncpg.Connection, courier_id: UUID, *, online: bool,
+                             lat: float | None, lng: float | None, cell: int | None,
+                             coarse_cell: int | None) -> asyncpg.Record:
+    """Online/offline; the position when one is given (kept as it was otherwise)."""
+    row = await conn.fetchrow(
+        f"""UPDATE couriers SET online = $2,
+                lat = COALESCE($3, lat), lng = COALESCE($4, lng), cell = COALESCE($5, cell),
+                coarse_cell = COALESCE($6, coarse_cell),
+                position_at = CASE WHEN $3::float8 IS NULL THEN position_at ELSE now() END,
+                updated_at = now()
+            WHERE id = $1 RETURNING {COURIER_COLUMNS}, coarse_cell""",
+        courier_id, online, lat, lng, cell, coarse_cell)
+    if online and row["load"] < row["capacity"]:
+        await conn.execute("SELECT pg_notify($1, $2)", WORK_CHANNEL,
+                           f"{row['coarse_cell']}:{row['capacity'] - row['load']}")
+    return row
+
+
+async def move_courier(conn: asyncpg.Connection, courier_id: UUID, *, lat: float, lng: float, cell: int,
+                       coarse_cell: int, at: datetime, publish_if_carrying: bool) -> bool:
+    """Record a reported position unless a newer one is known. Returns whether a
+    courier.location event should go out now: the caller says whether the courier carries
+    an active job, and this claims the once-per-second slot atomically (two requests at
+    once cannot both win it)."""
+    published = await conn.fetchval(
+        """UPDATE couriers SET lat = $2, lng = $3, cell = $4, coarse_cell = $7, position_at = $5,
+                updated_at = now(),
+                location_published_at = CASE
+                    WHEN $6 AND (location_published_at IS NULL
+                                 OR location_published_at <= now() - interval '1 second')
+                    THEN now() ELSE location_published_at END
+            WHERE id = $1 AND (position_at IS NULL OR position_at < $5)
+            RETURNING location_published_at = now()""",
+        courier_id, lat, lng, cell, at, publish_if_carrying, coarse_cell)
+    return bool(published)
+
+
+async def reserve_courier(conn: asyncpg.Connection, courier_id: UUID) -> asyncpg.Record | None:
+    """Take one unit of an available courier's capacity for an offer.
+
+    SKIP LOCKED: a courier another transaction is changing right now is skipped rather than
+    waited for (the matcher tries the next candidate). `load < capacity` is re-checked on the
+    locked row, and the CHECK constraint would refuse an overflow anyway. NO KEY UPDATE is the
+    lock the UPDATE takes anyway; unlike FOR UPDATE it does not conflict with the key-share
+    locks that foreign-key checks of new offers take on the courier.
+    """
+    return await conn.fetchrow(
+        """UPDATE couriers c SET load = c.load + 1, updated_at = now()
+           FROM (SELECT id, load FROM couriers WHERE id = $1 AND online AND load < capacity
+                 FOR NO KEY UPDATE SKIP LOCKED) before
+           WHERE c.id = before.id
+           RETURNING before.load AS load_before, c.capacity, c.name, c.phone, c.vehicle""",
+        courier_id)
+
+
+async def release_couriers(conn: asyncpg.Connection, courier_ids: Iterable[UUID]) -> None:
+    """Give back one unit of capacity per id (an id may repeat), in id order (lock order),
+    and tell the matchers where capacity came free (at commit)."""
+    for courier_id in sorted(courier_ids, key=str):
+        await conn.fetchval(
+            """UPDATE couriers SET load = load - 1, updated_at = now() WHERE id = $1
+               RETURNING pg_notify($2, COALESCE(coarse_cell::text || ':1', ''))""", courier_id, WORK_CHANNEL)
+
+
+_CANDIDATES = """SELECT c.id, c.vehicle, c.lat, c.lng, c.load, c.capacity FROM couriers c
+    WHERE c.{column} = ANY($1::bigint[]) AND c.online AND c.load < c.capacity
+      AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.order_id = $2 AND o.courier_id = c.id)
+    ORDER BY (c.lat - $3) ^ 2 + ((c.lng - $4) * cos(radians($3))) ^ 2
+    LIMIT $5"""
+# Two fixed statements (a column name cannot be a parameter); no value is ever formatted in.
+_CANDIDATES_BY_CELL = _CANDIDATES.format(column="cell")
+_CANDIDATES_BY_COARSE_CELL = _CANDIDATES.format(column="coarse_cell")
+
+
+async def find_candidates(conn: asyncpg.Connection, *, order_id: UUID, coarse: bool, cells: Sequence[int],
+                          lat: float, lng: float, limit: int) -> list[asyncpg.Record]:
+    """Available couriers in the given (fine or coarse) cells, nearest first (flat-earth
+    distance, fine at city scale; the caller ranks them properly), leaving out those this
+    order was offered to before.
+
+    Reads only the partial index entries of these cells: never every courier.
+    """
+    return await conn.fetch(_CANDIDATES_BY_COARSE_CELL if coarse else _CANDIDATES_BY_CELL,
+                            list(cells), order_id, lat, lng, limit)
+
+
+async def anyone_available(conn: asyncpg.Connection) -> bool:
+    return await conn.fetchval(
+        "SELECT EXISTS (SELECT 1 FROM couriers WHERE online AND load < capacity AND cell IS NOT NULL)")
+
+
+# --- jobs ----------------------------------------------------------------------------------
+
+JOB_COLUMNS = """order_id, tracking_code, status, courier_id, pickup, dropoff, parcel, note,
+    cod_amount_vnd, fee_vnd, distance_m, offer_expires_at, placed_at, dispatch_deadline,
+    cod_collected_vnd, fail_reason, cancel_reason, code_salt, code_hash, code_failures,
+    code_locked_until, updated_at"""
+
+
+async def insert_jobs(conn: asyncpg.Connection, rows: list[tuple]) -> None:
+    """(order_id, tracking_code, merchant_id, pickup, dropoff, parcel, note, cod, fee, distance,
+    pickup_lat, pickup_lng, pickup_cell, pickup_coarse_cell, code_salt, code_hash, placed_at,
+    deadline) per job;
+    a job that exists already is left alone."""
+    await conn.executemany(
+        """INSERT INTO jobs (order_id, tracking_code, merchant_id, pickup, dropoff, parcel, note,
+                cod_amount_vnd, fee_vnd, distance_m, pickup_lat, pickup_lng, pickup_cell,
+                pickup_coarse_cell, code_salt, code_hash, placed_at, dispatch_deadline, next_match_at)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, now())
+           ON CONFLICT (order_id) DO NOTHING""", rows)
+
+
+async def job(conn: asyncpg.Connection | asyncpg.Pool, order_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs WHERE order_id = $1", order_id)
+
+
+async def lock_job(conn: asyncpg.Connection, order_id: UUID) -> asyncpg.Record | None:
+    return await conn.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs WHERE order_id = $1 FOR UPDATE", order_id)
+
+
+async def lock_jobs(conn: asyncpg.Connection, order_ids: Sequence[UUID]) -> dict[UUID, asyncpg.Record]:
+    rows = await conn.fetch(
+        f"""SELECT {JOB_COLUMNS} FROM jobs WHERE order_id = ANY($1::uuid[])
+            ORDER BY order_id FOR UPDATE""", list(order_ids))
+    return {r["order_id"]: r for r in rows}
+
+
+async def courier_jobs(conn: asyncpg.Connection | asyncpg.Pool, courier_id: UUID) -> list[asyncpg.Record]:
+    """A courier's open offers (not yet past their time) and jobs in progress."""
+    return await conn.fetch(
+        f"""SELECT {JOB_COLUMNS} FROM jobs
+            WHERE courier_id = $1 AND status IN ('offered', 'assigned', 'picked_up', 'delivery_failed')
+              AND (status <> 'offered' OR offer_expires_at > now())
+            ORDER BY placed_at""", courier_id)
+
+
+async def carried_order_ids(conn: asyncpg.Connection, courier_id: UUID) -> list[UUID]:
+    """The orders a courier carries now (assigned or picked up)."""
+    rows = await conn.fetch(
+        """SELECT order_id FROM jobs WHERE courier_id = $1 AND status IN ('assigned', 'picked_up')
+           ORDER BY order_id""", courier_id)
+    return [r["order_id"] for r in rows]
+
+
+async def open_offer_order_ids(conn: asyncpg.Connection, courier_id: UUID) -> list[UUID]:
+    rows = await conn.fetch(
+        "SELECT order_id FROM jobs WHERE courier_id = $1 AND status = 'offered' ORDER BY order_id",
+        courier_id)
+    return [r["order_id"] for r in rows]
+
+
+async def update_job(conn: asyncpg.Connection, order_id: UUID, *, status: str,
+                     cod_collected_vnd: int | None = None, fail_reason: str | None = None) -> asyncpg.Record:
+    return await conn.fetchrow(
+        f"""UPDATE jobs SET status = $2, cod_collected_vnd = COALESCE($3, cod_collected_vnd),
+                fail_reason = COALESCE($4, fail_reason), updated_at = now()
+            WHERE order_id = $1 RETURNING {JOB_COLUMNS}""",
+        order_id, status, cod_collected_vnd, fail_reason)
+
+
+async def record_code_check(conn: asyncpg.Connection, order_id: UUID, *, failures: int,
+                            locked_until: datetime | None) -> None:
+    await conn.execute(
+        "UPDATE jobs SET code_failures = $2, code_locked_until = $3, updated_at = now() WHERE order_id = $1",
+        order_id, failures, locked_until)
+
+
+async def accept_offer(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID) -> asyncpg.Record | None:
+    """The job, now assigned, if it was offered to this courier and the offer is still open;
+    None (nothing changed) otherwise."""
+    return await conn.fetchrow(
+        f"""WITH job AS (
+                UPDATE jobs SET status = 'assigned', offer_expires_at = NULL, updated_at = now()
+                WHERE order_id = $1 AND courier_id = $2 AND status = 'offered' AND offer_expires_at > now()
+                RETURNING {JOB_COLUMNS}),
+            offer AS (
+                UPDATE offers SET state = 'accepted', answered_at = now()
+                WHERE order_id = $1 AND courier_id = $2 AND state = 'open' AND EXISTS (SELECT FROM job))
+            SELECT * FROM job""", order_id, courier_id)
+
+
+async def decline_offer(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID) -> bool:
+    """Put the job back in the matcher's queue if it was offered to this courier; the courier
+    is never asked again (the offer stays on record, declined). Capacity is the caller's."""
+    return await conn.fetchval(
+        """WITH job AS (
+               UPDATE jobs SET status = 'waiting', courier_id = NULL, offer_expires_at = NULL,
+                      next_match_at = now(), updated_at = now()
+               WHERE order_id = $1 AND courier_id = $2 AND status = 'offered'
+               RETURNING order_id),
+           offer AS (
+               UPDATE offers SET state = 'declined', answered_at = now()
+               WHERE order_id = $1 AND courier_id = $2 AND state = 'open' AND EXISTS (SELECT FROM job))
+           SELECT EXISTS (SELECT FROM job)""", order_id, courier_id)
+
+
+async def advance_job(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID, *, start: str, end: str,
+                      fail_reason: str | None = None) -> asyncpg.Record | None:
+    """Move this courier's job from `start` to `end`; None (nothing changed) if it is not
+    theirs or not in `start`."""
+    return await conn.fetchrow(
+        f"""UPDATE jobs SET status = $4, fail_reason = COALESCE($5, fail_reason), updated_at = now()
+            WHERE order_id = $1 AND courier_id = $2 AND status = $3 RETURNING {JOB_COLUMNS}""",
+        order_id, courier_id, start, end, fail_reason)
+
+
+async def reopen_jobs(conn: asyncpg.Connection, order_ids: Sequence[UUID], *, offer_state: str) -> None:
+    """Close the open offer of each job (declined, expired or withdrawn) and put the job back
+    in the matcher's queue at once; the courier it was offered to is never asked again."""
+    if not order_ids:
+        return
+    await conn.execute(
+        """UPDATE offers SET state = $2, answered_at = now()
+           WHERE order_id = ANY($1::uuid[]) AND state = 'open'""", list(order_ids), offer_state)
+    await conn.execute(
+        """UPDATE jobs SET status = 'waiting', courier_id = NULL, offer_expires_at = NULL,
+                next_match_at = now(), updated_at = now()
+           WHERE order_id = ANY($1::uuid[])""", list(order_ids))
+
+
+async def end_jobs(conn: asyncpg.Connection, order_ids: Sequence[UUID], *, status: str,
+                   reasons: Sequence[str | None] | None = None) -> None:
+    """Cancel or expire jobs: an open offer is withdrawn (an accepted one stays on record, as
+    does the courier of a job cancelled after acceptance; capacity is the caller's to give back)."""
+    if not order_ids:
+        return
+    await conn.execute(
+        """UPDATE offers SET state = 'withdrawn', answered_at = now()
+           WHERE order_id = ANY($1::uuid[]) AND state = 'open'""", list(order_ids))
+    await conn.execute(
+        """UPDATE jobs j SET status = $2, offer_expires_at = NULL, updated_at = now(),
+                cancel_reason = CASE WHEN $2 = 'cancelled' THEN r.reason ELSE j.cancel_reason END,
+                courier_id = CASE WHEN j.status = 'offered' THEN NULL ELSE j.courier_id END
+           FROM unnest($1::uuid[], $3::text[]) AS r(order_id, reason)
+           WHERE j.order_id = r.order_id""",
+        list(order_ids), status, list(reasons) if reasons is not None else [None] * len(order_ids))
+
+
+# --- the matcher and the expirer --------------------------------------------------------------
+
+
+async def claim_due_waiting(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    """Waiting jobs that are due, oldest due first, locked; those another instance holds are skipped."""
+    return await conn.fetch(
+        """SELECT order_id, pickup_lat, pickup_lng, pickup_cell, match_attempts FROM jobs
+           WHERE status = 'waiting' AND next_match_at <= now()
+           ORDER BY next_match_at LIMIT $1 FOR UPDATE SKIP LOCKED""", limit)
+
+
+async def claim_waiting_in_area(conn: asyncpg.Connection, coarse_cells: Sequence[int],
+                                limit: int) -> list[asyncpg.Record]:
+    """Waiting jobs (not yet due) with a pickup in these coarse cells, oldest order first, locked."""
+    return await conn.fetch(
+        """SELECT order_id, pickup_lat, pickup_lng, pickup_cell, match_attempts FROM jobs
+           WHERE status = 'waiting' AND pickup_coarse_cell = ANY($1::bigint[]) AND next_match_at > now()
+           ORDER BY placed_at LIMIT $2 FOR UPDATE SKIP LOCKED""", list(coarse_cells), limit)
+
+
+async def insert_offer(conn: asyncpg.Connection, *, order_id: UUID, courier_id: UUID, expires_at: datetime,
+                       distance_m: int, travel_s: int, courier_load: int, capacity: int,
+                       candidates: int, search_rings: int, search_resolution: int) -> None:
+    """Record the offer (with its reasons) and hand the job to the courier, in one statement."""
+    await conn.execute(
+        """WITH offer AS (
+               INSERT INTO offers (order_id, courier_id, expires_at, distance_m, travel_s, courier_load,
+                                   capacity, candidates, search_rings, search_resolution)
+               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10))
+           UPDATE jobs SET status = 'offered', courier_id = $2, offer_expires_at = $3, updated_at = now()
+           WHERE order_id = $1""",
+        order_id, courier_id, expires_at, distance_m, travel_s, courier_load, capacity, candidates,
+        search_rings, search_resolution)
+
+
+async def postpone_jobs(conn: asyncpg.Connection, rows: list[tuple[UUID, float]]) -> None:
+    """(order_id, seconds): nobody could take these now; look again later."""
+    if rows:
+        await conn.executemany(
+            """UPDATE jobs SET next_match_at = now() + make_interval(secs => $2),
+                    match_attempts = match_attempts + 1 WHERE order_id = $1""", rows)
+
+
+async def claim_expired_offers(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT order_id, courier_id FROM jobs
+           WHERE status = 'offered' AND offer_expires_at <= now()
+           ORDER BY order_id LIMIT $1 FOR UPDATE SKIP LOCKED""", limit)
+
+
+async def claim_past_deadline(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT order_id, status, courier_id FROM jobs
+           WHERE status IN ('waiting', 'offered') AND dispatch_deadline <= now()
+           ORDER BY order_id LIMIT $1 FOR UPDATE SKIP LOCKED""", limit)
+
+
+async def next_deadline(conn: asyncpg.Connection | asyncpg.Pool) -> datetime | None:
+    """The earliest moment the expirer or matcher has something to do (for their sleep)."""
+    return await conn.fetchval(
+        """SELECT min(t) FROM (
+             (SELECT offer_expires_at AS t FROM jobs WHERE status = 'offered'
+              ORDER BY offer_expires_at LIMIT 1)
+             UNION ALL
+             (SELECT dispatch_deadline FROM jobs WHERE status IN ('waiting', 'offered')
+              ORDER BY dispatch_deadline LIMIT 1)
+           ) s""")
+
+
+async def next_match_due(conn: asyncpg.Connection | asyncpg.Pool) -> datetime | None:
+    return await conn.fetchval(
+        "SELECT next_match_at FROM jobs WHERE status = 'waiting' ORDER BY next_match_at LIMIT 1")
+
+
+async def offers_of(conn: asyncpg.Connection | asyncpg.Pool, order_id: UUID) -> list[asyncpg.Record]:
+    return await conn.fetch(
+        """SELECT id, courier_id, state, offered_at, expires_at, answered_at, distance_m, travel_s,
+                  courier_load, capacity, candidates, search_rings, search_resolution
+           FROM offers WHERE order_id = $1 ORDER BY id""", order_id)
+
+
+async def offer_state(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID) -> str | None:
+    return await conn.fetchval(
+        "SELECT state FROM offers WHERE order_id = $1 AND courier_id = $2", order_id, courier_id)

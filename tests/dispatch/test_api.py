@@ -1,0 +1,412 @@
+"""Dispatch's HTTP API through the real database, with its matcher and expiry loops running.
+
+Orders arrive as orders' events handed to the consumer's handler (the broker is exercised
+in test_integration.py)."""
+
+from __future__ import annotations
+
+import math
+import uuid
+from datetime import datetime, timedelta, timezone
+
+import orjson
+import pytest
+
+from shared.events import DISPATCH_TOPIC
+from tests.dispatch.conftest import ADMIN, HA_LONG, Order
+from tests.support import eventually, read_topic
+
+
+def _east(metres: float, of: tuple[float, float] = HA_LONG) -> tuple[float, float]:
+    return of[0], of[1] + metres / (111_320 * math.cos(math.radians(of[0])))
+
+
+# --- couriers ---------------------------------------------------------------------------------------
+
+
+async def test_admin_creates_a_courier_with_a_token_shown_once(dispatch):
+    r = await dispatch.client.post("/v1/admin/couriers", headers=ADMIN,
+                                   json={"name": "Trần Văn Minh", "phone": "0912 345 678", "vehicle": "van"})
+    assert r.status_code == 201
+    body = r.json()
+    assert body["name"] == "Trần Văn Minh" and body["capacity"] == 20 and body["token"].startswith("ct_")
+    stored = await dispatch.pool.fetchrow("SELECT phone, secret_hash FROM couriers WHERE id = $1",
+                                          uuid.UUID(body["id"]))
+    assert stored["phone"] == "+84912345678"
+    assert body["token"] not in stored["secret_hash"]
+    r = await dispatch.client.get(f"/v1/admin/couriers/{body['id']}", headers=ADMIN)
+    assert r.json()["display_name"] == "Minh T." and r.json()["online"] is False
+
+
+@pytest.mark.parametrize("body", [
+    {"name": "Trần Văn Minh", "phone": "0912 345 678", "vehicle": "rocket"},
+    {"name": "Trần Văn Minh", "phone": "12", "vehicle": "car"},
+    {"name": "", "phone": "0912 345 678", "vehicle": "car"},
+    {"phone": "0912 345 678", "vehicle": "car"},
+])
+async def test_invalid_couriers_are_422_naming_the_field(dispatch, body):
+    r = await dispatch.client.post("/v1/admin/couriers", headers=ADMIN, json=body)
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+    assert r.json()["errors"]
+
+
+async def test_admin_and_courier_routes_need_their_credentials(dispatch):
+    body = {"name": "Trần Văn Minh", "phone": "0912 345 678", "vehicle": "car"}
+    assert (await dispatch.client.post("/v1/admin/couriers", json=body)).status_code == 401
+    courier = await dispatch.new_courier()
+    assert (await dispatch.client.post("/v1/admin/couriers", json=body, headers=courier.auth)).status_code == 401
+    assert (await dispatch.client.get("/v1/courier/jobs")).status_code == 401
+    bad = {"Authorization": "Bearer ct_not-a-token"}
+    assert (await dispatch.client.get("/v1/courier/jobs", headers=bad)).status_code == 401
+    assert (await dispatch.client.get("/v1/courier/jobs", headers=ADMIN)).status_code == 401
+    assert (await dispatch.client.get(f"/v1/admin/jobs/{uuid.uuid4()}", headers=courier.auth)).status_code == 401
+
+
+@pytest.mark.parametrize("body", [{"online": True}, {"online": True, "lat": 91, "lng": 107},
+                                  {"online": True, "lat": 20.9, "lng": 181}, {"online": False, "lat": 20.9},
+                                  {"online": "maybe", "lat": 20.9, "lng": 107}])
+async def test_status_needs_a_valid_position_to_go_online(dispatch, body):
+    courier = await dispatch.new_courier(at=None)
+    r = await dispatch.client.put("/v1/courier/status", headers=courier.auth, json=body)
+    assert r.status_code == 422, r.text
+
+
+async def test_status_online_and_offline(dispatch):
+    courier = await dispatch.new_courier(at=None)
+    r = await dispatch.client.put("/v1/courier/status", headers=courier.auth,
+                                  json={"online": True, "lat": 20.95, "lng": 107.07})
+    assert r.status_code == 200 and r.json()["online"] is True and r.json()["capacity"] == 3
+    r = await dispatch.client.put("/v1/courier/status", headers=courier.auth, json={"online": False})
+    assert r.status_code == 200 and r.json()["online"] is False and r.json()["lat"] == 20.95
+
+
+def _points(n: int, at: datetime | None = None) -> list[dict]:
+    at = at or datetime.now(timezone.utc)
+    return [{"lat": 20.95 + i / 1e4, "lng": 107.07, "at": (at - timedelta(seconds=n - 1 - i)).isoformat()}
+            for i in range(n)]
+
+
+@pytest.mark.parametrize("points", [
+    [], _points(101),
+    [{"lat": 20.95, "lng": 107.07, "at": "2025-03-14T09:30:00"}],  # no offset
+    [{"lat": 95, "lng": 107.07, "at": "2025-03-14T09:30:00+07:00"}],
+    [{"lat": 20.95, "lng": 107.07, "at": "yesterday"}],
+    _points(1, datetime.now(timezone.utc) + timedelta(minutes=5)),  # from the future
+])
+async def test_invalid_location_batches_are_422(dispatch, points):
+    courier = await dispatch.new_courier()
+    r = await dispatch.client.post("/v1/courier/locations", headers=courier.auth, json={"points": points})
+    assert r.status_code == 422, r.text
+    assert r.json()["errors"]
+
+
+async def test_locations_keep_the_newest_point(dispatch):
+    courier = await dispatch.new_courier()
+    points = _points(100, datetime.now(timezone.utc) + timedelta(seconds=1))  # newer than going online
+    newest = points[-1]
+    r = await dispatch.client.post("/v1/courier/locations", headers=courier.auth,
+                                   json={"points": list(reversed(points))})
+    assert r.status_code == 202 and r.json() == {"accepted": 100, "published": False}  # no active job
+    row = await dispatch.pool.fetchrow("SELECT lat, position_at FROM couriers WHERE id = $1", uuid.UUID(courier.id))
+    assert row["lat"] == pytest.approx(newest["lat"])
+    # an older batch arriving late does not move the courier back
+    await dispatch.client.post("/v1/courier/locations", headers=courier.auth, json={"points": points[:1]})
+    assert await dispatch.pool.fetchval("SELECT lat FROM couriers WHERE id = $1",
+                                        uuid.UUID(courier.id)) == pytest.approx(newest["lat"])
+
+
+# --- the whole life of a job -------------------------------------------------------------------------
+
+
+async def test_offer_accept_pickup_deliver(dispatch):
+    courier = await dispatch.new_courier()
+    order = await dispatch.place(Order(cod_amount_vnd=250_000))
+    offer = await dispatch.offer_for(courier, order)
+    assert offer["offer_expires_at"] and offer["cod_amount_vnd"] == 250_000
+    assert offer["dropoff"]["name"] == "Nguyễn Văn An" and offer["dropoff"]["phone"] == "+84987654321"
+    assert offer["dropoff"]["address"] and offer["pickup"]["lat"] == HA_LONG[0]
+
+    r = await dispatch.act(courier, order.id, "accept")
+    assert r.status_code == 200 and r.json()["status"] == "assigned" and r.json()["offer_expires_at"] is None
+    assert (await dispatch.act(courier, order.id, "accept")).status_code == 409
+    assert (await dispatch.act(courier, order.id, "deliver",
+                               {"delivery_code": order.code, "cod_collected_vnd": 250_000})).status_code == 409
+    r = await dispatch.act(courier, order.id, "pickup")
+    assert r.status_code == 200 and r.json()["status"] == "picked_up"
+    assert [j["status"] for j in await dispatch.jobs(courier)] == ["picked_up"]
+
+    r = await dispatch.act(courier, order.id, "deliver", {"delivery_code": "000000", "cod_collected_vnd": 250_000})
+    assert r.status_code == 422 and r.json()["attempts_left"] == 4
+    r = await dispatch.act(courier, order.id, "deliver", {"delivery_code": order.code, "cod_collected_vnd": 200_000})
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "cod_collected_vnd"]
+    r = await dispatch.act(courier, order.id, "deliver", {"delivery_code": order.code, "cod_collected_vnd": 250_000})
+    assert r.status_code == 200 and r.json()["status"] == "delivered"
+    assert await dispatch.jobs(courier) == []
+    assert await dispatch.pool.fetchval("SELECT load FROM couriers WHERE id = $1", uuid.UUID(courier.id)) == 0
+    types = await dispatch.pool.fetch(
+        "SELECT event_type, count(*) AS n FROM (SELECT event_type FROM outbox UNION ALL "
+        "SELECT event_type FROM outbox_published, generate_series(1, published)) e GROUP BY 1")
+    assert {r["event_type"]: r["n"] for r in types} == {
+        "delivery.offered": 1, "delivery.assigned": 1, "delivery.picked_up": 1, "delivery.delivered": 1}
+
+
+async def test_fail_then_return(dispatch):
+    courier = await dispatch.new_courier(vehicle="bicycle")
+    order = await dispatch.place(Order())
+    await dispatch.offer_for(courier, order)
+    await dispatch.act(courier, order.id, "accept")
+    assert (await dispatch.act(courier, order.id, "return")).status_code == 409
+    await dispatch.act(courier, order.id, "pickup")
+    assert (await dispatch.act(courier, order.id, "fail", {"reason": "lost"})).status_code == 422
+    assert (await dispatch.act(courier, order.id, "fail", {})).status_code == 422
+    r = await dispatch.act(courier, order.id, "fail", {"reason": "recipient_unreachable"})
+    assert r.status_code == 200 and r.json()["status"] == "delivery_failed"
+    # the parcel is still with the courier: the bicycle (capacity 1) gets no new offer
+    second = await dispatch.place(Order())
+    assert (await dispatch.act(courier, order.id, "pickup")).status_code == 409
+    r = await dispatch.act(courier, order.id, "return")
+    assert r.status_code == 200 and r.json()["status"] == "returned"
+    await dispatch.offer_for(courier, second)  # capacity back: the next order comes
+
+
+async def test_another_couriers_job_is_404_and_bad_ids_are_404(dispatch):
+    mine = await dispatch.new_courier(name="Lê Thị Hoa")
+    other = await dispatch.new_courier(name="Phạm Văn Đức", at=_east(20_000))
+    order = await dispatch.place(Order())
+    await dispatch.offer_for(mine, order)
+    for action in ("accept", "decline", "pickup", "return"):
+        assert (await dispatch.act(other, order.id, action)).status_code == 404, action
+    assert (await dispatch.act(other, order.id, "fail", {"reason": "other"})).status_code == 404
+    await dispatch.act(mine, order.id, "accept")
+    assert (await dispatch.act(other, order.id, "pickup")).status_code == 404
+    for bad in ("not-a-uuid", "123", str(uuid.uuid4())):
+        assert (await dispatch.act(mine, bad, "accept")).status_code == 404
+        assert (await dispatch.client.get(f"/v1/admin/jobs/{bad}", headers=ADMIN)).status_code == 404
+
+
+async def test_the_nearest_courier_gets_the_offer_and_the_admin_sees_why(dispatch):
+    far = await dispatch.new_courier(name="Vũ Văn Xa", at=_east(700))
+    near = await dispatch.new_courier(name="Đỗ Thị Gần", at=_east(400))
+    too_far = await dispatch.new_courier(name="Hoàng Văn Tít", at=_east(60_000))
+    order = await dispatch.place(Order())
+    await dispatch.offer_for(near, order)
+    assert await dispatch.jobs(far) == [] and await dispatch.jobs(too_far) == []
+
+    r = await dispatch.client.get(f"/v1/admin/jobs/{order.id}", headers=ADMIN)
+    assert r.status_code == 200
+    job = r.json()
+    assert job["status"] == "offered" and job["courier_id"] == near.id
+    [offer] = job["offers"]
+    assert offer["courier_id"] == near.id and offer["state"] == "open"
+    why = offer["why"]
+    assert why["distance_m"] == pytest.approx(400 * 1.3, rel=0.05)
+    assert why["candidates_weighed"] == 2  # the search stops well short of the courier 60 km away
+    assert (why["courier_load"], why["courier_capacity"]) == (0, 3)
+    assert why["travel_estimate_s"] > 0 and why["search_rings"] >= 1 and why["summary"]
+
+
+async def test_declined_and_expired_offers_go_to_the_next_courier_and_never_back(start):
+    dispatch = await start(offer_timeout_s=1)
+    first = await dispatch.new_courier(name="Ngô Văn Một", at=_east(100))
+    second = await dispatch.new_courier(name="Ngô Văn Hai", at=_east(500))
+    third = await dispatch.new_courier(name="Ngô Văn Ba", at=_east(900))
+    order = await dispatch.place(Order())
+    await dispatch.offer_for(first, order)
+    r = await dispatch.act(first, order.id, "decline")
+    assert r.status_code == 200 and r.json() == {"order_id": order.id, "declined": True}
+    assert (await dispatch.act(first, order.id, "decline")).status_code == 409
+    await dispatch.offer_for(second, order)  # ... and the second lets it expire
+    await dispatch.offer_for(third, order)
+    assert (await dispatch.act(second, order.id, "accept")).status_code == 409
+    assert (await dispatch.act(first, order.id, "accept")).status_code == 409
+    assert (await dispatch.act(third, order.id, "accept")).status_code == 200
+    offers = (await dispatch.client.get(f"/v1/admin/jobs/{order.id}", headers=ADMIN)).json()["offers"]
+    assert [(o["courier_id"], o["state"]) for o in offers] == [
+        (first.id, "declined"), (second.id, "expired"), (third.id, "accepted")]
+    loads = await dispatch.pool.fetch("SELECT id::text, load FROM couriers")
+    assert {r["id"]: r["load"] for r in loads} == {first.id: 0, second.id: 0, third.id: 1}
+
+
+async def test_an_order_nobody_accepts_expires_after_the_window(start):
+    dispatch = await start(window_s=1.5, offer_timeout_s=0.5)
+    courier = await dispatch.new_courier()
+    order = await dispatch.place(Order())
+    await dispatch.offer_for(courier, order)
+    lonely = await dispatch.place(Order(pickup=(10.77, 106.70)))  # nobody near Sài Gòn
+    await eventually(lambda: _is(dispatch, order.id, "expired"), timeout=10, what="order expired")
+    await eventually(lambda: _is(dispatch, lonely.id, "expired"), timeout=10, what="lonely order expired")
+    assert await dispatch.pool.fetchval("SELECT load FROM couriers") == 0
+    assert (await dispatch.act(courier, order.id, "accept")).status_code == 409
+
+
+async def _is(dispatch, order_id: str, status: str) -> bool:
+    return await dispatch.job_status(order_id) == status
+
+
+async def test_a_courier_never_holds_more_than_capacity(dispatch):
+    bicycle = await dispatch.new_courier(vehicle="bicycle")
+    orders = [await dispatch.place(Order()) for _ in range(3)]
+    first = await eventually(lambda: dispatch.jobs(bicycle), what="an offer")
+    assert len(first) == 1
+    await dispatch.act(bicycle, first[0]["order_id"], "accept")
+    still = await dispatch.pool.fetchval("SELECT count(*) FROM jobs WHERE status = 'waiting'")
+    assert still == 2 and len(await dispatch.jobs(bicycle)) == 1
+    assert {o.id for o in orders} >= {first[0]["order_id"]}
+
+
+async def test_going_offline_withdraws_open_offers(dispatch):
+    leaving = await dispatch.new_courier(name="Bùi Văn Đi", at=_east(50))
+    staying = await dispatch.new_courier(name="Bùi Văn Ở", at=_east(2000))
+    order = await dispatch.place(Order())
+    await dispatch.offer_for(leaving, order)
+    r = await dispatch.client.put("/v1/courier/status", headers=leaving.auth, json={"online": False})
+    assert r.json()["load"] == 0
+    await dispatch.offer_for(staying, order)
+    assert await dispatch.jobs(leaving) == []
+
+
+async def test_wrong_codes_are_limited_per_job(dispatch):
+    courier = await dispatch.new_courier()
+    order = await dispatch.place(Order(code="123456", cod_amount_vnd=0))
+    await dispatch.offer_for(courier, order)
+    await dispatch.act(courier, order.id, "accept")
+    await dispatch.act(courier, order.id, "pickup")
+    wrong = {"delivery_code": "654321", "cod_collected_vnd": 0}
+    lefts = [(await dispatch.act(courier, order.id, "deliver", wrong)).json()["attempts_left"] for _ in range(5)]
+    assert lefts == [4, 3, 2, 1, 0]
+    r = await dispatch.act(courier, order.id, "deliver", {"delivery_code": "123456", "cod_collected_vnd": 0})
+    assert r.status_code == 429 and 0 < int(r.headers["retry-after"]) <= 900
+    assert (await dispatch.act(courier, order.id, "deliver", {"delivery_code": "12345x",
+                                                              "cod_collected_vnd": 0})).status_code == 422
+    # the courier can still report the failed delivery
+    assert (await dispatch.act(courier, order.id, "fail", {"reason": "refused"})).status_code == 200
+
+
+async def test_location_events_only_while_carrying_and_once_per_second(dispatch):
+    courier = await dispatch.new_courier()
+    post = lambda: dispatch.client.post("/v1/courier/locations", headers=courier.auth,  # noqa: E731
+                                        json={"points": _points(2)})
+    assert (await post()).json()["published"] is False
+    order = await dispatch.place(Order())
+    await dispatch.offer_for(courier, order)
+    assert (await post()).json()["published"] is False  # an offer is not a job
+    await dispatch.act(courier, order.id, "accept")
+    assert (await post()).json()["published"] is True
+    assert (await post()).json()["published"] is False  # within the same second
+    await eventually(lambda: _published_after_a_second(post), timeout=5, what="next second's event")
+
+
+async def _published_after_a_second(post) -> bool:
+    return (await post()).json()["published"]
+
+
+# --- the cancel saga ----------------------------------------------------------------------------------
+
+
+async def _cancel_answers(dispatch, infra) -> dict[str, list[str]]:
+    """The cancel saga's answers per order, as published on the (prefixed) dispatch topic."""
+    topic = dispatch.settings.topic(DISPATCH_TOPIC)
+    answers: dict[str, list[str]] = {}
+    for record in await read_topic(infra.kafka_bootstrap, topic, at_least=1):
+        event = orjson.loads(record.value)
+        if event["type"].startswith("delivery.cancel"):
+            answers.setdefault(event["subject"], []).append(event["type"])
+    return answers
+
+
+async def test_cancel_before_pickup_frees_the_courier_after_pickup_is_refused(dispatch, infra):
+    courier = await dispatch.new_courier()
+    waiting = await dispatch.place(Order(pickup=(10.77, 106.70)))  # nobody near: stays waiting
+    offered, assigned, picked = [await dispatch.place(Order()) for _ in range(3)]
+    for o in (offered, assigned, picked):
+        await dispatch.offer_for(courier, o)
+    for o in (assigned, picked):
+        await dispatch.act(courier, o.id, "accept")
+    await dispatch.act(courier, picked.id, "pickup")
+    assert await dispatch.pool.fetchval("SELECT load FROM couriers") == 3
+
+    await dispatch.feed(*(o.cancel_event() for o in (waiting, offered, assigned, picked)))
+    for o in (waiting, offered, assigned):
+        assert await dispatch.job_status(o.id) == "cancelled"
+    assert await dispatch.job_status(picked.id) == "picked_up"
+    assert await dispatch.pool.fetchval("SELECT load FROM couriers") == 1
+    assert (await dispatch.act(courier, assigned.id, "pickup")).status_code == 409
+    assert (await dispatch.act(courier, offered.id, "accept")).status_code == 409
+    assert [j["order_id"] for j in await dispatch.jobs(courier)] == [picked.id]
+    # asked again: answered again, nothing freed twice
+    await dispatch.feed(waiting.cancel_event())
+    assert await dispatch.pool.fetchval("SELECT load FROM couriers") == 1
+
+    expected = {waiting.id: ["delivery.cancel_confirmed"] * 2, offered.id: ["delivery.cancel_confirmed"],
+                assigned.id: ["delivery.cancel_confirmed"], picked.id: ["delivery.cancel_refused"]}
+
+    async def all_answered():
+        answers = await _cancel_answers(dispatch, infra)
+        assert answers == expected
+        return True
+    await eventually(all_answered, what="the cancel answers on Kafka")
+
+
+async def test_events_are_applied_once(dispatch):
+    order = Order(pickup=(10.77, 106.70))
+    placed = order.placed_event()
+    await dispatch.feed(placed, placed)
+    await dispatch.feed(placed)
+    assert await dispatch.pool.fetchval("SELECT count(*) FROM jobs") == 1
+
+
+async def test_capacity_coming_free_nearby_is_offered_at_once_whatever_the_backoff(start):
+    # A long backoff: without the "capacity came free here" wake-up these orders would wait 30 s.
+    dispatch = await start(match_retry_base_s=30, match_retry_max_s=30)
+    bicycle = await dispatch.new_courier(name="Mai Văn Đạp", vehicle="bicycle")
+    first, second = await dispatch.place(Order(cod_amount_vnd=0)), await dispatch.place(Order(cod_amount_vnd=0))
+    held = (await eventually(lambda: dispatch.jobs(bicycle), what="an offer"))[0]["order_id"]
+    other = second if held == first.id else first
+
+    async def postponed():
+        return await dispatch.pool.fetchval(
+            "SELECT next_match_at > now() + interval '20 seconds' FROM jobs WHERE order_id = $1",
+            uuid.UUID(other.id))
+    await eventually(postponed, what="the other order backed off")
+    await dispatch.act(bicycle, held, "accept")
+    await dispatch.act(bicycle, held, "pickup")
+    r = await dispatch.act(bicycle, held, "deliver", {"delivery_code": "482913", "cod_collected_vnd": 0})
+    assert r.status_code == 200
+    await dispatch.offer_for(bicycle, other)  # within offer_for's 10 s, long before the backoff ends
+
+    # ... and a courier coming online near a backed-off order gets it at once too
+    lonely = await dispatch.place(Order(pickup=_east(30_000)))
+    await eventually(lambda: _backed_off(dispatch, lonely.id), what="the lonely order backed off")
+    newcomer = await dispatch.new_courier(name="Mai Thị Mới", at=_east(30_200))
+    await dispatch.offer_for(newcomer, lonely)
+
+
+async def _backed_off(dispatch, order_id: str) -> bool:
+    return await dispatch.pool.fetchval(
+        "SELECT match_attempts > 0 AND next_match_at > now() + interval '20 seconds' FROM jobs WHERE order_id = $1",
+        uuid.UUID(order_id))
+
+
+@pytest.mark.parametrize("path,body", [
+    ("/v1/courier/locations", {"points": [{"lat": 20.95, "lng": 107.07, "at": 0}]}),
+    ("/v1/courier/locations", {"points": [{"lat": False, "lng": 107.07, "at": "2025-03-14T09:30:00+07:00"}]}),
+    ("/v1/courier/status", {"online": 1, "lat": 20.95, "lng": 107.07}),
+    ("/v1/courier/status", {"online": True, "lat": 20.95, "lng": "107.07"}),
+])
+async def test_lax_values_are_not_coerced(dispatch, path, body):
+    courier = await dispatch.new_courier()
+    send = dispatch.client.put if path.endswith("status") else dispatch.client.post
+    r = await send(path, headers=courier.auth, json=body)
+    assert r.status_code == 422, r.text
+
+
+async def test_broken_bodies_are_problems_not_crashes(dispatch):
+    courier = await dispatch.new_courier()
+    r = await dispatch.client.put("/v1/courier/status", headers={**courier.auth, "content-type": "application/json"},
+                                  content=b"\x00{")
+    assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json"
+    r = await dispatch.client.post(f"/v1/courier/jobs/{uuid.uuid4()}/deliver", headers=courier.auth,
+                                   json={"delivery_code": "123456", "cod_collected_vnd": True})
+    assert r.status_code == 422
+    r = await dispatch.client.post("/v1/courier/locations", headers=courier.auth, content=b"x" * 70_000)
+    assert r.status_code in (413, 415)

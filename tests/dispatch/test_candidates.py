@@ -1,0 +1,68 @@
+"""With 10,000 couriers online, finding candidates reads only the cells near the pickup."""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+
+import orjson
+
+from services.dispatch import store
+from services.dispatch.service_layer import grid
+from tests.dispatch.conftest import ADMIN, HA_LONG, Order
+
+
+def _walk(plan: dict):
+    yield plan
+    for child in plan.get("Plans", []):
+        yield from _walk(child)
+
+
+async def test_the_lookup_reads_the_partial_index_of_nearby_cells_only(dispatch):
+    g = grid(dispatch.settings)
+    rng = random.Random(4)
+    rows = []
+    for i in range(10_000):  # spread over ~40 x 40 km around Hạ Long
+        lat = HA_LONG[0] + rng.uniform(-0.18, 0.18)
+        lng = HA_LONG[1] + rng.uniform(-0.19, 0.19)
+        cell = g.cell(lat, lng)
+        rows.append((uuid.uuid4(), f"Tài xế {i}", "+84912345678", "motorbike", uuid.uuid4().hex, 3,
+                     True, lat, lng, cell, g.coarse(cell)))
+    async with dispatch.pool.acquire() as conn:
+        await conn.copy_records_to_table(
+            "couriers", records=rows,
+            columns=["id", "name", "phone", "vehicle", "secret_hash", "capacity", "online", "lat", "lng",
+                     "cell", "coarse_cell"])
+        await conn.execute("ANALYZE couriers")
+        first = g.plan()[0]
+        origin = g.cell(*HA_LONG)
+        explained = await conn.fetchval(
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + store._CANDIDATES_BY_CELL,
+            list(g.cells(origin, first)), uuid.uuid4(), HA_LONG[0], HA_LONG[1], 32)
+    if isinstance(explained, str):
+        explained = orjson.loads(explained)
+    nodes = list(_walk(explained[0]["Plan"]))
+    scans = [n for n in nodes if n.get("Relation Name") == "couriers" or n.get("Index Name")]
+    assert scans and all(n["Node Type"] != "Seq Scan" for n in scans), scans
+    assert any(n.get("Index Name") == "couriers_available_by_cell" for n in nodes)
+    read = max(n.get("Actual Rows", 0) for n in nodes)
+    assert read < 100, f"read {read} rows for 7 cells out of 10,000 couriers"
+
+    # and the matcher offers the order to the courier standing at the pickup, among 10,000
+    r = await dispatch.client.post("/v1/admin/couriers", headers=ADMIN,
+                                   json={"name": "Trần Văn Gần", "phone": "0912 345 678", "vehicle": "motorbike"})
+    token = r.json()["token"]
+    nearest = {"Authorization": f"Bearer {token}"}
+    await dispatch.client.put("/v1/courier/status", headers=nearest,
+                              json={"online": True, "lat": HA_LONG[0], "lng": HA_LONG[1] + 1e-5})
+    order = await dispatch.place(Order())
+
+    async def offered_to():
+        return await dispatch.pool.fetchval("SELECT courier_id FROM jobs WHERE order_id = $1 AND status = 'offered'",
+                                            uuid.UUID(order.id))
+    from tests.support import eventually
+    assert str(await eventually(offered_to, what="the offer")) == r.json()["id"]
+    why = (await dispatch.client.get(f"/v1/admin/jobs/{order.id}", headers=ADMIN)).json()["offers"][0]["why"]
+    assert why["distance_m"] <= 2 and 1 <= why["candidates_weighed"] <= 32 and why["search_resolution"] == 9
+    assert math.isclose(why["courier_load"], 0)
