@@ -53,7 +53,7 @@ def make_broker(settings: CommonSettings, *, client_id: str) -> KafkaBroker:
         max_batch_size=256 * 1024,
         ack_policy=AckPolicy.NACK_ON_ERROR,  # never commit what was not handled
         graceful_timeout=settings.shutdown_grace_s,
-        log_level=logging.WARNING,
+        log_level=logging.DEBUG,  # FastStream logs each message at this level: keep it out of INFO logs
     )
 
 
