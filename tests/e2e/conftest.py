@@ -148,14 +148,14 @@ async def _drop_databases(infra: Infra, names: list[str]) -> None:
         await admin.close()
 
 
-def start_system(infra: Infra, dispatch_instances: int = 2) -> System:
+def start_system(infra: Infra, dispatch_instances: int = 2, extra_env: dict[str, str] | None = None) -> System:
     tag = uuid.uuid4().hex[:8]
     names = {s: f"e2e_{tag}_{s}" for s in SERVICES}
     asyncio.run(_create_databases(infra, list(names.values())))
     system = System(infra, f"e2e{tag}.", {s: infra.dsn_for(n) for s, n in names.items()})
     for service in SERVICES:
         for _ in range(dispatch_instances if service == "dispatch" else 1):
-            system.add(service)
+            system.add(service, extra_env)
     for procs in system.procs.values():
         for p in procs:
             p.wait_ready()
