@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 T = TypeVar("T")
+
+
+@contextlib.asynccontextmanager
+async def running(app: Any) -> AsyncIterator[Any]:
+    """A service app with its runtime (pool, migrations, broker, consumers) started as uvicorn would."""
+    await app.state.runtime.start()
+    try:
+        yield app
+    finally:
+        await app.state.runtime.stop()
 
 
 async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 20.0,

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from services.orders.app import OrdersSettings, create_app
 from shared.settings import DEV_ADMIN_TOKEN
+from tests.support import running
 
 ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
 
@@ -46,12 +47,8 @@ def settings(infra, database, topic_prefix) -> OrdersSettings:
 
 @pytest.fixture
 async def app(settings) -> AsyncIterator[FastAPI]:
-    app = create_app(settings)
-    await app.state.runtime.start()
-    try:
+    async with running(create_app(settings)) as app:
         yield app
-    finally:
-        await app.state.runtime.stop()
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from fastapi import FastAPI
 from services.tracking.app import create_app
 from services.tracking.settings import TrackingSettings
 from shared.events import TOPICS
+from tests import support
 from tests.support import produce
 from tests.tracking.stories import Item
 
@@ -48,14 +49,8 @@ async def create_topics(settings: TrackingSettings) -> None:
         await admin.close()
 
 
-@contextlib.asynccontextmanager
-async def running(settings: TrackingSettings) -> AsyncIterator[FastAPI]:
-    app = create_app(settings)
-    await app.state.runtime.start()
-    try:
-        yield app
-    finally:
-        await app.state.runtime.stop()
+def running(settings: TrackingSettings) -> contextlib.AbstractAsyncContextManager[FastAPI]:
+    return support.running(create_app(settings))
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import time
 import httpx
 import pytest
 
-from services.tracking.app import create_app
 from services.tracking.handlers import Projection
 from shared.db import create_pool
 from tests.support import eventually
@@ -52,9 +51,7 @@ async def test_known_and_unknown_take_the_same_time(infra, database, topic_prefi
     floor_ms = 40
     tuned = settings.model_copy(update={"response_floor_ms": floor_ms})
     await create_topics(tuned)
-    app = create_app(tuned)
-    await app.state.runtime.start()
-    try:
+    async with running(tuned) as app:
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
             s = Story()
             await known(tuned, client, s.placed())
@@ -65,8 +62,6 @@ async def test_known_and_unknown_take_the_same_time(infra, database, topic_prefi
                     r = await client.get(f"/v1/tracking/{code}")
                     timings[kind].append((time.perf_counter() - started) * 1000)
                     assert r.status_code == (200 if kind == "known" else 404)
-    finally:
-        await app.state.runtime.stop()
     assert min(timings["known"]) >= floor_ms and min(timings["unknown"]) >= floor_ms, timings
     difference = abs(statistics.median(timings["known"]) - statistics.median(timings["unknown"]))
     assert difference < 15, f"medians differ by {difference:.1f} ms: {timings}"
@@ -74,9 +69,7 @@ async def test_known_and_unknown_take_the_same_time(infra, database, topic_prefi
 
 async def test_clients_that_hammer_get_429_with_retry_after(settings):
     tuned = settings.model_copy(update={"rate_limit_per_s": 2.0, "rate_limit_burst": 5})
-    app = create_app(tuned)
-    await app.state.runtime.start()
-    try:
+    async with running(tuned) as app:
         transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5000))
         other = httpx.ASGITransport(app=app, client=("203.0.113.8", 5000))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as hammer, \
@@ -92,21 +85,15 @@ async def test_clients_that_hammer_get_429_with_retry_after(settings):
             assert (await hammer.get("/healthz")).status_code == 200, "only tracking routes are limited"
             metrics = (await calm.get("/metrics")).text
             assert "tracking_rate_limited_total 4.0" in metrics
-    finally:
-        await app.state.runtime.stop()
 
 
 async def test_exempt_addresses_are_not_limited(settings):
     tuned = settings.model_copy(update={"rate_limit_per_s": 1.0, "rate_limit_burst": 1,
                                         "rate_limit_exempt": "10.0.0.0/8"})
-    app = create_app(tuned)
-    await app.state.runtime.start()
-    try:
+    async with running(tuned) as app:
         transport = httpx.ASGITransport(app=app, client=("10.1.2.3", 5000))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
             assert {(await client.get("/v1/tracking/ZZZZZZZZZZZZ")).status_code for _ in range(5)} == {404}
-    finally:
-        await app.state.runtime.stop()
 
 
 async def test_health_readiness_metrics_and_openapi(client):
