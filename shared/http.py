@@ -12,16 +12,20 @@ import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from urllib.parse import parse_qsl
 from http import HTTPStatus
 from typing import Any
 
 import asyncpg
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.routing import APIRoute
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 log = logging.getLogger(__name__)
 
@@ -149,25 +153,78 @@ class BodyGuard:
         if has_body and ctype != "application/json" and not ctype.endswith("+json"):
             return await problem_response(415, "Send the body as application/json")(scope, receive, send)
 
-        seen = 0
+        seen, too_large = 0, False
 
         async def limited_receive() -> dict:
-            nonlocal seen
+            nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.max_bytes:
-                    raise _TooLarge
+                    # FastAPI turns any error raised while it reads a body into a 400, so cut the
+                    # body short instead and answer 413 in place of whatever the app says then.
+                    too_large = True
+                    return {"type": "http.request", "body": b"", "more_body": False}
             return message
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _TooLarge:
-            await problem_response(413, f"Bodies are limited to {self.max_bytes} bytes")(scope, receive, send)
+        async def guarded_send(message: dict) -> None:
+            if not too_large:
+                return await send(message)
+            if message["type"] == "http.response.start":
+                await problem_response(413, f"Bodies are limited to {self.max_bytes} bytes")(scope, receive, send)
+
+        await self.app(scope, limited_receive, guarded_send)
 
 
-class _TooLarge(Exception):
-    pass
+class StrictQuery:
+    """ASGI middleware: 422 naming every query parameter the matched route does not declare.
+
+    FastAPI ignores unknown query parameters, so a client's typo (`?stauts=placed`) would
+    quietly return something else than asked for. Found by the fuzz tests.
+    """
+
+    def __init__(self, app: Any, *, routes_of: FastAPI) -> None:
+        self.app = app
+        self.routes_of = routes_of
+        self._allowed: dict[int, frozenset[str]] = {}
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        # The API only: probes may add cache-busting parameters to /healthz and /readyz.
+        if scope["type"] == "http" and scope.get("query_string") and scope["path"].startswith("/v1/"):
+            allowed = self._declared(scope)
+            if allowed is not None:
+                names = {k for k, _ in parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True)}
+                unknown = sorted(names - allowed)
+                if unknown:
+                    errors = [{"loc": ["query", n], "msg": "Unknown query parameter"} for n in unknown]
+                    response = problem_response(422, "Unknown query parameters: " + ", ".join(unknown),
+                                                title="Invalid input", errors=errors)
+                    return await response(scope, receive, send)
+        await self.app(scope, receive, send)
+
+    def _declared(self, scope: dict) -> frozenset[str] | None:
+        """The query names of the route this request goes to (None: no API route matches)."""
+        for route in self.routes_of.routes:
+            if not isinstance(route, APIRoute) or route.matches(scope)[0] is not Match.FULL:
+                continue
+            if id(route) not in self._allowed:
+                self._allowed[id(route)] = frozenset(_query_names(route.dependant))
+            return self._allowed[id(route)]
+        return None
+
+
+def _query_names(dependant: Any) -> set[str]:
+    """Query parameter names a route declares, its sub-dependencies and query models included."""
+    names: set[str] = set()
+    for field in dependant.query_params:
+        model = field.field_info.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            names |= {f.alias or n for n, f in model.model_fields.items()}
+        else:
+            names.add(field.alias)
+    for sub in dependant.dependencies:
+        names |= _query_names(sub)
+    return names
 
 
 class Metrics:
@@ -236,6 +293,7 @@ def install_common_routes(app: FastAPI, metrics: Metrics,
 
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(BodyGuard)
+    app.add_middleware(StrictQuery, routes_of=app)
 
     @app.get("/healthz", tags=["ops"], summary="The process is alive")
     async def healthz() -> dict[str, str]:

@@ -110,7 +110,10 @@ async def test_full_lifecycle(city):
                                  {"delivery_code": order["delivery_code"], "cod_collected_vnd": 250_000})
     done = await city.status(order, "delivered")
     assert [h["status"] for h in done["history"]] == ["placed", "assigned", "picked_up", "delivered"]
-    final = await city.client.track(order["tracking_code"])
+    async def tracking_delivered():
+        t = await city.client.track(order["tracking_code"])
+        return t if t["status"] == "delivered" else None
+    final = await eventually(tracking_delivered, what="tracking to show delivered")
     assert [s["status"] for s in final["timeline"]] == ["placed", "assigned", "picked_up", "delivered"]
     assert final["courier"] is None or final["courier"]["location"] is None
     assert await city.client.jobs(courier) == []

@@ -1,0 +1,66 @@
+"""The HTTP behaviour every service shares (shared/http.py), on a small app of its own."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+from fastapi import FastAPI, Query
+from pydantic import BaseModel, ConfigDict
+
+from shared.http import MAX_BODY_BYTES, Metrics, install_common_routes, install_problem_handlers
+
+
+class Thing(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str
+    weight_grams: int
+
+
+@pytest.fixture
+async def client():
+    app = FastAPI()
+    install_problem_handlers(app)
+    install_common_routes(app, Metrics("probe"), {})
+
+    @app.get("/v1/things")
+    async def things(status: str | None = None, limit: int = Query(20, ge=1, le=100)) -> dict:
+        return {"status": status, "limit": limit}
+
+    @app.post("/v1/things", status_code=201)
+    async def create(thing: Thing) -> Thing:
+        return thing
+
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        yield c
+
+
+async def test_unknown_query_parameters_are_named_in_a_422(client):
+    assert (await client.get("/v1/things?status=placed&limit=5")).json() == {"status": "placed", "limit": 5}
+    r = await client.get("/v1/things?stauts=placed&x=1")
+    assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
+    assert [e["loc"] for e in r.json()["errors"]] == [["query", "stauts"], ["query", "x"]]
+    assert (await client.get("/healthz?cachebust=1")).status_code == 200, "probes may add parameters"
+
+
+async def test_validation_names_every_bad_field(client):
+    r = await client.post("/v1/things", json={"weight_grams": "heavy", "colour": "red"})
+    assert r.status_code == 422
+    locs = {tuple(e["loc"]) for e in r.json()["errors"]}
+    assert {("body", "name"), ("body", "weight_grams"), ("body", "colour")} <= locs
+    assert {"type", "title", "status", "detail"} <= set(r.json())
+
+
+async def test_bodies_too_large_not_json_or_malformed(client):
+    big = await client.post("/v1/things", content=b"{" + b" " * MAX_BODY_BYTES + b"}",
+                            headers={"content-type": "application/json"})
+    assert big.status_code == 413
+    text = await client.post("/v1/things", content=b"name=x", headers={"content-type": "text/plain"})
+    assert text.status_code == 415
+    broken = await client.post("/v1/things", content=b'{"name": ', headers={"content-type": "application/json"})
+    assert broken.status_code == 400 and broken.json()["title"] == "Malformed JSON"
+
+    async def chunked():
+        for _ in range(MAX_BODY_BYTES // 1024 + 2):
+            yield b" " * 1024
+    streamed = await client.post("/v1/things", content=chunked(), headers={"content-type": "application/json"})
+    assert streamed.status_code == 413, "a body without Content-Length is counted as it arrives"
