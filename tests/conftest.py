@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 class Infra:
     kafka_bootstrap: str
     pg_admin_dsn: str  # connects to an existing database as a role that may CREATE DATABASE
+    local: bool = False  # the project's own servers of deploy/local (tests may restart them)
 
     def dsn_for(self, database: str) -> str:
         base, _, _ = self.pg_admin_dsn.rpartition("/")
@@ -57,7 +58,8 @@ def infra() -> Iterator[Infra]:
         return
     for script in ("kafka.sh", "postgres.sh"):
         subprocess.run([str(ROOT / "deploy/local" / script), "start"], check=True)
-    yield Infra("127.0.0.1:9092", "postgresql://giao:giao@127.0.0.1:5432/postgres")
+    kafka_port, pg_port = os.environ.get("GIAO_KAFKA_PORT", "9092"), os.environ.get("GIAO_PG_PORT", "5432")
+    yield Infra(f"127.0.0.1:{kafka_port}", f"postgresql://giao:giao@127.0.0.1:{pg_port}/postgres", local=True)
 
 
 @pytest.fixture

@@ -117,7 +117,7 @@ def restart_local(script: str) -> None:
 
 
 async def test_crashes_and_restarts_lose_nothing(infra):
-    if infra.kafka_bootstrap != "127.0.0.1:9092":
+    if not infra.local:
         pytest.skip("restarting Kafka and PostgreSQL needs the local servers of deploy/local")
     # A dispatch window longer than any outage here: every order is driven by its courier.
     system = await asyncio.to_thread(start_system, infra, 2, {"GIAO_DISPATCH_WINDOW_S": "300"})
