@@ -330,3 +330,11 @@ async def test_openapi_is_complete_with_vietnamese_examples(client):
     assert "Hạ Long" in orjson.dumps(schemas["OrderOut"]).decode()
     assert spec["paths"]["/v1/orders"]["post"]["responses"]["409"]["content"]["application/problem+json"]
     assert {"merchant", "admin"} <= set(spec["components"]["securitySchemes"])
+
+
+async def test_unknown_query_parameters_are_refused_not_ignored(client, merchant):
+    # Found by the fuzz tests: '?stauts=placed' used to list every order, as if unfiltered.
+    r = await client.get("/v1/orders?stauts=placed", headers=merchant["headers"])
+    assert r.status_code == 422
+    assert r.json()["errors"] == [{"loc": ["query", "stauts"], "msg": "Unknown query parameter"}]
+    assert (await client.get("/v1/orders?status=placed", headers=merchant["headers"])).status_code == 200
