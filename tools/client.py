@@ -5,6 +5,7 @@ knows only the contract, nothing of the services' insides.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -21,12 +22,17 @@ class ApiError(Exception):
         self.body = body
 
 
+def _local(service: str, port: int) -> str:
+    """The local service's URL, on the port `make up` gave it (GIAO_<SERVICE>_PORT)."""
+    return f"http://127.0.0.1:{os.environ.get(f'GIAO_{service.upper()}_PORT', port)}"
+
+
 @dataclass
 class Endpoints:
-    orders: str = "http://127.0.0.1:8001"
-    dispatch: str = "http://127.0.0.1:8002"
-    tracking: str = "http://127.0.0.1:8003"
-    admin_token: str = "dev-admin-token"
+    orders: str = field(default_factory=lambda: _local("orders", 8001))
+    dispatch: str = field(default_factory=lambda: _local("dispatch", 8002))
+    tracking: str = field(default_factory=lambda: _local("tracking", 8003))
+    admin_token: str = field(default_factory=lambda: os.environ.get("GIAO_ADMIN_TOKEN", "dev-admin-token"))
 
 
 @dataclass

@@ -36,10 +36,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--follow-share", type=float, default=0.3, help="share of orders a customer follows live")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--summary", type=Path, default=ROOT / "var" / "demo-summary.json")
-    p.add_argument("--orders-url", default="http://127.0.0.1:8001")
-    p.add_argument("--dispatch-url", default="http://127.0.0.1:8002")
-    p.add_argument("--tracking-url", default="http://127.0.0.1:8003")
-    p.add_argument("--admin-token", default="dev-admin-token")
+    local = Endpoints()  # from GIAO_<SERVICE>_PORT and GIAO_ADMIN_TOKEN, as `make up` used them
+    p.add_argument("--orders-url", default=local.orders)
+    p.add_argument("--dispatch-url", default=local.dispatch)
+    p.add_argument("--tracking-url", default=local.tracking)
+    p.add_argument("--admin-token", default=local.admin_token)
     p.add_argument("--no-live", action="store_true", help="print a line every few seconds instead")
     return p.parse_args(argv)
 
