@@ -110,7 +110,7 @@ def address(rng: random.Random, neighbourhood: str) -> str:
 
 
 def build_script(*, seed: int, merchants: int, couriers: int, rate_per_s: float, duration_s: float,
-                 follow_share: float = 0.3, cancel_share: float = 0.03) -> Script:
+                 follow_share: float = 0.3, cancel_share: float = 0.06) -> Script:
     """The whole run, decided up front. Orders arrive as a Poisson process of `rate_per_s`."""
     rng = random.Random(seed)
     script = Script()
@@ -127,7 +127,7 @@ def build_script(*, seed: int, merchants: int, couriers: int, rate_per_s: float,
         vehicle = rng.choices([v for v, _ in VEHICLES], [w for _, w in VEHICLES])[0]
         script.couriers.append(CourierPlan(person(rng), phone(rng), vehicle, clat, clng,
                                            accept_probability=rng.uniform(0.8, 0.97),
-                                           fail_probability=rng.uniform(0.02, 0.08),
+                                           fail_probability=rng.uniform(0.04, 0.12),
                                            seed=rng.randrange(2**31)))
     t = 0.0
     while True:
