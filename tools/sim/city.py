@@ -110,7 +110,7 @@ def address(rng: random.Random, neighbourhood: str) -> str:
 
 
 def build_script(*, seed: int, merchants: int, couriers: int, rate_per_s: float, duration_s: float,
-                 follow_share: float = 0.3, cancel_share: float = 0.06) -> Script:
+                 follow_share: float = 0.3, cancel_share: float = 0.08) -> Script:
     """The whole run, decided up front. Orders arrive as a Poisson process of `rate_per_s`."""
     rng = random.Random(seed)
     script = Script()
