@@ -41,21 +41,35 @@ class Matcher:
     async def run_matching(self, pool: asyncpg.Pool) -> None:
         listener = await pool.acquire()
         await listener.add_listener(store.WORK_CHANNEL, self._on_notify)
+        parallel = 1
         try:
             while True:
                 self._wake.clear()
                 freed, self._freed = self._freed, {}
-                async with pool.acquire() as conn, conn.transaction():
-                    result = await service_layer.match_waiting(conn, self.settings, freed)
-                self.offered += result.offered
-                if result.claimed >= self.settings.match_batch:
+                # A pass is mostly waiting on round trips to PostgreSQL; while a backlog lasts
+                # (a pass claimed a full batch), several passes run at once, each its own
+                # transaction. They share the queue like instances do: jobs and couriers are
+                # claimed with SKIP LOCKED, so no job is taken twice and nobody waits.
+                results = await asyncio.gather(*(self._pass(pool, freed if i == 0 else None)
+                                                 for i in range(parallel)), return_exceptions=True)
+                failed = [r for r in results if isinstance(r, BaseException)]
+                if failed:
+                    raise failed[0]  # after every pass ended (the loop is restarted by the runtime)
+                self.offered += sum(r.offered for r in results)
+                if any(r.claimed >= self.settings.match_batch for r in results):
+                    parallel = min(self.settings.match_workers, parallel * 2)
                     continue  # more may be due right now
+                parallel = 1
                 due = await store.next_match_due(pool)
                 await _wait(self._wake, _seconds_until(due, self.settings.poll_s))
         finally:
             with contextlib.suppress(Exception):
                 await listener.remove_listener(store.WORK_CHANNEL, self._on_notify)
             await pool.release(listener)
+
+    async def _pass(self, pool: asyncpg.Pool, freed: dict[int, int] | None) -> service_layer.MatchResult:
+        async with pool.acquire() as conn, conn.transaction():
+            return await service_layer.match_waiting(conn, self.settings, freed)
 
     async def run_expiry(self, pool: asyncpg.Pool) -> None:
         limit = 500
