@@ -25,9 +25,21 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
                                   decoder=orjson.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release without `SELECT pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`.
+
+    asyncpg's default reset is one more round trip on every release, i.e. on every request.
+    Nothing here leaves session state on a connection it gives back: no SET (only
+    transaction-scoped settings and locks), no cursors outside transactions, the migration's
+    session advisory lock is unlocked in a finally, and LISTEN connections remove their
+    listeners (asyncpg's remove_listener UNLISTENs) before release. asyncpg still rolls back
+    an open transaction and drops Python-side listeners on release, whatever this does.
+    """
+
+
 async def create_pool(dsn: str, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool:
     return await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size,
-                                     init=_init_connection, command_timeout=30)
+                                     init=_init_connection, reset=_keep_session, command_timeout=30)
 
 
 def migration_files(*dirs: Path) -> list[tuple[str, Path]]:

@@ -22,7 +22,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from shared.db import create_pool, migrate
-from shared.kafka import BatchHandler, EventConsumer, make_broker, relay_publisher
+from shared.kafka import BatchHandler, EventConsumer, RelayProducer, make_broker
 from shared.outbox import OutboxRelay
 from shared.settings import CommonSettings
 
@@ -40,6 +40,7 @@ class Runtime:
         self.broker = make_broker(settings, client_id=name)
         self.consumers: list[EventConsumer] = []
         self.relay: OutboxRelay | None = None
+        self._relay_producer: RelayProducer | None = None
         self._with_relay = relay
         self._loops: list[tuple[str, Callable[[], Awaitable[None]]]] = []
         self._tasks: list[asyncio.Task] = []
@@ -71,7 +72,10 @@ class Runtime:
         await migrate(self._pool, *dirs)
         await self.broker.start()
         if self._with_relay:
-            self.relay = OutboxRelay(self._pool, relay_publisher(self.broker))
+            self._relay_producer = RelayProducer(self.settings, client_id=self.name)
+            await self._relay_producer.start()
+            self.relay = OutboxRelay(self._pool, self._relay_producer.publish,
+                                     on_failure=self._relay_producer.reset)
             await self.relay.start()
         self._tasks = [asyncio.create_task(_forever(name, run), name=name) for name, run in self._loops]
         self.started = True
@@ -88,6 +92,8 @@ class Runtime:
         if self.relay:
             with _bounded(f"{self.name}: draining the outbox"):
                 await asyncio.wait_for(self.relay.stop(), grace)
+            with _bounded(f"{self.name}: stopping the relay's producer"):
+                await asyncio.wait_for(self._relay_producer.stop(), grace)
         with _bounded(f"{self.name}: stopping the broker"):
             await asyncio.wait_for(self.broker.stop(), grace)
         if self._pool:

@@ -11,7 +11,9 @@ import pytest
 
 from shared.db import create_pool, migrate
 from shared.events import ORDERS_TOPIC, OrderCancelRequested
-from shared.kafka import make_broker, relay_publisher
+from aiokafka.errors import OutOfOrderSequenceNumber
+
+from shared.kafka import RelayProducer
 from shared.outbox import OutboxRelay, add_event
 from shared.settings import CommonSettings
 from tests.support import eventually, read_topic
@@ -31,21 +33,21 @@ async def setup(infra, database, topic_prefix):
     settings = CommonSettings(kafka_bootstrap_servers=infra.kafka_bootstrap, topic_prefix=topic_prefix)
     pool = await create_pool(database, max_size=10)
     await migrate(pool)
-    brokers = [make_broker(settings, client_id=f"relay-{i}") for i in range(2)]
-    for b in brokers:
-        await b.start()
-    yield settings, pool, brokers
-    for b in brokers:
-        await b.stop()
+    producers = [RelayProducer(settings, client_id=f"relay-{i}") for i in range(2)]
+    for p in producers:
+        await p.start()
+    yield settings, pool, producers
+    for p in producers:
+        await p.stop()
     await pool.close()
 
 
 async def test_two_racing_relays_publish_each_row_once_in_subject_order(setup, infra):
-    settings, pool, brokers = setup
+    settings, pool, producers = setup
     topic = settings.topic(ORDERS_TOPIC)
     subjects = [str(uuid.uuid4()) for _ in range(20)]
     await _write_events(pool, topic, subjects, per_subject=10)
-    relays = [OutboxRelay(pool, relay_publisher(b), batch_size=7) for b in brokers]
+    relays = [OutboxRelay(pool, b.publish, batch_size=7) for b in producers]
     # Both relays drain the same table at once, over and over, until it is empty.
     async def drain(relay):
         while await pool.fetchval("SELECT count(*) FROM outbox"):
@@ -67,7 +69,7 @@ async def test_two_racing_relays_publish_each_row_once_in_subject_order(setup, i
 
 
 async def test_rows_left_by_a_crash_before_commit_are_published_after_restart(setup, infra):
-    settings, pool, brokers = setup
+    settings, pool, producers = setup
     topic = settings.topic(ORDERS_TOPIC)
     subject = str(uuid.uuid4())
     await _write_events(pool, topic, [subject], per_subject=3)
@@ -76,7 +78,7 @@ async def test_rows_left_by_a_crash_before_commit_are_published_after_restart(se
         pass
 
     async def publish_then_crash(*args):
-        future = await relay_publisher(brokers[0])(*args)
+        future = await producers[0].publish(*args)
         await future
         raise Crash  # the process dies after Kafka has the record, before the delete commits
 
@@ -84,7 +86,7 @@ async def test_rows_left_by_a_crash_before_commit_are_published_after_restart(se
         await OutboxRelay(pool, publish_then_crash).drain_once()
     assert await pool.fetchval("SELECT count(*) FROM outbox") == 3, "the claim was rolled back"
 
-    restarted = OutboxRelay(pool, relay_publisher(brokers[1]))
+    restarted = OutboxRelay(pool, producers[1].publish)
     await restarted.start()
     try:
         await eventually(lambda: _outbox_empty(pool), what="outbox drained after restart")
@@ -98,9 +100,9 @@ async def test_rows_left_by_a_crash_before_commit_are_published_after_restart(se
 
 
 async def test_relay_is_woken_by_notify(setup, infra):
-    settings, pool, brokers = setup
+    settings, pool, producers = setup
     topic = settings.topic(ORDERS_TOPIC)
-    relay = OutboxRelay(pool, relay_publisher(brokers[0]), idle_poll_s=60)  # no polling to help
+    relay = OutboxRelay(pool, producers[0].publish, idle_poll_s=60)  # no polling to help
     await relay.start()
     try:
         await asyncio.sleep(0)  # let it reach its idle wait
@@ -113,3 +115,30 @@ async def test_relay_is_woken_by_notify(setup, infra):
 
 async def _outbox_empty(pool) -> bool:
     return await pool.fetchval("SELECT count(*) FROM outbox") == 0
+
+
+async def test_a_kafka_error_makes_a_new_producer_and_the_relay_goes_on(setup, infra):
+    settings, pool, producers = setup
+    topic = settings.topic(ORDERS_TOPIC)
+    await _write_events(pool, topic, [str(uuid.uuid4())], per_subject=2)
+    producer = producers[0]
+    broken = {"left": 1, "resets": 0}
+
+    async def publish(*args):
+        if broken["left"]:
+            broken["left"] -= 1
+            raise OutOfOrderSequenceNumber()  # what a broker restart left the producer with
+        return await producer.publish(*args)
+
+    async def reset(exc):
+        broken["resets"] += 1
+        await producer.reset(exc)
+
+    relay = OutboxRelay(pool, publish, on_failure=reset)
+    await relay.start()
+    try:
+        await eventually(lambda: _outbox_empty(pool), timeout=10, what="the relay to go on after the error")
+    finally:
+        await relay.stop()
+    assert broken["resets"] == 1
+    assert len(await read_topic(infra.kafka_bootstrap, topic, at_least=2)) == 2
