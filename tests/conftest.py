@@ -16,8 +16,9 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import asyncpg
 import pytest
+
+from tests.support import create_databases, drop_databases
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -66,17 +67,9 @@ def infra() -> Iterator[Infra]:
 async def database(infra: Infra) -> AsyncIterator[str]:
     """A new, empty database for this test; its DSN. Dropped afterwards."""
     name = f"test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(infra.pg_admin_dsn)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
+    await create_databases(infra.pg_admin_dsn, [name])
     yield infra.dsn_for(name)
-    admin = await asyncpg.connect(infra.pg_admin_dsn)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+    await drop_databases(infra.pg_admin_dsn, [name])
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
+import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 T = TypeVar("T")
@@ -85,3 +86,21 @@ async def produce(bootstrap: str, topic: str, values: list[tuple[bytes | None, b
             await producer.send_and_wait(topic, value, key=key, headers=headers or [])
     finally:
         await producer.stop()
+
+
+async def create_databases(admin_dsn: str, names: list[str]) -> None:
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        for name in names:
+            await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+
+
+async def drop_databases(admin_dsn: str, names: list[str]) -> None:
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        for name in names:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()

@@ -19,11 +19,11 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import asyncpg
 import httpx
 import pytest
 
 from tests.conftest import ROOT, Infra
+from tests.support import create_databases, drop_databases
 from tools.client import Endpoints
 
 SERVICES = ("orders", "dispatch", "tracking")
@@ -130,28 +130,10 @@ class System:
         return proc
 
 
-async def _create_databases(infra: Infra, names: list[str]) -> None:
-    admin = await asyncpg.connect(infra.pg_admin_dsn)
-    try:
-        for name in names:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-
-
-async def _drop_databases(infra: Infra, names: list[str]) -> None:
-    admin = await asyncpg.connect(infra.pg_admin_dsn)
-    try:
-        for name in names:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 def start_system(infra: Infra, dispatch_instances: int = 2, extra_env: dict[str, str] | None = None) -> System:
     tag = uuid.uuid4().hex[:8]
     names = {s: f"e2e_{tag}_{s}" for s in SERVICES}
-    asyncio.run(_create_databases(infra, list(names.values())))
+    asyncio.run(create_databases(infra.pg_admin_dsn, list(names.values())))
     system = System(infra, f"e2e{tag}.", {s: infra.dsn_for(n) for s, n in names.items()})
     for service in SERVICES:
         for _ in range(dispatch_instances if service == "dispatch" else 1):
@@ -164,7 +146,7 @@ def start_system(infra: Infra, dispatch_instances: int = 2, extra_env: dict[str,
 
 def stop_system(system: System) -> dict[str, list[int]]:
     codes = {s: [p.terminate() for p in procs] for s, procs in system.procs.items()}
-    asyncio.run(_drop_databases(system.infra, [dsn.rsplit("/", 1)[1] for dsn in system.databases.values()]))
+    asyncio.run(drop_databases(system.infra.pg_admin_dsn, [dsn.rsplit("/", 1)[1] for dsn in system.databases.values()]))
     return codes
 
 
