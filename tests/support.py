@@ -89,18 +89,17 @@ async def produce(bootstrap: str, topic: str, values: list[tuple[bytes | None, b
 
 
 async def create_databases(admin_dsn: str, names: list[str]) -> None:
-    admin = await asyncpg.connect(admin_dsn)
-    try:
-        for name in names:
-            await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
+    await _as_admin(admin_dsn, [f'CREATE DATABASE "{name}"' for name in names])
 
 
 async def drop_databases(admin_dsn: str, names: list[str]) -> None:
+    await _as_admin(admin_dsn, [f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in names])
+
+
+async def _as_admin(admin_dsn: str, statements: list[str]) -> None:
     admin = await asyncpg.connect(admin_dsn)
     try:
-        for name in names:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        for statement in statements:
+            await admin.execute(statement)
     finally:
         await admin.close()
