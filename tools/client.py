@@ -71,20 +71,27 @@ class Giao:
         hdrs = dict(headers or {})
         if token:
             hdrs["Authorization"] = f"Bearer {token}"
+        body = None
         if json is not None:
             hdrs["Content-Type"] = "application/json"
+            body = orjson.dumps(json)
         started = time.perf_counter()
         try:
-            response = await self.http.request(method, url, headers=hdrs,
-                                               content=None if json is None else orjson.dumps(json))
-        except httpx.HTTPError as exc:
+            status, content_type, content = await self._send(method, url, hdrs, body)
+        except Exception as exc:
             self.stats.errors.append(f"{name}: {exc!r}")
             raise
         self.stats.record(name, (time.perf_counter() - started) * 1000)
-        body = response.json() if response.content and "json" in response.headers.get("content-type", "") else response.text
-        if response.status_code not in expect:
-            raise ApiError(method, url, response.status_code, body)
-        return body
+        result = orjson.loads(content) if content and "json" in content_type else content.decode("utf-8", "replace")
+        if status not in expect:
+            raise ApiError(method, url, status, result)
+        return result
+
+    async def _send(self, method: str, url: str, headers: dict[str, str],
+                    body: bytes | None) -> tuple[int, str, bytes]:
+        """The transport: (status, content type, body bytes). The benchmark swaps in a leaner one."""
+        response = await self.http.request(method, url, headers=headers, content=body)
+        return response.status_code, response.headers.get("content-type", ""), response.content
 
     # --- admin -------------------------------------------------------------------------
     async def create_merchant(self, name: str, phone: str) -> dict:

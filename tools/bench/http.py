@@ -18,9 +18,8 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-import orjson
 
-from tools.client import ApiError, Giao
+from tools.client import Giao
 
 _IDLE_MAX_S = 3.0  # uvicorn closes keep-alive connections idle for 5 s
 
@@ -157,27 +156,7 @@ class LeanGiao(Giao):
         await self.lean.close()
         await super().close()
 
-    async def call(self, name: str, method: str, url: str, *, token: str | None = None,
-                   json: Any = None, headers: dict[str, str] | None = None,
-                   expect: tuple[int, ...] = (200, 201, 202)) -> Any:
-        hdrs = dict(headers or {})
-        if token:
-            hdrs["Authorization"] = f"Bearer {token}"
-        body = None
-        if json is not None:
-            hdrs["Content-Type"] = "application/json"
-            body = orjson.dumps(json)
-        started = time.perf_counter()
-        try:
-            status, resp_headers, content = await self.lean.request(method, url, hdrs, body)
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
-            self.stats.errors.append(f"{name}: {exc!r}")
-            raise
-        self.stats.record(name, (time.perf_counter() - started) * 1000)
-        if content and b"json" in resp_headers.get(b"content-type", b""):
-            result = orjson.loads(content)
-        else:
-            result = content.decode("utf-8", "replace")
-        if status not in expect:
-            raise ApiError(method, url, status, result)
-        return result
+    async def _send(self, method: str, url: str, headers: dict[str, str],
+                    body: bytes | None) -> tuple[int, str, bytes]:
+        status, resp_headers, content = await self.lean.request(method, url, headers, body)
+        return status, resp_headers.get(b"content-type", b"").decode("latin-1"), content
