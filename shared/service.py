@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import sys
@@ -116,12 +117,27 @@ class Runtime:
         @contextlib.asynccontextmanager
         async def lifespan(_: FastAPI) -> AsyncIterator[None]:
             await self.start()
+            settle_garbage_collector()
             try:
                 yield
             finally:
                 await self.stop()
 
         return lifespan
+
+
+# Objects allocated per request (pydantic models, asyncpg records, ASGI scopes) trigger the
+# cyclic collector every 700 net allocations by default, and each older-generation pass walks
+# everything the framework built at start-up: profiled under load, that was about a sixth of
+# a service's CPU. The start-up heap is frozen (never scanned again) and young collections run
+# less often; memory stays bounded because the thresholds still trigger collections.
+GC_THRESHOLDS = (20_000, 20, 20)
+
+
+def settle_garbage_collector() -> None:
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 async def _forever(name: str, run: Callable[[], Awaitable[None]]) -> None:

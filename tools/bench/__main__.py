@@ -25,6 +25,7 @@ from pathlib import Path
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from shared.service import settle_garbage_collector
 from tools.bench.measure import ProcessWatch, kafka_baseline, postgres_baseline
 from tools.bench.http import LeanGiao
 from tools.client import ApiError, Endpoints, Giao
@@ -297,6 +298,7 @@ async def main(args: argparse.Namespace) -> int:
     endpoints = Endpoints(admin_token=args.admin_token)
     async with LeanGiao(endpoints, max_connections=400) as client:
         bench = Bench(client, args)
+        settle_garbage_collector()  # as the services do: the generator's CPU is on this machine too
         print(f"setting up {args.merchants} merchants and {args.couriers} couriers ...", flush=True)
         await bench.setup()
         watchers: set = set()
