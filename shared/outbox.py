@@ -60,19 +60,66 @@ async def add_event(conn: asyncpg.Connection, event_cls: type[Envelope], *, subj
     `topic` defaults to the event type's own; pass the prefixed name when topics are prefixed.
     """
     topic = topic or event_cls.topic
-    # One round trip: the envelope is serialized with a placeholder sequence, cut around it,
-    # and the statement joins the two halves around the sequence it assigns (the envelope's
-    # own "sequence" key comes before "data", and inside a JSON string a quote is escaped,
-    # so the first occurrence of the placeholder is the envelope's).
+    event, head, tail = _draft(event_cls, subject, data, source, occurred_at)  # one round trip
+    sequence = await conn.fetchval(_ADD_EVENT, topic, subject, lane_of(subject), event.type,
+                                   head, tail, NOTIFY_CHANNEL)
+    if sequence != 1:
+        event = event.model_copy(update={"sequence": sequence})
+    return event
+
+
+# The same for many events of distinct subjects in one statement (ON CONFLICT may touch a
+# sequence row only once per statement). Rows enter the outbox in the order given.
+_ADD_EVENTS = """
+    WITH seq AS (
+        INSERT INTO event_sequences (topic, subject, last)
+        SELECT t, s, 1 FROM unnest($1::text[], $2::text[]) AS k(t, s)
+        ON CONFLICT (topic, subject) DO UPDATE SET last = event_sequences.last + 1
+        RETURNING topic, subject, last),
+    ins AS (
+        INSERT INTO outbox (topic, key, lane, event_type, payload)
+        SELECT k.t, k.s, k.lane, k.type, k.head || convert_to(seq.last::text, 'UTF8') || k.tail
+        FROM unnest($1::text[], $2::text[], $3::smallint[], $4::text[], $5::bytea[], $6::bytea[])
+             WITH ORDINALITY AS k(t, s, lane, type, head, tail, n)
+        JOIN seq ON seq.topic = k.t AND seq.subject = k.s
+        ORDER BY k.n)
+    SELECT count(*) FROM seq, pg_notify($7::text, '')"""
+
+
+def _draft(event_cls: type[Envelope], subject: str, data: Model | dict, source: str,
+           occurred_at: datetime | None) -> tuple[Envelope, bytes, bytes]:
+    """The envelope with a placeholder sequence, serialized and cut around it: the statement
+    joins the two halves around the sequence it assigns (the envelope's own "sequence" key
+    comes before "data", and inside a JSON string a quote is escaped, so the first
+    occurrence of the placeholder is the envelope's)."""
     event = event_cls(id=uuid4(), type=type_name(event_cls), source=source, subject=subject,
                       sequence=1, occurred_at=occurred_at or datetime.now(timezone.utc), data=data)
     payload = event.model_dump_json().encode()
     at = payload.index(_SEQUENCE_PLACEHOLDER) + len(_SEQUENCE_PLACEHOLDER) - 2
-    sequence = await conn.fetchval(_ADD_EVENT, topic, subject, lane_of(subject), event.type,
-                                   payload[:at], payload[at + 1:], NOTIFY_CHANNEL)
-    if sequence != 1:
-        event = event.model_copy(update={"sequence": sequence})
-    return event
+    return event, payload[:at], payload[at + 1:]
+
+
+async def add_events(conn: asyncpg.Connection, events: list[tuple[type[Envelope], str, Model | dict]], *,
+                     source: str, topic: Callable[[type[Envelope]], str] | None = None) -> None:
+    """Write several events, each (class, subject, data), in the caller's transaction with one
+    round trip. Subjects repeating within a topic go out in separate statements, in order.
+    `topic` maps an event class to its (prefixed) topic name; default: the class's own."""
+    rest: list[tuple[type[Envelope], str, Model | dict]] = []
+    seen: set[tuple[str, str]] = set()
+    columns: list[list] = [[], [], [], [], [], []]
+    for event_cls, subject, data in events:
+        name = topic(event_cls) if topic else event_cls.topic
+        if (name, subject) in seen or rest:
+            rest.append((event_cls, subject, data))
+            continue
+        seen.add((name, subject))
+        event, head, tail = _draft(event_cls, subject, data, source, None)
+        for column, value in zip(columns, (name, subject, lane_of(subject), event.type, head, tail)):
+            column.append(value)
+    if columns[0]:
+        await conn.fetchval(_ADD_EVENTS, *columns, NOTIFY_CHANNEL)
+    if rest:
+        await add_events(conn, rest, source=source, topic=topic)
 
 
 # publish(topic, key, payload, headers) -> a future that resolves when Kafka has the record

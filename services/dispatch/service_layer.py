@@ -21,7 +21,7 @@ from shared.events import (
     Envelope, Model, OrderCancelRequested, OrderPlaced,
 )
 from shared.inbox import Verdict, accept_many
-from shared.outbox import add_event
+from shared.outbox import add_event, add_events
 
 from . import cells, domain, store
 from .cells import Grid, SearchStep
@@ -46,6 +46,13 @@ async def _emit(conn: asyncpg.Connection, settings: DispatchSettings, cls: type[
                 subject: UUID, data: Model) -> Envelope:
     return await add_event(conn, cls, subject=str(subject), data=data, source=SOURCE,
                            topic=settings.topic(cls.topic))
+
+
+async def _emit_many(conn: asyncpg.Connection, settings: DispatchSettings,
+                     events: list[tuple[type[Envelope], UUID, Model]]) -> None:
+    """Several events (distinct subjects go out in one statement)."""
+    await add_events(conn, [(cls, str(subject), data) for cls, subject, data in events], source=SOURCE,
+                     topic=lambda cls: settings.topic(cls.topic))
 
 
 def grid(settings: DispatchSettings) -> Grid:
@@ -293,8 +300,7 @@ async def _answer_cancels(conn: asyncpg.Connection, settings: DispatchSettings,
         answers.append((CancelConfirmed, oid, _step(oid)))
     await store.end_jobs(conn, list(to_cancel), status=domain.CANCELLED, reasons=list(to_cancel.values()))
     await store.release_couriers(conn, freed_couriers)
-    for cls, oid, data in answers:
-        await _emit(conn, settings, cls, oid, data)
+    await _emit_many(conn, settings, answers)
     return bool(freed_couriers)
 
 
@@ -321,64 +327,152 @@ async def match_waiting(conn: asyncpg.Connection, settings: DispatchSettings,
     `freed` ({coarse cell: units}) is where capacity came free since the last pass: as many
     waiting jobs near there as units freed are tried too, oldest first, before their backoff
     would have them tried again.
+
+    The whole batch moves together, so a pass costs a handful of statements whatever its
+    size: one candidate search per widening step for every job still looking, one
+    reservation of all chosen couriers, one insert of the offers and one of their events.
     """
     jobs = list(await store.claim_due_waiting(conn, settings.match_batch))
     if freed:
         area = {c for cell in freed for c in cells.disk(cell, FREED_AREA_RINGS)}
         units = min(settings.match_batch, sum(freed.values()))
         jobs += await store.claim_waiting_in_area(conn, sorted(area), units)
-    offered, postponed = 0, []
-    expires_at = now_utc() + timedelta(seconds=settings.offer_timeout_s)
+    offers: list[_Offer] = []
     # Nobody available anywhere (one probe of the partial index): no search would find anyone.
-    anyone = bool(jobs) and await store.anyone_available(conn)
-    for job in jobs:
-        if anyone and await _offer(conn, settings, job, expires_at):
-            offered += 1
-        else:
-            postponed.append((job["order_id"], domain.match_retry_delay(
-                job["match_attempts"], settings.match_retry_base_s, settings.match_retry_max_s)))
+    if jobs and await store.anyone_available(conn):
+        offers = await _offer_all(conn, settings, jobs, await _search(conn, settings, jobs))
+    offered = {o.order_id for o in offers}
+    postponed = [(job["order_id"], domain.match_retry_delay(
+        job["match_attempts"], settings.match_retry_base_s, settings.match_retry_max_s))
+        for job in jobs if job["order_id"] not in offered]
     await store.postpone_jobs(conn, postponed)
-    return MatchResult(offered, len(postponed), len(jobs))
+    return MatchResult(len(offers), len(postponed), len(jobs))
 
 
-async def _offer(conn: asyncpg.Connection, settings: DispatchSettings, job: asyncpg.Record,
-                 expires_at: datetime) -> bool:
-    order_id, lat, lng, cell = job["order_id"], job["pickup_lat"], job["pickup_lng"], job["pickup_cell"]
+@dataclass(frozen=True)
+class _Found:
+    step: SearchStep  # the step whose cells were searched last
+    ranked: list[domain.RankedCandidate]
+
+
+async def _search(conn: asyncpg.Connection, settings: DispatchSettings,
+                  jobs: list[asyncpg.Record]) -> dict[UUID, _Found]:
+    """The ranked candidates of each job that has any.
+
+    Each job widens step by step until someone is found; then the search must cover everyone
+    who could still beat the best one found (a faster vehicle a bit further away, or a
+    courier just across the ring's edge), so it looks once more, wider, if it does not.
+    Jobs at the same stage are searched together."""
     g = grid(settings)
+    plan = g.plan()
+    by_id = {job["order_id"]: job for job in jobs}
+    looking = {oid: plan[0] for oid in by_id}
+    final: set[UUID] = set()  # looking at the covering step: what it finds is the answer
+    found: dict[UUID, _Found] = {}
+    while looking:
+        ranked_by_job = await _weigh(conn, settings, g, {oid: (by_id[oid], step) for oid, step in looking.items()})
+        widen: dict[UUID, SearchStep] = {}
+        for oid, ranked in ranked_by_job.items():
+            step = looking[oid]
+            if oid in final:
+                if ranked:
+                    found[oid] = _Found(step, ranked)
+                continue
+            if not ranked:
+                later = plan.index(step) + 1
+                if later < len(plan):
+                    widen[oid] = plan[later]
+                continue
+            needed = g.step_covering(domain.reach_radius_m(ranked[0].travel_s))
+            if g.covered_m(needed) > g.covered_m(step):
+                widen[oid] = needed
+                final.add(oid)
+            else:
+                found[oid] = _Found(step, ranked)
+        looking = widen
+    return found
 
-    async def weigh(step: SearchStep) -> list[domain.RankedCandidate]:
-        rows = await store.find_candidates(conn, order_id=order_id, coarse=step.coarse, cells=g.cells(cell, step),
-                                           lat=lat, lng=lng, limit=settings.candidate_limit)
-        candidates = [domain.Candidate(r["id"], r["vehicle"], r["lat"], r["lng"], r["load"], r["capacity"])
-                      for r in rows]
-        return domain.rank_candidates(lat, lng, candidates)
 
-    # Widen step by step until someone is found; then make sure the search covers everyone
-    # who could still beat the best one found (a faster vehicle a bit further away, or a
-    # courier just across the ring's edge), and look once more, wider, if it does not.
-    ranked: list[domain.RankedCandidate] = []
-    for step in g.plan():
-        ranked = await weigh(step)
-        if ranked:
+async def _weigh(conn: asyncpg.Connection, settings: DispatchSettings, g: Grid,
+                 searches: dict[UUID, tuple[asyncpg.Record, SearchStep]]) -> dict[UUID, list[domain.RankedCandidate]]:
+    """One statement per cell level (fine, coarse) for all the searches."""
+    ranked: dict[UUID, list[domain.RankedCandidate]] = {}
+    for coarse in (False, True):
+        batch = [(oid, job) for oid, (job, step) in searches.items() if step.coarse is coarse]
+        if not batch:
+            continue
+        results = await store.find_candidates(conn, coarse=coarse, limit=settings.candidate_limit, searches=[
+            store.Search(oid, job["pickup_lat"], job["pickup_lng"], g.cells(job["pickup_cell"], searches[oid][1]))
+            for oid, job in batch])
+        for (oid, job), rows in zip(batch, results):
+            ranked[oid] = domain.rank_candidates(job["pickup_lat"], job["pickup_lng"], [
+                domain.Candidate(r["id"], r["vehicle"], r["lat"], r["lng"], r["load"], r["capacity"]) for r in rows])
+    return ranked
+
+
+@dataclass(frozen=True)
+class _Offer:
+    order_id: UUID
+    choice: domain.RankedCandidate
+    found: _Found
+    courier_load: int  # before this offer
+    capacity: int
+
+
+# A chosen courier may be taken by another transaction between the search and the
+# reservation; the jobs that lose theirs choose again among the rest, this many times.
+RESERVATION_ROUNDS = 3
+
+
+async def _offer_all(conn: asyncpg.Connection, settings: DispatchSettings, jobs: list[asyncpg.Record],
+                     found: dict[UUID, _Found]) -> list[_Offer]:
+    """Give each job (oldest claimed first) its best candidate with capacity left in this pass,
+    reserve the chosen couriers together, and record the offers and their events."""
+    pending = [job["order_id"] for job in jobs if job["order_id"] in found]
+    unavailable: set[object] = set()
+    offers: list[_Offer] = []
+    for _ in range(RESERVATION_ROUNDS):
+        units: dict = {}
+        chosen: dict[UUID, domain.RankedCandidate] = {}
+        for oid in pending:
+            for choice in found[oid].ranked:
+                c = choice.candidate
+                if c.courier_id not in unavailable and c.capacity - c.load - units.get(c.courier_id, 0) > 0:
+                    units[c.courier_id] = units.get(c.courier_id, 0) + 1
+                    chosen[oid] = choice
+                    break
+        if not units:
             break
-    if not ranked:
-        return False
-    needed = g.step_covering(domain.reach_radius_m(ranked[0].travel_s))
-    if g.covered_m(needed) > g.covered_m(step):
-        step, ranked = needed, await weigh(needed)
-    for choice in ranked:
-        reserved = await store.reserve_courier(conn, choice.candidate.courier_id)
-        if reserved is None:
-            continue  # taken or being changed by another transaction: the next one
-        await store.insert_offer(
-            conn, order_id=order_id, courier_id=choice.candidate.courier_id, expires_at=expires_at,
-            distance_m=choice.distance_m, travel_s=choice.travel_s, courier_load=reserved["load_before"],
-            capacity=reserved["capacity"], candidates=len(ranked), search_rings=step.rings,
-            search_resolution=g.resolution(step))
-        await _emit(conn, settings, DeliveryOffered, order_id, DeliveryOfferedData(
-            order_id=order_id, courier_id=choice.candidate.courier_id, expires_at=expires_at))
-        return True
-    return False
+        reserved = await store.reserve_couriers(conn, units)
+        unavailable |= set(units) - set(reserved)
+        taken: dict = {}
+        retry = []
+        for oid in pending:
+            choice = chosen.get(oid)
+            if choice is None:
+                continue
+            row = reserved.get(choice.candidate.courier_id)
+            if row is None:
+                retry.append(oid)
+                continue
+            before = taken.get(row["id"], 0)
+            taken[row["id"]] = before + 1
+            offers.append(_Offer(oid, choice, found[oid], row["load_before"] + before, row["capacity"]))
+        pending = retry
+        if not pending:
+            break
+    if not offers:
+        return offers
+    g = grid(settings)
+    expires_at = now_utc() + timedelta(seconds=settings.offer_timeout_s)
+    await store.insert_offers(conn, [
+        (o.order_id, o.choice.candidate.courier_id, expires_at, o.choice.distance_m, o.choice.travel_s,
+         o.courier_load, o.capacity, len(o.found.ranked), o.found.step.rings, g.resolution(o.found.step))
+        for o in offers])
+    await _emit_many(conn, settings, [
+        (DeliveryOffered, o.order_id, DeliveryOfferedData(order_id=o.order_id, courier_id=o.choice.candidate.courier_id,
+                                                          expires_at=expires_at)) for o in offers])
+    return offers
 
 
 # --- the expirer -------------------------------------------------------------------------------------
@@ -402,6 +496,5 @@ async def expire_due(conn: asyncpg.Connection, settings: DispatchSettings, limit
     await store.reopen_jobs(conn, stale_ids, offer_state="expired")
     await store.release_couriers(conn, [r["courier_id"] for r in late if r["status"] == domain.OFFERED]
                                  + [r["courier_id"] for r in stale])
-    for oid in late_ids:
-        await _emit(conn, settings, DeliveryExpired, oid, _step(oid))
+    await _emit_many(conn, settings, [(DeliveryExpired, oid, _step(oid)) for oid in late_ids])
     return ExpiryResult(len(late_ids), len(stale_ids))

@@ -14,9 +14,9 @@ Environment variables (besides the common GIAO_* ones of shared.settings):
 - GIAO_DISPATCH_SEARCH_FINE_RINGS (4): rings searched with fine cells before going coarse (~1.2 km)
 - GIAO_DISPATCH_SEARCH_MAX_RING (8): widest search, in coarse rings (at least 14 km at res 7)
 - GIAO_DISPATCH_CANDIDATE_LIMIT (32): nearest couriers weighed per offer
-- GIAO_DISPATCH_MATCH_BATCH (5): waiting orders the matcher handles per transaction (small, so that
-  the couriers a pass reserves are not held locked long: their own calls wait for those locks)
-- GIAO_DISPATCH_MATCH_WORKERS (8): matching passes run at once while there is a backlog
+- GIAO_DISPATCH_MATCH_BATCH (50): waiting orders the matcher handles per transaction (a pass costs
+  about eight statements whatever its size; the couriers it reserves stay locked until it commits)
+- GIAO_DISPATCH_MATCH_WORKERS (2): matching passes run at once while there is a backlog
 - GIAO_DISPATCH_MATCH_RETRY_BASE_S (0.5), GIAO_DISPATCH_MATCH_RETRY_MAX_S (5): backoff of an order
   nobody could take yet (capacity coming free near it retries it at once)
 - GIAO_DISPATCH_POLL_S (0.5): the matcher's and expirer's safety poll (they are also woken
@@ -54,8 +54,8 @@ class DispatchSettings(CommonSettings):
     search_fine_rings: int = Field(4, ge=1)
     search_max_ring: int = Field(8, ge=1)
     candidate_limit: int = Field(32, ge=1)
-    match_batch: int = Field(5, ge=1)
-    match_workers: int = Field(8, ge=1)
+    match_batch: int = Field(50, ge=1)
+    match_workers: int = Field(2, ge=1)
     match_retry_base_s: float = Field(0.5, gt=0)
     match_retry_max_s: float = Field(5.0, gt=0)
     poll_s: float = Field(0.5, gt=0)

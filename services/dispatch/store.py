@@ -8,6 +8,7 @@ ever takes locks with SKIP LOCKED, so it never waits at all.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
@@ -85,22 +86,23 @@ async def move_courier(conn: asyncpg.Connection, courier_id: UUID, *, lat: float
     return bool(published)
 
 
-async def reserve_courier(conn: asyncpg.Connection, courier_id: UUID) -> asyncpg.Record | None:
-    """Take one unit of an available courier's capacity for an offer.
-
-    SKIP LOCKED: a courier another transaction is changing right now is skipped rather than
-    waited for (the matcher tries the next candidate). `load < capacity` is re-checked on the
-    locked row, and the CHECK constraint would refuse an overflow anyway. NO KEY UPDATE is the
-    lock the UPDATE takes anyway; unlike FOR UPDATE it does not conflict with the key-share
-    locks that foreign-key checks of new offers take on the courier.
-    """
-    return await conn.fetchrow(
-        """UPDATE couriers c SET load = c.load + 1, updated_at = now()
-           FROM (SELECT id, load FROM couriers WHERE id = $1 AND online AND load < capacity
-                 FOR NO KEY UPDATE SKIP LOCKED) before
+async def reserve_couriers(conn: asyncpg.Connection, units: dict[UUID, int]) -> dict[UUID, asyncpg.Record]:
+    """Take `units` of capacity from each courier at once, for a matcher pass's offers:
+    all of a courier's units or none. Rows are locked in id order with SKIP LOCKED (a courier
+    another transaction is changing is left out, not waited for), and the free capacity is
+    re-checked on the locked row. Returns {courier id: (load_before, capacity)} for those
+    reserved."""
+    ids = sorted(units, key=str)
+    rows = await conn.fetch(
+        """UPDATE couriers c SET load = c.load + before.units, updated_at = now()
+           FROM (SELECT c.id, c.load, k.units FROM couriers c
+                 JOIN unnest($1::uuid[], $2::int[]) AS k(id, units) ON k.id = c.id
+                 WHERE c.online AND c.load + k.units <= c.capacity
+                 ORDER BY c.id FOR NO KEY UPDATE OF c SKIP LOCKED) before
            WHERE c.id = before.id
-           RETURNING before.load AS load_before, c.capacity, c.name, c.phone, c.vehicle""",
-        courier_id)
+           RETURNING c.id, before.load AS load_before, c.capacity""",
+        ids, [units[i] for i in ids])
+    return {r["id"]: r for r in rows}
 
 
 async def release_couriers(conn: asyncpg.Connection, courier_ids: Iterable[UUID]) -> None:
@@ -112,26 +114,48 @@ async def release_couriers(conn: asyncpg.Connection, courier_ids: Iterable[UUID]
                RETURNING pg_notify($2, COALESCE(coarse_cell::text || ':1', ''))""", courier_id, WORK_CHANNEL)
 
 
-_CANDIDATES = """SELECT c.id, c.vehicle, c.lat, c.lng, c.load, c.capacity FROM couriers c
-    WHERE c.{column} = ANY($1::bigint[]) AND c.online AND c.load < c.capacity
-      AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.order_id = $2 AND o.courier_id = c.id)
-    ORDER BY (c.lat - $3) ^ 2 + ((c.lng - $4) * cos(radians($3))) ^ 2
-    LIMIT $5"""
-# Two fixed statements (a column name cannot be a parameter); no value is ever formatted in.
+# Available couriers near many pickups at once: one row per job (its pickup and its cells, padded
+# with 0, which is no H3 cell, to a rectangular array), each job's nearest couriers found
+# through the partial index by a lateral lookup.
+_CANDIDATES = """SELECT j.i, c.id, c.vehicle, c.lat, c.lng, c.load, c.capacity
+    FROM unnest($1::uuid[], $2::float8[], $3::float8[]) WITH ORDINALITY AS j(order_id, lat, lng, i)
+    CROSS JOIN LATERAL (
+        SELECT c.id, c.vehicle, c.lat, c.lng, c.load, c.capacity FROM couriers c
+        WHERE c.{column} = ANY (($4::bigint[])[j.i:j.i][:]) AND c.online AND c.load < c.capacity
+          AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.order_id = j.order_id AND o.courier_id = c.id)
+        ORDER BY (c.lat - j.lat) ^ 2 + ((c.lng - j.lng) * cos(radians(j.lat))) ^ 2
+        LIMIT $5) c"""
 _CANDIDATES_BY_CELL = _CANDIDATES.format(column="cell")
 _CANDIDATES_BY_COARSE_CELL = _CANDIDATES.format(column="coarse_cell")
 
 
-async def find_candidates(conn: asyncpg.Connection, *, order_id: UUID, coarse: bool, cells: Sequence[int],
-                          lat: float, lng: float, limit: int) -> list[asyncpg.Record]:
-    """Available couriers in the given (fine or coarse) cells, nearest first (flat-earth
-    distance, fine at city scale; the caller ranks them properly), leaving out those this
-    order was offered to before.
+@dataclass(frozen=True)
+class Search:
+    order_id: UUID
+    lat: float
+    lng: float
+    cells: Sequence[int]
 
-    Reads only the partial index entries of these cells: never every courier.
+
+async def find_candidates(conn: asyncpg.Connection, *, coarse: bool, searches: Sequence[Search],
+                               limit: int) -> list[list[asyncpg.Record]]:
+    """For each search, the available couriers in its (fine or coarse) cells, nearest first
+    (flat-earth distance, fine at city scale; the caller ranks them properly), leaving out
+    those its order was offered to before: lists in search order, from one statement.
+
+    Reads only the partial index entries of the searched cells: never every courier.
     """
-    return await conn.fetch(_CANDIDATES_BY_COARSE_CELL if coarse else _CANDIDATES_BY_CELL,
-                            list(cells), order_id, lat, lng, limit)
+    if not searches:
+        return []
+    width = max(len(s.cells) for s in searches)
+    rows = await conn.fetch(
+        _CANDIDATES_BY_COARSE_CELL if coarse else _CANDIDATES_BY_CELL,
+        [s.order_id for s in searches], [s.lat for s in searches], [s.lng for s in searches],
+        [list(s.cells) + [0] * (width - len(s.cells)) for s in searches], limit)
+    found: list[list[asyncpg.Record]] = [[] for _ in searches]
+    for r in rows:
+        found[r["i"] - 1].append(r)
+    return found
 
 
 async def anyone_available(conn: asyncpg.Connection) -> bool:
@@ -306,27 +330,34 @@ async def claim_waiting_in_area(conn: asyncpg.Connection, coarse_cells: Sequence
            ORDER BY placed_at LIMIT $2 FOR UPDATE SKIP LOCKED""", list(coarse_cells), limit)
 
 
-async def insert_offer(conn: asyncpg.Connection, *, order_id: UUID, courier_id: UUID, expires_at: datetime,
-                       distance_m: int, travel_s: int, courier_load: int, capacity: int,
-                       candidates: int, search_rings: int, search_resolution: int) -> None:
-    """Record the offer (with its reasons) and hand the job to the courier, in one statement."""
+async def insert_offers(conn: asyncpg.Connection, offers: Sequence[tuple]) -> None:
+    """Record offers (with their reasons) and hand each job to its courier, in one statement:
+    rows of (order_id, courier_id, expires_at, distance_m, travel_s,
+    courier_load, capacity, candidates, search_rings, search_resolution)."""
+    if not offers:
+        return
+    columns = list(zip(*offers))
     await conn.execute(
         """WITH offer AS (
                INSERT INTO offers (order_id, courier_id, expires_at, distance_m, travel_s, courier_load,
                                    capacity, candidates, search_rings, search_resolution)
-               VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10))
-           UPDATE jobs SET status = 'offered', courier_id = $2, offer_expires_at = $3, updated_at = now()
-           WHERE order_id = $1""",
-        order_id, courier_id, expires_at, distance_m, travel_s, courier_load, capacity, candidates,
-        search_rings, search_resolution)
+               SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::int[],
+                                    $6::int[], $7::int[], $8::int[], $9::int[], $10::int[]))
+           UPDATE jobs j SET status = 'offered', courier_id = k.courier_id, offer_expires_at = k.expires_at,
+                  updated_at = now()
+           FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS k(order_id, courier_id, expires_at)
+           WHERE j.order_id = k.order_id""",
+        *[list(c) for c in columns])
 
 
 async def postpone_jobs(conn: asyncpg.Connection, rows: list[tuple[UUID, float]]) -> None:
     """(order_id, seconds): nobody could take these now; look again later."""
     if rows:
-        await conn.executemany(
-            """UPDATE jobs SET next_match_at = now() + make_interval(secs => $2),
-                    match_attempts = match_attempts + 1 WHERE order_id = $1""", rows)
+        await conn.execute(
+            """UPDATE jobs j SET next_match_at = now() + make_interval(secs => k.seconds),
+                    match_attempts = j.match_attempts + 1
+               FROM unnest($1::uuid[], $2::float8[]) AS k(order_id, seconds) WHERE j.order_id = k.order_id""",
+            [r[0] for r in rows], [r[1] for r in rows])
 
 
 async def claim_expired_offers(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:

@@ -29,6 +29,9 @@ async def test_the_lookup_reads_the_partial_index_of_nearby_cells_only(dispatch)
         cell = g.cell(lat, lng)
         rows.append((uuid.uuid4(), f"Tài xế {i}", "+84912345678", "motorbike", uuid.uuid4().hex, 3,
                      True, lat, lng, cell, g.coarse(cell)))
+    def rows_in(cells):
+        return [r for r in rows if r[9] in cells]
+
     async with dispatch.pool.acquire() as conn:
         await conn.copy_records_to_table(
             "couriers", records=rows,
@@ -36,18 +39,26 @@ async def test_the_lookup_reads_the_partial_index_of_nearby_cells_only(dispatch)
                      "cell", "coarse_cell"])
         await conn.execute("ANALYZE couriers")
         first = g.plan()[0]
-        origin = g.cell(*HA_LONG)
+        # two pickups searched in one statement, as a matcher pass does
+        pickups = [HA_LONG, (HA_LONG[0] + 0.05, HA_LONG[1] - 0.05)]
+        cells = [list(g.cells(g.cell(*p), first)) for p in pickups]
         explained = await conn.fetchval(
             "EXPLAIN (ANALYZE, FORMAT JSON) " + store._CANDIDATES_BY_CELL,
-            list(g.cells(origin, first)), uuid.uuid4(), HA_LONG[0], HA_LONG[1], 32)
+            [uuid.uuid4(), uuid.uuid4()], [p[0] for p in pickups], [p[1] for p in pickups], cells, 32)
+        found = await store.find_candidates(conn, coarse=False, limit=32, searches=[
+            store.Search(uuid.uuid4(), lat, lng, c) for (lat, lng), c in zip(pickups, cells)])
     if isinstance(explained, str):
         explained = orjson.loads(explained)
     nodes = list(_walk(explained[0]["Plan"]))
     scans = [n for n in nodes if n.get("Relation Name") == "couriers" or n.get("Index Name")]
     assert scans and all(n["Node Type"] != "Seq Scan" for n in scans), scans
     assert any(n.get("Index Name") == "couriers_available_by_cell" for n in nodes)
-    read = max(n.get("Actual Rows", 0) for n in nodes)
-    assert read < 100, f"read {read} rows for 7 cells out of 10,000 couriers"
+    courier_scans = [n for n in nodes if n.get("Index Name") == "couriers_available_by_cell"]
+    read = max(n["Actual Rows"] for n in courier_scans)
+    assert read < 100, f"read {read} rows per pickup for 7 cells out of 10,000 couriers"
+    assert len(found) == 2 and all(found), "each pickup has couriers of its own cells"
+    for c, nearby in zip(cells, found):
+        assert {r["id"] for r in nearby} <= {r[0] for r in rows_in(c)}
 
     # and the matcher offers the order to the courier standing at the pickup, among 10,000
     r = await dispatch.client.post("/v1/admin/couriers", headers=ADMIN,

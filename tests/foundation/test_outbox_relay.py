@@ -14,7 +14,7 @@ from shared.events import ORDERS_TOPIC, OrderCancelRequested
 from aiokafka.errors import OutOfOrderSequenceNumber
 
 from shared.kafka import RelayProducer
-from shared.outbox import OutboxRelay, add_event
+from shared.outbox import OutboxRelay, add_event, add_events
 from shared.settings import CommonSettings
 from tests.support import eventually, read_topic
 
@@ -142,3 +142,26 @@ async def test_a_kafka_error_makes_a_new_producer_and_the_relay_goes_on(setup, i
         await relay.stop()
     assert broken["resets"] == 1
     assert len(await read_topic(infra.kafka_bootstrap, topic, at_least=2)) == 2
+
+
+async def test_add_events_writes_many_in_order_with_each_subjects_next_sequence(setup, infra):
+    settings, pool, producers = setup
+    topic = settings.topic(ORDERS_TOPIC)
+    a, b = str(uuid.uuid4()), str(uuid.uuid4())
+    async with pool.acquire() as conn, conn.transaction():
+        await add_event(conn, OrderCancelRequested, subject=a, source="orders", topic=topic,
+                        data={"order_id": a, "reason": "first"})
+        # b, a, then a again: the repeat cannot share the statement, and still comes after
+        await add_events(conn, [(OrderCancelRequested, s, {"order_id": s, "reason": r})
+                                for s, r in ((b, "b1"), (a, "a2"), (a, "a3"), (b, "b2"))],
+                         source="orders", topic=lambda cls: settings.topic(cls.topic))
+    async with pool.acquire() as conn, conn.transaction():
+        await add_events(conn, [], source="orders")  # nothing to write is fine
+    rows = await pool.fetch("SELECT key, payload FROM outbox ORDER BY id")
+    written = [orjson.loads(r["payload"]) for r in rows]
+    assert [(e["data"]["reason"], e["sequence"]) for e in written] == [
+        ("first", 1), ("b1", 1), ("a2", 2), ("a3", 3), ("b2", 2)], "in the order given"
+    assert [r["key"] for r in rows] == [e["subject"] for e in written]
+    await OutboxRelay(pool, producers[0].publish).drain_once()
+    records = await read_topic(infra.kafka_bootstrap, topic, at_least=5)
+    assert sorted(orjson.loads(r.value)["id"] for r in records) == sorted(e["id"] for e in written)
