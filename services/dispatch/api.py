@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from shared import secrets
-from shared.http import Problem, bearer, problem_response, problem_responses, require_admin, unauthorized
+from shared.http import ModelResponse, Problem, bearer, problem_response, problem_responses, require_admin, unauthorized
 from shared.service import Runtime
 
 from . import domain, service_layer, store
@@ -170,12 +170,12 @@ def build_router(settings: DispatchSettings, runtime: Runtime, matcher: Matcher)
                             "accepted jobs stay with the courier.",
                 responses=problem_responses(400, 401, 413, 415, 422))
     async def put_status(body: CourierStatusUpdate,
-                         courier: CourierIdentity = Depends(current_courier)) -> CourierStatus:
+                         courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
         async with transaction() as conn:
             row = await service_layer.set_status(conn, settings, courier.id, online=body.online,
                                                  lat=body.lat, lng=body.lng)
         matcher.poke()
-        return status_view(row)
+        return ModelResponse(status_view(row))
 
     @router.post("/v1/courier/locations", status_code=202, response_model=LocationsAccepted, tags=["courier"],
                  summary="Report positions (1..100 points; the newest is kept)",
@@ -184,7 +184,7 @@ def build_router(settings: DispatchSettings, runtime: Runtime, matcher: Matcher)
                              "only while the courier carries an active job, at most once per second.",
                  responses=problem_responses(400, 401, 413, 415, 422))
     async def post_locations(body: LocationBatch,
-                             courier: CourierIdentity = Depends(current_courier)) -> LocationsAccepted:
+                             courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
         now = service_layer.now_utc()
         skew = timedelta(seconds=settings.location_clock_skew_s)
         future = [{"loc": ["body", "points", i, "at"], "msg": "is in the future"}
@@ -195,42 +195,42 @@ def build_router(settings: DispatchSettings, runtime: Runtime, matcher: Matcher)
         async with transaction() as conn:
             published = await service_layer.report_locations(
                 conn, settings, courier.id, [Point(p.lat, p.lng, p.at) for p in body.points])
-        return LocationsAccepted(accepted=len(body.points), published=published)
+        return ModelResponse(LocationsAccepted(accepted=len(body.points), published=published), status_code=202)
 
     @router.get("/v1/courier/jobs", response_model=JobList, tags=["courier"],
                 summary="Offers waiting for an answer and jobs in progress",
                 responses=problem_responses(401))
-    async def list_jobs(courier: CourierIdentity = Depends(current_courier)) -> JobList:
+    async def list_jobs(courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
         rows = await store.courier_jobs(runtime.pool, courier.id)
-        return JobList(items=[job_view(r) for r in rows])
+        return ModelResponse(JobList(items=[job_view(r) for r in rows]))
 
     @router.post("/v1/courier/jobs/{order_id}/accept", response_model=Job, tags=["courier"],
                  summary="Accept an offer: the job becomes `assigned`",
                  description="409 if the offer expired or the order went to another courier.",
                  responses=problem_responses(401, 404, 409, 413, 415))
-    async def accept(order_id: str, courier: CourierIdentity = Depends(current_courier)) -> Job:
+    async def accept(order_id: str, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
         oid = parse_order_id(order_id)
         async with transaction() as conn:
             row = await service_layer.accept_offer(conn, settings, courier, oid)
-        return job_view(row)
+        return ModelResponse(job_view(row))
 
     @router.post("/v1/courier/jobs/{order_id}/decline", response_model=Declined, tags=["courier"],
                  summary="Decline an offer: it goes to the next courier, never back to this one",
                  responses=problem_responses(401, 404, 409, 413, 415))
-    async def decline(order_id: str, courier: CourierIdentity = Depends(current_courier)) -> Declined:
+    async def decline(order_id: str, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
         oid = parse_order_id(order_id)
         async with transaction() as conn:
             await service_layer.decline_offer(conn, settings, courier.id, oid)
         matcher.poke()
-        return Declined(order_id=oid)
+        return ModelResponse(Declined(order_id=oid))
 
     @router.post("/v1/courier/jobs/{order_id}/pickup", response_model=Job, tags=["courier"],
                  summary="The courier has the parcel: `picked_up`", responses=problem_responses(401, 404, 409, 413, 415))
-    async def pickup(order_id: str, courier: CourierIdentity = Depends(current_courier)) -> Job:
+    async def pickup(order_id: str, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
         oid = parse_order_id(order_id)
         async with transaction() as conn:
             row = await service_layer.pick_up(conn, settings, courier.id, oid)
-        return job_view(row)
+        return ModelResponse(job_view(row))
 
     @router.post("/v1/courier/jobs/{order_id}/deliver", response_model=Job, tags=["courier"],
                  summary="Hand the parcel over: `delivered`",
@@ -242,7 +242,7 @@ def build_router(settings: DispatchSettings, runtime: Runtime, matcher: Matcher)
                      "code) is 429 with `Retry-After`. The courier can still report a failed delivery."),
                  responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 429))
     async def deliver(order_id: str, body: DeliverRequest,
-                      courier: CourierIdentity = Depends(current_courier)) -> Job:
+                      courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
         oid = parse_order_id(order_id)
         async with transaction() as conn:  # commits a counted wrong code before we answer
             outcome = await service_layer.deliver(conn, settings, courier.id, oid, delivery_code=body.delivery_code,
@@ -250,7 +250,7 @@ def build_router(settings: DispatchSettings, runtime: Runtime, matcher: Matcher)
         check = outcome.check
         if check.verdict is domain.CodeVerdict.OK:
             matcher.poke()
-            return job_view(outcome.job)
+            return ModelResponse(job_view(outcome.job))
         if check.verdict is domain.CodeVerdict.LOCKED:
             wait = domain.retry_after_s(check.locked_until, service_layer.now_utc())
             raise Problem(429, f"Too many wrong delivery codes for this job; try again in {wait} s",
@@ -268,20 +268,20 @@ def build_router(settings: DispatchSettings, runtime: Runtime, matcher: Matcher)
     @router.post("/v1/courier/jobs/{order_id}/fail", response_model=Job, tags=["courier"],
                  summary="Report a failed delivery: `delivery_failed`",
                  responses=problem_responses(400, 401, 404, 409, 413, 415, 422))
-    async def fail(order_id: str, body: FailRequest, courier: CourierIdentity = Depends(current_courier)) -> Job:
+    async def fail(order_id: str, body: FailRequest, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
         oid = parse_order_id(order_id)
         async with transaction() as conn:
             row = await service_layer.fail_delivery(conn, settings, courier.id, oid, reason=body.reason)
-        return job_view(row)
+        return ModelResponse(job_view(row))
 
     @router.post("/v1/courier/jobs/{order_id}/return", response_model=Job, tags=["courier"],
                  summary="The parcel is back with the sender: `returned`",
                  responses=problem_responses(401, 404, 409, 413, 415))
-    async def return_parcel(order_id: str, courier: CourierIdentity = Depends(current_courier)) -> Job:
+    async def return_parcel(order_id: str, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
         oid = parse_order_id(order_id)
         async with transaction() as conn:
             row = await service_layer.return_parcel(conn, settings, courier.id, oid)
         matcher.poke()
-        return job_view(row)
+        return ModelResponse(job_view(row))
 
     return router
