@@ -68,6 +68,32 @@ async def add_event(conn: asyncpg.Connection, event_cls: type[Envelope], *, subj
     return event
 
 
+# An event that goes with a change in the same statement, written if and only if the CTE the
+# statement names `changed` returned a row: a courier's step is then one statement, atomic
+# on its own, with no BEGIN and COMMIT round trips around it. Parameters $1..$7 are the
+# event's (event_args); the statement's own start at $8. The statement ends with
+# `SELECT changed.* FROM changed LEFT JOIN event_notice ON true` (a plain SELECT in WITH only
+# runs when referenced, and the notice must run).
+EVENT_IF_CHANGED = """
+    event_seq AS (
+        INSERT INTO event_sequences (topic, subject, last)
+        SELECT $1::text, $2::text, 1 WHERE EXISTS (SELECT FROM changed)
+        ON CONFLICT (topic, subject) DO UPDATE SET last = event_sequences.last + 1
+        RETURNING last),
+    event_row AS (
+        INSERT INTO outbox (topic, key, lane, event_type, payload)
+        SELECT $1::text, $2::text, $3::smallint, $4::text,
+               $5::bytea || convert_to(last::text, 'UTF8') || $6::bytea FROM event_seq),
+    event_notice AS (SELECT pg_notify($7::text, '') FROM event_seq)"""
+
+
+def event_args(event_cls: type[Envelope], *, subject: str, data: Model | dict, source: str,
+               topic: str | None = None) -> list[Any]:
+    """The seven parameters of EVENT_IF_CHANGED for this event."""
+    event, head, tail = _draft(event_cls, subject, data, source, None)
+    return [topic or event_cls.topic, subject, lane_of(subject), event.type, head, tail, NOTIFY_CHANNEL]
+
+
 # The same for many events of distinct subjects in one statement (ON CONFLICT may touch a
 # sequence row only once per statement). Rows enter the outbox in the order given.
 _ADD_EVENTS = """

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any
 from uuid import UUID
 
 import asyncpg
@@ -120,6 +121,10 @@ def build_router(settings: DispatchSettings, runtime: Runtime, matcher: Matcher)
         async with runtime.pool.acquire() as conn, conn.transaction():
             yield conn
 
+    def connection() -> Any:
+        """For a courier's steps: each is one statement, its own transaction."""
+        return runtime.pool.acquire()
+
     # --- admin -------------------------------------------------------------------------------
 
     @router.post("/v1/admin/couriers", status_code=201, response_model=CourierCreated, tags=["admin"],
@@ -210,7 +215,7 @@ def build_router(settings: DispatchSettings, runtime: Runtime, matcher: Matcher)
                  responses=problem_responses(401, 404, 409, 413, 415))
     async def accept(order_id: str, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
         oid = parse_order_id(order_id)
-        async with transaction() as conn:
+        async with connection() as conn:
             row = await service_layer.accept_offer(conn, settings, courier, oid)
         return ModelResponse(job_view(row))
 
@@ -228,7 +233,7 @@ def build_router(settings: DispatchSettings, runtime: Runtime, matcher: Matcher)
                  summary="The courier has the parcel: `picked_up`", responses=problem_responses(401, 404, 409, 413, 415))
     async def pickup(order_id: str, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
         oid = parse_order_id(order_id)
-        async with transaction() as conn:
+        async with connection() as conn:
             row = await service_layer.pick_up(conn, settings, courier.id, oid)
         return ModelResponse(job_view(row))
 
@@ -244,7 +249,7 @@ def build_router(settings: DispatchSettings, runtime: Runtime, matcher: Matcher)
     async def deliver(order_id: str, body: DeliverRequest,
                       courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
         oid = parse_order_id(order_id)
-        async with transaction() as conn:  # commits a counted wrong code before we answer
+        async with connection() as conn:  # a counted wrong code is committed before we answer
             outcome = await service_layer.deliver(conn, settings, courier.id, oid, delivery_code=body.delivery_code,
                                                   cod_collected_vnd=body.cod_collected_vnd)
         check = outcome.check
@@ -270,7 +275,7 @@ def build_router(settings: DispatchSettings, runtime: Runtime, matcher: Matcher)
                  responses=problem_responses(400, 401, 404, 409, 413, 415, 422))
     async def fail(order_id: str, body: FailRequest, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
         oid = parse_order_id(order_id)
-        async with transaction() as conn:
+        async with connection() as conn:
             row = await service_layer.fail_delivery(conn, settings, courier.id, oid, reason=body.reason)
         return ModelResponse(job_view(row))
 
@@ -279,7 +284,7 @@ def build_router(settings: DispatchSettings, runtime: Runtime, matcher: Matcher)
                  responses=problem_responses(401, 404, 409, 413, 415))
     async def return_parcel(order_id: str, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
         oid = parse_order_id(order_id)
-        async with transaction() as conn:
+        async with connection() as conn:
             row = await service_layer.return_parcel(conn, settings, courier.id, oid)
         matcher.poke()
         return ModelResponse(job_view(row))

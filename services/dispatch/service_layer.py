@@ -1,6 +1,8 @@
 """What couriers, orders and the clock do to jobs: each function is one transaction's worth
-of work on a connection the caller has opened a transaction on. Rules come from domain.py,
-SQL from store.py; events leave through the outbox in the same transaction.
+of work on a connection the caller has opened a transaction on, except a courier's own
+calls (accept, pick up, deliver, fail, return): those are single statements, each its own
+transaction, on a connection outside any (deliver opens one when it needs more). Rules come
+from domain.py, SQL from store.py; events leave through the outbox in the same transaction.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from shared.events import (
     Envelope, Model, OrderCancelRequested, OrderPlaced,
 )
 from shared.inbox import Verdict, accept_many
-from shared.outbox import add_event, add_events
+from shared.outbox import add_event, add_events, event_args
 
 from . import cells, domain, store
 from .cells import Grid, SearchStep
@@ -136,15 +138,20 @@ async def _why_not_offer(conn: asyncpg.Connection, order_id: UUID, courier_id: U
     return NotAllowedNow(f"The offer is no longer open (it was {state}; the job is now {now})")
 
 
+def _event(settings: DispatchSettings, cls: type[Envelope], subject: UUID, data: Model) -> list:
+    """The event of a single-statement step (store: EVENT_IF_CHANGED)."""
+    return event_args(cls, subject=str(subject), data=data, source=SOURCE, topic=settings.topic(cls.topic))
+
+
 async def accept_offer(conn: asyncpg.Connection, settings: DispatchSettings, courier: Any,
                        order_id: UUID) -> asyncpg.Record:
-    """`courier` has id, name, phone and vehicle (for the assigned event)."""
-    job = await store.accept_offer(conn, order_id, courier.id)
-    if job is None:
-        raise await _why_not_offer(conn, order_id, courier.id)
+    """`courier` has id, name, phone and vehicle (for the assigned event). One statement."""
     info = CourierInfo(id=courier.id, name=courier.name, phone=courier.phone,
                        display_name=domain.display_name(courier.name), vehicle=courier.vehicle)
-    await _emit(conn, settings, DeliveryAssigned, order_id, DeliveryAssignedData(order_id=order_id, courier=info))
+    job = await store.accept_offer(conn, order_id, courier.id, _event(
+        settings, DeliveryAssigned, order_id, DeliveryAssignedData(order_id=order_id, courier=info)))
+    if job is None:
+        raise await _why_not_offer(conn, order_id, courier.id)
     return job
 
 
@@ -170,10 +177,13 @@ def _transition(action: domain.Action, status: str) -> str:
         raise NotAllowedNow(str(exc)) from None
 
 
-async def _advance(conn: asyncpg.Connection, action: domain.Action, courier_id: UUID, order_id: UUID,
-                   fail_reason: str | None = None) -> asyncpg.Record:
+async def _advance(conn: asyncpg.Connection, settings: DispatchSettings, action: domain.Action, courier_id: UUID,
+                   order_id: UUID, event: tuple[type[Envelope], Model], fail_reason: str | None = None) -> asyncpg.Record:
+    """One of the courier's steps with its event, in one statement."""
     start, end = domain.TRANSITIONS[action]
-    job = await store.advance_job(conn, order_id, courier_id, start=start, end=end, fail_reason=fail_reason)
+    job = await store.advance_job(conn, order_id, courier_id, start=start, end=end,
+                                  frees_capacity=domain.frees_capacity(start, end),
+                                  event=_event(settings, event[0], order_id, event[1]), fail_reason=fail_reason)
     if job is None:
         current = await store.job(conn, order_id)
         if current is None or current["courier_id"] != courier_id:
@@ -185,9 +195,8 @@ async def _advance(conn: asyncpg.Connection, action: domain.Action, courier_id: 
 
 async def pick_up(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID,
                   order_id: UUID) -> asyncpg.Record:
-    job = await _advance(conn, domain.Action.PICKUP, courier_id, order_id)
-    await _emit(conn, settings, DeliveryPickedUp, order_id, _step(order_id))
-    return job
+    return await _advance(conn, settings, domain.Action.PICKUP, courier_id, order_id,
+                          (DeliveryPickedUp, _step(order_id)))
 
 
 @dataclass(frozen=True)
@@ -198,16 +207,42 @@ class DeliveryOutcome:
 
 async def deliver(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID, order_id: UUID,
                   *, delivery_code: str, cod_collected_vnd: int) -> DeliveryOutcome:
-    """Check the code and the COD amount. A wrong code is counted even though the answer is
-    an error, so the caller must COMMIT this transaction and only then answer 422/429."""
-    job = await _lock_own_job(conn, order_id, courier_id)
-    status = _transition(domain.Action.DELIVER, job["status"])
+    """Check the code and the COD amount. The common case (the right code) is a read and one
+    statement that delivers only if no other call counted a wrong code meanwhile; anything
+    else is decided again under the job's row lock, in a transaction of its own, which a
+    wrong code is counted in (committed even though the answer is an error)."""
+    job = await store.job(conn, order_id)
+    if job is None or job["courier_id"] != courier_id:
+        raise JobNotFound
+    check = _check_code(settings, job, delivery_code, cod_collected_vnd)
+    if check.verdict is domain.CodeVerdict.OK and job["status"] == domain.PICKED_UP:
+        delivered = await store.deliver_job(
+            conn, order_id, courier_id, cod_collected_vnd=cod_collected_vnd, seen_failures=job["code_failures"],
+            seen_locked_until=job["code_locked_until"], event=_event(
+                settings, DeliveryDelivered, order_id,
+                DeliveryDeliveredData(order_id=order_id, cod_collected_vnd=cod_collected_vnd)))
+        if delivered is not None:
+            return DeliveryOutcome(check, delivered)
+    async with conn.transaction():
+        return await _deliver_locked(conn, settings, courier_id, order_id, delivery_code=delivery_code,
+                                     cod_collected_vnd=cod_collected_vnd)
+
+
+def _check_code(settings: DispatchSettings, job: asyncpg.Record, delivery_code: str,
+                cod_collected_vnd: int) -> domain.DeliveryCheck:
     stored = DeliveryCodeHash(salt=job["code_salt"], hash=job["code_hash"])
-    check = domain.check_delivery(
+    return domain.check_delivery(
         code_matches=secrets.delivery_code_matches(delivery_code, stored, settings.delivery_code_key),
         cod_collected_vnd=cod_collected_vnd, cod_amount_vnd=job["cod_amount_vnd"],
         failures=job["code_failures"], locked_until=job["code_locked_until"], now=now_utc(),
         max_failures=settings.code_max_failures, lockout=timedelta(seconds=settings.code_lockout_s))
+
+
+async def _deliver_locked(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID, order_id: UUID,
+                          *, delivery_code: str, cod_collected_vnd: int) -> DeliveryOutcome:
+    job = await _lock_own_job(conn, order_id, courier_id)
+    status = _transition(domain.Action.DELIVER, job["status"])
+    check = _check_code(settings, job, delivery_code, cod_collected_vnd)
     if (check.failures, check.locked_until) != (job["code_failures"], job["code_locked_until"]):
         await store.record_code_check(conn, order_id, failures=check.failures, locked_until=check.locked_until)
     if check.verdict is not domain.CodeVerdict.OK:
@@ -221,17 +256,14 @@ async def deliver(conn: asyncpg.Connection, settings: DispatchSettings, courier_
 
 async def fail_delivery(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID,
                         order_id: UUID, *, reason: str) -> asyncpg.Record:
-    job = await _advance(conn, domain.Action.FAIL, courier_id, order_id, fail_reason=reason)
-    await _emit(conn, settings, DeliveryFailed, order_id, DeliveryFailedData(order_id=order_id, reason=reason))
-    return job
+    return await _advance(conn, settings, domain.Action.FAIL, courier_id, order_id,
+                          (DeliveryFailed, DeliveryFailedData(order_id=order_id, reason=reason)), fail_reason=reason)
 
 
 async def return_parcel(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID,
                         order_id: UUID) -> asyncpg.Record:
-    job = await _advance(conn, domain.Action.RETURN, courier_id, order_id)
-    await store.release_couriers(conn, [courier_id])
-    await _emit(conn, settings, DeliveryReturned, order_id, _step(order_id))
-    return job
+    return await _advance(conn, settings, domain.Action.RETURN, courier_id, order_id,
+                          (DeliveryReturned, _step(order_id)))
 
 
 def _step(order_id: UUID) -> Model:

@@ -14,6 +14,8 @@ from uuid import UUID
 
 import asyncpg
 
+from shared.outbox import EVENT_IF_CHANGED
+
 # Changes that may let the matcher make an offer (a new job, capacity freed, a courier
 # online) NOTIFY this channel, so that every instance's matcher wakes up. Freed capacity
 # says where: the payload is "<coarse cell>:<units>" (empty for other changes).
@@ -239,18 +241,58 @@ async def record_code_check(conn: asyncpg.Connection, order_id: UUID, *, failure
         order_id, failures, locked_until)
 
 
-async def accept_offer(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID) -> asyncpg.Record | None:
-    """The job, now assigned, if it was offered to this courier and the offer is still open;
-    None (nothing changed) otherwise."""
-    return await conn.fetchrow(
-        f"""WITH job AS (
-                UPDATE jobs SET status = 'assigned', offer_expires_at = NULL, updated_at = now()
-                WHERE order_id = $1 AND courier_id = $2 AND status = 'offered' AND offer_expires_at > now()
-                RETURNING {JOB_COLUMNS}),
-            offer AS (
-                UPDATE offers SET state = 'accepted', answered_at = now()
-                WHERE order_id = $1 AND courier_id = $2 AND state = 'open' AND EXISTS (SELECT FROM job))
-            SELECT * FROM job""", order_id, courier_id)
+# A courier's accept and steps are single statements: the change, the capacity it frees and
+# its event (shared.outbox.EVENT_IF_CHANGED: parameters $1..$7 are the event's) commit
+# together with no BEGIN/COMMIT round trips. Each returns the changed job, or nothing when
+# the guard in its WHERE did not hold (then nothing at all was written).
+_STEP_END = """,
+    released AS (
+        UPDATE couriers SET load = load - 1, updated_at = now()
+        WHERE id = $9 AND $10::bool AND EXISTS (SELECT FROM changed)
+        RETURNING pg_notify('""" + WORK_CHANNEL + """', COALESCE(coarse_cell::text || ':1', ''))),
+""" + EVENT_IF_CHANGED + """
+    SELECT changed.* FROM changed LEFT JOIN event_notice ON true"""
+
+_ACCEPT = f"""WITH changed AS (
+        UPDATE jobs SET status = 'assigned', offer_expires_at = NULL, updated_at = now()
+        WHERE order_id = $8 AND courier_id = $9 AND status = 'offered' AND offer_expires_at > now()
+        RETURNING {JOB_COLUMNS}),
+    offer AS (
+        UPDATE offers SET state = 'accepted', answered_at = now()
+        WHERE order_id = $8 AND courier_id = $9 AND state = 'open' AND EXISTS (SELECT FROM changed)){_STEP_END}"""
+
+_ADVANCE = f"""WITH changed AS (
+        UPDATE jobs SET status = $12, fail_reason = COALESCE($13, fail_reason), updated_at = now()
+        WHERE order_id = $8 AND courier_id = $9 AND status = $11
+        RETURNING {JOB_COLUMNS}){_STEP_END}"""
+
+# Delivered only if the code checks the caller made still stand: nobody counted a wrong code
+# or locked the job since the caller read it.
+_DELIVER = f"""WITH changed AS (
+        UPDATE jobs SET status = 'delivered', cod_collected_vnd = $11, code_failures = 0,
+               code_locked_until = NULL, updated_at = now()
+        WHERE order_id = $8 AND courier_id = $9 AND status = 'picked_up'
+          AND code_failures = $12 AND code_locked_until IS NOT DISTINCT FROM $13
+        RETURNING {JOB_COLUMNS}){_STEP_END}"""
+
+
+async def accept_offer(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID,
+                       event: list) -> asyncpg.Record | None:
+    """The job, now assigned, if it was offered to this courier and the offer is still open."""
+    return await conn.fetchrow(_ACCEPT, *event, order_id, courier_id, False)
+
+
+async def advance_job(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID, *, start: str, end: str,
+                      frees_capacity: bool, event: list, fail_reason: str | None = None) -> asyncpg.Record | None:
+    """Move this courier's job from `start` to `end` (giving back its unit of capacity if the
+    step frees it) if it is theirs and in `start`."""
+    return await conn.fetchrow(_ADVANCE, *event, order_id, courier_id, frees_capacity, start, end, fail_reason)
+
+
+async def deliver_job(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID, *, cod_collected_vnd: int,
+                      seen_failures: int, seen_locked_until: datetime | None, event: list) -> asyncpg.Record | None:
+    return await conn.fetchrow(_DELIVER, *event, order_id, courier_id, True, cod_collected_vnd, seen_failures,
+                               seen_locked_until)
 
 
 async def decline_offer(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID) -> bool:
@@ -266,16 +308,6 @@ async def decline_offer(conn: asyncpg.Connection, order_id: UUID, courier_id: UU
                UPDATE offers SET state = 'declined', answered_at = now()
                WHERE order_id = $1 AND courier_id = $2 AND state = 'open' AND EXISTS (SELECT FROM job))
            SELECT EXISTS (SELECT FROM job)""", order_id, courier_id)
-
-
-async def advance_job(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID, *, start: str, end: str,
-                      fail_reason: str | None = None) -> asyncpg.Record | None:
-    """Move this courier's job from `start` to `end`; None (nothing changed) if it is not
-    theirs or not in `start`."""
-    return await conn.fetchrow(
-        f"""UPDATE jobs SET status = $4, fail_reason = COALESCE($5, fail_reason), updated_at = now()
-            WHERE order_id = $1 AND courier_id = $2 AND status = $3 RETURNING {JOB_COLUMNS}""",
-        order_id, courier_id, start, end, fail_reason)
 
 
 async def reopen_jobs(conn: asyncpg.Connection, order_ids: Sequence[UUID], *, offer_state: str) -> None:
