@@ -25,7 +25,7 @@ from shared.events import (
     OrderPlacedData,
 )
 from shared.http import Metrics, Problem, problem_responses, require_admin, unauthorized
-from shared.outbox import add_event
+from shared.outbox import add_event, event_args
 from shared.phones import Phone
 from shared.secrets import hash_delivery_code, new_delivery_code, new_secret, secret_hash
 from shared.service import Runtime
@@ -322,28 +322,29 @@ def routes(settings: CommonSettings, runtime: Runtime, metrics: Metrics, tariff:
                         "response and creates nothing")] = None,
     ) -> Response:
         fingerprint = request_hash(body) if idempotency_key else ""
-        async with runtime.pool.acquire() as conn, conn.transaction():
-            if idempotency_key:
-                stored = await store.claim_idempotency_key(conn, me.id, idempotency_key, fingerprint)
-                if stored is not None:
-                    if stored.request_hash != fingerprint:
-                        raise Problem(409, "This Idempotency-Key was used with a different request body",
-                                      title="Idempotency conflict")
-                    replayed_total.inc()
-                    return json_response(stored.body, stored.status, headers={"Idempotent-Replayed": "true"})
-            order = await _insert_order(conn, me, body)
-            view = order_view(order)
-            await add_event(conn, OrderPlaced, subject=view["id"], source="orders", topic=orders_topic,
-                            data=OrderPlacedData(
-                                order_id=order["id"], merchant_id=me.id, tracking_code=order["tracking_code"],
-                                pickup=order["pickup"], dropoff=order["dropoff"], parcel=order["parcel"],
-                                cod_amount_vnd=order["cod_amount_vnd"], fee_vnd=order["fee_vnd"],
-                                distance_m=order["distance_m"], note=order["note"],
-                                delivery_code=hash_delivery_code(order["delivery_code"], settings.delivery_code_key)))
-            if idempotency_key:
-                await store.save_idempotent_response(conn, me.id, idempotency_key, 201, view)
+        async with runtime.pool.acquire() as conn:
+            if not idempotency_key:
+                view = order_view(await _insert_order(conn, me, body))  # one statement, its own transaction
+            else:
+                async with conn.transaction():
+                    stored = await store.claim_idempotency_key(conn, me.id, idempotency_key, fingerprint)
+                    if stored is not None:
+                        if stored.request_hash != fingerprint:
+                            raise Problem(409, "This Idempotency-Key was used with a different request body",
+                                          title="Idempotency conflict")
+                        replayed_total.inc()
+                        return json_response(stored.body, stored.status, headers={"Idempotent-Replayed": "true"})
+                    view = order_view(await _insert_order(conn, me, body))
+                    await store.save_idempotent_response(conn, me.id, idempotency_key, 201, view)
         placed_total.inc()
         return json_response(view, 201)
+
+    def _placed_event(me: store.Merchant, order: dict[str, Any]) -> list[Any]:
+        return event_args(OrderPlaced, subject=str(order["id"]), source="orders", topic=orders_topic, data=OrderPlacedData(
+            order_id=order["id"], merchant_id=me.id, tracking_code=order["tracking_code"],
+            pickup=order["pickup"], dropoff=order["dropoff"], parcel=order["parcel"],
+            cod_amount_vnd=order["cod_amount_vnd"], fee_vnd=order["fee_vnd"], distance_m=order["distance_m"],
+            note=order["note"], delivery_code=hash_delivery_code(order["delivery_code"], settings.delivery_code_key)))
 
     async def _insert_order(conn: Any, me: store.Merchant, body: OrderIn) -> dict[str, Any]:
         q = price(tariff, pickup=(body.pickup.lat, body.pickup.lng), dropoff=(body.dropoff.lat, body.dropoff.lng),
@@ -360,7 +361,7 @@ def routes(settings: CommonSettings, runtime: Runtime, metrics: Metrics, tariff:
             "created_at": now, "updated_at": now,
         }
         for _ in range(5):
-            if await store.insert_order(conn, order):
+            if await store.insert_order(conn, order, _placed_event(me, order)):
                 return order
             if body.external_id is not None:
                 existing = await store.order_id_by_external_id(conn, me.id, body.external_id)

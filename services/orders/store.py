@@ -14,6 +14,8 @@ from uuid import UUID
 
 import asyncpg
 
+from shared.outbox import EVENT_IF_CHANGED
+
 from services.orders.domain import Cursor, Progress
 
 ORDER_COLUMNS = """id, merchant_id, external_id, tracking_code, delivery_code, status, fee_vnd,
@@ -84,14 +86,20 @@ async def prune_idempotency_keys(pool: asyncpg.Pool, older_than: datetime) -> in
 # --- orders -----------------------------------------------------------------------
 
 
-async def insert_order(conn: asyncpg.Connection, order: dict[str, Any]) -> bool:
-    """Insert a new order; False if its external_id (or, rarely, its tracking code) is taken."""
-    inserted = await conn.fetchval(
-        f"""INSERT INTO orders ({ORDER_COLUMNS})
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                    $18, $19)
-            ON CONFLICT DO NOTHING RETURNING true""",
-        *(order[c.strip()] for c in ORDER_COLUMNS.split(",")))
+# The order and its order.placed event in one statement (shared.outbox.EVENT_IF_CHANGED:
+# $1..$7 are the event's): nothing at all is written if the insert conflicts.
+_INSERT_ORDER = f"""WITH changed AS (
+        INSERT INTO orders ({ORDER_COLUMNS})
+        VALUES ($8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)
+        ON CONFLICT DO NOTHING RETURNING true AS inserted),
+    {EVENT_IF_CHANGED}
+    SELECT changed.inserted FROM changed LEFT JOIN event_notice ON true"""
+
+
+async def insert_order(conn: asyncpg.Connection, order: dict[str, Any], event: list[Any]) -> bool:
+    """Insert a new order with its event; False (and nothing written) if its external_id
+    (or, rarely, its tracking code) is taken."""
+    inserted = await conn.fetchval(_INSERT_ORDER, *event, *(order[c.strip()] for c in ORDER_COLUMNS.split(",")))
     return bool(inserted)
 
 
