@@ -2,7 +2,11 @@
 
 `add_event` runs inside the caller's transaction: the event row commits or rolls back
 with the state change it describes, so no accepted change is ever without its event.
-`OutboxRelay` publishes committed rows to Kafka in batches. Relays split the rows into
+`OutboxRelay` publishes committed rows to Kafka in batches. Writing an event hints the
+relays of this process that rows are coming; a relay looks again shortly after, then less
+and less often (every `idle_poll_s` at most), so a row written by another process is not
+missed. (No NOTIFY: PostgreSQL serializes the commits of notifying transactions on one
+cluster-wide lock, and under load commits queued behind it.) Relays split the rows into
 lanes by a hash of the key and hold a lane with a transaction-scoped advisory lock, so
 two relays (two instances of a service) never publish the same row at once and events
 of one subject leave in the order they were written; rows are claimed with
@@ -15,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 import zlib
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -30,7 +35,6 @@ log = logging.getLogger(__name__)
 
 LANES = 16
 _LANE_LOCK_BASE = 0x6714_1000
-NOTIFY_CHANNEL = "giao_outbox"
 
 
 def lane_of(key: str) -> int:
@@ -38,8 +42,7 @@ def lane_of(key: str) -> int:
 
 
 _SEQUENCE_PLACEHOLDER = b'"sequence":1,'
-# Next sequence of the subject, the outbox row with it, and a notification (delivered at
-# commit; PostgreSQL folds repeats within one transaction into one), in one statement.
+# Next sequence of the subject and the outbox row with it, in one statement.
 _ADD_EVENT = """
     WITH seq AS (
         INSERT INTO event_sequences (topic, subject, last) VALUES ($1, $2, 1)
@@ -49,7 +52,7 @@ _ADD_EVENT = """
         INSERT INTO outbox (topic, key, lane, event_type, payload)
         SELECT $1::text, $2::text, $3::smallint, $4::text,
                $5::bytea || convert_to(last::text, 'UTF8') || $6::bytea FROM seq)
-    SELECT last FROM seq, pg_notify($7::text, '')"""
+    SELECT last FROM seq"""
 
 
 async def add_event(conn: asyncpg.Connection, event_cls: type[Envelope], *, subject: str,
@@ -61,8 +64,8 @@ async def add_event(conn: asyncpg.Connection, event_cls: type[Envelope], *, subj
     """
     topic = topic or event_cls.topic
     event, head, tail = _draft(event_cls, subject, data, source, occurred_at)  # one round trip
-    sequence = await conn.fetchval(_ADD_EVENT, topic, subject, lane_of(subject), event.type,
-                                   head, tail, NOTIFY_CHANNEL)
+    sequence = await conn.fetchval(_ADD_EVENT, topic, subject, lane_of(subject), event.type, head, tail)
+    _hint_relays()
     if sequence != 1:
         event = event.model_copy(update={"sequence": sequence})
     return event
@@ -70,10 +73,8 @@ async def add_event(conn: asyncpg.Connection, event_cls: type[Envelope], *, subj
 
 # An event that goes with a change in the same statement, written if and only if the CTE the
 # statement names `changed` returned a row: a courier's step is then one statement, atomic
-# on its own, with no BEGIN and COMMIT round trips around it. Parameters $1..$7 are the
-# event's (event_args); the statement's own start at $8. The statement ends with
-# `SELECT changed.* FROM changed LEFT JOIN event_notice ON true` (a plain SELECT in WITH only
-# runs when referenced, and the notice must run).
+# on its own, with no BEGIN and COMMIT round trips around it. Parameters $1..$6 are the
+# event's (event_args); the statement's own start at $7.
 EVENT_IF_CHANGED = """
     event_seq AS (
         INSERT INTO event_sequences (topic, subject, last)
@@ -83,15 +84,15 @@ EVENT_IF_CHANGED = """
     event_row AS (
         INSERT INTO outbox (topic, key, lane, event_type, payload)
         SELECT $1::text, $2::text, $3::smallint, $4::text,
-               $5::bytea || convert_to(last::text, 'UTF8') || $6::bytea FROM event_seq),
-    event_notice AS (SELECT pg_notify($7::text, '') FROM event_seq)"""
+               $5::bytea || convert_to(last::text, 'UTF8') || $6::bytea FROM event_seq)"""
 
 
 def event_args(event_cls: type[Envelope], *, subject: str, data: Model | dict, source: str,
                topic: str | None = None) -> list[Any]:
-    """The seven parameters of EVENT_IF_CHANGED for this event."""
+    """The six parameters of EVENT_IF_CHANGED for this event."""
     event, head, tail = _draft(event_cls, subject, data, source, None)
-    return [topic or event_cls.topic, subject, lane_of(subject), event.type, head, tail, NOTIFY_CHANNEL]
+    _hint_relays()
+    return [topic or event_cls.topic, subject, lane_of(subject), event.type, head, tail]
 
 
 # The same for many events of distinct subjects in one statement (ON CONFLICT may touch a
@@ -109,7 +110,7 @@ _ADD_EVENTS = """
              WITH ORDINALITY AS k(t, s, lane, type, head, tail, n)
         JOIN seq ON seq.topic = k.t AND seq.subject = k.s
         ORDER BY k.n)
-    SELECT count(*) FROM seq, pg_notify($7::text, '')"""
+    SELECT count(*) FROM seq"""
 
 
 def _draft(event_cls: type[Envelope], subject: str, data: Model | dict, source: str,
@@ -143,9 +144,21 @@ async def add_events(conn: asyncpg.Connection, events: list[tuple[type[Envelope]
         for column, value in zip(columns, (name, subject, lane_of(subject), event.type, head, tail)):
             column.append(value)
     if columns[0]:
-        await conn.fetchval(_ADD_EVENTS, *columns, NOTIFY_CHANNEL)
+        await conn.fetchval(_ADD_EVENTS, *columns)
+        _hint_relays()
     if rest:
         await add_events(conn, rest, source=source, topic=topic)
+
+
+# The relays running in this process (a test may run several). Writers hint them before
+# their transaction commits: a relay then looks at once and, finding the rows not yet
+# committed, again after 10, 20, 40 ... ms.
+_relays: "weakref.WeakSet[OutboxRelay]" = weakref.WeakSet()
+
+
+def _hint_relays() -> None:
+    for relay in list(_relays):
+        relay.hint()
 
 
 # publish(topic, key, payload, headers) -> a future that resolves when Kafka has the record
@@ -153,7 +166,9 @@ Publish = Callable[[str, bytes, bytes, dict[str, str]], Awaitable[Awaitable[Any]
 
 
 class OutboxRelay:
-    """Publishes committed outbox rows; one per service process, woken by LISTEN/NOTIFY."""
+    """Publishes committed outbox rows; one per service process (see the module docstring)."""
+
+    FIRST_RECHECK_S = 0.01
 
     def __init__(self, pool: asyncpg.Pool, publish: Publish, *, batch_size: int = 500,
                  idle_poll_s: float = 1.0, linger_s: float = 0.01,
@@ -162,56 +177,43 @@ class OutboxRelay:
         self._publish = publish
         self._on_failure = on_failure  # e.g. make a new Kafka producer (shared.kafka.RelayProducer)
         self._batch_size = batch_size
-        self._idle_poll_s = idle_poll_s  # safety net should a notification be missed
+        self._idle_poll_s = idle_poll_s  # the longest a row written elsewhere waits
         # Woken from idle, wait this long before draining: commits that follow within it share
         # the batch (one transaction and one produce request instead of one per commit).
         self._linger_s = linger_s
         self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
         self._task: asyncio.Task | None = None
-        self._listener: asyncpg.Connection | None = None
         self.published = 0
 
     async def start(self) -> None:
-        await self._listen()
+        self._loop = asyncio.get_running_loop()
         self._task = asyncio.create_task(self._run(), name="outbox-relay")
+        _relays.add(self)
 
-    async def _listen(self) -> None:
-        """(Re)open the LISTEN connection: a PostgreSQL restart closes it, and without it the
-        relay would fall back to its idle poll for good."""
-        if self._listener is not None and not self._listener.is_closed():
-            return
-        if self._listener is not None:
-            await self._unlisten()
-        listener = await self._pool.acquire()
-        await listener.add_listener(NOTIFY_CHANNEL, self._on_notify)
-        self._listener = listener
-
-    async def _unlisten(self) -> None:
-        listener, self._listener = self._listener, None
+    def hint(self) -> None:
+        """Rows are being written in this process."""
         try:
-            if not listener.is_closed():
-                await listener.remove_listener(NOTIFY_CHANNEL, self._on_notify)
-            await self._pool.release(listener)
-        except Exception as exc:  # noqa: BLE001 - a dead connection is dropped by the pool anyway
-            log.debug("outbox relay: releasing the listener: %r", exc)
-
-    def _on_notify(self, *_: object) -> None:
-        self._wake.set()
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is self._loop:  # a relay of another event loop (another test) is left alone
+            self._wake.set()
 
     async def stop(self) -> None:
         """Publish what is committed now, then stop."""
+        _relays.discard(self)
         self._stopping = True
         self._wake.set()
         if self._task:
             await self._task
-        if self._listener is not None:
-            await self._unlisten()
 
     async def _run(self) -> None:
         backoff = 0.1
+        recheck: float | None = None  # while writes may still be committing: look again this soon
         while True:
-            # Cleared before the drain reads, so a commit made while it runs wakes the next one.
+            # Cleared before the drain reads, so a write hinted while it runs wakes the next one.
             self._wake.clear()
             try:
                 published = await self.drain_once()
@@ -225,7 +227,6 @@ class OutboxRelay:
                 try:
                     if self._on_failure is not None:
                         await self._on_failure(exc)
-                    await self._listen()
                 except Exception as again:  # noqa: BLE001 - still down: the next round tries again
                     log.warning("outbox relay: recovering: %r", again)
                 continue
@@ -235,10 +236,15 @@ class OutboxRelay:
                 continue  # publish everything committed before stopping
             if published >= self._batch_size:
                 continue  # more may be waiting right now
+            if published:
+                recheck = self.FIRST_RECHECK_S
+            elif recheck is not None:
+                recheck = recheck * 2 if recheck * 2 < self._idle_poll_s else None
             try:
-                await asyncio.wait_for(self._wake.wait(), self._idle_poll_s)
+                await asyncio.wait_for(self._wake.wait(), recheck or self._idle_poll_s)
             except asyncio.TimeoutError:
                 continue
+            recheck = self.FIRST_RECHECK_S
             if self._linger_s:
                 await asyncio.sleep(self._linger_s)
 

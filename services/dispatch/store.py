@@ -242,37 +242,37 @@ async def record_code_check(conn: asyncpg.Connection, order_id: UUID, *, failure
 
 
 # A courier's accept and steps are single statements: the change, the capacity it frees and
-# its event (shared.outbox.EVENT_IF_CHANGED: parameters $1..$7 are the event's) commit
+# its event (shared.outbox.EVENT_IF_CHANGED: parameters $1..$6 are the event's) commit
 # together with no BEGIN/COMMIT round trips. Each returns the changed job, or nothing when
 # the guard in its WHERE did not hold (then nothing at all was written).
 _STEP_END = """,
     released AS (
         UPDATE couriers SET load = load - 1, updated_at = now()
-        WHERE id = $9 AND $10::bool AND EXISTS (SELECT FROM changed)
+        WHERE id = $8 AND $9::bool AND EXISTS (SELECT FROM changed)
         RETURNING pg_notify('""" + WORK_CHANNEL + """', COALESCE(coarse_cell::text || ':1', ''))),
 """ + EVENT_IF_CHANGED + """
-    SELECT changed.* FROM changed LEFT JOIN event_notice ON true"""
+    SELECT changed.* FROM changed"""
 
 _ACCEPT = f"""WITH changed AS (
         UPDATE jobs SET status = 'assigned', offer_expires_at = NULL, updated_at = now()
-        WHERE order_id = $8 AND courier_id = $9 AND status = 'offered' AND offer_expires_at > now()
+        WHERE order_id = $7 AND courier_id = $8 AND status = 'offered' AND offer_expires_at > now()
         RETURNING {JOB_COLUMNS}),
     offer AS (
         UPDATE offers SET state = 'accepted', answered_at = now()
-        WHERE order_id = $8 AND courier_id = $9 AND state = 'open' AND EXISTS (SELECT FROM changed)){_STEP_END}"""
+        WHERE order_id = $7 AND courier_id = $8 AND state = 'open' AND EXISTS (SELECT FROM changed)){_STEP_END}"""
 
 _ADVANCE = f"""WITH changed AS (
-        UPDATE jobs SET status = $12, fail_reason = COALESCE($13, fail_reason), updated_at = now()
-        WHERE order_id = $8 AND courier_id = $9 AND status = $11
+        UPDATE jobs SET status = $11, fail_reason = COALESCE($12, fail_reason), updated_at = now()
+        WHERE order_id = $7 AND courier_id = $8 AND status = $10
         RETURNING {JOB_COLUMNS}){_STEP_END}"""
 
 # Delivered only if the code checks the caller made still stand: nobody counted a wrong code
 # or locked the job since the caller read it.
 _DELIVER = f"""WITH changed AS (
-        UPDATE jobs SET status = 'delivered', cod_collected_vnd = $11, code_failures = 0,
+        UPDATE jobs SET status = 'delivered', cod_collected_vnd = $10, code_failures = 0,
                code_locked_until = NULL, updated_at = now()
-        WHERE order_id = $8 AND courier_id = $9 AND status = 'picked_up'
-          AND code_failures = $12 AND code_locked_until IS NOT DISTINCT FROM $13
+        WHERE order_id = $7 AND courier_id = $8 AND status = 'picked_up'
+          AND code_failures = $11 AND code_locked_until IS NOT DISTINCT FROM $12
         RETURNING {JOB_COLUMNS}){_STEP_END}"""
 
 

@@ -87,13 +87,13 @@ async def prune_idempotency_keys(pool: asyncpg.Pool, older_than: datetime) -> in
 
 
 # The order and its order.placed event in one statement (shared.outbox.EVENT_IF_CHANGED:
-# $1..$7 are the event's): nothing at all is written if the insert conflicts.
+# $1..$6 are the event's): nothing at all is written if the insert conflicts.
 _INSERT_ORDER = f"""WITH changed AS (
         INSERT INTO orders ({ORDER_COLUMNS})
-        VALUES ($8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25, $26)
+        VALUES ($7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)
         ON CONFLICT DO NOTHING RETURNING true AS inserted),
     {EVENT_IF_CHANGED}
-    SELECT changed.inserted FROM changed LEFT JOIN event_notice ON true"""
+    SELECT changed.inserted FROM changed"""
 
 
 async def insert_order(conn: asyncpg.Connection, order: dict[str, Any], event: list[Any]) -> bool:

@@ -14,7 +14,7 @@ from shared.events import ORDERS_TOPIC, OrderCancelRequested
 from aiokafka.errors import OutOfOrderSequenceNumber
 
 from shared.kafka import RelayProducer
-from shared.outbox import OutboxRelay, add_event, add_events
+from shared.outbox import OutboxRelay, add_event, add_events, lane_of
 from shared.settings import CommonSettings
 from tests.support import eventually, read_topic
 
@@ -99,18 +99,36 @@ async def test_rows_left_by_a_crash_before_commit_are_published_after_restart(se
     assert Counter(sequences)[1] == 2
 
 
-async def test_relay_is_woken_by_notify(setup, infra):
+async def test_a_write_in_this_process_wakes_the_relay(setup, infra):
     settings, pool, producers = setup
     topic = settings.topic(ORDERS_TOPIC)
     relay = OutboxRelay(pool, producers[0].publish, idle_poll_s=60)  # no polling to help
     await relay.start()
     try:
-        await asyncio.sleep(0)  # let it reach its idle wait
+        await asyncio.sleep(0.2)  # past its re-checks after the first (empty) drain: idle now
         await _write_events(pool, topic, [str(uuid.uuid4())], per_subject=1)
-        await eventually(lambda: _outbox_empty(pool), timeout=5, what="relay woken by NOTIFY")
+        await eventually(lambda: _outbox_empty(pool), timeout=5, what="relay woken by the write")
     finally:
         await relay.stop()
     assert len(await read_topic(infra.kafka_bootstrap, topic, at_least=1)) == 1
+
+
+async def test_a_row_written_elsewhere_is_published_by_the_idle_poll(setup, infra):
+    settings, pool, producers = setup
+    topic = settings.topic(ORDERS_TOPIC)
+    relay = OutboxRelay(pool, producers[0].publish, idle_poll_s=0.5)
+    await relay.start()
+    try:
+        await asyncio.sleep(0.2)
+        # As another process would write it: no hint reaches this relay.
+        subject = str(uuid.uuid4())
+        await pool.execute(
+            """INSERT INTO outbox (topic, key, lane, event_type, payload) VALUES ($1, $2, $3, $4, $5)""",
+            topic, subject, lane_of(subject), "order.cancel_requested",
+            orjson.dumps({"id": str(uuid.uuid4()), "subject": subject}))
+        await eventually(lambda: _outbox_empty(pool), timeout=5, what="relay's idle poll")
+    finally:
+        await relay.stop()
 
 
 async def _outbox_empty(pool) -> bool:
