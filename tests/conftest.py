@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support import create_databases, drop_databases
+from tests.support import create_databases, drop_databases, drop_topics
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -73,6 +73,8 @@ async def database(infra: Infra) -> AsyncIterator[str]:
 
 
 @pytest.fixture
-def topic_prefix() -> str:
-    """Topics of this test's own: every topic name gets this prefix."""
-    return f"t{uuid.uuid4().hex[:10]}."
+async def topic_prefix(infra: Infra) -> AsyncIterator[str]:
+    """Topics of this test's own: every topic name gets this prefix (deleted afterwards)."""
+    prefix = f"t{uuid.uuid4().hex[:10]}."
+    yield prefix
+    await drop_topics(infra.kafka_bootstrap, prefix)

@@ -88,6 +88,23 @@ async def produce(bootstrap: str, topic: str, values: list[tuple[bytes | None, b
         await producer.stop()
 
 
+async def drop_topics(bootstrap: str, prefix: str) -> None:
+    """Delete a test's topics (best effort): a broker that kept every test's topics would
+    carry thousands of idle partitions after a few runs, and spend CPU on them."""
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    try:
+        await admin.start()
+        names = [t for t in await admin.list_topics() if t.startswith(prefix)]
+        if names:
+            await admin.delete_topics(names)
+    except Exception:  # noqa: BLE001 - cleanup must not fail a test
+        pass
+    finally:
+        await admin.close()
+
+
 async def create_databases(admin_dsn: str, names: list[str]) -> None:
     await _as_admin(admin_dsn, [f'CREATE DATABASE "{name}"' for name in names])
 

@@ -23,7 +23,7 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT, Infra
-from tests.support import create_databases, drop_databases
+from tests.support import create_databases, drop_databases, drop_topics
 from tools.client import Endpoints
 
 SERVICES = ("orders", "dispatch", "tracking")
@@ -147,6 +147,7 @@ def start_system(infra: Infra, dispatch_instances: int = 2, extra_env: dict[str,
 def stop_system(system: System) -> dict[str, list[int]]:
     codes = {s: [p.terminate() for p in procs] for s, procs in system.procs.items()}
     asyncio.run(drop_databases(system.infra.pg_admin_dsn, [dsn.rsplit("/", 1)[1] for dsn in system.databases.values()]))
+    asyncio.run(drop_topics(system.infra.kafka_bootstrap, system.prefix))
     return codes
 
 
