@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import random
 import sys
 import time
@@ -46,8 +47,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--poll", type=float, default=1.0, help="a courier's job poll interval, seconds")
     p.add_argument("--sample", type=float, default=0.05, help="share of orders followed over SSE")
     p.add_argument("--baseline-messages", type=int, default=50_000)
-    p.add_argument("--kafka", default="127.0.0.1:9092")
-    p.add_argument("--pg-dsn", default="postgresql://giao:giao@127.0.0.1:5432/postgres")
+    # The same ports `make up` uses (deploy/local honours GIAO_KAFKA_PORT and GIAO_PG_PORT).
+    p.add_argument("--kafka", default=f"127.0.0.1:{os.environ.get('GIAO_KAFKA_PORT', '9092')}")
+    p.add_argument("--pg-dsn", default=f"postgresql://giao:giao@127.0.0.1:{os.environ.get('GIAO_PG_PORT', '5432')}/postgres")
     p.add_argument("--out", type=Path, default=ROOT / "var" / "bench")
     p.add_argument("--admin-token", default="dev-admin-token")
     p.add_argument("--skip-baselines", action="store_true")
