@@ -1,0 +1,49 @@
+"""The inbox against real PostgreSQL: a batch gets the verdicts one event at a time would."""
+
+from __future__ import annotations
+
+import uuid
+
+from shared.db import create_pool, migrate
+from shared.events import ORDERS_TOPIC, OrderCancelRequested, new_event
+from shared.inbox import Verdict, accept, accept_many
+
+
+def _event(subject: str, sequence: int, event_id: uuid.UUID | None = None):
+    return new_event(OrderCancelRequested, subject=subject, sequence=sequence, source="orders",
+                     data={"order_id": subject, "reason": f"#{sequence}"}, id=event_id)
+
+
+async def test_a_batch_gets_the_verdicts_of_one_event_at_a_time(database):
+    pool = await create_pool(database, max_size=2)
+    try:
+        await migrate(pool)
+        a, b, c = (str(uuid.uuid4()) for _ in range(3))
+        a1, a3 = _event(a, 1), _event(a, 3)
+        earlier = [(ORDERS_TOPIC, _event(c, 5))]  # c is already at 5
+        batch = [(ORDERS_TOPIC, e) for e in (
+            a1, a1,            # the same event twice in one batch
+            a3, _event(a, 2),  # 2 after 3: stale
+            _event(b, 1),      # a subject never seen
+            _event(c, 4), _event(c, 6))]  # behind, then ahead of what was applied before
+        for consumer in ("one-at-a-time", "batch"):
+            async with pool.acquire() as conn, conn.transaction():
+                await accept_many(conn, consumer, earlier)
+        async with pool.acquire() as conn, conn.transaction():
+            one_by_one = [await accept(conn, "one-at-a-time", topic, e) for topic, e in batch]
+        async with pool.acquire() as conn, conn.transaction():
+            together = await accept_many(conn, "batch", batch)
+        N, D, S = Verdict.NEW, Verdict.DUPLICATE, Verdict.STALE
+        assert one_by_one == [N, D, N, S, N, S, N]
+        assert together == one_by_one
+        rows = await pool.fetch(
+            "SELECT consumer, subject, sequence FROM inbox_positions ORDER BY consumer, subject")
+        by_consumer = {(r["consumer"], r["subject"]): r["sequence"] for r in rows}
+        for consumer in ("one-at-a-time", "batch"):
+            assert [by_consumer[(consumer, s)] for s in (a, b, c)] == [3, 1, 6]
+        applied = await pool.fetch("SELECT consumer, applied FROM inbox_applied ORDER BY consumer")
+        assert [(r["consumer"], r["applied"]) for r in applied] == [("batch", 5), ("one-at-a-time", 5)]
+        async with pool.acquire() as conn, conn.transaction():  # the whole batch again: nothing new
+            assert set(await accept_many(conn, "batch", batch)) == {D}
+    finally:
+        await pool.close()
