@@ -179,7 +179,9 @@ def build_router(settings: DispatchSettings, runtime: Runtime, matcher: Matcher)
         async with transaction() as conn:
             row = await service_layer.set_status(conn, settings, courier.id, online=body.online,
                                                  lat=body.lat, lng=body.lng)
-        matcher.poke()
+        if row["online"]:  # their free capacity is new to the matcher
+            matcher.capacity_freed([row["coarse_cell"]] * max(0, row["capacity"] - row["load"]))
+        matcher.poke()  # (and offers they withdrew by going offline are due again)
         return ModelResponse(status_view(row))
 
     @router.post("/v1/courier/locations", status_code=202, response_model=LocationsAccepted, tags=["courier"],
@@ -225,8 +227,8 @@ def build_router(settings: DispatchSettings, runtime: Runtime, matcher: Matcher)
     async def decline(order_id: str, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
         oid = parse_order_id(order_id)
         async with transaction() as conn:
-            await service_layer.decline_offer(conn, settings, courier.id, oid)
-        matcher.poke()
+            work = await service_layer.decline_offer(conn, settings, courier.id, oid)
+        matcher.new_work(work)  # after the commit, so the matcher sees it
         return ModelResponse(Declined(order_id=oid))
 
     @router.post("/v1/courier/jobs/{order_id}/pickup", response_model=Job, tags=["courier"],
@@ -254,7 +256,7 @@ def build_router(settings: DispatchSettings, runtime: Runtime, matcher: Matcher)
                                                   cod_collected_vnd=body.cod_collected_vnd)
         check = outcome.check
         if check.verdict is domain.CodeVerdict.OK:
-            matcher.poke()
+            matcher.capacity_freed([outcome.freed_cell])
             return ModelResponse(job_view(outcome.job))
         if check.verdict is domain.CodeVerdict.LOCKED:
             wait = domain.retry_after_s(check.locked_until, service_layer.now_utc())
@@ -286,7 +288,7 @@ def build_router(settings: DispatchSettings, runtime: Runtime, matcher: Matcher)
         oid = parse_order_id(order_id)
         async with connection() as conn:
             row = await service_layer.return_parcel(conn, settings, courier.id, oid)
-        matcher.poke()
+        matcher.capacity_freed([row["freed_cell"]])
         return ModelResponse(job_view(row))
 
     return router

@@ -27,7 +27,7 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
                       pool_size=settings.pool_size)
     matcher = Matcher(settings)
     runtime.consume(name=CONSUMER, topics=[ORDERS_TOPIC],
-                    handler=OrderEvents(settings, lambda: runtime.pool, matcher.poke))
+                    handler=OrderEvents(settings, lambda: runtime.pool, matcher.new_work))
     runtime.loop("dispatch-matching", lambda: matcher.run_matching(runtime.pool))
     runtime.loop("dispatch-expiry", lambda: matcher.run_expiry(runtime.pool))
 

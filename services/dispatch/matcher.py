@@ -1,8 +1,9 @@
 """The two background loops of a dispatch instance.
 
 - matching: offers waiting orders to couriers. Woken in-process when this instance creates
-  work (a new order, capacity freed, a courier online), by LISTEN/NOTIFY when another
-  instance does, and at the latest when the next postponed order is due or `poll_s` passed.
+  work (a new order, capacity freed, a courier online: waiting jobs are shared by all
+  instances, so the instance where work appears can serve it), and at the latest when the
+  next postponed order is due or `poll_s` passed.
 - expiry: closes offers past their time (their orders go to the next courier) and expires
   orders past the dispatch window; it sleeps until the next deadline or `poll_s`.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Iterable
 from datetime import datetime
 
 import asyncpg
@@ -38,34 +40,37 @@ class Matcher:
         """Something changed that may allow an offer: match now."""
         self._wake.set()
 
+    def capacity_freed(self, cells: Iterable[int | None]) -> None:
+        """Capacity came free (a unit per cell given): jobs waiting near there are tried now."""
+        for cell in cells:
+            if cell is not None:
+                self._freed[cell] = self._freed.get(cell, 0) + 1
+        self._wake.set()
+
+    def new_work(self, work: service_layer.NewWork) -> None:
+        self.capacity_freed(work.freed_cells)
+
     async def run_matching(self, pool: asyncpg.Pool) -> None:
-        listener = await pool.acquire()
-        await listener.add_listener(store.WORK_CHANNEL, self._on_notify)
         parallel = 1
-        try:
-            while True:
-                self._wake.clear()
-                freed, self._freed = self._freed, {}
-                # A pass is mostly waiting on round trips to PostgreSQL; while a backlog lasts
-                # (a pass claimed a full batch), several passes run at once, each its own
-                # transaction. They share the queue like instances do: jobs and couriers are
-                # claimed with SKIP LOCKED, so no job is taken twice and nobody waits.
-                results = await asyncio.gather(*(self._pass(pool, freed if i == 0 else None)
-                                                 for i in range(parallel)), return_exceptions=True)
-                failed = [r for r in results if isinstance(r, BaseException)]
-                if failed:
-                    raise failed[0]  # after every pass ended (the loop is restarted by the runtime)
-                self.offered += sum(r.offered for r in results)
-                if any(r.claimed >= self.settings.match_batch for r in results):
-                    parallel = min(self.settings.match_workers, parallel * 2)
-                    continue  # more may be due right now
-                parallel = 1
-                due = await store.next_match_due(pool)
-                await _wait(self._wake, _seconds_until(due, self.settings.poll_s))
-        finally:
-            with contextlib.suppress(Exception):
-                await listener.remove_listener(store.WORK_CHANNEL, self._on_notify)
-            await pool.release(listener)
+        while True:
+            self._wake.clear()
+            freed, self._freed = self._freed, {}
+            # A pass is mostly waiting on round trips to PostgreSQL; while a backlog lasts
+            # (a pass claimed a full batch), several passes run at once, each its own
+            # transaction. They share the queue like instances do: jobs and couriers are
+            # claimed with SKIP LOCKED, so no job is taken twice and nobody waits.
+            results = await asyncio.gather(*(self._pass(pool, freed if i == 0 else None)
+                                             for i in range(parallel)), return_exceptions=True)
+            failed = [r for r in results if isinstance(r, BaseException)]
+            if failed:
+                raise failed[0]  # after every pass ended (the loop is restarted by the runtime)
+            self.offered += sum(r.offered for r in results)
+            if any(r.claimed >= self.settings.match_batch for r in results):
+                parallel = min(self.settings.match_workers, parallel * 2)
+                continue  # more may be due right now
+            parallel = 1
+            due = await store.next_match_due(pool)
+            await _wait(self._wake, _seconds_until(due, self.settings.poll_s))
 
     async def _pass(self, pool: asyncpg.Pool, freed: dict[int, int] | None) -> service_layer.MatchResult:
         async with pool.acquire() as conn, conn.transaction():
@@ -79,16 +84,10 @@ class Matcher:
             self.offers_expired += result.offers_expired
             self.orders_expired += result.orders_expired
             if result.offers_expired or result.orders_expired:
-                self.poke()
+                self.capacity_freed(result.freed_cells)  # and the reopened jobs are due now
             if max(result.offers_expired, result.orders_expired) >= limit:
                 continue
             await asyncio.sleep(_seconds_until(await store.next_deadline(pool), self.settings.poll_s))
-
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
-        cell, _, units = payload.partition(":")
-        if cell.isdigit() and units.isdigit():
-            self._freed[int(cell)] = self._freed.get(int(cell), 0) + int(units)
-        self._wake.set()
 
 
 def _seconds_until(when: datetime | None, at_most: float) -> float:

@@ -40,6 +40,18 @@ class NotAllowedNow(Exception):
     """The job's status (or the offer's) does not allow this now: 409."""
 
 
+@dataclass(frozen=True)
+class NewWork:
+    """What may let the matcher offer more: new waiting jobs, and capacity that came free
+    (the coarse cell of each unit; None for a courier without a position)."""
+
+    jobs: bool = False
+    freed_cells: tuple[int | None, ...] = ()
+
+    def __bool__(self) -> bool:
+        return self.jobs or bool(self.freed_cells)
+
+
 def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -156,11 +168,11 @@ async def accept_offer(conn: asyncpg.Connection, settings: DispatchSettings, cou
 
 
 async def decline_offer(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID,
-                        order_id: UUID) -> None:
+                        order_id: UUID) -> NewWork:
     """Also allowed for an offer just past its time that the expirer has not closed yet."""
     if not await store.decline_offer(conn, order_id, courier_id):
         raise await _why_not_offer(conn, order_id, courier_id)
-    await store.release_couriers(conn, [courier_id])
+    return NewWork(jobs=True, freed_cells=tuple(await store.release_couriers(conn, [courier_id])))
 
 
 async def _lock_own_job(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID) -> asyncpg.Record:
@@ -203,6 +215,7 @@ async def pick_up(conn: asyncpg.Connection, settings: DispatchSettings, courier_
 class DeliveryOutcome:
     check: domain.DeliveryCheck
     job: asyncpg.Record | None  # the delivered job, when the check passed
+    freed_cell: int | None = None  # where the courier's capacity came free
 
 
 async def deliver(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID, order_id: UUID,
@@ -222,7 +235,7 @@ async def deliver(conn: asyncpg.Connection, settings: DispatchSettings, courier_
                 settings, DeliveryDelivered, order_id,
                 DeliveryDeliveredData(order_id=order_id, cod_collected_vnd=cod_collected_vnd)))
         if delivered is not None:
-            return DeliveryOutcome(check, delivered)
+            return DeliveryOutcome(check, delivered, delivered["freed_cell"])
     async with conn.transaction():
         return await _deliver_locked(conn, settings, courier_id, order_id, delivery_code=delivery_code,
                                      cod_collected_vnd=cod_collected_vnd)
@@ -248,10 +261,10 @@ async def _deliver_locked(conn: asyncpg.Connection, settings: DispatchSettings, 
     if check.verdict is not domain.CodeVerdict.OK:
         return DeliveryOutcome(check, None)
     job = await store.update_job(conn, order_id, status=status, cod_collected_vnd=cod_collected_vnd)
-    await store.release_couriers(conn, [courier_id])
+    [freed] = await store.release_couriers(conn, [courier_id])
     await _emit(conn, settings, DeliveryDelivered, order_id,
                 DeliveryDeliveredData(order_id=order_id, cod_collected_vnd=cod_collected_vnd))
-    return DeliveryOutcome(check, job)
+    return DeliveryOutcome(check, job, freed)
 
 
 async def fail_delivery(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID,
@@ -274,10 +287,10 @@ def _step(order_id: UUID) -> Model:
 
 
 async def apply_order_events(conn: asyncpg.Connection, settings: DispatchSettings, consumer: str,
-                             batch: list[tuple[str, Envelope]]) -> bool:
+                             batch: list[tuple[str, Envelope]]) -> NewWork:
     """Apply a batch of giao.orders.v1 events in the caller's one transaction: new jobs from
-    order.placed, and the cancel saga's answer to order.cancel_requested. Returns whether
-    the matcher has new work (a new job or freed capacity)."""
+    order.placed, and the cancel saga's answer to order.cancel_requested. Returns the new
+    work for the matcher (new jobs, freed capacity)."""
     placed: list[OrderPlaced] = []
     cancels: list[OrderCancelRequested] = []
     # The inbox judges the whole batch in a few statements (not three per event).
@@ -291,9 +304,8 @@ async def apply_order_events(conn: asyncpg.Connection, settings: DispatchSetting
             cancels.append(event)
     if placed:
         await store.insert_jobs(conn, [_job_row(settings, e) for e in placed])
-        await store.notify_work(conn)
-    freed = await _answer_cancels(conn, settings, cancels) if cancels else False
-    return bool(placed) or freed
+    freed = await _answer_cancels(conn, settings, cancels) if cancels else []
+    return NewWork(jobs=bool(placed), freed_cells=tuple(freed))
 
 
 def _job_row(settings: DispatchSettings, event: OrderPlaced) -> tuple[Any, ...]:
@@ -307,7 +319,7 @@ def _job_row(settings: DispatchSettings, event: OrderPlaced) -> tuple[Any, ...]:
 
 
 async def _answer_cancels(conn: asyncpg.Connection, settings: DispatchSettings,
-                          cancels: list[OrderCancelRequested]) -> bool:
+                          cancels: list[OrderCancelRequested]) -> list[int | None]:
     jobs = await store.lock_jobs(conn, sorted({e.data.order_id for e in cancels}))
     status = {oid: j["status"] for oid, j in jobs.items()}
     to_cancel: dict[UUID, str | None] = {}
@@ -331,9 +343,9 @@ async def _answer_cancels(conn: asyncpg.Connection, settings: DispatchSettings,
             status[oid] = domain.CANCELLED
         answers.append((CancelConfirmed, oid, _step(oid)))
     await store.end_jobs(conn, list(to_cancel), status=domain.CANCELLED, reasons=list(to_cancel.values()))
-    await store.release_couriers(conn, freed_couriers)
+    freed = await store.release_couriers(conn, freed_couriers)
     await _emit_many(conn, settings, answers)
-    return bool(freed_couriers)
+    return freed
 
 
 # --- the matcher ----------------------------------------------------------------------------------
@@ -514,6 +526,7 @@ async def _offer_all(conn: asyncpg.Connection, settings: DispatchSettings, jobs:
 class ExpiryResult:
     orders_expired: int
     offers_expired: int
+    freed_cells: tuple[int | None, ...] = ()
 
 
 async def expire_due(conn: asyncpg.Connection, settings: DispatchSettings, limit: int = 500) -> ExpiryResult:
@@ -526,7 +539,7 @@ async def expire_due(conn: asyncpg.Connection, settings: DispatchSettings, limit
     stale = await store.claim_expired_offers(conn, limit)
     stale_ids = [r["order_id"] for r in stale]
     await store.reopen_jobs(conn, stale_ids, offer_state="expired")
-    await store.release_couriers(conn, [r["courier_id"] for r in late if r["status"] == domain.OFFERED]
-                                 + [r["courier_id"] for r in stale])
+    freed = await store.release_couriers(conn, [r["courier_id"] for r in late if r["status"] == domain.OFFERED]
+                                         + [r["courier_id"] for r in stale])
     await _emit_many(conn, settings, [(DeliveryExpired, oid, _step(oid)) for oid in late_ids])
-    return ExpiryResult(len(late_ids), len(stale_ids))
+    return ExpiryResult(len(late_ids), len(stale_ids), tuple(freed))

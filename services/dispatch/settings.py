@@ -20,7 +20,7 @@ Environment variables (besides the common GIAO_* ones of shared.settings):
 - GIAO_DISPATCH_MATCH_RETRY_BASE_S (0.5), GIAO_DISPATCH_MATCH_RETRY_MAX_S (5): backoff of an order
   nobody could take yet (capacity coming free near it retries it at once)
 - GIAO_DISPATCH_POLL_S (0.5): the matcher's and expirer's safety poll (they are also woken
-  by the work itself, in-process and through LISTEN/NOTIFY from other instances)
+  in-process by the work itself, on whichever instance it appears)
 - GIAO_DISPATCH_LOCATION_CLOCK_SKEW_S (30): how far in the future a location's `at` may be
 - GIAO_DISPATCH_CODE_MAX_FAILURES (5): wrong delivery codes in a row before a job locks
 - GIAO_DISPATCH_CODE_LOCKOUT_S (900): how long it stays locked (429 with Retry-After)

@@ -16,17 +16,12 @@ import asyncpg
 
 from shared.outbox import EVENT_IF_CHANGED
 
-# Changes that may let the matcher make an offer (a new job, capacity freed, a courier
-# online) NOTIFY this channel, so that every instance's matcher wakes up. Freed capacity
-# says where: the payload is "<coarse cell>:<units>" (empty for other changes).
-WORK_CHANNEL = "giao_dispatch_work"
-
 ACTIVE = ("offered", "assigned", "picked_up", "delivery_failed")
 
-
-async def notify_work(conn: asyncpg.Connection) -> None:
-    """Delivered at commit (and folded into one per transaction by PostgreSQL)."""
-    await conn.execute("SELECT pg_notify($1, '')", WORK_CHANNEL)
+# Nothing here NOTIFYs: PostgreSQL serializes the commits of notifying transactions on one
+# cluster-wide lock. Statements that free capacity return the courier's coarse cell, and the
+# caller tells its own instance's matcher (waiting jobs are shared by all instances, so the
+# instance where capacity came free can serve them).
 
 
 # --- couriers ----------------------------------------------------------------------------
@@ -63,9 +58,6 @@ async def set_courier_status(conn: asyncpg.Connection, courier_id: UUID, *, onli
                 updated_at = now()
             WHERE id = $1 RETURNING {COURIER_COLUMNS}, coarse_cell""",
         courier_id, online, lat, lng, cell, coarse_cell)
-    if online and row["load"] < row["capacity"]:
-        await conn.execute("SELECT pg_notify($1, $2)", WORK_CHANNEL,
-                           f"{row['coarse_cell']}:{row['capacity'] - row['load']}")
     return row
 
 
@@ -107,13 +99,12 @@ async def reserve_couriers(conn: asyncpg.Connection, units: dict[UUID, int]) -> 
     return {r["id"]: r for r in rows}
 
 
-async def release_couriers(conn: asyncpg.Connection, courier_ids: Iterable[UUID]) -> None:
-    """Give back one unit of capacity per id (an id may repeat), in id order (lock order),
-    and tell the matchers where capacity came free (at commit)."""
-    for courier_id in sorted(courier_ids, key=str):
-        await conn.fetchval(
-            """UPDATE couriers SET load = load - 1, updated_at = now() WHERE id = $1
-               RETURNING pg_notify($2, COALESCE(coarse_cell::text || ':1', ''))""", courier_id, WORK_CHANNEL)
+async def release_couriers(conn: asyncpg.Connection, courier_ids: Iterable[UUID]) -> list[int | None]:
+    """Give back one unit of capacity per id (an id may repeat), in id order (lock order);
+    returns the coarse cell of each unit freed (for the matcher)."""
+    return [await conn.fetchval(
+        "UPDATE couriers SET load = load - 1, updated_at = now() WHERE id = $1 RETURNING coarse_cell", courier_id)
+        for courier_id in sorted(courier_ids, key=str)]
 
 
 # Available couriers near many pickups at once: one row per job (its pickup and its cells, padded
@@ -243,15 +234,16 @@ async def record_code_check(conn: asyncpg.Connection, order_id: UUID, *, failure
 
 # A courier's accept and steps are single statements: the change, the capacity it frees and
 # its event (shared.outbox.EVENT_IF_CHANGED: parameters $1..$6 are the event's) commit
-# together with no BEGIN/COMMIT round trips. Each returns the changed job, or nothing when
-# the guard in its WHERE did not hold (then nothing at all was written).
+# together with no BEGIN/COMMIT round trips. Each returns the changed job (with `freed_cell`,
+# the courier's coarse cell when the step gave capacity back), or nothing when the guard in
+# its WHERE did not hold (then nothing at all was written).
 _STEP_END = """,
     released AS (
         UPDATE couriers SET load = load - 1, updated_at = now()
         WHERE id = $8 AND $9::bool AND EXISTS (SELECT FROM changed)
-        RETURNING pg_notify('""" + WORK_CHANNEL + """', COALESCE(coarse_cell::text || ':1', ''))),
+        RETURNING coarse_cell),
 """ + EVENT_IF_CHANGED + """
-    SELECT changed.* FROM changed"""
+    SELECT changed.*, (SELECT coarse_cell FROM released) AS freed_cell FROM changed"""
 
 _ACCEPT = f"""WITH changed AS (
         UPDATE jobs SET status = 'assigned', offer_expires_at = NULL, updated_at = now()
