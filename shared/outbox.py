@@ -270,12 +270,12 @@ class OutboxRelay:
                                            {"content-type": "application/json", "event-type": r["event_type"]})
                        for r in rows]
             await asyncio.gather(*pending)  # every record acknowledged by Kafka (acks=all)
-            await conn.execute("DELETE FROM outbox WHERE id = ANY($1::bigint[])", [r["id"] for r in rows])
             by_type = sorted(Counter(r["event_type"] for r in rows).items())
-            await conn.execute(
-                """INSERT INTO outbox_published (event_type, published)
-                   SELECT t, n FROM unnest($1::text[], $2::bigint[]) AS k(t, n)
+            await conn.execute(  # the rows gone and the published counts, in one statement
+                """WITH gone AS (DELETE FROM outbox WHERE id = ANY($1::bigint[]))
+                   INSERT INTO outbox_published (event_type, published)
+                   SELECT t, n FROM unnest($2::text[], $3::bigint[]) AS k(t, n)
                    ON CONFLICT (event_type) DO UPDATE SET published = outbox_published.published + EXCLUDED.published""",
-                [t for t, _ in by_type], [n for _, n in by_type])
+                [r["id"] for r in rows], [t for t, _ in by_type], [n for _, n in by_type])
         self.published += len(rows)
         return len(rows)
