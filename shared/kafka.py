@@ -21,7 +21,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import KafkaError
 from faststream import AckPolicy, Context
-from faststream.kafka import KafkaBroker
+from faststream.kafka import KafkaBroker, Topic
 from pydantic import ValidationError
 
 from shared.events import Envelope, dlq_topic, parse_event
@@ -82,7 +82,9 @@ class EventConsumer:
         self._prefix = settings.topic_prefix
         self.dead_lettered = 0
         self.subscriber = broker.subscriber(
-            *[settings.topic(t) for t in topics],
+            # FastStream creates missing topics when a subscriber starts, with one partition
+            # unless told otherwise: then a second instance in the group would get nothing.
+            *[Topic(settings.topic(t), num_partitions=settings.kafka_topic_partitions) for t in topics],
             group_id=group_id,
             batch=True,
             max_records=max_records,

@@ -22,6 +22,9 @@ class CommonSettings(BaseSettings):
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias="GIAO_KAFKA_BOOTSTRAP_SERVERS")
     # Prepended to every topic name; tests use it to give each test topics of its own.
     topic_prefix: str = Field("", validation_alias="GIAO_TOPIC_PREFIX")
+    # Partitions of the topics a consumer creates when they do not exist yet: one consumer
+    # instance per partition at most, so this caps how many instances share a topic's work.
+    kafka_topic_partitions: int = Field(6, ge=1, validation_alias="GIAO_KAFKA_TOPIC_PARTITIONS")
     admin_token: str = Field(DEV_ADMIN_TOKEN, validation_alias="GIAO_ADMIN_TOKEN")
     # Key of the keyed hash that carries the delivery code on Kafka (orders hashes, dispatch checks).
     delivery_code_key: str = Field(DEV_DELIVERY_CODE_KEY, validation_alias="GIAO_DELIVERY_CODE_KEY")

@@ -92,3 +92,17 @@ async def test_poison_messages_go_to_the_dlq_and_the_next_message_is_handled(run
     assert reasons[4].startswith("handler failed") and failures["explode"] >= 3
     assert all(dict(r.headers)["x-original-topic"].decode() == topic for r in dead)
     assert consumer.dead_lettered == 5
+
+
+async def test_a_missing_topic_is_created_with_the_configured_partitions(runtime, infra):
+    settings, rt, _, _ = runtime
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    await admin.start()
+    try:
+        [described] = await admin.describe_topics([settings.topic(ORDERS_TOPIC)])
+    finally:
+        await admin.close()
+    assert settings.kafka_topic_partitions == 6
+    assert len(described["partitions"]) == 6, "a second instance in the group gets partitions of its own"
