@@ -186,6 +186,7 @@ class OutboxRelay:
         self._stopping = False
         self._task: asyncio.Task | None = None
         self.published = 0
+        self.drains = 0  # drain_once calls finished, empty ones included
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -255,6 +256,12 @@ class OutboxRelay:
         until the commit): a handful of statements per batch instead of a transaction per lane.
         Rows go out in id order, so each lane's rows leave in the order they were written.
         """
+        try:
+            return await self._drain()
+        finally:
+            self.drains += 1
+
+    async def _drain(self) -> int:
         async with self._pool.acquire() as conn, conn.transaction():
             lanes = [r["lane"] for r in await conn.fetch(
                 """SELECT lane FROM (SELECT DISTINCT lane FROM outbox) pending

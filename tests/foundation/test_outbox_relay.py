@@ -102,10 +102,13 @@ async def test_rows_left_by_a_crash_before_commit_are_published_after_restart(se
 async def test_a_write_in_this_process_wakes_the_relay(setup, infra):
     settings, pool, producers = setup
     topic = settings.topic(ORDERS_TOPIC)
-    relay = OutboxRelay(pool, producers[0].publish, idle_poll_s=60)  # no polling to help
+    relay = OutboxRelay(pool, producers[0].publish, idle_poll_s=60)
+    relay.FIRST_RECHECK_S = 30  # no polling or re-check to help: only the hint can wake it in time
     await relay.start()
     try:
-        await asyncio.sleep(0.2)  # past its re-checks after the first (empty) drain: idle now
+        async def idle():
+            return relay.drains >= 1  # its first (empty) drain is done: it waits now
+        await eventually(idle, timeout=5, what="the relay's first drain")
         await _write_events(pool, topic, [str(uuid.uuid4())], per_subject=1)
         await eventually(lambda: _outbox_empty(pool), timeout=5, what="relay woken by the write")
     finally:
@@ -117,9 +120,12 @@ async def test_a_row_written_elsewhere_is_published_by_the_idle_poll(setup, infr
     settings, pool, producers = setup
     topic = settings.topic(ORDERS_TOPIC)
     relay = OutboxRelay(pool, producers[0].publish, idle_poll_s=0.5)
+    relay.FIRST_RECHECK_S = 30  # only the idle poll looks again
     await relay.start()
     try:
-        await asyncio.sleep(0.2)
+        async def idle():
+            return relay.drains >= 1
+        await eventually(idle, timeout=5, what="the relay's first drain")
         # As another process would write it: no hint reaches this relay.
         subject = str(uuid.uuid4())
         await pool.execute(
