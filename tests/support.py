@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 T = TypeVar("T")
 
@@ -91,8 +92,6 @@ async def produce(bootstrap: str, topic: str, values: list[tuple[bytes | None, b
 async def drop_topics(bootstrap: str, prefix: str) -> None:
     """Delete a test's topics (best effort): a broker that kept every test's topics would
     carry thousands of idle partitions after a few runs, and spend CPU on them."""
-    from aiokafka.admin import AIOKafkaAdminClient
-
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
     try:
         await admin.start()

@@ -228,7 +228,7 @@ async def deliver(conn: asyncpg.Connection, settings: DispatchSettings, courier_
     if job is None or job["courier_id"] != courier_id:
         raise JobNotFound
     check = _check_code(settings, job, delivery_code, cod_collected_vnd)
-    if check.verdict is domain.CodeVerdict.OK and job["status"] == domain.PICKED_UP:
+    if check.verdict is domain.CodeVerdict.OK and job["status"] == domain.TRANSITIONS[domain.Action.DELIVER][0]:
         delivered = await store.deliver_job(
             conn, order_id, courier_id, cod_collected_vnd=cod_collected_vnd, seen_failures=job["code_failures"],
             seen_locked_until=job["code_locked_until"], event=_event(

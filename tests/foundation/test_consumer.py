@@ -6,6 +6,7 @@ import uuid
 
 import orjson
 import pytest
+from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.events import ORDERS_TOPIC, OrderCancelRequested, dlq_topic, new_event
 from shared.inbox import Verdict, accept
@@ -96,8 +97,6 @@ async def test_poison_messages_go_to_the_dlq_and_the_next_message_is_handled(run
 
 async def test_a_missing_topic_is_created_with_the_configured_partitions(runtime, infra):
     settings, rt, _, _ = runtime
-    from aiokafka.admin import AIOKafkaAdminClient
-
     admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
     await admin.start()
     try:
