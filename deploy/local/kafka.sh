@@ -44,7 +44,8 @@ start() {
   fetch
   configure
   say "kafka: starting on 127.0.0.1:$KAFKA_PORT"
-  nohup java -Xms256m -Xmx512m -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true \
+  # Parallel GC: on a small heap and two cores it spends less CPU than G1's concurrent work.
+  nohup java -Xms256m -Xmx512m -XX:+UseParallelGC -XX:ParallelGCThreads=2 -Djava.awt.headless=true \
     -Dlog4j2.configurationFile="$ROOT/deploy/local/kafka/log4j2.properties" \
     -Dkafka.logs.dir="$LOGDIR" -cp "$LIBS/*" kafka.Kafka "$CONF" \
     > "$LOGDIR/stdout.log" 2>&1 < /dev/null &
