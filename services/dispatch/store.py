@@ -13,6 +13,7 @@ from datetime import datetime
 from uuid import UUID
 
 import asyncpg
+import orjson
 
 from shared.outbox import EVENT_IF_CHANGED
 
@@ -167,14 +168,26 @@ JOB_COLUMNS = """order_id, tracking_code, status, courier_id, pickup, dropoff, p
 async def insert_jobs(conn: asyncpg.Connection, rows: list[tuple]) -> None:
     """(order_id, tracking_code, merchant_id, pickup, dropoff, parcel, note, cod, fee, distance,
     pickup_lat, pickup_lng, pickup_cell, pickup_coarse_cell, code_salt, code_hash, placed_at,
-    deadline) per job;
-    a job that exists already is left alone."""
-    await conn.executemany(
+    deadline) per job, all in one statement; a job that exists already is left alone."""
+    if not rows:
+        return
+    columns = [list(c) for c in zip(*rows)]
+    for i in (3, 4, 5):  # pickup, dropoff, parcel: JSON text, cast to jsonb in the statement
+        columns[i] = [orjson.dumps(v).decode() for v in columns[i]]
+    await conn.execute(
         """INSERT INTO jobs (order_id, tracking_code, merchant_id, pickup, dropoff, parcel, note,
                 cod_amount_vnd, fee_vnd, distance_m, pickup_lat, pickup_lng, pickup_cell,
                 pickup_coarse_cell, code_salt, code_hash, placed_at, dispatch_deadline, next_match_at)
-           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, now())
-           ON CONFLICT (order_id) DO NOTHING""", rows)
+           SELECT k.order_id, k.tracking_code, k.merchant_id, k.pickup::jsonb, k.dropoff::jsonb, k.parcel::jsonb,
+                  k.note, k.cod, k.fee, k.distance, k.lat, k.lng, k.cell, k.coarse_cell, k.salt, k.hash,
+                  k.placed_at, k.deadline, now()
+           FROM unnest($1::uuid[], $2::text[], $3::uuid[], $4::text[], $5::text[], $6::text[], $7::text[],
+                       $8::bigint[], $9::bigint[], $10::int[], $11::float8[], $12::float8[], $13::bigint[],
+                       $14::bigint[], $15::text[], $16::text[], $17::timestamptz[], $18::timestamptz[])
+                AS k(order_id, tracking_code, merchant_id, pickup, dropoff, parcel, note, cod, fee, distance,
+                     lat, lng, cell, coarse_cell, salt, hash, placed_at, deadline)
+           ORDER BY k.order_id
+           ON CONFLICT (order_id) DO NOTHING""", *columns)
 
 
 async def job(conn: asyncpg.Connection | asyncpg.Pool, order_id: UUID) -> asyncpg.Record | None:

@@ -13,6 +13,7 @@ from typing import Any
 from uuid import UUID
 
 import asyncpg
+import orjson
 
 from shared.outbox import EVENT_IF_CHANGED
 
@@ -164,9 +165,17 @@ async def progress_for_update(conn: asyncpg.Connection, order_ids: Iterable[UUID
 
 
 async def save_progress(conn: asyncpg.Connection, changed: Sequence[tuple[UUID, Progress]]) -> None:
+    """Write back a batch's changed orders in one statement (one row at a time was a
+    statement per event: the consumer's biggest cost in PostgreSQL)."""
     if not changed:
         return
-    await conn.executemany(
-        """UPDATE orders SET status = $2, history = $3, courier = $4, cancellation = $5, updated_at = now()
-           WHERE id = $1""",
-        [(order_id, p.status, list(p.history), p.courier, p.cancellation) for order_id, p in changed])
+    await conn.execute(
+        """UPDATE orders o SET status = k.status, history = k.history::jsonb, courier = k.courier::jsonb,
+                cancellation = k.cancellation, updated_at = now()
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
+                AS k(id, status, history, courier, cancellation)
+           WHERE o.id = k.id""",
+        [order_id for order_id, _ in changed], [p.status for _, p in changed],
+        [orjson.dumps(list(p.history)).decode() for _, p in changed],
+        [None if p.courier is None else orjson.dumps(p.courier).decode() for _, p in changed],
+        [p.cancellation for _, p in changed])
