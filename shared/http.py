@@ -28,6 +28,9 @@ log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 PROBLEM = "application/problem+json"
+# FastAPI's built-in OpenTelemetry hooks, off: nothing here exports traces (our metrics are
+# RequestMetrics), and off they spare every request a look at the global OTel providers.
+FASTAPI_TELEMETRY_OFF = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
 
 class Problem(Exception):

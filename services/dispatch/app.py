@@ -8,7 +8,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from shared.events import ORDERS_TOPIC
-from shared.http import Metrics, install_common_routes, install_problem_handlers
+from shared.http import FASTAPI_TELEMETRY_OFF, Metrics, install_common_routes, install_problem_handlers
 from shared.service import Runtime
 
 from .api import build_router, install_error_handlers
@@ -32,6 +32,7 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
     runtime.loop("dispatch-expiry", lambda: matcher.run_expiry(runtime.pool))
 
     app = FastAPI(
+        telemetry=FASTAPI_TELEMETRY_OFF,
         title="Giao dispatch",
         version="1.0.0",
         summary="Couriers go online, receive offers and report each step of a delivery.",

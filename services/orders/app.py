@@ -30,7 +30,7 @@ from services.orders.api import routes
 from services.orders.domain import Tariff
 from services.orders.handlers import CONSUMER, dispatch_events_handler
 from shared.events import DISPATCH_TOPIC
-from shared.http import Metrics, install_common_routes, install_problem_handlers
+from shared.http import FASTAPI_TELEMETRY_OFF, Metrics, install_common_routes, install_problem_handlers
 from shared.service import Runtime
 from shared.settings import CommonSettings
 
@@ -70,6 +70,7 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
     runtime.loop("prune-idempotency-keys", prune_idempotency_keys)
 
     app = FastAPI(
+        telemetry=FASTAPI_TELEMETRY_OFF,
         title="Giao orders",
         version="1.0.0",
         summary="Local merchants place and follow their deliveries",

@@ -17,7 +17,7 @@ from services.tracking.handlers import CONSUMER, Projection
 from services.tracking.live import ChangeFeed
 from services.tracking.settings import TrackingSettings
 from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDERS_TOPIC
-from shared.http import Metrics, install_common_routes, install_problem_handlers
+from shared.http import FASTAPI_TELEMETRY_OFF, Metrics, install_common_routes, install_problem_handlers
 from shared.service import Runtime
 
 # Consumer names; the runtime prefixes them with the topic prefix to make the group ids.
@@ -54,6 +54,7 @@ def create_app(settings: TrackingSettings | None = None) -> FastAPI:
     runtime.loop("tracking-deliver", feed.deliver)
 
     app = FastAPI(
+        telemetry=FASTAPI_TELEMETRY_OFF,
         title="Giao tracking",
         version="1.0.0",
         summary="Customers follow their parcel with its tracking code",
