@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import uuid
 
+import anyio
 import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.events import ORDERS_TOPIC, OrderCancelRequested, dlq_topic, new_event
 from shared.inbox import Verdict, accept
+from shared.kafka import EventConsumer, make_broker
 from shared.service import Runtime
 from shared.settings import CommonSettings
 from tests.support import eventually, produce, read_topic
@@ -105,3 +109,56 @@ async def test_a_missing_topic_is_created_with_the_configured_partitions(runtime
         await admin.close()
     assert settings.kafka_topic_partitions == 6
     assert len(described["partitions"]) == 6, "a second instance in the group gets partitions of its own"
+
+
+# --- the batch poll (no broker needed: a stand-in for aiokafka's consumer) ----------------------
+
+
+class _Records:
+    """getmany as aiokafka answers it: the next answer; an empty one after the timeout passed
+    (or at once, as `early` says)."""
+
+    def __init__(self, answers: list[dict], *, early: bool = False) -> None:
+        self.answers = answers
+        self.early = early
+
+    async def getmany(self, timeout_ms: int, max_records: int) -> dict:
+        answer = self.answers.pop(0)
+        if not answer and not self.early:
+            with contextlib.suppress(asyncio.TimeoutError):  # not asyncio.sleep: that one is watched
+                await asyncio.wait_for(asyncio.Event().wait(), timeout_ms / 1000)
+        return answer
+
+
+@pytest.fixture
+def batch_poll(monkeypatch):
+    """(the consumer's poll, the sleeps it took)."""
+    consumer = EventConsumer(make_broker(CommonSettings(), client_id="poll"), CommonSettings(), name="poll",
+                             topics=[ORDERS_TOPIC], group_id="poll", handler=lambda batch: None)
+    sleeps: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    monkeypatch.setattr(asyncio, "sleep", sleep)
+    monkeypatch.setattr(anyio, "sleep", sleep)  # what FastStream's own poll sleeps with
+    return consumer.subscriber.get_msg, sleeps
+
+
+async def test_an_empty_poll_that_waited_is_not_followed_by_a_sleep(batch_poll):
+    # FastStream's own poll sleeps batch_timeout_ms after it: records fetched meanwhile waited.
+    poll, sleeps = batch_poll
+    assert await poll(_Records([{}])) == ()
+    assert sleeps == []
+
+
+async def test_an_empty_poll_that_came_back_early_waits_out_its_timeout(batch_poll):
+    poll, sleeps = batch_poll
+    assert await poll(_Records([{}], early=True)) == ()
+    assert len(sleeps) == 1 and 0.03 < sleeps[0] <= 0.05  # batch_timeout_ms is 50: no busy loop
+
+
+async def test_a_poll_hands_over_every_partition_s_records_in_order(batch_poll):
+    poll, sleeps = batch_poll
+    assert await poll(_Records([{"p0": ["a", "b"], "p1": ["c"]}])) == ("a", "b", "c")
+    assert sleeps == []
