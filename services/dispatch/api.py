@@ -23,7 +23,7 @@ from shared.http import ModelResponse, Problem, bearer, problem_response, proble
 from shared.service import Runtime
 
 from . import domain, service_layer, store
-from .matcher import Matcher
+from .matcher import WorkHints
 from .schemas import (
     AdminJob, CourierCreate, CourierCreated, CourierStatus, CourierStatusUpdate, Declined, DeliverRequest,
     FailRequest, Job, JobList, LocationBatch, LocationsAccepted, OfferReason, OfferView,
@@ -111,7 +111,7 @@ def offer_view(row: asyncpg.Record) -> OfferView:
                                      summary=summary))
 
 
-def build_router(settings: DispatchSettings, runtime: Runtime, matcher: Matcher) -> APIRouter:
+def build_router(settings: DispatchSettings, runtime: Runtime, hints: WorkHints) -> APIRouter:
     router = APIRouter()
     admin = Depends(require_admin(settings.admin_token))
     current_courier = CourierAuth(runtime)
@@ -180,8 +180,8 @@ def build_router(settings: DispatchSettings, runtime: Runtime, matcher: Matcher)
             row = await service_layer.set_status(conn, settings, courier.id, online=body.online,
                                                  lat=body.lat, lng=body.lng)
         if row["online"]:  # their free capacity is new to the matcher
-            matcher.capacity_freed([row["coarse_cell"]] * max(0, row["capacity"] - row["load"]))
-        matcher.poke()  # (and offers they withdrew by going offline are due again)
+            hints.capacity_freed([row["coarse_cell"]] * max(0, row["capacity"] - row["load"]))
+        hints.poke()  # (and offers they withdrew by going offline are due again)
         return ModelResponse(status_view(row))
 
     @router.post("/v1/courier/locations", status_code=202, response_model=LocationsAccepted, tags=["courier"],
@@ -228,7 +228,7 @@ def build_router(settings: DispatchSettings, runtime: Runtime, matcher: Matcher)
         oid = parse_order_id(order_id)
         async with transaction() as conn:
             work = await service_layer.decline_offer(conn, settings, courier.id, oid)
-        matcher.new_work(work)  # after the commit, so the matcher sees it
+        hints.new_work(work)  # after the commit, so the matcher sees it
         return ModelResponse(Declined(order_id=oid))
 
     @router.post("/v1/courier/jobs/{order_id}/pickup", response_model=Job, tags=["courier"],
@@ -256,7 +256,7 @@ def build_router(settings: DispatchSettings, runtime: Runtime, matcher: Matcher)
                                                   cod_collected_vnd=body.cod_collected_vnd)
         check = outcome.check
         if check.verdict is domain.CodeVerdict.OK:
-            matcher.capacity_freed([outcome.freed_cell])
+            hints.capacity_freed([outcome.freed_cell])
             return ModelResponse(job_view(outcome.job))
         if check.verdict is domain.CodeVerdict.LOCKED:
             wait = domain.retry_after_s(check.locked_until, service_layer.now_utc())
@@ -288,7 +288,7 @@ def build_router(settings: DispatchSettings, runtime: Runtime, matcher: Matcher)
         oid = parse_order_id(order_id)
         async with connection() as conn:
             row = await service_layer.return_parcel(conn, settings, courier.id, oid)
-        matcher.capacity_freed([row["freed_cell"]])
+        hints.capacity_freed([row["freed_cell"]])
         return ModelResponse(job_view(row))
 
     return router

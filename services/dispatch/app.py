@@ -13,7 +13,7 @@ from shared.service import Runtime
 
 from .api import build_router, install_error_handlers
 from .handlers import CONSUMER, OrderEvents
-from .matcher import Matcher
+from .matcher import DatabaseWake, Matcher, WorkHints
 from .settings import DispatchSettings
 
 __all__ = ["DispatchSettings", "create_app"]
@@ -25,11 +25,15 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
     settings = settings or DispatchSettings()
     runtime = Runtime(settings, name="dispatch", database_url=settings.database_url, migrations=MIGRATIONS,
                       pool_size=settings.pool_size)
-    matcher = Matcher(settings)
-    runtime.consume(name=CONSUMER, topics=[ORDERS_TOPIC],
-                    handler=OrderEvents(settings, lambda: runtime.pool, matcher.new_work))
-    runtime.loop("dispatch-matching", lambda: matcher.run_matching(runtime.pool))
-    runtime.loop("dispatch-expiry", lambda: matcher.run_expiry(runtime.pool))
+    hints: WorkHints
+    if settings.background:
+        matcher = hints = Matcher(settings)
+        runtime.consume(name=CONSUMER, topics=[ORDERS_TOPIC],
+                        handler=OrderEvents(settings, lambda: runtime.pool, matcher.new_work))
+        runtime.loop("dispatch-matching", lambda: matcher.run_matching(runtime.pool))
+        runtime.loop("dispatch-expiry", lambda: matcher.run_expiry(runtime.pool))
+    else:  # HTTP only: a background process elsewhere consumes, matches and expires
+        hints = DatabaseWake(settings, lambda: runtime.pool)
 
     app = FastAPI(
         telemetry=FASTAPI_TELEMETRY_OFF,
@@ -43,9 +47,9 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
     )
     app.state.runtime = runtime
     app.state.settings = settings
-    app.state.matcher = matcher
+    app.state.hints = hints
     install_problem_handlers(app)
     install_error_handlers(app)
     install_common_routes(app, Metrics("dispatch"), runtime.ready_checks())
-    app.include_router(build_router(settings, runtime, matcher))
+    app.include_router(build_router(settings, runtime, hints))
     return app

@@ -9,6 +9,10 @@
 
 Each pass is one transaction; jobs are claimed with FOR UPDATE SKIP LOCKED, so any number
 of instances share the work without handing one job to two of them.
+
+A process that serves HTTP only (settings.background false) runs neither loop: its
+`DatabaseWake` marks the waiting jobs near capacity it freed as due, and the matcher of a
+background process finds them at its next poll (match_poll_s).
 """
 
 from __future__ import annotations
@@ -16,8 +20,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections import Counter
+from collections.abc import Callable, Iterable
 from datetime import datetime
+from typing import Protocol
 
 import asyncpg
 
@@ -25,6 +31,16 @@ from . import service_layer, store
 from .settings import DispatchSettings
 
 log = logging.getLogger(__name__)
+
+
+class WorkHints(Protocol):
+    """What the HTTP routes tell the matcher about work they created."""
+
+    def poke(self) -> None: ...
+
+    def capacity_freed(self, cells: Iterable[int | None]) -> None: ...
+
+    def new_work(self, work: service_layer.NewWork) -> None: ...
 
 
 class Matcher:
@@ -70,7 +86,7 @@ class Matcher:
                 continue  # more may be due right now
             parallel = 1
             due = await store.next_match_due(pool)
-            await _wait(self._wake, _seconds_until(due, self.settings.poll_s))
+            await _wait(self._wake, _seconds_until(due, min(self.settings.poll_s, self.settings.match_poll_s)))
 
     async def _pass(self, pool: asyncpg.Pool, freed: dict[int, int] | None) -> service_layer.MatchResult:
         async with pool.acquire() as conn, conn.transaction():
@@ -88,6 +104,37 @@ class Matcher:
             if max(result.offers_expired, result.orders_expired) >= limit:
                 continue
             await asyncio.sleep(_seconds_until(await store.next_deadline(pool), self.settings.poll_s))
+
+
+class DatabaseWake:
+    """WorkHints for a process that runs no matcher: capacity freed here makes the waiting jobs
+    near it due now in the database (jobs a decline or an expiry reopened are due already).
+    Fire and forget: should the update fail, the jobs' own backoff still has them tried again."""
+
+    def __init__(self, settings: DispatchSettings, pool: Callable[[], asyncpg.Pool]) -> None:
+        self.settings = settings
+        self._pool = pool
+        self._pending: set[asyncio.Task] = set()
+        self.woken = 0
+
+    def poke(self) -> None:
+        pass
+
+    def capacity_freed(self, cells: Iterable[int | None]) -> None:
+        freed = Counter(cell for cell in cells if cell is not None)
+        if freed:
+            task = asyncio.create_task(self._wake(dict(freed)))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    def new_work(self, work: service_layer.NewWork) -> None:
+        self.capacity_freed(work.freed_cells)
+
+    async def _wake(self, freed: dict[int, int]) -> None:
+        try:
+            self.woken += await service_layer.wake_waiting_near(self._pool(), self.settings, freed)
+        except Exception as exc:  # noqa: BLE001 - a hint; the backoff covers for it
+            log.warning("waking waiting jobs near freed capacity: %r", exc)
 
 
 def _seconds_until(when: datetime | None, at_most: float) -> float:

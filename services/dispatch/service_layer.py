@@ -363,6 +363,18 @@ class MatchResult:
 FREED_AREA_RINGS = 2
 
 
+def freed_area(freed: dict[int, int]) -> list[int]:
+    """The coarse cells whose waiting jobs capacity freed in `freed` ({coarse cell: units}) may serve."""
+    return sorted({c for cell in freed for c in cells.disk(cell, FREED_AREA_RINGS)})
+
+
+async def wake_waiting_near(conn: asyncpg.Connection | asyncpg.Pool, settings: DispatchSettings,
+                            freed: dict[int, int]) -> int:
+    """For a process without a matcher: as many waiting jobs near the freed capacity as units
+    freed become due now (match_waiting's `freed`, told through the database)."""
+    return await store.wake_waiting_in_area(conn, freed_area(freed), min(settings.match_batch, sum(freed.values())))
+
+
 async def match_waiting(conn: asyncpg.Connection, settings: DispatchSettings,
                         freed: dict[int, int] | None = None) -> MatchResult:
     """Offer each due waiting job (up to a batch, claimed with SKIP LOCKED so two instances
@@ -378,9 +390,8 @@ async def match_waiting(conn: asyncpg.Connection, settings: DispatchSettings,
     """
     jobs = list(await store.claim_due_waiting(conn, settings.match_batch))
     if freed:
-        area = {c for cell in freed for c in cells.disk(cell, FREED_AREA_RINGS)}
-        units = min(settings.match_batch, sum(freed.values()))
-        jobs += await store.claim_waiting_in_area(conn, sorted(area), units)
+        jobs += await store.claim_waiting_in_area(conn, freed_area(freed),
+                                                  min(settings.match_batch, sum(freed.values())))
     offers: list[_Offer] = []
     # Nobody available anywhere (one probe of the partial index): no search would find anyone.
     if jobs and await store.anyone_available(conn):

@@ -21,6 +21,13 @@ Environment variables (besides the common GIAO_* ones of shared.settings):
   nobody could take yet (capacity coming free near it retries it at once)
 - GIAO_DISPATCH_POLL_S (0.5): the matcher's and expirer's safety poll (they are also woken
   in-process by the work itself, on whichever instance it appears)
+- GIAO_DISPATCH_BACKGROUND (true): run the orders consumer, the matcher and the expirer in this
+  process. With false the process serves HTTP only, and work it creates for the matcher (capacity
+  freed near waiting orders) is marked in the database, where the matcher of a background process
+  finds it at its next poll: a deployment can then keep the way from order to offer out of the
+  processes busy with couriers' requests (`make up` runs dispatch that way)
+- GIAO_DISPATCH_MATCH_POLL_S (0.5): the matcher's own safety poll when shorter than POLL_S (set it
+  low, e.g. 0.05, in a background process beside HTTP-only ones: one indexed query per poll)
 - GIAO_DISPATCH_LOCATION_CLOCK_SKEW_S (30): how far in the future a location's `at` may be
 - GIAO_DISPATCH_CODE_MAX_FAILURES (5): wrong delivery codes in a row before a job locks
 - GIAO_DISPATCH_CODE_LOCKOUT_S (900): how long it stays locked (429 with Retry-After)
@@ -59,6 +66,8 @@ class DispatchSettings(CommonSettings):
     match_retry_base_s: float = Field(0.5, gt=0)
     match_retry_max_s: float = Field(5.0, gt=0)
     poll_s: float = Field(0.5, gt=0)
+    background: bool = True
+    match_poll_s: float = Field(0.5, gt=0)
 
     location_clock_skew_s: float = Field(30.0, ge=0)
     code_max_failures: int = Field(5, ge=1)

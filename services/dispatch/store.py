@@ -367,6 +367,19 @@ async def claim_waiting_in_area(conn: asyncpg.Connection, coarse_cells: Sequence
            ORDER BY placed_at LIMIT $2 FOR UPDATE SKIP LOCKED""", list(coarse_cells), limit)
 
 
+async def wake_waiting_in_area(conn: asyncpg.Connection | asyncpg.Pool, coarse_cells: Sequence[int],
+                               limit: int) -> int:
+    """Make up to `limit` waiting jobs in these coarse cells (oldest order first) due now, for
+    the matcher of whichever process polls first; returns how many. Jobs a matcher holds
+    right now are skipped: they are being matched already."""
+    return len(await conn.fetch(
+        """UPDATE jobs j SET next_match_at = now()
+           FROM (SELECT order_id FROM jobs
+                 WHERE status = 'waiting' AND pickup_coarse_cell = ANY($1::bigint[]) AND next_match_at > now()
+                 ORDER BY placed_at LIMIT $2 FOR UPDATE SKIP LOCKED) due
+           WHERE j.order_id = due.order_id RETURNING j.order_id""", list(coarse_cells), limit))
+
+
 async def insert_offers(conn: asyncpg.Connection, offers: Sequence[tuple]) -> None:
     """Record offers (with their reasons) and hand each job to its courier, in one statement:
     rows of (order_id, courier_id, expires_at, distance_m, travel_s,

@@ -381,6 +381,30 @@ async def test_capacity_coming_free_nearby_is_offered_at_once_whatever_the_backo
     await dispatch.offer_for(newcomer, lonely)
 
 
+async def test_an_http_only_process_wakes_the_matcher_of_another_through_the_database(start):
+    # The same as above with dispatch split in two: couriers talk to an HTTP-only process (no
+    # matcher there), orders reach a background one that consumes and matches.
+    worker = await start(match_retry_base_s=30, match_retry_max_s=30, match_poll_s=0.05)
+    api = await start(background=False)
+    assert api.app.state.runtime.consumers == [] and worker.app.state.runtime.consumers
+    bicycle = await api.new_courier(name="Mai Văn Đạp", vehicle="bicycle")
+    first, second = await worker.place(Order(cod_amount_vnd=0)), await worker.place(Order(cod_amount_vnd=0))
+    held = (await eventually(lambda: api.jobs(bicycle), what="an offer"))[0]["order_id"]
+    other = second if held == first.id else first
+    await eventually(lambda: _backed_off(api, other.id), what="the other order backed off")
+    await api.act(bicycle, held, "accept")
+    await api.act(bicycle, held, "pickup")
+    r = await api.act(bicycle, held, "deliver", {"delivery_code": "482913", "cod_collected_vnd": 0})
+    assert r.status_code == 200
+    await api.offer_for(bicycle, other)  # within 10 s: the backoff alone would take 30
+
+    lonely = await worker.place(Order(pickup=_east(30_000)))
+    await eventually(lambda: _backed_off(api, lonely.id), what="the lonely order backed off")
+    newcomer = await api.new_courier(name="Mai Thị Mới", at=_east(30_200))
+    await api.offer_for(newcomer, lonely)
+    assert api.app.state.hints.woken >= 2
+
+
 async def _backed_off(dispatch, order_id: str) -> bool:
     return await dispatch.pool.fetchval(
         "SELECT match_attempts > 0 AND next_match_at > now() + interval '20 seconds' FROM jobs WHERE order_id = $1",
