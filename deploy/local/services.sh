@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
 # The three Giao services as background processes of the project's venv.
-# Usage: deploy/local/services.sh start|stop|status [orders dispatch tracking]
+# Usage: deploy/local/services.sh start|stop|status [orders dispatch dispatch-worker tracking]
+#
+# Dispatch runs as two processes: `dispatch` serves the HTTP API only, `dispatch-worker` consumes
+# the orders' events and runs the matcher and expirer (GIAO_DISPATCH_BACKGROUND), so that the way
+# from a placed order to its offer never waits behind couriers' requests in one event loop.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 PY="$ROOT/.venv/bin/python"
-declare -A PORTS=([orders]="${GIAO_ORDERS_PORT:-8001}" [dispatch]="${GIAO_DISPATCH_PORT:-8002}" [tracking]="${GIAO_TRACKING_PORT:-8003}")
-ALL=(orders dispatch tracking)
+declare -A PORTS=([orders]="${GIAO_ORDERS_PORT:-8001}" [dispatch]="${GIAO_DISPATCH_PORT:-8002}"
+                  [dispatch-worker]="${GIAO_DISPATCH_WORKER_PORT:-8004}" [tracking]="${GIAO_TRACKING_PORT:-8003}")
+ALL=(orders dispatch-worker dispatch tracking)
+# What each process is beyond its service's defaults (env assignments).
+declare -A ROLE=([dispatch]="GIAO_DISPATCH_BACKGROUND=false"
+                 [dispatch-worker]="GIAO_DISPATCH_BACKGROUND=true GIAO_DISPATCH_PORT=${PORTS[dispatch-worker]} GIAO_DISPATCH_MATCH_POLL_S=${GIAO_DISPATCH_MATCH_POLL_S:-0.05}")
 # Locally the simulator and benchmark stand in for thousands of customers from one address:
 # tracking's per-client rate limit exempts loopback here (tests of the limit use their own settings).
 export GIAO_TRACKING_RATE_LIMIT_EXEMPT="${GIAO_TRACKING_RATE_LIMIT_EXEMPT:-127.0.0.1,::1}"
 # Each service reaches the project's PostgreSQL (deploy/local/postgres.sh) through its Unix
 # socket in var/pg: on one machine a statement costs less CPU that way than over TCP on
 # loopback, on both ends. A GIAO_<SERVICE>_DATABASE_URL already set wins.
-for s in "${ALL[@]}"; do
+for s in orders dispatch tracking; do
   url="GIAO_${s^^}_DATABASE_URL"
   export "$url=${!url:-postgresql://${GIAO_PG_USER:-giao}@/giao_$s?host=$VAR/pg&port=${GIAO_PG_PORT:-5432}}"
 done
@@ -27,7 +35,8 @@ start_one() {
   if port_open "${PORTS[$s]}"; then die "$s: port ${PORTS[$s]} is taken by a process this project did not start"; fi
   # exec: the background subshell becomes the service, so the recorded PID is the service's own
   # and nothing of ours keeps the caller's stdout open.
-  (cd "$ROOT" && exec nohup "$PY" -m "services.$s" >> "$LOGS/$s.log" 2>&1 < /dev/null) &
+  local role; read -ra role <<< "${ROLE[$s]:-}"
+  (cd "$ROOT" && exec env "${role[@]}" nohup "$PY" -m "services.${s%-worker}" >> "$LOGS/$s.log" 2>&1 < /dev/null) &
   echo $! > "$pidfile"
   say "$s: starting on 127.0.0.1:${PORTS[$s]} (pid $(cat "$pidfile"))"
 }

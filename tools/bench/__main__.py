@@ -283,7 +283,7 @@ class Bench:
 
 def read_pids() -> dict[str, int]:
     pids = {}
-    for name in ("orders", "dispatch", "tracking", "kafka", "postgres"):
+    for name in ("orders", "dispatch", "dispatch-worker", "tracking", "kafka", "postgres"):
         f = ROOT / "var" / "run" / f"{name}.pid"
         if f.exists() and Path(f"/proc/{f.read_text().strip()}").exists():
             pids[name] = int(f.read_text().strip())
