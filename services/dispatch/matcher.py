@@ -109,32 +109,45 @@ class Matcher:
 class DatabaseWake:
     """WorkHints for a process that runs no matcher: capacity freed here makes the waiting jobs
     near it due now in the database (jobs a decline or an expiry reopened are due already).
-    Fire and forget: should the update fail, the jobs' own backoff still has them tried again."""
+
+    What frees up within FLUSH_S goes out in one statement, as the matcher's own pass takes it
+    all at once: one per delivery was the biggest statement in PostgreSQL under a backlog (each
+    looks through the waiting jobs of the area). Fire and forget: should it fail, the jobs' own
+    backoff still has them tried again."""
+
+    FLUSH_S = 0.02
 
     def __init__(self, settings: DispatchSettings, pool: Callable[[], asyncpg.Pool]) -> None:
         self.settings = settings
         self._pool = pool
-        self._pending: set[asyncio.Task] = set()
+        self._freed: Counter[int] = Counter()
+        self._flushing: asyncio.Task | None = None
         self.woken = 0
 
     def poke(self) -> None:
         pass
 
     def capacity_freed(self, cells: Iterable[int | None]) -> None:
-        freed = Counter(cell for cell in cells if cell is not None)
-        if freed:
-            task = asyncio.create_task(self._wake(dict(freed)))
-            self._pending.add(task)
-            task.add_done_callback(self._pending.discard)
+        self._freed.update(cell for cell in cells if cell is not None)
+        if self._freed and self._flushing is None:
+            self._flushing = asyncio.create_task(self._flush())
 
     def new_work(self, work: service_layer.NewWork) -> None:
         self.capacity_freed(work.freed_cells)
 
-    async def _wake(self, freed: dict[int, int]) -> None:
+    async def _flush(self) -> None:
         try:
+            await asyncio.sleep(self.FLUSH_S)
+            freed, self._freed = dict(self._freed), Counter()
             self.woken += await service_layer.wake_waiting_near(self._pool(), self.settings, freed)
+        except asyncio.CancelledError:  # shutting down
+            self._flushing = None
+            raise
         except Exception as exc:  # noqa: BLE001 - a hint; the backoff covers for it
             log.warning("waking waiting jobs near freed capacity: %r", exc)
+        self._flushing = None
+        if self._freed:  # freed while the statement ran
+            self._flushing = asyncio.create_task(self._flush())
 
 
 def _seconds_until(when: datetime | None, at_most: float) -> float:
