@@ -369,11 +369,13 @@ async def claim_waiting_in_area(conn: asyncpg.Connection, coarse_cells: Sequence
 
 async def wake_waiting_in_area(conn: asyncpg.Connection | asyncpg.Pool, coarse_cells: Sequence[int],
                                limit: int) -> int:
-    """Make up to `limit` waiting jobs in these coarse cells (oldest order first) due now, for
-    the matcher of whichever process polls first; returns how many. Jobs a matcher holds
-    right now are skipped: they are being matched already."""
+    """Make up to `limit` waiting jobs in these coarse cells (oldest order first) due, for the
+    matcher of whichever process polls first; returns how many. Due since they were placed,
+    so that they come first in the matcher's queue (by next_match_at), as the in-process
+    wake-up serves them first in its pass; due "now" put them behind a backlog's every due
+    job. Jobs a matcher holds right now are skipped: they are being matched already."""
     return len(await conn.fetch(
-        """UPDATE jobs j SET next_match_at = now()
+        """UPDATE jobs j SET next_match_at = j.placed_at
            FROM (SELECT order_id FROM jobs
                  WHERE status = 'waiting' AND pickup_coarse_cell = ANY($1::bigint[]) AND next_match_at > now()
                  ORDER BY placed_at LIMIT $2 FOR UPDATE SKIP LOCKED) due
