@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # The three Giao services as background processes of the project's venv.
-# Usage: deploy/local/services.sh start|stop|status [orders dispatch dispatch-worker tracking]
+# Usage: deploy/local/services.sh start|stop|status [orders dispatch tracking]
 #
-# Dispatch runs as two processes: `dispatch` serves the HTTP API only, `dispatch-worker` consumes
-# the orders' events and runs the matcher and expirer (GIAO_DISPATCH_BACKGROUND), so that the way
-# from a placed order to its offer never waits behind couriers' requests in one event loop.
+# With GIAO_DISPATCH_SPLIT=true dispatch runs as two processes: `dispatch` serves the HTTP API
+# only and `dispatch-worker` (:8004) consumes the orders' events and runs the matcher and the
+# expirer (GIAO_DISPATCH_BACKGROUND). Not the default: see the README's performance section.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 PY="$ROOT/.venv/bin/python"
 declare -A PORTS=([orders]="${GIAO_ORDERS_PORT:-8001}" [dispatch]="${GIAO_DISPATCH_PORT:-8002}"
                   [dispatch-worker]="${GIAO_DISPATCH_WORKER_PORT:-8004}" [tracking]="${GIAO_TRACKING_PORT:-8003}")
-ALL=(orders dispatch-worker dispatch tracking)
-# What each process is beyond its service's defaults (env assignments).
-declare -A ROLE=([dispatch]="GIAO_DISPATCH_BACKGROUND=false"
-                 [dispatch-worker]="GIAO_DISPATCH_BACKGROUND=true GIAO_DISPATCH_PORT=${PORTS[dispatch-worker]} GIAO_DISPATCH_MATCH_POLL_S=${GIAO_DISPATCH_MATCH_POLL_S:-0.05}")
+declare -A ROLE=()  # what a process is beyond its service's defaults (env assignments)
+if [[ "${GIAO_DISPATCH_SPLIT:-false}" == true ]]; then
+  ALL=(orders dispatch-worker dispatch tracking)
+  ROLE=([dispatch]="GIAO_DISPATCH_BACKGROUND=false"
+        [dispatch-worker]="GIAO_DISPATCH_BACKGROUND=true GIAO_DISPATCH_PORT=${PORTS[dispatch-worker]} GIAO_DISPATCH_MATCH_POLL_S=${GIAO_DISPATCH_MATCH_POLL_S:-0.05}")
+else
+  ALL=(orders dispatch tracking)
+fi
 # Locally the simulator and benchmark stand in for thousands of customers from one address:
 # tracking's per-client rate limit exempts loopback here (tests of the limit use their own settings).
 export GIAO_TRACKING_RATE_LIMIT_EXEMPT="${GIAO_TRACKING_RATE_LIMIT_EXEMPT:-127.0.0.1,::1}"
@@ -50,6 +54,10 @@ wait_ready() {
 }
 
 names=("${@:2}"); [[ ${#names[@]} -gt 0 ]] || names=("${ALL[@]}")
+# stop and status also cover a worker started with the split, whatever the setting says now
+if [[ "${1:-}" != start && $# -lt 2 && -f "$RUN/dispatch-worker.pid" && ! " ${names[*]} " =~ " dispatch-worker " ]]; then
+  names+=(dispatch-worker)
+fi
 case "${1:-}" in
   start) for s in "${names[@]}"; do start_one "$s"; done
          for s in "${names[@]}"; do wait_ready "$s"; done ;;
