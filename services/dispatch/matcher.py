@@ -108,7 +108,8 @@ class Matcher:
 
 class DatabaseWake:
     """WorkHints for a process that runs no matcher: capacity freed here makes the waiting jobs
-    near it due now in the database (jobs a decline or an expiry reopened are due already).
+    near it due in the database, first in the matcher's queue (jobs a decline or an expiry
+    reopened are due already).
 
     What frees up within FLUSH_S goes out in one statement, as the matcher's own pass takes it
     all at once: one per delivery was the biggest statement in PostgreSQL under a backlog (each
