@@ -25,7 +25,7 @@ Environment variables (besides the common GIAO_* ones of shared.settings):
   process. With false the process serves HTTP only, and work it creates for the matcher (capacity
   freed near waiting orders) is marked in the database, where the matcher of a background process
   finds it at its next poll: a deployment can then keep the way from order to offer out of the
-  processes busy with couriers' requests (`make up` runs dispatch that way)
+  processes busy with couriers' requests (locally: `GIAO_DISPATCH_SPLIT=true make up`)
 - GIAO_DISPATCH_MATCH_POLL_S (0.5): the matcher's own safety poll when shorter than POLL_S (set it
   low, e.g. 0.05, in a background process beside HTTP-only ones: one indexed query per poll)
 - GIAO_DISPATCH_LOCATION_CLOCK_SKEW_S (30): how far in the future a location's `at` may be
