@@ -179,9 +179,7 @@ def build_router(settings: DispatchSettings, runtime: Runtime, hints: WorkHints)
         async with transaction() as conn:
             row = await service_layer.set_status(conn, settings, courier.id, online=body.online,
                                                  lat=body.lat, lng=body.lng)
-        if row["online"]:  # their free capacity is new to the matcher
-            hints.capacity_freed([row["coarse_cell"]] * max(0, row["capacity"] - row["load"]))
-        hints.poke()  # (and offers they withdrew by going offline are due again)
+        hints.poke()  # their capacity is new, or the offers they withdrew by going offline are due again
         return ModelResponse(status_view(row))
 
     @router.post("/v1/courier/locations", status_code=202, response_model=LocationsAccepted, tags=["courier"],
@@ -227,8 +225,8 @@ def build_router(settings: DispatchSettings, runtime: Runtime, hints: WorkHints)
     async def decline(order_id: str, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
         oid = parse_order_id(order_id)
         async with transaction() as conn:
-            work = await service_layer.decline_offer(conn, settings, courier.id, oid)
-        hints.new_work(work)  # after the commit, so the matcher sees it
+            await service_layer.decline_offer(conn, settings, courier.id, oid)
+        hints.poke()  # after the commit, so the matcher sees the job due again
         return ModelResponse(Declined(order_id=oid))
 
     @router.post("/v1/courier/jobs/{order_id}/pickup", response_model=Job, tags=["courier"],
@@ -256,7 +254,7 @@ def build_router(settings: DispatchSettings, runtime: Runtime, hints: WorkHints)
                                                   cod_collected_vnd=body.cod_collected_vnd)
         check = outcome.check
         if check.verdict is domain.CodeVerdict.OK:
-            hints.capacity_freed([outcome.freed_cell])
+            hints.poke()
             return ModelResponse(job_view(outcome.job))
         if check.verdict is domain.CodeVerdict.LOCKED:
             wait = domain.retry_after_s(check.locked_until, service_layer.now_utc())
@@ -288,7 +286,7 @@ def build_router(settings: DispatchSettings, runtime: Runtime, hints: WorkHints)
         oid = parse_order_id(order_id)
         async with connection() as conn:
             row = await service_layer.return_parcel(conn, settings, courier.id, oid)
-        hints.capacity_freed([row["freed_cell"]])
+        hints.poke()
         return ModelResponse(job_view(row))
 
     return router

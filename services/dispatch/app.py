@@ -13,7 +13,7 @@ from shared.service import Runtime
 
 from .api import build_router, install_error_handlers
 from .handlers import CONSUMER, OrderEvents
-from .matcher import DatabaseWake, Matcher, WorkHints
+from .matcher import Matcher, NoMatcherHere, WorkHints
 from .settings import DispatchSettings
 
 __all__ = ["DispatchSettings", "create_app"]
@@ -29,11 +29,11 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
     if settings.background:
         matcher = hints = Matcher(settings)
         runtime.consume(name=CONSUMER, topics=[ORDERS_TOPIC],
-                        handler=OrderEvents(settings, lambda: runtime.pool, matcher.new_work))
+                        handler=OrderEvents(settings, lambda: runtime.pool, matcher.poke))
         runtime.loop("dispatch-matching", lambda: matcher.run_matching(runtime.pool))
         runtime.loop("dispatch-expiry", lambda: matcher.run_expiry(runtime.pool))
     else:  # HTTP only: a background process elsewhere consumes, matches and expires
-        hints = DatabaseWake(settings, lambda: runtime.pool)
+        hints = NoMatcherHere()
 
     app = FastAPI(
         telemetry=FASTAPI_TELEMETRY_OFF,

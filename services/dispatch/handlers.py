@@ -20,7 +20,7 @@ class OrderEvents:
     consumer retries the batch and dead-letters what keeps failing."""
 
     def __init__(self, settings: DispatchSettings, pool: Callable[[], asyncpg.Pool],
-                 on_new_work: Callable[[service_layer.NewWork], None]) -> None:
+                 on_new_work: Callable[[], None]) -> None:
         self.settings = settings
         self._pool = pool
         self._on_new_work = on_new_work
@@ -29,4 +29,4 @@ class OrderEvents:
         async with self._pool().acquire() as conn, conn.transaction():
             new_work = await service_layer.apply_order_events(conn, self.settings, CONSUMER, batch)
         if new_work:
-            self._on_new_work(new_work)
+            self._on_new_work()

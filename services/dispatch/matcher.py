@@ -1,27 +1,25 @@
 """The two background loops of a dispatch instance.
 
-- matching: offers waiting orders to couriers. Woken in-process when this instance creates
-  work (a new order, capacity freed, a courier online: waiting jobs are shared by all
-  instances, so the instance where work appears can serve it), and at the latest when the
-  next postponed order is due or `poll_s` passed.
+- matching: offers waiting orders to couriers. Poked in-process when this instance creates
+  work (a new order, capacity given back, a courier online), and at the latest when the next
+  postponed order is due or `match_poll_s` passed. Each pass finds in the database where
+  capacity appeared since the postponed jobs were last tried, whichever process it appeared
+  in, so any instance (or a background process beside HTTP-only ones) serves them, oldest
+  first.
 - expiry: closes offers past their time (their orders go to the next courier) and expires
   orders past the dispatch window; it sleeps until the next deadline or `poll_s`.
 
 Each pass is one transaction; jobs are claimed with FOR UPDATE SKIP LOCKED, so any number
 of instances share the work without handing one job to two of them.
 
-A process that serves HTTP only (settings.background false) runs neither loop: its
-`DatabaseWake` marks the waiting jobs near capacity it freed as due, and the matcher of a
-background process finds them at its next poll (match_poll_s).
+A process that serves HTTP only (settings.background false) runs neither loop: what its
+couriers change, the matcher of a background process finds at its next poll (match_poll_s).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
-from collections import Counter
-from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Protocol
 
@@ -30,24 +28,19 @@ import asyncpg
 from . import service_layer, store
 from .settings import DispatchSettings
 
-log = logging.getLogger(__name__)
 
 
 class WorkHints(Protocol):
-    """What the HTTP routes tell the matcher about work they created."""
+    """What the HTTP routes tell the matcher of their process: something changed that may
+    allow an offer (capacity given back, a courier online, an offer declined)."""
 
     def poke(self) -> None: ...
-
-    def capacity_freed(self, cells: Iterable[int | None]) -> None: ...
-
-    def new_work(self, work: service_layer.NewWork) -> None: ...
 
 
 class Matcher:
     def __init__(self, settings: DispatchSettings) -> None:
         self.settings = settings
         self._wake = asyncio.Event()
-        self._freed: dict[int, int] = {}  # coarse cell -> units of capacity freed there
         self.offered = 0
         self.offers_expired = 0
         self.orders_expired = 0
@@ -56,27 +49,15 @@ class Matcher:
         """Something changed that may allow an offer: match now."""
         self._wake.set()
 
-    def capacity_freed(self, cells: Iterable[int | None]) -> None:
-        """Capacity came free (a unit per cell given): jobs waiting near there are tried now."""
-        for cell in cells:
-            if cell is not None:
-                self._freed[cell] = self._freed.get(cell, 0) + 1
-        self._wake.set()
-
-    def new_work(self, work: service_layer.NewWork) -> None:
-        self.capacity_freed(work.freed_cells)
-
     async def run_matching(self, pool: asyncpg.Pool) -> None:
         parallel = 1
         while True:
             self._wake.clear()
-            freed, self._freed = self._freed, {}
             # A pass is mostly waiting on round trips to PostgreSQL; while a backlog lasts
             # (a pass claimed a full batch), several passes run at once, each its own
             # transaction. They share the queue like instances do: jobs and couriers are
             # claimed with SKIP LOCKED, so no job is taken twice and nobody waits.
-            results = await asyncio.gather(*(self._pass(pool, freed if i == 0 else None)
-                                             for i in range(parallel)), return_exceptions=True)
+            results = await asyncio.gather(*(self._pass(pool) for _ in range(parallel)), return_exceptions=True)
             failed = [r for r in results if isinstance(r, BaseException)]
             if failed:
                 raise failed[0]  # after every pass ended (the loop is restarted by the runtime)
@@ -88,9 +69,9 @@ class Matcher:
             due = await store.next_match_due(pool)
             await _wait(self._wake, _seconds_until(due, min(self.settings.poll_s, self.settings.match_poll_s)))
 
-    async def _pass(self, pool: asyncpg.Pool, freed: dict[int, int] | None) -> service_layer.MatchResult:
+    async def _pass(self, pool: asyncpg.Pool) -> service_layer.MatchResult:
         async with pool.acquire() as conn, conn.transaction():
-            return await service_layer.match_waiting(conn, self.settings, freed)
+            return await service_layer.match_waiting(conn, self.settings)
 
     async def run_expiry(self, pool: asyncpg.Pool) -> None:
         limit = 500
@@ -100,55 +81,18 @@ class Matcher:
             self.offers_expired += result.offers_expired
             self.orders_expired += result.orders_expired
             if result.offers_expired or result.orders_expired:
-                self.capacity_freed(result.freed_cells)  # and the reopened jobs are due now
+                self.poke()  # capacity came back and the reopened jobs are due now
             if max(result.offers_expired, result.orders_expired) >= limit:
                 continue
             await asyncio.sleep(_seconds_until(await store.next_deadline(pool), self.settings.poll_s))
 
 
-class DatabaseWake:
-    """WorkHints for a process that runs no matcher: capacity freed here makes the waiting jobs
-    near it due in the database, first in the matcher's queue (jobs a decline or an expiry
-    reopened are due already).
-
-    What frees up within FLUSH_S goes out in one statement, as the matcher's own pass takes it
-    all at once: one per delivery was the biggest statement in PostgreSQL under a backlog (each
-    looks through the waiting jobs of the area). Fire and forget: should it fail, the jobs' own
-    backoff still has them tried again."""
-
-    FLUSH_S = 0.02
-
-    def __init__(self, settings: DispatchSettings, pool: Callable[[], asyncpg.Pool]) -> None:
-        self.settings = settings
-        self._pool = pool
-        self._freed: Counter[int] = Counter()
-        self._flushing: asyncio.Task | None = None
-        self.woken = 0
+class NoMatcherHere:
+    """WorkHints of a process without a matcher: there is nobody here to poke. What its
+    couriers change is in the database, where a background process's matcher finds it."""
 
     def poke(self) -> None:
         pass
-
-    def capacity_freed(self, cells: Iterable[int | None]) -> None:
-        self._freed.update(cell for cell in cells if cell is not None)
-        if self._freed and self._flushing is None:
-            self._flushing = asyncio.create_task(self._flush())
-
-    def new_work(self, work: service_layer.NewWork) -> None:
-        self.capacity_freed(work.freed_cells)
-
-    async def _flush(self) -> None:
-        try:
-            await asyncio.sleep(self.FLUSH_S)
-            freed, self._freed = dict(self._freed), Counter()
-            self.woken += await service_layer.wake_waiting_near(self._pool(), self.settings, freed)
-        except asyncio.CancelledError:  # shutting down
-            self._flushing = None
-            raise
-        except Exception as exc:  # noqa: BLE001 - a hint; the backoff covers for it
-            log.warning("waking waiting jobs near freed capacity: %r", exc)
-        self._flushing = None
-        if self._freed:  # freed while the statement ran
-            self._flushing = asyncio.create_task(self._flush())
 
 
 def _seconds_until(when: datetime | None, at_most: float) -> float:

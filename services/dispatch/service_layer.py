@@ -40,18 +40,6 @@ class NotAllowedNow(Exception):
     """The job's status (or the offer's) does not allow this now: 409."""
 
 
-@dataclass(frozen=True)
-class NewWork:
-    """What may let the matcher offer more: new waiting jobs, and capacity that came free
-    (the coarse cell of each unit; None for a courier without a position)."""
-
-    jobs: bool = False
-    freed_cells: tuple[int | None, ...] = ()
-
-    def __bool__(self) -> bool:
-        return self.jobs or bool(self.freed_cells)
-
-
 def now_utc() -> datetime:
     return datetime.now(timezone.utc)
 
@@ -168,11 +156,11 @@ async def accept_offer(conn: asyncpg.Connection, settings: DispatchSettings, cou
 
 
 async def decline_offer(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID,
-                        order_id: UUID) -> NewWork:
+                        order_id: UUID) -> None:
     """Also allowed for an offer just past its time that the expirer has not closed yet."""
     if not await store.decline_offer(conn, order_id, courier_id):
         raise await _why_not_offer(conn, order_id, courier_id)
-    return NewWork(jobs=True, freed_cells=tuple(await store.release_couriers(conn, [courier_id])))
+    await store.release_couriers(conn, [courier_id])
 
 
 async def _lock_own_job(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID) -> asyncpg.Record:
@@ -215,7 +203,6 @@ async def pick_up(conn: asyncpg.Connection, settings: DispatchSettings, courier_
 class DeliveryOutcome:
     check: domain.DeliveryCheck
     job: asyncpg.Record | None  # the delivered job, when the check passed
-    freed_cell: int | None = None  # where the courier's capacity came free
 
 
 async def deliver(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID, order_id: UUID,
@@ -235,7 +222,7 @@ async def deliver(conn: asyncpg.Connection, settings: DispatchSettings, courier_
                 settings, DeliveryDelivered, order_id,
                 DeliveryDeliveredData(order_id=order_id, cod_collected_vnd=cod_collected_vnd)))
         if delivered is not None:
-            return DeliveryOutcome(check, delivered, delivered["freed_cell"])
+            return DeliveryOutcome(check, delivered)
     async with conn.transaction():
         return await _deliver_locked(conn, settings, courier_id, order_id, delivery_code=delivery_code,
                                      cod_collected_vnd=cod_collected_vnd)
@@ -261,10 +248,10 @@ async def _deliver_locked(conn: asyncpg.Connection, settings: DispatchSettings, 
     if check.verdict is not domain.CodeVerdict.OK:
         return DeliveryOutcome(check, None)
     job = await store.update_job(conn, order_id, status=status, cod_collected_vnd=cod_collected_vnd)
-    [freed] = await store.release_couriers(conn, [courier_id])
+    await store.release_couriers(conn, [courier_id])
     await _emit(conn, settings, DeliveryDelivered, order_id,
                 DeliveryDeliveredData(order_id=order_id, cod_collected_vnd=cod_collected_vnd))
-    return DeliveryOutcome(check, job, freed)
+    return DeliveryOutcome(check, job)
 
 
 async def fail_delivery(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID,
@@ -287,10 +274,10 @@ def _step(order_id: UUID) -> Model:
 
 
 async def apply_order_events(conn: asyncpg.Connection, settings: DispatchSettings, consumer: str,
-                             batch: list[tuple[str, Envelope]]) -> NewWork:
+                             batch: list[tuple[str, Envelope]]) -> bool:
     """Apply a batch of giao.orders.v1 events in the caller's one transaction: new jobs from
-    order.placed, and the cancel saga's answer to order.cancel_requested. Returns the new
-    work for the matcher (new jobs, freed capacity)."""
+    order.placed, and the cancel saga's answer to order.cancel_requested. Returns whether
+    there is new work for the matcher (new jobs, or capacity that came free)."""
     placed: list[OrderPlaced] = []
     cancels: list[OrderCancelRequested] = []
     # The inbox judges the whole batch in a few statements (not three per event).
@@ -304,8 +291,8 @@ async def apply_order_events(conn: asyncpg.Connection, settings: DispatchSetting
             cancels.append(event)
     if placed:
         await store.insert_jobs(conn, [_job_row(settings, e) for e in placed])
-    freed = await _answer_cancels(conn, settings, cancels) if cancels else []
-    return NewWork(jobs=bool(placed), freed_cells=tuple(freed))
+    freed = await _answer_cancels(conn, settings, cancels) if cancels else False
+    return bool(placed) or freed
 
 
 def _job_row(settings: DispatchSettings, event: OrderPlaced) -> tuple[Any, ...]:
@@ -319,7 +306,8 @@ def _job_row(settings: DispatchSettings, event: OrderPlaced) -> tuple[Any, ...]:
 
 
 async def _answer_cancels(conn: asyncpg.Connection, settings: DispatchSettings,
-                          cancels: list[OrderCancelRequested]) -> list[int | None]:
+                          cancels: list[OrderCancelRequested]) -> bool:
+    """Answer each cancel request; returns whether a courier's capacity came free."""
     jobs = await store.lock_jobs(conn, sorted({e.data.order_id for e in cancels}))
     status = {oid: j["status"] for oid, j in jobs.items()}
     to_cancel: dict[UUID, str | None] = {}
@@ -343,9 +331,9 @@ async def _answer_cancels(conn: asyncpg.Connection, settings: DispatchSettings,
             status[oid] = domain.CANCELLED
         answers.append((CancelConfirmed, oid, _step(oid)))
     await store.end_jobs(conn, list(to_cancel), status=domain.CANCELLED, reasons=list(to_cancel.values()))
-    freed = await store.release_couriers(conn, freed_couriers)
+    await store.release_couriers(conn, freed_couriers)
     await _emit_many(conn, settings, answers)
-    return freed
+    return bool(freed_couriers)
 
 
 # --- the matcher ----------------------------------------------------------------------------------
@@ -358,44 +346,44 @@ class MatchResult:
     claimed: int
 
 
-# Capacity that came free in a coarse cell makes the waiting jobs within this many coarse
-# rings of it worth another look at once (about 4 km at res 7), whatever their backoff says.
-FREED_AREA_RINGS = 2
+# Capacity in a coarse cell can serve the waiting jobs within this many coarse rings of it
+# (about 4 km at res 7) at once, whatever their backoff says.
+CAPACITY_REACH_RINGS = 2
 
 
-def freed_area(freed: dict[int, int]) -> list[int]:
-    """The coarse cells whose waiting jobs capacity freed in `freed` ({coarse cell: units}) may serve."""
-    return sorted({c for cell in freed for c in cells.disk(cell, FREED_AREA_RINGS)})
+def capacity_news(available: list, rings: int = CAPACITY_REACH_RINGS) -> tuple[dict[int, datetime], int]:
+    """From available_capacity's rows: {coarse cell: when capacity last appeared within reach
+    of it} and the free units in all."""
+    since: dict[int, datetime] = {}
+    for row in available:
+        for cell in cells.disk(row["coarse_cell"], rings):
+            if cell not in since or since[cell] < row["since"]:
+                since[cell] = row["since"]
+    return since, sum(row["units"] for row in available)
 
 
-async def wake_waiting_near(conn: asyncpg.Connection | asyncpg.Pool, settings: DispatchSettings,
-                            freed: dict[int, int]) -> int:
-    """For a process without a matcher: as many waiting jobs near the freed capacity as units
-    freed become due now (match_waiting's `freed`, told through the database)."""
-    return await store.wake_waiting_in_area(conn, freed_area(freed), min(settings.match_batch, sum(freed.values())))
-
-
-async def match_waiting(conn: asyncpg.Connection, settings: DispatchSettings,
-                        freed: dict[int, int] | None = None) -> MatchResult:
+async def match_waiting(conn: asyncpg.Connection, settings: DispatchSettings) -> MatchResult:
     """Offer each due waiting job (up to a batch, claimed with SKIP LOCKED so two instances
     share the queue) to the best available courier; postpone those nobody can take.
 
-    `freed` ({coarse cell: units}) is where capacity came free since the last pass: as many
-    waiting jobs near there as units freed are tried too, oldest first, before their backoff
-    would have them tried again.
+    Jobs postponed earlier are tried again, before their backoff ends, when capacity appeared
+    near them since they were last tried (a unit given back, a courier online or arriving):
+    as many of them as there are free units, oldest first. Every job of the pass is served
+    oldest order first, so one that waited is not passed over by a newer one.
 
     The whole batch moves together, so a pass costs a handful of statements whatever its
     size: one candidate search per widening step for every job still looking, one
     reservation of all chosen couriers, one insert of the offers and one of their events.
     """
     jobs = list(await store.claim_due_waiting(conn, settings.match_batch))
-    if freed:
-        jobs += await store.claim_waiting_in_area(conn, freed_area(freed),
-                                                  min(settings.match_batch, sum(freed.values())))
+    available = await store.available_capacity(conn)
     offers: list[_Offer] = []
-    # Nobody available anywhere (one probe of the partial index): no search would find anyone.
-    if jobs and await store.anyone_available(conn):
-        offers = await _offer_all(conn, settings, jobs, await _search(conn, settings, jobs))
+    if available:  # else nobody is available anywhere: no search would find anyone
+        since, units = capacity_news(available)
+        jobs += await store.claim_waiting_near_capacity(conn, since, min(settings.match_batch, units))
+        jobs.sort(key=lambda job: job["placed_at"])
+        if jobs:
+            offers = await _offer_all(conn, settings, jobs, await _search(conn, settings, jobs))
     offered = {o.order_id for o in offers}
     postponed = [(job["order_id"], domain.match_retry_delay(
         job["match_attempts"], settings.match_retry_base_s, settings.match_retry_max_s))
@@ -537,7 +525,6 @@ async def _offer_all(conn: asyncpg.Connection, settings: DispatchSettings, jobs:
 class ExpiryResult:
     orders_expired: int
     offers_expired: int
-    freed_cells: tuple[int | None, ...] = ()
 
 
 async def expire_due(conn: asyncpg.Connection, settings: DispatchSettings, limit: int = 500) -> ExpiryResult:
@@ -550,7 +537,7 @@ async def expire_due(conn: asyncpg.Connection, settings: DispatchSettings, limit
     stale = await store.claim_expired_offers(conn, limit)
     stale_ids = [r["order_id"] for r in stale]
     await store.reopen_jobs(conn, stale_ids, offer_state="expired")
-    freed = await store.release_couriers(conn, [r["courier_id"] for r in late if r["status"] == domain.OFFERED]
-                                         + [r["courier_id"] for r in stale])
+    await store.release_couriers(conn, [r["courier_id"] for r in late if r["status"] == domain.OFFERED]
+                                 + [r["courier_id"] for r in stale])
     await _emit_many(conn, settings, [(DeliveryExpired, oid, _step(oid)) for oid in late_ids])
-    return ExpiryResult(len(late_ids), len(stale_ids), tuple(freed))
+    return ExpiryResult(len(late_ids), len(stale_ids))

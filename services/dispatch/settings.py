@@ -18,16 +18,17 @@ Environment variables (besides the common GIAO_* ones of shared.settings):
   about eight statements whatever its size; the couriers it reserves stay locked until it commits)
 - GIAO_DISPATCH_MATCH_WORKERS (2): matching passes run at once while there is a backlog
 - GIAO_DISPATCH_MATCH_RETRY_BASE_S (0.5), GIAO_DISPATCH_MATCH_RETRY_MAX_S (5): backoff of an order
-  nobody could take yet (capacity coming free near it retries it at once)
-- GIAO_DISPATCH_POLL_S (0.5): the matcher's and expirer's safety poll (they are also woken
+  nobody could take yet (capacity appearing near it, in any process, retries it at once)
+- GIAO_DISPATCH_POLL_S (0.5): the matcher's and expirer's safety poll (they are also poked
   in-process by the work itself, on whichever instance it appears)
 - GIAO_DISPATCH_BACKGROUND (true): run the orders consumer, the matcher and the expirer in this
-  process. With false the process serves HTTP only, and work it creates for the matcher (capacity
-  freed near waiting orders) is marked in the database, where the matcher of a background process
-  finds it at its next poll: a deployment can then keep the way from order to offer out of the
-  processes busy with couriers' requests (locally: `GIAO_DISPATCH_SPLIT=true make up`)
+  process. With false the process serves HTTP only; what its couriers change (capacity given
+  back, offers declined) is in the database, where the matcher of a background process finds it
+  at its next poll: a deployment can then keep the way from order to offer out of the processes
+  busy with couriers' requests (locally: `GIAO_DISPATCH_SPLIT=true make up`)
 - GIAO_DISPATCH_MATCH_POLL_S (0.5): the matcher's own safety poll when shorter than POLL_S (set it
-  low, e.g. 0.05, in a background process beside HTTP-only ones: one indexed query per poll)
+  low, e.g. 0.05, in a background process beside HTTP-only ones: a pass of a few indexed
+  queries per poll)
 - GIAO_DISPATCH_LOCATION_CLOCK_SKEW_S (30): how far in the future a location's `at` may be
 - GIAO_DISPATCH_CODE_MAX_FAILURES (5): wrong delivery codes in a row before a job locks
 - GIAO_DISPATCH_CODE_LOCKOUT_S (900): how long it stays locked (429 with Retry-After)

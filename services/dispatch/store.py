@@ -20,9 +20,9 @@ from shared.outbox import EVENT_IF_CHANGED
 ACTIVE = ("offered", "assigned", "picked_up", "delivery_failed")
 
 # Nothing here NOTIFYs: PostgreSQL serializes the commits of notifying transactions on one
-# cluster-wide lock. Statements that free capacity return the courier's coarse cell, and the
-# caller tells its own instance's matcher (waiting jobs are shared by all instances, so the
-# instance where capacity came free can serve them).
+# cluster-wide lock. Statements that give capacity back stamp the courier's capacity_at, where
+# the matcher of any process finds it (available_capacity); the caller pokes its own process's
+# matcher, if it has one, to look now.
 
 
 # --- couriers ----------------------------------------------------------------------------
@@ -56,8 +56,9 @@ async def set_courier_status(conn: asyncpg.Connection, courier_id: UUID, *, onli
                 lat = COALESCE($3, lat), lng = COALESCE($4, lng), cell = COALESCE($5, cell),
                 coarse_cell = COALESCE($6, coarse_cell),
                 position_at = CASE WHEN $3::float8 IS NULL THEN position_at ELSE now() END,
+                capacity_at = CASE WHEN $2 THEN clock_timestamp() ELSE capacity_at END,
                 updated_at = now()
-            WHERE id = $1 RETURNING {COURIER_COLUMNS}, coarse_cell""",
+            WHERE id = $1 RETURNING {COURIER_COLUMNS}""",
         courier_id, online, lat, lng, cell, coarse_cell)
     return row
 
@@ -70,6 +71,7 @@ async def move_courier(conn: asyncpg.Connection, courier_id: UUID, *, lat: float
     once cannot both win it)."""
     published = await conn.fetchval(
         """UPDATE couriers SET lat = $2, lng = $3, cell = $4, coarse_cell = $7, position_at = $5,
+                capacity_at = CASE WHEN coarse_cell IS DISTINCT FROM $7 THEN clock_timestamp() ELSE capacity_at END,
                 updated_at = now(),
                 location_published_at = CASE
                     WHEN $6 AND (location_published_at IS NULL
@@ -100,12 +102,15 @@ async def reserve_couriers(conn: asyncpg.Connection, units: dict[UUID, int]) -> 
     return {r["id"]: r for r in rows}
 
 
-async def release_couriers(conn: asyncpg.Connection, courier_ids: Iterable[UUID]) -> list[int | None]:
-    """Give back one unit of capacity per id (an id may repeat), in id order (lock order);
-    returns the coarse cell of each unit freed (for the matcher)."""
-    return [await conn.fetchval(
-        "UPDATE couriers SET load = load - 1, updated_at = now() WHERE id = $1 RETURNING coarse_cell", courier_id)
-        for courier_id in sorted(courier_ids, key=str)]
+# Capacity given back is stamped with the clock at the update, not the transaction's start: a
+# matcher pass that began meanwhile and found the courier busy must still see it as news.
+CAPACITY_APPEARS = "capacity_at = clock_timestamp(), updated_at = now()"
+
+
+async def release_couriers(conn: asyncpg.Connection, courier_ids: Iterable[UUID]) -> None:
+    """Give back one unit of capacity per id (an id may repeat), in id order (lock order)."""
+    for courier_id in sorted(courier_ids, key=str):
+        await conn.execute(f"UPDATE couriers SET load = load - 1, {CAPACITY_APPEARS} WHERE id = $1", courier_id)
 
 
 # Available couriers near many pickups at once: one row per job (its pickup and its cells, padded
@@ -152,9 +157,14 @@ async def find_candidates(conn: asyncpg.Connection, *, coarse: bool, searches: S
     return found
 
 
-async def anyone_available(conn: asyncpg.Connection) -> bool:
-    return await conn.fetchval(
-        "SELECT EXISTS (SELECT 1 FROM couriers WHERE online AND load < capacity AND cell IS NOT NULL)")
+async def available_capacity(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    """(coarse_cell, units, since) per coarse cell with couriers who can take an offer: free
+    units there and when capacity last appeared there. Reads the partial index of available
+    couriers only."""
+    return await conn.fetch(
+        """SELECT coarse_cell, sum(capacity - load)::int AS units, max(capacity_at) AS since
+           FROM couriers WHERE online AND load < capacity AND coarse_cell IS NOT NULL
+           GROUP BY coarse_cell""")
 
 
 # --- jobs ----------------------------------------------------------------------------------
@@ -247,16 +257,14 @@ async def record_code_check(conn: asyncpg.Connection, order_id: UUID, *, failure
 
 # A courier's accept and steps are single statements: the change, the capacity it frees and
 # its event (shared.outbox.EVENT_IF_CHANGED: parameters $1..$6 are the event's) commit
-# together with no BEGIN/COMMIT round trips. Each returns the changed job (with `freed_cell`,
-# the courier's coarse cell when the step gave capacity back), or nothing when the guard in
-# its WHERE did not hold (then nothing at all was written).
+# together with no BEGIN/COMMIT round trips. Each returns the changed job, or nothing when the
+# guard in its WHERE did not hold (then nothing at all was written).
 _STEP_END = """,
     released AS (
-        UPDATE couriers SET load = load - 1, updated_at = now()
-        WHERE id = $8 AND $9::bool AND EXISTS (SELECT FROM changed)
-        RETURNING coarse_cell),
+        UPDATE couriers SET load = load - 1, """ + CAPACITY_APPEARS + """
+        WHERE id = $8 AND $9::bool AND EXISTS (SELECT FROM changed)),
 """ + EVENT_IF_CHANGED + """
-    SELECT changed.*, (SELECT coarse_cell FROM released) AS freed_cell FROM changed"""
+    SELECT changed.* FROM changed"""
 
 _ACCEPT = f"""WITH changed AS (
         UPDATE jobs SET status = 'assigned', offer_expires_at = NULL, updated_at = now()
@@ -350,36 +358,28 @@ async def end_jobs(conn: asyncpg.Connection, order_ids: Sequence[UUID], *, statu
 # --- the matcher and the expirer --------------------------------------------------------------
 
 
+CLAIMED_JOB_COLUMNS = "order_id, pickup_lat, pickup_lng, pickup_cell, match_attempts, placed_at"
+
+
 async def claim_due_waiting(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
     """Waiting jobs that are due, oldest due first, locked; those another instance holds are skipped."""
     return await conn.fetch(
-        """SELECT order_id, pickup_lat, pickup_lng, pickup_cell, match_attempts FROM jobs
+        f"""SELECT {CLAIMED_JOB_COLUMNS} FROM jobs
            WHERE status = 'waiting' AND next_match_at <= now()
            ORDER BY next_match_at LIMIT $1 FOR UPDATE SKIP LOCKED""", limit)
 
 
-async def claim_waiting_in_area(conn: asyncpg.Connection, coarse_cells: Sequence[int],
-                                limit: int) -> list[asyncpg.Record]:
-    """Waiting jobs (not yet due) with a pickup in these coarse cells, oldest order first, locked."""
+async def claim_waiting_near_capacity(conn: asyncpg.Connection, since: dict[int, datetime],
+                                      limit: int) -> list[asyncpg.Record]:
+    """Waiting jobs not yet due, in coarse cells where capacity appeared ({cell: when}) after
+    they were last tried, oldest order first, locked; those another instance holds are skipped."""
     return await conn.fetch(
-        """SELECT order_id, pickup_lat, pickup_lng, pickup_cell, match_attempts FROM jobs
-           WHERE status = 'waiting' AND pickup_coarse_cell = ANY($1::bigint[]) AND next_match_at > now()
-           ORDER BY placed_at LIMIT $2 FOR UPDATE SKIP LOCKED""", list(coarse_cells), limit)
-
-
-async def wake_waiting_in_area(conn: asyncpg.Connection | asyncpg.Pool, coarse_cells: Sequence[int],
-                               limit: int) -> int:
-    """Make up to `limit` waiting jobs in these coarse cells (oldest order first) due, for the
-    matcher of whichever process polls first; returns how many. Due since they were placed,
-    so that they come first in the matcher's queue (by next_match_at), as the in-process
-    wake-up serves them first in its pass; due "now" put them behind a backlog's every due
-    job. Jobs a matcher holds right now are skipped: they are being matched already."""
-    return len(await conn.fetch(
-        """UPDATE jobs j SET next_match_at = j.placed_at
-           FROM (SELECT order_id FROM jobs
-                 WHERE status = 'waiting' AND pickup_coarse_cell = ANY($1::bigint[]) AND next_match_at > now()
-                 ORDER BY placed_at LIMIT $2 FOR UPDATE SKIP LOCKED) due
-           WHERE j.order_id = due.order_id RETURNING j.order_id""", list(coarse_cells), limit))
+        f"""SELECT {", ".join("j." + c for c in CLAIMED_JOB_COLUMNS.split(", "))}
+            FROM jobs j JOIN unnest($1::bigint[], $2::timestamptz[]) AS a(cell, since)
+                 ON j.pickup_coarse_cell = a.cell
+            WHERE j.status = 'waiting' AND j.next_match_at > now() AND j.tried_at < a.since
+            ORDER BY j.placed_at LIMIT $3 FOR UPDATE OF j SKIP LOCKED""",
+        list(since), list(since.values()), limit)
 
 
 async def insert_offers(conn: asyncpg.Connection, offers: Sequence[tuple]) -> None:
@@ -407,7 +407,7 @@ async def postpone_jobs(conn: asyncpg.Connection, rows: list[tuple[UUID, float]]
     if rows:
         await conn.execute(
             """UPDATE jobs j SET next_match_at = now() + make_interval(secs => k.seconds),
-                    match_attempts = j.match_attempts + 1
+                    match_attempts = j.match_attempts + 1, tried_at = now()
                FROM unnest($1::uuid[], $2::float8[]) AS k(order_id, seconds) WHERE j.order_id = k.order_id""",
             [r[0] for r in rows], [r[1] for r in rows])
 

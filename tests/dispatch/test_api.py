@@ -356,7 +356,7 @@ async def test_events_are_applied_once(dispatch):
 
 
 async def test_capacity_coming_free_nearby_is_offered_at_once_whatever_the_backoff(start):
-    # A long backoff: without the "capacity came free here" wake-up these orders would wait 30 s.
+    # A long backoff: unless capacity appearing nearby brings them back, these orders wait 30 s.
     dispatch = await start(match_retry_base_s=30, match_retry_max_s=30)
     bicycle = await dispatch.new_courier(name="Mai Văn Đạp", vehicle="bicycle")
     first, second = await dispatch.place(Order(cod_amount_vnd=0)), await dispatch.place(Order(cod_amount_vnd=0))
@@ -381,7 +381,7 @@ async def test_capacity_coming_free_nearby_is_offered_at_once_whatever_the_backo
     await dispatch.offer_for(newcomer, lonely)
 
 
-async def test_an_http_only_process_wakes_the_matcher_of_another_through_the_database(start):
+async def test_the_matcher_of_another_process_finds_capacity_an_http_only_process_gave_back(start):
     # The same as above with dispatch split in two: couriers talk to an HTTP-only process (no
     # matcher there), orders reach a background one that consumes and matches.
     worker = await start(match_retry_base_s=30, match_retry_max_s=30, match_poll_s=0.05)
@@ -402,7 +402,24 @@ async def test_an_http_only_process_wakes_the_matcher_of_another_through_the_dat
     await eventually(lambda: _backed_off(api, lonely.id), what="the lonely order backed off")
     newcomer = await api.new_courier(name="Mai Thị Mới", at=_east(30_200))
     await api.offer_for(newcomer, lonely)
-    assert api.app.state.hints.woken >= 2
+
+
+async def test_an_order_that_waited_gets_capacity_before_a_newer_one(start):
+    # The worker matches only when poked (by new orders) here, so one pass sees both the
+    # capacity the HTTP-only process gave back and the newer order.
+    worker = await start(match_retry_base_s=30, match_retry_max_s=30, poll_s=30, match_poll_s=30)
+    api = await start(background=False)
+    bicycle = await api.new_courier(name="Mai Văn Đạp", vehicle="bicycle")
+    held = await worker.place(Order(cod_amount_vnd=0))
+    await api.offer_for(bicycle, held)
+    waited = await worker.place(Order(cod_amount_vnd=0))
+    await eventually(lambda: _backed_off(api, waited.id), what="the second order backed off")
+    for action, body in (("accept", None), ("pickup", None),
+                         ("deliver", {"delivery_code": "482913", "cod_collected_vnd": 0})):
+        assert (await api.act(bicycle, held.id, action, body)).status_code == 200
+    newer = await worker.place(Order(cod_amount_vnd=0))
+    await api.offer_for(bicycle, waited)
+    assert await api.job_status(newer.id) == "waiting"
 
 
 async def _backed_off(dispatch, order_id: str) -> bool:
