@@ -95,22 +95,47 @@ def event_args(event_cls: type[Envelope], *, subject: str, data: Model | dict, s
     return [topic or event_cls.topic, subject, lane_of(subject), event.type, head, tail]
 
 
-# The same for many events of distinct subjects in one statement (ON CONFLICT may touch a
-# sequence row only once per statement). Rows enter the outbox in the order given.
-_ADD_EVENTS = """
-    WITH seq AS (
+def events_from(rows: str) -> str:
+    """CTEs that write many events of distinct subjects within a statement of the caller's (ON
+    CONFLICT may touch a sequence row only once per statement): `rows` names a CTE with the
+    columns of event_columns (t, s, lane, type, head, tail) and n, the order the rows enter
+    the outbox in. Begins with a comma-free CTE; put it after the caller's own CTEs."""
+    return f"""
+    event_seq AS (
         INSERT INTO event_sequences (topic, subject, last)
-        SELECT t, s, 1 FROM unnest($1::text[], $2::text[]) AS k(t, s)
+        SELECT t, s, 1 FROM {rows}
         ON CONFLICT (topic, subject) DO UPDATE SET last = event_sequences.last + 1
         RETURNING topic, subject, last),
-    ins AS (
+    event_rows AS (
         INSERT INTO outbox (topic, key, lane, event_type, payload)
-        SELECT k.t, k.s, k.lane, k.type, k.head || convert_to(seq.last::text, 'UTF8') || k.tail
-        FROM unnest($1::text[], $2::text[], $3::smallint[], $4::text[], $5::bytea[], $6::bytea[])
-             WITH ORDINALITY AS k(t, s, lane, type, head, tail, n)
-        JOIN seq ON seq.topic = k.t AND seq.subject = k.s
-        ORDER BY k.n)
-    SELECT count(*) FROM seq"""
+        SELECT e.t, e.s, e.lane, e.type, e.head || convert_to(q.last::text, 'UTF8') || e.tail
+        FROM {rows} e JOIN event_seq q ON q.topic = e.t AND q.subject = e.s
+        ORDER BY e.n)"""
+
+
+# Parameter types of event_columns' lists, in order.
+EVENT_COLUMN_TYPES = ("text[]", "text[]", "smallint[]", "text[]", "bytea[]", "bytea[]")
+
+_ADD_EVENTS = """
+    WITH k AS (
+        SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::text[], $5::bytea[], $6::bytea[])
+             WITH ORDINALITY AS k(t, s, lane, type, head, tail, n)),""" + events_from("k") + """
+    SELECT count(*) FROM event_seq"""
+
+
+def event_columns(events: list[tuple[type[Envelope], str, Model | dict]], *, source: str,
+                  topic: Callable[[type[Envelope]], str] | None = None) -> list[list]:
+    """Six lists (topic, subject, lane, type, head, tail) for events_from, each event
+    (class, subject, data); `topic` maps an event class to its (prefixed) topic name."""
+    columns: list[list] = [[], [], [], [], [], []]
+    for event_cls, subject, data in events:
+        event, head, tail = _draft(event_cls, subject, data, source, None)
+        for column, value in zip(columns, (topic(event_cls) if topic else event_cls.topic, subject,
+                                           lane_of(subject), event.type, head, tail)):
+            column.append(value)
+    if events:
+        _hint_relays()
+    return columns
 
 
 def _draft(event_cls: type[Envelope], subject: str, data: Model | dict, source: str,
@@ -131,21 +156,18 @@ async def add_events(conn: asyncpg.Connection, events: list[tuple[type[Envelope]
     """Write several events, each (class, subject, data), in the caller's transaction with one
     round trip. Subjects repeating within a topic go out in separate statements, in order.
     `topic` maps an event class to its (prefixed) topic name; default: the class's own."""
+    first: list[tuple[type[Envelope], str, Model | dict]] = []
     rest: list[tuple[type[Envelope], str, Model | dict]] = []
     seen: set[tuple[str, str]] = set()
-    columns: list[list] = [[], [], [], [], [], []]
     for event_cls, subject, data in events:
         name = topic(event_cls) if topic else event_cls.topic
         if (name, subject) in seen or rest:
             rest.append((event_cls, subject, data))
             continue
         seen.add((name, subject))
-        event, head, tail = _draft(event_cls, subject, data, source, None)
-        for column, value in zip(columns, (name, subject, lane_of(subject), event.type, head, tail)):
-            column.append(value)
-    if columns[0]:
-        await conn.fetchval(_ADD_EVENTS, *columns)
-        _hint_relays()
+        first.append((event_cls, subject, data))
+    if first:
+        await conn.fetchval(_ADD_EVENTS, *event_columns(first, source=source, topic=topic))
     if rest:
         await add_events(conn, rest, source=source, topic=topic)
 

@@ -62,9 +62,9 @@ class Matcher:
             if failed:
                 raise failed[0]  # after every pass ended (the loop is restarted by the runtime)
             self.offered += sum(r.offered for r in results)
-            if any(r.claimed >= self.settings.match_batch for r in results):
+            if any(r.claimed >= self.settings.match_batch for r in results) and any(r.offered for r in results):
                 parallel = min(self.settings.match_workers, parallel * 2)
-                continue  # more may be due right now
+                continue  # more may be due right now (when nothing could be offered, wait for capacity)
             parallel = 1
             due = await store.next_match_due(pool)
             await _wait(self._wake, _seconds_until(due, min(self.settings.poll_s, self.settings.match_poll_s)))

@@ -23,7 +23,7 @@ from shared.events import (
     Envelope, Model, OrderCancelRequested, OrderPlaced,
 )
 from shared.inbox import Verdict, accept_many
-from shared.outbox import add_event, add_events, event_args
+from shared.outbox import add_event, add_events, event_args, event_columns
 
 from . import cells, domain, store
 from .cells import Grid, SearchStep
@@ -458,8 +458,6 @@ class _Offer:
     order_id: UUID
     choice: domain.RankedCandidate
     found: _Found
-    courier_load: int  # before this offer
-    capacity: int
 
 
 # A chosen courier may be taken by another transaction between the search and the
@@ -469,52 +467,47 @@ RESERVATION_ROUNDS = 3
 
 async def _offer_all(conn: asyncpg.Connection, settings: DispatchSettings, jobs: list[asyncpg.Record],
                      found: dict[UUID, _Found]) -> list[_Offer]:
-    """Give each job (oldest claimed first) its best candidate with capacity left in this pass,
-    reserve the chosen couriers together, and record the offers and their events."""
+    """Give each job (in the order given) its best candidate with capacity left in this pass;
+    each round reserves the chosen couriers and records the offers that got theirs, with
+    their events, in one statement (store.offer)."""
+    g = grid(settings)
+    expires_at = now_utc() + timedelta(seconds=settings.offer_timeout_s)
     pending = [job["order_id"] for job in jobs if job["order_id"] in found]
     unavailable: set[object] = set()
+    taken: dict[object, int] = {}  # units reserved per courier in earlier rounds
     offers: list[_Offer] = []
     for _ in range(RESERVATION_ROUNDS):
         units: dict = {}
-        chosen: dict[UUID, domain.RankedCandidate] = {}
+        chosen: list[_Offer] = []
         for oid in pending:
             for choice in found[oid].ranked:
                 c = choice.candidate
-                if c.courier_id not in unavailable and c.capacity - c.load - units.get(c.courier_id, 0) > 0:
+                if c.courier_id not in unavailable and c.courier_id not in taken \
+                        and c.capacity - c.load - units.get(c.courier_id, 0) > 0:
                     units[c.courier_id] = units.get(c.courier_id, 0) + 1
-                    chosen[oid] = choice
+                    chosen.append(_Offer(oid, choice, found[oid]))
                     break
-        if not units:
+        if not chosen:
             break
-        reserved = await store.reserve_couriers(conn, units)
-        unavailable |= set(units) - set(reserved)
-        taken: dict = {}
-        retry = []
-        for oid in pending:
-            choice = chosen.get(oid)
-            if choice is None:
-                continue
-            row = reserved.get(choice.candidate.courier_id)
-            if row is None:
-                retry.append(oid)
-                continue
-            before = taken.get(row["id"], 0)
-            taken[row["id"]] = before + 1
-            offers.append(_Offer(oid, choice, found[oid], row["load_before"] + before, row["capacity"]))
-        pending = retry
+        nth: dict = {}
+        rows = []
+        for o in chosen:
+            courier = o.choice.candidate.courier_id
+            rows.append((o.order_id, courier, expires_at, o.choice.distance_m, o.choice.travel_s,
+                         nth.setdefault(courier, 0), len(o.found.ranked), o.found.step.rings,
+                         g.resolution(o.found.step)))
+            nth[courier] += 1
+        events = event_columns(
+            [(DeliveryOffered, str(o.order_id), DeliveryOfferedData(
+                order_id=o.order_id, courier_id=o.choice.candidate.courier_id, expires_at=expires_at))
+             for o in chosen], source=SOURCE, topic=lambda cls: settings.topic(cls.topic))
+        reserved = await store.offer(conn, rows, events)
+        unavailable |= set(units) - reserved
+        taken.update((c, units[c]) for c in reserved)
+        offers += [o for o in chosen if o.choice.candidate.courier_id in reserved]
+        pending = [o.order_id for o in chosen if o.choice.candidate.courier_id not in reserved]
         if not pending:
             break
-    if not offers:
-        return offers
-    g = grid(settings)
-    expires_at = now_utc() + timedelta(seconds=settings.offer_timeout_s)
-    await store.insert_offers(conn, [
-        (o.order_id, o.choice.candidate.courier_id, expires_at, o.choice.distance_m, o.choice.travel_s,
-         o.courier_load, o.capacity, len(o.found.ranked), o.found.step.rings, g.resolution(o.found.step))
-        for o in offers])
-    await _emit_many(conn, settings, [
-        (DeliveryOffered, o.order_id, DeliveryOfferedData(order_id=o.order_id, courier_id=o.choice.candidate.courier_id,
-                                                          expires_at=expires_at)) for o in offers])
     return offers
 
 

@@ -15,7 +15,7 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-from shared.outbox import EVENT_IF_CHANGED
+from shared.outbox import EVENT_COLUMN_TYPES, EVENT_IF_CHANGED, events_from
 
 ACTIVE = ("offered", "assigned", "picked_up", "delivery_failed")
 
@@ -81,25 +81,6 @@ async def move_courier(conn: asyncpg.Connection, courier_id: UUID, *, lat: float
             RETURNING location_published_at = now()""",
         courier_id, lat, lng, cell, at, publish_if_carrying, coarse_cell)
     return bool(published)
-
-
-async def reserve_couriers(conn: asyncpg.Connection, units: dict[UUID, int]) -> dict[UUID, asyncpg.Record]:
-    """Take `units` of capacity from each courier at once, for a matcher pass's offers:
-    all of a courier's units or none. Rows are locked in id order with SKIP LOCKED (a courier
-    another transaction is changing is left out, not waited for), and the free capacity is
-    re-checked on the locked row. Returns {courier id: (load_before, capacity)} for those
-    reserved."""
-    ids = sorted(units, key=str)
-    rows = await conn.fetch(
-        """UPDATE couriers c SET load = c.load + before.units, updated_at = now()
-           FROM (SELECT c.id, c.load, k.units FROM couriers c
-                 JOIN unnest($1::uuid[], $2::int[]) AS k(id, units) ON k.id = c.id
-                 WHERE c.online AND c.load + k.units <= c.capacity
-                 ORDER BY c.id FOR NO KEY UPDATE OF c SKIP LOCKED) before
-           WHERE c.id = before.id
-           RETURNING c.id, before.load AS load_before, c.capacity""",
-        ids, [units[i] for i in ids])
-    return {r["id"]: r for r in rows}
 
 
 # Capacity given back is stamped with the clock at the update, not the transaction's start: a
@@ -382,24 +363,50 @@ async def claim_waiting_near_capacity(conn: asyncpg.Connection, since: dict[int,
         list(since), list(since.values()), limit)
 
 
-async def insert_offers(conn: asyncpg.Connection, offers: Sequence[tuple]) -> None:
-    """Record offers (with their reasons) and hand each job to its courier, in one statement:
-    rows of (order_id, courier_id, expires_at, distance_m, travel_s,
-    courier_load, capacity, candidates, search_rings, search_resolution)."""
+# The offers of a matcher pass in one statement: each courier's units are reserved (all of a
+# courier's or none; rows locked in id order with SKIP LOCKED, so a courier another
+# transaction is changing is left out, not waited for, and the free capacity is re-checked
+# on the locked row), and only the offers whose courier was reserved are written, with their
+# jobs handed over and their delivery.offered events. The couriers stay locked only from
+# this statement to the pass's COMMIT.
+_EVENT_PARAMS = ", ".join(f"${10 + i}::{t}" for i, t in enumerate(EVENT_COLUMN_TYPES))
+_OFFER = f"""WITH planned AS (
+        SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::int[], $6::int[],
+                             $7::int[], $8::int[], $9::int[], {_EVENT_PARAMS})
+             WITH ORDINALITY AS k(order_id, courier_id, expires_at, distance_m, travel_s, nth, candidates,
+                                  search_rings, search_resolution, t, s, lane, type, head, tail, n)),
+    units AS (SELECT courier_id, count(*)::int AS units FROM planned GROUP BY courier_id),
+    reserved AS (
+        UPDATE couriers c SET load = c.load + before.units, updated_at = now()
+        FROM (SELECT c.id, c.load, u.units FROM couriers c JOIN units u ON u.courier_id = c.id
+              WHERE c.online AND c.load + u.units <= c.capacity
+              ORDER BY c.id FOR NO KEY UPDATE OF c SKIP LOCKED) before
+        WHERE c.id = before.id
+        RETURNING c.id, before.load AS load_before, c.capacity),
+    made AS (SELECT p.*, r.load_before + p.nth AS courier_load, r.capacity
+             FROM planned p JOIN reserved r ON r.id = p.courier_id),
+    offer AS (
+        INSERT INTO offers (order_id, courier_id, expires_at, distance_m, travel_s, courier_load, capacity,
+                            candidates, search_rings, search_resolution)
+        SELECT order_id, courier_id, expires_at, distance_m, travel_s, courier_load, capacity, candidates,
+               search_rings, search_resolution FROM made ORDER BY n),
+    job AS (
+        UPDATE jobs j SET status = 'offered', courier_id = m.courier_id, offer_expires_at = m.expires_at,
+               updated_at = now()
+        FROM made m WHERE j.order_id = m.order_id),{events_from("made")}
+    SELECT id FROM reserved"""
+
+
+async def offer(conn: asyncpg.Connection, offers: Sequence[tuple], events: list[list]) -> set[UUID]:
+    """Reserve the couriers of these offers and write the offers that got theirs (see _OFFER):
+    rows of (order_id, courier_id, expires_at, distance_m, travel_s, nth (the unit's index
+    among its courier's units here), candidates, search_rings, search_resolution), and the
+    columns of their events (shared.outbox.event_columns), in the same order. Returns the
+    couriers reserved."""
     if not offers:
-        return
-    columns = list(zip(*offers))
-    await conn.execute(
-        """WITH offer AS (
-               INSERT INTO offers (order_id, courier_id, expires_at, distance_m, travel_s, courier_load,
-                                   capacity, candidates, search_rings, search_resolution)
-               SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::int[],
-                                    $6::int[], $7::int[], $8::int[], $9::int[], $10::int[]))
-           UPDATE jobs j SET status = 'offered', courier_id = k.courier_id, offer_expires_at = k.expires_at,
-                  updated_at = now()
-           FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[]) AS k(order_id, courier_id, expires_at)
-           WHERE j.order_id = k.order_id""",
-        *[list(c) for c in columns])
+        return set()
+    columns = [list(c) for c in zip(*offers)]
+    return {r["id"] for r in await conn.fetch(_OFFER, *columns, *events)}
 
 
 async def postpone_jobs(conn: asyncpg.Connection, rows: list[tuple[UUID, float]]) -> None:
