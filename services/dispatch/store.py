@@ -358,7 +358,8 @@ async def claim_waiting_near_capacity(conn: asyncpg.Connection, since: dict[int,
         f"""SELECT {", ".join("j." + c for c in CLAIMED_JOB_COLUMNS.split(", "))}
             FROM jobs j JOIN unnest($1::bigint[], $2::timestamptz[]) AS a(cell, since)
                  ON j.pickup_coarse_cell = a.cell
-            WHERE j.status = 'waiting' AND j.next_match_at > now() AND j.tried_at < a.since
+            WHERE j.status = 'waiting' AND j.tried_at IS NOT NULL AND j.tried_at < a.since
+              AND j.next_match_at > now()
             ORDER BY j.placed_at LIMIT $3 FOR UPDATE OF j SKIP LOCKED""",
         list(since), list(since.values()), limit)
 

@@ -8,3 +8,10 @@
 -- has capacity_at > tried_at.
 ALTER TABLE couriers ADD COLUMN capacity_at timestamptz NOT NULL DEFAULT now();
 ALTER TABLE jobs ADD COLUMN tried_at timestamptz;
+
+-- The matcher's look for postponed jobs near new capacity reads only jobs that were tried
+-- (new ones have no tried_at, and come through jobs_waiting_due). It replaces the index by
+-- area over every waiting job, which each pass under a backlog would have read in full.
+CREATE INDEX jobs_postponed_by_area ON jobs (pickup_coarse_cell, tried_at)
+    WHERE status = 'waiting' AND tried_at IS NOT NULL;
+DROP INDEX jobs_waiting_by_area;
