@@ -379,9 +379,10 @@ async def match_waiting(conn: asyncpg.Connection, settings: DispatchSettings) ->
     available = await store.available_capacity(conn)
     offers: list[_Offer] = []
     if available:  # else nobody is available anywhere: no search would find anyone
-        since, units = capacity_news(available)
-        jobs += await store.claim_waiting_near_capacity(conn, since, min(settings.match_batch, units))
-        jobs.sort(key=lambda job: job["placed_at"])
+        if available[0]["postponed"]:
+            since, units = capacity_news(available)
+            jobs += await store.claim_waiting_near_capacity(conn, since, min(settings.match_batch, units))
+            jobs.sort(key=lambda job: job["placed_at"])
         if jobs:
             offers = await _offer_all(conn, settings, jobs, await _search(conn, settings, jobs))
     offered = {o.order_id for o in offers}

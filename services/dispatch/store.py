@@ -139,11 +139,13 @@ async def find_candidates(conn: asyncpg.Connection, *, coarse: bool, searches: S
 
 
 async def available_capacity(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    """(coarse_cell, units, since) per coarse cell with couriers who can take an offer: free
-    units there and when capacity last appeared there. Reads the partial index of available
-    couriers only."""
+    """(coarse_cell, units, since, postponed) per coarse cell with couriers who can take an
+    offer: free units there, when capacity last appeared there, and (the same in every row)
+    whether any waiting job was postponed at all, which spares the look for them when none
+    was. Reads the partial indexes of available couriers and postponed jobs only."""
     return await conn.fetch(
-        """SELECT coarse_cell, sum(capacity - load)::int AS units, max(capacity_at) AS since
+        """SELECT coarse_cell, sum(capacity - load)::int AS units, max(capacity_at) AS since,
+                  EXISTS (SELECT FROM jobs WHERE status = 'waiting' AND tried_at IS NOT NULL) AS postponed
            FROM couriers WHERE online AND load < capacity AND coarse_cell IS NOT NULL
            GROUP BY coarse_cell""")
 
