@@ -357,7 +357,7 @@ async def claim_waiting_near_capacity(conn: asyncpg.Connection, since: dict[int,
     """Waiting jobs not yet due, in coarse cells where capacity appeared ({cell: when}) after
     they were last tried, oldest order first, locked; those another instance holds are skipped."""
     return await conn.fetch(
-        f"""SELECT {", ".join("j." + c for c in CLAIMED_JOB_COLUMNS.split(", "))}
+        f"""SELECT {CLAIMED_JOB_COLUMNS}  -- (no column of jobs is called cell or since)
             FROM jobs j JOIN unnest($1::bigint[], $2::timestamptz[]) AS a(cell, since)
                  ON j.pickup_coarse_cell = a.cell
             WHERE j.status = 'waiting' AND j.tried_at IS NOT NULL AND j.tried_at < a.since
