@@ -86,7 +86,7 @@ class Runtime:
         grace = self.settings.shutdown_grace_s
         for consumer in self.consumers:
             with _bounded(f"{self.name}: stopping {consumer.name}"):
-                await asyncio.wait_for(consumer.subscriber.stop(), grace)
+                await asyncio.wait_for(consumer.stop(), grace)
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)

@@ -162,3 +162,43 @@ async def test_a_poll_hands_over_every_partition_s_records_in_order(batch_poll):
     poll, sleeps = batch_poll
     assert await poll(_Records([{"p0": ["a", "b"], "p1": ["c"]}])) == ("a", "b", "c")
     assert sleeps == []
+
+
+async def test_handled_offsets_are_committed_and_a_stop_commits_the_last_ones(infra, database, topic_prefix):
+    settings = CommonSettings(kafka_bootstrap_servers=infra.kafka_bootstrap, topic_prefix=topic_prefix,
+                              shutdown_grace_s=5)
+    rt = Runtime(settings, name="probe", database_url=database, migrations=None, relay=False)
+    handled: list[str] = []
+
+    async def handle(batch):
+        handled.extend(e.data.reason for _, e in batch)
+
+    consumer = rt.consume(name="probe", topics=[ORDERS_TOPIC], handler=handle)
+    consumer.COMMIT_EVERY_S = 30  # after the first commit, only the stop commits
+    await rt.start()
+    topic = settings.topic(ORDERS_TOPIC)
+    subject = str(uuid.uuid4())
+    try:
+        await produce(infra.kafka_bootstrap, topic, [(subject.encode(), _cancel(subject, 1, "a").model_dump_json().encode())])
+        async def first_commit():
+            return await _committed_total(infra, consumer.group_id, topic) == 1
+        await eventually(first_commit, what="the first commit")
+        await produce(infra.kafka_bootstrap, topic, [(subject.encode(), _cancel(subject, n, str(n)).model_dump_json().encode())
+                                                     for n in (2, 3, 4)])
+        async def all_handled():
+            return handled == ["a", "2", "3", "4"]
+        await eventually(all_handled, what="the next three handled")
+        assert await _committed_total(infra, consumer.group_id, topic) == 1  # the commit waits its turn
+    finally:
+        await rt.stop()
+    assert await _committed_total(infra, consumer.group_id, topic) == 4
+
+
+async def _committed_total(infra, group_id: str, topic: str) -> int:
+    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    await admin.start()
+    try:
+        offsets = await admin.list_consumer_group_offsets(group_id)
+    finally:
+        await admin.close()
+    return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
