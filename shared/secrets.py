@@ -14,8 +14,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from collections.abc import Awaitable, Callable
+from typing import Generic, TypeVar
 
 from shared.events import DeliveryCodeHash
+
+T = TypeVar("T")
 
 
 def new_secret(prefix: str) -> str:
@@ -25,6 +29,31 @@ def new_secret(prefix: str) -> str:
 
 def secret_hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class KnownSecrets(Generic[T]):
+    """Whom a bearer secret belongs to, by its hash: looked up once, then remembered.
+
+    Keys and tokens are never rotated or revoked (yet), so a secret once found stays valid,
+    and remembering it spares a query per request. Unknown secrets are not remembered (a
+    caller cannot fill the memory with them); when `max_size` are known, all are forgotten."""
+
+    def __init__(self, lookup: Callable[[str], Awaitable[T | None]], *, max_size: int) -> None:
+        self._lookup = lookup
+        self._max_size = max_size
+        self._known: dict[str, T] = {}
+
+    async def owner(self, secret: str) -> T | None:
+        digest = secret_hash(secret)
+        found = self._known.get(digest)
+        if found is None:
+            found = await self._lookup(digest)
+            if found is None:
+                return None
+            if len(self._known) >= self._max_size:
+                self._known.clear()
+            self._known[digest] = found
+        return found
 
 
 def same_secret(given: str, stored_hash: str) -> bool:

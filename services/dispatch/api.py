@@ -41,30 +41,23 @@ class CourierIdentity:
 
 
 class CourierAuth:
-    """Resolves a courier bearer token: SHA-256 of it, looked up by the unique index.
+    """Resolves a courier bearer token (its SHA-256, looked up by the unique index, then known)."""
 
-    A token's courier never changes, so known hashes are kept in memory (bounded)."""
-
-    MAX_CACHED = 100_000
+    MAX_KNOWN = 100_000
 
     def __init__(self, runtime: Runtime) -> None:
+        self._known = secrets.KnownSecrets(self._courier, max_size=self.MAX_KNOWN)
         self.runtime = runtime
-        self._known: dict[str, CourierIdentity] = {}
+
+    async def _courier(self, digest: str) -> CourierIdentity | None:
+        row = await store.courier_by_secret_hash(self.runtime.pool, digest)
+        return None if row is None else CourierIdentity(row["id"], row["name"], row["phone"], row["vehicle"])
 
     async def __call__(self, request: Request) -> CourierIdentity:
         token = bearer(request)
-        if token is None:
-            raise unauthorized()
-        digest = secrets.secret_hash(token)
-        courier = self._known.get(digest)
+        courier = await self._known.owner(token) if token is not None else None
         if courier is None:
-            row = await store.courier_by_secret_hash(self.runtime.pool, digest)
-            if row is None:
-                raise unauthorized()
-            courier = CourierIdentity(row["id"], row["name"], row["phone"], row["vehicle"])
-            if len(self._known) >= self.MAX_CACHED:
-                self._known.clear()
-            self._known[digest] = courier
+            raise unauthorized()
         return courier
 
 

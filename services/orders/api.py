@@ -27,7 +27,7 @@ from shared.events import (
 from shared.http import Metrics, Problem, problem_responses, require_admin, unauthorized
 from shared.outbox import add_event, event_args
 from shared.phones import Phone
-from shared.secrets import hash_delivery_code, new_delivery_code, new_secret, secret_hash
+from shared.secrets import KnownSecrets, hash_delivery_code, new_delivery_code, new_secret, secret_hash
 from shared.service import Runtime
 from shared.settings import CommonSettings
 
@@ -274,22 +274,15 @@ def routes(settings: CommonSettings, runtime: Runtime, metrics: Metrics, tariff:
     replayed_total = metrics.counter("orders_idempotent_replays_total", "Requests answered from an Idempotency-Key")
     cancel_total = metrics.counter("orders_cancel_requests_total", "Cancel requests sent to dispatch")
     orders_topic = settings.topic(ORDERS_TOPIC)
-    # Keys are never rotated or revoked (yet), so a key once found stays valid: caching
-    # found keys spares a query per request. Unknown keys are not cached (no memory to fill).
-    known_keys: dict[str, store.Merchant] = {}
+    known_keys = KnownSecrets(lambda key_hash: store.merchant_by_key_hash(runtime.pool, key_hash),
+                              max_size=_MERCHANT_CACHE_SIZE)
 
     async def merchant(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> store.Merchant:
         if credentials is None or not credentials.credentials:
             raise unauthorized()
-        key_hash = secret_hash(credentials.credentials)
-        found = known_keys.get(key_hash)
+        found = await known_keys.owner(credentials.credentials)
         if found is None:
-            found = await store.merchant_by_key_hash(runtime.pool, key_hash)
-            if found is None:
-                raise unauthorized("Unknown API key")
-            if len(known_keys) >= _MERCHANT_CACHE_SIZE:
-                known_keys.clear()
-            known_keys[key_hash] = found
+            raise unauthorized("Unknown API key")
         return found
 
     Merchant = Annotated[store.Merchant, Depends(merchant)]
