@@ -140,13 +140,19 @@ class EventConsumer:
         return tuple(record for records in batches.values() for record in records)
 
     async def _consume(self, records: Any, message: Any = Context("message")) -> None:
-        parsed: list[tuple[ConsumerRecord, tuple[str, Envelope]]] = []
-        for record in records:
-            event = await self._parse_or_dead_letter(record)
-            if event is not None:
-                parsed.append((record, (record.topic.removeprefix(self._prefix), event)))
-        if parsed:
-            await self._handle(parsed)
+        try:
+            parsed: list[tuple[ConsumerRecord, tuple[str, Envelope]]] = []
+            for record in records:
+                event = await self._parse_or_dead_letter(record)
+                if event is not None:
+                    parsed.append((record, (record.topic.removeprefix(self._prefix), event)))
+            if parsed:
+                await self._handle(parsed)
+        except Exception:
+            # Not handled (a dead letter could not be sent, say): rewind every partition to
+            # the batch's first record, so the next poll delivers the batch again.
+            await message.nack()
+            raise
         self._commit_handled(message.consumer, records)
 
     def _commit_handled(self, kafka_consumer: Any, records: Sequence[ConsumerRecord]) -> None:

@@ -99,6 +99,27 @@ async def test_poison_messages_go_to_the_dlq_and_the_next_message_is_handled(run
     assert consumer.dead_lettered == 5
 
 
+async def test_a_batch_that_could_not_be_handled_is_delivered_again(runtime, infra):
+    settings, rt, consumer, _ = runtime
+    topic = settings.topic(ORDERS_TOPIC)
+    subject = str(uuid.uuid4())
+    send_dead_letter, attempts = consumer.dead_letter, []
+
+    async def kafka_down_at_first(record, reason):
+        attempts.append(record.offset)
+        if len(attempts) == 1:
+            raise ConnectionError("the dead letter could not be sent")
+        await send_dead_letter(record, reason)
+    consumer.dead_letter = kafka_down_at_first
+
+    after = _cancel(subject, 1, "after the poison")
+    await produce(infra.kafka_bootstrap, topic, [(subject.encode(), b"{not json"),
+                                                 (subject.encode(), after.model_dump_json().encode())])
+    await eventually(lambda: _effects_equal(rt, ["after the poison"]), what="the next message handled")
+    dead = await read_topic(infra.kafka_bootstrap, dlq_topic(topic), at_least=1)
+    assert [r.value for r in dead] == [b"{not json"] and len(attempts) == 2
+
+
 async def test_a_missing_topic_is_created_with_the_configured_partitions(runtime, infra):
     settings, rt, _, _ = runtime
     admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
