@@ -29,7 +29,6 @@ from . import service_layer, store
 from .settings import DispatchSettings
 
 
-
 class WorkHints(Protocol):
     """What the HTTP routes tell the matcher of their process: something changed that may
     allow an offer (capacity given back, a courier online, an offer declined)."""

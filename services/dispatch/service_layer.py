@@ -474,8 +474,7 @@ async def _offer_all(conn: asyncpg.Connection, settings: DispatchSettings, jobs:
     g = grid(settings)
     expires_at = now_utc() + timedelta(seconds=settings.offer_timeout_s)
     pending = [job["order_id"] for job in jobs if job["order_id"] in found]
-    unavailable: set[object] = set()
-    taken: dict[object, int] = {}  # units reserved per courier in earlier rounds
+    chosen_before: set[object] = set()  # a courier is chosen in one round at most: reserved, or not to be had
     offers: list[_Offer] = []
     for _ in range(RESERVATION_ROUNDS):
         units: dict = {}
@@ -483,8 +482,7 @@ async def _offer_all(conn: asyncpg.Connection, settings: DispatchSettings, jobs:
         for oid in pending:
             for choice in found[oid].ranked:
                 c = choice.candidate
-                if c.courier_id not in unavailable and c.courier_id not in taken \
-                        and c.capacity - c.load - units.get(c.courier_id, 0) > 0:
+                if c.courier_id not in chosen_before and c.capacity - c.load - units.get(c.courier_id, 0) > 0:
                     units[c.courier_id] = units.get(c.courier_id, 0) + 1
                     chosen.append(_Offer(oid, choice, found[oid]))
                     break
@@ -503,8 +501,7 @@ async def _offer_all(conn: asyncpg.Connection, settings: DispatchSettings, jobs:
                 order_id=o.order_id, courier_id=o.choice.candidate.courier_id, expires_at=expires_at))
              for o in chosen], source=SOURCE, topic=lambda cls: settings.topic(cls.topic))
         reserved = await store.offer(conn, rows, events)
-        unavailable |= set(units) - reserved
-        taken.update((c, units[c]) for c in reserved)
+        chosen_before |= set(units)
         offers += [o for o in chosen if o.choice.candidate.courier_id in reserved]
         pending = [o.order_id for o in chosen if o.choice.candidate.courier_id not in reserved]
         if not pending:
