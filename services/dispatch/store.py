@@ -7,6 +7,7 @@ ever takes locks with SKIP LOCKED, so it never waits at all.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -88,10 +89,24 @@ async def move_courier(conn: asyncpg.Connection, courier_id: UUID, *, lat: float
 CAPACITY_APPEARS = "capacity_at = clock_timestamp(), updated_at = now()"
 
 
+_RELEASE = f"""UPDATE couriers c SET load = c.load - k.units, {CAPACITY_APPEARS}
+    FROM unnest($1::uuid[], $2::int[]) AS k(id, units) WHERE c.id = k.id"""
+
+
 async def release_couriers(conn: asyncpg.Connection, courier_ids: Iterable[UUID]) -> None:
-    """Give back one unit of capacity per id (an id may repeat), in id order (lock order)."""
-    for courier_id in sorted(courier_ids, key=str):
-        await conn.execute(f"UPDATE couriers SET load = load - 1, {CAPACITY_APPEARS} WHERE id = $1", courier_id)
+    """Give back one unit of capacity per id (an id may repeat).
+
+    One UPDATE for all of them. With more than one courier their rows are locked in id order
+    first, because an UPDATE joined to a list locks in whatever order its plan reads: two
+    releases (expiry and a cancel, say) then cannot deadlock. The matcher never waits for a
+    courier's lock (SKIP LOCKED), so it cannot close a cycle either."""
+    units = Counter(courier_ids)
+    if not units:
+        return
+    ids = sorted(units, key=str)  # a UUID's text sorts as PostgreSQL sorts the uuid
+    if len(ids) > 1:
+        await conn.execute("SELECT FROM couriers WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", ids)
+    await conn.execute(_RELEASE, ids, [units[i] for i in ids])
 
 
 # Available couriers near many pickups at once: one row per job (its pickup and its cells, padded

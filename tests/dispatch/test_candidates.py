@@ -77,3 +77,20 @@ async def test_the_lookup_reads_the_partial_index_of_nearby_cells_only(dispatch)
     why = (await dispatch.client.get(f"/v1/admin/jobs/{order.id}", headers=ADMIN)).json()["offers"][0]["why"]
     assert why["distance_m"] <= 2 and 1 <= why["candidates_weighed"] <= 32 and why["search_resolution"] == 9
     assert math.isclose(why["courier_load"], 0)
+
+
+async def test_capacity_given_back_by_one_statement_counts_each_unit_of_each_courier(dispatch):
+    """Expiry, cancels and going offline give back several units at once, of one courier or
+    of several: each courier gets back as many as its id appears, and nobody else anything."""
+    one, two, other = [await dispatch.new_courier(name=f"Phạm Văn {n}") for n in ("Một", "Hai", "Ba")]
+    ids = {c.id: uuid.UUID(c.id) for c in (one, two, other)}
+    await dispatch.pool.execute("UPDATE couriers SET load = 3")
+    async with dispatch.pool.acquire() as conn, conn.transaction():
+        before = await conn.fetchval("SELECT max(capacity_at) FROM couriers WHERE id = $1", ids[two.id])
+        await store.release_couriers(conn, [ids[two.id], ids[one.id], ids[two.id]])
+        await store.release_couriers(conn, [ids[one.id]] * 2)  # one courier, two units
+        await store.release_couriers(conn, [])
+    loads = {str(r["id"]): (r["load"], r["capacity_at"]) for r in await dispatch.pool.fetch(
+        "SELECT id, load, capacity_at FROM couriers")}
+    assert {k: v[0] for k, v in loads.items()} == {one.id: 0, two.id: 1, other.id: 3}
+    assert loads[two.id][1] > before, "the capacity is news for postponed orders near the courier"
