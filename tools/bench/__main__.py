@@ -27,7 +27,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer
 
 from shared.service import settle_garbage_collector
-from tools.bench.measure import ProcessWatch, kafka_baseline, postgres_baseline
+from tools.bench.measure import ProcessWatch, kafka_baseline, machine_probe, postgres_baseline
 from tools.bench.http import LeanGiao
 from tools.client import ApiError, Endpoints, Giao
 from tools.sim.run import percentile
@@ -297,7 +297,8 @@ def pct(values: list[float]) -> dict[str, float | None]:
 
 async def main(args: argparse.Namespace) -> int:
     results: dict = {"started_at": datetime.now(timezone.utc).isoformat(), "rate": args.rate,
-                     "duration_s": args.duration, "warmup_s": args.warmup, "couriers": args.couriers}
+                     "duration_s": args.duration, "warmup_s": args.warmup, "couriers": args.couriers,
+                     "machine_probe_s": [machine_probe()]}
     if not args.skip_baselines:
         print("baseline: Kafka produce+consume with aiokafka alone ...", flush=True)
         results["baseline_kafka_msgs_per_s"] = await kafka_baseline(args.kafka, args.baseline_messages)
@@ -331,6 +332,7 @@ async def main(args: argparse.Namespace) -> int:
         await bench.cancel_undelivered()
         await asyncio.gather(*(client.set_status(t, False, *ORIGIN) for t in bench.tokens), return_exceptions=True)
 
+    results["machine_probe_s"].append(machine_probe())
     window = (t0 + args.warmup, t0 + args.duration)
     span = window[1] - window[0]
     orders = list(bench.orders.values())
@@ -352,6 +354,10 @@ async def main(args: argparse.Namespace) -> int:
         "client_latency_ms": {k: pct(v) for k, v in sorted(client.stats.latencies_ms.items())},
     })
     results["p99_placed_to_offered_ms"] = results["placed_to_offered_ms"]["p99"]
+    if orders:  # every order placed during the watch, warm-up included
+        system = sum(v for k, v in watch.cpu_s.items() if k != "load generator")
+        results["cpu_ms_per_order"] = round(1000 * system / len(orders), 2)
+        results["generator_cpu_ms_per_order"] = round(1000 * watch.cpu_s.get("load generator", 0) / len(orders), 2)
     if "baseline_kafka_msgs_per_s" in results:
         events_per_order = 7  # placed, offered, assigned, picked_up, delivered (+ location), each read twice
         results["ratio_kafka_events_to_baseline"] = round(
@@ -381,6 +387,11 @@ def markdown(r: dict) -> str:
         lines.append(f"| {label} p50/p95/p99 ms (n) | {v['p50']} / {v['p95']} / {v['p99']} ({v['count']}) |")
     for name, cpu in r["cpu_s"].items():
         lines.append(f"| {name}: CPU s / peak MiB | {cpu} / {r['peak_mem_mib'].get(name, '-')} |")
+    if "cpu_ms_per_order" in r:
+        lines.append(f"| CPU ms per order: services, Kafka, PostgreSQL / load generator | "
+                     f"{r['cpu_ms_per_order']} / {r['generator_cpu_ms_per_order']} |")
+    before, after = r["machine_probe_s"]
+    lines.append(f"| machine probe: s to count to 10^7, before / after (lower is faster) | {before} / {after} |")
     if "baseline_kafka_msgs_per_s" in r:
         lines += [f"| baseline Kafka produce+consume msgs/s | {r['baseline_kafka_msgs_per_s']} |",
                   f"| baseline PostgreSQL single-row commits/s | {r['baseline_pg_commits_per_s']} |",

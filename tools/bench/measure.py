@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import os
 import resource
+import subprocess
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -108,6 +110,19 @@ class ProcessWatch:
         self.cpu_s["load generator"] = round(now.ru_utime + now.ru_stime - self.start_self.ru_utime
                                              - self.start_self.ru_stime, 1)
         self.peak_mib["load generator"] = now.ru_maxrss / 1024
+
+
+_PROBE = "s = 0\nfor i in range(10**7):\n    s += i\n"
+
+
+def machine_probe() -> float:
+    """Seconds a fresh Python process takes to count to 10**7 (the "probe" of the README's
+    figures): how fast the machine is right now. A shared machine's speed drifts (the one Giao
+    is developed on: by a factor of two within an hour), and every figure of a run moves with
+    it: compare runs at similar probes."""
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", _PROBE], check=True)
+    return round(time.perf_counter() - started, 2)
 
 
 async def kafka_baseline(bootstrap: str, messages: int, size: int = 700) -> float:
