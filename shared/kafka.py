@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from typing import Any
 
 import asyncpg
@@ -68,6 +68,12 @@ async def _raw_records(msg: Any) -> Any:
 class EventConsumer:
     """Consumes batches of events, parses them, dead-letters the bad ones, calls the handler.
 
+    Event types the consumer has no use for (`ignore`) are recognised by the relay's
+    `event-type` header and committed unread: parsing them and passing them through the
+    inbox only to drop them cost each consumer a share of its work (dispatch's topic
+    carries an offer per order that neither orders nor tracking shows). A record without
+    that header is parsed as always.
+
     The handler gets the valid events of a batch and should apply them in one transaction,
     idempotently (shared.inbox). If it raises an error that is not an outage, the batch is
     tried again, then one event at a time, and the event that still fails is dead-lettered.
@@ -84,7 +90,8 @@ class EventConsumer:
 
     def __init__(self, broker: KafkaBroker, settings: CommonSettings, *, name: str,
                  topics: Sequence[str], group_id: str, handler: BatchHandler,
-                 max_records: int = 500, session_timeout_ms: int = 6000) -> None:
+                 max_records: int = 500, session_timeout_ms: int = 6000,
+                 ignore: Collection[str] = ()) -> None:
         self.broker = broker
         self.settings = settings
         self.name = name
@@ -92,6 +99,8 @@ class EventConsumer:
         self.handler = handler
         self._prefix = settings.topic_prefix
         self.dead_lettered = 0
+        self._ignore = frozenset(t.encode() for t in ignore)
+        self.ignored = 0
         self.subscriber = broker.subscriber(
             # FastStream creates missing topics when a subscriber starts, with one partition
             # unless told otherwise: then a second instance in the group would get nothing.
@@ -143,6 +152,9 @@ class EventConsumer:
         try:
             parsed: list[tuple[ConsumerRecord, tuple[str, Envelope]]] = []
             for record in records:
+                if self._ignore and _event_type(record) in self._ignore:
+                    self.ignored += 1
+                    continue
                 event = await self._parse_or_dead_letter(record)
                 if event is not None:
                     parsed.append((record, (record.topic.removeprefix(self._prefix), event)))
@@ -261,6 +273,13 @@ class EventConsumer:
             value, headers["x-truncated"] = value[:MAX_EVENT_BYTES], "true"
         await self.broker.publish(value, topic=dlq_topic(record.topic), key=record.key, headers=headers)
         self.dead_lettered += 1
+
+
+def _event_type(record: ConsumerRecord) -> bytes | None:
+    for key, value in record.headers or ():
+        if key == "event-type":
+            return value
+    return None
 
 
 class _GaveUp(Exception):

@@ -15,7 +15,7 @@ import gc
 import logging
 import signal
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from pathlib import Path
 
 import asyncpg
@@ -55,11 +55,13 @@ class Runtime:
         return self._pool
 
     def consume(self, *, name: str, topics: Sequence[str], handler: BatchHandler,
-                group_id: str | None = None, max_records: int = 500) -> EventConsumer:
-        """Register a consumer (before start). The group defaults to the consumer's name."""
+                group_id: str | None = None, max_records: int = 500,
+                ignore: Collection[str] = ()) -> EventConsumer:
+        """Register a consumer (before start). The group defaults to the consumer's name;
+        events of the types in `ignore` are committed unread (EventConsumer)."""
         consumer = EventConsumer(self.broker, self.settings, name=name, topics=topics,
                                  group_id=group_id or f"{self.settings.topic_prefix}{name}",
-                                 handler=handler, max_records=max_records)
+                                 handler=handler, max_records=max_records, ignore=ignore)
         self.consumers.append(consumer)
         return consumer
 

@@ -27,7 +27,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.orders import store
 from services.orders.api import routes
-from services.orders.domain import Tariff
+from services.orders.domain import IGNORED_EVENTS, Tariff
 from services.orders.handlers import CONSUMER, dispatch_events_handler
 from shared.events import DISPATCH_TOPIC
 from shared.http import FASTAPI_TELEMETRY_OFF, Metrics, install_common_routes, install_problem_handlers
@@ -59,7 +59,8 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
     runtime = Runtime(settings, name="orders", database_url=settings.database_url,
                       migrations=Path(__file__).parent / "migrations", pool_size=settings.db_pool_size)
     metrics = Metrics("orders")
-    runtime.consume(name=CONSUMER, topics=[DISPATCH_TOPIC], handler=dispatch_events_handler(runtime, metrics))
+    runtime.consume(name=CONSUMER, topics=[DISPATCH_TOPIC], handler=dispatch_events_handler(runtime, metrics),
+                    ignore=IGNORED_EVENTS)
 
     async def prune_idempotency_keys() -> None:
         while True:

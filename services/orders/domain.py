@@ -97,6 +97,11 @@ def placed(at: datetime) -> Progress:
     return Progress(status="placed", history=({"status": "placed", "at": at},))
 
 
+# An offer changes nothing a merchant sees (the order stays placed until a courier accepts):
+# the consumer of dispatch's events commits offers unread.
+IGNORED_EVENTS = frozenset({"delivery.offered"})
+
+
 def apply_event(progress: Progress, event_type: str, at: datetime, data: Any) -> Progress:
     """The order after one of dispatch's events (already known to be new and in order).
 

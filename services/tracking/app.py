@@ -12,7 +12,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.tracking.api import routes
-from services.tracking import store
+from services.tracking import domain, store
 from services.tracking.handlers import CONSUMER, Projection
 from services.tracking.live import ChangeFeed
 from services.tracking.settings import TrackingSettings
@@ -37,7 +37,8 @@ def create_app(settings: TrackingSettings | None = None) -> FastAPI:
                               ("kind",))
     projection = Projection(lambda: runtime.pool, on_applied=lambda kind, n: applied.labels(kind).inc(n))
     runtime.consume(name=STATUS_CONSUMER, topics=[ORDERS_TOPIC, DISPATCH_TOPIC],
-                    handler=projection.on_status_events, max_records=settings.status_batch)
+                    handler=projection.on_status_events, max_records=settings.status_batch,
+                    ignore=domain.IRRELEVANT_TYPES)
     runtime.consume(name=LOCATION_CONSUMER, topics=[COURIER_LOCATIONS_TOPIC],
                     handler=projection.on_locations, max_records=settings.location_batch)
 

@@ -123,6 +123,10 @@ def is_final(status: str | None) -> bool:
 # --- applying events ----------------------------------------------------------------
 
 
+# Event types that change no parcel: the status consumer commits them unread.
+IRRELEVANT_TYPES = frozenset(t for t, status in STATUS_AFTER.items() if status is None)
+
+
 def relevant(topic: str, event: Envelope) -> bool:
     """Does this event change a parcel? (Offers, cancel requests and refusals do not.)"""
     return topic in (ORDERS_TOPIC, DISPATCH_TOPIC) and (

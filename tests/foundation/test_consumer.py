@@ -38,7 +38,7 @@ async def runtime(infra, database, topic_prefix):
                     await conn.execute("INSERT INTO effects VALUES ($1, $2)", event.id, event.data.reason)
         applied.extend(e.data.reason or "" for _, e in batch)
 
-    consumer = rt.consume(name="probe", topics=[ORDERS_TOPIC], handler=handle)
+    consumer = rt.consume(name="probe", topics=[ORDERS_TOPIC], handler=handle, ignore=["order.placed"])
     await rt.start()
     yield settings, rt, consumer, failures
     await rt.stop()
@@ -97,6 +97,20 @@ async def test_poison_messages_go_to_the_dlq_and_the_next_message_is_handled(run
     assert reasons[4].startswith("handler failed") and failures["explode"] >= 3
     assert all(dict(r.headers)["x-original-topic"].decode() == topic for r in dead)
     assert consumer.dead_lettered == 5
+
+
+async def test_ignored_event_types_are_passed_over_unread_by_their_header(runtime, infra):
+    settings, rt, consumer, _ = runtime
+    topic = settings.topic(ORDERS_TOPIC)
+    subject = str(uuid.uuid4())
+    # Not even valid JSON: read, it would be dead-lettered; its header says it is not wanted here.
+    await produce(infra.kafka_bootstrap, topic, [(subject.encode(), b"{not json")],
+                  headers=[("event-type", b"order.placed")])
+    after = _cancel(subject, 1, "after the ignored one")
+    await produce(infra.kafka_bootstrap, topic, [(subject.encode(), after.model_dump_json().encode())],
+                  headers=[("event-type", b"order.cancel_requested")])
+    await eventually(lambda: _effects_equal(rt, ["after the ignored one"]), what="the next event handled")
+    assert (consumer.ignored, consumer.dead_lettered) == (1, 0)
 
 
 async def test_a_batch_that_could_not_be_handled_is_delivered_again(runtime, infra):
@@ -194,7 +208,7 @@ async def test_handled_offsets_are_committed_and_a_stop_commits_the_last_ones(in
     async def handle(batch):
         handled.extend(e.data.reason for _, e in batch)
 
-    consumer = rt.consume(name="probe", topics=[ORDERS_TOPIC], handler=handle)
+    consumer = rt.consume(name="probe", topics=[ORDERS_TOPIC], handler=handle, ignore=["order.placed"])
     consumer.COMMIT_EVERY_S = 30  # after the first commit, only the stop commits
     await rt.start()
     topic = settings.topic(ORDERS_TOPIC)

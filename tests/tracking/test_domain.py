@@ -41,6 +41,14 @@ def test_a_delivery_in_order():
     assert [st.at for st in p.timeline] == [e.occurred_at for _, e in (placed, assigned, picked, delivered)]
 
 
+def test_the_types_committed_unread_are_those_that_change_no_parcel():
+    s = Story()
+    offered, assigned = s.offered(), s.assigned()
+    assert domain.IRRELEVANT_TYPES >= {"delivery.offered", "order.cancel_requested", "delivery.cancel_refused"}
+    assert not domain.relevant(*offered) and domain.relevant(*assigned)
+    assert {"order.placed", "delivery.assigned", "delivery.delivered"}.isdisjoint(domain.IRRELEVANT_TYPES)
+
+
 def test_timeline_texts_are_vietnamese_and_cover_every_status():
     assert set(domain.TIMELINE_TEXT) == set(ORDER_STATUSES) == set(domain.LIFECYCLE)
     assert domain.TIMELINE_TEXT["picked_up"] == "Shipper đã lấy hàng"
