@@ -44,7 +44,7 @@ async def accept(conn: asyncpg.Connection, consumer: str, topic: str, event: Env
 
 async def accept_many(conn: asyncpg.Connection, consumer: str,
                       events: Sequence[tuple[str, Envelope]]) -> list[Verdict]:
-    """`accept` for a whole batch in three statements instead of three per event.
+    """`accept` for a whole batch in two statements instead of three per event.
 
     Same verdicts as calling `accept` on each (topic, event) in order, in one transaction:
     the ids are recorded, the subjects' positions are locked (in a fixed order, so that
@@ -54,27 +54,25 @@ async def accept_many(conn: asyncpg.Connection, consumer: str,
         return []
     ids = sorted({event.id for _, event in events})
     keys = sorted({(topic, event.subject) for topic, event in events})
-    topics, subjects = [k[0] for k in keys], [k[1] for k in keys]
-    # The ids, and a position row (0 = nothing applied yet) for every subject, so that
-    # FOR UPDATE has something to lock: one statement.
-    fresh = {r["event_id"] for r in await conn.fetch(
+    # The ids, and every subject's position, locked (a new subject's row is made at 0 = nothing
+    # applied yet): one statement. ON CONFLICT DO UPDATE locks an existing row and returns
+    # it as it stands (the no-op SET is what makes it return the row at all), which spares
+    # a SELECT ... FOR UPDATE after the INSERT: a round trip on every batch.
+    rows = await conn.fetch(
         """WITH fresh AS (
                INSERT INTO inbox (consumer, event_id) SELECT $1, unnest($2::uuid[])
                ON CONFLICT DO NOTHING RETURNING event_id),
            positions AS (
-               INSERT INTO inbox_positions (consumer, topic, subject, sequence)
+               INSERT INTO inbox_positions AS p (consumer, topic, subject, sequence)
                SELECT $1, t, s, 0 FROM unnest($3::text[], $4::text[]) AS k(t, s) ORDER BY t, s
-               ON CONFLICT DO NOTHING)
-           SELECT event_id FROM fresh""", consumer, ids, topics, subjects)}
-    keys = sorted({(topic, event.subject) for topic, event in events if event.id in fresh})
-    positions: dict[tuple[str, str], int] = {}
-    if keys:
-        rows = await conn.fetch(
-            """SELECT p.topic, p.subject, p.sequence FROM inbox_positions p
-               JOIN unnest($2::text[], $3::text[]) AS k(t, s) ON p.topic = k.t AND p.subject = k.s
-               WHERE p.consumer = $1 ORDER BY p.topic, p.subject FOR UPDATE OF p""",
-            consumer, [k[0] for k in keys], [k[1] for k in keys])
-        positions = {(r["topic"], r["subject"]): r["sequence"] for r in rows}
+               ON CONFLICT (consumer, topic, subject) DO UPDATE SET sequence = p.sequence
+               RETURNING p.topic, p.subject, p.sequence)
+           SELECT event_id, NULL AS topic, NULL AS subject, NULL::bigint AS sequence FROM fresh
+           UNION ALL
+           SELECT NULL, topic, subject, sequence FROM positions""",
+        consumer, ids, [k[0] for k in keys], [k[1] for k in keys])
+    fresh = {r["event_id"] for r in rows if r["event_id"] is not None}
+    positions = {(r["topic"], r["subject"]): r["sequence"] for r in rows if r["event_id"] is None}
     verdicts: list[Verdict] = []
     applied: dict[str, int] = {}
     for topic, event in events:
