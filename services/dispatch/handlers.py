@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 import asyncpg
 
-from shared.kafka import Batch
+from shared.kafka import TRANSIENT_ERRORS, Batch
 
 from . import service_layer
 from .settings import DispatchSettings
 
 CONSUMER = "dispatch-orders"
 
+log = logging.getLogger(__name__)
+
 
 class OrderEvents:
     """One transaction per batch: every event through the inbox (duplicates and stale ones
-    are skipped), new jobs written, cancel requests answered. Errors propagate, so the
-    consumer retries the batch and dead-letters what keeps failing."""
+    are skipped), new jobs written, cancel requests answered, and a matcher pass over the
+    waiting jobs, the new ones among them, before the commit.
+
+    Why match here: a new order used to wait for the commit, a poke, and the matcher's turn
+    (its pass in progress, then a pass of its own, each a transaction of round trips on an
+    event loop busy with couriers): most of placed -> offered under load. The pass is the
+    matcher's own (service_layer.match_waiting: oldest order first, jobs and couriers claimed
+    with SKIP LOCKED), so an order placed now is not offered before one that waited.
+
+    Errors propagate, so the consumer retries the batch and dead-letters what keeps failing;
+    but a pass that fails for a reason of its own must not cost orders their events, so the
+    batch is then applied without it and the matcher's loop offers the new jobs."""
 
     def __init__(self, settings: DispatchSettings, pool: Callable[[], asyncpg.Pool],
                  on_new_work: Callable[[], None]) -> None:
@@ -26,7 +39,30 @@ class OrderEvents:
         self._on_new_work = on_new_work
 
     async def __call__(self, batch: Batch) -> None:
-        async with self._pool().acquire() as conn, conn.transaction():
-            new_work = await service_layer.apply_order_events(conn, self.settings, CONSUMER, batch)
-        if new_work:
+        settings = self.settings
+        matched: service_layer.MatchResult | None = None
+        # Room for the whole batch's new jobs in one pass (with the backlog's oldest first).
+        limit = max(settings.match_batch, len(batch))
+        try:
+            async with self._pool().acquire() as conn, conn.transaction():
+                applied = await service_layer.apply_order_events(conn, settings, CONSUMER, batch)
+                if applied.placed:
+                    try:
+                        matched = await service_layer.match_waiting(conn, settings, limit)
+                    except TRANSIENT_ERRORS:
+                        raise
+                    except Exception as exc:  # noqa: BLE001 - the pass's own failure
+                        raise _MatchingFailed from exc
+        except _MatchingFailed as failed:
+            log.error("%s: matching new jobs failed (%r); applying the batch without it",
+                      CONSUMER, failed.__cause__)
+            async with self._pool().acquire() as conn, conn.transaction():
+                applied = await service_layer.apply_order_events(conn, settings, CONSUMER, batch)
+        # The matcher's loop takes what this pass left: capacity a cancel gave back, or new
+        # jobs when the pass failed or claimed all it could (a backlog may be waiting).
+        if applied.freed or (applied.placed and (matched is None or matched.claimed >= limit)):
             self._on_new_work()
+
+
+class _MatchingFailed(Exception):
+    pass

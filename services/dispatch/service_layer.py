@@ -273,11 +273,16 @@ def _step(order_id: UUID) -> Model:
 # --- events from orders -------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Applied:
+    placed: int  # new jobs
+    freed: bool  # a courier's capacity came free (a cancel after an offer or acceptance)
+
+
 async def apply_order_events(conn: asyncpg.Connection, settings: DispatchSettings, consumer: str,
-                             batch: list[tuple[str, Envelope]]) -> bool:
+                             batch: list[tuple[str, Envelope]]) -> Applied:
     """Apply a batch of giao.orders.v1 events in the caller's one transaction: new jobs from
-    order.placed, and the cancel saga's answer to order.cancel_requested. Returns whether
-    there is new work for the matcher (new jobs, or capacity that came free)."""
+    order.placed, and the cancel saga's answer to order.cancel_requested."""
     placed: list[OrderPlaced] = []
     cancels: list[OrderCancelRequested] = []
     # The inbox judges the whole batch in a few statements (not three per event).
@@ -292,7 +297,7 @@ async def apply_order_events(conn: asyncpg.Connection, settings: DispatchSetting
     if placed:
         await store.insert_jobs(conn, [_job_row(settings, e) for e in placed])
     freed = await _answer_cancels(conn, settings, cancels) if cancels else False
-    return bool(placed) or freed
+    return Applied(len(placed), freed)
 
 
 def _job_row(settings: DispatchSettings, event: OrderPlaced) -> tuple[Any, ...]:
@@ -362,9 +367,11 @@ def capacity_news(available: list, rings: int = CAPACITY_REACH_RINGS) -> tuple[d
     return since, sum(row["units"] for row in available)
 
 
-async def match_waiting(conn: asyncpg.Connection, settings: DispatchSettings) -> MatchResult:
-    """Offer each due waiting job (up to a batch, claimed with SKIP LOCKED so two instances
-    share the queue) to the best available courier; postpone those nobody can take.
+async def match_waiting(conn: asyncpg.Connection, settings: DispatchSettings,
+                        batch: int | None = None) -> MatchResult:
+    """Offer each due waiting job (up to a batch, `match_batch` unless given, claimed with
+    SKIP LOCKED so two instances share the queue) to the best available courier; postpone
+    those nobody can take.
 
     Jobs postponed earlier are tried again, before their backoff ends, when capacity appeared
     near them since they were last tried (a unit given back, a courier online or arriving):
@@ -375,13 +382,14 @@ async def match_waiting(conn: asyncpg.Connection, settings: DispatchSettings) ->
     size: one candidate search per widening step for every job still looking, one
     reservation of all chosen couriers, one insert of the offers and one of their events.
     """
-    jobs = list(await store.claim_due_waiting(conn, settings.match_batch))
+    batch = batch or settings.match_batch
+    jobs = list(await store.claim_due_waiting(conn, batch))
     available = await store.available_capacity(conn)
     offers: list[_Offer] = []
     if available:  # else nobody is available anywhere: no search would find anyone
         if available[0]["postponed"]:
             since, units = capacity_news(available)
-            jobs += await store.claim_waiting_near_capacity(conn, since, min(settings.match_batch, units))
+            jobs += await store.claim_waiting_near_capacity(conn, since, min(batch, units))
             jobs.sort(key=lambda job: job["placed_at"])
         if jobs:
             offers = await _offer_all(conn, settings, jobs, await _search(conn, settings, jobs))

@@ -1,0 +1,67 @@
+"""The orders consumer's handler on a real database: new orders are offered in the transaction
+that records them, and a failing matcher pass costs no order its event."""
+
+from __future__ import annotations
+
+import asyncpg
+import pytest
+
+from services.dispatch import service_layer
+from services.dispatch.handlers import OrderEvents
+from tests.dispatch.conftest import Order
+
+
+def placed(order: Order) -> list:
+    event = order.placed_event()
+    return [(event.topic, event)]
+
+
+@pytest.fixture
+async def quiet(start):
+    """A dispatch whose matcher loop sleeps (a minute between looks) unless poked: what the
+    handler does not do itself stays undone, and the handler below pokes nobody."""
+    d = await start(poll_s=60, match_poll_s=60)
+    pokes: list[int] = []
+    return d, OrderEvents(d.settings, lambda: d.pool, on_new_work=lambda: pokes.append(1)), pokes
+
+
+async def test_a_new_order_is_offered_before_its_batch_commits(quiet):
+    d, handle, pokes = quiet
+    courier = await d.new_courier()
+    first, second = Order(), Order()
+    await handle(placed(first) + placed(second))
+    assert [await d.job_status(o.id) for o in (first, second)] == ["offered", "offered"]
+    assert {j["order_id"] for j in await d.jobs(courier)} == {first.id, second.id}
+    assert pokes == [], "nothing left for the matcher's loop"
+
+
+async def test_an_order_nobody_can_take_is_postponed_for_the_matcher_s_loop(quiet):
+    d, handle, pokes = quiet
+    order = Order()
+    await handle(placed(order))
+    attempts = await d.pool.fetchval("SELECT match_attempts FROM jobs WHERE order_id = $1::uuid", order.id)
+    assert (await d.job_status(order.id), attempts, pokes) == ("waiting", 1, [])
+
+
+async def test_a_failing_pass_leaves_the_new_jobs_to_the_matcher_s_loop(quiet, monkeypatch):
+    d, handle, pokes = quiet
+    await d.new_courier()
+
+    async def broken(*args, **kwargs):
+        raise ZeroDivisionError("a bug in matching")
+    monkeypatch.setattr(service_layer, "match_waiting", broken)
+    order = Order()
+    await handle(placed(order))  # does not raise
+    assert (await d.job_status(order.id), pokes) == ("waiting", [1])
+
+
+async def test_an_outage_during_the_pass_fails_the_batch_for_the_consumer_to_retry(quiet, monkeypatch):
+    d, handle, pokes = quiet
+
+    async def deadlocked(*args, **kwargs):
+        raise asyncpg.DeadlockDetectedError("deadlock detected")
+    monkeypatch.setattr(service_layer, "match_waiting", deadlocked)
+    order = Order()
+    with pytest.raises(asyncpg.DeadlockDetectedError):
+        await handle(placed(order))
+    assert (await d.job_status(order.id), pokes) == (None, []), "rolled back, to be applied again"
