@@ -357,7 +357,7 @@ CAPACITY_REACH_RINGS = 2
 
 
 def capacity_news(available: list, rings: int = CAPACITY_REACH_RINGS) -> tuple[dict[int, datetime], int]:
-    """From available_capacity's rows: {coarse cell: when capacity last appeared within reach
+    """From claim_due_and_capacity's capacity rows: {coarse cell: when capacity last appeared within reach
     of it} and the free units in all."""
     since: dict[int, datetime] = {}
     for row in available:
@@ -383,8 +383,7 @@ async def match_waiting(conn: asyncpg.Connection, settings: DispatchSettings,
     reservation of all chosen couriers, one insert of the offers and one of their events.
     """
     batch = batch or settings.match_batch
-    jobs = list(await store.claim_due_waiting(conn, batch))
-    available = await store.available_capacity(conn)
+    jobs, available = await store.claim_due_and_capacity(conn, batch)
     offers: list[_Offer] = []
     if available:  # else nobody is available anywhere: no search would find anyone
         if available[0]["postponed"]:

@@ -22,7 +22,7 @@ ACTIVE = ("offered", "assigned", "picked_up", "delivery_failed")
 
 # Nothing here NOTIFYs: PostgreSQL serializes the commits of notifying transactions on one
 # cluster-wide lock. Statements that give capacity back stamp the courier's capacity_at, where
-# the matcher of any process finds it (available_capacity); the caller pokes its own process's
+# the matcher of any process finds it (claim_due_and_capacity); the caller pokes its own process's
 # matcher, if it has one, to look now.
 
 
@@ -151,18 +151,6 @@ async def find_candidates(conn: asyncpg.Connection, *, coarse: bool, searches: S
     for r in rows:
         found[r["i"] - 1].append(r)
     return found
-
-
-async def available_capacity(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-    """(coarse_cell, units, since, postponed) per coarse cell with couriers who can take an
-    offer: free units there, when capacity last appeared there, and (the same in every row)
-    whether any waiting job was postponed at all, which spares the look for them when none
-    was. Reads the partial indexes of available couriers and postponed jobs only."""
-    return await conn.fetch(
-        """SELECT coarse_cell, sum(capacity - load)::int AS units, max(capacity_at) AS since,
-                  EXISTS (SELECT FROM jobs WHERE status = 'waiting' AND tried_at IS NOT NULL) AS postponed
-           FROM couriers WHERE online AND load < capacity AND coarse_cell IS NOT NULL
-           GROUP BY coarse_cell""")
 
 
 # --- jobs ----------------------------------------------------------------------------------
@@ -359,12 +347,38 @@ async def end_jobs(conn: asyncpg.Connection, order_ids: Sequence[UUID], *, statu
 CLAIMED_JOB_COLUMNS = "order_id, pickup_lat, pickup_lng, pickup_cell, match_attempts, placed_at"
 
 
-async def claim_due_waiting(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
-    """Waiting jobs that are due, oldest due first, locked; those another instance holds are skipped."""
-    return await conn.fetch(
-        f"""SELECT {CLAIMED_JOB_COLUMNS} FROM jobs
-           WHERE status = 'waiting' AND next_match_at <= now()
-           ORDER BY next_match_at LIMIT $1 FOR UPDATE SKIP LOCKED""", limit)
+# A matcher pass starts with one statement: the due waiting jobs it claims, and the capacity
+# it can offer them. Rows of both kinds in one result (a job's columns are null in a capacity
+# row, and the other way round), which saves a round trip on every pass.
+_CLAIM_DUE_AND_CAPACITY = f"""WITH claimed AS (
+        SELECT {CLAIMED_JOB_COLUMNS} FROM jobs
+        WHERE status = 'waiting' AND next_match_at <= now()
+        ORDER BY next_match_at LIMIT $1 FOR UPDATE SKIP LOCKED),
+    capacity AS (
+        SELECT coarse_cell, sum(capacity - load)::int AS units, max(capacity_at) AS since
+        FROM couriers WHERE online AND load < capacity AND coarse_cell IS NOT NULL
+        GROUP BY coarse_cell)
+    SELECT {CLAIMED_JOB_COLUMNS}, NULL::bigint AS coarse_cell, NULL::int AS units,
+           NULL::timestamptz AS since, NULL::bool AS postponed
+    FROM claimed
+    UNION ALL
+    SELECT NULL, NULL, NULL, NULL, NULL, NULL, coarse_cell, units, since,
+           EXISTS (SELECT FROM jobs WHERE status = 'waiting' AND tried_at IS NOT NULL)
+    FROM capacity"""
+
+
+async def claim_due_and_capacity(conn: asyncpg.Connection,
+                                 limit: int) -> tuple[list[asyncpg.Record], list[asyncpg.Record]]:
+    """(jobs, capacity): waiting jobs that are due, oldest due first, locked (those another
+    instance holds are skipped); and (coarse_cell, units, since, postponed) per coarse cell
+    with couriers who can take an offer: free units there, when capacity last appeared there,
+    and (the same in every row) whether any waiting job was postponed at all, which spares the
+    look for them when none was. Reads the partial indexes of due jobs, available couriers and
+    postponed jobs only."""
+    jobs, capacity = [], []
+    for row in await conn.fetch(_CLAIM_DUE_AND_CAPACITY, limit):
+        (capacity if row["order_id"] is None else jobs).append(row)
+    return jobs, capacity
 
 
 async def claim_waiting_near_capacity(conn: asyncpg.Connection, since: dict[int, datetime],
