@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 from shared.db import create_pool, migrate
 from shared.events import ORDERS_TOPIC, OrderCancelRequested, new_event
 from shared.inbox import Verdict, accept, accept_many
+from tests.support import eventually
 
 
 def _event(subject: str, sequence: int, event_id: uuid.UUID | None = None):
@@ -47,3 +49,34 @@ async def test_a_batch_gets_the_verdicts_of_one_event_at_a_time(database):
             assert set(await accept_many(conn, "batch", batch)) == {D}
     finally:
         await pool.close()
+
+
+async def test_a_batch_waiting_on_another_s_subject_judges_by_what_that_one_committed(database):
+    pool = await create_pool(database, max_size=3)
+    try:
+        await migrate(pool)
+        subject = str(uuid.uuid4())
+        first, second, third = (_event(subject, n) for n in (1, 2, 3))
+        async with pool.acquire() as a, pool.acquire() as b:
+            tx_a = a.transaction()
+            await tx_a.start()
+            assert await accept_many(a, "racing", [(ORDERS_TOPIC, second)]) == [Verdict.NEW]
+            # b's batch locks the same (new, uncommitted) position: it waits for a's commit
+            waiting = asyncio.create_task(_in_transaction(b, [(ORDERS_TOPIC, first), (ORDERS_TOPIC, third)]))
+            await eventually(lambda: _waits_on_a_lock(pool, b.get_server_pid()), what="b waiting on a's lock")
+            assert not waiting.done()
+            await tx_a.commit()
+            assert await asyncio.wait_for(waiting, 10) == [Verdict.STALE, Verdict.NEW]
+        row = await pool.fetchrow("SELECT sequence FROM inbox_positions WHERE consumer = 'racing'")
+        assert row["sequence"] == 3
+    finally:
+        await pool.close()
+
+
+async def _waits_on_a_lock(pool, pid: int) -> bool:
+    return await pool.fetchval("SELECT wait_event_type = 'Lock' FROM pg_stat_activity WHERE pid = $1", pid)
+
+
+async def _in_transaction(conn, batch):
+    async with conn.transaction():
+        return await accept_many(conn, "racing", batch)
