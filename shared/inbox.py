@@ -37,8 +37,9 @@ async def accept(conn: asyncpg.Connection, consumer: str, topic: str, event: Env
     if not moved:
         return Verdict.STALE
     await conn.execute(
-        """INSERT INTO inbox_applied AS a (consumer, event_type, applied) VALUES ($1, $2, 1)
-           ON CONFLICT (consumer, event_type) DO UPDATE SET applied = a.applied + 1""",
+        """INSERT INTO inbox_applied AS a (consumer, event_type, slot, applied)
+           VALUES ($1, $2, pg_backend_pid(), 1)
+           ON CONFLICT (consumer, event_type, slot) DO UPDATE SET applied = a.applied + 1""",
         consumer, event.type)
     return Verdict.NEW
 
@@ -48,7 +49,9 @@ async def accept(conn: asyncpg.Connection, consumer: str, topic: str, event: Env
 # that concurrent batches cannot deadlock, and raised to its highest fresh sequence, keeping
 # the value it had (`previous`); a fresh event is new if its sequence is above both that
 # value and every fresh sequence of its subject before it in the batch (which is what the
-# position would be, applying the batch one event at a time); new events are counted.
+# position would be, applying the batch one event at a time); new events are counted, on
+# this connection's own row (so that two batches of a consumer never wait for each other's
+# count: migration 0003).
 _ACCEPT_MANY = """WITH batch AS (
         SELECT * FROM unnest($2::uuid[], $3::text[], $4::text[], $5::bigint[], $6::text[])
             WITH ORDINALITY AS b(id, t, s, seq, type, n)),
@@ -71,9 +74,9 @@ _ACCEPT_MANY = """WITH batch AS (
                    PARTITION BY f.t, f.s ORDER BY f.n ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING), 0)) AS new
         FROM firsts f JOIN positions p ON p.topic = f.t AND p.subject = f.s),
     counted AS (
-        INSERT INTO inbox_applied AS a (consumer, event_type, applied)
-        SELECT $1, type, count(*) FROM judged WHERE new GROUP BY type ORDER BY type
-        ON CONFLICT (consumer, event_type) DO UPDATE SET applied = a.applied + EXCLUDED.applied)
+        INSERT INTO inbox_applied AS a (consumer, event_type, slot, applied)
+        SELECT $1, type, pg_backend_pid(), count(*) FROM judged WHERE new GROUP BY type ORDER BY type
+        ON CONFLICT (consumer, event_type, slot) DO UPDATE SET applied = a.applied + EXCLUDED.applied)
     SELECT n, new FROM judged"""
 
 
