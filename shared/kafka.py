@@ -14,9 +14,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
@@ -74,6 +76,15 @@ class EventConsumer:
     carries an offer per order that neither orders nor tracking shows). A record without
     that header is parsed as always.
 
+    Up to `concurrency` batches are handled at once, each in a transaction of its own, while
+    the next is fetched: a batch's handling is mostly round trips to PostgreSQL, and under
+    load records waited in the buffer for the batch before them (dispatch: p50 90 ms, p99
+    400 ms of placed -> offered). A batch waits for every batch in flight that shares a
+    subject with it, so each subject's events still apply in the order they were read, and
+    offsets are committed in that order too, only up to the oldest batch not yet handled. A
+    batch that could not be handled (its dead letter could not be sent) sends every
+    partition back to its first records once the batches after it finished.
+
     The handler gets the valid events of a batch and should apply them in one transaction,
     idempotently (shared.inbox). If it raises an error that is not an outage, the batch is
     tried again, then one event at a time, and the event that still fails is dead-lettered.
@@ -91,7 +102,9 @@ class EventConsumer:
     def __init__(self, broker: KafkaBroker, settings: CommonSettings, *, name: str,
                  topics: Sequence[str], group_id: str, handler: BatchHandler,
                  max_records: int = 500, session_timeout_ms: int = 6000,
-                 ignore: Collection[str] = ()) -> None:
+                 ignore: Collection[str] = (), concurrency: int = 1) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
         self.broker = broker
         self.settings = settings
         self.name = name
@@ -131,10 +144,18 @@ class EventConsumer:
         # often sat out that sleep on its way to the matcher. This poll goes on at once.
         self.subscriber.get_msg = self._next_batch
         self._handled: dict[TopicPartition, int] = {}  # next offset to commit, per partition
+        self._concurrency = concurrency
+        self._in_flight: collections.deque[_InFlight] = collections.deque()  # in the order read
+        self._failed: _InFlight | None = None
         self._kafka_consumer: Any = None
         self._committer: asyncio.Task | None = None
 
     async def _next_batch(self, consumer: Any) -> tuple[ConsumerRecord, ...]:
+        self._kafka_consumer = consumer
+        self._settle()
+        if self._failed is not None:
+            await self._rewind()
+            return ()
         timeout_s = self.subscriber.batch_timeout_ms / 1000
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -149,6 +170,7 @@ class EventConsumer:
         return tuple(record for records in batches.values() for record in records)
 
     async def _consume(self, records: Any, message: Any = Context("message")) -> None:
+        self._kafka_consumer = message.consumer
         try:
             parsed: list[tuple[ConsumerRecord, tuple[str, Envelope]]] = []
             for record in records:
@@ -158,14 +180,59 @@ class EventConsumer:
                 event = await self._parse_or_dead_letter(record)
                 if event is not None:
                     parsed.append((record, (record.topic.removeprefix(self._prefix), event)))
-            if parsed:
-                await self._handle(parsed)
         except Exception:
-            # Not handled (a dead letter could not be sent, say): rewind every partition to
-            # the batch's first record, so the next poll delivers the batch again.
+            # A dead letter could not be sent, say: rewind every partition to the batch's
+            # first record, so the next poll delivers the batch again.
             await message.nack()
             raise
-        self._commit_handled(message.consumer, records)
+        subjects = frozenset((topic, event.subject) for _, (topic, event) in parsed)
+        # Per subject, events apply in the order they were read: wait for every batch in
+        # flight that shares one, and for a free slot.
+        while True:
+            running = [b.task for b in self._in_flight if b.task is not None and not b.task.done()]
+            sharing = [b.task for b in self._in_flight
+                       if b.task is not None and not b.task.done() and b.subjects & subjects]
+            if not sharing and len(running) < self._concurrency:
+                break
+            await asyncio.wait(sharing or running, return_when=asyncio.FIRST_COMPLETED)
+        task = asyncio.create_task(self._handle(parsed), name=f"{self.name}-batch") if parsed else None
+        self._in_flight.append(_InFlight(records, subjects, task))
+        if task is not None:
+            task.add_done_callback(lambda _: self._settle())
+        self._settle()
+
+    def _settle(self) -> None:
+        """Commit the batches handled, oldest first, up to the first still in flight; note a
+        failed one (its records and everything read after them are read again)."""
+        while self._in_flight and self._failed is None:
+            batch = self._in_flight[0]
+            if batch.task is not None:
+                if not batch.task.done():
+                    return
+                if batch.task.cancelled() or batch.task.exception() is not None:
+                    self._failed = batch
+                    return
+            self._in_flight.popleft()
+            self._commit_handled(self._kafka_consumer, batch.records)
+
+    async def _rewind(self) -> None:
+        """After a batch could not be handled: let the batches read after it finish, then
+        seek every partition back to the failed batch's first records (the next poll reads
+        them all again)."""
+        failed = self._failed
+        await asyncio.gather(*(b.task for b in self._in_flight if b.task is not None), return_exceptions=True)
+        first: dict[TopicPartition, int] = {}
+        for batch in self._in_flight:  # the failed batch and all read after it
+            for record in batch.records:
+                tp = TopicPartition(record.topic, record.partition)
+                first[tp] = min(first.get(tp, record.offset), record.offset)
+        self._in_flight.clear()
+        self._failed = None
+        for tp, offset in first.items():
+            if tp in self._kafka_consumer.assignment():
+                self._kafka_consumer.seek(tp, offset)
+        log.error("%s: a batch could not be handled (%r); reading it again", self.name,
+                  failed.task.exception() if not failed.task.cancelled() else "cancelled")
 
     def _commit_handled(self, kafka_consumer: Any, records: Sequence[ConsumerRecord]) -> None:
         for record in records:
@@ -204,6 +271,10 @@ class EventConsumer:
         taking the consumer from it first leaves room for the last commit."""
         kafka_consumer, self.subscriber.consumer = self.subscriber.consumer, None
         await self.subscriber.stop()
+        # The batches in flight finish (each bounded by the caller's grace), and what was
+        # handled, in order, is committed below.
+        await asyncio.gather(*(b.task for b in self._in_flight if b.task is not None), return_exceptions=True)
+        self._settle()
         if self._committer is not None:
             self._committer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -280,6 +351,13 @@ def _event_type(record: ConsumerRecord) -> bytes | None:
         if key == "event-type":
             return value
     return None
+
+
+@dataclass
+class _InFlight:
+    records: Sequence[ConsumerRecord]
+    subjects: frozenset[tuple[str, str]]
+    task: asyncio.Task | None  # None: nothing in it to handle (ignored or dead-lettered)
 
 
 class _GaveUp(Exception):

@@ -56,12 +56,14 @@ class Runtime:
 
     def consume(self, *, name: str, topics: Sequence[str], handler: BatchHandler,
                 group_id: str | None = None, max_records: int = 500,
-                ignore: Collection[str] = ()) -> EventConsumer:
+                ignore: Collection[str] = (), concurrency: int = 1) -> EventConsumer:
         """Register a consumer (before start). The group defaults to the consumer's name;
-        events of the types in `ignore` are committed unread (EventConsumer)."""
+        events of the types in `ignore` are committed unread, and up to `concurrency` batches
+        are handled at once (EventConsumer)."""
         consumer = EventConsumer(self.broker, self.settings, name=name, topics=topics,
                                  group_id=group_id or f"{self.settings.topic_prefix}{name}",
-                                 handler=handler, max_records=max_records, ignore=ignore)
+                                 handler=handler, max_records=max_records, ignore=ignore,
+                                 concurrency=concurrency)
         self.consumers.append(consumer)
         return consumer
 

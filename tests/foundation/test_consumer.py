@@ -62,7 +62,7 @@ async def test_duplicate_and_stale_deliveries_are_applied_once(runtime, infra):
     await produce(infra.kafka_bootstrap, settings.topic(ORDERS_TOPIC),
                   [(subject.encode(), e.model_dump_json().encode()) for e in values])
     await eventually(lambda: _effects_equal(rt, ["a", "b"]), what="a and b applied")
-    counts = await rt.pool.fetch("SELECT event_type, applied FROM inbox_applied")
+    counts = await rt.pool.fetch("SELECT event_type, sum(applied)::int AS applied FROM inbox_applied GROUP BY 1")
     assert [(r["event_type"], r["applied"]) for r in counts] == [("order.cancel_requested", 2)]
 
 
@@ -132,6 +132,28 @@ async def test_a_batch_that_could_not_be_handled_is_delivered_again(runtime, inf
     await eventually(lambda: _effects_equal(rt, ["after the poison"]), what="the next message handled")
     dead = await read_topic(infra.kafka_bootstrap, dlq_topic(topic), at_least=1)
     assert [r.value for r in dead] == [b"{not json"] and len(attempts) == 2
+
+
+async def test_a_batch_whose_handler_failed_and_dead_letter_was_lost_is_read_again(runtime, infra):
+    settings, rt, consumer, failures = runtime
+    topic = settings.topic(ORDERS_TOPIC)
+    subject = str(uuid.uuid4())
+    send_dead_letter, attempts = consumer.dead_letter, []
+
+    async def kafka_down_at_first(record, reason):
+        attempts.append(record.offset)
+        if len(attempts) == 1:
+            raise ConnectionError("the dead letter could not be sent")
+        await send_dead_letter(record, reason)
+    consumer.dead_letter = kafka_down_at_first
+
+    await produce(infra.kafka_bootstrap, topic, [(subject.encode(), _cancel(subject, 1, "explode").model_dump_json().encode())])
+    dead = await read_topic(infra.kafka_bootstrap, dlq_topic(topic), at_least=1)
+    assert len(attempts) == 2 and failures["explode"] >= 6, "handled, rewound, handled again"
+    assert dict(dead[0].headers)["x-error"].decode().startswith("handler failed")
+    after = _cancel(subject, 2, "after")
+    await produce(infra.kafka_bootstrap, topic, [(subject.encode(), after.model_dump_json().encode())])
+    await eventually(lambda: _effects_equal(rt, ["after"]), what="the next event handled")
 
 
 async def test_a_missing_topic_is_created_with_the_configured_partitions(runtime, infra):
@@ -208,7 +230,7 @@ async def test_handled_offsets_are_committed_and_a_stop_commits_the_last_ones(in
     async def handle(batch):
         handled.extend(e.data.reason for _, e in batch)
 
-    consumer = rt.consume(name="probe", topics=[ORDERS_TOPIC], handler=handle, ignore=["order.placed"])
+    consumer = rt.consume(name="probe", topics=[ORDERS_TOPIC], handler=handle)
     consumer.COMMIT_EVERY_S = 30  # after the first commit, only the stop commits
     await rt.start()
     topic = settings.topic(ORDERS_TOPIC)
@@ -227,6 +249,55 @@ async def test_handled_offsets_are_committed_and_a_stop_commits_the_last_ones(in
     finally:
         await rt.stop()
     assert await _committed_total(infra, consumer.group_id, topic) == 4
+
+
+async def test_batches_of_other_subjects_go_past_a_slow_one_and_commits_wait_for_it(infra, database, topic_prefix):
+    settings = CommonSettings(kafka_bootstrap_servers=infra.kafka_bootstrap, topic_prefix=topic_prefix,
+                              shutdown_grace_s=5, kafka_topic_partitions=1)
+    rt = Runtime(settings, name="probe", database_url=database, migrations=None, relay=False)
+    handled: list[str] = []
+    release = asyncio.Event()
+
+    async def handle(batch):
+        if any(e.data.reason == "slow" for _, e in batch):
+            await release.wait()
+        handled.extend(e.data.reason for _, e in batch)
+
+    consumer = rt.consume(name="probe", topics=[ORDERS_TOPIC], handler=handle, concurrency=2)
+    consumer.COMMIT_EVERY_S = 0.05
+    await rt.start()
+    topic = settings.topic(ORDERS_TOPIC)
+    slow, other = str(uuid.uuid4()), str(uuid.uuid4())
+
+    async def send(subject, n, reason):
+        await produce(infra.kafka_bootstrap, topic, [(subject.encode(), _cancel(subject, n, reason).model_dump_json().encode())])
+    try:
+        await send(slow, 1, "slow")
+        await eventually(lambda: _true(consumer._in_flight), what="the slow batch in flight")
+        await send(other, 1, "other")  # another subject: handled while the slow one waits
+        await eventually(lambda: _equal(handled, ["other"]), what="the other subject's batch handled")
+        await send(slow, 2, "after slow")  # the slow one's subject: waits for it
+        await send(other, 2, "other again")  # read after it: waits for a turn
+        await consumer._commit_now()  # whatever is settled now
+        assert await _committed_total(infra, consumer.group_id, topic) == 0, "nothing past the slow batch"
+        release.set()
+        await eventually(lambda: _equal(sorted(handled), sorted(["other", "slow", "after slow", "other again"])),
+                         what="the rest")
+        assert handled[0] == "other" and handled.index("slow") < handled.index("after slow")
+        async def all_committed():
+            return await _committed_total(infra, consumer.group_id, topic) == 4
+        await eventually(all_committed, what="every offset committed")
+    finally:
+        release.set()
+        await rt.stop()
+
+
+async def _true(value) -> bool:
+    return bool(value)
+
+
+async def _equal(value, expected) -> bool:
+    return value == expected
 
 
 async def _committed_total(infra, group_id: str, topic: str) -> int:
