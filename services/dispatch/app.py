@@ -29,7 +29,8 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
     if settings.background:
         matcher = hints = Matcher(settings)
         runtime.consume(name=CONSUMER, topics=[ORDERS_TOPIC],
-                        handler=OrderEvents(settings, lambda: runtime.pool, matcher.poke))
+                        handler=OrderEvents(settings, lambda: runtime.pool, matcher.poke),
+                        concurrency=settings.orders_consumer_concurrency)
         runtime.loop("dispatch-matching", lambda: matcher.run_matching(runtime.pool))
         runtime.loop("dispatch-expiry", lambda: matcher.run_expiry(runtime.pool))
     else:  # HTTP only: a background process elsewhere consumes, matches and expires

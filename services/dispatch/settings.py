@@ -69,6 +69,9 @@ class DispatchSettings(CommonSettings):
     poll_s: float = Field(0.5, gt=0)
     background: bool = True
     match_poll_s: float = Field(0.5, gt=0)
+    # Batches of orders' events handled at once (each its own transaction, which ends with a
+    # matcher pass); a subject's events still apply in order (shared.kafka.EventConsumer).
+    orders_consumer_concurrency: int = Field(2, ge=1)
 
     location_clock_skew_s: float = Field(30.0, ge=0)
     code_max_failures: int = Field(5, ge=1)
