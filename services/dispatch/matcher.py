@@ -1,7 +1,9 @@
 """The two background loops of a dispatch instance.
 
-- matching: offers waiting orders to couriers. Poked in-process when this instance creates
-  work (a new order, capacity given back, a courier online), and at the latest when the next
+- matching: offers waiting orders to couriers. A new order is usually offered before this loop
+  hears of it, by the same pass run in the orders consumer's transaction (handlers.py); this
+  loop takes the rest. Poked in-process when this instance creates work (capacity given back,
+  a courier online, an order the consumer's pass left), and at the latest when the next
   postponed order is due or `match_poll_s` passed. Each pass finds in the database where
   capacity appeared since the postponed jobs were last tried, whichever process it appeared
   in, so any instance (or a background process beside HTTP-only ones) serves them, oldest

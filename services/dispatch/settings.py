@@ -15,7 +15,8 @@ Environment variables (besides the common GIAO_* ones of shared.settings):
 - GIAO_DISPATCH_SEARCH_MAX_RING (8): widest search, in coarse rings (at least 14 km at res 7)
 - GIAO_DISPATCH_CANDIDATE_LIMIT (32): nearest couriers weighed per offer
 - GIAO_DISPATCH_MATCH_BATCH (50): waiting orders the matcher handles per transaction (a pass costs
-  about eight statements whatever its size; the couriers it reserves stay locked until it commits)
+  about six statements whatever its size; the couriers it reserves stay locked until it commits;
+  the pass in the orders consumer's transaction takes at least that batch's new orders)
 - GIAO_DISPATCH_MATCH_WORKERS (2): matching passes run at once while there is a backlog
 - GIAO_DISPATCH_MATCH_RETRY_BASE_S (0.5), GIAO_DISPATCH_MATCH_RETRY_MAX_S (5): backoff of an order
   nobody could take yet (capacity appearing near it, in any process, retries it at once)
@@ -29,6 +30,8 @@ Environment variables (besides the common GIAO_* ones of shared.settings):
 - GIAO_DISPATCH_MATCH_POLL_S (0.5): the matcher's own safety poll when shorter than POLL_S (set it
   low, e.g. 0.05, in a background process beside HTTP-only ones: a pass of a few indexed
   queries per poll)
+- GIAO_DISPATCH_ORDERS_CONSUMER_CONCURRENCY (2): batches of orders' events handled at once, each a
+  transaction that ends with a matcher pass (a subject's events still apply in order)
 - GIAO_DISPATCH_LOCATION_CLOCK_SKEW_S (30): how far in the future a location's `at` may be
 - GIAO_DISPATCH_CODE_MAX_FAILURES (5): wrong delivery codes in a row before a job locks
 - GIAO_DISPATCH_CODE_LOCKOUT_S (900): how long it stays locked (429 with Retry-After)
