@@ -113,10 +113,8 @@ async def test_ignored_event_types_are_passed_over_unread_by_their_header(runtim
     assert (consumer.ignored, consumer.dead_lettered) == (1, 0)
 
 
-async def test_a_batch_that_could_not_be_handled_is_delivered_again(runtime, infra):
-    settings, rt, consumer, _ = runtime
-    topic = settings.topic(ORDERS_TOPIC)
-    subject = str(uuid.uuid4())
+def _first_dead_letter_lost(consumer) -> list[int]:
+    """Kafka is down for the consumer's first dead letter only; returns the offsets tried."""
     send_dead_letter, attempts = consumer.dead_letter, []
 
     async def kafka_down_at_first(record, reason):
@@ -125,6 +123,14 @@ async def test_a_batch_that_could_not_be_handled_is_delivered_again(runtime, inf
             raise ConnectionError("the dead letter could not be sent")
         await send_dead_letter(record, reason)
     consumer.dead_letter = kafka_down_at_first
+    return attempts
+
+
+async def test_a_batch_that_could_not_be_handled_is_delivered_again(runtime, infra):
+    settings, rt, consumer, _ = runtime
+    topic = settings.topic(ORDERS_TOPIC)
+    subject = str(uuid.uuid4())
+    attempts = _first_dead_letter_lost(consumer)
 
     after = _cancel(subject, 1, "after the poison")
     await produce(infra.kafka_bootstrap, topic, [(subject.encode(), b"{not json"),
@@ -138,14 +144,7 @@ async def test_a_batch_whose_handler_failed_and_dead_letter_was_lost_is_read_aga
     settings, rt, consumer, failures = runtime
     topic = settings.topic(ORDERS_TOPIC)
     subject = str(uuid.uuid4())
-    send_dead_letter, attempts = consumer.dead_letter, []
-
-    async def kafka_down_at_first(record, reason):
-        attempts.append(record.offset)
-        if len(attempts) == 1:
-            raise ConnectionError("the dead letter could not be sent")
-        await send_dead_letter(record, reason)
-    consumer.dead_letter = kafka_down_at_first
+    attempts = _first_dead_letter_lost(consumer)
 
     await produce(infra.kafka_bootstrap, topic, [(subject.encode(), _cancel(subject, 1, "explode").model_dump_json().encode())])
     dead = await read_topic(infra.kafka_bootstrap, dlq_topic(topic), at_least=1)
