@@ -11,14 +11,15 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from http import HTTPStatus
 from typing import Any
 
 import asyncpg
-from fastapi import Depends, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -190,23 +191,30 @@ class BodyGuard:
         await self.app(scope, limited_receive, guarded_send)
 
 
-async def forbid_unknown_query(request: Request) -> None:
-    """422 naming every query parameter the route does not declare.
+class StrictQueryRoute(APIRoute):
+    """A route that answers 422 naming every query parameter it does not declare.
 
     FastAPI ignores unknown query parameters, so a client's typo (`?stauts=placed`) would
     quietly return something else than asked for. Found by the fuzz tests.
+
+    A route class rather than a dependency: FastAPI solves a dependency on every request
+    (a tenth of a small request's CPU), while this looks at the query string only when
+    there is one, against names collected once when the route is built.
     """
-    if not request.query_params:
-        return
-    route = request.scope.get("route")
-    allowed = getattr(route, "_declared_query", None)
-    if allowed is None:
-        allowed = frozenset(_query_names(route.dependant))
-        route._declared_query = allowed  # computed once per route
-    unknown = sorted(set(request.query_params.keys()) - allowed)
-    if unknown:
-        raise Problem(422, "Unknown query parameters: " + ", ".join(unknown), title="Invalid input",
-                      errors=[{"loc": ["query", n], "msg": "Unknown query parameter"} for n in unknown])
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        declared = frozenset(_query_names(self.dependant))
+
+        async def strict_query(request: Request) -> Response:
+            if request.scope["query_string"]:
+                unknown = sorted(set(request.query_params.keys()) - declared)
+                if unknown:
+                    raise Problem(422, "Unknown query parameters: " + ", ".join(unknown), title="Invalid input",
+                                  errors=[{"loc": ["query", n], "msg": "Unknown query parameter"} for n in unknown])
+            return await handler(request)
+
+        return strict_query
 
 
 def _query_names(dependant: Any) -> set[str]:
@@ -313,4 +321,4 @@ def install_common_routes(app: FastAPI, metrics: Metrics,
 
     # Routes added after this call (the service's API) reject unknown query parameters; the
     # probes above accept cache-busters.
-    app.router.dependencies.append(Depends(forbid_unknown_query))
+    app.router.route_class = StrictQueryRoute

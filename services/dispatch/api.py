@@ -104,8 +104,8 @@ def offer_view(row: asyncpg.Record) -> OfferView:
                                      summary=summary))
 
 
-def build_router(settings: DispatchSettings, runtime: Runtime, hints: WorkHints) -> APIRouter:
-    router = APIRouter()
+def add_routes(router: APIRouter, settings: DispatchSettings, runtime: Runtime, hints: WorkHints) -> None:
+    """Dispatch's routes, added to `router` (the app's own: see shared.http.StrictQueryRoute)."""
     admin = Depends(require_admin(settings.admin_token))
     current_courier = CourierAuth(runtime)
 
@@ -118,82 +118,9 @@ def build_router(settings: DispatchSettings, runtime: Runtime, hints: WorkHints)
         """For a courier's steps: each is one statement, its own transaction."""
         return runtime.pool.acquire()
 
-    # --- admin -------------------------------------------------------------------------------
-
-    @router.post("/v1/admin/couriers", status_code=201, response_model=CourierCreated, tags=["admin"],
-                 summary="Create a courier (the token is shown once)", dependencies=[admin],
-                 responses=problem_responses(400, 401, 413, 415, 422))
-    async def create_courier(body: CourierCreate) -> CourierCreated:
-        async with transaction() as conn:
-            row, token = await service_layer.create_courier(conn, settings, name=body.name, phone=body.phone,
-                                                            vehicle=body.vehicle)
-        return CourierCreated(id=row["id"], name=row["name"], token=token, vehicle=row["vehicle"],
-                              capacity=row["capacity"])
-
-    @router.get("/v1/admin/couriers/{courier_id}", response_model=CourierStatus, tags=["admin"],
-                summary="A courier's status, position and load", dependencies=[admin],
-                responses=problem_responses(401, 404))
-    async def get_courier(courier_id: str) -> CourierStatus:
-        try:
-            row = await store.courier(runtime.pool, UUID(courier_id))
-        except ValueError:
-            row = None
-        if row is None:
-            raise Problem(404, "Courier not found")
-        return status_view(row)
-
-    @router.get("/v1/admin/jobs/{order_id}", response_model=AdminJob, tags=["admin"],
-                summary="A job with every offer made and why that courier was chosen",
-                dependencies=[admin], responses=problem_responses(401, 404))
-    async def get_job(order_id: str) -> AdminJob:
-        oid = parse_order_id(order_id)
-        row = await store.job(runtime.pool, oid)
-        if row is None:
-            raise JobNotFound
-        offers = await store.offers_of(runtime.pool, oid)
-        return AdminJob(
-            order_id=row["order_id"], tracking_code=row["tracking_code"], status=row["status"],
-            courier_id=row["courier_id"], pickup=row["pickup"], dropoff=row["dropoff"], parcel=row["parcel"],
-            note=row["note"], cod_amount_vnd=row["cod_amount_vnd"], fee_vnd=row["fee_vnd"],
-            offer_expires_at=row["offer_expires_at"], placed_at=row["placed_at"],
-            dispatch_deadline=row["dispatch_deadline"], cod_collected_vnd=row["cod_collected_vnd"],
-            fail_reason=row["fail_reason"], cancel_reason=row["cancel_reason"], updated_at=row["updated_at"],
-            offers=[offer_view(o) for o in offers])
-
     # --- couriers -------------------------------------------------------------------------------
-
-    @router.put("/v1/courier/status", response_model=CourierStatus, tags=["courier"],
-                summary="Go online (with a position) or offline",
-                description="Going offline withdraws open offers (they go to the next courier); "
-                            "accepted jobs stay with the courier.",
-                responses=problem_responses(400, 401, 413, 415, 422))
-    async def put_status(body: CourierStatusUpdate,
-                         courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
-        async with transaction() as conn:
-            row = await service_layer.set_status(conn, settings, courier.id, online=body.online,
-                                                 lat=body.lat, lng=body.lng)
-        hints.poke()  # their capacity is new, or the offers they withdrew by going offline are due again
-        return ModelResponse(status_view(row))
-
-    @router.post("/v1/courier/locations", status_code=202, response_model=LocationsAccepted, tags=["courier"],
-                 summary="Report positions (1..100 points; the newest is kept)",
-                 description="Points may not be from the future beyond a small clock skew "
-                             f"({settings.location_clock_skew_s:g} s). A `courier.location` event goes out "
-                             "only while the courier carries an active job, at most once per second.",
-                 responses=problem_responses(400, 401, 413, 415, 422))
-    async def post_locations(body: LocationBatch,
-                             courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
-        now = service_layer.now_utc()
-        skew = timedelta(seconds=settings.location_clock_skew_s)
-        future = [{"loc": ["body", "points", i, "at"], "msg": "is in the future"}
-                  for i, p in enumerate(body.points) if not domain.location_is_plausible(p.at, now, skew)]
-        if future:
-            raise Problem(422, "Location timestamps may not be in the future", title="Invalid input",
-                          errors=future)
-        async with transaction() as conn:
-            published = await service_layer.report_locations(
-                conn, settings, courier.id, [Point(p.lat, p.lng, p.at) for p in body.points])
-        return ModelResponse(LocationsAccepted(accepted=len(body.points), published=published), status_code=202)
+    # A job's steps come first: the router tries routes in the order they were added, and these
+    # are nearly all the requests (the ops and docs routes are tried before them).
 
     @router.get("/v1/courier/jobs", response_model=JobList, tags=["courier"],
                 summary="Offers waiting for an answer and jobs in progress",
@@ -282,4 +209,77 @@ def build_router(settings: DispatchSettings, runtime: Runtime, hints: WorkHints)
         hints.poke()
         return ModelResponse(job_view(row))
 
-    return router
+    @router.put("/v1/courier/status", response_model=CourierStatus, tags=["courier"],
+                summary="Go online (with a position) or offline",
+                description="Going offline withdraws open offers (they go to the next courier); "
+                            "accepted jobs stay with the courier.",
+                responses=problem_responses(400, 401, 413, 415, 422))
+    async def put_status(body: CourierStatusUpdate,
+                         courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
+        async with transaction() as conn:
+            row = await service_layer.set_status(conn, settings, courier.id, online=body.online,
+                                                 lat=body.lat, lng=body.lng)
+        hints.poke()  # their capacity is new, or the offers they withdrew by going offline are due again
+        return ModelResponse(status_view(row))
+
+    @router.post("/v1/courier/locations", status_code=202, response_model=LocationsAccepted, tags=["courier"],
+                 summary="Report positions (1..100 points; the newest is kept)",
+                 description="Points may not be from the future beyond a small clock skew "
+                             f"({settings.location_clock_skew_s:g} s). A `courier.location` event goes out "
+                             "only while the courier carries an active job, at most once per second.",
+                 responses=problem_responses(400, 401, 413, 415, 422))
+    async def post_locations(body: LocationBatch,
+                             courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
+        now = service_layer.now_utc()
+        skew = timedelta(seconds=settings.location_clock_skew_s)
+        future = [{"loc": ["body", "points", i, "at"], "msg": "is in the future"}
+                  for i, p in enumerate(body.points) if not domain.location_is_plausible(p.at, now, skew)]
+        if future:
+            raise Problem(422, "Location timestamps may not be in the future", title="Invalid input",
+                          errors=future)
+        async with transaction() as conn:
+            published = await service_layer.report_locations(
+                conn, settings, courier.id, [Point(p.lat, p.lng, p.at) for p in body.points])
+        return ModelResponse(LocationsAccepted(accepted=len(body.points), published=published), status_code=202)
+
+    # --- admin -------------------------------------------------------------------------------
+
+    @router.post("/v1/admin/couriers", status_code=201, response_model=CourierCreated, tags=["admin"],
+                 summary="Create a courier (the token is shown once)", dependencies=[admin],
+                 responses=problem_responses(400, 401, 413, 415, 422))
+    async def create_courier(body: CourierCreate) -> CourierCreated:
+        async with transaction() as conn:
+            row, token = await service_layer.create_courier(conn, settings, name=body.name, phone=body.phone,
+                                                            vehicle=body.vehicle)
+        return CourierCreated(id=row["id"], name=row["name"], token=token, vehicle=row["vehicle"],
+                              capacity=row["capacity"])
+
+    @router.get("/v1/admin/couriers/{courier_id}", response_model=CourierStatus, tags=["admin"],
+                summary="A courier's status, position and load", dependencies=[admin],
+                responses=problem_responses(401, 404))
+    async def get_courier(courier_id: str) -> CourierStatus:
+        try:
+            row = await store.courier(runtime.pool, UUID(courier_id))
+        except ValueError:
+            row = None
+        if row is None:
+            raise Problem(404, "Courier not found")
+        return status_view(row)
+
+    @router.get("/v1/admin/jobs/{order_id}", response_model=AdminJob, tags=["admin"],
+                summary="A job with every offer made and why that courier was chosen",
+                dependencies=[admin], responses=problem_responses(401, 404))
+    async def get_job(order_id: str) -> AdminJob:
+        oid = parse_order_id(order_id)
+        row = await store.job(runtime.pool, oid)
+        if row is None:
+            raise JobNotFound
+        offers = await store.offers_of(runtime.pool, oid)
+        return AdminJob(
+            order_id=row["order_id"], tracking_code=row["tracking_code"], status=row["status"],
+            courier_id=row["courier_id"], pickup=row["pickup"], dropoff=row["dropoff"], parcel=row["parcel"],
+            note=row["note"], cod_amount_vnd=row["cod_amount_vnd"], fee_vnd=row["fee_vnd"],
+            offer_expires_at=row["offer_expires_at"], placed_at=row["placed_at"],
+            dispatch_deadline=row["dispatch_deadline"], cod_collected_vnd=row["cod_collected_vnd"],
+            fail_reason=row["fail_reason"], cancel_reason=row["cancel_reason"], updated_at=row["updated_at"],
+            offers=[offer_view(o) for o in offers])

@@ -11,7 +11,7 @@ from shared.events import ORDERS_TOPIC
 from shared.http import FASTAPI_TELEMETRY_OFF, Metrics, install_common_routes, install_problem_handlers
 from shared.service import Runtime
 
-from .api import build_router, install_error_handlers
+from .api import add_routes, install_error_handlers
 from .handlers import CONSUMER, OrderEvents
 from .matcher import Matcher, NoMatcherHere, WorkHints
 from .settings import DispatchSettings
@@ -52,5 +52,5 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
     install_problem_handlers(app)
     install_error_handlers(app)
     install_common_routes(app, Metrics("dispatch"), runtime.ready_checks())
-    app.include_router(build_router(settings, runtime, hints))
+    add_routes(app.router, settings, runtime, hints)  # on the app itself: FastAPI matches an included router twice
     return app

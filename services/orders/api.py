@@ -268,8 +268,8 @@ _admin_bearer = HTTPBearer(auto_error=False, scheme_name="admin", description="T
 _MERCHANT_CACHE_SIZE = 10_000
 
 
-def routes(settings: CommonSettings, runtime: Runtime, metrics: Metrics, tariff: Tariff) -> APIRouter:
-    router = APIRouter()
+def add_routes(router: APIRouter, settings: CommonSettings, runtime: Runtime, metrics: Metrics, tariff: Tariff) -> None:
+    """The merchant API, added to `router` (the app's own: see shared.http.StrictQueryRoute)."""
     placed_total = metrics.counter("orders_placed_total", "Orders placed")
     replayed_total = metrics.counter("orders_idempotent_replays_total", "Requests answered from an Idempotency-Key")
     cancel_total = metrics.counter("orders_cancel_requests_total", "Cancel requests sent to dispatch")
@@ -414,5 +414,3 @@ def routes(settings: CommonSettings, runtime: Runtime, metrics: Metrics, tariff:
         if decision.ask_dispatch:
             cancel_total.inc()
         return json_response(order_view(row), 202)
-
-    return router

@@ -26,7 +26,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.orders import store
-from services.orders.api import routes
+from services.orders.api import add_routes
 from services.orders.domain import IGNORED_EVENTS, Tariff
 from services.orders.handlers import CONSUMER, dispatch_events_handler
 from shared.events import DISPATCH_TOPIC
@@ -84,6 +84,6 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
     app.state.metrics = metrics
     install_problem_handlers(app)
     install_common_routes(app, metrics, runtime.ready_checks())
-    app.include_router(routes(settings, runtime, metrics, settings.tariff()))
+    add_routes(app.router, settings, runtime, metrics, settings.tariff())  # on the app itself: FastAPI matches an included router twice
     return app
 

@@ -90,8 +90,9 @@ END_RETRY_MS = 86_400_000
 NOT_FOUND = "No parcel has this tracking code"
 
 
-def routes(settings: TrackingSettings, runtime: Runtime, feed: ChangeFeed, metrics: Metrics) -> APIRouter:
-    router = APIRouter(tags=["tracking"])
+def add_routes(router: APIRouter, settings: TrackingSettings, runtime: Runtime, feed: ChangeFeed,
+               metrics: Metrics) -> None:
+    """The public tracking API, added to `router` (the app's own: see shared.http.StrictQueryRoute)."""
     limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     open_streams: dict[str, int] = {}
     floor_s = settings.response_floor_ms / 1000
@@ -137,7 +138,7 @@ def routes(settings: TrackingSettings, runtime: Runtime, feed: ChangeFeed, metri
         await asyncio.sleep(max(0.0, floor_s - (time.perf_counter() - started)))
 
     @router.get(
-        "/v1/tracking/{tracking_code}", response_model=TrackingView,
+        "/v1/tracking/{tracking_code}", response_model=TrackingView, tags=["tracking"],
         summary="A parcel's status, timeline, courier and ETA",
         description="Anyone with the tracking code may ask; nothing personal is shown.",
         responses=problem_responses(404, 429),
@@ -152,7 +153,7 @@ def routes(settings: TrackingSettings, runtime: Runtime, feed: ChangeFeed, metri
         return found if parcel is not None else not_found
 
     @router.get(
-        "/v1/tracking/{tracking_code}/events",
+        "/v1/tracking/{tracking_code}/events", tags=["tracking"],
         summary="A parcel's changes as they happen (Server-Sent Events)",
         description=(
             "`event: tracking` events carry the same document as `GET /v1/tracking/{tracking_code}`: "
@@ -206,7 +207,6 @@ def routes(settings: TrackingSettings, runtime: Runtime, feed: ChangeFeed, metri
         return EventSourceResponse(events(), ping=settings.heartbeat_s, headers=NO_STORE,
                                    ping_message_factory=lambda: ServerSentEvent(comment="ping"))
 
-    return router
 
 
 def _event(view: dict[str, Any]) -> ServerSentEvent:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.tracking.api import routes
+from services.tracking.api import add_routes
 from services.tracking import domain, store
 from services.tracking.handlers import CONSUMER, Projection
 from services.tracking.live import ChangeFeed
@@ -71,5 +71,5 @@ def create_app(settings: TrackingSettings | None = None) -> FastAPI:
     app.state.feed = feed
     install_problem_handlers(app)
     install_common_routes(app, metrics, runtime.ready_checks())
-    app.include_router(routes(settings, runtime, feed, metrics))
+    add_routes(app.router, settings, runtime, feed, metrics)  # on the app itself: FastAPI matches an included router twice
     return app
