@@ -5,11 +5,14 @@ event id (`INSERT ... ON CONFLICT DO NOTHING`) and raises the subject's position
 event's sequence; if either shows the event was seen or superseded, the caller skips it
 and the transaction commits nothing of it. `accept_many` does the same for a whole batch in
 one statement (what the consumers use; `accept` is the rule spelled out, one event at a time).
+`forget_before` prunes the ids once their events are past the topics' retention (the runtime
+of every service with consumers runs it hourly).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from enum import Enum
 
 import asyncpg
@@ -93,3 +96,25 @@ async def accept_many(conn: asyncpg.Connection, consumer: str,
         [e.subject for _, e in events], [e.sequence for _, e in events], [e.type for _, e in events])}
     return [Verdict.DUPLICATE if n not in judged else Verdict.NEW if judged[n] else Verdict.STALE
             for n in range(1, len(events) + 1)]
+
+
+async def forget_before(pool: asyncpg.Pool, before: datetime, *, chunk: int = 10_000) -> int:
+    """Forget the event ids received before `before`, every consumer's, a chunk per
+    transaction; returns the count.
+
+    An event older than the topics' retention can no longer come back from Kafka, and should
+    one come back anyway, its subject's position (inbox_positions) still refuses it: the ids
+    only tell a duplicate from a stale event. Without this the table grows by every event a
+    service ever consumed. Rows another process is deleting are skipped, not waited for (two
+    instances of a service prune the same table)."""
+    total = 0
+    while True:
+        deleted = await pool.fetchval(
+            """WITH old AS (SELECT consumer, event_id FROM inbox WHERE received_at < $1
+                            LIMIT $2 FOR UPDATE SKIP LOCKED),
+                    gone AS (DELETE FROM inbox i USING old
+                             WHERE i.consumer = old.consumer AND i.event_id = old.event_id RETURNING 1)
+               SELECT count(*) FROM gone""", before, chunk)
+        total += deleted
+        if deleted < chunk:
+            return total

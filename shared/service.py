@@ -1,5 +1,6 @@
-"""The runtime of one service process: pool, migrations, broker, outbox relay, consumers,
-background loops, and the order they start and stop in.
+"""The runtime of one service process: pool, migrations, broker, outbox relay, consumers (and
+the hourly forgetting of the event ids they consumed long ago), background loops, and the
+order they start and stop in.
 
 Shutdown on SIGTERM (uvicorn turns it into the lifespan's exit after it stopped accepting
 connections and finished in-flight requests): stop consuming (the batch in hand finishes
@@ -16,6 +17,7 @@ import logging
 import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import asyncpg
@@ -23,6 +25,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from shared.db import create_pool, migrate
+from shared.inbox import forget_before
 from shared.kafka import BatchHandler, EventConsumer, RelayProducer, make_broker
 from shared.outbox import OutboxRelay
 from shared.settings import CommonSettings
@@ -31,6 +34,8 @@ log = logging.getLogger(__name__)
 
 
 class Runtime:
+    PRUNE_EVERY_S = 3600.0  # how often consumed event ids past inbox_keep_hours are forgotten
+
     def __init__(self, settings: CommonSettings, *, name: str, database_url: str,
                  migrations: Path | None, pool_size: int = 20, relay: bool = True) -> None:
         self.settings = settings
@@ -82,9 +87,21 @@ class Runtime:
             self.relay = OutboxRelay(self._pool, self._relay_producer.publish,
                                      on_failure=self._relay_producer.reset)
             await self.relay.start()
-        self._tasks = [asyncio.create_task(_forever(name, run), name=name) for name, run in self._loops]
+        loops = list(self._loops)
+        if self.consumers:
+            loops.append((f"{self.name}-prune-inbox", self._prune_inbox))
+        self._tasks = [asyncio.create_task(_forever(name, run), name=name) for name, run in loops]
         self.started = True
         log.info("%s: started", self.name)
+
+    async def _prune_inbox(self) -> None:
+        """Hourly, forget consumed event ids older than `inbox_keep_hours` (shared.inbox)."""
+        while True:
+            before = datetime.now(timezone.utc) - timedelta(hours=self.settings.inbox_keep_hours)
+            forgotten = await forget_before(self.pool, before)
+            if forgotten:
+                log.info("%s: forgot %d consumed event ids received before %s", self.name, forgotten, before)
+            await asyncio.sleep(self.PRUNE_EVERY_S)
 
     async def stop(self) -> None:
         grace = self.settings.shutdown_grace_s

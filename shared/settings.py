@@ -32,6 +32,9 @@ class CommonSettings(BaseSettings):
     # Seconds a SIGTERM may take: stop taking work, finish in-flight work, commit offsets.
     shutdown_grace_s: float = Field(10.0, validation_alias="GIAO_SHUTDOWN_GRACE_S")
     host: str = Field("127.0.0.1", validation_alias="GIAO_HOST")
+    # How long a service remembers the ids of the events it consumed: longer than the topics'
+    # retention (168 h), after which an event cannot be delivered again.
+    inbox_keep_hours: float = Field(192.0, gt=0, validation_alias="GIAO_INBOX_KEEP_HOURS")
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> "CommonSettings":

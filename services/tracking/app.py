@@ -5,15 +5,13 @@ Settings (environment variables) are listed in services/tracking/settings.py.
 
 from __future__ import annotations
 
-import asyncio
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from fastapi import FastAPI
 
 from services.tracking.api import add_routes
-from services.tracking import domain, store
-from services.tracking.handlers import CONSUMER, Projection
+from services.tracking import domain
+from services.tracking.handlers import Projection
 from services.tracking.live import ChangeFeed
 from services.tracking.settings import TrackingSettings
 from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDERS_TOPIC
@@ -41,14 +39,6 @@ def create_app(settings: TrackingSettings | None = None) -> FastAPI:
                     ignore=domain.IRRELEVANT_TYPES)
     runtime.consume(name=LOCATION_CONSUMER, topics=[COURIER_LOCATIONS_TOPIC],
                     handler=projection.on_locations, max_records=settings.location_batch)
-
-    async def prune_inbox() -> None:
-        while True:
-            before = datetime.now(timezone.utc) - timedelta(hours=settings.inbox_keep_hours)
-            await store.prune_inbox(runtime.pool, CONSUMER, before)
-            await asyncio.sleep(3600)
-
-    runtime.loop("tracking-prune-inbox", prune_inbox)
 
     feed = ChangeFeed(settings.database_url, lambda: runtime.pool)
     runtime.loop("tracking-listen", feed.listen)

@@ -22,8 +22,6 @@ Environment variables (besides the common GIAO_* ones of shared.settings):
 - GIAO_TRACKING_SSE_MAX_STREAMS_PER_CLIENT (20): open streams per client address; more is 429
 - GIAO_TRACKING_STATUS_BATCH (500): order and dispatch events applied per transaction, at most
 - GIAO_TRACKING_LOCATION_BATCH (2000): location pings read per transaction, at most
-- GIAO_TRACKING_INBOX_KEEP_HOURS (192): how long applied event ids are remembered (longer
-  than the topics' retention of 168 h: an older event cannot be redelivered)
 """
 
 from __future__ import annotations
@@ -63,7 +61,6 @@ class TrackingSettings(CommonSettings):
 
     status_batch: int = Field(500, ge=1)
     location_batch: int = Field(2000, ge=1)
-    inbox_keep_hours: float = Field(192.0, gt=0)
 
     def exempt_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(a.strip(), strict=False)

@@ -182,24 +182,6 @@ async def find_by_codes(conn: asyncpg.Connection | asyncpg.Pool, codes: Sequence
     return [_parcel(row) for row in rows]
 
 
-async def prune_inbox(pool: asyncpg.Pool, consumer: str, before: datetime, *, chunk: int = 10_000) -> int:
-    """Forget event ids received before `before`, a chunk per transaction; returns the count.
-
-    Older events can no longer come back from Kafka (retention), and should one come back
-    anyway, the sequences (inbox_positions, the parcel's own) still refuse it.
-    """
-    total = 0
-    while True:
-        deleted = await pool.fetchval(
-            """WITH old AS (SELECT event_id FROM inbox WHERE consumer = $1 AND received_at < $2 LIMIT $3)
-               , gone AS (DELETE FROM inbox i USING old WHERE i.consumer = $1 AND i.event_id = old.event_id
-                          RETURNING 1)
-               SELECT count(*) FROM gone""", consumer, before, chunk)
-        total += deleted
-        if deleted < chunk:
-            return total
-
-
 # --- rebuild ------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shared.db import create_pool, migrate
 from shared.events import ORDERS_TOPIC, OrderCancelRequested, dlq_topic, new_event
 from shared.inbox import Verdict, accept
 from shared.kafka import EventConsumer, make_broker
@@ -307,3 +308,29 @@ async def _committed_total(infra, group_id: str, topic: str) -> int:
     finally:
         await admin.close()
     return sum(meta.offset for tp, meta in offsets.items() if tp.topic == topic and meta.offset > 0)
+
+
+async def test_a_runtime_with_consumers_forgets_old_consumed_ids_when_it_starts(infra, database, topic_prefix):
+    settings = CommonSettings(kafka_bootstrap_servers=infra.kafka_bootstrap, topic_prefix=topic_prefix,
+                              shutdown_grace_s=5, inbox_keep_hours=24)
+    pool = await create_pool(database, max_size=2)
+    try:
+        await migrate(pool)
+        await pool.execute("""INSERT INTO inbox (consumer, event_id, received_at) VALUES
+                                ('probe', $1, now() - interval '25 hours'), ('other', $2, now() - interval '2 days'),
+                                ('probe', $3, now() - interval '23 hours')""", *(uuid.uuid4() for _ in range(3)))
+    finally:
+        await pool.close()
+    rt = Runtime(settings, name="probe", database_url=database, migrations=None, relay=False)
+
+    async def handle(batch):
+        pass
+
+    rt.consume(name="probe", topics=[ORDERS_TOPIC], handler=handle)
+    await rt.start()
+    try:
+        async def only_the_recent_one_left():
+            return await rt.pool.fetchval("SELECT array_agg(consumer) FROM inbox") == ["probe"]
+        await eventually(only_the_recent_one_left, what="ids older than inbox_keep_hours forgotten")
+    finally:
+        await rt.stop()

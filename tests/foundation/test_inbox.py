@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from datetime import datetime, timedelta, timezone
 
 from shared.db import create_pool, migrate
 from shared.events import ORDERS_TOPIC, OrderCancelRequested, new_event
-from shared.inbox import Verdict, accept, accept_many
+from shared.inbox import Verdict, accept, accept_many, forget_before
 from tests.support import eventually
 
 
@@ -80,3 +81,25 @@ async def _waits_on_a_lock(pool, pid: int) -> bool:
 async def _in_transaction(conn, batch):
     async with conn.transaction():
         return await accept_many(conn, "racing", batch)
+
+
+async def test_forgetting_old_ids_keeps_the_recent_ones_and_positions_still_refuse_a_replay(database):
+    pool = await create_pool(database, max_size=2)
+    try:
+        await migrate(pool)
+        subject = str(uuid.uuid4())
+        old, recent = _event(subject, 1), _event(subject, 2)
+        for consumer in ("first", "second"):
+            async with pool.acquire() as conn, conn.transaction():
+                assert await accept_many(conn, consumer, [(ORDERS_TOPIC, old), (ORDERS_TOPIC, recent)]) == [
+                    Verdict.NEW, Verdict.NEW]
+        await pool.execute("UPDATE inbox SET received_at = now() - interval '9 days' WHERE event_id = $1", old.id)
+        week_ago = datetime.now(timezone.utc) - timedelta(days=8)
+        assert await forget_before(pool, week_ago, chunk=1) == 2  # both consumers', a row per transaction
+        left = await pool.fetch("SELECT consumer, event_id FROM inbox ORDER BY consumer")
+        assert [(r["consumer"], r["event_id"]) for r in left] == [("first", recent.id), ("second", recent.id)]
+        assert await forget_before(pool, week_ago) == 0
+        async with pool.acquire() as conn, conn.transaction():  # the forgotten event comes back
+            assert await accept_many(conn, "first", [(ORDERS_TOPIC, old)]) == [Verdict.STALE]
+    finally:
+        await pool.close()

@@ -5,7 +5,6 @@ set-based accept_many agreeing with accept event by event."""
 from __future__ import annotations
 
 import random
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -91,13 +90,3 @@ async def test_accept_many_agrees_with_accept(pool):
         assert await conn.fetch("SELECT event_type, sum(applied)::int FROM inbox_applied "
                                 "WHERE consumer = 'batched' GROUP BY 1 ORDER BY 1") == counts
         assert await accept_many(conn, "batched", []) == []
-
-
-async def test_prune_inbox_forgets_old_ids_only(pool):
-    projection = Projection(lambda: pool)
-    s = Story()
-    await projection.on_status_events([s.placed(), s.assigned()])
-    await pool.execute("UPDATE inbox SET received_at = now() - interval '10 days' WHERE event_id = $1",
-                       (await pool.fetchval("SELECT event_id FROM inbox ORDER BY received_at LIMIT 1")))
-    assert await store.prune_inbox(pool, "tracking", datetime.now(timezone.utc) - timedelta(days=8), chunk=1) == 1
-    assert await pool.fetchval("SELECT count(*) FROM inbox") == 1
