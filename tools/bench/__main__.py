@@ -366,7 +366,10 @@ async def main(args: argparse.Namespace) -> int:
         results["ratio_pg_commits_to_baseline"] = round(
             results["orders_per_s"] * commits_per_order / results["baseline_pg_commits_per_s"], 3)
     p99 = results["p99_placed_to_offered_ms"]
-    results["target_met"] = results["orders_per_s"] >= 150 and p99 is not None and p99 < 500
+    # The two halves of the target apart, so a reader sees which one a run missed.
+    results["target_throughput_met"] = results["orders_per_s"] >= 150
+    results["target_latency_met"] = p99 is not None and p99 < 500
+    results["target_met"] = results["target_throughput_met"] and results["target_latency_met"]
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     md = markdown(results)
@@ -397,7 +400,10 @@ def markdown(r: dict) -> str:
                   f"| baseline PostgreSQL single-row commits/s | {r['baseline_pg_commits_per_s']} |",
                   f"| Giao's event rate / Kafka baseline | {r['ratio_kafka_events_to_baseline']} |",
                   f"| Giao's commit rate (est.) / PostgreSQL baseline | {r['ratio_pg_commits_to_baseline']} |"]
-    lines.append(f"| target (≥150 orders/s, p99 placed→offered < 500 ms) | {'met' if r['target_met'] else 'NOT met'} |")
+    halves = (f"{r['orders_per_s']} orders/s: {'yes' if r['target_throughput_met'] else 'no'}; "
+              f"p99 {r['p99_placed_to_offered_ms']} ms: {'yes' if r['target_latency_met'] else 'no'}")
+    lines.append(f"| target (≥150 orders/s, p99 placed→offered < 500 ms) | "
+                 f"{'met' if r['target_met'] else 'NOT met'} ({halves}) |")
     return "\n".join(lines) + "\n"
 
 
