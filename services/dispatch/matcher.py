@@ -43,6 +43,7 @@ class Matcher:
         self.settings = settings
         self._wake = asyncio.Event()
         self.offered = 0
+        self.passes = 0  # matching passes finished (several run at once while a backlog lasts)
         self.offers_expired = 0
         self.orders_expired = 0
 
@@ -63,6 +64,7 @@ class Matcher:
             if failed:
                 raise failed[0]  # after every pass ended (the loop is restarted by the runtime)
             self.offered += sum(r.offered for r in results)
+            self.passes += len(results)
             if any(r.claimed >= self.settings.match_batch for r in results) and any(r.offered for r in results):
                 parallel = min(self.settings.match_workers, parallel * 2)
                 continue  # more may be due right now (when nothing could be offered, wait for capacity)

@@ -190,7 +190,14 @@ async def test_two_matchers_never_overfill_a_courier(start):
     async def all_capacity_offered():
         return await a.pool.fetchval("SELECT count(*) FROM jobs WHERE status = 'offered'") == capacity
     await eventually(all_capacity_offered, timeout=10, what="every unit of capacity offered")
-    await asyncio.sleep(0.3)  # both matchers go on trying; nothing more may be offered
+    # Both matchers go on trying (two more passes each, poked): nothing more may be offered.
+    passes_before = [d.app.state.hints.passes for d in (a, b)]
+
+    async def both_tried_twice_more():
+        for d in (a, b):
+            d.app.state.hints.poke()
+        return all(d.app.state.hints.passes >= n + 2 for d, n in zip((a, b), passes_before))
+    await eventually(both_tried_twice_more, timeout=10, what="two more passes of each matcher")
     await assert_invariants(a.pool)
     assert await a.pool.fetchval("SELECT count(*) FROM jobs WHERE status = 'offered'") == capacity
     for i, courier in enumerate(couriers):
