@@ -413,15 +413,22 @@ async def _search(conn: asyncpg.Connection, settings: DispatchSettings,
     Each job widens step by step until someone is found; then the search must cover everyone
     who could still beat the best one found (a faster vehicle a bit further away, or a
     courier just across the ring's edge), so it looks once more, wider, if it does not.
-    Jobs at the same stage are searched together."""
+
+    The fine steps all look inside the widest fine one: one statement reads it for every job
+    (`_nearby`) and each fine step takes its own cells from that, with no round trip of its
+    own. A pass in a loaded dispatch used to spend three or four round trips widening, each
+    waiting for an event loop busy with couriers. Only the coarse steps, beyond, are read
+    step by step (jobs at the same step together)."""
     g = grid(settings)
     plan = g.plan()
     by_id = {job["order_id"]: job for job in jobs}
+    nearby = await _nearby(conn, settings, g, plan, jobs)
     looking = {oid: plan[0] for oid in by_id}
     final: set[UUID] = set()  # looking at the covering step: what it finds is the answer
     found: dict[UUID, _Found] = {}
     while looking:
-        ranked_by_job = await _weigh(conn, settings, g, {oid: (by_id[oid], step) for oid, step in looking.items()})
+        ranked_by_job = await _weigh(conn, settings, g, nearby,
+                                     {oid: (by_id[oid], step) for oid, step in looking.items()})
         widen: dict[UUID, SearchStep] = {}
         for oid, ranked in ranked_by_job.items():
             step = looking[oid]
@@ -444,21 +451,43 @@ async def _search(conn: asyncpg.Connection, settings: DispatchSettings,
     return found
 
 
+async def _nearby(conn: asyncpg.Connection, settings: DispatchSettings, g: Grid, plan: list[SearchStep],
+                  jobs: list[asyncpg.Record]) -> dict[UUID, list[asyncpg.Record]]:
+    """Each job's available couriers in the widest fine step of the plan, nearest first: what
+    every fine step of its search chooses from (one statement for all the jobs)."""
+    widest = max((s for s in plan if not s.coarse), key=lambda s: s.rings, default=None)
+    if widest is None or not jobs:
+        return {}
+    results = await store.find_candidates(conn, coarse=False, limit=settings.candidate_limit, searches=[
+        store.Search(job["order_id"], job["pickup_lat"], job["pickup_lng"], g.cells(job["pickup_cell"], widest))
+        for job in jobs])
+    return {job["order_id"]: rows for job, rows in zip(jobs, results)}
+
+
 async def _weigh(conn: asyncpg.Connection, settings: DispatchSettings, g: Grid,
+                 nearby: dict[UUID, list[asyncpg.Record]],
                  searches: dict[UUID, tuple[asyncpg.Record, SearchStep]]) -> dict[UUID, list[domain.RankedCandidate]]:
-    """One statement per cell level (fine, coarse) for all the searches."""
-    ranked: dict[UUID, list[domain.RankedCandidate]] = {}
-    for coarse in (False, True):
-        batch = [(oid, job) for oid, (job, step) in searches.items() if step.coarse is coarse]
-        if not batch:
+    """Each search's candidates, ranked: a fine step's from `nearby` (those in its cells), the
+    coarse steps' from one statement for all of them."""
+    def ranked(job: asyncpg.Record, rows: list[asyncpg.Record]) -> list[domain.RankedCandidate]:
+        return domain.rank_candidates(job["pickup_lat"], job["pickup_lng"], [
+            domain.Candidate(r["id"], r["vehicle"], r["lat"], r["lng"], r["load"], r["capacity"]) for r in rows])
+
+    weighed: dict[UUID, list[domain.RankedCandidate]] = {}
+    coarse = []
+    for oid, (job, step) in searches.items():
+        if step.coarse:
+            coarse.append((oid, job, step))
             continue
-        results = await store.find_candidates(conn, coarse=coarse, limit=settings.candidate_limit, searches=[
-            store.Search(oid, job["pickup_lat"], job["pickup_lng"], g.cells(job["pickup_cell"], searches[oid][1]))
-            for oid, job in batch])
-        for (oid, job), rows in zip(batch, results):
-            ranked[oid] = domain.rank_candidates(job["pickup_lat"], job["pickup_lng"], [
-                domain.Candidate(r["id"], r["vehicle"], r["lat"], r["lng"], r["load"], r["capacity"]) for r in rows])
-    return ranked
+        cells_of_step = frozenset(g.cells(job["pickup_cell"], step))
+        weighed[oid] = ranked(job, [r for r in nearby.get(oid, ()) if r["cell"] in cells_of_step])
+    if coarse:
+        results = await store.find_candidates(conn, coarse=True, limit=settings.candidate_limit, searches=[
+            store.Search(oid, job["pickup_lat"], job["pickup_lng"], g.cells(job["pickup_cell"], step))
+            for oid, job, step in coarse])
+        for (oid, job, _), rows in zip(coarse, results):
+            weighed[oid] = ranked(job, rows)
+    return weighed
 
 
 @dataclass(frozen=True)

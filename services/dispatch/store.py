@@ -112,10 +112,10 @@ async def release_couriers(conn: asyncpg.Connection, courier_ids: Iterable[UUID]
 # Available couriers near many pickups at once: one row per job (its pickup and its cells, padded
 # with 0, which is no H3 cell, to a rectangular array), each job's nearest couriers found
 # through the partial index by a lateral lookup.
-_CANDIDATES = """SELECT j.i, c.id, c.vehicle, c.lat, c.lng, c.load, c.capacity
+_CANDIDATES = """SELECT j.i, c.id, c.vehicle, c.lat, c.lng, c.load, c.capacity, c.cell
     FROM unnest($1::uuid[], $2::float8[], $3::float8[]) WITH ORDINALITY AS j(order_id, lat, lng, i)
     CROSS JOIN LATERAL (
-        SELECT c.id, c.vehicle, c.lat, c.lng, c.load, c.capacity FROM couriers c
+        SELECT c.id, c.vehicle, c.lat, c.lng, c.load, c.capacity, c.cell FROM couriers c
         WHERE c.{column} = ANY (($4::bigint[])[j.i:j.i][:]) AND c.online AND c.load < c.capacity
           AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.order_id = j.order_id AND o.courier_id = c.id)
         ORDER BY (c.lat - j.lat) ^ 2 + ((c.lng - j.lng) * cos(radians(j.lat))) ^ 2
@@ -136,7 +136,8 @@ async def find_candidates(conn: asyncpg.Connection, *, coarse: bool, searches: S
                                limit: int) -> list[list[asyncpg.Record]]:
     """For each search, the available couriers in its (fine or coarse) cells, nearest first
     (flat-earth distance, fine at city scale; the caller ranks them properly), leaving out
-    those its order was offered to before: lists in search order, from one statement.
+    those its order was offered to before: lists in search order, from one statement. Each
+    row has the courier's fine `cell`, so a caller can tell which narrower search holds it.
 
     Reads only the partial index entries of the searched cells: never every courier.
     """
