@@ -6,7 +6,7 @@ visible in tracking, over SSE for a sample of orders), CPU seconds and peak memo
 process, and, in the same run, raw baselines: Kafka produce+consume with aiokafka alone and
 PostgreSQL single-row commits per second. Results: var/bench/latest.json and latest.md.
 
-    python -m tools.bench --rate 150 --duration 60 --couriers 120
+    python -m tools.bench --rate 152 --duration 60 --couriers 120
 """
 
 from __future__ import annotations
@@ -42,7 +42,10 @@ MOBILE_PREFIXES = ("090", "091", "093", "094", "096", "097", "098")  # Vietnames
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m tools.bench", description=__doc__.splitlines()[0])
-    p.add_argument("--rate", type=float, default=150, help="orders placed per second")
+    # A little over the target's 150/s: at exactly 150 offered, the orders delivered inside the
+    # window (what "sustained" counts) land on either side of 150 by up to a few dozen, however
+    # well the system keeps up, so a run could not show "at least 150" either way.
+    p.add_argument("--rate", type=float, default=152, help="orders placed per second")
     p.add_argument("--duration", type=float, default=60, help="seconds of load")
     p.add_argument("--warmup", type=float, default=10, help="seconds at the start not measured")
     p.add_argument("--couriers", type=int, default=120)
