@@ -5,8 +5,8 @@ event id (`INSERT ... ON CONFLICT DO NOTHING`) and raises the subject's position
 event's sequence; if either shows the event was seen or superseded, the caller skips it
 and the transaction commits nothing of it. `accept_many` does the same for a whole batch in
 one statement (what the consumers use; `accept` is the rule spelled out, one event at a time).
-`forget_before` prunes the ids once their events are past the topics' retention (the runtime
-of every service with consumers runs it hourly).
+`forget_before` prunes the ids and positions once nothing older can come back from Kafka (the
+runtime of every service with consumers runs it hourly).
 """
 
 from __future__ import annotations
@@ -99,22 +99,37 @@ async def accept_many(conn: asyncpg.Connection, consumer: str,
 
 
 async def forget_before(pool: asyncpg.Pool, before: datetime, *, chunk: int = 10_000) -> int:
-    """Forget the event ids received before `before`, every consumer's, a chunk per
-    transaction; returns the count.
+    """Forget what every consumer recorded before `before`: the ids of the events received
+    (`inbox`) and the positions of the subjects first seen (`inbox_positions`), a chunk per
+    transaction; returns the count of rows.
 
-    An event older than the topics' retention can no longer come back from Kafka, and should
-    one come back anyway, its subject's position (inbox_positions) still refuses it: the ids
-    only tell a duplicate from a stale event. Without this the table grows by every event a
-    service ever consumed. Rows another process is deleting are skipped, not waited for (two
-    instances of a service prune the same table)."""
+    Safe once no event from before `before` can be delivered again, which is what the keep
+    (GIAO_INBOX_KEEP_HOURS) must guarantee: longer than the topics' retention plus their
+    segments' roll time (Kafka deletes a segment only when its newest record is past the
+    retention). Then every event that can still come back was received after `before`, so its
+    id is still here and it is refused as a duplicate; a subject's next new event simply starts
+    a new position. Without this both tables grow by every event and every subject a service
+    ever consumed. Rows another process is deleting are skipped, not waited for (two instances
+    of a service prune the same tables, and a consumer's upsert never waits behind a prune for
+    long)."""
     total = 0
-    while True:
-        deleted = await pool.fetchval(
-            """WITH old AS (SELECT consumer, event_id FROM inbox WHERE received_at < $1
-                            LIMIT $2 FOR UPDATE SKIP LOCKED),
-                    gone AS (DELETE FROM inbox i USING old
-                             WHERE i.consumer = old.consumer AND i.event_id = old.event_id RETURNING 1)
-               SELECT count(*) FROM gone""", before, chunk)
-        total += deleted
-        if deleted < chunk:
-            return total
+    for statement in (_FORGET_IDS, _FORGET_POSITIONS):
+        while True:
+            deleted = await pool.fetchval(statement, before, chunk)
+            total += deleted
+            if deleted < chunk:
+                break
+    return total
+
+
+_FORGET_IDS = """WITH old AS (SELECT consumer, event_id FROM inbox WHERE received_at < $1
+                    LIMIT $2 FOR UPDATE SKIP LOCKED),
+            gone AS (DELETE FROM inbox i USING old
+                     WHERE i.consumer = old.consumer AND i.event_id = old.event_id RETURNING 1)
+       SELECT count(*) FROM gone"""
+_FORGET_POSITIONS = """WITH old AS (SELECT consumer, topic, subject FROM inbox_positions WHERE created_at < $1
+                    LIMIT $2 FOR UPDATE SKIP LOCKED),
+            gone AS (DELETE FROM inbox_positions p USING old
+                     WHERE p.consumer = old.consumer AND p.topic = old.topic AND p.subject = old.subject
+                     RETURNING 1)
+       SELECT count(*) FROM gone"""

@@ -95,12 +95,14 @@ class Runtime:
         log.info("%s: started", self.name)
 
     async def _prune_inbox(self) -> None:
-        """Hourly, forget consumed event ids older than `inbox_keep_hours` (shared.inbox)."""
+        """Hourly, forget consumed event ids and subject positions older than
+        `inbox_keep_hours` (shared.inbox.forget_before)."""
         while True:
             before = datetime.now(timezone.utc) - timedelta(hours=self.settings.inbox_keep_hours)
             forgotten = await forget_before(self.pool, before)
             if forgotten:
-                log.info("%s: forgot %d consumed event ids received before %s", self.name, forgotten, before)
+                log.info("%s: forgot %d consumed event ids and subject positions from before %s",
+                         self.name, forgotten, before)
             await asyncio.sleep(self.PRUNE_EVERY_S)
 
     async def stop(self) -> None:

@@ -32,8 +32,9 @@ class CommonSettings(BaseSettings):
     # Seconds a SIGTERM may take: stop taking work, finish in-flight work, commit offsets.
     shutdown_grace_s: float = Field(10.0, validation_alias="GIAO_SHUTDOWN_GRACE_S")
     host: str = Field("127.0.0.1", validation_alias="GIAO_HOST")
-    # How long a service remembers the ids of the events it consumed: longer than the topics'
-    # retention (168 h), after which an event cannot be delivered again.
+    # How long a service remembers the ids of the events it consumed and the positions of their
+    # subjects: at least the topics' retention plus their segments' roll time (168 + 24 h with
+    # deploy/local's Kafka), after which no event can be delivered again.
     inbox_keep_hours: float = Field(192.0, gt=0, validation_alias="GIAO_INBOX_KEEP_HOURS")
 
     @model_validator(mode="after")

@@ -6,9 +6,13 @@ import asyncio
 import uuid
 from datetime import datetime, timedelta, timezone
 
+import yaml
+
 from shared.db import create_pool, migrate
 from shared.events import ORDERS_TOPIC, OrderCancelRequested, new_event
 from shared.inbox import Verdict, accept, accept_many, forget_before
+from shared.settings import CommonSettings
+from tests.conftest import ROOT
 from tests.support import eventually
 
 
@@ -103,3 +107,43 @@ async def test_forgetting_old_ids_keeps_the_recent_ones_and_positions_still_refu
             assert await accept_many(conn, "first", [(ORDERS_TOPIC, old)]) == [Verdict.STALE]
     finally:
         await pool.close()
+
+
+async def test_forgetting_old_positions_keeps_the_recent_ones_and_a_subject_starts_afresh(database):
+    pool = await create_pool(database, max_size=2)
+    try:
+        await migrate(pool)
+        gone, kept = str(uuid.uuid4()), str(uuid.uuid4())
+        first_of_gone, first_of_kept = _event(gone, 1), _event(kept, 1)
+        async with pool.acquire() as conn, conn.transaction():
+            assert await accept_many(conn, "first", [(ORDERS_TOPIC, first_of_gone), (ORDERS_TOPIC, first_of_kept)]) == [
+                Verdict.NEW, Verdict.NEW]
+        # the subject `gone` was first seen nine days ago, `kept` just now; every id is recent
+        await pool.execute("UPDATE inbox_positions SET created_at = now() - interval '9 days' WHERE subject = $1", gone)
+        week_ago = datetime.now(timezone.utc) - timedelta(days=8)
+        assert await forget_before(pool, week_ago, chunk=1) == 1
+        assert await pool.fetchval("SELECT array_agg(subject) FROM inbox_positions") == [kept]
+        async with pool.acquire() as conn, conn.transaction():
+            assert await accept_many(conn, "first", [
+                (ORDERS_TOPIC, first_of_gone),  # what can still come back is known by its id
+                (ORDERS_TOPIC, _event(gone, 2)),  # the subject's next event starts a new position
+                (ORDERS_TOPIC, _event(kept, 1)),  # a kept position still refuses an older sequence
+            ]) == [Verdict.DUPLICATE, Verdict.NEW, Verdict.STALE]
+        assert await pool.fetchval("SELECT sequence FROM inbox_positions WHERE subject = $1", gone) == 2
+    finally:
+        await pool.close()
+
+
+def _kafka_hours(properties: str) -> tuple[float, float]:
+    conf = dict(line.split("=", 1) for line in properties.splitlines() if "=" in line and not line.startswith("#"))
+    return float(conf["log.retention.hours"]), float(conf.get("log.roll.hours", 168))
+
+
+def test_no_event_outlives_what_the_inbox_keeps():
+    # An event can be delivered again until its segment is deleted: the retention after the
+    # segment's newest record, which can be a whole roll younger than its oldest.
+    keep = CommonSettings().inbox_keep_hours
+    retention, roll = _kafka_hours((ROOT / "deploy/local/kafka/server.properties.in").read_text())
+    assert retention + roll <= keep, (retention, roll, keep)
+    kafka = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]["kafka"]["environment"]
+    assert float(kafka["KAFKA_LOG_RETENTION_HOURS"]) + float(kafka.get("KAFKA_LOG_ROLL_HOURS", 168)) <= keep
