@@ -1,6 +1,6 @@
 """The runtime of one service process: pool, migrations, broker, outbox relay, consumers (and
-the hourly forgetting of the event ids they consumed long ago), background loops, and the
-order they start and stop in.
+the hourly forgetting of the event ids and subject positions they recorded long ago),
+background loops, and the order they start and stop in.
 
 Shutdown on SIGTERM (uvicorn turns it into the lifespan's exit after it stopped accepting
 connections and finished in-flight requests): stop consuming (the batch in hand finishes
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 
 class Runtime:
-    PRUNE_EVERY_S = 3600.0  # how often consumed event ids past inbox_keep_hours are forgotten
+    PRUNE_EVERY_S = 3600.0  # how often ids and positions past inbox_keep_hours are forgotten
 
     def __init__(self, settings: CommonSettings, *, name: str, database_url: str,
                  migrations: Path | None, pool_size: int = 20, relay: bool = True) -> None:
