@@ -118,7 +118,9 @@ def add_routes(router: APIRouter, settings: TrackingSettings, runtime: Runtime, 
             return False
         return any(address in network for network in exempt)
 
-    def rate_limit(request: Request) -> str:
+    async def rate_limit(request: Request) -> str:
+        # async: FastAPI would run a plain function in a worker thread (a hop per request,
+        # and the limiter's buckets touched from several threads at once)
         client = client_of(request)
         if is_exempt(client):
             return client

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import importlib
+import inspect
+
 import httpx
 import pytest
 from fastapi import FastAPI, Query
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
 
 from shared.http import MAX_BODY_BYTES, Metrics, install_common_routes, install_problem_handlers
@@ -64,3 +68,25 @@ async def test_bodies_too_large_not_json_or_malformed(client):
             yield b" " * 1024
     streamed = await client.post("/v1/things", content=chunked(), headers={"content-type": "application/json"})
     assert streamed.status_code == 413, "a body without Content-Length is counted as it arrives"
+
+
+def _sync_calls(dependant) -> list[str]:
+    """The endpoint and dependencies under `dependant` that are plain functions."""
+    found = []
+    call = dependant.call
+    if call is not None and not (inspect.iscoroutinefunction(call)
+                                 or inspect.iscoroutinefunction(getattr(call, "__call__", None))):
+        found.append(getattr(call, "__qualname__", repr(call)))
+    for sub in dependant.dependencies:
+        found += _sync_calls(sub)
+    return found
+
+
+@pytest.mark.parametrize("service", ["orders", "dispatch", "tracking"])
+def test_no_route_hops_to_a_worker_thread(service):
+    # FastAPI runs a plain-function endpoint or dependency in anyio's thread pool: a hop to a
+    # worker thread and back, waiting for the GIL under load, on every request that uses it.
+    app = importlib.import_module(f"services.{service}.app").create_app()
+    routes = [r for r in app.routes if isinstance(r, APIRoute)]
+    assert routes
+    assert [f"{r.path}: {name}" for r in routes for name in _sync_calls(r.dependant)] == []
