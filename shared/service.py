@@ -15,6 +15,7 @@ import contextlib
 import gc
 import logging
 import signal
+import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from datetime import datetime, timedelta, timezone
@@ -188,8 +189,28 @@ def _bounded(what: str):
         log.error("%s failed: %r", what, exc)
 
 
+def listening_socket(host: str, port: int, *, shared: bool) -> socket.socket:
+    """A TCP socket bound to (host, port); `shared`: other processes may bind it too
+    (SO_REUSEPORT, Linux: those of the same user only), and the kernel spreads new
+    connections among them. uvicorn starts listening on it."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def serve(app: FastAPI, settings: CommonSettings, port: int) -> None:
-    """Run the app until SIGTERM/SIGINT; exit 0 after a clean graceful shutdown."""
+    """Run the app until SIGTERM/SIGINT; exit 0 after a clean graceful shutdown.
+
+    With settings.instance_port, on `port` shared with the service's other instances and on
+    the instance's own port (both serve the whole app)."""
     logging.basicConfig(level=settings.log_level,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = uvicorn.Server(uvicorn.Config(
@@ -200,6 +221,10 @@ def serve(app: FastAPI, settings: CommonSettings, port: int) -> None:
     # so the process would end "killed by SIGTERM" (143) even after a clean shutdown. With a
     # no-op handler in place the process ends by itself: exit 0 means the shutdown was clean.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    server.run()
+    if settings.instance_port is None:
+        server.run()
+    else:
+        server.run(sockets=[listening_socket(settings.host, port, shared=True),
+                            listening_socket(settings.host, settings.instance_port, shared=False)])
     if not server.started:
         sys.exit(3)  # the lifespan failed to start (already logged)

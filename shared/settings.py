@@ -32,6 +32,10 @@ class CommonSettings(BaseSettings):
     # Seconds a SIGTERM may take: stop taking work, finish in-flight work, commit offsets.
     shutdown_grace_s: float = Field(10.0, validation_alias="GIAO_SHUTDOWN_GRACE_S")
     host: str = Field("127.0.0.1", validation_alias="GIAO_HOST")
+    # Set when several instances of a service share its port: each binds the port with
+    # SO_REUSEPORT (the kernel spreads new connections among them) and also listens alone on
+    # this one, so that a health check or a metrics scrape reaches this instance in particular.
+    instance_port: int | None = Field(None, ge=1, le=65535, validation_alias="GIAO_INSTANCE_PORT")
     # How long a service remembers the ids of the events it consumed and the positions of their
     # subjects: at least the topics' retention plus their segments' roll time (168 + 24 h with
     # deploy/local's Kafka), after which no event can be delivered again.

@@ -1,5 +1,6 @@
 """The services as real processes (`python -m services.<name>`), on free ports, with databases
-and a topic prefix of their own, and TWO dispatch instances in one consumer group.
+and a topic prefix of their own, and TWO dispatch instances in one consumer group, sharing a
+port as `make up` runs them (each also has a port of its own).
 
 One system serves a test module; every test works at a spot of the map of its own (far from
 the others), so couriers of one test are never candidates for another's orders.
@@ -106,11 +107,20 @@ class System:
     databases: dict[str, str]
     procs: dict[str, list[Proc]] = field(default_factory=dict)
     admin_token: str = "e2e-admin-token"
+    shared_ports: dict[str, int] = field(default_factory=dict)  # service -> the port its instances share
     _spots: itertools.count = field(default_factory=lambda: itertools.count())
 
-    def endpoints(self, dispatch_instance: int = 0) -> Endpoints:
-        return Endpoints(self.procs["orders"][0].url, self.procs["dispatch"][dispatch_instance].url,
-                         self.procs["tracking"][0].url, self.admin_token)
+    def endpoints(self, dispatch_instance: int | None = None) -> Endpoints:
+        """Dispatch through the port its instances share, or one instance's own port."""
+        dispatch = (self.url_of("dispatch") if dispatch_instance is None
+                    else self.procs["dispatch"][dispatch_instance].url)
+        return Endpoints(self.url_of("orders"), dispatch, self.url_of("tracking"), self.admin_token)
+
+    def url_of(self, service: str) -> str:
+        """The service's URL: its instances' shared port, or its one instance's."""
+        if service in self.shared_ports:
+            return f"http://127.0.0.1:{self.shared_ports[service]}"
+        return self.procs[service][0].url
 
     def spot(self) -> tuple[float, float]:
         """A place on the map no other test of this system uses (~100 km apart)."""
@@ -121,8 +131,12 @@ class System:
         env = {**os.environ, **FAST, "GIAO_KAFKA_BOOTSTRAP_SERVERS": self.infra.kafka_bootstrap,
                "GIAO_TOPIC_PREFIX": self.prefix, "GIAO_ADMIN_TOKEN": self.admin_token,
                f"GIAO_{service.upper()}_DATABASE_URL": self.databases[service], **(extra_env or {})}
-        port = free_port()
-        env[f"GIAO_{service.upper()}_PORT"] = str(port)
+        port = free_port()  # the instance's own
+        if service in self.shared_ports:
+            env[f"GIAO_{service.upper()}_PORT"] = str(self.shared_ports[service])
+            env["GIAO_INSTANCE_PORT"] = str(port)
+        else:
+            env[f"GIAO_{service.upper()}_PORT"] = str(port)
         n = len(self.procs.setdefault(service, []))
         proc = Proc(service, port, env, LOGS / f"{self.prefix}{service}-{n}.log")
         self.procs[service].append(proc)
@@ -135,6 +149,8 @@ def start_system(infra: Infra, dispatch_instances: int = 2, extra_env: dict[str,
     names = {s: f"e2e_{tag}_{s}" for s in SERVICES}
     asyncio.run(create_databases(infra.pg_admin_dsn, list(names.values())))
     system = System(infra, f"e2e{tag}.", {s: infra.dsn_for(n) for s, n in names.items()})
+    if dispatch_instances > 1:
+        system.shared_ports["dispatch"] = free_port()
     for service in SERVICES:
         for _ in range(dispatch_instances if service == "dispatch" else 1):
             system.add(service, extra_env)

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import uuid
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from tests.support import eventually
 from tools.client import ApiError, Giao
@@ -269,6 +271,25 @@ async def test_two_dispatch_instances_never_double_assign(system):
     finally:
         for c in clients:
             await c.close()
+
+
+async def test_dispatch_instances_share_one_port(system):
+    """New connections to dispatch's port reach both instances (SO_REUSEPORT), as couriers' do."""
+
+    async def healthz_served(http: httpx.AsyncClient, instance_url: str) -> float:
+        text = (await http.get(f"{instance_url}/metrics")).text
+        return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
+                   if sample.name == "http_requests_total" and sample.labels.get("route") == "/healthz")
+
+    instances = [p.url for p in system.procs["dispatch"]]
+    assert len(instances) == 2
+    async with httpx.AsyncClient() as http:
+        before = [await healthz_served(http, url) for url in instances]
+        for _ in range(40):  # a connection each
+            r = await http.get(f"{system.url_of('dispatch')}/healthz", headers={"connection": "close"})
+            assert r.status_code == 200
+        served = [await healthz_served(http, url) - b for url, b in zip(instances, before)]
+    assert sum(served) == 40 and min(served) > 0, served
 
 
 def _now() -> str:
