@@ -1,17 +1,23 @@
 """The infrastructure itself: a client we did not write sees the broker, starts are idempotent,
-the compose file is valid, and migrations from scratch apply once even when processes race."""
+the compose file is valid, the services' script runs instances sharing a port, and migrations
+from scratch apply once even when processes race."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 import shutil
+import socket
 import subprocess
+import uuid
 
 import asyncpg
+import httpx
 import pytest
 
 from shared.db import create_pool, migrate, migration_files
 from tests.conftest import ROOT
+from tests.support import create_databases, drop_databases, drop_topics
 
 
 def test_kcat_lists_the_broker_metadata(infra):
@@ -38,6 +44,49 @@ def test_a_second_start_changes_nothing(infra):
                                 text=True, timeout=60, check=True)
         assert "already running" in result.stderr
     assert pids == ((ROOT / "var/run/kafka.pid").read_text(), (ROOT / "var/run/postgres.pid").read_text())
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
+
+
+def test_services_script_runs_instances_sharing_a_port(infra, tmp_path):
+    """deploy/local/services.sh with GIAO_DISPATCH_INSTANCES=2: both start and get ready, each
+    on the shared port and its own (port + 10 x its number), and a plain stop ends both."""
+    if not infra.local:
+        pytest.skip("the script's processes reach Kafka and PostgreSQL of deploy/local")
+    port = next(p for p in range(18102, 19000, 100) if all(_free(p + d) for d in (0, 10, 20)))
+    database, prefix = f"svc_{uuid.uuid4().hex[:8]}", f"svc{uuid.uuid4().hex[:8]}."
+    asyncio.run(create_databases(infra.pg_admin_dsn, [database]))
+    env = {**os.environ, "GIAO_VAR_DIR": str(tmp_path), "GIAO_DISPATCH_INSTANCES": "2",
+           "GIAO_DISPATCH_PORT": str(port), "GIAO_DISPATCH_DATABASE_URL": infra.dsn_for(database),
+           "GIAO_KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap, "GIAO_TOPIC_PREFIX": prefix}
+    script = str(ROOT / "deploy/local/services.sh")
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([script, *args], env=env, capture_output=True, text=True, timeout=120)
+
+    try:
+        started = run("start", "dispatch", "dispatch-2")
+        assert started.returncode == 0, started.stderr
+        assert "dispatch-2: ready" in started.stderr
+        pids = [(tmp_path / "run" / f"{name}.pid").read_text().strip() for name in ("dispatch", "dispatch-2")]
+        for own in (port + 10, port + 20, port):
+            assert httpx.get(f"http://127.0.0.1:{own}/readyz", timeout=5).status_code == 200
+        with_one = {**env, "GIAO_DISPATCH_INSTANCES": "1"}  # a stop under other settings still finds both
+        stopped = subprocess.run([script, "stop"], env=with_one, capture_output=True, text=True, timeout=120)
+        assert stopped.returncode == 0, stopped.stderr
+        assert all(not os.path.exists(f"/proc/{pid}") for pid in pids), stopped.stderr
+        assert _free(port) and _free(port + 10) and _free(port + 20)
+    finally:
+        run("stop")
+        asyncio.run(drop_databases(infra.pg_admin_dsn, [database]))
+        asyncio.run(drop_topics(infra.kafka_bootstrap, prefix))
 
 
 async def test_migrations_from_scratch_apply_once_when_two_processes_race(database):

@@ -292,11 +292,12 @@ class Bench:
 
 
 def read_pids() -> dict[str, int]:
+    """The running processes `make up` started (a service's instances apart: dispatch, dispatch-2)."""
     pids = {}
-    for name in ("orders", "dispatch", "dispatch-worker", "tracking", "kafka", "postgres"):
-        f = ROOT / "var" / "run" / f"{name}.pid"
-        if f.exists() and Path(f"/proc/{f.read_text().strip()}").exists():
-            pids[name] = int(f.read_text().strip())
+    for f in sorted((ROOT / "var" / "run").glob("*.pid")):
+        pid = f.read_text().strip()
+        if pid.isdigit() and Path(f"/proc/{pid}").exists():
+            pids[f.stem] = int(pid)
     return pids
 
 
