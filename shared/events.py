@@ -15,6 +15,8 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
 
+from shared.contract import FINAL_STATUSES, ORDER_STATUSES, FailReason, Latitude, Longitude, Vehicle
+
 ORDERS_TOPIC = "giao.orders.v1"
 DISPATCH_TOPIC = "giao.dispatch.v1"
 COURIER_LOCATIONS_TOPIC = "giao.courier-locations.v1"
@@ -36,8 +38,8 @@ class Place(Model):
     name: str
     phone: str = Field(description="E.164")
     address: str
-    lat: float = Field(ge=-90, le=90)
-    lng: float = Field(ge=-180, le=180)
+    lat: Latitude
+    lng: Longitude
 
 
 class Parcel(Model):
@@ -51,7 +53,7 @@ class CourierInfo(Model):
     name: str = Field(description="Full name: for the merchant, never shown by tracking")
     phone: str = Field(description="E.164: for the merchant, never shown by tracking")
     display_name: str = Field(description='Public short name, such as "Minh N."')
-    vehicle: Literal["bicycle", "motorbike", "car", "van"]
+    vehicle: Vehicle
 
 
 class DeliveryCodeHash(Model):
@@ -108,9 +110,6 @@ class DeliveryDeliveredData(Model):
     cod_collected_vnd: int = Field(ge=0)
 
 
-FailReason = Literal["recipient_unreachable", "address_not_found", "refused", "other"]
-
-
 class DeliveryFailedData(Model):
     order_id: UUID
     reason: FailReason
@@ -127,8 +126,8 @@ class CancelRefusedData(Model):
 class CourierLocationData(Model):
     courier_id: UUID
     order_ids: list[UUID] = Field(description="Orders this courier carries now")
-    lat: float = Field(ge=-90, le=90)
-    lng: float = Field(ge=-180, le=180)
+    lat: Latitude
+    lng: Longitude
     at: AwareDatetime
 
 
@@ -245,9 +244,6 @@ EVENT_TYPES: tuple[type[Envelope], ...] = (
     DeliveryDelivered, DeliveryFailed, DeliveryReturned, DeliveryExpired, CancelConfirmed,
     CancelRefused, CourierLocation,
 )
-EVENT_BY_TYPE: dict[str, type[Envelope]] = {
-    cls.model_fields["type"].annotation.__args__[0]: cls for cls in EVENT_TYPES  # type: ignore[union-attr]
-}
 
 AnyEvent = Annotated[Union[tuple(EVENT_TYPES)], Field(discriminator="type")]  # type: ignore[valid-type]
 _any_event = TypeAdapter(AnyEvent)
@@ -278,9 +274,6 @@ STATUS_AFTER: dict[str, str | None] = {
     "courier.location": None,
 }
 
-ORDER_STATUSES = ("placed", "assigned", "picked_up", "delivered", "delivery_failed",
-                  "returned", "cancelled", "expired")
-FINAL_STATUSES = frozenset({"delivered", "returned", "cancelled", "expired"})
 
 
 def new_event(cls: type[Envelope], *, subject: str, sequence: int, source: str,

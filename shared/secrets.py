@@ -56,10 +56,6 @@ class KnownSecrets(Generic[T]):
         return found
 
 
-def same_secret(given: str, stored_hash: str) -> bool:
-    return hmac.compare_digest(secret_hash(given), stored_hash)
-
-
 def new_delivery_code() -> str:
     return f"{secrets.randbelow(1_000_000):06d}"
 

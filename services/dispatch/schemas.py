@@ -8,7 +8,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from shared.events import FailReason
+from shared.contract import FailReason
 from shared.phones import Phone
 
 Vehicle = Literal["bicycle", "motorbike", "car", "van"]

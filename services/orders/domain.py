@@ -18,7 +18,8 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from shared.events import FINAL_STATUSES, STATUS_AFTER
+from shared.contract import FINAL_STATUSES
+from shared.events import STATUS_AFTER
 from shared.geo import road_distance_m, travel_minutes
 
 # --- pricing ----------------------------------------------------------------------

@@ -25,7 +25,7 @@ from services.tracking import domain, store
 from services.tracking.live import ChangeFeed
 from services.tracking.ratelimit import RateLimiter
 from services.tracking.settings import TrackingSettings
-from shared.events import ORDER_STATUSES
+from shared.contract import ORDER_STATUSES
 from shared.http import Metrics, Problem, problem_response, problem_responses
 from shared.service import Runtime
 

@@ -12,7 +12,8 @@ from services.orders.domain import (
     IGNORED_EVENTS, TRACKING_ALPHABET, BadCursor, CancelNotAllowed, Cursor, Progress, Tariff, apply_event,
     new_tracking_code, placed, price, request_cancel, tracking_code_bits,
 )
-from shared.events import ORDER_STATUSES, CancelRefusedData, CourierInfo, DeliveryAssignedData, DeliveryStepData
+from shared.contract import ORDER_STATUSES
+from shared.events import CancelRefusedData, CourierInfo, DeliveryAssignedData, DeliveryStepData
 from shared.geo import road_distance_m, travel_minutes
 
 T0 = datetime(2024, 5, 6, 2, 15, tzinfo=timezone.utc)

@@ -12,7 +12,8 @@ import pytest
 from services.tracking import domain
 from services.tracking.domain import Parcel, apply_all, public_view
 from services.tracking.ratelimit import RateLimiter
-from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDERS_TOPIC, ORDER_STATUSES
+from shared.contract import ORDER_STATUSES
+from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDERS_TOPIC
 from shared.geo import road_distance_m, travel_minutes
 from tests.tracking.stories import DROPOFF, LIFECYCLES, Story
 

@@ -14,7 +14,8 @@ from typing import Any
 import asyncpg
 
 from services.tracking.domain import TIMELINE_TEXT
-from shared.events import COURIER_LOCATIONS_TOPIC, FINAL_STATUSES
+from shared.contract import FINAL_STATUSES
+from shared.events import COURIER_LOCATIONS_TOPIC
 from tests.support import eventually
 from tests.tracking.conftest import Stream, send
 from tests.tracking.stories import LIFECYCLES, Story
