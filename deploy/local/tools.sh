@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
-# Client tools the tests use, from Debian's packages: kcat (a Kafka client we did not write)
-# and docker-compose (to validate docker-compose.yml without a Docker engine).
+# Client tools the tests use, from Debian's packages: kcat (a Kafka client we did not write),
+# docker-compose (to validate docker-compose.yml without a Docker engine), curl and jq.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 missing=()
 command -v kcat >/dev/null || missing+=(kcat)
 command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v curl >/dev/null || missing+=(curl)
+command -v jq >/dev/null || missing+=(jq)  # the README's quickstart (tests/e2e/test_readme_quickstart.py)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
