@@ -75,3 +75,10 @@ def test_descriptions_come_from_the_docstring_bullets_and_rows() -> None:
         "GIAO_X_SIZE_LARGE": "per size",
         "GIAO_X_TTL_HOURS": "how long a key is kept",
     }
+
+
+def test_a_class_is_taken_from_the_first_module_that_exists() -> None:
+    # services.orders.settings may not exist yet: the orders settings then come from services.orders.app.
+    assert settings_class(("shared.no_such_module", "shared.settings"), COMMON).__name__ == COMMON
+    with pytest.raises(LookupError):
+        settings_class(("shared.no_such_module",), COMMON)
