@@ -11,6 +11,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make demo   - set up, start everything, run the city simulation (the main job)"
 	@echo "make test   - set up, start Kafka and PostgreSQL, run the whole test suite"
+	@echo "make test-fast - the tests that need no server (no Kafka, no PostgreSQL), in seconds"
 	@echo "make up     - start Kafka, PostgreSQL and the three services (idempotent)"
 	@echo "make down   - stop them (data stays in var/)"
 	@echo "make bench  - the benchmark (not part of make test)"
@@ -44,6 +45,12 @@ demo: up
 
 test: infra
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The tests marked with none of what needs a server or a browser (tests/conftest.py marks them):
+# no root, no server started, no deploy/local script run.
+FAST_TESTS := not db and not kafka and not e2e and not browser
+test-fast: venv
+	$(PY) -m pytest -m "$(FAST_TESTS)" $(PYTEST_ARGS)
 
 bench: up
 	$(PY) -m tools.bench $(BENCH_ARGS)

@@ -1,80 +1,71 @@
-"""Real Kafka and PostgreSQL for every test, and a database and topic prefix of its own.
+"""Real Kafka and PostgreSQL for the tests that need them (where they come from: tests/infra.py),
+a database and a topic prefix of each test's own, and the tiers.
 
-Where they come from, first that applies:
-1. GIAO_TEST_KAFKA_BOOTSTRAP and GIAO_TEST_PG_DSN (an admin DSN that may create databases);
-2. testcontainers, when a Docker engine answers;
-3. the project's own local servers (deploy/local), started if they are not running.
+Tiers: every test is marked by what it needs, read from the fixtures it uses, so that no test
+has to say it and none can forget to: `db` (PostgreSQL), `kafka` (the broker), `e2e` (the
+services as processes), `browser` (a web browser). `make test-fast` runs the tests with none
+of these marks: no server is started for it.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
+from tests import ROOT
+from tests.infra import Infra, Kafka, Postgres, kafka_server, postgres_server
 from tests.support import create_databases, drop_databases, drop_topics
 
-ROOT = Path(__file__).resolve().parent.parent
+__all__ = ["ROOT", "Infra"]  # still imported from here by some tests; new code imports tests / tests.infra
+
+# A fixture a test uses (directly or through other fixtures) -> the marks it gets.
+MARKS_BY_FIXTURE = {
+    "postgres": ("db",),
+    "kafka": ("kafka",),
+    "system": ("e2e",),  # tests/e2e/conftest.py: the services as processes
+    "city": ("e2e",),
+    "browser": ("browser",),  # pytest-playwright's; its `context` and `page` use it
+}
 
 
-@dataclass(frozen=True)
-class Infra:
-    kafka_bootstrap: str
-    pg_admin_dsn: str  # connects to an existing database as a role that may CREATE DATABASE
-    local: bool = False  # the project's own servers of deploy/local (tests may restart them)
-
-    def dsn_for(self, database: str) -> str:
-        base, _, _ = self.pg_admin_dsn.rpartition("/")
-        return f"{base}/{database}"
-
-
-def _docker_answers() -> bool:
-    if not shutil.which("docker"):
-        return False
-    try:
-        return subprocess.run(["docker", "info"], capture_output=True, timeout=10).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
-        return False
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        used = set(getattr(item, "fixturenames", ()))
+        for mark in sorted({m for fixture, marks in MARKS_BY_FIXTURE.items() if fixture in used for m in marks}):
+            item.add_marker(mark)
 
 
 @pytest.fixture(scope="session")
-def infra() -> Iterator[Infra]:
-    kafka, pg = os.environ.get("GIAO_TEST_KAFKA_BOOTSTRAP"), os.environ.get("GIAO_TEST_PG_DSN")
-    if kafka and pg:
-        yield Infra(kafka, pg)
-        return
-    if _docker_answers():
-        from testcontainers.kafka import KafkaContainer
-        from testcontainers.postgres import PostgresContainer
+def postgres() -> Iterator[Postgres]:
+    with postgres_server() as server:
+        yield server
 
-        with KafkaContainer("apache/kafka:4.1.1").with_kraft() as k, PostgresContainer("postgres:15") as p:
-            dsn = p.get_connection_url().replace("postgresql+psycopg2://", "postgresql://")
-            yield Infra(k.get_bootstrap_server(), dsn)
-        return
-    for script in ("kafka.sh", "postgres.sh"):
-        subprocess.run([str(ROOT / "deploy/local" / script), "start"], check=True)
-    kafka_port, pg_port = os.environ.get("GIAO_KAFKA_PORT", "9092"), os.environ.get("GIAO_PG_PORT", "5432")
-    yield Infra(f"127.0.0.1:{kafka_port}", f"postgresql://giao:giao@127.0.0.1:{pg_port}/postgres", local=True)
+
+@pytest.fixture(scope="session")
+def kafka() -> Iterator[Kafka]:
+    with kafka_server() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def infra(postgres: Postgres, kafka: Kafka) -> Infra:
+    return Infra(postgres, kafka)
 
 
 @pytest.fixture
-async def database(infra: Infra) -> AsyncIterator[str]:
+async def database(postgres: Postgres) -> AsyncIterator[str]:
     """A new, empty database for this test; its DSN. Dropped afterwards."""
     name = f"test_{uuid.uuid4().hex[:12]}"
-    await create_databases(infra.pg_admin_dsn, [name])
-    yield infra.dsn_for(name)
-    await drop_databases(infra.pg_admin_dsn, [name])
+    await create_databases(postgres.admin_dsn, [name])
+    yield postgres.dsn_for(name)
+    await drop_databases(postgres.admin_dsn, [name])
 
 
 @pytest.fixture
-async def topic_prefix(infra: Infra) -> AsyncIterator[str]:
+async def topic_prefix(kafka: Kafka) -> AsyncIterator[str]:
     """Topics of this test's own: every topic name gets this prefix (deleted afterwards)."""
     prefix = f"t{uuid.uuid4().hex[:10]}."
     yield prefix
-    await drop_topics(infra.kafka_bootstrap, prefix)
+    await drop_topics(kafka.bootstrap, prefix)

@@ -1,174 +1,19 @@
-"""The services as real processes (`python -m services.<name>`), on free ports, with databases
-and a topic prefix of their own, and TWO dispatch instances in one consumer group, sharing a
-port as `make up` runs them (each also has a port of its own).
-
-One system serves a test module; every test works at a spot of the map of its own (far from
-the others), so couriers of one test are never candidates for another's orders.
-"""
+"""One system of the services as real processes serves a test module (tests/e2e/system.py)."""
 
 from __future__ import annotations
 
-import asyncio
-import itertools
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import uuid
-from dataclasses import dataclass, field
-from pathlib import Path
+from collections.abc import Iterator
 
-import httpx
 import pytest
 
-from tests.conftest import ROOT, Infra
-from tests.support import create_databases, drop_databases, drop_topics
-from tools.client import Endpoints
+from tests.e2e.system import Proc, System, start_system, stop_system
+from tests.infra import Infra, free_port
 
-SERVICES = ("orders", "dispatch", "tracking")
-LOGS = ROOT / "var" / "log" / "e2e"
-# Short timings so that expiries happen within a test.
-FAST = {
-    "GIAO_DISPATCH_OFFER_TIMEOUT_S": "2",
-    "GIAO_DISPATCH_WINDOW_S": "12",
-    "GIAO_DISPATCH_POLL_S": "0.2",
-    "GIAO_DISPATCH_MATCH_RETRY_BASE_S": "0.2",
-    "GIAO_DISPATCH_MATCH_RETRY_MAX_S": "0.5",
-    "GIAO_TRACKING_HEARTBEAT_S": "1",
-    "GIAO_SHUTDOWN_GRACE_S": "5",
-    # The test client stands in for many customers from one address.
-    "GIAO_TRACKING_RATE_LIMIT_EXEMPT": "127.0.0.1,::1",
-}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@dataclass
-class Proc:
-    service: str
-    port: int
-    env: dict[str, str]
-    log: Path
-    popen: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.log.parent.mkdir(parents=True, exist_ok=True)
-        out = self.log.open("ab")
-        self.popen = subprocess.Popen([sys.executable, "-m", f"services.{self.service}"], cwd=ROOT,
-                                      env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL)
-        out.close()
-
-    def wait_ready(self, timeout: float = 60) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.popen.poll() is not None:
-                raise RuntimeError(f"{self.service} exited with {self.popen.returncode}; see {self.log}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise RuntimeError(f"{self.service} not ready after {timeout}s; see {self.log}")
-
-    def terminate(self, timeout: float = 30) -> int:
-        """SIGTERM and wait: the exit code (0 for a graceful shutdown)."""
-        if self.popen is None or self.popen.poll() is not None:
-            return self.popen.returncode if self.popen else 0
-        self.popen.send_signal(signal.SIGTERM)
-        try:
-            return self.popen.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.popen.kill()
-            self.popen.wait()
-            return -9
-
-    def kill(self) -> None:
-        if self.popen and self.popen.poll() is None:
-            self.popen.kill()
-            self.popen.wait()
-
-
-@dataclass
-class System:
-    infra: Infra
-    prefix: str
-    databases: dict[str, str]
-    procs: dict[str, list[Proc]] = field(default_factory=dict)
-    admin_token: str = "e2e-admin-token"
-    shared_ports: dict[str, int] = field(default_factory=dict)  # service -> the port its instances share
-    _spots: itertools.count = field(default_factory=lambda: itertools.count())
-
-    def endpoints(self, dispatch_instance: int | None = None) -> Endpoints:
-        """Dispatch through the port its instances share, or one instance's own port."""
-        dispatch = (self.url_of("dispatch") if dispatch_instance is None
-                    else self.procs["dispatch"][dispatch_instance].url)
-        return Endpoints(self.url_of("orders"), dispatch, self.url_of("tracking"), self.admin_token)
-
-    def url_of(self, service: str) -> str:
-        """The service's URL: its instances' shared port, or its one instance's."""
-        if service in self.shared_ports:
-            return f"http://127.0.0.1:{self.shared_ports[service]}"
-        return self.procs[service][0].url
-
-    def spot(self) -> tuple[float, float]:
-        """A place on the map no other test of this system uses (~100 km apart)."""
-        n = next(self._spots)
-        return -40.0 + (n // 30) * 1.0, -150.0 + (n % 30) * 10.0
-
-    def add(self, service: str, extra_env: dict[str, str] | None = None) -> Proc:
-        env = {**os.environ, **FAST, "GIAO_KAFKA_BOOTSTRAP_SERVERS": self.infra.kafka_bootstrap,
-               "GIAO_TOPIC_PREFIX": self.prefix, "GIAO_ADMIN_TOKEN": self.admin_token,
-               f"GIAO_{service.upper()}_DATABASE_URL": self.databases[service], **(extra_env or {})}
-        port = free_port()  # the instance's own
-        if service in self.shared_ports:
-            env[f"GIAO_{service.upper()}_PORT"] = str(self.shared_ports[service])
-            env["GIAO_INSTANCE_PORT"] = str(port)
-        else:
-            env[f"GIAO_{service.upper()}_PORT"] = str(port)
-        n = len(self.procs.setdefault(service, []))
-        proc = Proc(service, port, env, LOGS / f"{self.prefix}{service}-{n}.log")
-        self.procs[service].append(proc)
-        proc.start()
-        return proc
-
-
-def start_system(infra: Infra, dispatch_instances: int = 2, extra_env: dict[str, str] | None = None) -> System:
-    tag = uuid.uuid4().hex[:8]
-    names = {s: f"e2e_{tag}_{s}" for s in SERVICES}
-    asyncio.run(create_databases(infra.pg_admin_dsn, list(names.values())))
-    system = System(infra, f"e2e{tag}.", {s: infra.dsn_for(n) for s, n in names.items()})
-    if dispatch_instances > 1:
-        system.shared_ports["dispatch"] = free_port()
-    for service in SERVICES:
-        for _ in range(dispatch_instances if service == "dispatch" else 1):
-            system.add(service, extra_env)
-    for procs in system.procs.values():
-        for p in procs:
-            p.wait_ready()
-    return system
-
-
-def stop_system(system: System) -> dict[str, list[int]]:
-    codes = {s: [p.terminate() for p in procs] for s, procs in system.procs.items()}
-    asyncio.run(drop_databases(system.infra.pg_admin_dsn, [dsn.rsplit("/", 1)[1] for dsn in system.databases.values()]))
-    asyncio.run(drop_topics(system.infra.kafka_bootstrap, system.prefix))
-    return codes
+__all__ = ["Proc", "System", "free_port", "start_system", "stop_system"]  # still imported from here
 
 
 @pytest.fixture(scope="module")
-def system(infra: Infra):
+def system(infra: Infra) -> Iterator[System]:
     system = start_system(infra)
     yield system
     codes = stop_system(system)
