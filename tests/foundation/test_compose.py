@@ -1,15 +1,17 @@
-"""docker-compose.yml runs the same system as `make up`: its services, ports and environment
-names must be the ones the code reads."""
+"""docker-compose.yml runs the same system as `make up`: it is valid, and its services, ports and
+environment names are the ones the code reads."""
 
 from __future__ import annotations
 
 import importlib
+import subprocess
 
 import pytest
 import yaml
 
 from shared.settings import CommonSettings
-from tests.conftest import ROOT
+from tests import ROOT
+from tests.infra import need_tool
 
 SETTINGS = {
     "orders": ("services.orders.app", "OrdersSettings"),
@@ -58,3 +60,9 @@ def test_compose_creates_every_service_database(compose):
         assert f"CREATE DATABASE giao_{service};" in initdb
     assert "127.0.0.1:9092:9092" in compose["services"]["kafka"]["ports"]
     assert compose["services"]["kafka"]["environment"]["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == 0
+
+
+def test_docker_compose_file_is_valid():
+    result = subprocess.run([need_tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
