@@ -6,12 +6,13 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 PYTEST_ARGS ?=
 
-.PHONY: help venv infra up down status demo test test-fast bench catalog clean-data
+.PHONY: help venv infra up down status demo test test-fast lint bench catalog clean-data
 
 help:
 	@echo "make demo   - set up, start everything, run the city simulation (the main job)"
 	@echo "make test   - set up, start Kafka and PostgreSQL, run the whole test suite"
 	@echo "make test-fast - the tests that need no server (no Kafka, no PostgreSQL), in seconds"
+	@echo "make lint   - ruff (lint and format) and mypy"
 	@echo "make up     - start Kafka, PostgreSQL and the three services (idempotent)"
 	@echo "make down   - stop them (data stays in var/)"
 	@echo "make bench  - the benchmark (not part of make test)"
@@ -51,6 +52,11 @@ test: infra
 FAST_TESTS := not db and not kafka and not e2e and not browser
 test-fast: venv
 	$(PY) -m pytest -m "$(FAST_TESTS)" $(PYTEST_ARGS)
+
+lint: venv
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
 
 bench: up
 	$(PY) -m tools.bench $(BENCH_ARGS)

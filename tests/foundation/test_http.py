@@ -74,8 +74,7 @@ def _sync_calls(dependant) -> list[str]:
     """The endpoint and dependencies under `dependant` that are plain functions."""
     found = []
     call = dependant.call
-    if call is not None and not (inspect.iscoroutinefunction(call)
-                                 or inspect.iscoroutinefunction(getattr(call, "__call__", None))):
+    if call is not None and not (inspect.iscoroutinefunction(call) or inspect.iscoroutinefunction(call.__call__)):
         found.append(getattr(call, "__qualname__", repr(call)))
     for sub in dependant.dependencies:
         found += _sync_calls(sub)
