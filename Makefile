@@ -53,10 +53,13 @@ FAST_TESTS := not db and not kafka and not e2e and not browser
 test-fast: venv
 	$(PY) -m pytest -m "$(FAST_TESTS)" $(PYTEST_ARGS)
 
+# All three run, so that one report shows every finding; any finding fails.
 lint: venv
-	$(PY) -m ruff check .
-	$(PY) -m ruff format --check .
-	$(PY) -m mypy
+	@status=0; \
+	$(PY) -m ruff check . || status=1; \
+	$(PY) -m ruff format --check . || status=1; \
+	$(PY) -m mypy || status=1; \
+	exit $$status
 
 bench: up
 	$(PY) -m tools.bench $(BENCH_ARGS)
