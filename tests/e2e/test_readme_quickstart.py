@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 
 import httpx
@@ -14,6 +13,7 @@ import pytest
 
 from tests.docs.readme import quickstart_script
 from tests.e2e.conftest import start_system, stop_system
+from tests.infra import need_tool
 from tests.support import eventually
 
 pytestmark = pytest.mark.e2e
@@ -39,8 +39,7 @@ def tracking_events(output: str) -> list[dict]:
 
 async def test_the_readme_quickstart_takes_one_parcel_to_delivered(system) -> None:
     for tool in ("bash", "curl", "jq"):
-        if not shutil.which(tool):
-            pytest.skip(f"{tool} is not installed (deploy/local/tools.sh installs it)")
+        need_tool(tool)
     # Run as written; the trailer only reports what the test checks afterwards.
     script = (f"set -euo pipefail\n{quickstart_script()}\n"
               f'echo "{RESULT} $MERCHANT $ORDER_ID $TRACKING_CODE"\n')
