@@ -48,10 +48,12 @@ test: infra
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The tests marked with none of what needs a server or a browser (tests/conftest.py marks them):
-# no root, no server started, no deploy/local script run.
+# no root, no server started, no deploy/local script run. Every test in tests/e2e is marked e2e,
+# and only e2e tests fuzz: the directory and the fuzzing plugins are left out unread (seconds of
+# imports), which selects the same tests.
 FAST_TESTS := not db and not kafka and not e2e and not browser
 test-fast: venv
-	$(PY) -m pytest -m "$(FAST_TESTS)" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "$(FAST_TESTS)" --ignore=tests/e2e -p no:hypothesispytest -p no:schemathesis $(PYTEST_ARGS)
 
 # All three run, so that one report shows every finding; any finding fails.
 lint: venv

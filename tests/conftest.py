@@ -30,10 +30,17 @@ MARKS_BY_FIXTURE = {
 }
 
 
+# Every test here is e2e, whatever it uses: `make test-fast` leaves the directory out unread.
+E2E = ROOT / "tests" / "e2e"
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         used = set(getattr(item, "fixturenames", ()))
-        for mark in sorted({m for fixture, marks in MARKS_BY_FIXTURE.items() if fixture in used for m in marks}):
+        marks = {m for fixture, fixture_marks in MARKS_BY_FIXTURE.items() if fixture in used for m in fixture_marks}
+        if item.path.is_relative_to(E2E):
+            marks.add("e2e")
+        for mark in sorted(marks):
             item.add_marker(mark)
 
 
