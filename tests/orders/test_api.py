@@ -8,7 +8,7 @@ import uuid
 import orjson
 import pytest
 
-from services.orders.api import OrderOut, OrderPage
+from services.orders.schemas import OrderOut, OrderPage
 from shared.secrets import secret_hash
 from tests.orders.conftest import new_merchant, order_body
 
