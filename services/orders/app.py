@@ -1,19 +1,4 @@
-"""Wiring of the orders service: settings, runtime (pool, outbox relay, consumer), FastAPI app.
-
-Environment variables (besides the common GIAO_* ones of shared.settings):
-
-| variable | default | what |
-| --- | --- | --- |
-| GIAO_ORDERS_PORT | 8001 | HTTP port |
-| GIAO_ORDERS_DATABASE_URL | postgresql://giao:giao@127.0.0.1:5432/giao_orders | its PostgreSQL database |
-| GIAO_ORDERS_DB_POOL_SIZE | 20 | connections in the pool |
-| GIAO_ORDERS_BASE_FARE_VND | 15000 | every delivery's fixed part |
-| GIAO_ORDERS_PER_KM_VND | 5000 | per kilometre of estimated road distance |
-| GIAO_ORDERS_FREE_WEIGHT_GRAMS | 3000 | parcels up to this weight pay no surcharge |
-| GIAO_ORDERS_PER_EXTRA_KG_VND | 2500 | per started kilogram above that |
-| GIAO_ORDERS_FEE_ROUNDING_VND | 1000 | fees are rounded up to a multiple of this |
-| GIAO_ORDERS_IDEMPOTENCY_TTL_HOURS | 24 | how long an Idempotency-Key is remembered |
-"""
+"""Wiring of the orders service: settings, runtime (pool, outbox relay, consumer), FastAPI app."""
 
 from __future__ import annotations
 
@@ -22,36 +7,15 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from fastapi import FastAPI
-from pydantic import Field
-from pydantic_settings import SettingsConfigDict
 
 from services.orders import store
 from services.orders.api import add_routes
-from services.orders.domain import IGNORED_EVENTS, Tariff
+from services.orders.domain import IGNORED_EVENTS
 from services.orders.handlers import CONSUMER, dispatch_events_handler
+from services.orders.settings import OrdersSettings
 from shared.events import DISPATCH_TOPIC
 from shared.http import FASTAPI_TELEMETRY_OFF, Metrics, install_common_routes, install_problem_handlers
 from shared.service import Runtime
-from shared.settings import CommonSettings
-
-
-class OrdersSettings(CommonSettings):
-    model_config = SettingsConfigDict(env_prefix="GIAO_ORDERS_", extra="ignore", populate_by_name=True)
-
-    port: int = 8001
-    database_url: str = "postgresql://giao:giao@127.0.0.1:5432/giao_orders"
-    db_pool_size: int = Field(20, ge=2)
-    base_fare_vnd: int = Field(15_000, ge=0)
-    per_km_vnd: int = Field(5_000, ge=0)
-    free_weight_grams: int = Field(3_000, ge=0)
-    per_extra_kg_vnd: int = Field(2_500, ge=0)
-    fee_rounding_vnd: int = Field(1_000, ge=1)
-    idempotency_ttl_hours: float = Field(24, gt=0)
-
-    def tariff(self) -> Tariff:
-        return Tariff(base_fare_vnd=self.base_fare_vnd, per_km_vnd=self.per_km_vnd,
-                      free_weight_grams=self.free_weight_grams, per_extra_kg_vnd=self.per_extra_kg_vnd,
-                      rounding_vnd=self.fee_rounding_vnd)
 
 
 def create_app(settings: OrdersSettings | None = None) -> FastAPI:

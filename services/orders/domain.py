@@ -27,7 +27,7 @@ from shared.geo import road_distance_m, travel_minutes
 
 @dataclass(frozen=True)
 class Tariff:
-    """What a delivery costs; every number comes from settings (see app.OrdersSettings)."""
+    """What a delivery costs; every number comes from settings (see settings.OrdersSettings)."""
 
     base_fare_vnd: int = 15_000
     per_km_vnd: int = 5_000

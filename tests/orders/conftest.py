@@ -10,7 +10,8 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from services.orders.app import OrdersSettings, create_app
+from services.orders.app import create_app
+from services.orders.settings import OrdersSettings
 from shared.settings import DEV_ADMIN_TOKEN
 from tests.support import running
 
