@@ -53,6 +53,14 @@ async def app(settings) -> AsyncIterator[FastAPI]:
 
 
 @pytest.fixture
+async def outbox_kept(app) -> None:
+    """The app's outbox relay stopped: the events a test writes stay in the outbox for it to
+    read. (Kafka creates the test's topics on the first publish, so a running relay would
+    publish and delete them while the test looks.)"""
+    await app.state.runtime.relay.stop()
+
+
+@pytest.fixture
 async def client(app) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://orders.test") as c:
         yield c
