@@ -10,7 +10,7 @@ import pytest
 
 from services.orders.schemas import OrderOut, OrderPage
 from shared.secrets import secret_hash
-from tests.orders.conftest import new_merchant, order_body
+from tests.orders.support import new_merchant, order_body
 
 
 async def place(client, merchant, **changes):
