@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import asyncio
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.orders import store
 from services.orders.api import add_routes
 from services.orders.domain import IGNORED_EVENTS
 from services.orders.handlers import CONSUMER, dispatch_events_handler
+from services.orders.service_layer import OrdersService
 from services.orders.settings import OrdersSettings
 from shared.events import DISPATCH_TOPIC
 from shared.http import FASTAPI_TELEMETRY_OFF, Metrics, install_common_routes, install_problem_handlers
@@ -25,14 +23,8 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
     metrics = Metrics("orders")
     runtime.consume(name=CONSUMER, topics=[DISPATCH_TOPIC], handler=dispatch_events_handler(runtime, metrics),
                     ignore=IGNORED_EVENTS)
-
-    async def prune_idempotency_keys() -> None:
-        while True:
-            cutoff = datetime.now(timezone.utc) - timedelta(hours=settings.idempotency_ttl_hours)
-            await store.prune_idempotency_keys(runtime.pool, cutoff)
-            await asyncio.sleep(3600)
-
-    runtime.loop("prune-idempotency-keys", prune_idempotency_keys)
+    service = OrdersService(runtime, settings, metrics)
+    runtime.loop("prune-idempotency-keys", service.prune_idempotency_keys)
 
     app = FastAPI(
         telemetry=FASTAPI_TELEMETRY_OFF,
@@ -48,6 +40,6 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
     app.state.metrics = metrics
     install_problem_handlers(app)
     install_common_routes(app, metrics, runtime.ready_checks())
-    add_routes(app.router, settings, runtime, metrics, settings.tariff())  # on the app itself: FastAPI matches an included router twice
+    add_routes(app.router, settings, service)  # on the app itself: FastAPI matches an included router twice
     return app
 
