@@ -1,4 +1,5 @@
-"""Wiring of the orders service: settings, runtime (pool, outbox relay, consumer), FastAPI app."""
+"""The orders service put together: settings, runtime (pool, outbox relay, the consumer of
+dispatch's events, the idempotency-key pruning loop), the use cases and the HTTP app."""
 
 from __future__ import annotations
 
@@ -6,13 +7,13 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.orders.api import add_routes
+from services.orders.api import router
 from services.orders.domain import IGNORED_EVENTS
 from services.orders.handlers import CONSUMER, dispatch_events_handler
 from services.orders.service_layer import OrdersService
 from services.orders.settings import OrdersSettings
 from shared.events import DISPATCH_TOPIC
-from shared.http import FASTAPI_TELEMETRY_OFF, Metrics, install_common_routes, install_problem_handlers
+from shared.http import Metrics, service_app
 from shared.service import Runtime
 
 
@@ -23,23 +24,11 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
     metrics = Metrics("orders")
     runtime.consume(name=CONSUMER, topics=[DISPATCH_TOPIC], handler=dispatch_events_handler(runtime, metrics),
                     ignore=IGNORED_EVENTS)
-    service = OrdersService(runtime, settings, metrics)
-    runtime.loop("prune-idempotency-keys", service.prune_idempotency_keys)
-
-    app = FastAPI(
-        telemetry=FASTAPI_TELEMETRY_OFF,
+    orders = OrdersService(runtime, settings, metrics)
+    runtime.loop("prune-idempotency-keys", orders.prune_idempotency_keys)
+    return service_app(
         title="Giao orders",
-        version="1.0.0",
         summary="Local merchants place and follow their deliveries",
         description="Giao giao hàng nội thành: the merchant API. Authenticate with `Authorization: Bearer <api_key>`; "
                     "errors are RFC 9457 problem details.",
-        lifespan=runtime.lifespan(),
-    )
-    app.state.runtime = runtime
-    app.state.settings = settings
-    app.state.metrics = metrics
-    install_problem_handlers(app)
-    install_common_routes(app, metrics, runtime.ready_checks())
-    add_routes(app.router, settings, service)  # on the app itself: FastAPI matches an included router twice
-    return app
-
+        runtime=runtime, metrics=metrics, routers=[router], orders=orders)

@@ -8,7 +8,9 @@ import uuid
 import orjson
 import pytest
 
+from services.orders import deps
 from services.orders.schemas import OrderOut, OrderPage
+from services.orders.store import Merchant
 from shared.secrets import secret_hash
 from tests.orders.support import new_merchant, order_body
 
@@ -76,6 +78,23 @@ NOT_A_MERCHANT = [{}, {"Authorization": "Bearer gk_nope"}, {"Authorization": "Ba
 async def test_merchant_calls_need_a_merchant_key(client):
     for headers in NOT_A_MERCHANT:
         await _all_refused(client, headers)
+
+
+async def test_the_merchant_is_a_dependency_a_test_can_replace(client, merchant, app):
+    me = Merchant(id=uuid.UUID(merchant["id"]), name=merchant["name"])
+
+    async def as_the_merchant() -> Merchant:
+        return me
+
+    app.dependency_overrides[deps.merchant] = as_the_merchant
+    try:
+        order = await place(client, {"headers": {}})
+        r = await client.get(f"/v1/orders/{order['id']}")
+        assert r.status_code == 200 and r.json() == order
+    finally:
+        app.dependency_overrides.clear()
+    assert (await client.get(f"/v1/orders/{order['id']}")).status_code == 401
+    assert (await client.get(f"/v1/orders/{order['id']}", headers=merchant["headers"])).json() == order
 
 
 async def _all_refused(client, headers):
