@@ -28,12 +28,16 @@ def json_response(body: Any, status: int = 200, headers: dict[str, str] | None =
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
+def order_not_found() -> Problem:
+    return Problem(404, "Order not found")
+
+
 def parse_order_id(text: str) -> UUID:
     """A path id that is not a UUID names no order: 404, like any other unknown id."""
     try:
         return UUID(text)
     except ValueError:
-        raise Problem(404, "Order not found") from None
+        raise order_not_found() from None
 
 
 IdempotencyKey = Annotated[str | None, Header(
@@ -81,7 +85,7 @@ async def get_order(request: Request, order_id: str, me: CurrentMerchant) -> Res
     try:
         return json_response(await deps.orders(request).order(me, parse_order_id(order_id)))
     except OrderNotFound:
-        raise Problem(404, "Order not found") from None
+        raise order_not_found() from None
 
 
 @router.get("/v1/orders", response_model=OrderPage, tags=["orders"], summary="Your orders, newest first",
@@ -111,7 +115,7 @@ async def cancel_order(request: Request, order_id: str, me: CurrentMerchant, bod
     try:
         view = await deps.orders(request).cancel_order(me, parse_order_id(order_id), body.reason if body else None)
     except OrderNotFound:
-        raise Problem(404, "Order not found") from None
+        raise order_not_found() from None
     except CancelNotAllowed as exc:
         raise Problem(409, str(exc), title="Not cancellable", order_status=exc.status) from None
     return json_response(view, 202)

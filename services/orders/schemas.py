@@ -45,11 +45,13 @@ ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=64), Afte
 StrictLatitude = Annotated[Latitude, Field(strict=True, examples=[20.9511])]
 StrictLongitude = Annotated[Longitude, Field(strict=True, examples=[107.0735])]
 
-PICKUP_EXAMPLE = {"name": "Shop Hoa Mai", "phone": "0912 345 678",
-                  "address": "12 Lê Thánh Tông, Hồng Gai, Hạ Long, Quảng Ninh", "lat": 20.9511, "lng": 107.0735}
-DROPOFF_EXAMPLE = {"name": "Nguyễn Văn An", "phone": "0987 654 321",
-                   "address": "45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh", "lat": 20.9586, "lng": 107.0452}
-PARCEL_EXAMPLE = {"weight_grams": 1200, "description": "Áo dài lụa, hộp giấy", "value_vnd": 850000}
+PICKUP_EXAMPLE: dict[str, Any] = {
+    "name": "Shop Hoa Mai", "phone": "0912 345 678",
+    "address": "12 Lê Thánh Tông, Hồng Gai, Hạ Long, Quảng Ninh", "lat": 20.9511, "lng": 107.0735}
+DROPOFF_EXAMPLE: dict[str, Any] = {
+    "name": "Nguyễn Văn An", "phone": "0987 654 321",
+    "address": "45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh", "lat": 20.9586, "lng": 107.0452}
+PARCEL_EXAMPLE: dict[str, Any] = {"weight_grams": 1200, "description": "Áo dài lụa, hộp giấy", "value_vnd": 850000}
 
 
 class Input(BaseModel):

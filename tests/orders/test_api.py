@@ -6,7 +6,6 @@ import asyncio
 import uuid
 
 import orjson
-import pytest
 
 from services.orders import deps
 from services.orders.schemas import OrderOut, OrderPage
