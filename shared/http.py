@@ -351,8 +351,31 @@ def service_app(*, title: str, summary: str, description: str, runtime: Any, met
         # The routes join the app's own router rather than being included: FastAPI 0.165 keeps
         # an included router as a wrapper and matches it twice per request (once to pick it,
         # once inside), about twice the Python calls of a small request.
-        app.router.routes.extend(router.routes)
+        for route in router.routes:
+            _add_route(app, route)
     return app
+
+
+def _add_route(app: FastAPI, route: Any) -> None:
+    """A module-level router's route, made again on the app's own router: a route looks up
+    `dependency_overrides` on the app it was made for (a test's override of a service's auth
+    dependency would miss a route made for no app), and one router serves every app built."""
+    if not isinstance(route, APIRoute):
+        app.router.routes.append(route)
+        return
+    app.router.add_api_route(
+        route.path, route.endpoint, route_class_override=type(route), methods=route.methods, name=route.name,
+        response_model=route.response_model, status_code=route.status_code, response_class=route.response_class,
+        tags=route.tags, dependencies=route.dependencies, summary=route.summary, description=route.description,
+        response_description=route.response_description, responses=route.responses, deprecated=route.deprecated,
+        operation_id=route.operation_id, include_in_schema=route.include_in_schema, callbacks=route.callbacks,
+        openapi_extra=route.openapi_extra, generate_unique_id_function=route.generate_unique_id_function,
+        response_model_include=route.response_model_include, response_model_exclude=route.response_model_exclude,
+        response_model_by_alias=route.response_model_by_alias,
+        response_model_exclude_unset=route.response_model_exclude_unset,
+        response_model_exclude_defaults=route.response_model_exclude_defaults,
+        response_model_exclude_none=route.response_model_exclude_none,
+        strict_content_type=route.strict_content_type, max_body_size=route.max_body_size)
 
 
 def install_common_routes(app: FastAPI, metrics: Metrics,

@@ -1,251 +1,35 @@
 """HTTP routes of the orders service: merchants (admin), quotes, orders, cancelling.
 
-Each route is thin: parse, authenticate, run one transaction through store.py with the
-rules of domain.py, answer. Orders are written together with their event (shared.outbox)
-and, under an Idempotency-Key, together with the response a retry will get again.
+Each route is thin: parse, call the service layer (service_layer.py), answer. The caller is
+the one dependency (deps.py); the service is read from app.state through the `request`.
+Answers are written by orjson from the service layer's plain dicts; the response models
+(schemas.py) document them.
 """
 
-import hashlib
-from datetime import datetime, timezone
-from typing import Annotated, Any, Literal
-from uuid import UUID, uuid4
+from typing import Annotated, Any
+from uuid import UUID
 
 import orjson
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import Depends, Header, Query, Request
 from fastapi.responses import Response
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from services.orders import store
-from services.orders.domain import (
-    BadCursor, CancelNotAllowed, Cursor, Tariff, new_tracking_code, placed, price, request_cancel,
-)
-from shared.events import (
-    ORDERS_TOPIC, OrderCancelRequested, OrderCancelRequestedData, OrderPlaced,
-    OrderPlacedData,
-)
-from shared.http import Metrics, Problem, problem_responses, require_admin, unauthorized
-from shared.outbox import add_event, event_args
-from shared.phones import Phone
-from shared.secrets import KnownSecrets, hash_delivery_code, new_delivery_code, new_secret, secret_hash
-from shared.service import Runtime
-from shared.settings import CommonSettings
+from services.orders import deps
+from services.orders.deps import CurrentMerchant
+from services.orders.domain import BadCursor, CancelNotAllowed, Cursor
+from services.orders.schemas import CancelIn, MerchantCreated, MerchantIn, OrderIn, OrderOut, OrderPage, QuoteIn, QuoteOut
+from services.orders.service_layer import DuplicateExternalId, IdempotencyConflict, OrderNotFound
+from shared.contract import OrderStatus
+from shared.http import Problem, api_router, problem_responses
 
-# --- request bodies ---------------------------------------------------------------
-
-
-def storable(text: str) -> str:
-    """PostgreSQL text holds no NUL, and JSON no lone surrogate: refuse them (422, not 500)."""
-    if "\x00" in text:
-        raise ValueError("must not contain NUL characters")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text") from None
-    return text
-
-
-def stripped(text: str) -> str:
-    return storable(text).strip()
-
-
-# Lengths are checked on the text as sent (as the schema says), surrounding spaces dropped after.
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S"), AfterValidator(stripped)]
-Address = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"\S"), AfterValidator(stripped)]
-Text = Annotated[str, StringConstraints(max_length=1000), AfterValidator(stripped)]
-ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(storable)]
-# strict: "20.95" (a string) is not a coordinate, and 1.5 is not an amount of money.
-Lat = Annotated[float, Field(strict=True, ge=-90, le=90, examples=[20.9511])]
-Lng = Annotated[float, Field(strict=True, ge=-180, le=180, examples=[107.0735])]
-Status = Literal["placed", "assigned", "picked_up", "delivered", "delivery_failed", "returned",
-                 "cancelled", "expired"]  # shared.events.ORDER_STATUSES (a test keeps them equal)
-
-PICKUP_EXAMPLE = {"name": "Shop Hoa Mai", "phone": "0912 345 678",
-                  "address": "12 Lê Thánh Tông, Hồng Gai, Hạ Long, Quảng Ninh", "lat": 20.9511, "lng": 107.0735}
-DROPOFF_EXAMPLE = {"name": "Nguyễn Văn An", "phone": "0987 654 321",
-                   "address": "45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh", "lat": 20.9586, "lng": 107.0452}
-PARCEL_EXAMPLE = {"weight_grams": 1200, "description": "Áo dài lụa, hộp giấy", "value_vnd": 850000}
-
-
-class Input(BaseModel):
-    # An unknown field is a mistake the client should hear about, not silently lose.
-    model_config = ConfigDict(extra="forbid")
-
-
-class PlaceIn(Input):
-    model_config = ConfigDict(json_schema_extra={"examples": [DROPOFF_EXAMPLE]})
-
-    name: Name = Field(examples=["Nguyễn Văn An"])
-    phone: Phone = Field(description="Parsed with region VN; answered in E.164")
-    address: Address = Field(examples=["45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh"])
-    lat: Lat
-    lng: Lng
-
-
-class QuotePlaceIn(Input):
-    """A quote needs only the coordinates; the rest is accepted so one body fits both calls."""
-
-    model_config = ConfigDict(json_schema_extra={"examples": [{"lat": 20.9511, "lng": 107.0735}]})
-
-    lat: Lat
-    lng: Lng
-    name: Name | None = None
-    phone: Phone | None = None
-    address: Address | None = None
-
-
-class ParcelIn(Input):
-    model_config = ConfigDict(json_schema_extra={"examples": [PARCEL_EXAMPLE]})
-
-    weight_grams: int = Field(strict=True, ge=1, le=50_000, examples=[1200])
-    description: Text | None = Field(None, examples=["Áo dài lụa, hộp giấy"])
-    value_vnd: int | None = Field(None, strict=True, ge=0, le=10_000_000_000, examples=[850000])
-
-
-class QuoteIn(Input):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"pickup": {"lat": 20.9511, "lng": 107.0735}, "dropoff": {"lat": 20.9586, "lng": 107.0452},
-         "parcel": {"weight_grams": 1200}}]})
-
-    pickup: QuotePlaceIn
-    dropoff: QuotePlaceIn
-    parcel: ParcelIn
-
-
-class OrderIn(Input):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "external_id": "HM-2024-000123", "pickup": PICKUP_EXAMPLE, "dropoff": DROPOFF_EXAMPLE,
-        "parcel": PARCEL_EXAMPLE, "cod_amount_vnd": 850000, "note": "Gọi trước khi giao, giao giờ hành chính",
-    }]})
-
-    external_id: ExternalId | None = Field(
-        None, description="The merchant's own reference; unique per merchant", examples=["HM-2024-000123"])
-    pickup: PlaceIn
-    dropoff: PlaceIn
-    parcel: ParcelIn
-    cod_amount_vnd: int = Field(0, strict=True, ge=0, le=50_000_000,
-                                description="Cash the courier collects from the recipient", examples=[850000])
-    note: Text | None = Field(None, examples=["Gọi trước khi giao, giao giờ hành chính"])
-
-
-class CancelIn(Input):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "Khách đổi ý, không mua nữa"}]})
-
-    reason: Text | None = None
-
-
-class MerchantIn(Input):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Shop Hoa Mai", "phone": "0912 345 678"}]})
-
-    name: Name
-    phone: Phone
-
-
-# --- responses (documented; bodies are built as plain JSON, see order_view) ----------
-
-
-class Output(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class PlaceOut(Output):
-    name: str
-    phone: str = Field(description="E.164", examples=["+84987654321"])
-    address: str
-    lat: float
-    lng: float
-
-
-class ParcelOut(Output):
-    weight_grams: int
-    description: str | None
-    value_vnd: int | None
-
-
-class CourierOut(Output):
-    id: UUID
-    name: str = Field(examples=["Trần Minh Đức"])
-    phone: str = Field(examples=["+84903123456"])
-
-
-class HistoryEntry(Output):
-    status: Status
-    at: datetime
-
-
-class OrderOut(Output):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": "0b6f3c1e-5d7a-4f55-9c43-2f4a8e1d9b10", "external_id": "HM-2024-000123",
-        "tracking_code": "K7M2QX9HT4PA", "delivery_code": "482915", "status": "assigned",
-        "fee_vnd": 36000, "distance_m": 3900, "cod_amount_vnd": 850000,
-        "pickup": {**PICKUP_EXAMPLE, "phone": "+84912345678"},
-        "dropoff": {**DROPOFF_EXAMPLE, "phone": "+84987654321"},
-        "parcel": PARCEL_EXAMPLE, "note": "Gọi trước khi giao, giao giờ hành chính",
-        "courier": {"id": "5f0e8a52-8d0b-4c1e-a7a6-1c2b3d4e5f60", "name": "Trần Minh Đức", "phone": "+84903123456"},
-        "history": [{"status": "placed", "at": "2024-05-06T09:15:02.120000+07:00"},
-                    {"status": "assigned", "at": "2024-05-06T09:16:40.500000+07:00"}],
-        "cancellation": None, "created_at": "2024-05-06T09:15:02.120000+07:00",
-        "updated_at": "2024-05-06T09:16:40.612000+07:00",
-    }]})
-
-    id: UUID
-    external_id: str | None
-    tracking_code: str = Field(description="For the recipient's tracking page; 12 characters, not guessable")
-    delivery_code: str = Field(description="6 digits the recipient tells the courier; shown to the merchant only")
-    status: Status
-    fee_vnd: int
-    distance_m: int
-    cod_amount_vnd: int
-    pickup: PlaceOut
-    dropoff: PlaceOut
-    parcel: ParcelOut
-    note: str | None
-    courier: CourierOut | None
-    history: list[HistoryEntry] = Field(description="Each status reached, oldest first")
-    cancellation: Literal["requested", "refused", "done"] | None
-    created_at: datetime
-    updated_at: datetime
-
-
-class OrderPage(Output):
-    items: list[OrderOut]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null at the end")
-
-
-class QuoteOut(Output):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"fee_vnd": 36000, "distance_m": 3900, "eta_minutes": 10}]})
-
-    fee_vnd: int
-    distance_m: int
-    eta_minutes: int
-
-
-class MerchantCreated(Output):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": "3c9a1f7e-2b4d-4e8f-9a1b-7c6d5e4f3a21", "name": "Shop Hoa Mai", "phone": "+84912345678",
-        "api_key": "gk_Yk3v9Q0lqk3Jx0m1u6wqQy7z0b3n5f8h2k4p6r8t0v2"}]})
-
-    id: UUID
-    name: str
-    phone: str
-    api_key: str = Field(description="Shown this once; only its hash is kept")
+router = api_router()
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
     return Response(orjson.dumps(body), status_code=status, media_type="application/json", headers=headers)
 
 
-def order_view(row: Any) -> dict[str, Any]:
-    """The order as the merchant sees it (the contract's order response), ready for orjson."""
-    return {
-        "id": str(row["id"]), "external_id": row["external_id"], "tracking_code": row["tracking_code"],
-        "delivery_code": row["delivery_code"], "status": row["status"], "fee_vnd": row["fee_vnd"],
-        "distance_m": row["distance_m"], "cod_amount_vnd": row["cod_amount_vnd"],
-        "pickup": row["pickup"], "dropoff": row["dropoff"], "parcel": row["parcel"], "note": row["note"],
-        "courier": row["courier"], "history": list(row["history"]),
-        "cancellation": row["cancellation"],
-        "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat(),
-    }
+def order_not_found() -> Problem:
+    return Problem(404, "Order not found")
 
 
 def parse_order_id(text: str) -> UUID:
@@ -253,164 +37,85 @@ def parse_order_id(text: str) -> UUID:
     try:
         return UUID(text)
     except ValueError:
-        raise Problem(404, "Order not found") from None
+        raise order_not_found() from None
 
 
-def request_hash(body: BaseModel) -> str:
-    """The same request, however its JSON was spaced or ordered, hashes the same."""
-    return hashlib.sha256(orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()
+IdempotencyKey = Annotated[str | None, Header(
+    alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
+    description="Printable ASCII, such as a UUID. Retrying with the same key and body returns the first "
+                "response and creates nothing")]
 
 
 # --- routes -----------------------------------------------------------------------
 
-_bearer = HTTPBearer(auto_error=False, scheme_name="merchant", description="A merchant's API key (from POST /v1/admin/merchants)")
-_admin_bearer = HTTPBearer(auto_error=False, scheme_name="admin", description="The admin token (GIAO_ADMIN_TOKEN)")
-_MERCHANT_CACHE_SIZE = 10_000
+
+@router.post("/v1/admin/merchants", status_code=201, response_model=MerchantCreated, tags=["admin"],
+             summary="Create a merchant and its API key", dependencies=[Depends(deps.admin)],
+             responses=problem_responses(400, 401, 413, 415, 422))
+async def create_merchant(request: Request, body: MerchantIn) -> Response:
+    return json_response(await deps.orders(request).create_merchant(name=body.name, phone=body.phone), 201)
 
 
-def add_routes(router: APIRouter, settings: CommonSettings, runtime: Runtime, metrics: Metrics, tariff: Tariff) -> None:
-    """The merchant API, added to `router` (the app's own: see shared.http.StrictQueryRoute)."""
-    placed_total = metrics.counter("orders_placed_total", "Orders placed")
-    replayed_total = metrics.counter("orders_idempotent_replays_total", "Requests answered from an Idempotency-Key")
-    cancel_total = metrics.counter("orders_cancel_requests_total", "Cancel requests sent to dispatch")
-    orders_topic = settings.topic(ORDERS_TOPIC)
-    known_keys = KnownSecrets(lambda key_hash: store.merchant_by_key_hash(runtime.pool, key_hash),
-                              max_size=_MERCHANT_CACHE_SIZE)
+@router.post("/v1/quotes", response_model=QuoteOut, tags=["orders"], summary="What a delivery would cost",
+             responses=problem_responses(400, 401, 413, 415, 422))
+async def quote(request: Request, body: QuoteIn, _: CurrentMerchant) -> Response:
+    q = deps.orders(request).quote(body)
+    return json_response({"fee_vnd": q.fee_vnd, "distance_m": q.distance_m, "eta_minutes": q.eta_minutes})
 
-    async def merchant(credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> store.Merchant:
-        if credentials is None or not credentials.credentials:
-            raise unauthorized()
-        found = await known_keys.owner(credentials.credentials)
-        if found is None:
-            raise unauthorized("Unknown API key")
-        return found
 
-    Merchant = Annotated[store.Merchant, Depends(merchant)]
-    admin = [Depends(_admin_bearer), Depends(require_admin(settings.admin_token))]
+@router.post("/v1/orders", status_code=201, response_model=OrderOut, tags=["orders"], summary="Place an order",
+             description="Under an `Idempotency-Key`, a retry with the same body gets the first 201 again "
+                         "(header `Idempotent-Replayed: true`) and creates nothing; another body is 409.",
+             responses=problem_responses(400, 401, 409, 413, 415, 422))
+async def create_order(request: Request, body: OrderIn, me: CurrentMerchant,
+                       idempotency_key: IdempotencyKey = None) -> Response:
+    try:
+        placed = await deps.orders(request).place_order(me, body, idempotency_key)
+    except IdempotencyConflict as exc:
+        raise Problem(409, str(exc), title="Idempotency conflict") from None
+    except DuplicateExternalId as exc:
+        raise Problem(409, str(exc), title="Duplicate external_id", order_id=str(exc.order_id)) from None
+    return json_response(placed.body, placed.status,
+                         headers={"Idempotent-Replayed": "true"} if placed.replayed else None)
 
-    @router.post("/v1/admin/merchants", status_code=201, response_model=MerchantCreated, tags=["admin"],
-                 summary="Create a merchant and its API key", dependencies=admin,
-                 responses=problem_responses(400, 401, 413, 415, 422))
-    async def create_merchant(body: MerchantIn) -> Response:
-        api_key = new_secret("gk")
-        merchant_id = uuid4()
-        await store.insert_merchant(runtime.pool, id=merchant_id, name=body.name, phone=body.phone,
-                                    api_key_hash=secret_hash(api_key))
-        return json_response({"id": str(merchant_id), "name": body.name, "phone": body.phone, "api_key": api_key}, 201)
 
-    @router.post("/v1/quotes", response_model=QuoteOut, tags=["orders"], summary="What a delivery would cost",
-                 responses=problem_responses(400, 401, 413, 415, 422))
-    async def quote(body: QuoteIn, _: Merchant) -> Response:
-        q = price(tariff, pickup=(body.pickup.lat, body.pickup.lng), dropoff=(body.dropoff.lat, body.dropoff.lng),
-                  weight_grams=body.parcel.weight_grams)
-        return json_response({"fee_vnd": q.fee_vnd, "distance_m": q.distance_m, "eta_minutes": q.eta_minutes})
+@router.get("/v1/orders/{order_id}", response_model=OrderOut, tags=["orders"], summary="One of your orders",
+            responses=problem_responses(401, 404))
+async def get_order(request: Request, order_id: str, me: CurrentMerchant) -> Response:
+    try:
+        return json_response(await deps.orders(request).order(me, parse_order_id(order_id)))
+    except OrderNotFound:
+        raise order_not_found() from None
 
-    @router.post("/v1/orders", status_code=201, response_model=OrderOut, tags=["orders"], summary="Place an order",
-                 description="Under an `Idempotency-Key`, a retry with the same body gets the first 201 again "
-                             "(header `Idempotent-Replayed: true`) and creates nothing; another body is 409.",
-                 responses=problem_responses(400, 401, 409, 413, 415, 422))
-    async def create_order(body: OrderIn, me: Merchant, idempotency_key: Annotated[str | None, Header(
-            alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
-            description="Printable ASCII, such as a UUID. Retrying with the same key and body returns the first "
-                        "response and creates nothing")] = None,
-    ) -> Response:
-        fingerprint = request_hash(body) if idempotency_key else ""
-        async with runtime.pool.acquire() as conn:
-            if not idempotency_key:
-                view = order_view(await _insert_order(conn, me, body))  # one statement, its own transaction
-            else:
-                async with conn.transaction():
-                    stored = await store.claim_idempotency_key(conn, me.id, idempotency_key, fingerprint)
-                    if stored is not None:
-                        if stored.request_hash != fingerprint:
-                            raise Problem(409, "This Idempotency-Key was used with a different request body",
-                                          title="Idempotency conflict")
-                        replayed_total.inc()
-                        return json_response(stored.body, stored.status, headers={"Idempotent-Replayed": "true"})
-                    view = order_view(await _insert_order(conn, me, body))
-                    await store.save_idempotent_response(conn, me.id, idempotency_key, 201, view)
-        placed_total.inc()
-        return json_response(view, 201)
 
-    def _placed_event(me: store.Merchant, order: dict[str, Any]) -> list[Any]:
-        return event_args(OrderPlaced, subject=str(order["id"]), source="orders", topic=orders_topic, data=OrderPlacedData(
-            order_id=order["id"], merchant_id=me.id, tracking_code=order["tracking_code"],
-            pickup=order["pickup"], dropoff=order["dropoff"], parcel=order["parcel"],
-            cod_amount_vnd=order["cod_amount_vnd"], fee_vnd=order["fee_vnd"], distance_m=order["distance_m"],
-            note=order["note"], delivery_code=hash_delivery_code(order["delivery_code"], settings.delivery_code_key)))
+@router.get("/v1/orders", response_model=OrderPage, tags=["orders"], summary="Your orders, newest first",
+            responses=problem_responses(401, 422))
+async def list_orders(
+    request: Request,
+    me: CurrentMerchant,
+    status: Annotated[OrderStatus | None, Query(description="Only orders in this status")] = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")] = None,
+) -> Response:
+    try:
+        after = Cursor.decode(cursor) if cursor else None
+    except BadCursor as exc:
+        raise Problem(422, "Invalid fields: cursor", title="Invalid input",
+                      errors=[{"loc": ["query", "cursor"], "msg": str(exc)}]) from None
+    return json_response(await deps.orders(request).orders(me, status=status, limit=limit, after=after))
 
-    async def _insert_order(conn: Any, me: store.Merchant, body: OrderIn) -> dict[str, Any]:
-        q = price(tariff, pickup=(body.pickup.lat, body.pickup.lng), dropoff=(body.dropoff.lat, body.dropoff.lng),
-                  weight_grams=body.parcel.weight_grams)
-        now = datetime.now(timezone.utc)
-        progress = placed(now)
-        order = {
-            "id": uuid4(), "merchant_id": me.id, "external_id": body.external_id,
-            "tracking_code": new_tracking_code(), "delivery_code": new_delivery_code(),
-            "status": progress.status, "fee_vnd": q.fee_vnd, "distance_m": q.distance_m,
-            "cod_amount_vnd": body.cod_amount_vnd, "pickup": body.pickup.model_dump(),
-            "dropoff": body.dropoff.model_dump(), "parcel": body.parcel.model_dump(), "note": body.note,
-            "courier": None, "history": list(progress.history), "cancellation": None, "cancel_reason": None,
-            "created_at": now, "updated_at": now,
-        }
-        for _ in range(5):
-            if await store.insert_order(conn, order, _placed_event(me, order)):
-                return order
-            if body.external_id is not None:
-                existing = await store.order_id_by_external_id(conn, me.id, body.external_id)
-                if existing is not None:
-                    raise Problem(409, f"external_id {body.external_id!r} already names order {existing}",
-                                  title="Duplicate external_id", order_id=str(existing))
-            order["tracking_code"] = new_tracking_code()  # ~2**-59 odds of landing here
-        raise RuntimeError("could not find a free tracking code")
 
-    @router.get("/v1/orders/{order_id}", response_model=OrderOut, tags=["orders"], summary="One of your orders",
-                responses=problem_responses(401, 404))
-    async def get_order(order_id: str, me: Merchant) -> Response:
-        row = await store.get_order(runtime.pool, me.id, parse_order_id(order_id))
-        if row is None:
-            raise Problem(404, "Order not found")
-        return json_response(order_view(row))
-
-    @router.get("/v1/orders", response_model=OrderPage, tags=["orders"], summary="Your orders, newest first",
-                responses=problem_responses(401, 422))
-    async def list_orders(
-        me: Merchant,
-        status: Annotated[Status | None, Query(description="Only orders in this status")] = None,
-        limit: Annotated[int, Query(ge=1, le=100)] = 20,
-        cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")] = None,
-    ) -> Response:
-        try:
-            after = Cursor.decode(cursor) if cursor else None
-        except BadCursor as exc:
-            raise Problem(422, "Invalid fields: cursor", title="Invalid input",
-                          errors=[{"loc": ["query", "cursor"], "msg": str(exc)}]) from None
-        rows = await store.list_orders(runtime.pool, me.id, status=status, limit=limit + 1, after=after)
-        page, more = rows[:limit], len(rows) > limit
-        next_cursor = Cursor(page[-1]["created_at"], page[-1]["id"]).encode() if more else None
-        return json_response({"items": [order_view(r) for r in page], "next_cursor": next_cursor})
-
-    @router.post("/v1/orders/{order_id}/cancel", status_code=202, response_model=OrderOut, tags=["orders"],
-                 summary="Ask to cancel an order",
-                 description="Dispatch decides: the order becomes `cancelled` (`cancellation: \"done\"`), or shows "
-                             "`cancellation: \"refused\"` if the parcel was already picked up. 409 once the parcel "
-                             "is picked up or the order is over.",
-                 responses=problem_responses(400, 401, 404, 409, 413, 415, 422))
-    async def cancel_order(order_id: str, me: Merchant, body: CancelIn | None = None) -> Response:
-        oid = parse_order_id(order_id)
-        reason = body.reason if body else None
-        async with runtime.pool.acquire() as conn, conn.transaction():
-            row = await store.get_order(conn, me.id, oid, for_update=True)
-            if row is None:
-                raise Problem(404, "Order not found")
-            try:
-                decision = request_cancel(store.progress_of(row))
-            except CancelNotAllowed as exc:
-                raise Problem(409, str(exc), title="Not cancellable", order_status=exc.status) from None
-            if decision.ask_dispatch:
-                row = await store.save_cancel_request(conn, oid, decision.progress, reason)
-                await add_event(conn, OrderCancelRequested, subject=str(oid), source="orders", topic=orders_topic,
-                                data=OrderCancelRequestedData(order_id=oid, reason=reason))
-        if decision.ask_dispatch:
-            cancel_total.inc()
-        return json_response(order_view(row), 202)
+@router.post("/v1/orders/{order_id}/cancel", status_code=202, response_model=OrderOut, tags=["orders"],
+             summary="Ask to cancel an order",
+             description="Dispatch decides: the order becomes `cancelled` (`cancellation: \"done\"`), or shows "
+                         "`cancellation: \"refused\"` if the parcel was already picked up. 409 once the parcel "
+                         "is picked up or the order is over.",
+             responses=problem_responses(400, 401, 404, 409, 413, 415, 422))
+async def cancel_order(request: Request, order_id: str, me: CurrentMerchant, body: CancelIn | None = None) -> Response:
+    try:
+        view = await deps.orders(request).cancel_order(me, parse_order_id(order_id), body.reason if body else None)
+    except OrderNotFound:
+        raise order_not_found() from None
+    except CancelNotAllowed as exc:
+        raise Problem(409, str(exc), title="Not cancellable", order_status=exc.status) from None
+    return json_response(view, 202)

@@ -15,7 +15,7 @@ import math
 import secrets
 from dataclasses import dataclass, replace
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from shared.contract import FINAL_STATUSES
@@ -27,7 +27,7 @@ from shared.geo import road_distance_m, travel_minutes
 
 @dataclass(frozen=True)
 class Tariff:
-    """What a delivery costs; every number comes from settings (see app.OrdersSettings)."""
+    """What a delivery costs; every number comes from settings (see settings.OrdersSettings)."""
 
     base_fare_vnd: int = 15_000
     per_km_vnd: int = 5_000
@@ -75,7 +75,8 @@ def tracking_code_bits() -> float:
 
 # --- the order's state as dispatch's events change it ------------------------------
 
-CANCELLATION_VALUES = (None, "requested", "refused", "done")
+# A merchant's cancel request: pending, refused by dispatch, or granted (None: never asked).
+Cancellation = Literal["requested", "refused", "done"]
 # Past these, a cancel cannot be granted: the parcel is with the courier, or the order is over.
 NOT_CANCELLABLE = frozenset({"picked_up", "delivery_failed"}) | FINAL_STATUSES
 
@@ -87,7 +88,7 @@ class Progress:
     status: str
     history: tuple[dict[str, Any], ...]  # ({"status", "at"}, ...) oldest first
     courier: dict[str, Any] | None = None  # {"id", "name", "phone"} once assigned
-    cancellation: str | None = None
+    cancellation: Cancellation | None = None
 
     @property
     def is_final(self) -> bool:

@@ -6,11 +6,12 @@ import asyncio
 import uuid
 
 import orjson
-import pytest
 
-from services.orders.api import OrderOut, OrderPage
+from services.orders import deps
+from services.orders.schemas import OrderOut, OrderPage
+from services.orders.store import Merchant
 from shared.secrets import secret_hash
-from tests.orders.conftest import new_merchant, order_body
+from tests.orders.support import new_merchant, order_body
 
 
 async def place(client, merchant, **changes):
@@ -19,7 +20,7 @@ async def place(client, merchant, **changes):
     return r.json()
 
 
-async def test_place_and_get_an_order(client, merchant, app):
+async def test_place_and_get_an_order(client, merchant, app, outbox_kept):
     order = await place(client, merchant)
     OrderOut.model_validate(order)  # the documented shape, nothing more or less
     assert order["status"] == "placed" and order["cancellation"] is None and order["courier"] is None
@@ -76,6 +77,23 @@ NOT_A_MERCHANT = [{}, {"Authorization": "Bearer gk_nope"}, {"Authorization": "Ba
 async def test_merchant_calls_need_a_merchant_key(client):
     for headers in NOT_A_MERCHANT:
         await _all_refused(client, headers)
+
+
+async def test_the_merchant_is_a_dependency_a_test_can_replace(client, merchant, app):
+    me = Merchant(id=uuid.UUID(merchant["id"]), name=merchant["name"])
+
+    async def as_the_merchant() -> Merchant:
+        return me
+
+    app.dependency_overrides[deps.merchant] = as_the_merchant
+    try:
+        order = await place(client, {"headers": {}})
+        r = await client.get(f"/v1/orders/{order['id']}")
+        assert r.status_code == 200 and r.json() == order
+    finally:
+        app.dependency_overrides.clear()
+    assert (await client.get(f"/v1/orders/{order['id']}")).status_code == 401
+    assert (await client.get(f"/v1/orders/{order['id']}", headers=merchant["headers"])).json() == order
 
 
 async def _all_refused(client, headers):
@@ -171,7 +189,7 @@ async def test_bounds_that_are_allowed(client, merchant):
     assert order["external_id"] is None and order["cod_amount_vnd"] == 0 and order["note"] is None
 
 
-async def test_external_id_is_unique_per_merchant(client, merchant, app):
+async def test_external_id_is_unique_per_merchant(client, merchant, app, outbox_kept):
     first = await place(client, merchant, external_id="HM-42")
     r = await client.post("/v1/orders", json=order_body(external_id="HM-42"), headers=merchant["headers"])
     assert r.status_code == 409 and r.json()["order_id"] == first["id"] and first["id"] in r.json()["detail"]
@@ -182,7 +200,7 @@ async def test_external_id_is_unique_per_merchant(client, merchant, app):
     assert await app.state.runtime.pool.fetchval("SELECT count(*) FROM outbox") == 3
 
 
-async def test_idempotency_key_replays_the_first_response(client, merchant, app):
+async def test_idempotency_key_replays_the_first_response(client, merchant, app, outbox_kept):
     headers = {**merchant["headers"], "Idempotency-Key": "k-1"}
     first = await client.post("/v1/orders", json=order_body(external_id=None), headers=headers)
     # The same body spelled differently (key order, whitespace) is the same request.
@@ -201,7 +219,7 @@ async def test_idempotency_key_replays_the_first_response(client, merchant, app)
     assert await app.state.runtime.pool.fetchval("SELECT count(*) FROM outbox") == 2
 
 
-async def test_racing_requests_with_one_idempotency_key_create_one_order(client, merchant, app):
+async def test_racing_requests_with_one_idempotency_key_create_one_order(client, merchant, app, outbox_kept):
     headers = {**merchant["headers"], "Idempotency-Key": "race"}
     answers = await asyncio.gather(*(client.post("/v1/orders", json=order_body(), headers=headers) for _ in range(8)))
     assert [a.status_code for a in answers] == [201] * 8
@@ -271,7 +289,7 @@ async def test_bad_list_parameters_are_422(client, merchant):
         assert [e["loc"] for e in r.json()["errors"]] == [loc], params
 
 
-async def test_cancel_asks_dispatch_once(client, merchant, app):
+async def test_cancel_asks_dispatch_once(client, merchant, app, outbox_kept):
     order = await place(client, merchant)
     r = await client.post(f"/v1/orders/{order['id']}/cancel", json={"reason": "Khách đổi ý"}, headers=merchant["headers"])
     assert r.status_code == 202, r.text
@@ -285,7 +303,7 @@ async def test_cancel_asks_dispatch_once(client, merchant, app):
     assert event["data"] == {"order_id": order["id"], "reason": "Khách đổi ý"}
 
 
-async def test_cancel_is_409_once_picked_up_or_over(client, merchant, app):
+async def test_cancel_is_409_once_picked_up_or_over(client, merchant, app, outbox_kept):
     order = await place(client, merchant)
     for status in ["picked_up", "delivery_failed", "delivered", "returned", "cancelled", "expired"]:
         await app.state.runtime.pool.execute("UPDATE orders SET status = $1", status)

@@ -19,7 +19,7 @@ from shared.events import (
     Envelope, OrderCancelRequested, OrderPlaced, new_event, parse_event,
 )
 from shared.secrets import delivery_code_matches
-from tests.orders.conftest import order_body
+from tests.orders.support import order_body
 from tests.support import eventually, produce, read_topic
 
 T0 = datetime(2024, 5, 6, 2, 0, tzinfo=timezone.utc)

@@ -1,0 +1,64 @@
+"""FastAPI dependencies of the orders API: who is calling (a merchant's API key, the admin
+token), and typed getters for what app.py put in `app.state`.
+
+The routes take the caller as their one dependency and read the rest through their `request`
+with these getters: FastAPI solves every dependency on every request, a cost the hot routes
+(placing and reading orders) do not pay twice. A test replaces the caller with
+`app.dependency_overrides[deps.merchant] = ...`.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
+from fastapi.security.base import SecurityBase
+
+from services.orders.service_layer import OrdersService
+from services.orders.settings import OrdersSettings
+from services.orders.store import Merchant
+from shared.http import bearer, require_admin, unauthorized
+
+
+def orders(request: Request) -> OrdersService:
+    return request.app.state.orders
+
+
+def settings(request: Request) -> OrdersSettings:
+    return request.app.state.settings
+
+
+class BearerScheme(SecurityBase):
+    """A bearer-token check that OpenAPI documents as the security scheme `scheme_name`.
+
+    One dependency that both reads the token and checks it (fastapi.security.HTTPBearer
+    would be a second one, solved on every request, only to split the header)."""
+
+    def __init__(self, *, scheme_name: str, description: str) -> None:
+        self.model = HTTPBearerModel(description=description)
+        self.scheme_name = scheme_name
+
+
+class MerchantKey(BearerScheme):
+    async def __call__(self, request: Request) -> Merchant:
+        api_key = bearer(request)
+        if api_key is None:
+            raise unauthorized()
+        found = await orders(request).merchant_by_api_key(api_key)
+        if found is None:
+            raise unauthorized("Unknown API key")
+        return found
+
+
+class AdminToken(BearerScheme):
+    async def __call__(self, request: Request) -> None:
+        # shared.http's constant-time check, made for the app's own token (a rare call).
+        await require_admin(settings(request).admin_token)(request)
+
+
+merchant = MerchantKey(scheme_name="merchant", description="A merchant's API key (from POST /v1/admin/merchants)")
+admin = AdminToken(scheme_name="admin", description="The admin token (GIAO_ADMIN_TOKEN)")
+
+# The calling merchant, as a route parameter: `me: CurrentMerchant`.
+CurrentMerchant = Annotated[Merchant, Depends(merchant)]

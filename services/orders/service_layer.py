@@ -1,0 +1,205 @@
+"""The merchant's use cases: creating merchants, quoting, placing an order (under an
+Idempotency-Key, with its order.placed event), reading and cancelling orders, and forgetting
+old idempotency keys.
+
+Each use case is one transaction (or one statement) through store.py with the rules of
+domain.py; an event leaves through the outbox (shared.outbox) in the transaction that writes
+its order. HTTP stays in api.py: what goes wrong here is an exception of this module or of
+domain.py, which api.py answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from typing import Any
+from uuid import UUID, uuid4
+
+import asyncpg
+import orjson
+from pydantic import BaseModel
+
+from services.orders import store
+from services.orders.domain import Cursor, Quote, new_tracking_code, placed, price, request_cancel
+from services.orders.schemas import OrderIn, QuoteIn, order_view
+from services.orders.settings import OrdersSettings
+from shared.events import ORDERS_TOPIC, OrderCancelRequested, OrderCancelRequestedData, OrderPlaced, OrderPlacedData
+from shared.http import Metrics
+from shared.outbox import add_event, event_args
+from shared.secrets import KnownSecrets, hash_delivery_code, new_delivery_code, new_secret, secret_hash
+from shared.service import Runtime
+
+
+class OrderNotFound(Exception):
+    """No order of this merchant has that id."""
+
+
+class IdempotencyConflict(Exception):
+    """The Idempotency-Key was used before, with another request body."""
+
+    def __init__(self) -> None:
+        super().__init__("This Idempotency-Key was used with a different request body")
+
+
+class DuplicateExternalId(Exception):
+    """Another order of this merchant already has the external_id."""
+
+    def __init__(self, external_id: str, order_id: UUID) -> None:
+        super().__init__(f"external_id {external_id!r} already names order {order_id}")
+        self.order_id = order_id
+
+
+@dataclass(frozen=True)
+class Placed:
+    """The answer to placing an order: the new order (201), or under an Idempotency-Key the
+    answer stored with the key by the first request (`replayed`)."""
+
+    status: int
+    body: Any
+    replayed: bool = False
+
+
+def request_hash(body: BaseModel) -> str:
+    """The same request, however its JSON was spaced or ordered, hashes the same."""
+    return hashlib.sha256(orjson.dumps(body.model_dump(mode="json"), option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+class OrdersService:
+    """The use cases over the runtime's pool, with what they take from settings prepared once.
+    app.py makes one per app; the routes find it in `app.state.orders` (deps.orders)."""
+
+    MERCHANT_CACHE_SIZE = 10_000  # API keys remembered (shared.secrets.KnownSecrets)
+    TRACKING_CODE_TRIES = 5  # a new tracking code is drawn when the last one was taken
+    CREATED = 201  # a new order's answer, also stored with its Idempotency-Key
+    PRUNE_EVERY_S = 3600.0
+
+    def __init__(self, runtime: Runtime, settings: OrdersSettings, metrics: Metrics) -> None:
+        self.runtime = runtime
+        self.tariff = settings.tariff()
+        self.orders_topic = settings.topic(ORDERS_TOPIC)
+        self.delivery_code_key = settings.delivery_code_key
+        self.idempotency_ttl = timedelta(hours=settings.idempotency_ttl_hours)
+        self.placed_total = metrics.counter("orders_placed_total", "Orders placed")
+        self.replayed_total = metrics.counter("orders_idempotent_replays_total",
+                                              "Requests answered from an Idempotency-Key")
+        self.cancel_total = metrics.counter("orders_cancel_requests_total", "Cancel requests sent to dispatch")
+        self.known_keys = KnownSecrets(self._merchant_by_key_hash, max_size=self.MERCHANT_CACHE_SIZE)
+
+    # --- merchants ------------------------------------------------------------------
+
+    async def _merchant_by_key_hash(self, key_hash: str) -> store.Merchant | None:
+        return await store.merchant_by_key_hash(self.runtime.pool, key_hash)
+
+    async def merchant_by_api_key(self, api_key: str) -> store.Merchant | None:
+        return await self.known_keys.owner(api_key)
+
+    async def create_merchant(self, *, name: str, phone: str) -> dict[str, Any]:
+        """A new merchant and its API key, shown this once (only the key's hash is kept)."""
+        api_key = new_secret("gk")
+        merchant_id = uuid4()
+        await store.insert_merchant(self.runtime.pool, id=merchant_id, name=name, phone=phone,
+                                    api_key_hash=secret_hash(api_key))
+        return {"id": str(merchant_id), "name": name, "phone": phone, "api_key": api_key}
+
+    # --- quotes and new orders --------------------------------------------------------
+
+    def quote(self, body: QuoteIn | OrderIn) -> Quote:
+        """Quotes and orders are priced here alike, so a quote is what the order will cost."""
+        return price(self.tariff, pickup=(body.pickup.lat, body.pickup.lng),
+                     dropoff=(body.dropoff.lat, body.dropoff.lng), weight_grams=body.parcel.weight_grams)
+
+    async def place_order(self, me: store.Merchant, body: OrderIn, idempotency_key: str | None) -> Placed:
+        """The order and its event in one statement; under an Idempotency-Key, in one
+        transaction with the key and the answer a retry will get again."""
+        async with self.runtime.pool.acquire() as conn:
+            if not idempotency_key:
+                view = order_view(await self._insert_order(conn, me, body))  # one statement, its own transaction
+            else:
+                fingerprint = request_hash(body)
+                async with conn.transaction():
+                    stored = await store.claim_idempotency_key(conn, me.id, idempotency_key, fingerprint)
+                    if stored is not None:
+                        if stored.request_hash != fingerprint:
+                            raise IdempotencyConflict()
+                        self.replayed_total.inc()
+                        return Placed(stored.status, stored.body, replayed=True)
+                    view = order_view(await self._insert_order(conn, me, body))
+                    await store.save_idempotent_response(conn, me.id, idempotency_key, self.CREATED, view)
+        self.placed_total.inc()
+        return Placed(self.CREATED, view)
+
+    async def _insert_order(self, conn: asyncpg.Connection, me: store.Merchant, body: OrderIn) -> dict[str, Any]:
+        q = self.quote(body)
+        now = datetime.now(timezone.utc)
+        progress = placed(now)
+        order = {
+            "id": uuid4(), "merchant_id": me.id, "external_id": body.external_id,
+            "tracking_code": new_tracking_code(), "delivery_code": new_delivery_code(),
+            "status": progress.status, "fee_vnd": q.fee_vnd, "distance_m": q.distance_m,
+            "cod_amount_vnd": body.cod_amount_vnd, "pickup": body.pickup.model_dump(),
+            "dropoff": body.dropoff.model_dump(), "parcel": body.parcel.model_dump(), "note": body.note,
+            "courier": None, "history": list(progress.history), "cancellation": None, "cancel_reason": None,
+            "created_at": now, "updated_at": now,
+        }
+        for _ in range(self.TRACKING_CODE_TRIES):
+            if await store.insert_order(conn, order, self._placed_event(me, order)):
+                return order
+            if body.external_id is not None:
+                existing = await store.order_id_by_external_id(conn, me.id, body.external_id)
+                if existing is not None:
+                    raise DuplicateExternalId(body.external_id, existing)
+            order["tracking_code"] = new_tracking_code()  # ~2**-59 odds of landing here
+        raise RuntimeError("could not find a free tracking code")
+
+    def _placed_event(self, me: store.Merchant, order: dict[str, Any]) -> list[Any]:
+        """order.placed; the delivery code travels only as a keyed hash dispatch can check."""
+        return event_args(OrderPlaced, subject=str(order["id"]), source="orders", topic=self.orders_topic,
+                          data=OrderPlacedData(
+                              order_id=order["id"], merchant_id=me.id, tracking_code=order["tracking_code"],
+                              pickup=order["pickup"], dropoff=order["dropoff"], parcel=order["parcel"],
+                              cod_amount_vnd=order["cod_amount_vnd"], fee_vnd=order["fee_vnd"],
+                              distance_m=order["distance_m"], note=order["note"],
+                              delivery_code=hash_delivery_code(order["delivery_code"], self.delivery_code_key)))
+
+    # --- reading and cancelling -------------------------------------------------------
+
+    async def order(self, me: store.Merchant, order_id: UUID) -> dict[str, Any]:
+        row = await store.get_order(self.runtime.pool, me.id, order_id)
+        if row is None:
+            raise OrderNotFound()
+        return order_view(row)
+
+    async def orders(self, me: store.Merchant, *, status: str | None, limit: int,
+                     after: Cursor | None) -> dict[str, Any]:
+        """A page of the merchant's orders, newest first, with the cursor of the next one."""
+        rows = await store.list_orders(self.runtime.pool, me.id, status=status, limit=limit + 1, after=after)
+        page, more = rows[:limit], len(rows) > limit
+        next_cursor = Cursor(page[-1]["created_at"], page[-1]["id"]).encode() if more else None
+        return {"items": [order_view(r) for r in page], "next_cursor": next_cursor}
+
+    async def cancel_order(self, me: store.Merchant, order_id: UUID, reason: str | None) -> dict[str, Any]:
+        """Ask dispatch to cancel (domain.request_cancel decides whether to ask); raises
+        OrderNotFound, or domain.CancelNotAllowed once the parcel is picked up or the order over."""
+        async with self.runtime.pool.acquire() as conn, conn.transaction():
+            row = await store.get_order(conn, me.id, order_id, for_update=True)
+            if row is None:
+                raise OrderNotFound()
+            decision = request_cancel(store.progress_of(row))
+            if decision.ask_dispatch:
+                row = await store.save_cancel_request(conn, order_id, decision.progress, reason)
+                await add_event(conn, OrderCancelRequested, subject=str(order_id), source="orders",
+                                topic=self.orders_topic, data=OrderCancelRequestedData(order_id=order_id, reason=reason))
+        if decision.ask_dispatch:
+            self.cancel_total.inc()
+        return order_view(row)
+
+    # --- housekeeping -----------------------------------------------------------------
+
+    async def prune_idempotency_keys(self) -> None:
+        """Hourly, forget the Idempotency-Keys older than their time to live (a background
+        loop: app.py registers it with the runtime)."""
+        while True:
+            await store.prune_idempotency_keys(self.runtime.pool, datetime.now(timezone.utc) - self.idempotency_ttl)
+            await asyncio.sleep(self.PRUNE_EVERY_S)
