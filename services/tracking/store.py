@@ -15,6 +15,7 @@ import asyncpg
 import orjson
 
 from services.tracking.domain import Courier, Location, LocationFix, Parcel, Point, Step
+from shared.inbox import forget_consumer
 
 CHANGES_CHANNEL = "giao_tracking_changes"
 _NOTIFY_PAYLOAD_MAX = 7000  # PostgreSQL refuses payloads of 8000 bytes and more
@@ -189,6 +190,4 @@ async def clear_read_model(conn: asyncpg.Connection, consumer: str) -> None:
     """Empty the read model and what the consumer remembers of the events it applied."""
     async with conn.transaction():
         await conn.execute("TRUNCATE parcels, courier_positions")
-        await conn.execute("DELETE FROM inbox WHERE consumer = $1", consumer)
-        await conn.execute("DELETE FROM inbox_positions WHERE consumer = $1", consumer)
-        await conn.execute("DELETE FROM inbox_applied WHERE consumer = $1", consumer)
+        await forget_consumer(conn, consumer)
