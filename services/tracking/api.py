@@ -12,79 +12,22 @@ import asyncio
 import ipaddress
 import time
 from collections.abc import AsyncIterator
-from typing import Any, Literal
+from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from prometheus_client import Gauge
-from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from services.tracking import domain, store
 from services.tracking.live import ChangeFeed
 from services.tracking.ratelimit import RateLimiter
+from services.tracking.schemas import SSE_EXAMPLE, TrackingView
 from services.tracking.settings import TrackingSettings
-from shared.contract import ORDER_STATUSES
 from shared.http import Metrics, Problem, problem_response, problem_responses
 from shared.service import Runtime
 
-# --- what the answers look like (for the OpenAPI document) --------------------------
-
-Status = Literal["placed", "assigned", "picked_up", "delivered", "delivery_failed", "returned",
-                 "cancelled", "expired"]
-
-
-class TimelineStep(BaseModel):
-    status: Status
-    at: str = Field(description="When it happened (RFC 3339)", examples=["2026-11-23T09:15:02+07:00"])
-    text: str = Field(description="What happened, in Vietnamese", examples=["Shipper đã lấy hàng"])
-
-
-class CourierLocationView(BaseModel):
-    lat: float = Field(examples=[20.9532])
-    lng: float = Field(examples=[107.0611])
-    at: str = Field(description="When the courier was there (RFC 3339)", examples=["2026-11-23T09:21:40+07:00"])
-
-
-class CourierView(BaseModel):
-    display_name: str = Field(description="First name and initial only", examples=["Minh N."])
-    vehicle: Literal["bicycle", "motorbike", "car", "van"]
-    location: CourierLocationView | None = Field(
-        description="Where the courier is, only while the parcel is on its way (picked_up)")
-
-
-EXAMPLE = {
-    "tracking_code": "7KQ2M9XH4TBR",
-    "status": "picked_up",
-    "timeline": [
-        {"status": "placed", "at": "2026-11-23T09:02:11+07:00", "text": "Đơn hàng đã được tạo"},
-        {"status": "assigned", "at": "2026-11-23T09:04:37+07:00", "text": "Đã có shipper nhận đơn"},
-        {"status": "picked_up", "at": "2026-11-23T09:15:02+07:00", "text": "Shipper đã lấy hàng"},
-    ],
-    "courier": {"display_name": "Minh N.", "vehicle": "motorbike",
-                "location": {"lat": 20.9532, "lng": 107.0611, "at": "2026-11-23T09:21:40+07:00"}},
-    "eta_minutes": 6,
-}
-
-
-class TrackingView(BaseModel):
-    """A parcel as anyone with its tracking code may see it: no phone, name, address or code."""
-
-    model_config = {"json_schema_extra": {"examples": [EXAMPLE]}}
-
-    tracking_code: str
-    status: Status
-    timeline: list[TimelineStep] = Field(description="Each status reached, once, oldest first")
-    courier: CourierView | None = Field(description="Null before a courier accepted, and after cancelled or expired")
-    eta_minutes: int | None = Field(
-        description="Minutes left for the remaining distance; null once the delivery failed or ended")
-
-
-_SSE_EXAMPLE = ("event: tracking\ndata: " + orjson.dumps(EXAMPLE).decode() + "\n\n: ping\n\n"
-                "event: tracking\ndata: {...\"status\":\"delivered\"...}\n\nevent: end\ndata: {}\n\n")
-
-assert set(Status.__args__) == set(ORDER_STATUSES)  # type: ignore[attr-defined]
 NO_STORE = {"Cache-Control": "no-store"}
 END_RETRY_MS = 86_400_000
 NOT_FOUND = "No parcel has this tracking code"
@@ -165,7 +108,7 @@ def add_routes(router: APIRouter, settings: TrackingSettings, runtime: Runtime, 
             "closes: do not reconnect then."),
         response_class=EventSourceResponse,
         responses={200: {"description": "The stream", "content": {"text/event-stream": {
-            "schema": {"type": "string"}, "example": _SSE_EXAMPLE}}},
+            "schema": {"type": "string"}, "example": SSE_EXAMPLE}}},
             **problem_responses(404, 429)},
     )
     async def stream_tracking(tracking_code: str, client: str = Depends(rate_limit)) -> Response:
