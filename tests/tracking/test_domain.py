@@ -11,7 +11,6 @@ import pytest
 
 from services.tracking import domain
 from services.tracking.domain import Parcel, apply_all, public_view
-from services.tracking.ratelimit import RateLimiter
 from shared.contract import ORDER_STATUSES
 from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDERS_TOPIC
 from shared.geo import road_distance_m, travel_minutes
@@ -193,6 +192,19 @@ def test_location_of_another_courier_or_an_order_not_carried_is_ignored():
     assert domain.apply_location(p, fix) != p
 
 
+def test_moved_by_returns_only_the_parcels_the_points_move():
+    on_way, waiting, other = Story(), Story(), Story()
+    parcels = {s.order_id: project(s, events) for s, events in (
+        (on_way, [on_way.placed(), on_way.assigned(), on_way.picked_up()]),
+        (waiting, [waiting.placed(), waiting.assigned()]),
+        (other, [other.placed(), other.assigned(), other.picked_up()]))}
+    fixes = domain.latest_locations([on_way.location(20.9541, 107.0611), waiting.location(20.95, 107.06)])
+    moved = domain.moved_by(parcels, fixes)
+    assert [p.order_id for p in moved] == [on_way.order_id]
+    assert moved[0] == domain.apply_location(parcels[on_way.order_id], fixes[0])
+    assert domain.moved_by(parcels, []) == []
+
+
 def test_latest_locations_keeps_one_point_per_courier_the_newest():
     a, b = Story(), Story()
     a1, a2, a3 = a.location(20.1, 107.1), a.location(20.2, 107.2), a.location(20.3, 107.3)
@@ -256,27 +268,3 @@ def test_well_formed_codes():
     assert domain.well_formed_code("7KQ2M9XH4TBR")
     for bad in ("", "x" * 65, "abc def", "../etc", "ĐƠN123", "a;b", "%00"):
         assert not domain.well_formed_code(bad), bad
-
-
-# --- rate limiting ------------------------------------------------------------------
-
-
-def test_token_bucket_allows_the_burst_then_asks_to_wait():
-    limiter = RateLimiter(rate=2, burst=3)
-    assert [limiter.check("1.2.3.4", 100.0) for _ in range(3)] == [0, 0, 0]
-    assert limiter.check("1.2.3.4", 100.0) == 1  # 0.5 s to the next token: Retry-After 1
-    assert limiter.check("5.6.7.8", 100.0) == 0, "another client has its own bucket"
-    assert limiter.check("1.2.3.4", 100.5) == 0, "refilled at the rate"
-    assert limiter.check("1.2.3.4", 100.5) == 1
-    slow = RateLimiter(rate=0.1, burst=1)
-    assert slow.check("a", 0.0) == 0 and slow.check("a", 0.0) == 10
-
-
-def test_rate_limiter_forgets_the_least_recent_clients_first():
-    limiter = RateLimiter(rate=1, burst=1, max_clients=2)
-    limiter.check("a", 0.0)
-    limiter.check("b", 0.0)
-    limiter.check("a", 0.0)  # a is now the most recent
-    limiter.check("c", 0.0)  # b is forgotten
-    assert limiter.check("a", 0.0) > 0
-    assert limiter.check("b", 0.0) == 0, "b was forgotten and starts with a full bucket"
