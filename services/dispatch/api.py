@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
+from urllib.parse import quote
 from uuid import UUID
 
 import asyncpg
@@ -25,7 +26,7 @@ from shared.service import Runtime
 from . import domain, service_layer, store
 from .matcher import WorkHints
 from .schemas import (
-    AdminJob, CourierCreate, CourierCreated, CourierStatus, CourierStatusUpdate, Declined, DeliverRequest,
+    AdminJob, CourierCreate, CourierCreated, CourierStatus, CourierStatusUpdate, Declined, DeliverRequest, DropoffArea,
     FailRequest, Job, JobList, LocationBatch, LocationsAccepted, OfferReason, OfferView,
 )
 from .service_layer import JobNotFound, NotAllowedNow, Point
@@ -79,9 +80,26 @@ def parse_order_id(order_id: str) -> UUID:
 
 
 def job_view(row: asyncpg.Record) -> Job:
-    return Job(order_id=row["order_id"], status=row["status"], pickup=row["pickup"], dropoff=row["dropoff"],
-               parcel=row["parcel"], note=row["note"], cod_amount_vnd=row["cod_amount_vnd"],
+    """A job as its courier sees it: the recipient and the note only once they accepted it
+    (domain.shows_recipient); the area it goes to always."""
+    dropoff = row["dropoff"]
+    shown = domain.shows_recipient(row["status"])
+    area = domain.dropoff_area(dropoff["address"], dropoff["lat"], dropoff["lng"])
+    return Job(order_id=row["order_id"], status=row["status"], pickup=row["pickup"],
+               dropoff=dropoff if shown else None,
+               dropoff_area=DropoffArea(area=area.area, lat=area.lat, lng=area.lng),
+               distance_m=row["distance_m"], fee_vnd=row["fee_vnd"], parcel=row["parcel"],
+               note=row["note"] if shown else None, cod_amount_vnd=row["cod_amount_vnd"],
                offer_expires_at=row["offer_expires_at"], updated_at=row["updated_at"])
+
+
+# Where dispatch serves the courier app (app.py), and the link that opens it signed in: the
+# token rides in the fragment, which a browser never sends, so it reaches no server's log.
+COURIER_APP = "/app"
+
+
+def signin_link(public_url: str, token: str) -> str:
+    return f"{public_url.rstrip('/')}{COURIER_APP}/#t={quote(token, safe='')}"
 
 
 def status_view(row: asyncpg.Record) -> CourierStatus:
@@ -251,7 +269,8 @@ def add_routes(router: APIRouter, settings: DispatchSettings, runtime: Runtime, 
         async with transaction() as conn:
             row, token = await service_layer.create_courier(conn, settings, name=body.name, phone=body.phone,
                                                             vehicle=body.vehicle)
-        return CourierCreated(id=row["id"], name=row["name"], token=token, vehicle=row["vehicle"],
+        return CourierCreated(id=row["id"], name=row["name"], token=token,
+                              signin_link=signin_link(settings.public_url, token), vehicle=row["vehicle"],
                               capacity=row["capacity"])
 
     @router.get("/v1/admin/couriers/{courier_id}", response_model=CourierStatus, tags=["admin"],

@@ -9,9 +9,10 @@ from fastapi import FastAPI
 
 from shared.events import ORDERS_TOPIC
 from shared.http import FASTAPI_TELEMETRY_OFF, Metrics, install_common_routes, install_problem_handlers
+from shared.pages import pages_router
 from shared.service import Runtime
 
-from .api import add_routes, install_error_handlers
+from .api import COURIER_APP, add_routes, install_error_handlers
 from .handlers import CONSUMER, OrderEvents
 from .matcher import Matcher, NoMatcherHere, WorkHints
 from .settings import DispatchSettings
@@ -19,6 +20,7 @@ from .settings import DispatchSettings
 __all__ = ["DispatchSettings", "create_app"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+WEB = Path(__file__).parent / "web"
 
 
 def create_app(settings: DispatchSettings | None = None) -> FastAPI:
@@ -53,4 +55,5 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
     install_error_handlers(app)
     install_common_routes(app, Metrics("dispatch"), runtime.ready_checks())
     add_routes(app.router, settings, runtime, hints)  # on the app itself: FastAPI matches an included router twice
+    app.router.routes.extend(pages_router(COURIER_APP, WEB / "app").routes)  # last: tried after the API
     return app

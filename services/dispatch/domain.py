@@ -22,8 +22,9 @@ CANCELLED, EXPIRED = "cancelled", "expired"
 FINAL = frozenset({DELIVERED, RETURNED, CANCELLED, EXPIRED})
 # Statuses in which the job takes one unit of its courier's capacity.
 HOLDS_CAPACITY = frozenset({OFFERED, ASSIGNED, PICKED_UP, DELIVERY_FAILED})
-# Statuses a courier sees in their jobs list.
-SHOWN_TO_COURIER = HOLDS_CAPACITY
+# Statuses in which the courier holding the job sees the recipient (name, phone, street
+# address, exact point) and the note: once they accepted it. An offer shows only the area.
+SHOWS_RECIPIENT = frozenset({ASSIGNED, PICKED_UP, DELIVERY_FAILED, DELIVERED, RETURNED})
 # Jobs whose courier's position is public (tracking shows it "while the parcel is on its way").
 ON_ITS_WAY = frozenset({ASSIGNED, PICKED_UP})
 VEHICLES = ("bicycle", "motorbike", "car", "van")
@@ -59,6 +60,12 @@ def next_status(action: Action, status: str) -> str:
     if status != start:
         raise TransitionNotAllowed(action, status)
     return end
+
+
+def already_done(action: Action, status: str) -> bool:
+    """Whether a job in `status` is where `action` leads: the courier's app replays steps it
+    queued while offline, so repeating one is answered with the job, changing nothing."""
+    return TRANSITIONS[action][1] == status
 
 
 def frees_capacity(old: str, new: str) -> bool:
@@ -209,6 +216,30 @@ def display_name(full_name: str) -> str:
     if len(parts) == 1:
         return parts[0]
     return f"{parts[-1]} {parts[0][0].upper()}."
+
+
+def shows_recipient(status: str) -> bool:
+    """Whether the courier holding a job in `status` may see who and where it goes to."""
+    return status in SHOWS_RECIPIENT
+
+
+# An offer's drop-off point, rounded to this many decimals (0.01 degree: about 1 km).
+AREA_DECIMALS = 2
+
+
+@dataclass(frozen=True)
+class Area:
+    area: str
+    lat: float
+    lng: float
+
+
+def dropoff_area(address: str, lat: float, lng: float) -> Area:
+    """Where a job goes, without the street: the address without its first comma-separated
+    part ("45 Trần Hưng Đạo, Bãi Cháy, Hạ Long" -> "Bãi Cháy, Hạ Long"; an address of one
+    part gives "", as it may be the street itself) and the point rounded to about 1 km."""
+    _, comma, rest = address.partition(",")
+    return Area(rest.strip() if comma else "", round(lat, AREA_DECIMALS), round(lng, AREA_DECIMALS))
 
 
 def location_is_plausible(at: datetime, now: datetime, clock_skew: timedelta) -> bool:

@@ -37,6 +37,7 @@ _PICKUP = {"name": "Shop Hoa Mai", "phone": "+84912345678",
            "address": "12 Lê Thánh Tông, Hồng Gai, Hạ Long, Quảng Ninh", "lat": 20.9516, "lng": 107.0801}
 _DROPOFF = {"name": "Nguyễn Văn An", "phone": "+84987654321",
             "address": "45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh", "lat": 20.9555, "lng": 107.0452}
+_DROPOFF_AREA = {"area": "Bãi Cháy, Hạ Long, Quảng Ninh", "lat": 20.96, "lng": 107.05}
 
 
 class Body(BaseModel):
@@ -58,11 +59,14 @@ class CourierCreate(Body):
 class CourierCreated(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"id": _COURIER_ID, "name": "Trần Văn Minh", "token": "ct_Yb2k...shown-once",
+         "signin_link": "https://giao.example/app/#t=ct_Yb2k...shown-once",
          "vehicle": "motorbike", "capacity": 3}]})
 
     id: UUID
     name: str
     token: str = Field(description="The courier's bearer token; shown once, stored only hashed")
+    signin_link: str = Field(description="Opens the courier app signed in: the token travels in the "
+                                         "fragment, which browsers never send to a server")
     vehicle: Vehicle
     capacity: int = Field(description="Offers plus jobs the courier may hold at once")
 
@@ -143,19 +147,36 @@ JobStatus = Literal["offered", "assigned", "picked_up", "delivered", "delivery_f
                     "cancelled", "expired", "waiting"]
 
 
+class DropoffArea(BaseModel):
+    area: str = Field(description="The drop-off address without its street and number "
+                                  "(\"\" when the address has a single part)")
+    lat: float = Field(description="The drop-off point rounded to 2 decimals (about 1 km)")
+    lng: float
+
+
 class Job(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"order_id": _ORDER_ID, "status": "offered", "pickup": _PICKUP, "dropoff": _DROPOFF,
+        {"order_id": _ORDER_ID, "status": "offered", "pickup": _PICKUP, "dropoff": None,
+         "dropoff_area": _DROPOFF_AREA, "distance_m": 4200, "fee_vnd": 25000,
+         "parcel": {"weight_grams": 1200, "description": "Áo dài lụa", "value_vnd": 850000},
+         "note": None, "cod_amount_vnd": 850000,
+         "offer_expires_at": "2025-03-14T09:30:30+07:00", "updated_at": "2025-03-14T09:30:00+07:00"},
+        {"order_id": _ORDER_ID, "status": "assigned", "pickup": _PICKUP, "dropoff": _DROPOFF,
+         "dropoff_area": _DROPOFF_AREA, "distance_m": 4200, "fee_vnd": 25000,
          "parcel": {"weight_grams": 1200, "description": "Áo dài lụa", "value_vnd": 850000},
          "note": "Gọi trước khi giao", "cod_amount_vnd": 850000,
-         "offer_expires_at": "2025-03-14T09:30:30+07:00", "updated_at": "2025-03-14T09:30:00+07:00"}]})
+         "offer_expires_at": None, "updated_at": "2025-03-14T09:30:04+07:00"}]})
 
     order_id: UUID
     status: JobStatus = Field(description="`offered` while it is an offer waiting for an answer")
     pickup: PlaceView
-    dropoff: PlaceView = Field(description="The recipient: the courier needs name, phone and address")
+    dropoff: PlaceView | None = Field(description="The recipient (name, phone, address, exact point): "
+                                                  "null while the job is `offered`, shown once accepted")
+    dropoff_area: DropoffArea = Field(description="Roughly where the parcel goes, shown in every status")
+    distance_m: int = Field(description="Estimated road distance from the pickup to the drop-off")
+    fee_vnd: int = Field(description="The delivery fee")
     parcel: ParcelView
-    note: str | None
+    note: str | None = Field(description="The merchant's note: null while the job is `offered`")
     cod_amount_vnd: int = Field(description="Cash to collect from the recipient")
     offer_expires_at: datetime | None = Field(description="While an offer: when it lapses")
     updated_at: datetime

@@ -124,9 +124,9 @@ async def report_locations(conn: asyncpg.Connection, settings: DispatchSettings,
 # job again to say why: 404 (not yours) or 409 (not now).
 
 
-async def _why_not_offer(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID) -> Exception:
+async def _why_not_offer(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID,
+                         job: asyncpg.Record | None) -> Exception:
     """404 if the order was never offered to this courier, else 409 with what became of it."""
-    job = await store.job(conn, order_id)
     if job is None:
         return JobNotFound()
     if job["status"] == domain.OFFERED and job["courier_id"] == courier_id:
@@ -151,7 +151,11 @@ async def accept_offer(conn: asyncpg.Connection, settings: DispatchSettings, cou
     job = await store.accept_offer(conn, order_id, courier.id, _event(
         settings, DeliveryAssigned, order_id, DeliveryAssignedData(order_id=order_id, courier=info)))
     if job is None:
-        raise await _why_not_offer(conn, order_id, courier.id)
+        job = await store.job(conn, order_id)
+        if job is not None and job["courier_id"] == courier.id and domain.already_done(domain.Action.ACCEPT,
+                                                                                        job["status"]):
+            return job  # accepted before: a repeat changes nothing
+        raise await _why_not_offer(conn, order_id, courier.id, job)
     return job
 
 
@@ -159,7 +163,7 @@ async def decline_offer(conn: asyncpg.Connection, settings: DispatchSettings, co
                         order_id: UUID) -> None:
     """Also allowed for an offer just past its time that the expirer has not closed yet."""
     if not await store.decline_offer(conn, order_id, courier_id):
-        raise await _why_not_offer(conn, order_id, courier_id)
+        raise await _why_not_offer(conn, order_id, courier_id, await store.job(conn, order_id))
     await store.release_couriers(conn, [courier_id])
 
 
@@ -179,7 +183,8 @@ def _transition(action: domain.Action, status: str) -> str:
 
 async def _advance(conn: asyncpg.Connection, settings: DispatchSettings, action: domain.Action, courier_id: UUID,
                    order_id: UUID, event: tuple[type[Envelope], Model], fail_reason: str | None = None) -> asyncpg.Record:
-    """One of the courier's steps with its event, in one statement."""
+    """One of the courier's steps with its event, in one statement; a repeat of the step the
+    job is already in answers the job and changes nothing."""
     start, end = domain.TRANSITIONS[action]
     job = await store.advance_job(conn, order_id, courier_id, start=start, end=end,
                                   frees_capacity=domain.frees_capacity(start, end),
@@ -188,6 +193,8 @@ async def _advance(conn: asyncpg.Connection, settings: DispatchSettings, action:
         current = await store.job(conn, order_id)
         if current is None or current["courier_id"] != courier_id:
             raise JobNotFound
+        if domain.already_done(action, current["status"]):
+            return current
         _transition(action, current["status"])  # raises 409 with the reason
         raise NotAllowedNow(f"Cannot {action.value} the job now")  # it changed meanwhile
     return job
@@ -205,6 +212,10 @@ class DeliveryOutcome:
     job: asyncpg.Record | None  # the delivered job, when the check passed
 
 
+# The outcome of a deliver repeated on a delivered job.
+REPEATED = domain.DeliveryCheck(domain.CodeVerdict.OK, 0, None)
+
+
 async def deliver(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID, order_id: UUID,
                   *, delivery_code: str, cod_collected_vnd: int) -> DeliveryOutcome:
     """Check the code and the COD amount. The common case (the right code) is a read and one
@@ -214,6 +225,8 @@ async def deliver(conn: asyncpg.Connection, settings: DispatchSettings, courier_
     job = await store.job(conn, order_id)
     if job is None or job["courier_id"] != courier_id:
         raise JobNotFound
+    if domain.already_done(domain.Action.DELIVER, job["status"]):
+        return DeliveryOutcome(REPEATED, job)  # delivered before: nothing is checked or counted
     check = _check_code(settings, job, delivery_code, cod_collected_vnd)
     if check.verdict is domain.CodeVerdict.OK and job["status"] == domain.TRANSITIONS[domain.Action.DELIVER][0]:
         delivered = await store.deliver_job(
@@ -241,6 +254,8 @@ def _check_code(settings: DispatchSettings, job: asyncpg.Record, delivery_code: 
 async def _deliver_locked(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID, order_id: UUID,
                           *, delivery_code: str, cod_collected_vnd: int) -> DeliveryOutcome:
     job = await _lock_own_job(conn, order_id, courier_id)
+    if domain.already_done(domain.Action.DELIVER, job["status"]):
+        return DeliveryOutcome(REPEATED, job)  # a concurrent call delivered it
     status = _transition(domain.Action.DELIVER, job["status"])
     check = _check_code(settings, job, delivery_code, cod_collected_vnd)
     if (check.failures, check.locked_until) != (job["code_failures"], job["code_locked_until"]):

@@ -110,9 +110,9 @@ class Order:
             "order_id": self.id, "merchant_id": str(uuid.uuid4()), "tracking_code": uuid.uuid4().hex[:12].upper(),
             "pickup": {"name": "Shop Hoa Mai", "phone": "+84912345678", "address": "12 Lê Thánh Tông, Hạ Long",
                        "lat": self.pickup[0], "lng": self.pickup[1]},
-            "dropoff": {"name": "Nguyễn Văn An", "phone": "+84987654321", "address": "45 Trần Hưng Đạo, Hạ Long",
-                        "lat": 20.9555, "lng": 107.0452},
-            "parcel": {"weight_grams": 1200, "description": "Áo dài"},
+            "dropoff": {"name": "Nguyễn Văn An", "phone": "+84987654321",
+                        "address": "45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh", "lat": 20.9555, "lng": 107.0452},
+            "parcel": {"weight_grams": 1200, "description": "Áo dài"}, "note": "Gọi trước khi giao, cổng số 3",
             "cod_amount_vnd": self.cod_amount_vnd, "fee_vnd": 25_000, "distance_m": 4200,
             "delivery_code": hash_delivery_code(self.code, self.key).model_dump(),
         })

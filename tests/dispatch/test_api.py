@@ -122,13 +122,13 @@ async def test_offer_accept_pickup_deliver(dispatch):
     courier = await dispatch.new_courier()
     order = await dispatch.place(Order(cod_amount_vnd=250_000))
     offer = await dispatch.offer_for(courier, order)
-    assert offer["offer_expires_at"] and offer["cod_amount_vnd"] == 250_000
-    assert offer["dropoff"]["name"] == "Nguyễn Văn An" and offer["dropoff"]["phone"] == "+84987654321"
-    assert offer["dropoff"]["address"] and offer["pickup"]["lat"] == HA_LONG[0]
+    assert offer["offer_expires_at"] and offer["cod_amount_vnd"] == 250_000 and offer["fee_vnd"] == 25_000
+    assert offer["dropoff"] is None and offer["dropoff_area"]["area"] == "Bãi Cháy, Hạ Long, Quảng Ninh"
+    assert offer["pickup"]["lat"] == HA_LONG[0] and offer["distance_m"] == 4200
 
     r = await dispatch.act(courier, order.id, "accept")
     assert r.status_code == 200 and r.json()["status"] == "assigned" and r.json()["offer_expires_at"] is None
-    assert (await dispatch.act(courier, order.id, "accept")).status_code == 409
+    assert r.json()["dropoff"]["name"] == "Nguyễn Văn An" and r.json()["dropoff"]["phone"] == "+84987654321"
     assert (await dispatch.act(courier, order.id, "deliver",
                                {"delivery_code": order.code, "cod_collected_vnd": 250_000})).status_code == 409
     r = await dispatch.act(courier, order.id, "pickup")
