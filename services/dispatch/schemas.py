@@ -8,13 +8,14 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from shared.contract import FailReason
+from shared.contract import FailReason, Latitude, Longitude, Vehicle
 from shared.phones import Phone
 
-Vehicle = Literal["bicycle", "motorbike", "car", "van"]
+from .domain import JOB_STATUSES, OfferState
+
 # Strict: `false` is not a coordinate and `0` is not a time, whatever lax parsing would make of them.
-Lat = Annotated[float, Field(strict=True, ge=-90, le=90, description="WGS84 latitude", examples=[20.9516])]
-Lng = Annotated[float, Field(strict=True, ge=-180, le=180, description="WGS84 longitude", examples=[107.0801])]
+Lat = Annotated[Latitude, Field(strict=True, examples=[20.9516])]
+Lng = Annotated[Longitude, Field(strict=True, examples=[107.0801])]
 
 
 def _a_string(value: object) -> object:
@@ -143,8 +144,7 @@ class ParcelView(BaseModel):
     value_vnd: int | None = None
 
 
-JobStatus = Literal["offered", "assigned", "picked_up", "delivered", "delivery_failed", "returned",
-                    "cancelled", "expired", "waiting"]
+JobStatus = Literal[JOB_STATUSES]  # type: ignore[valid-type]  # domain.JOB_STATUSES, spelled once
 
 
 class DropoffArea(BaseModel):
@@ -224,7 +224,7 @@ class OfferReason(BaseModel):
 
 class OfferView(BaseModel):
     courier_id: UUID
-    state: Literal["open", "accepted", "declined", "expired", "withdrawn"]
+    state: OfferState
     offered_at: datetime
     expires_at: datetime
     answered_at: datetime | None
@@ -260,7 +260,7 @@ class AdminJob(BaseModel):
     placed_at: datetime
     dispatch_deadline: datetime
     cod_collected_vnd: int | None
-    fail_reason: str | None
+    fail_reason: FailReason | None
     cancel_reason: str | None
     updated_at: datetime
     offers: list[OfferView]

@@ -3,20 +3,15 @@ offline: a repeat of the step a job is already in answers the job and changes no
 
 from __future__ import annotations
 
-import math
 import uuid
 
 import pytest
 
-from tests.dispatch.conftest import HA_LONG, Order
+from tests.dispatch.support import HA_LONG, Order, east, events_written
 
 # What identifies the recipient in conftest.Order: none of it may reach a courier before they accept.
 RECIPIENT = ("Nguyễn Văn An", "+84987654321", "0987654321", "Trần Hưng Đạo", "20.9555", "107.0452",
              "Gọi trước khi giao")
-
-
-def _east(metres: float) -> tuple[float, float]:
-    return HA_LONG[0], HA_LONG[1] + metres / (111_320 * math.cos(math.radians(HA_LONG[0])))
 
 
 async def _raw_jobs(dispatch, courier) -> str:
@@ -25,17 +20,9 @@ async def _raw_jobs(dispatch, courier) -> str:
     return r.text
 
 
-async def _events(dispatch) -> dict[str, int]:
-    """Events written by dispatch, by type (still in the outbox or already published)."""
-    rows = await dispatch.pool.fetch(
-        "SELECT event_type, count(*) AS n FROM (SELECT event_type FROM outbox UNION ALL "
-        "SELECT event_type FROM outbox_published, generate_series(1, published)) e GROUP BY 1")
-    return {r["event_type"]: r["n"] for r in rows}
-
-
 async def test_an_offer_shows_the_area_not_the_recipient_until_accepted(dispatch):
-    first = await dispatch.new_courier(name="Lê Văn Một", at=_east(100))
-    second = await dispatch.new_courier(name="Lê Văn Hai", at=_east(900))
+    first = await dispatch.new_courier(name="Lê Văn Một", at=east(100))
+    second = await dispatch.new_courier(name="Lê Văn Hai", at=east(900))
     order = await dispatch.place(Order())
     offer = await dispatch.offer_for(first, order)
     raw = await _raw_jobs(dispatch, first)
@@ -74,7 +61,7 @@ async def test_each_step_repeated_answers_the_job_and_emits_nothing_more(dispatc
         again = await dispatch.act(courier, order.id, action, body)
         assert first.status_code == again.status_code == 200, (action, again.text)
         assert first.json() == again.json() and again.json()["status"] == status
-    assert await _events(dispatch) == {"delivery.offered": 1, "delivery.assigned": 1, "delivery.picked_up": 1,
+    assert await events_written(dispatch.pool) == {"delivery.offered": 1, "delivery.assigned": 1, "delivery.picked_up": 1,
                                        "delivery.delivered": 1}
     assert await dispatch.pool.fetchval("SELECT load FROM couriers") == 0  # given back once, not twice
 
@@ -95,7 +82,7 @@ async def test_a_repeated_deliver_checks_and_counts_nothing(dispatch):
     row = await dispatch.pool.fetchrow("SELECT code_failures, cod_collected_vnd FROM jobs WHERE order_id = $1",
                                        uuid.UUID(order.id))
     assert (row["code_failures"], row["cod_collected_vnd"]) == (0, 100_000)
-    assert (await _events(dispatch))["delivery.delivered"] == 1
+    assert (await events_written(dispatch.pool))["delivery.delivered"] == 1
 
 
 async def test_fail_and_return_repeated_answer_the_job_once_each(dispatch):
@@ -112,7 +99,7 @@ async def test_fail_and_return_repeated_answer_the_job_once_each(dispatch):
         assert first.json() == again.json() and again.json()["status"] == status
     # a repeat with another reason changes nothing either
     assert await dispatch.pool.fetchval("SELECT fail_reason FROM jobs") == "refused"
-    events = await _events(dispatch)
+    events = await events_written(dispatch.pool)
     assert (events["delivery.failed"], events["delivery.returned"]) == (1, 1)
     assert await dispatch.pool.fetchval("SELECT load FROM couriers") == 0
 
@@ -134,7 +121,7 @@ async def test_an_earlier_step_after_a_later_one_is_still_409(dispatch):
 ])
 async def test_another_couriers_job_is_not_repeated_for_them(dispatch, action, body):
     mine = await dispatch.new_courier(name="Lê Thị Hoa")
-    other = await dispatch.new_courier(name="Phạm Văn Đức", at=_east(20_000))
+    other = await dispatch.new_courier(name="Phạm Văn Đức", at=east(20_000))
     order = await dispatch.place(Order(cod_amount_vnd=0))
     await dispatch.offer_for(mine, order)
     steps = {"accept": [("accept", None)], "pickup": [("accept", None), ("pickup", None)],

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from shared.pages import CONTENT_SECURITY_POLICY
-from tests.dispatch.conftest import ADMIN
+from tests.dispatch.support import ADMIN
 
 
 async def test_the_app_is_served_with_security_headers(dispatch):
