@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Client tools the tests use, from Debian's packages: kcat (a Kafka client we did not write)
-# and docker-compose (to validate docker-compose.yml without a Docker engine).
+# Client tools the tests use, from Debian's packages: kcat (a Kafka client we did not write),
+# docker-compose (to validate docker-compose.yml without a Docker engine), and chromium with a
+# font (the courier app's browser tests drive Debian's Chromium; Playwright downloads nothing).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 missing=()
 command -v kcat >/dev/null || missing+=(kcat)
@@ -8,6 +9,8 @@ command -v docker-compose >/dev/null || missing+=(docker-compose)
 command -v curl >/dev/null || missing+=(curl)
 command -v java >/dev/null || missing+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || missing+=(maven)
+[[ -x /usr/bin/chromium ]] || missing+=(chromium)
+[[ -e /usr/share/fonts/truetype/dejavu/DejaVuSans.ttf ]] || missing+=(fonts-dejavu-core)
 [[ ${#missing[@]} -eq 0 ]] && exit 0
 [[ $(id -u) -eq 0 ]] || die "missing ${missing[*]}; install them with apt-get as root"
 say "installing ${missing[*]} from Debian's packages"
