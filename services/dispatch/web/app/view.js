@@ -88,12 +88,14 @@ export function tickOffer(card, job, now) {
 
 // --- jobs in hand ----------------------------------------------------------------------------
 
+// The phone's map app (geo:), or a maps site where no app takes geo: links.
 function mapLinks(place) {
   const at = `${place.lat},${place.lng}`;
-  return el("div", { class: "links" },
+  return [
     el("a", { class: "button secondary", href: `geo:${at}?q=${at}(${encodeURIComponent(place.name)})` }, t("open_map")),
     el("a", { class: "button secondary", href: `https://www.google.com/maps/dir/?api=1&destination=${at}`,
-              target: "_blank", rel: "noopener noreferrer" }, t("open_maps_web")));
+              target: "_blank", rel: "noopener noreferrer" }, t("open_maps_web")),
+  ];
 }
 
 function callLink(phone, label) {
@@ -115,8 +117,8 @@ function deliverForm(job, onStep) {
     numberInput("delivery-code", t("delivery_code"),
       { name: "code", pattern: "[0-9]{6}", maxlength: "6", autocomplete: "one-time-code", required: true,
         value: draft.code }),
-    job.cod_amount_vnd > 0 ? numberInput("cod-collected", t("cod_collected"), { name: "cod", value: draft.cod }) : null,
     job.cod_amount_vnd > 0 ? el("p", { class: "hint" }, t("cod_to_collect", { amount: formatMoney(job.cod_amount_vnd) })) : null,
+    job.cod_amount_vnd > 0 ? numberInput("cod-collected", t("cod_collected"), { name: "cod", value: draft.cod }) : null,
     el("button", { type: "submit", class: "primary", "data-testid": "job-deliver" }, t("deliver_button")));
   const cod = form.querySelector("[name=cod]");
   cod?.addEventListener("input", () => {
@@ -172,10 +174,10 @@ export function jobCard(job, { onStep }) {
       fact(t("pickup"), [pickup.name, el("small", {}, pickup.address)]),
       dropoff ? fact(t("recipient"), [dropoff.name, el("small", {}, dropoff.address)]) : null,
       job.note ? fact(t("note"), job.note) : null,
-      fact(t("cod"), codText(job.cod_amount_vnd)),
+      status === "picked_up" && job.cod_amount_vnd > 0 ? null : fact(t("cod"), codText(job.cod_amount_vnd)),
       fact(t("parcel"), parcelText(job.parcel))),
-    headingTo ? mapLinks(headingTo) : null,
     el("div", { class: "links" },
+      headingTo ? mapLinks(headingTo) : null,
       status === "assigned" || status === "delivery_failed" ? callLink(pickup.phone, t("call_shop")) : null,
       dropoff && status !== "delivery_failed" ? callLink(dropoff.phone, t("call_recipient")) : null),
     actions ? el("div", { class: "actions" }, actions) : null);
