@@ -200,6 +200,7 @@ function forgetOffer(job) {
 // pickup, deliver, fail, return: checked here, then through the outbox.
 async function takeStep(job, action, input) {
   unlockSound();
+  if (sender === null) return;
   let body = input;
   if (action === "deliver") {
     const cod = parseAmount(input.cod);
