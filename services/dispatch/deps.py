@@ -2,8 +2,7 @@
 getters routes use to reach what app.py put in `request.app.state`.
 
 Routes take exactly one dependency, the caller's credentials; everything else they read
-through their `request` (a dependency costs a resolution on every request). A test can
-replace either credential check with `app.dependency_overrides[current_courier] = ...`.
+through their `request` (a dependency costs a resolution on every request).
 """
 
 from __future__ import annotations

@@ -45,8 +45,12 @@ def sql_list(values: Iterable[str]) -> str:
     return "(" + ", ".join(sql_literal(v) for v in values) + ")"
 
 
-WAITING, OFFERED = sql_literal(domain.WAITING), sql_literal(domain.OFFERED)
-OPEN = sql_literal(domain.OFFER_OPEN)
+# The constants statements are written with (a statement passed to a call names only these
+# and column lists: tests/e2e/test_security.py checks that no value is formatted into one).
+WAITING, OFFERED, CANCELLED = sql_literal(domain.WAITING), sql_literal(domain.OFFERED), sql_literal(domain.CANCELLED)
+HOLDS_CAPACITY, ON_ITS_WAY = sql_list(domain.HOLDS_CAPACITY), sql_list(domain.ON_ITS_WAY)
+OPEN, ACCEPTED = sql_literal(domain.OFFER_OPEN), sql_literal(domain.OFFER_ACCEPTED)
+DECLINED, WITHDRAWN = sql_literal(domain.OFFER_DECLINED), sql_literal(domain.OFFER_WITHDRAWN)
 
 
 # --- couriers ----------------------------------------------------------------------------
@@ -211,7 +215,7 @@ async def lock_jobs(conn: asyncpg.Connection, order_ids: Sequence[UUID]) -> dict
 
 # (the same list as the partial index jobs_by_active_courier, which it reads)
 _COURIER_JOBS = f"""SELECT {JOB_COLUMNS} FROM jobs
-    WHERE courier_id = $1 AND status IN {sql_list(domain.HOLDS_CAPACITY)}
+    WHERE courier_id = $1 AND status IN {HOLDS_CAPACITY}
       AND (status <> {OFFERED} OR offer_expires_at > now())
     ORDER BY placed_at"""
 
@@ -224,7 +228,7 @@ async def courier_jobs(conn: asyncpg.Connection | asyncpg.Pool, courier_id: UUID
 async def carried_order_ids(conn: asyncpg.Connection, courier_id: UUID) -> list[UUID]:
     """The orders a courier carries now (assigned or picked up)."""
     rows = await conn.fetch(
-        f"""SELECT order_id FROM jobs WHERE courier_id = $1 AND status IN {sql_list(domain.ON_ITS_WAY)}
+        f"""SELECT order_id FROM jobs WHERE courier_id = $1 AND status IN {ON_ITS_WAY}
             ORDER BY order_id""", courier_id)
     return [r["order_id"] for r in rows]
 
@@ -269,7 +273,7 @@ _ACCEPT = f"""WITH changed AS (
         WHERE order_id = $7 AND courier_id = $8 AND status = {_ACCEPT_FROM} AND offer_expires_at > now()
         RETURNING {JOB_COLUMNS}),
     offer AS (
-        UPDATE offers SET state = {sql_literal(domain.OFFER_ACCEPTED)}, answered_at = now()
+        UPDATE offers SET state = {ACCEPTED}, answered_at = now()
         WHERE order_id = $7 AND courier_id = $8 AND state = {OPEN} AND EXISTS (SELECT FROM changed)){_STEP_END}"""
 
 _ADVANCE = f"""WITH changed AS (
@@ -318,7 +322,7 @@ async def decline_offer(conn: asyncpg.Connection, order_id: UUID, courier_id: UU
                WHERE order_id = $1 AND courier_id = $2 AND status = {OFFERED}
                RETURNING order_id),
            offer AS (
-               UPDATE offers SET state = {sql_literal(domain.OFFER_DECLINED)}, answered_at = now()
+               UPDATE offers SET state = {DECLINED}, answered_at = now()
                WHERE order_id = $1 AND courier_id = $2 AND state = {OPEN} AND EXISTS (SELECT FROM job))
            SELECT EXISTS (SELECT FROM job)""", order_id, courier_id)
 
@@ -344,11 +348,11 @@ async def end_jobs(conn: asyncpg.Connection, order_ids: Sequence[UUID], *, statu
     if not order_ids:
         return
     await conn.execute(
-        f"""UPDATE offers SET state = {sql_literal(domain.OFFER_WITHDRAWN)}, answered_at = now()
+        f"""UPDATE offers SET state = {WITHDRAWN}, answered_at = now()
            WHERE order_id = ANY($1::uuid[]) AND state = {OPEN}""", list(order_ids))
     await conn.execute(
         f"""UPDATE jobs j SET status = $2, offer_expires_at = NULL, updated_at = now(),
-                cancel_reason = CASE WHEN $2 = {sql_literal(domain.CANCELLED)} THEN r.reason
+                cancel_reason = CASE WHEN $2 = {CANCELLED} THEN r.reason
                                      ELSE j.cancel_reason END,
                 courier_id = CASE WHEN j.status = {OFFERED} THEN NULL ELSE j.courier_id END
            FROM unnest($1::uuid[], $3::text[]) AS r(order_id, reason)
