@@ -1,11 +1,10 @@
-// The app shell, kept on the phone so the app opens with no network. Every load asks the
-// network first (a new version is used at once) but waits for it only a few seconds: on a
-// dead or crawling connection the kept copy answers, and the network's answer, if it comes,
-// still refreshes the copy for next time. The API (/v1/...) is never cached: the app keeps
-// what it needs itself.
+// The app shell, kept on the phone so the app opens at once, with no network or a crawling
+// one: every file of the shell is answered from the kept copy, and fetched again meanwhile
+// to refresh the copy, so a new version is used from the next opening on (all files of one
+// opening come from the same copy). The API (/v1/...) is never cached: the app keeps what it
+// needs itself.
 
 const CACHE = "giao-courier-shell-v1";
-const NETWORK_WAIT_MS = 3000;
 const SHELL = [
   "./", "app.css", "app.js", "alert.js", "api.js", "format.js", "location.js", "messages.js", "outbox.js",
   "problems.js", "session.js", "steps.js", "view.js", "manifest.webmanifest", "icons/icon-192.png",
@@ -40,7 +39,6 @@ async function shell(event) {
     return response;
   });
   if (!cached) return network;
-  event.waitUntil(network.catch(() => {})); // let a late answer still refresh the copy
-  const late = new Promise((resolve) => setTimeout(() => resolve(cached), NETWORK_WAIT_MS));
-  return Promise.race([network.then((response) => (response.ok ? response : cached), () => cached), late]);
+  event.waitUntil(network.catch(() => {})); // the refresh outlives the answer
+  return cached;
 }
