@@ -21,6 +21,8 @@ LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking
                "--no-first-run", "--disable-sync"]
 SCREEN = {"width": 360, "height": 640}
 MIN_TOUCH_PX = 48
+# WebPageTest's "3G Slow": 400 ms round trips, 400 kbit/s each way.
+SLOW_3G = {"offline": False, "latency": 400, "downloadThroughput": 400_000 / 8, "uploadThroughput": 400_000 / 8}
 # GIAO_SCREENSHOTS=docs/screenshots writes the screens the tests pass through there.
 SCREENSHOTS = os.environ.get("GIAO_SCREENSHOTS")
 
@@ -78,6 +80,12 @@ class Phone:
 
     async def move(self, lat: float, lng: float) -> None:
         await self.context.set_geolocation({"latitude": lat, "longitude": lng})
+
+    async def throttle(self, conditions: dict[str, Any]) -> None:
+        """Network conditions of the page's requests (Chrome DevTools' emulation)."""
+        cdp = await self.context.new_cdp_session(self.page)
+        await cdp.send("Network.enable")
+        await cdp.send("Network.emulateNetworkConditions", conditions)
 
     async def network(self, up: bool) -> None:
         await self.context.set_offline(not up)

@@ -19,7 +19,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import expect
 
-from tests.e2e.browser import Phone, chromium, require_chromium
+from tests.e2e.browser import SLOW_3G, Phone, chromium, require_chromium
 from tests.e2e.conftest import start_system, stop_system
 from tests.e2e.test_flows import City
 from tests.support import eventually
@@ -249,6 +249,26 @@ async def test_an_offer_left_unanswered_disappears_when_it_expires(city, on_shif
     await expect(offer).to_have_count(0, timeout=(OFFER_TIMEOUT_S + 5) * 1000)
     offers = (await city.client.admin_job(order["id"]))["offers"]
     assert [o["state"] for o in offers] == ["expired"]
+
+
+async def test_a_shift_works_over_a_slow_3g_connection(city, browser):
+    # Without the service worker, so that every request crosses the throttled network.
+    async with courier_phone(city, browser, service_workers="block") as courier:
+        phone = courier.phone
+        await phone.throttle(SLOW_3G)
+        await go_online(courier)
+        round_trip_ms = await phone.page.evaluate("""async () => {
+            const start = performance.now();
+            await fetch('manifest.webmanifest', {cache: 'no-store'});
+            return performance.now() - start; }""")
+        assert round_trip_ms >= SLOW_3G["latency"]  # the throttle holds
+        order = await city.order()
+        await phone.offer(order["id"]).get_by_test_id("offer-accept").click(timeout=WAIT_MS)
+        job = phone.job(order["id"])
+        await job.get_by_test_id("job-pickup").click(timeout=WAIT_MS)
+        await expect(job).to_have_attribute("data-status", "picked_up", timeout=WAIT_MS)
+        await expect(phone.testid("pending-steps")).to_have_text("0")
+        await city.status(order, "picked_up")
 
 
 # --- without network --------------------------------------------------------------------------
