@@ -64,7 +64,7 @@ class Phone:
 
     @classmethod
     async def open(cls, browser: Browser, origin: str, lat: float, lng: float, *,
-                   service_workers: str = "allow") -> "Phone":
+                   service_workers: str = "allow") -> Phone:
         context = await browser.new_context(
             viewport=SCREEN, device_scale_factor=1, is_mobile=True, has_touch=True, locale="vi-VN",
             timezone_id="Asia/Ho_Chi_Minh", geolocation={"latitude": lat, "longitude": lng},

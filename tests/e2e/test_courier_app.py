@@ -8,6 +8,7 @@ own phone (a browser context: its own storage, position and network).
 
 from __future__ import annotations
 
+import itertools
 import re
 import time
 from collections.abc import AsyncIterator
@@ -161,7 +162,7 @@ async def test_on_shift_the_position_reaches_dispatch(city, browser):
         async def two_batches():
             return len(sent) >= 2
         await eventually(two_batches, timeout=15, what="a second batch of points")
-        assert all(b - a >= 4.5 for a, b in zip(sent, sent[1:])), sent  # a batch every 5 s at most
+        assert all(b - a >= 4.5 for a, b in itertools.pairwise(sent)), sent  # a batch every 5 s at most
 
         await courier.phone.testid("online-toggle").click()
         await expect(courier.phone.testid("online-toggle")).to_have_attribute("aria-checked", "false")
