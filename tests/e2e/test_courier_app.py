@@ -252,6 +252,20 @@ async def test_an_offer_left_unanswered_disappears_when_it_expires(city, on_shif
     assert [o["state"] for o in offers] == ["expired"]
 
 
+async def test_a_reopened_app_keeps_the_shift_and_the_jobs_in_hand(city, on_shift):
+    phone = on_shift.phone
+    first = await city.order()
+    await phone.offer(first["id"]).get_by_test_id("offer-accept").click(timeout=WAIT_MS)
+    await expect(phone.job(first["id"])).to_have_attribute("data-status", "assigned", timeout=WAIT_MS)
+
+    await phone.page.reload()  # the phone closed the tab, the courier opens the app again
+    await expect(phone.testid("online-toggle")).to_have_attribute("aria-checked", "true")
+    await expect(phone.job(first["id"])).to_have_attribute("data-status", "assigned")
+    second = await city.order()
+    await expect(phone.offer(second["id"])).to_be_visible(timeout=WAIT_MS)
+    assert (await admin_courier(city, on_shift.id))["online"] is True
+
+
 async def test_a_shift_works_over_a_slow_3g_connection(city, browser):
     # Without the service worker, so that every request crosses the throttled network.
     async with courier_phone(city, browser, service_workers="block") as courier:
