@@ -1,7 +1,8 @@
 """Dispatch's HTTP routes: couriers from their mobile client, and the admin's views.
 
-Routes are thin: authenticate, open one transaction, call the service layer, shape the
-answer. A job is named by its order id; a malformed id is 404 like an unknown one.
+Routes are thin: authenticate (deps.py), open a connection or a transaction, call the
+service, shape the answer. A job is named by its order id; a malformed id is 404 like an
+unknown one. What a courier may see of a job in each status is domain.shows_recipient's.
 """
 
 from __future__ import annotations
@@ -9,66 +10,47 @@ from __future__ import annotations
 import math
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from urllib.parse import quote
 from uuid import UUID
 
 import asyncpg
-from fastapi import APIRouter, Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from shared import secrets
-from shared.http import ModelResponse, Problem, bearer, problem_response, problem_responses, require_admin, unauthorized
-from shared.service import Runtime
+from shared.http import ModelResponse, Problem, api_router, problem_response, problem_responses
 
-from . import domain, service_layer, store
-from .matcher import WorkHints
+from . import deps, domain, store
+from .deps import CourierIdentity, current_courier
 from .schemas import (
-    AdminJob, CourierCreate, CourierCreated, CourierStatus, CourierStatusUpdate, Declined, DeliverRequest,
+    AdminJob, CourierCreate, CourierCreated, CourierStatus, CourierStatusUpdate, Declined, DeliverRequest, DropoffArea,
     FailRequest, Job, JobList, LocationBatch, LocationsAccepted, OfferReason, OfferView,
 )
-from .service_layer import JobNotFound, NotAllowedNow, Point
+from .service import couriers
+from .service.common import JobNotFound, NotAllowedNow, now_utc
 from .settings import DispatchSettings
 
+router = api_router()
 
-@dataclass(frozen=True)
-class CourierIdentity:
-    id: UUID
-    name: str
-    phone: str
-    vehicle: str
+# Where dispatch serves the courier app (app.py), and the link that opens it signed in: the
+# token rides in the fragment, which a browser never sends, so it reaches no server's log.
+COURIER_APP = "/app"
 
-
-class CourierAuth:
-    """Resolves a courier bearer token (its SHA-256, looked up by the unique index, then known)."""
-
-    MAX_KNOWN = 100_000
-
-    def __init__(self, runtime: Runtime) -> None:
-        self._known = secrets.KnownSecrets(self._courier, max_size=self.MAX_KNOWN)
-        self.runtime = runtime
-
-    async def _courier(self, digest: str) -> CourierIdentity | None:
-        row = await store.courier_by_secret_hash(self.runtime.pool, digest)
-        return None if row is None else CourierIdentity(row["id"], row["name"], row["phone"], row["vehicle"])
-
-    async def __call__(self, request: Request) -> CourierIdentity:
-        token = bearer(request)
-        courier = await self._known.owner(token) if token is not None else None
-        if courier is None:
-            raise unauthorized()
-        return courier
+# The documentation states the defaults (a deployment may set others).
+_DEFAULTS = {name: field.default for name, field in DispatchSettings.model_fields.items()}
 
 
 def install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(JobNotFound)
-    async def _not_found(_: Request, __: JobNotFound) -> JSONResponse:
-        return problem_response(404, "Job not found")
+    app.add_exception_handler(JobNotFound, _not_found)
+    app.add_exception_handler(NotAllowedNow, _conflict)
 
-    @app.exception_handler(NotAllowedNow)
-    async def _conflict(_: Request, exc: NotAllowedNow) -> JSONResponse:
-        return problem_response(409, str(exc) or "Not allowed in the job's current status")
+
+async def _not_found(_: Request, __: Exception) -> JSONResponse:
+    return problem_response(404, "Job not found")
+
+
+async def _conflict(_: Request, exc: Exception) -> JSONResponse:
+    return problem_response(409, str(exc) or "Not allowed in the job's current status")
 
 
 def parse_order_id(order_id: str) -> UUID:
@@ -78,10 +60,36 @@ def parse_order_id(order_id: str) -> UUID:
         raise JobNotFound from None
 
 
-def job_view(row: asyncpg.Record) -> Job:
-    return Job(order_id=row["order_id"], status=row["status"], pickup=row["pickup"], dropoff=row["dropoff"],
-               parcel=row["parcel"], note=row["note"], cod_amount_vnd=row["cod_amount_vnd"],
-               offer_expires_at=row["offer_expires_at"], updated_at=row["updated_at"])
+@asynccontextmanager
+async def transaction(request: Request) -> AsyncIterator[asyncpg.Connection]:
+    async with deps.pool(request).acquire() as conn, conn.transaction():
+        yield conn
+
+
+def connection(request: Request):  # noqa: ANN201 - the pool's acquire context
+    """For a courier's steps: each is one statement, its own transaction."""
+    return deps.pool(request).acquire()
+
+
+# --- views -------------------------------------------------------------------------------------
+
+
+def job_view(job: store.Job) -> Job:
+    """A job as its courier sees it: the recipient and the note only once they accepted it
+    (domain.shows_recipient); the area it goes to always."""
+    dropoff = job.dropoff
+    shown = domain.shows_recipient(job.status)
+    area = domain.dropoff_area(dropoff["address"], dropoff["lat"], dropoff["lng"])
+    return Job(order_id=job.order_id, status=job.status, pickup=job.pickup,
+               dropoff=dropoff if shown else None,
+               dropoff_area=DropoffArea(area=area.area, lat=area.lat, lng=area.lng),
+               distance_m=job.distance_m, fee_vnd=job.fee_vnd, parcel=job.parcel,
+               note=job.note if shown else None, cod_amount_vnd=job.cod_amount_vnd,
+               offer_expires_at=job.offer_expires_at, updated_at=job.updated_at)
+
+
+def signin_link(public_url: str, token: str) -> str:
+    return f"{public_url.rstrip('/')}{COURIER_APP}/#t={quote(token, safe='')}"
 
 
 def status_view(row: asyncpg.Record) -> CourierStatus:
@@ -104,182 +112,192 @@ def offer_view(row: asyncpg.Record) -> OfferView:
                                      summary=summary))
 
 
-def add_routes(router: APIRouter, settings: DispatchSettings, runtime: Runtime, hints: WorkHints) -> None:
-    """Dispatch's routes, added to `router` (the app's own: see shared.http.StrictQueryRoute)."""
-    admin = Depends(require_admin(settings.admin_token))
-    current_courier = CourierAuth(runtime)
+def admin_job_view(job: store.Job, offers: list[asyncpg.Record]) -> AdminJob:
+    return AdminJob(
+        order_id=job.order_id, tracking_code=job.tracking_code, status=job.status, courier_id=job.courier_id,
+        pickup=job.pickup, dropoff=job.dropoff, parcel=job.parcel, note=job.note,
+        cod_amount_vnd=job.cod_amount_vnd, fee_vnd=job.fee_vnd, offer_expires_at=job.offer_expires_at,
+        placed_at=job.placed_at, dispatch_deadline=job.dispatch_deadline, cod_collected_vnd=job.cod_collected_vnd,
+        fail_reason=job.fail_reason, cancel_reason=job.cancel_reason, updated_at=job.updated_at,
+        offers=[offer_view(o) for o in offers])
 
-    @asynccontextmanager
-    async def transaction() -> AsyncIterator[asyncpg.Connection]:
-        async with runtime.pool.acquire() as conn, conn.transaction():
-            yield conn
 
-    def connection() -> Any:
-        """For a courier's steps: each is one statement, its own transaction."""
-        return runtime.pool.acquire()
+# --- couriers -------------------------------------------------------------------------------
+# A job's steps come first: the router tries routes in the order they were added, and these
+# are nearly all the requests (the ops and docs routes are tried before them).
 
-    # --- couriers -------------------------------------------------------------------------------
-    # A job's steps come first: the router tries routes in the order they were added, and these
-    # are nearly all the requests (the ops and docs routes are tried before them).
 
-    @router.get("/v1/courier/jobs", response_model=JobList, tags=["courier"],
-                summary="Offers waiting for an answer and jobs in progress",
-                responses=problem_responses(401))
-    async def list_jobs(courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
-        rows = await store.courier_jobs(runtime.pool, courier.id)
-        return ModelResponse(JobList(items=[job_view(r) for r in rows]))
+@router.get("/v1/courier/jobs", response_model=JobList, tags=["courier"],
+            summary="Offers waiting for an answer and jobs in progress",
+            responses=problem_responses(401))
+async def list_jobs(request: Request, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
+    jobs = await store.courier_jobs(deps.pool(request), courier.id)
+    return ModelResponse(JobList(items=[job_view(j) for j in jobs]))
 
-    @router.post("/v1/courier/jobs/{order_id}/accept", response_model=Job, tags=["courier"],
-                 summary="Accept an offer: the job becomes `assigned`",
-                 description="409 if the offer expired or the order went to another courier.",
-                 responses=problem_responses(401, 404, 409, 413, 415))
-    async def accept(order_id: str, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
-        oid = parse_order_id(order_id)
-        async with connection() as conn:
-            row = await service_layer.accept_offer(conn, settings, courier, oid)
-        return ModelResponse(job_view(row))
 
-    @router.post("/v1/courier/jobs/{order_id}/decline", response_model=Declined, tags=["courier"],
-                 summary="Decline an offer: it goes to the next courier, never back to this one",
-                 responses=problem_responses(401, 404, 409, 413, 415))
-    async def decline(order_id: str, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
-        oid = parse_order_id(order_id)
-        async with transaction() as conn:
-            await service_layer.decline_offer(conn, settings, courier.id, oid)
-        hints.poke()  # after the commit, so the matcher sees the job due again
-        return ModelResponse(Declined(order_id=oid))
+@router.post("/v1/courier/jobs/{order_id}/accept", response_model=Job, tags=["courier"],
+             summary="Accept an offer: the job becomes `assigned`",
+             description="409 if the offer expired or the order went to another courier.",
+             responses=problem_responses(401, 404, 409, 413, 415))
+async def accept(order_id: str, request: Request,
+                 courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
+    oid = parse_order_id(order_id)
+    async with connection(request) as conn:
+        job = await couriers.accept_offer(conn, deps.settings(request), courier, oid)
+    return ModelResponse(job_view(job))
 
-    @router.post("/v1/courier/jobs/{order_id}/pickup", response_model=Job, tags=["courier"],
-                 summary="The courier has the parcel: `picked_up`", responses=problem_responses(401, 404, 409, 413, 415))
-    async def pickup(order_id: str, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
-        oid = parse_order_id(order_id)
-        async with connection() as conn:
-            row = await service_layer.pick_up(conn, settings, courier.id, oid)
-        return ModelResponse(job_view(row))
 
-    @router.post("/v1/courier/jobs/{order_id}/deliver", response_model=Job, tags=["courier"],
-                 summary="Hand the parcel over: `delivered`",
-                 description=(
-                     "Checks the recipient's delivery code and that `cod_collected_vnd` equals the job's "
-                     "`cod_amount_vnd`; either wrong is 422. Wrong codes are limited per job: after "
-                     f"{settings.code_max_failures} wrong codes in a row the job locks for "
-                     f"{settings.code_lockout_s:g} s, and every attempt meanwhile (even with the right "
-                     "code) is 429 with `Retry-After`. The courier can still report a failed delivery."),
-                 responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 429))
-    async def deliver(order_id: str, body: DeliverRequest,
-                      courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
-        oid = parse_order_id(order_id)
-        async with connection() as conn:  # a counted wrong code is committed before we answer
-            outcome = await service_layer.deliver(conn, settings, courier.id, oid, delivery_code=body.delivery_code,
-                                                  cod_collected_vnd=body.cod_collected_vnd)
-        check = outcome.check
-        if check.verdict is domain.CodeVerdict.OK:
-            hints.poke()
-            return ModelResponse(job_view(outcome.job))
-        if check.verdict is domain.CodeVerdict.LOCKED:
-            wait = domain.retry_after_s(check.locked_until, service_layer.now_utc())
-            raise Problem(429, f"Too many wrong delivery codes for this job; try again in {wait} s",
-                          title="Too many attempts", headers={"Retry-After": str(wait)}, retry_after_s=wait)
-        if check.verdict is domain.CodeVerdict.WRONG_CODE:
-            left = 0 if check.locked_until else settings.code_max_failures - check.failures
-            detail = "Wrong delivery code" + (
-                f"; the job is locked for {settings.code_lockout_s:g} s" if check.locked_until
-                else f"; {left} attempt{'s' if left != 1 else ''} left before a lockout")
-            raise Problem(422, detail, title="Invalid input", attempts_left=left,
-                          errors=[{"loc": ["body", "delivery_code"], "msg": "wrong delivery code"}])
-        raise Problem(422, "cod_collected_vnd differs from the job's cod_amount_vnd", title="Invalid input",
-                      errors=[{"loc": ["body", "cod_collected_vnd"], "msg": "must equal cod_amount_vnd"}])
+@router.post("/v1/courier/jobs/{order_id}/decline", response_model=Declined, tags=["courier"],
+             summary="Decline an offer: it goes to the next courier, never back to this one",
+             responses=problem_responses(401, 404, 409, 413, 415))
+async def decline(order_id: str, request: Request,
+                  courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
+    oid = parse_order_id(order_id)
+    async with transaction(request) as conn:
+        await couriers.decline_offer(conn, deps.settings(request), courier.id, oid)
+    deps.hints(request).poke()  # after the commit, so the matcher sees the job due again
+    return ModelResponse(Declined(order_id=oid))
 
-    @router.post("/v1/courier/jobs/{order_id}/fail", response_model=Job, tags=["courier"],
-                 summary="Report a failed delivery: `delivery_failed`",
-                 responses=problem_responses(400, 401, 404, 409, 413, 415, 422))
-    async def fail(order_id: str, body: FailRequest, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
-        oid = parse_order_id(order_id)
-        async with connection() as conn:
-            row = await service_layer.fail_delivery(conn, settings, courier.id, oid, reason=body.reason)
-        return ModelResponse(job_view(row))
 
-    @router.post("/v1/courier/jobs/{order_id}/return", response_model=Job, tags=["courier"],
-                 summary="The parcel is back with the sender: `returned`",
-                 responses=problem_responses(401, 404, 409, 413, 415))
-    async def return_parcel(order_id: str, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
-        oid = parse_order_id(order_id)
-        async with connection() as conn:
-            row = await service_layer.return_parcel(conn, settings, courier.id, oid)
-        hints.poke()
-        return ModelResponse(job_view(row))
+@router.post("/v1/courier/jobs/{order_id}/pickup", response_model=Job, tags=["courier"],
+             summary="The courier has the parcel: `picked_up`", responses=problem_responses(401, 404, 409, 413, 415))
+async def pickup(order_id: str, request: Request,
+                 courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
+    oid = parse_order_id(order_id)
+    async with connection(request) as conn:
+        job = await couriers.pick_up(conn, deps.settings(request), courier.id, oid)
+    return ModelResponse(job_view(job))
 
-    @router.put("/v1/courier/status", response_model=CourierStatus, tags=["courier"],
-                summary="Go online (with a position) or offline",
-                description="Going offline withdraws open offers (they go to the next courier); "
-                            "accepted jobs stay with the courier.",
-                responses=problem_responses(400, 401, 413, 415, 422))
-    async def put_status(body: CourierStatusUpdate,
+
+@router.post("/v1/courier/jobs/{order_id}/deliver", response_model=Job, tags=["courier"],
+             summary="Hand the parcel over: `delivered`",
+             description=(
+                 "Checks the recipient's delivery code and that `cod_collected_vnd` equals the job's "
+                 "`cod_amount_vnd`; either wrong is 422. Wrong codes are limited per job: after "
+                 f"{_DEFAULTS['code_max_failures']} wrong codes in a row the job locks for "
+                 f"{_DEFAULTS['code_lockout_s']:g} s, and every attempt meanwhile (even with the right "
+                 "code) is 429 with `Retry-After`. The courier can still report a failed delivery."),
+             responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 429))
+async def deliver(order_id: str, body: DeliverRequest, request: Request,
+                  courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
+    oid = parse_order_id(order_id)
+    settings = deps.settings(request)
+    async with connection(request) as conn:  # a counted wrong code is committed before we answer
+        outcome = await couriers.deliver(conn, settings, courier.id, oid, delivery_code=body.delivery_code,
+                                         cod_collected_vnd=body.cod_collected_vnd)
+    check = outcome.check
+    if check.verdict is domain.CodeVerdict.OK:
+        deps.hints(request).poke()
+        return ModelResponse(job_view(outcome.job))
+    if check.verdict is domain.CodeVerdict.LOCKED:
+        wait = domain.retry_after_s(check.locked_until, now_utc())
+        raise Problem(429, f"Too many wrong delivery codes for this job; try again in {wait} s",
+                      title="Too many attempts", headers={"Retry-After": str(wait)}, retry_after_s=wait)
+    if check.verdict is domain.CodeVerdict.WRONG_CODE:
+        left = 0 if check.locked_until else settings.code_max_failures - check.failures
+        detail = "Wrong delivery code" + (
+            f"; the job is locked for {settings.code_lockout_s:g} s" if check.locked_until
+            else f"; {left} attempt{'s' if left != 1 else ''} left before a lockout")
+        raise Problem(422, detail, title="Invalid input", attempts_left=left,
+                      errors=[{"loc": ["body", "delivery_code"], "msg": "wrong delivery code"}])
+    raise Problem(422, "cod_collected_vnd differs from the job's cod_amount_vnd", title="Invalid input",
+                  errors=[{"loc": ["body", "cod_collected_vnd"], "msg": "must equal cod_amount_vnd"}])
+
+
+@router.post("/v1/courier/jobs/{order_id}/fail", response_model=Job, tags=["courier"],
+             summary="Report a failed delivery: `delivery_failed`",
+             responses=problem_responses(400, 401, 404, 409, 413, 415, 422))
+async def fail(order_id: str, body: FailRequest, request: Request,
+               courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
+    oid = parse_order_id(order_id)
+    async with connection(request) as conn:
+        job = await couriers.fail_delivery(conn, deps.settings(request), courier.id, oid, reason=body.reason)
+    return ModelResponse(job_view(job))
+
+
+@router.post("/v1/courier/jobs/{order_id}/return", response_model=Job, tags=["courier"],
+             summary="The parcel is back with the sender: `returned`",
+             responses=problem_responses(401, 404, 409, 413, 415))
+async def return_parcel(order_id: str, request: Request,
+                        courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
+    oid = parse_order_id(order_id)
+    async with connection(request) as conn:
+        job = await couriers.return_parcel(conn, deps.settings(request), courier.id, oid)
+    deps.hints(request).poke()
+    return ModelResponse(job_view(job))
+
+
+@router.put("/v1/courier/status", response_model=CourierStatus, tags=["courier"],
+            summary="Go online (with a position) or offline",
+            description="Going offline withdraws open offers (they go to the next courier); "
+                        "accepted jobs stay with the courier.",
+            responses=problem_responses(400, 401, 413, 415, 422))
+async def put_status(body: CourierStatusUpdate, request: Request,
+                     courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
+    async with transaction(request) as conn:
+        row = await couriers.set_status(conn, deps.settings(request), courier.id, online=body.online,
+                                        lat=body.lat, lng=body.lng)
+    deps.hints(request).poke()  # their capacity is new, or the offers they withdrew by going offline are due again
+    return ModelResponse(status_view(row))
+
+
+@router.post("/v1/courier/locations", status_code=202, response_model=LocationsAccepted, tags=["courier"],
+             summary="Report positions (1..100 points; the newest is kept)",
+             description="Points may not be from the future beyond a small clock skew "
+                         f"({_DEFAULTS['location_clock_skew_s']:g} s). A `courier.location` event goes out "
+                         "only while the courier carries an active job, at most once per second.",
+             responses=problem_responses(400, 401, 413, 415, 422))
+async def post_locations(body: LocationBatch, request: Request,
                          courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
-        async with transaction() as conn:
-            row = await service_layer.set_status(conn, settings, courier.id, online=body.online,
-                                                 lat=body.lat, lng=body.lng)
-        hints.poke()  # their capacity is new, or the offers they withdrew by going offline are due again
-        return ModelResponse(status_view(row))
+    settings = deps.settings(request)
+    now = now_utc()
+    skew = timedelta(seconds=settings.location_clock_skew_s)
+    future = [{"loc": ["body", "points", i, "at"], "msg": "is in the future"}
+              for i, p in enumerate(body.points) if not domain.location_is_plausible(p.at, now, skew)]
+    if future:
+        raise Problem(422, "Location timestamps may not be in the future", title="Invalid input",
+                      errors=future)
+    async with transaction(request) as conn:
+        published = await couriers.report_locations(
+            conn, settings, courier.id, [couriers.Point(p.lat, p.lng, p.at) for p in body.points])
+    return ModelResponse(LocationsAccepted(accepted=len(body.points), published=published), status_code=202)
 
-    @router.post("/v1/courier/locations", status_code=202, response_model=LocationsAccepted, tags=["courier"],
-                 summary="Report positions (1..100 points; the newest is kept)",
-                 description="Points may not be from the future beyond a small clock skew "
-                             f"({settings.location_clock_skew_s:g} s). A `courier.location` event goes out "
-                             "only while the courier carries an active job, at most once per second.",
-                 responses=problem_responses(400, 401, 413, 415, 422))
-    async def post_locations(body: LocationBatch,
-                             courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
-        now = service_layer.now_utc()
-        skew = timedelta(seconds=settings.location_clock_skew_s)
-        future = [{"loc": ["body", "points", i, "at"], "msg": "is in the future"}
-                  for i, p in enumerate(body.points) if not domain.location_is_plausible(p.at, now, skew)]
-        if future:
-            raise Problem(422, "Location timestamps may not be in the future", title="Invalid input",
-                          errors=future)
-        async with transaction() as conn:
-            published = await service_layer.report_locations(
-                conn, settings, courier.id, [Point(p.lat, p.lng, p.at) for p in body.points])
-        return ModelResponse(LocationsAccepted(accepted=len(body.points), published=published), status_code=202)
 
-    # --- admin -------------------------------------------------------------------------------
+# --- admin -------------------------------------------------------------------------------
 
-    @router.post("/v1/admin/couriers", status_code=201, response_model=CourierCreated, tags=["admin"],
-                 summary="Create a courier (the token is shown once)", dependencies=[admin],
-                 responses=problem_responses(400, 401, 413, 415, 422))
-    async def create_courier(body: CourierCreate) -> CourierCreated:
-        async with transaction() as conn:
-            row, token = await service_layer.create_courier(conn, settings, name=body.name, phone=body.phone,
-                                                            vehicle=body.vehicle)
-        return CourierCreated(id=row["id"], name=row["name"], token=token, vehicle=row["vehicle"],
-                              capacity=row["capacity"])
 
-    @router.get("/v1/admin/couriers/{courier_id}", response_model=CourierStatus, tags=["admin"],
-                summary="A courier's status, position and load", dependencies=[admin],
-                responses=problem_responses(401, 404))
-    async def get_courier(courier_id: str) -> CourierStatus:
-        try:
-            row = await store.courier(runtime.pool, UUID(courier_id))
-        except ValueError:
-            row = None
-        if row is None:
-            raise Problem(404, "Courier not found")
-        return status_view(row)
+@router.post("/v1/admin/couriers", status_code=201, response_model=CourierCreated, tags=["admin"],
+             summary="Create a courier (the token is shown once)", dependencies=[Depends(deps.admin)],
+             responses=problem_responses(400, 401, 413, 415, 422))
+async def create_courier(body: CourierCreate, request: Request) -> CourierCreated:
+    settings = deps.settings(request)
+    async with transaction(request) as conn:
+        row, token = await couriers.create_courier(conn, settings, name=body.name, phone=body.phone,
+                                                   vehicle=body.vehicle)
+    return CourierCreated(id=row["id"], name=row["name"], token=token,
+                          signin_link=signin_link(settings.public_url, token), vehicle=row["vehicle"],
+                          capacity=row["capacity"])
 
-    @router.get("/v1/admin/jobs/{order_id}", response_model=AdminJob, tags=["admin"],
-                summary="A job with every offer made and why that courier was chosen",
-                dependencies=[admin], responses=problem_responses(401, 404))
-    async def get_job(order_id: str) -> AdminJob:
-        oid = parse_order_id(order_id)
-        row = await store.job(runtime.pool, oid)
-        if row is None:
-            raise JobNotFound
-        offers = await store.offers_of(runtime.pool, oid)
-        return AdminJob(
-            order_id=row["order_id"], tracking_code=row["tracking_code"], status=row["status"],
-            courier_id=row["courier_id"], pickup=row["pickup"], dropoff=row["dropoff"], parcel=row["parcel"],
-            note=row["note"], cod_amount_vnd=row["cod_amount_vnd"], fee_vnd=row["fee_vnd"],
-            offer_expires_at=row["offer_expires_at"], placed_at=row["placed_at"],
-            dispatch_deadline=row["dispatch_deadline"], cod_collected_vnd=row["cod_collected_vnd"],
-            fail_reason=row["fail_reason"], cancel_reason=row["cancel_reason"], updated_at=row["updated_at"],
-            offers=[offer_view(o) for o in offers])
+
+@router.get("/v1/admin/couriers/{courier_id}", response_model=CourierStatus, tags=["admin"],
+            summary="A courier's status, position and load", dependencies=[Depends(deps.admin)],
+            responses=problem_responses(401, 404))
+async def get_courier(courier_id: str, request: Request) -> CourierStatus:
+    try:
+        row = await store.courier(deps.pool(request), UUID(courier_id))
+    except ValueError:
+        row = None
+    if row is None:
+        raise Problem(404, "Courier not found")
+    return status_view(row)
+
+
+@router.get("/v1/admin/jobs/{order_id}", response_model=AdminJob, tags=["admin"],
+            summary="A job with every offer made and why that courier was chosen",
+            dependencies=[Depends(deps.admin)], responses=problem_responses(401, 404))
+async def get_job(order_id: str, request: Request) -> AdminJob:
+    oid = parse_order_id(order_id)
+    job = await store.job(deps.pool(request), oid)
+    if job is None:
+        raise JobNotFound
+    return admin_job_view(job, await store.offers_of(deps.pool(request), oid))

@@ -1,5 +1,6 @@
-"""Wires dispatch together: settings, the runtime (pool, migrations, broker, outbox relay),
-the orders consumer, the matcher's loops and the HTTP app."""
+"""Dispatch's composition root: settings, the runtime (pool, migrations, broker, outbox
+relay), the orders consumer, the matcher's loops, and the HTTP app of api.py's routes and
+the courier app's pages."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from shared.events import ORDERS_TOPIC
-from shared.http import FASTAPI_TELEMETRY_OFF, Metrics, install_common_routes, install_problem_handlers
+from shared.http import Metrics, service_app
+from shared.pages import pages_router
 from shared.service import Runtime
 
-from .api import add_routes, install_error_handlers
+from . import api
+from .deps import known_couriers
 from .handlers import CONSUMER, OrderEvents
 from .matcher import Matcher, NoMatcherHere, WorkHints
 from .settings import DispatchSettings
@@ -19,6 +22,7 @@ from .settings import DispatchSettings
 __all__ = ["DispatchSettings", "create_app"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+WEB = Path(__file__).parent / "web"
 
 
 def create_app(settings: DispatchSettings | None = None) -> FastAPI:
@@ -36,21 +40,15 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
     else:  # HTTP only: a background process elsewhere consumes, matches and expires
         hints = NoMatcherHere()
 
-    app = FastAPI(
-        telemetry=FASTAPI_TELEMETRY_OFF,
+    app = service_app(
         title="Giao dispatch",
-        version="1.0.0",
         summary="Couriers go online, receive offers and report each step of a delivery.",
         description="Dispatch owns a delivery from `placed` to a final status: it offers each order "
                     "to the nearest free courier, takes their answers and steps, and tells the other "
                     "services through events on `giao.dispatch.v1`.",
-        lifespan=runtime.lifespan(),
-    )
-    app.state.runtime = runtime
-    app.state.settings = settings
-    app.state.hints = hints
-    install_problem_handlers(app)
-    install_error_handlers(app)
-    install_common_routes(app, Metrics("dispatch"), runtime.ready_checks())
-    add_routes(app.router, settings, runtime, hints)  # on the app itself: FastAPI matches an included router twice
+        runtime=runtime, metrics=Metrics("dispatch"),
+        # the pages last: the API's routes are tried first
+        routers=[api.router, pages_router(api.COURIER_APP, WEB / "app")],
+        hints=hints, couriers=known_couriers(lambda: runtime.pool))
+    api.install_error_handlers(app)
     return app

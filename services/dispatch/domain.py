@@ -12,21 +12,36 @@ import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import Enum
+from typing import Literal, get_args
 
 from shared import geo
+from shared.contract import FINAL_STATUSES, ORDER_STATUSES
 
 WAITING, OFFERED, ASSIGNED, PICKED_UP = "waiting", "offered", "assigned", "picked_up"
 DELIVERED, DELIVERY_FAILED, RETURNED = "delivered", "delivery_failed", "returned"
 CANCELLED, EXPIRED = "cancelled", "expired"
 
-FINAL = frozenset({DELIVERED, RETURNED, CANCELLED, EXPIRED})
-# Statuses in which the job takes one unit of its courier's capacity.
-HOLDS_CAPACITY = frozenset({OFFERED, ASSIGNED, PICKED_UP, DELIVERY_FAILED})
-# Statuses a courier sees in their jobs list.
-SHOWN_TO_COURIER = HOLDS_CAPACITY
+# The contract's order statuses, with `placed` split in two (see above).
+JOB_STATUSES: tuple[str, ...] = (WAITING, OFFERED, *(s for s in ORDER_STATUSES if s != "placed"))
+FINAL = FINAL_STATUSES
+# Statuses in which the job takes one unit of its courier's capacity (in this order in SQL,
+# where the partial index of a courier's active jobs lists them the same way).
+HOLDS_CAPACITY: tuple[str, ...] = (OFFERED, ASSIGNED, PICKED_UP, DELIVERY_FAILED)
+# Statuses in which the courier holding the job sees the recipient (name, phone, street
+# address, exact point) and the note: once they accepted it. An offer shows only the area.
+SHOWS_RECIPIENT = frozenset({ASSIGNED, PICKED_UP, DELIVERY_FAILED, DELIVERED, RETURNED})
 # Jobs whose courier's position is public (tracking shows it "while the parcel is on its way").
-ON_ITS_WAY = frozenset({ASSIGNED, PICKED_UP})
-VEHICLES = ("bicycle", "motorbike", "car", "van")
+ON_ITS_WAY: tuple[str, ...] = (ASSIGNED, PICKED_UP)
+# Statuses a job can be cancelled in (before pickup), and those the dispatch window ends.
+CANCELLABLE: tuple[str, ...] = (WAITING, OFFERED, ASSIGNED)
+NOT_YET_ACCEPTED: tuple[str, ...] = (WAITING, OFFERED)
+
+# An offer: open until answered, expired or withdrawn (the courier went offline, or the
+# order was cancelled or expired).
+OfferState = Literal["open", "accepted", "declined", "expired", "withdrawn"]
+OFFER_OPEN, OFFER_ACCEPTED, OFFER_DECLINED, OFFER_EXPIRED, OFFER_WITHDRAWN = get_args(OfferState)
+# Offers that count as the order's one live offer (a partial unique index holds them).
+LIVE_OFFER: tuple[str, ...] = (OFFER_OPEN, OFFER_ACCEPTED)
 
 
 class Action(str, Enum):
@@ -61,6 +76,12 @@ def next_status(action: Action, status: str) -> str:
     return end
 
 
+def already_done(action: Action, status: str) -> bool:
+    """Whether a job in `status` is where `action` leads: the courier's app replays steps it
+    queued while offline, so repeating one is answered with the job, changing nothing."""
+    return TRANSITIONS[action][1] == status
+
+
 def frees_capacity(old: str, new: str) -> bool:
     """Whether going from `old` to `new` gives the courier a unit of capacity back."""
     return old in HOLDS_CAPACITY and new not in HOLDS_CAPACITY
@@ -82,11 +103,11 @@ class CancelRefused:
 
 def decide_cancel(status: str) -> CancelConfirmed | CancelRefused:
     """Before pickup the job is cancelled; once the courier has the parcel it goes on."""
-    if status in (WAITING, OFFERED, ASSIGNED):
+    if status in CANCELLABLE:
         return CancelConfirmed(frees_courier=status in HOLDS_CAPACITY)
     if status == CANCELLED:
         return CancelConfirmed(frees_courier=False, already_cancelled=True)
-    if status in (PICKED_UP, DELIVERY_FAILED):
+    if status in HOLDS_CAPACITY:  # the parcel is with the courier
         return CancelRefused("The courier has already picked up the parcel")
     return CancelRefused(f"The delivery is already {status}")
 
@@ -209,6 +230,30 @@ def display_name(full_name: str) -> str:
     if len(parts) == 1:
         return parts[0]
     return f"{parts[-1]} {parts[0][0].upper()}."
+
+
+def shows_recipient(status: str) -> bool:
+    """Whether the courier holding a job in `status` may see who and where it goes to."""
+    return status in SHOWS_RECIPIENT
+
+
+# An offer's drop-off point, rounded to this many decimals (0.01 degree: about 1 km).
+AREA_DECIMALS = 2
+
+
+@dataclass(frozen=True)
+class Area:
+    area: str
+    lat: float
+    lng: float
+
+
+def dropoff_area(address: str, lat: float, lng: float) -> Area:
+    """Where a job goes, without the street: the address without its first comma-separated
+    part ("45 Trần Hưng Đạo, Bãi Cháy, Hạ Long" -> "Bãi Cháy, Hạ Long"; an address of one
+    part gives "", as it may be the street itself) and the point rounded to about 1 km."""
+    _, comma, rest = address.partition(",")
+    return Area(rest.strip() if comma else "", round(lat, AREA_DECIMALS), round(lng, AREA_DECIMALS))
 
 
 def location_is_plausible(at: datetime, now: datetime, clock_skew: timedelta) -> bool:

@@ -9,7 +9,7 @@ import asyncpg
 
 from shared.kafka import TRANSIENT_ERRORS, Batch
 
-from . import service_layer
+from .service import matching, orders
 from .settings import DispatchSettings
 
 CONSUMER = "dispatch-orders"
@@ -25,7 +25,7 @@ class OrderEvents:
     Why match here: a new order used to wait for the commit, a poke, and the matcher's turn
     (its pass in progress, then a pass of its own, each a transaction of round trips on an
     event loop busy with couriers): most of placed -> offered under load. The pass is the
-    matcher's own (service_layer.match_waiting: oldest order first, jobs and couriers claimed
+    matcher's own (service.matching.match_waiting: oldest order first, jobs and couriers claimed
     with SKIP LOCKED), so an order placed now is not offered before one that waited.
 
     Errors propagate, so the consumer retries the batch and dead-letters what keeps failing;
@@ -40,15 +40,15 @@ class OrderEvents:
 
     async def __call__(self, batch: Batch) -> None:
         settings = self.settings
-        matched: service_layer.MatchResult | None = None
+        matched: matching.MatchResult | None = None
         # Room for the whole batch's new jobs in one pass (with the backlog's oldest first).
         limit = max(settings.match_batch, len(batch))
         try:
             async with self._pool().acquire() as conn, conn.transaction():
-                applied = await service_layer.apply_order_events(conn, settings, CONSUMER, batch)
+                applied = await orders.apply_order_events(conn, settings, CONSUMER, batch)
                 if applied.placed:
                     try:
-                        matched = await service_layer.match_waiting(conn, settings, limit)
+                        matched = await matching.match_waiting(conn, settings, limit)
                     except TRANSIENT_ERRORS:
                         raise
                     except Exception as exc:  # noqa: BLE001 - the pass's own failure
@@ -57,7 +57,7 @@ class OrderEvents:
             log.error("%s: matching new jobs failed (%r); applying the batch without it",
                       CONSUMER, failed.__cause__)
             async with self._pool().acquire() as conn, conn.transaction():
-                applied = await service_layer.apply_order_events(conn, settings, CONSUMER, batch)
+                applied = await orders.apply_order_events(conn, settings, CONSUMER, batch)
         # The matcher's loop takes what this pass left: capacity a cancel gave back, or new
         # jobs when the pass failed or claimed all it could (a backlog may be waiting).
         if applied.freed or (applied.placed and (matched is None or matched.claimed >= limit)):

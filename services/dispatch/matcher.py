@@ -27,7 +27,10 @@ from typing import Protocol
 
 import asyncpg
 
-from . import service_layer, store
+from . import store_matching
+from .service.common import now_utc
+from .service.expiry import expire_due
+from .service.matching import MatchResult, match_waiting
 from .settings import DispatchSettings
 
 
@@ -69,25 +72,25 @@ class Matcher:
                 parallel = min(self.settings.match_workers, parallel * 2)
                 continue  # more may be due right now (when nothing could be offered, wait for capacity)
             parallel = 1
-            due = await store.next_match_due(pool)
+            due = await store_matching.next_match_due(pool)
             await _wait(self._wake, _seconds_until(due, min(self.settings.poll_s, self.settings.match_poll_s)))
 
-    async def _pass(self, pool: asyncpg.Pool) -> service_layer.MatchResult:
+    async def _pass(self, pool: asyncpg.Pool) -> MatchResult:
         async with pool.acquire() as conn, conn.transaction():
-            return await service_layer.match_waiting(conn, self.settings)
+            return await match_waiting(conn, self.settings)
 
     async def run_expiry(self, pool: asyncpg.Pool) -> None:
         limit = 500
         while True:
             async with pool.acquire() as conn, conn.transaction():
-                result = await service_layer.expire_due(conn, self.settings, limit=limit)
+                result = await expire_due(conn, self.settings, limit=limit)
             self.offers_expired += result.offers_expired
             self.orders_expired += result.orders_expired
             if result.offers_expired or result.orders_expired:
                 self.poke()  # capacity came back and the reopened jobs are due now
             if max(result.offers_expired, result.orders_expired) >= limit:
                 continue
-            await asyncio.sleep(_seconds_until(await store.next_deadline(pool), self.settings.poll_s))
+            await asyncio.sleep(_seconds_until(await store_matching.next_deadline(pool), self.settings.poll_s))
 
 
 class NoMatcherHere:
@@ -101,7 +104,7 @@ class NoMatcherHere:
 def _seconds_until(when: datetime | None, at_most: float) -> float:
     if when is None:
         return at_most
-    left = (when - service_layer.now_utc()).total_seconds()
+    left = (when - now_utc()).total_seconds()
     return min(at_most, max(0.01, left + 0.005))
 
 

@@ -8,13 +8,14 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
-from shared.contract import FailReason
+from shared.contract import FailReason, Latitude, Longitude, Vehicle
 from shared.phones import Phone
 
-Vehicle = Literal["bicycle", "motorbike", "car", "van"]
+from .domain import JOB_STATUSES, OfferState
+
 # Strict: `false` is not a coordinate and `0` is not a time, whatever lax parsing would make of them.
-Lat = Annotated[float, Field(strict=True, ge=-90, le=90, description="WGS84 latitude", examples=[20.9516])]
-Lng = Annotated[float, Field(strict=True, ge=-180, le=180, description="WGS84 longitude", examples=[107.0801])]
+Lat = Annotated[Latitude, Field(strict=True, examples=[20.9516])]
+Lng = Annotated[Longitude, Field(strict=True, examples=[107.0801])]
 
 
 def _a_string(value: object) -> object:
@@ -37,6 +38,7 @@ _PICKUP = {"name": "Shop Hoa Mai", "phone": "+84912345678",
            "address": "12 Lê Thánh Tông, Hồng Gai, Hạ Long, Quảng Ninh", "lat": 20.9516, "lng": 107.0801}
 _DROPOFF = {"name": "Nguyễn Văn An", "phone": "+84987654321",
             "address": "45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh", "lat": 20.9555, "lng": 107.0452}
+_DROPOFF_AREA = {"area": "Bãi Cháy, Hạ Long, Quảng Ninh", "lat": 20.96, "lng": 107.05}
 
 
 class Body(BaseModel):
@@ -58,11 +60,14 @@ class CourierCreate(Body):
 class CourierCreated(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
         {"id": _COURIER_ID, "name": "Trần Văn Minh", "token": "ct_Yb2k...shown-once",
+         "signin_link": "https://giao.example/app/#t=ct_Yb2k...shown-once",
          "vehicle": "motorbike", "capacity": 3}]})
 
     id: UUID
     name: str
     token: str = Field(description="The courier's bearer token; shown once, stored only hashed")
+    signin_link: str = Field(description="Opens the courier app signed in: the token travels in the "
+                                         "fragment, which browsers never send to a server")
     vehicle: Vehicle
     capacity: int = Field(description="Offers plus jobs the courier may hold at once")
 
@@ -139,23 +144,39 @@ class ParcelView(BaseModel):
     value_vnd: int | None = None
 
 
-JobStatus = Literal["offered", "assigned", "picked_up", "delivered", "delivery_failed", "returned",
-                    "cancelled", "expired", "waiting"]
+JobStatus = Literal[JOB_STATUSES]  # type: ignore[valid-type]  # domain.JOB_STATUSES, spelled once
+
+
+class DropoffArea(BaseModel):
+    area: str = Field(description="The drop-off address without its street and number "
+                                  "(\"\" when the address has a single part)")
+    lat: float = Field(description="The drop-off point rounded to 2 decimals (about 1 km)")
+    lng: float
 
 
 class Job(BaseModel):
     model_config = ConfigDict(json_schema_extra={"examples": [
-        {"order_id": _ORDER_ID, "status": "offered", "pickup": _PICKUP, "dropoff": _DROPOFF,
+        {"order_id": _ORDER_ID, "status": "offered", "pickup": _PICKUP, "dropoff": None,
+         "dropoff_area": _DROPOFF_AREA, "distance_m": 4200, "fee_vnd": 25000,
+         "parcel": {"weight_grams": 1200, "description": "Áo dài lụa", "value_vnd": 850000},
+         "note": None, "cod_amount_vnd": 850000,
+         "offer_expires_at": "2025-03-14T09:30:30+07:00", "updated_at": "2025-03-14T09:30:00+07:00"},
+        {"order_id": _ORDER_ID, "status": "assigned", "pickup": _PICKUP, "dropoff": _DROPOFF,
+         "dropoff_area": _DROPOFF_AREA, "distance_m": 4200, "fee_vnd": 25000,
          "parcel": {"weight_grams": 1200, "description": "Áo dài lụa", "value_vnd": 850000},
          "note": "Gọi trước khi giao", "cod_amount_vnd": 850000,
-         "offer_expires_at": "2025-03-14T09:30:30+07:00", "updated_at": "2025-03-14T09:30:00+07:00"}]})
+         "offer_expires_at": None, "updated_at": "2025-03-14T09:30:04+07:00"}]})
 
     order_id: UUID
     status: JobStatus = Field(description="`offered` while it is an offer waiting for an answer")
     pickup: PlaceView
-    dropoff: PlaceView = Field(description="The recipient: the courier needs name, phone and address")
+    dropoff: PlaceView | None = Field(description="The recipient (name, phone, address, exact point): "
+                                                  "null while the job is `offered`, shown once accepted")
+    dropoff_area: DropoffArea = Field(description="Roughly where the parcel goes, shown in every status")
+    distance_m: int = Field(description="Estimated road distance from the pickup to the drop-off")
+    fee_vnd: int = Field(description="The delivery fee")
     parcel: ParcelView
-    note: str | None
+    note: str | None = Field(description="The merchant's note: null while the job is `offered`")
     cod_amount_vnd: int = Field(description="Cash to collect from the recipient")
     offer_expires_at: datetime | None = Field(description="While an offer: when it lapses")
     updated_at: datetime
@@ -203,7 +224,7 @@ class OfferReason(BaseModel):
 
 class OfferView(BaseModel):
     courier_id: UUID
-    state: Literal["open", "accepted", "declined", "expired", "withdrawn"]
+    state: OfferState
     offered_at: datetime
     expires_at: datetime
     answered_at: datetime | None
@@ -239,7 +260,7 @@ class AdminJob(BaseModel):
     placed_at: datetime
     dispatch_deadline: datetime
     cod_collected_vnd: int | None
-    fail_reason: str | None
+    fail_reason: FailReason | None
     cancel_reason: str | None
     updated_at: datetime
     offers: list[OfferView]

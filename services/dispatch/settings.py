@@ -35,6 +35,9 @@ Environment variables (besides the common GIAO_* ones of shared.settings):
 - GIAO_DISPATCH_LOCATION_CLOCK_SKEW_S (30): how far in the future a location's `at` may be
 - GIAO_DISPATCH_CODE_MAX_FAILURES (5): wrong delivery codes in a row before a job locks
 - GIAO_DISPATCH_CODE_LOCKOUT_S (900): how long it stays locked (429 with Retry-After)
+- GIAO_DISPATCH_PUBLIC_URL (""): where couriers reach dispatch (e.g. https://dispatch.giao.example),
+  for the sign-in link of a new courier (`<public url>/app/#t=<token>`); empty gives a link
+  relative to dispatch itself (`/app/#t=<token>`)
 """
 
 from __future__ import annotations
@@ -79,6 +82,7 @@ class DispatchSettings(CommonSettings):
     location_clock_skew_s: float = Field(30.0, ge=0)
     code_max_failures: int = Field(5, ge=1)
     code_lockout_s: float = Field(900.0, gt=0)
+    public_url: str = ""
 
     @model_validator(mode="after")
     def _coarse_is_coarser(self) -> "DispatchSettings":

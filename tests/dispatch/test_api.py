@@ -5,7 +5,6 @@ in test_integration.py)."""
 
 from __future__ import annotations
 
-import math
 import uuid
 from datetime import datetime, timedelta, timezone
 
@@ -13,12 +12,8 @@ import orjson
 import pytest
 
 from shared.events import DISPATCH_TOPIC
-from tests.dispatch.conftest import ADMIN, HA_LONG, Order
+from tests.dispatch.support import ADMIN, HA_LONG, Order, east, events_written
 from tests.support import eventually, read_topic
-
-
-def _east(metres: float, of: tuple[float, float] = HA_LONG) -> tuple[float, float]:
-    return of[0], of[1] + metres / (111_320 * math.cos(math.radians(of[0])))
 
 
 # --- couriers ---------------------------------------------------------------------------------------
@@ -122,13 +117,13 @@ async def test_offer_accept_pickup_deliver(dispatch):
     courier = await dispatch.new_courier()
     order = await dispatch.place(Order(cod_amount_vnd=250_000))
     offer = await dispatch.offer_for(courier, order)
-    assert offer["offer_expires_at"] and offer["cod_amount_vnd"] == 250_000
-    assert offer["dropoff"]["name"] == "Nguyễn Văn An" and offer["dropoff"]["phone"] == "+84987654321"
-    assert offer["dropoff"]["address"] and offer["pickup"]["lat"] == HA_LONG[0]
+    assert offer["offer_expires_at"] and offer["cod_amount_vnd"] == 250_000 and offer["fee_vnd"] == 25_000
+    assert offer["dropoff"] is None and offer["dropoff_area"]["area"] == "Bãi Cháy, Hạ Long, Quảng Ninh"
+    assert offer["pickup"]["lat"] == HA_LONG[0] and offer["distance_m"] == 4200
 
     r = await dispatch.act(courier, order.id, "accept")
     assert r.status_code == 200 and r.json()["status"] == "assigned" and r.json()["offer_expires_at"] is None
-    assert (await dispatch.act(courier, order.id, "accept")).status_code == 409
+    assert r.json()["dropoff"]["name"] == "Nguyễn Văn An" and r.json()["dropoff"]["phone"] == "+84987654321"
     assert (await dispatch.act(courier, order.id, "deliver",
                                {"delivery_code": order.code, "cod_collected_vnd": 250_000})).status_code == 409
     r = await dispatch.act(courier, order.id, "pickup")
@@ -143,10 +138,7 @@ async def test_offer_accept_pickup_deliver(dispatch):
     assert r.status_code == 200 and r.json()["status"] == "delivered"
     assert await dispatch.jobs(courier) == []
     assert await dispatch.pool.fetchval("SELECT load FROM couriers WHERE id = $1", uuid.UUID(courier.id)) == 0
-    types = await dispatch.pool.fetch(
-        "SELECT event_type, count(*) AS n FROM (SELECT event_type FROM outbox UNION ALL "
-        "SELECT event_type FROM outbox_published, generate_series(1, published)) e GROUP BY 1")
-    assert {r["event_type"]: r["n"] for r in types} == {
+    assert await events_written(dispatch.pool) == {
         "delivery.offered": 1, "delivery.assigned": 1, "delivery.picked_up": 1, "delivery.delivered": 1}
 
 
@@ -171,7 +163,7 @@ async def test_fail_then_return(dispatch):
 
 async def test_another_couriers_job_is_404_and_bad_ids_are_404(dispatch):
     mine = await dispatch.new_courier(name="Lê Thị Hoa")
-    other = await dispatch.new_courier(name="Phạm Văn Đức", at=_east(20_000))
+    other = await dispatch.new_courier(name="Phạm Văn Đức", at=east(20_000))
     order = await dispatch.place(Order())
     await dispatch.offer_for(mine, order)
     for action in ("accept", "decline", "pickup", "return"):
@@ -185,9 +177,9 @@ async def test_another_couriers_job_is_404_and_bad_ids_are_404(dispatch):
 
 
 async def test_the_nearest_courier_gets_the_offer_and_the_admin_sees_why(dispatch):
-    far = await dispatch.new_courier(name="Vũ Văn Xa", at=_east(700))
-    near = await dispatch.new_courier(name="Đỗ Thị Gần", at=_east(400))
-    too_far = await dispatch.new_courier(name="Hoàng Văn Tít", at=_east(60_000))
+    far = await dispatch.new_courier(name="Vũ Văn Xa", at=east(700))
+    near = await dispatch.new_courier(name="Đỗ Thị Gần", at=east(400))
+    too_far = await dispatch.new_courier(name="Hoàng Văn Tít", at=east(60_000))
     order = await dispatch.place(Order())
     await dispatch.offer_for(near, order)
     assert await dispatch.jobs(far) == [] and await dispatch.jobs(too_far) == []
@@ -207,9 +199,9 @@ async def test_the_nearest_courier_gets_the_offer_and_the_admin_sees_why(dispatc
 
 async def test_declined_and_expired_offers_go_to_the_next_courier_and_never_back(start):
     dispatch = await start(offer_timeout_s=1)
-    first = await dispatch.new_courier(name="Ngô Văn Một", at=_east(100))
-    second = await dispatch.new_courier(name="Ngô Văn Hai", at=_east(500))
-    third = await dispatch.new_courier(name="Ngô Văn Ba", at=_east(900))
+    first = await dispatch.new_courier(name="Ngô Văn Một", at=east(100))
+    second = await dispatch.new_courier(name="Ngô Văn Hai", at=east(500))
+    third = await dispatch.new_courier(name="Ngô Văn Ba", at=east(900))
     order = await dispatch.place(Order())
     await dispatch.offer_for(first, order)
     r = await dispatch.act(first, order.id, "decline")
@@ -255,8 +247,8 @@ async def test_a_courier_never_holds_more_than_capacity(dispatch):
 
 
 async def test_going_offline_withdraws_open_offers(dispatch):
-    leaving = await dispatch.new_courier(name="Bùi Văn Đi", at=_east(50))
-    staying = await dispatch.new_courier(name="Bùi Văn Ở", at=_east(2000))
+    leaving = await dispatch.new_courier(name="Bùi Văn Đi", at=east(50))
+    staying = await dispatch.new_courier(name="Bùi Văn Ở", at=east(2000))
     order = await dispatch.place(Order())
     await dispatch.offer_for(leaving, order)
     r = await dispatch.client.put("/v1/courier/status", headers=leaving.auth, json={"online": False})
@@ -375,9 +367,9 @@ async def test_capacity_coming_free_nearby_is_offered_at_once_whatever_the_backo
     await dispatch.offer_for(bicycle, other)  # within offer_for's 10 s, long before the backoff ends
 
     # ... and a courier coming online near a backed-off order gets it at once too
-    lonely = await dispatch.place(Order(pickup=_east(30_000)))
+    lonely = await dispatch.place(Order(pickup=east(30_000)))
     await eventually(lambda: _backed_off(dispatch, lonely.id), what="the lonely order backed off")
-    newcomer = await dispatch.new_courier(name="Mai Thị Mới", at=_east(30_200))
+    newcomer = await dispatch.new_courier(name="Mai Thị Mới", at=east(30_200))
     await dispatch.offer_for(newcomer, lonely)
 
 
@@ -398,9 +390,9 @@ async def test_the_matcher_of_another_process_finds_capacity_an_http_only_proces
     assert r.status_code == 200
     await api.offer_for(bicycle, other)  # within 10 s: the backoff alone would take 30
 
-    lonely = await worker.place(Order(pickup=_east(30_000)))
+    lonely = await worker.place(Order(pickup=east(30_000)))
     await eventually(lambda: _backed_off(api, lonely.id), what="the lonely order backed off")
-    newcomer = await api.new_courier(name="Mai Thị Mới", at=_east(30_200))
+    newcomer = await api.new_courier(name="Mai Thị Mới", at=east(30_200))
     await api.offer_for(newcomer, lonely)
 
 

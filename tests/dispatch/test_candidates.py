@@ -8,9 +8,9 @@ import uuid
 
 import orjson
 
-from services.dispatch import store
-from services.dispatch.service_layer import grid
-from tests.dispatch.conftest import ADMIN, HA_LONG, Order
+from services.dispatch import store, store_matching
+from services.dispatch.service.common import grid
+from tests.dispatch.support import ADMIN, HA_LONG, Order
 
 
 def _walk(plan: dict):
@@ -43,10 +43,10 @@ async def test_the_lookup_reads_the_partial_index_of_nearby_cells_only(dispatch)
         pickups = [HA_LONG, (HA_LONG[0] + 0.05, HA_LONG[1] - 0.05)]
         cells = [list(g.cells(g.cell(*p), first)) for p in pickups]
         explained = await conn.fetchval(
-            "EXPLAIN (ANALYZE, FORMAT JSON) " + store._CANDIDATES_BY_CELL,
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + store_matching._CANDIDATES_BY_CELL,
             [uuid.uuid4(), uuid.uuid4()], [p[0] for p in pickups], [p[1] for p in pickups], cells, 32)
-        found = await store.find_candidates(conn, coarse=False, limit=32, searches=[
-            store.Search(uuid.uuid4(), lat, lng, c) for (lat, lng), c in zip(pickups, cells)])
+        found = await store_matching.find_candidates(conn, coarse=False, limit=32, searches=[
+            store_matching.Search(uuid.uuid4(), lat, lng, c) for (lat, lng), c in zip(pickups, cells)])
     if isinstance(explained, str):
         explained = orjson.loads(explained)
     nodes = list(_walk(explained[0]["Plan"]))

@@ -207,3 +207,31 @@ def test_locations_from_the_future_beyond_the_clock_skew_are_implausible():
     assert domain.location_is_plausible(NOW + timedelta(seconds=29), NOW, skew)
     assert not domain.location_is_plausible(NOW + timedelta(seconds=31), NOW, skew)
     assert domain.location_is_plausible(NOW - timedelta(hours=1), NOW, skew)
+
+
+# --- what a courier sees, and repeated steps ---------------------------------------------------
+
+
+@pytest.mark.parametrize("address,area", [
+    ("45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh", "Bãi Cháy, Hạ Long, Quảng Ninh"),
+    ("Số 12 Cao Xanh,Hạ Long", "Hạ Long"),
+    ("1 Lê Lợi", ""),  # one part may be the street itself: nothing is shown
+    ("", ""),
+])
+def test_the_dropoff_area_leaves_the_street_out(address, area):
+    shown = domain.dropoff_area(address, 20.95551, 107.04529)
+    assert (shown.area, shown.lat, shown.lng) == (area, 20.96, 107.05)
+
+
+def test_the_recipient_is_shown_from_acceptance_on():
+    assert not domain.shows_recipient(domain.OFFERED) and not domain.shows_recipient(domain.WAITING)
+    for status in (domain.ASSIGNED, domain.PICKED_UP, domain.DELIVERY_FAILED, domain.DELIVERED, domain.RETURNED):
+        assert domain.shows_recipient(status)
+
+
+def test_a_step_is_already_done_only_in_the_status_it_leads_to():
+    assert domain.already_done(Action.ACCEPT, domain.ASSIGNED)
+    assert domain.already_done(Action.DELIVER, domain.DELIVERED)
+    assert not domain.already_done(Action.ACCEPT, domain.PICKED_UP)
+    assert not domain.already_done(Action.PICKUP, domain.ASSIGNED)
+    assert set(domain.JOB_STATUSES) >= {end for _, end in domain.TRANSITIONS.values()}

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 import orjson
 
 from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDERS_TOPIC, parse_event
-from tests.dispatch.conftest import Order
+from tests.dispatch.support import Order
 from tests.support import eventually, produce, read_topic
 
 

@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import random
 import uuid
+from datetime import datetime, timezone
 
-from services.dispatch import domain, service_layer, store
-from services.dispatch.service_layer import grid
-from tests.dispatch.conftest import HA_LONG
+from services.dispatch import domain, store_matching
+from services.dispatch.service.common import grid
+from services.dispatch.service.matching import search
+from services.dispatch.store_matching import WaitingJob
+from tests.dispatch.support import HA_LONG
 
 VEHICLES = ("bicycle", "motorbike", "car", "van")
 
@@ -54,24 +57,24 @@ async def test_the_search_finds_whom_widening_over_every_courier_finds(dispatch,
     for _ in range(40):
         lat = HA_LONG[0] + rng.uniform(-0.05, 0.05)
         lng = HA_LONG[1] + rng.uniform(-0.05, 0.05)
-        jobs.append({"order_id": uuid.uuid4(), "pickup_lat": lat, "pickup_lng": lng, "pickup_cell": g.cell(lat, lng)})
+        jobs.append(WaitingJob(uuid.uuid4(), lat, lng, g.cell(lat, lng), 0, datetime.now(timezone.utc)))
 
     statements: list[bool] = []
-    find = store.find_candidates
+    find = store_matching.find_candidates
 
     async def counted(conn, *, coarse, searches, limit):
         statements.append(coarse)
         return await find(conn, coarse=coarse, searches=searches, limit=limit)
 
-    monkeypatch.setattr(store, "find_candidates", counted)
+    monkeypatch.setattr(store_matching, "find_candidates", counted)
     async with dispatch.pool.acquire() as conn:
         await conn.copy_records_to_table(
             "couriers", records=couriers,
             columns=["id", "name", "phone", "vehicle", "secret_hash", "capacity", "online", "lat", "lng",
                      "cell", "coarse_cell"])
-        found = await service_layer._search(conn, dispatch.settings, jobs)
+        found = await search(conn, dispatch.settings, jobs)
 
-    expected = {job["order_id"]: _oracle(g, couriers, job["pickup_lat"], job["pickup_lng"]) for job in jobs}
+    expected = {job.order_id: _oracle(g, couriers, job.pickup_lat, job.pickup_lng) for job in jobs}
     got = {oid: (f.step, f.ranked[0].candidate.courier_id) for oid, f in found.items()}
     assert got == {oid: e for oid, e in expected.items() if e is not None}
     steps = {step for step, _ in got.values()}

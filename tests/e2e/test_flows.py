@@ -85,9 +85,10 @@ async def test_full_lifecycle(city):
     courier = await city.courier()
     order = await city.order(cod=250_000)
     offer = await city.offer_for(courier, order["id"])
-    assert offer["offer_expires_at"] and offer["dropoff"]["phone"] == "+84903123456"
+    assert offer["offer_expires_at"] and offer["dropoff"] is None and offer["dropoff_area"]["area"] == "Hạ Long"
 
-    await city.client.job_action(courier, order["id"], "accept")
+    accepted = await city.client.job_action(courier, order["id"], "accept")
+    assert accepted["dropoff"]["phone"] == "+84903123456"
     assigned = await city.status(order, "assigned")
     assert assigned["courier"]["phone"] == "+84987654321"
     await city.client.job_action(courier, order["id"], "pickup")

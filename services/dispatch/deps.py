@@ -1,0 +1,70 @@
+"""Dispatch's FastAPI dependencies (the courier's and the admin's credentials) and the small
+getters routes use to reach what app.py put in `request.app.state`.
+
+Routes take exactly one dependency, the caller's credentials; everything else they read
+through their `request` (a dependency costs a resolution on every request).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from uuid import UUID
+
+import asyncpg
+from fastapi import Request
+
+from shared import secrets
+from shared.http import bearer, require_admin, unauthorized
+
+from . import store
+from .matcher import WorkHints
+from .settings import DispatchSettings
+
+# Couriers whose token was seen once are remembered (by its SHA-256) up to this many.
+MAX_KNOWN_COURIERS = 100_000
+
+
+@dataclass(frozen=True)
+class CourierIdentity:
+    id: UUID
+    name: str
+    phone: str
+    vehicle: str
+
+
+def known_couriers(pool: Callable[[], asyncpg.Pool]) -> secrets.KnownSecrets[CourierIdentity]:
+    """Who holds a courier bearer token: looked up by its hash (a unique index), then known."""
+
+    async def lookup(digest: str) -> CourierIdentity | None:
+        row = await store.courier_by_secret_hash(pool(), digest)
+        return None if row is None else CourierIdentity(row["id"], row["name"], row["phone"], row["vehicle"])
+
+    return secrets.KnownSecrets(lookup, max_size=MAX_KNOWN_COURIERS)
+
+
+async def current_courier(request: Request) -> CourierIdentity:
+    """The courier the bearer token belongs to; 401 without a courier's token."""
+    token = bearer(request)
+    courier = await request.app.state.couriers.owner(token) if token is not None else None
+    if courier is None:
+        raise unauthorized()
+    return courier
+
+
+async def admin(request: Request) -> None:
+    """Lets through only the admin bearer token (401 otherwise)."""
+    await require_admin(settings(request).admin_token)(request)
+
+
+def settings(request: Request) -> DispatchSettings:
+    return request.app.state.settings
+
+
+def pool(request: Request) -> asyncpg.Pool:
+    return request.app.state.runtime.pool
+
+
+def hints(request: Request) -> WorkHints:
+    """This process's matcher, to poke when a route made work for it (or nobody, see matcher.py)."""
+    return request.app.state.hints

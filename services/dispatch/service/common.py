@@ -1,0 +1,56 @@
+"""What dispatch's use cases share: their errors, the clock, writing events, the H3 grid."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from uuid import UUID
+
+import asyncpg
+
+from shared.events import DeliveryStepData, Envelope, Model
+from shared.outbox import add_event, add_events, event_args
+
+from ..cells import Grid
+from ..settings import DispatchSettings
+
+SOURCE = "dispatch"
+
+
+class JobNotFound(Exception):
+    """Unknown, or not this courier's: both answer 404, so existence does not leak."""
+
+
+class NotAllowedNow(Exception):
+    """The job's status (or the offer's) does not allow this now: 409."""
+
+
+def now_utc() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+async def emit(conn: asyncpg.Connection, settings: DispatchSettings, cls: type[Envelope],
+               subject: UUID, data: Model) -> Envelope:
+    return await add_event(conn, cls, subject=str(subject), data=data, source=SOURCE,
+                           topic=settings.topic(cls.topic))
+
+
+async def emit_many(conn: asyncpg.Connection, settings: DispatchSettings,
+                    events: list[tuple[type[Envelope], UUID, Model]]) -> None:
+    """Several events (distinct subjects go out in one statement)."""
+    await add_events(conn, [(cls, str(subject), data) for cls, subject, data in events], source=SOURCE,
+                     topic=lambda cls: settings.topic(cls.topic))
+
+
+def step_event(settings: DispatchSettings, cls: type[Envelope], subject: UUID, data: Model) -> list:
+    """The event of a single-statement step (store: EVENT_IF_CHANGED)."""
+    return event_args(cls, subject=str(subject), data=data, source=SOURCE, topic=settings.topic(cls.topic))
+
+
+def step_data(order_id: UUID) -> Model:
+    """The data of an event that names only its order."""
+    return DeliveryStepData(order_id=order_id)
+
+
+def grid(settings: DispatchSettings) -> Grid:
+    return Grid(settings.h3_resolution, settings.h3_coarse_resolution, settings.search_fine_rings,
+                settings.search_max_ring)

@@ -1,0 +1,342 @@
+// The courier app: sign-in from the link, the shift switch, offers and jobs in hand. What it
+// shows comes from dispatch's courier API (polled) with the steps still waiting in the outbox
+// applied on top, so a step taken without network shows at once, marked "chờ gửi".
+import { alertNewOffer, unlockSound } from "./alert.js";
+import { api, ApiError, NetworkError, serverNow } from "./api.js";
+import { parseAmount, formatMoney } from "./format.js";
+import { Tracker } from "./location.js";
+import { t } from "./messages.js";
+import * as outbox from "./outbox.js";
+import { explain } from "./problems.js";
+import * as session from "./session.js";
+import { STEP_RESULT, StepSender } from "./steps.js";
+import { jobCard, jobKey, offerCard, reconcile, tickOffer } from "./view.js";
+
+const POLL_ONLINE_MS = 2500;
+const POLL_OFFLINE_MS = 15000; // off shift: only the jobs in hand, which change only by the courier
+const ON_SHIFT = "giao.online";
+const JOBS = "giao.jobs"; // the jobs in hand as last seen, to open the app without network
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  online: localStorage.getItem(ON_SHIFT) === "1",
+  starting: false,
+  jobs: JSON.parse(localStorage.getItem(JOBS) || "[]"),
+  queued: [],
+  unreachable: false, // the last request found no network although the browser thinks it has some
+  seenOffers: new Set(),
+  version: 0, // bumped by every answer that changes a job, so an older poll's answer is ignored
+};
+
+let tracker = null;
+let sender = null;
+let pollTimer = null;
+let tickTimer = null;
+
+// --- what the courier sees -------------------------------------------------------------------
+
+function say(text, kind = "notice") {
+  const message = $("message");
+  message.textContent = text;
+  message.dataset.kind = kind;
+}
+
+function fillTexts() {
+  document.title = t("title");
+  for (const node of document.querySelectorAll("[data-text]")) node.textContent = t(node.dataset.text);
+}
+
+function showSession() {
+  const signedIn = session.token() !== null;
+  $("signed-out").hidden = signedIn;
+  $("shift").hidden = !signedIn;
+  $("sign-out").hidden = !signedIn;
+  const name = session.courierName();
+  $("login-status").textContent = !signedIn ? t("signed_out") : name ? t("signed_in_as", { name }) : t("signed_in");
+}
+
+function showNetwork() {
+  $("offline-banner").hidden = navigator.onLine && !state.unreachable;
+}
+
+function showToggle() {
+  const toggle = $("online-toggle");
+  toggle.setAttribute("aria-checked", String(state.online));
+  toggle.dataset.state = state.starting ? "starting" : state.online ? "on" : "off";
+  toggle.disabled = state.starting;
+  $("toggle-state").textContent = state.starting ? t("shift_starting") : t(state.online ? "shift_on" : "shift_off");
+  $("toggle-hint").textContent = state.starting ? "" : t(state.online ? "shift_on_hint" : "shift_off_hint");
+}
+
+// The jobs in hand as the courier should see them: the server's, with queued steps applied.
+function jobsInHand() {
+  const jobs = new Map(state.jobs.filter((j) => j.status !== "offered").map((j) => [j.order_id, { ...j, pending: false }]));
+  for (const step of state.queued) {
+    const job = jobs.get(step.orderId);
+    if (job) jobs.set(step.orderId, { ...job, status: STEP_RESULT[step.action], pending: true });
+  }
+  return [...jobs.values()].filter((j) => j.pending || !["delivered", "returned"].includes(j.status));
+}
+
+function offers() {
+  const now = serverNow();
+  return state.jobs.filter((j) => j.status === "offered" && Date.parse(j.offer_expires_at) > now);
+}
+
+function render() {
+  showToggle();
+  showNetwork();
+  const open = offers();
+  reconcile($("offers"), open, (j) => j.order_id, (j) => offerCard(j, { onAccept: accept, onDecline: decline }));
+  $("no-offers").hidden = open.length > 0;
+  $("no-offers").textContent = t(state.online ? "no_offers" : "no_offers_off");
+  const jobs = jobsInHand();
+  reconcile($("jobs"), jobs, jobKey, (j) => jobCard(j, { onStep: takeStep }));
+  $("no-jobs").hidden = jobs.length > 0;
+  $("pending-steps").textContent = String(state.queued.length);
+  $("pending").hidden = state.queued.length === 0;
+  tick();
+}
+
+// Counts the offers down; a lapsed one leaves the screen without waiting for the next poll.
+function tick() {
+  const now = serverNow();
+  let lapsed = false;
+  for (const card of $("offers").children) {
+    const job = state.jobs.find((j) => j.order_id === card.dataset.orderId);
+    if (!job || !tickOffer(card, job, now)) lapsed = true;
+  }
+  if (lapsed) {
+    state.jobs = state.jobs.filter((j) => j.status !== "offered" || Date.parse(j.offer_expires_at) > now);
+    render();
+  }
+}
+
+// --- the server's answers -------------------------------------------------------------------
+
+function setJobs(jobs) {
+  state.jobs = jobs;
+  localStorage.setItem(JOBS, JSON.stringify(jobs.filter((j) => j.status !== "offered")));
+  const fresh = offers().filter((j) => !state.seenOffers.has(j.order_id));
+  for (const job of fresh) state.seenOffers.add(job.order_id);
+  render();
+  if (fresh.length > 0) {
+    alertNewOffer();
+    // Into view, its buttons too; not while the courier types a code in another card.
+    if (!(document.activeElement instanceof HTMLInputElement)) {
+      document.querySelector(`[data-testid=offer][data-order-id="${fresh[0].order_id}"]`)
+        ?.scrollIntoView({ block: "nearest", behavior: "smooth" });
+    }
+  }
+}
+
+function updateJob(job) {
+  state.version += 1;
+  setJobs(job ? [...state.jobs.filter((j) => j.order_id !== job.order_id), job] : state.jobs);
+}
+
+function reached(ok) {
+  if (state.unreachable === !ok) return;
+  state.unreachable = !ok;
+  showNetwork();
+}
+
+function failed(error, action, job) {
+  if (error instanceof ApiError && error.status === 401) return endSession(t("session_ended"));
+  if (error instanceof NetworkError) reached(false);
+  say(explain(error, action, job), "error");
+}
+
+async function poll() {
+  clearTimeout(pollTimer);
+  if (session.token() === null) return;
+  if (navigator.onLine) {
+    const version = state.version;
+    try {
+      const body = await api.jobs();
+      reached(true);
+      if (version === state.version) setJobs(body.items);
+    } catch (error) {
+      if (error instanceof ApiError && error.status === 401) return endSession(t("session_ended"));
+      if (error instanceof NetworkError) reached(false);
+    }
+  }
+  pollTimer = setTimeout(poll, state.online ? POLL_ONLINE_MS : POLL_OFFLINE_MS);
+}
+
+// --- the courier's actions --------------------------------------------------------------------
+
+async function accept(job) {
+  unlockSound();
+  try {
+    updateJob(await api.step(job.order_id, "accept"));
+    reached(true);
+    say(t("accepted"));
+  } catch (error) {
+    failed(error, "accept", job);
+    if (error instanceof ApiError) forgetOffer(job);
+  }
+}
+
+async function decline(job) {
+  unlockSound();
+  try {
+    await api.step(job.order_id, "decline");
+    reached(true);
+    say(t("declined"));
+    forgetOffer(job);
+  } catch (error) {
+    failed(error, "decline", job);
+    if (error instanceof ApiError) forgetOffer(job);
+  }
+}
+
+function forgetOffer(job) {
+  state.version += 1;
+  setJobs(state.jobs.filter((j) => j.order_id !== job.order_id));
+}
+
+// pickup, deliver, fail, return: checked here, then through the outbox.
+async function takeStep(job, action, input) {
+  unlockSound();
+  if (sender === null) return;
+  let body = input;
+  if (action === "deliver") {
+    const cod = parseAmount(input.cod);
+    if (!/^[0-9]{6}$/.test(input.code)) return say(t("bad_code_format"), "error");
+    if (cod === null) return say(t("bad_cod_format"), "error");
+    if (cod !== job.cod_amount_vnd) return say(t("cod_must_equal", { amount: formatMoney(job.cod_amount_vnd) }), "error");
+    body = { delivery_code: input.code, cod_collected_vnd: cod };
+  }
+  await sender.take(job.order_id, action, body);
+  if (state.queued.some((s) => s.orderId === job.order_id && s.action === action)) say(t("step_queued"));
+}
+
+async function toggleShift() {
+  unlockSound();
+  if (state.starting) return;
+  if (!navigator.onLine) return say(t("need_network"), "error");
+  if (state.online) return endShift();
+  state.starting = true;
+  showToggle();
+  const phone = tracker;
+  phone.start();
+  try {
+    const position = await phone.position();
+    if (position === null) {
+      phone.stop();
+      return say(t("no_location"), "error");
+    }
+    const me = await api.status(true, position);
+    session.rememberName(me.display_name);
+    state.online = true;
+    localStorage.setItem(ON_SHIFT, "1");
+    showSession();
+    say(t("shift_started"));
+    poll();
+  } catch (error) {
+    phone.stop();
+    failed(error, "status");
+  } finally {
+    state.starting = false;
+    render();
+  }
+}
+
+async function endShift() {
+  try {
+    await api.status(false);
+  } catch (error) {
+    return failed(error, "status");
+  }
+  tracker?.stop();
+  state.online = false;
+  localStorage.removeItem(ON_SHIFT);
+  say(t("shift_ended"));
+  state.version += 1;
+  setJobs(state.jobs.filter((j) => j.status !== "offered")); // going offline withdrew them
+  poll();
+}
+
+// Back in the app during a shift (reloaded, or reopened): the position goes on.
+async function resumeShift() {
+  const phone = tracker;
+  phone.start();
+  const position = await phone.position();
+  if (position === null || !navigator.onLine) return;
+  try {
+    session.rememberName((await api.status(true, position)).display_name);
+    showSession();
+  } catch (error) {
+    failed(error, "status");
+  }
+}
+
+async function endSession(notice) {
+  tracker?.dispose();
+  sender?.dispose();
+  clearTimeout(pollTimer);
+  clearInterval(tickTimer);
+  tracker = sender = null;
+  session.forget();
+  await outbox.clear();
+  Object.assign(state, { online: false, jobs: [], queued: [], seenOffers: new Set() });
+  for (const list of [$("offers"), $("jobs")]) list.replaceChildren();
+  showSession();
+  say(notice, notice === t("session_ended") ? "error" : "notice");
+}
+
+function startSession() {
+  showSession();
+  tracker = new Tracker({
+    onProblem: (kind) => say(t(kind === "denied" ? "need_location" : "no_location"), "error"),
+    onUnauthorized: () => endSession(t("session_ended")),
+  });
+  sender = new StepSender({
+    onChange: (queued) => { state.queued = queued; render(); },
+    onSent: (step, job) => { reached(true); updateJob(job); say(t(`step_sent_${step.action}`)); },
+    onRejected: (step, error) => { failed(error, step.action, state.jobs.find((j) => j.order_id === step.orderId)); poll(); },
+    onUnauthorized: () => endSession(t("session_ended")),
+  });
+  tickTimer = setInterval(tick, 1000);
+  render();
+  const steps = sender;
+  steps.load().then(() => steps.send());
+  if (state.online) resumeShift();
+  poll();
+}
+
+// --- start ------------------------------------------------------------------------------------
+
+async function main() {
+  fillTexts();
+  const before = session.token();
+  if (session.takeTokenFromLink()) {
+    if (before !== null && before !== session.token()) await outbox.clear(); // another courier's leftovers
+    say(t("signed_in_notice"));
+  }
+  $("online-toggle").addEventListener("click", toggleShift);
+  $("sign-out").addEventListener("click", () => {
+    if (state.online) api.status(false).catch(() => {}); // best effort: the server withdraws the offers
+    endSession(t("signed_out_notice"));
+  });
+  window.addEventListener("online", () => {
+    state.unreachable = false;
+    say(t("back_online"));
+    showNetwork();
+    sender?.send();
+    poll();
+  });
+  window.addEventListener("offline", showNetwork);
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) poll(); });
+  navigator.serviceWorker?.register("sw.js").catch(() => {});
+  if (session.token() === null) {
+    showSession();
+    showNetwork();
+    return;
+  }
+  startSession();
+}
+
+main();

@@ -1,0 +1,26 @@
+// The server's refusals (problem documents in English, for developers) told to the courier in
+// plain words of the message table.
+import { NetworkError } from "./api.js";
+import { formatMoney } from "./format.js";
+import { t } from "./messages.js";
+
+export function explain(error, action, job) {
+  if (error instanceof NetworkError) return t("network_error");
+  const { status, problem } = error;
+  if (status === 401) return t("session_ended");
+  if (status === 404) return t("not_found");
+  if (status === 409) return action === "accept" || action === "decline" ? t("offer_gone") : t("step_conflict");
+  if (status === 429) {
+    const minutes = Math.max(1, Math.ceil((problem.retry_after_s ?? 60) / 60));
+    return action === "deliver" ? t("too_many_attempts", { min: minutes }) : t("rate_limited");
+  }
+  if (status === 422 && action === "deliver") {
+    const field = problem.errors?.[0]?.loc?.at(-1);
+    if (field === "delivery_code" && Number.isInteger(problem.attempts_left)) {
+      return problem.attempts_left > 0 ? t("wrong_code", { n: problem.attempts_left }) : t("wrong_code_locked");
+    }
+    if (field === "cod_collected_vnd" && job) return t("cod_must_equal", { amount: formatMoney(job.cod_amount_vnd) });
+  }
+  if (status >= 500) return t("server_busy");
+  return t("invalid_input");
+}

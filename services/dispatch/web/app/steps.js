@@ -1,0 +1,88 @@
+// A job's steps (pickup, deliver, fail, return) go through the outbox: kept first, then sent
+// one at a time in the order they were taken. Without network they wait ("chờ gửi") and go
+// when it returns. Sending a step again is safe: dispatch answers 200 with the job when the
+// job is already in the step's status, so an answer lost on the way only costs a repeat.
+import { api, ApiError, NetworkError } from "./api.js";
+import * as outbox from "./outbox.js";
+
+export const QUEUED_STEPS = ["pickup", "deliver", "fail", "return"];
+// The job's status once a step is applied.
+export const STEP_RESULT = { pickup: "picked_up", deliver: "delivered", fail: "delivery_failed", return: "returned" };
+
+const RETRY_MIN_MS = 2000;
+const RETRY_MAX_MS = 30000;
+
+export class StepSender {
+  constructor({ onChange, onSent, onRejected, onUnauthorized }) {
+    this.onChange = onChange; // (queued steps) => void
+    this.onSent = onSent; // (step, job) => void
+    this.onRejected = onRejected; // (step, ApiError) => void: the step is dropped
+    this.onUnauthorized = onUnauthorized;
+    this.queued = [];
+    this.running = null;
+    this.again = false;
+    this.retryMs = RETRY_MIN_MS;
+    this.retryTimer = null;
+  }
+
+  async load() {
+    this.queued = await outbox.steps();
+    this.onChange(this.queued);
+  }
+
+  async take(orderId, action, body) {
+    await outbox.addStep(orderId, action, body);
+    await this.load();
+    return this.send();
+  }
+
+  // Sends what waits, unless a send is already running (it then goes on with what was added).
+  send() {
+    if (this.running) {
+      this.again = true;
+      return this.running;
+    }
+    this.running = this.sendAll().finally(() => {
+      this.running = null;
+      if (this.again) {
+        this.again = false;
+        this.send();
+      }
+    });
+    return this.running;
+  }
+
+  async sendAll() {
+    clearTimeout(this.retryTimer);
+    while (navigator.onLine) {
+      const [step] = await outbox.steps();
+      if (!step) return;
+      try {
+        const job = await api.step(step.orderId, step.action, step.body);
+        await this.done(step);
+        this.retryMs = RETRY_MIN_MS;
+        this.onSent(step, job);
+      } catch (error) {
+        if (error instanceof NetworkError || error.status >= 500) return this.retryLater();
+        if (error instanceof ApiError && error.status === 401) return this.onUnauthorized();
+        await this.done(step); // refused (409, 422, 429...): sending it again would not help
+        this.onRejected(step, error);
+      }
+    }
+  }
+
+  async done(step) {
+    await outbox.removeStep(step.id);
+    await this.load();
+  }
+
+  retryLater() {
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(() => this.send(), this.retryMs);
+    this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
+  }
+
+  dispose() {
+    clearTimeout(this.retryTimer);
+  }
+}

@@ -1,0 +1,56 @@
+"""The courier app's pages, served by dispatch with security headers, and the sign-in link."""
+
+from __future__ import annotations
+
+from shared.pages import CONTENT_SECURITY_POLICY
+from tests.dispatch.support import ADMIN
+
+
+async def test_the_app_is_served_with_security_headers(dispatch):
+    r = await dispatch.client.get("/app/")
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert r.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert "frame-ancestors 'none'" in CONTENT_SECURITY_POLICY and "script-src 'self';" in CONTENT_SECURITY_POLICY
+    assert r.headers["x-content-type-options"] == "nosniff"
+    assert r.headers["referrer-policy"] == "no-referrer" and r.headers["cache-control"] == "no-cache"
+    r = await dispatch.client.get("/app")
+    assert r.status_code in (307, 308) and r.headers["location"].endswith("/app/")
+
+
+async def test_a_missing_page_is_404_with_the_same_headers(dispatch):
+    for path in ("/app/no-such-file.js", "/app/%2e%2e/app.py", "/app/..%2f..%2fapp.py"):
+        r = await dispatch.client.get(path)
+        assert r.status_code == 404, path
+        assert r.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+        assert "problem+json" in r.headers["content-type"]
+    r = await dispatch.client.post("/app/", json={})
+    assert r.status_code == 405 and r.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_pages_have_their_media_types(tmp_path):
+    import httpx
+    from fastapi import FastAPI
+
+    from shared.pages import pages_router
+
+    (tmp_path / "index.html").write_text("<!doctype html><title>x</title>")
+    (tmp_path / "app.js").write_text("console.log(1)")
+    (tmp_path / "manifest.webmanifest").write_text("{}")
+    app = FastAPI()
+    app.router.routes.extend(pages_router("/app", tmp_path).routes)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://t") as client:
+        js = await client.get("/app/app.js")
+        manifest = await client.get("/app/manifest.webmanifest")
+    assert js.status_code == 200 and js.headers["content-type"].split(";")[0] == "text/javascript"
+    assert manifest.headers["content-type"] == "application/manifest+json"
+    assert manifest.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+
+
+async def test_a_new_courier_gets_a_signin_link_with_the_token_in_the_fragment(start):
+    body = {"name": "Trần Văn Minh", "phone": "0912 345 678", "vehicle": "motorbike"}
+    relative = await start()
+    r = await relative.client.post("/v1/admin/couriers", headers=ADMIN, json=body)
+    assert r.status_code == 201 and r.json()["signin_link"] == f"/app/#t={r.json()['token']}"
+    public = await start(public_url="https://dispatch.giao.example/")
+    r = await public.client.post("/v1/admin/couriers", headers=ADMIN, json=body)
+    assert r.json()["signin_link"] == f"https://dispatch.giao.example/app/#t={r.json()['token']}"

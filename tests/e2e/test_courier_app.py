@@ -1,0 +1,367 @@
+"""The courier app in a real browser (Debian's Chromium through Playwright) against the real
+services: a courier signs in from the link, goes on shift, gets offers, works jobs, and keeps
+working without network.
+
+One system and one browser serve the module; every test has its own spot of the map and its
+own phone (a browser context: its own storage, position and network).
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+
+import pytest
+import pytest_asyncio
+from playwright.async_api import expect
+
+from tests.e2e.browser import SLOW_3G, Phone, chromium, require_chromium
+from tests.e2e.conftest import start_system, stop_system
+from tests.e2e.test_flows import City
+from tests.support import eventually
+from tools.client import Giao
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
+
+OFFER_TIMEOUT_S = 10  # long enough for a phone polling every 2.5 s to show the offer and a tap
+WAIT_MS = 15_000
+RECIPIENT = ("Nguyễn Văn An", "903123456", "Cao Xanh")  # what City.order's drop-off says
+
+
+@pytest.fixture(scope="module")
+def system(infra):
+    require_chromium()
+    system = start_system(infra, extra_env={"GIAO_DISPATCH_OFFER_TIMEOUT_S": str(OFFER_TIMEOUT_S),
+                                            "GIAO_DISPATCH_WINDOW_S": "300"})
+    yield system
+    codes = stop_system(system)
+    assert all(c == 0 for cs in codes.values() for c in cs), f"a service did not shut down cleanly: {codes}"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser(system):
+    async with chromium() as browser:
+        yield browser
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def city(system):
+    async with Giao(system.endpoints()) as client:
+        city = City(system, client)
+        await city.merchant()
+        yield city
+
+
+@dataclass
+class Courier:
+    id: str
+    token: str
+    signin_link: str
+    phone: Phone
+
+
+@asynccontextmanager
+async def courier_phone(city: City, browser, *, service_workers: str = "allow") -> AsyncIterator[Courier]:
+    """A new courier and their phone, a little north of the city's pickup point; on leaving,
+    the phone must have asked nothing of another origin and its pages reported no error."""
+    created = await city.client.create_courier("Trần Văn Minh", "0987654321", "motorbike")
+    phone = await Phone.open(browser, city.system.url_of("dispatch"), city.lat + 0.002, city.lng,
+                             service_workers=service_workers)
+    try:
+        yield Courier(str(created["id"]), created["token"], created["signin_link"], phone)
+        assert phone.foreign_requests() == []
+        assert phone.errors == []
+    finally:
+        await phone.close()
+
+
+async def go_online(courier: Courier) -> None:
+    await courier.phone.sign_in(courier.signin_link)
+    await courier.phone.testid("online-toggle").click()
+    await expect(courier.phone.testid("online-toggle")).to_have_attribute("aria-checked", "true", timeout=WAIT_MS)
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def on_shift(city, browser) -> AsyncIterator[Courier]:
+    async with courier_phone(city, browser) as courier:
+        await go_online(courier)
+        yield courier
+
+
+async def admin_courier(city: City, courier_id: str) -> dict:
+    return await city.client.call("admin_courier", "GET", f"{city.system.url_of('dispatch')}/v1/admin/couriers/"
+                                  f"{courier_id}", token=city.system.admin_token)
+
+
+async def tracking_timeline(city: City, order: dict) -> list[str]:
+    return [step["status"] for step in (await city.client.track(order["tracking_code"]))["timeline"]]
+
+
+def wrong(code: str) -> str:
+    return f"{(int(code) + 1) % 1_000_000:06d}"
+
+
+# --- signing in -------------------------------------------------------------------------------
+
+
+async def test_the_link_signs_in_and_leaves_the_address_bar(city, browser):
+    async with courier_phone(city, browser) as courier:
+        page = courier.phone.page
+        async with page.expect_request(lambda r: r.url.endswith("/v1/courier/jobs")) as first_poll:
+            response = await courier.phone.sign_in(courier.signin_link)
+        jobs = await first_poll.value
+        assert (await jobs.all_headers())["authorization"] == f"Bearer {courier.token}"
+        csp = response.headers["content-security-policy"]
+        assert "script-src 'self'" in csp and "connect-src 'self'" in csp and "unsafe-inline" not in csp
+
+        await expect(courier.phone.testid("login-status")).to_contain_text("Đã đăng nhập")
+        assert page.url.endswith("/app/") and courier.token not in page.url
+        assert await page.evaluate("localStorage.getItem('giao.token')") == courier.token
+
+        await courier.phone.testid("sign-out").click()
+        await expect(courier.phone.testid("login-status")).to_have_text("Chưa đăng nhập")
+        await expect(courier.phone.testid("message")).to_have_text("Bạn đã đăng xuất.")
+        assert await page.evaluate("localStorage.getItem('giao.token')") is None
+        assert not [r.url for r in courier.phone.requests if courier.token in r.url]
+
+
+async def test_a_refused_token_signs_the_courier_out_and_says_why(city, browser):
+    async with courier_phone(city, browser) as courier:
+        await courier.phone.sign_in("/app/#t=ct_not-a-token")
+        await expect(courier.phone.testid("login-status")).to_have_text("Chưa đăng nhập", timeout=WAIT_MS)
+        await expect(courier.phone.testid("message")).to_contain_text("hết hạn hoặc bị thu hồi")
+        assert await courier.phone.page.evaluate("localStorage.getItem('giao.token')") is None
+
+
+# --- the shift --------------------------------------------------------------------------------
+
+
+async def test_on_shift_the_position_reaches_dispatch(city, browser):
+    async with courier_phone(city, browser) as courier:
+        await go_online(courier)
+        await courier.phone.screen("1-online")
+        status = await admin_courier(city, courier.id)
+        assert status["online"] and status["lat"] == pytest.approx(city.lat + 0.002, abs=1e-6)
+        await expect(courier.phone.testid("login-status")).to_contain_text("Minh T.")
+
+        sent: list[float] = []
+        courier.phone.page.on("request", lambda r: r.url.endswith("/v1/courier/locations") and sent.append(time.monotonic()))
+        await courier.phone.move(city.lat + 0.004, city.lng + 0.001)
+
+        async def moved():
+            c = await admin_courier(city, courier.id)
+            return c["lat"] == pytest.approx(city.lat + 0.004, abs=1e-6) and c["lng"] == pytest.approx(city.lng + 0.001, abs=1e-6)
+        await eventually(moved, timeout=15, what="the new position in dispatch")
+        await courier.phone.move(city.lat + 0.005, city.lng)
+
+        async def two_batches():
+            return len(sent) >= 2
+        await eventually(two_batches, timeout=15, what="a second batch of points")
+        assert all(b - a >= 4.5 for a, b in itertools.pairwise(sent)), sent  # a batch every 5 s at most
+
+        await courier.phone.testid("online-toggle").click()
+        await expect(courier.phone.testid("online-toggle")).to_have_attribute("aria-checked", "false")
+        assert (await admin_courier(city, courier.id))["online"] is False
+
+
+# --- offers and jobs --------------------------------------------------------------------------
+
+
+async def test_an_offer_shows_no_recipient_then_the_job_is_delivered(city, on_shift):
+    phone = on_shift.phone
+    order = await city.order(cod=250_000)
+    offer = phone.offer(order["id"])
+    await expect(offer).to_be_visible(timeout=WAIT_MS)
+    await expect(offer.get_by_test_id("offer-countdown")).to_have_text(re.compile(r"Còn \d+ giây"))
+    await expect(offer).to_contain_text("250.000\xa0₫")  # the COD, as đồng
+    await expect(offer).to_contain_text("Shop Thu Trang")
+    text = await phone.page.locator("body").inner_text()
+    html = await phone.page.content()
+    for secret in RECIPIENT:
+        assert secret not in text and secret not in html
+    await phone.screen("2-offer")
+
+    await offer.get_by_test_id("offer-accept").click()
+    job = phone.job(order["id"])
+    await expect(job).to_have_attribute("data-status", "assigned", timeout=WAIT_MS)
+    await expect(offer).to_have_count(0)
+    await expect(job).to_contain_text("Nguyễn Văn An")  # once accepted, who and where
+    await expect(job.locator("a[href^='tel:']").last).to_have_attribute("href", "tel:+84903123456")
+    await expect(job.locator("a[href^='geo:']")).to_have_count(1)
+    await city.status(order, "assigned")
+
+    await job.get_by_test_id("job-pickup").click()
+    await expect(job).to_have_attribute("data-status", "picked_up", timeout=WAIT_MS)
+    await expect(job.get_by_test_id("delivery-code")).to_have_attribute("inputmode", "numeric")
+    await job.get_by_test_id("delivery-code").fill(wrong(order["delivery_code"]))
+    await job.get_by_test_id("cod-collected").fill("250000")
+    await expect(job.get_by_test_id("cod-collected")).to_have_value("250.000")
+    await job.get_by_test_id("job-deliver").scroll_into_view_if_needed()
+    await phone.screen("3-job-in-hand")
+    await job.get_by_test_id("job-deliver").click()
+    await expect(phone.testid("message")).to_have_text("Sai mã giao hàng. Còn 4 lần thử.", timeout=WAIT_MS)
+    await expect(job).to_have_attribute("data-status", "picked_up")
+
+    await expect(job.get_by_test_id("cod-collected")).to_have_value("250.000")  # kept: only the code was wrong
+    await job.get_by_test_id("delivery-code").fill(order["delivery_code"])
+    await job.get_by_test_id("job-deliver").click()
+    await expect(job).to_have_count(0, timeout=WAIT_MS)
+    await expect(phone.testid("message")).to_have_text("Đã giao hàng thành công.")
+    done = await city.status(order, "delivered")
+    assert [h["status"] for h in done["history"]] == ["placed", "assigned", "picked_up", "delivered"]
+    assert (await city.client.admin_job(order["id"]))["cod_collected_vnd"] == 250_000
+
+
+async def test_a_failed_delivery_goes_back_to_the_shop(city, on_shift):
+    phone = on_shift.phone
+    order = await city.order(cod=0)
+    await phone.offer(order["id"]).get_by_test_id("offer-accept").click(timeout=WAIT_MS)
+    job = phone.job(order["id"])
+    await job.get_by_test_id("job-pickup").click(timeout=WAIT_MS)
+    await expect(job.get_by_test_id("cod-collected")).to_have_count(0)  # nothing to collect
+    await job.get_by_test_id("fail-reason").select_option("address_not_found")
+    await expect(job.get_by_test_id("fail-reason")).to_contain_text("Không tìm thấy địa chỉ")
+    await job.get_by_test_id("job-fail").click()
+    await expect(job).to_have_attribute("data-status", "delivery_failed", timeout=WAIT_MS)
+    await job.get_by_test_id("job-return").click()
+    await expect(job).to_have_count(0, timeout=WAIT_MS)
+    await city.status(order, "returned")
+
+
+async def test_a_declined_offer_leaves_and_goes_to_no_one_else_here(city, on_shift):
+    order = await city.order()
+    offer = on_shift.phone.offer(order["id"])
+    await offer.get_by_test_id("offer-decline").click(timeout=WAIT_MS)
+    await expect(offer).to_have_count(0)
+    await expect(on_shift.phone.testid("message")).to_have_text("Đã bỏ qua đơn.")
+    offers = (await city.client.admin_job(order["id"]))["offers"]
+    assert [(o["courier_id"], o["state"]) for o in offers] == [(on_shift.id, "declined")]
+
+
+async def test_an_offer_left_unanswered_disappears_when_it_expires(city, on_shift):
+    order = await city.order()
+    offer = on_shift.phone.offer(order["id"])
+    await expect(offer).to_be_visible(timeout=WAIT_MS)
+    await expect(offer).to_have_count(0, timeout=(OFFER_TIMEOUT_S + 5) * 1000)
+    offers = (await city.client.admin_job(order["id"]))["offers"]
+    assert [o["state"] for o in offers] == ["expired"]
+
+
+async def test_a_reopened_app_keeps_the_shift_and_the_jobs_in_hand(city, on_shift):
+    phone = on_shift.phone
+    first = await city.order()
+    await phone.offer(first["id"]).get_by_test_id("offer-accept").click(timeout=WAIT_MS)
+    await expect(phone.job(first["id"])).to_have_attribute("data-status", "assigned", timeout=WAIT_MS)
+
+    await phone.page.reload()  # the phone closed the tab, the courier opens the app again
+    await expect(phone.testid("online-toggle")).to_have_attribute("aria-checked", "true")
+    await expect(phone.job(first["id"])).to_have_attribute("data-status", "assigned")
+    second = await city.order()
+    await expect(phone.offer(second["id"])).to_be_visible(timeout=WAIT_MS)
+    assert (await admin_courier(city, on_shift.id))["online"] is True
+
+
+async def test_a_shift_works_over_a_slow_3g_connection(city, browser):
+    # Without the service worker, so that every request crosses the throttled network.
+    async with courier_phone(city, browser, service_workers="block") as courier:
+        phone = courier.phone
+        await phone.throttle(SLOW_3G)
+        await go_online(courier)
+        round_trip_ms = await phone.page.evaluate("""async () => {
+            const start = performance.now();
+            await fetch('manifest.webmanifest', {cache: 'no-store'});
+            return performance.now() - start; }""")
+        assert round_trip_ms >= SLOW_3G["latency"]  # the throttle holds
+        order = await city.order()
+        await phone.offer(order["id"]).get_by_test_id("offer-accept").click(timeout=WAIT_MS)
+        job = phone.job(order["id"])
+        await job.get_by_test_id("job-pickup").click(timeout=WAIT_MS)
+        await expect(job).to_have_attribute("data-status", "picked_up", timeout=WAIT_MS)
+        await expect(phone.testid("pending-steps")).to_have_text("0")
+        await city.status(order, "picked_up")
+
+
+# --- without network --------------------------------------------------------------------------
+
+
+async def test_a_step_taken_offline_waits_and_reaches_dispatch_and_tracking_once(city, browser):
+    # Without a service worker: Playwright's routes do not see a page's requests through one.
+    async with courier_phone(city, browser, service_workers="block") as courier:
+        phone = courier.phone
+        await go_online(courier)
+        order = await city.order()
+        await phone.offer(order["id"]).get_by_test_id("offer-accept").click(timeout=WAIT_MS)
+        job = phone.job(order["id"])
+        await expect(job).to_have_attribute("data-status", "assigned", timeout=WAIT_MS)
+
+        await phone.network(up=False)
+        await expect(phone.page.locator("#offline-banner")).to_be_visible()
+        await job.get_by_test_id("job-pickup").click()
+        await expect(phone.testid("pending-steps")).to_have_text("1")
+        await expect(job).to_have_attribute("data-pending", "true")
+        await expect(job).to_contain_text("chờ gửi")
+        await phone.move(city.lat + 0.003, city.lng + 0.003)  # a point taken without network
+        offline_at = datetime.now().astimezone()
+        await phone.screen("4-offline-queue")
+        assert (await city.client.admin_job(order["id"]))["status"] == "assigned"
+
+        # The first answer is lost on the way back: the step reached dispatch, the phone does
+        # not know, and sends it again.
+        pickups: list[str] = []
+
+        async def lose_first_answer(route):
+            pickups.append(route.request.url)
+            if len(pickups) == 1:
+                await route.fetch()
+                await route.abort("connectionreset")
+            else:
+                await route.continue_()
+        await phone.page.route("**/v1/courier/jobs/*/pickup", lose_first_answer)
+        locations = []
+        phone.page.on("request", lambda r: r.url.endswith("/v1/courier/locations") and locations.append(r))
+        await phone.network(up=True)
+
+        await expect(phone.testid("pending-steps")).to_have_text("0", timeout=WAIT_MS * 2)
+        await expect(job).to_have_attribute("data-status", "picked_up")
+        await expect(job).to_have_attribute("data-pending", "false")
+        assert len(pickups) == 2
+        assert (await city.client.admin_job(order["id"]))["status"] == "picked_up"
+
+        async def tracking_picked_up():
+            timeline = await tracking_timeline(city, order)
+            return timeline if timeline[-1] == "picked_up" else None
+        assert await eventually(tracking_picked_up, what="tracking to show picked_up") == \
+            ["placed", "assigned", "picked_up"]
+
+        async def offline_point_sent():
+            points = [p for r in locations for p in r.post_data_json["points"]]
+            return [p for p in points if p["lat"] == pytest.approx(city.lat + 0.003)
+                    and datetime.fromisoformat(p["at"]) <= offline_at]
+        await eventually(offline_point_sent, timeout=15, what="the point taken offline, with its own time")
+        await city.services_agree()
+
+
+async def test_the_app_opens_without_network_after_a_first_visit(city, browser):
+    async with courier_phone(city, browser) as courier:
+        phone = courier.phone
+        await phone.sign_in(courier.signin_link)
+        await expect(phone.testid("login-status")).to_contain_text("Đã đăng nhập")
+        await phone.page.wait_for_function(
+            "async () => (await navigator.serviceWorker.ready).active.state === 'activated'")
+        manifest = await phone.page.evaluate("fetch('manifest.webmanifest').then((r) => r.json())")
+        assert manifest["lang"] == "vi" and manifest["display"] == "standalone"
+        assert {"192x192", "512x512"} <= {icon["sizes"] for icon in manifest["icons"]}
+
+        await phone.network(up=False)
+        await phone.page.reload()
+        await expect(phone.page.locator("#offline-banner")).to_be_visible()
+        await expect(phone.page.locator("#offline-banner")).to_contain_text("Không có mạng")
+        await expect(phone.testid("login-status")).to_contain_text("Đã đăng nhập")
+        await expect(phone.testid("online-toggle")).to_be_visible()
+        await phone.network(up=True)
+        await expect(phone.page.locator("#offline-banner")).to_be_hidden(timeout=WAIT_MS)
