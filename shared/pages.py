@@ -1,0 +1,84 @@
+"""Static pages of a service (a web app's shell, its scripts, its manifest), served from a
+directory under a path with the same security headers on every answer.
+
+    routers=[api.router, pages_router("/app", WEB / "app")]
+
+The pages load nothing from elsewhere (a strict Content-Security-Policy), may not be framed,
+and are revalidated on every load (`Cache-Control: no-cache`: a new version is picked up at
+once; a service worker caches the shell for offline use). Errors are problem documents like
+the API's.
+"""
+
+from __future__ import annotations
+
+import posixpath
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse
+from starlette.datastructures import MutableHeaders
+from starlette.exceptions import HTTPException
+from starlette.staticfiles import StaticFiles
+
+from shared.http import problem_response
+
+CONTENT_SECURITY_POLICY = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
+    "connect-src 'self'; worker-src 'self'; manifest-src 'self'; base-uri 'none'; "
+    "form-action 'self'; frame-ancestors 'none'; object-src 'none'")
+
+SECURITY_HEADERS = {
+    "content-security-policy": CONTENT_SECURITY_POLICY,
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+    "cache-control": "no-cache",
+}
+
+# What the platform's mimetypes table may not know or may spell otherwise (a manifest as
+# text/plain would be ignored by the browser; nosniff makes the type matter).
+MEDIA_TYPES = {
+    ".webmanifest": "application/manifest+json",
+    ".js": "text/javascript; charset=utf-8",
+    ".mjs": "text/javascript; charset=utf-8",
+}
+
+
+class Pages:
+    """ASGI app: the files of `directory` (index.html for a directory) with SECURITY_HEADERS."""
+
+    def __init__(self, directory: Path) -> None:
+        # Not checked at start: an app whose pages are not there (yet) serves its API, and 404 here.
+        self.files = StaticFiles(directory=directory, html=True, check_dir=False)
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        suffix = posixpath.splitext(scope["path"])[1].lower()
+
+        async def send_with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                headers.update(SECURITY_HEADERS)
+                if message["status"] in (200, 206) and suffix in MEDIA_TYPES:
+                    headers["content-type"] = MEDIA_TYPES[suffix]
+            await send(message)
+
+        try:
+            await self.files(scope, receive, send_with_headers)
+        except HTTPException as exc:  # not found, or a method other than GET/HEAD
+            detail = "Page not found" if exc.status_code == 404 else str(exc.detail)
+            await problem_response(exc.status_code, detail, headers=exc.headers)(scope, receive, send_with_headers)
+
+
+def pages_router(path: str, directory: Path) -> APIRouter:
+    """A router serving `directory` under `path` (e.g. "/app": /app/ is its index.html, /app
+    redirects there). Add it after the API's routers: routes are tried in order."""
+    path = path.rstrip("/")
+    router = APIRouter()
+
+    async def to_index(_: Request) -> Any:
+        return RedirectResponse(f"{path}/", status_code=308, headers=SECURITY_HEADERS)
+
+    router.add_route(path, to_index, methods=["GET", "HEAD"], include_in_schema=False)
+    router.mount(path, Pages(directory))
+    return router
