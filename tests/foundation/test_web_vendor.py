@@ -38,3 +38,14 @@ def test_the_files_headers_name_the_locked_versions() -> None:
     assert land["type"] == "Topology" and "land" in land["objects"]
     for name in MANIFEST:
         assert (web_vendor.VENDOR / name / "LICENSE").stat().st_size > 100
+
+
+def test_the_service_area_and_a_destination_area_come_from_h3_cells() -> None:
+    from shared import maps
+    area = json.loads(maps.service_area_geojson())
+    (feature,) = area["features"]
+    assert feature["geometry"]["type"] in ("Polygon", "MultiPolygon")
+    ring = maps.area_of(20.9586, 107.0452)
+    assert len(ring) == 6 and all(abs(lat - 20.9586) < 0.01 and abs(lng - 107.0452) < 0.01 for lat, lng in ring)
+    assert maps.tile_origin("") == "" and maps.tile_origin("/tiles/{z}/{x}/{y}.png") == ""
+    assert maps.tile_origin("https://{s}.tile.example.org/{z}/{x}/{y}.png") == "https://*.tile.example.org"
