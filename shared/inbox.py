@@ -6,7 +6,8 @@ event's sequence; if either shows the event was seen or superseded, the caller s
 and the transaction commits nothing of it. `accept_many` does the same for a whole batch in
 one statement (what the consumers use; `accept` is the rule spelled out, one event at a time).
 `forget_before` prunes the ids and positions once nothing older can come back from Kafka (the
-runtime of every service with consumers runs it hourly).
+runtime of every service with consumers runs it hourly). `forget_consumer` forgets all
+that one consumer recorded (a rebuild of its read model replays every event again).
 """
 
 from __future__ import annotations
@@ -133,3 +134,11 @@ _FORGET_POSITIONS = """WITH old AS (SELECT consumer, topic, subject FROM inbox_p
                      WHERE p.consumer = old.consumer AND p.topic = old.topic AND p.subject = old.subject
                      RETURNING 1)
        SELECT count(*) FROM gone"""
+
+
+async def forget_consumer(conn: asyncpg.Connection, consumer: str) -> None:
+    """Forget every event id, position and count `consumer` recorded, so that it applies the
+    events again from scratch; run it in the transaction that empties what it applied them to."""
+    await conn.execute("DELETE FROM inbox WHERE consumer = $1", consumer)
+    await conn.execute("DELETE FROM inbox_positions WHERE consumer = $1", consumer)
+    await conn.execute("DELETE FROM inbox_applied WHERE consumer = $1", consumer)

@@ -214,12 +214,24 @@ def latest_locations(events: Iterable[tuple[str, Envelope]]) -> list[LocationFix
 
 
 def apply_location(parcel: Parcel, fix: LocationFix) -> Parcel:
-    """The rule store.save_locations applies in SQL, set-based; kept here to be tested."""
+    """The parcel after one courier's point: moved only if on its way with this courier, and
+    only to a newer point of the courier's stream."""
     if (parcel.status not in ON_ITS_WAY or parcel.courier is None
             or parcel.courier.id != fix.courier_id or parcel.order_id not in fix.order_ids
             or (parcel.location is not None and parcel.location.sequence >= fix.sequence)):
         return parcel
     return replace(parcel, location=Location(fix.lat, fix.lng, fix.at, fix.sequence))
+
+
+def moved_by(parcels: dict[UUID, Parcel], fixes: Iterable[LocationFix]) -> list[Parcel]:
+    """The parcels that the batch's points move (apply_location), as they are after them."""
+    after = dict(parcels)
+    for fix in fixes:
+        for order_id in fix.order_ids:
+            parcel = after.get(order_id)
+            if parcel is not None:
+                after[order_id] = apply_location(parcel, fix)
+    return [parcel for order_id, parcel in after.items() if parcel is not parcels[order_id]]
 
 
 # A point sent this long before the courier accepted the parcel belongs to an earlier job.

@@ -8,12 +8,13 @@ Two consumers, so that a flood of location pings never delays a status change:
   sequence, so the rules hold without the inbox too), the changed parcels written back with
   one statement, and their tracking codes announced with one NOTIFY.
 - `on_locations` (giao.courier-locations.v1): one transaction per batch, the latest point
-  per courier only, written with one set-based statement that remembers each courier's
-  latest point and moves the parcels that courier has picked up (a newer point only).
+  per courier only. One statement remembers each courier's latest point and locks the
+  parcels the couriers carry; domain.apply_location moves those on their way with that
+  courier (a newer point only); one statement writes the moved ones back.
   A parcel that becomes picked_up takes its courier's remembered point at once, since the
   courier's ping may have been consumed before the pickup (another topic). Points do not go through
-  the inbox: applying the same point twice changes nothing, and the sequence guard in the
-  UPDATE refuses stale ones; thousands of pings a second would only bloat the inbox table.
+  the inbox: applying the same point twice changes nothing, and apply_location's sequence
+  guard refuses stale ones; thousands of pings a second would only bloat the inbox table.
 """
 
 from __future__ import annotations
@@ -63,6 +64,8 @@ class Projection:
         if not fixes:
             return
         async with self._pool().acquire() as conn, conn.transaction():
-            codes = await store.save_locations(conn, fixes)
-            await store.notify_changed(conn, codes)
-        self._on_applied("location", len(codes))
+            carried = await store.remember_points(conn, fixes)
+            moved = domain.moved_by(carried, fixes)
+            await store.save_locations(conn, moved)
+            await store.notify_changed(conn, (p.tracking_code for p in moved if p.visible))
+        self._on_applied("location", len(moved))

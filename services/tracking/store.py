@@ -15,6 +15,7 @@ import asyncpg
 import orjson
 
 from services.tracking.domain import Courier, Location, LocationFix, Parcel, Point, Step
+from shared.inbox import forget_consumer
 
 CHANGES_CHANNEL = "giao_tracking_changes"
 _NOTIFY_PAYLOAD_MAX = 7000  # PostgreSQL refuses payloads of 8000 bytes and more
@@ -107,38 +108,63 @@ def _timeline_json(timeline: Sequence[Step]) -> str:
     return orjson.dumps([{"status": s.status, "at": s.at.isoformat()} for s in timeline]).decode()
 
 
-async def save_locations(conn: asyncpg.Connection, fixes: Sequence[LocationFix]) -> list[str]:
-    """Remember each courier's latest point and move the parcels on their way; one statement.
+# What domain.apply_location reads of a parcel (and what the location consumer locks).
+_ON_THE_MAP = """order_id, tracking_code, status, courier_id, courier_display_name, courier_vehicle,
+    location_lat, location_lng, location_at, location_sequence, version"""
 
-    The same rule as domain.apply_location: only a parcel that this courier has picked up
-    and still carries, only a newer point of the courier's stream. Returns the tracking
-    codes that changed.
+
+async def remember_points(conn: asyncpg.Connection, fixes: Sequence[LocationFix]) -> dict[UUID, Parcel]:
+    """Remember each courier's latest point (a newer one only), and return the parcels these
+    couriers say they carry, locked until commit; one statement.
+
+    The parcels hold only what domain.apply_location reads (no timeline, no dropoff): write
+    them back with save_locations, never save_parcels. Reading the whole row would cost the
+    location consumer, the busiest one, several times its CPU. Rows are locked in order-id
+    order, as lock_parcels locks them. Unknown orders are not created: a point alone makes
+    no parcel.
     """
     if not fixes:
-        return []
+        return {}
     couriers = sorted(fixes, key=lambda f: f.courier_id)
-    # Sorted by order id: rows are locked in the same order as lock_parcels locks them.
-    pairs = sorted(((order_id, fix) for fix in fixes for order_id in set(fix.order_ids)),
-                   key=lambda pair: (pair[0], pair[1].courier_id))
     rows = await conn.fetch(
-        """WITH positions AS (
+        f"""WITH positions AS (
                INSERT INTO courier_positions AS c (courier_id, sequence, lat, lng, at)
                SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::float8[], $4::float8[], $5::timestamptz[])
                ON CONFLICT (courier_id) DO UPDATE SET sequence = EXCLUDED.sequence, lat = EXCLUDED.lat,
                    lng = EXCLUDED.lng, at = EXCLUDED.at
                WHERE c.sequence < EXCLUDED.sequence)
-           UPDATE parcels p SET location_lat = f.lat, location_lng = f.lng, location_at = f.at,
-               location_sequence = f.seq, version = p.version + 1, updated_at = now()
-           FROM unnest($6::uuid[], $7::uuid[], $8::float8[], $9::float8[], $10::timestamptz[], $11::bigint[])
-                AS f(order_id, courier_id, lat, lng, at, seq)
-           WHERE p.order_id = f.order_id AND p.courier_id = f.courier_id AND p.status = 'picked_up'
-             AND (p.location_sequence IS NULL OR p.location_sequence < f.seq)
-           RETURNING p.tracking_code""",
+           SELECT {_ON_THE_MAP} FROM parcels WHERE order_id = ANY($6::uuid[]) ORDER BY order_id FOR UPDATE""",
         [f.courier_id for f in couriers], [f.sequence for f in couriers], [f.lat for f in couriers],
         [f.lng for f in couriers], [f.at for f in couriers],
-        [o for o, _ in pairs], [f.courier_id for _, f in pairs], [f.lat for _, f in pairs],
-        [f.lng for _, f in pairs], [f.at for _, f in pairs], [f.sequence for _, f in pairs])
-    return [r["tracking_code"] for r in rows if r["tracking_code"] is not None]
+        sorted({order_id for fix in fixes for order_id in fix.order_ids}))
+    return {row["order_id"]: _on_the_map(row) for row in rows}
+
+
+def _on_the_map(row: asyncpg.Record) -> Parcel:
+    courier = None
+    if row["courier_id"] is not None:
+        courier = Courier(row["courier_id"], row["courier_display_name"], row["courier_vehicle"])
+    location = None
+    if row["location_at"] is not None:
+        location = Location(row["location_lat"], row["location_lng"], row["location_at"],
+                            row["location_sequence"])
+    return Parcel(order_id=row["order_id"], tracking_code=row["tracking_code"], status=row["status"],
+                  courier=courier, location=location, version=row["version"])
+
+
+async def save_locations(conn: asyncpg.Connection, parcels: Sequence[Parcel]) -> None:
+    """Write back the locations of parcels locked by remember_points: one statement."""
+    if not parcels:
+        return
+    located = [(p.order_id, p.location) for p in parcels if p.location is not None]
+    await conn.execute(
+        """UPDATE parcels p SET location_lat = v.lat, location_lng = v.lng, location_at = v.at,
+               location_sequence = v.seq, version = p.version + 1, updated_at = now()
+           FROM unnest($1::uuid[], $2::float8[], $3::float8[], $4::timestamptz[], $5::bigint[])
+                AS v(id, lat, lng, at, seq)
+           WHERE p.order_id = v.id""",
+        [o for o, _ in located], [loc.lat for _, loc in located], [loc.lng for _, loc in located],
+        [loc.at for _, loc in located], [loc.sequence for _, loc in located])
 
 
 async def courier_points(conn: asyncpg.Connection, courier_ids: Iterable[UUID]) -> dict[UUID, LocationFix]:
@@ -189,6 +215,4 @@ async def clear_read_model(conn: asyncpg.Connection, consumer: str) -> None:
     """Empty the read model and what the consumer remembers of the events it applied."""
     async with conn.transaction():
         await conn.execute("TRUNCATE parcels, courier_positions")
-        await conn.execute("DELETE FROM inbox WHERE consumer = $1", consumer)
-        await conn.execute("DELETE FROM inbox_positions WHERE consumer = $1", consumer)
-        await conn.execute("DELETE FROM inbox_applied WHERE consumer = $1", consumer)
+        await forget_consumer(conn, consumer)

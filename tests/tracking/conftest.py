@@ -1,29 +1,17 @@
-"""A tracking app on a database and topics of its own; an HTTP client on it, in-process or
-through a real uvicorn server (SSE needs a real one: httpx's ASGI transport buffers the
-whole response, and a stream never ends on its own before a final status)."""
+"""Fixtures of the tracking tests: settings on a database and topics of the test's own, the
+app started on them, an HTTP client on it in-process or through a real uvicorn server.
+The helpers they use are in tests/tracking/support.py."""
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import socket
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+from collections.abc import AsyncIterator
 
 import httpx
-import orjson
 import pytest
-import uvicorn
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
 from fastapi import FastAPI
 
-from services.tracking.app import create_app
 from services.tracking.settings import TrackingSettings
-from shared.events import TOPICS
-from tests import support
-from tests.support import produce
-from tests.tracking.stories import Item
+from tests.tracking.support import create_topics, running, serving
 
 
 @pytest.fixture
@@ -31,26 +19,6 @@ def settings(infra, database, topic_prefix) -> TrackingSettings:
     return TrackingSettings(database_url=database, kafka_bootstrap_servers=infra.kafka_bootstrap,
                             topic_prefix=topic_prefix, pool_size=5, response_floor_ms=5, heartbeat_s=0.2,
                             rate_limit_per_s=1000, rate_limit_burst=1000, shutdown_grace_s=5)
-
-
-async def create_topics(settings: TrackingSettings) -> None:
-    """The test's topics before any consumer subscribes (no wait for auto-creation).
-
-    One partition each: events of different orders keep the order they were sent in, so a
-    test can send a marker after a replay and know that the replay was consumed first.
-    """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(settings.topic(t), 1, 1) for t in TOPICS])
-    except TopicAlreadyExistsError:
-        pass
-    finally:
-        await admin.close()
-
-
-def running(settings: TrackingSettings) -> contextlib.AbstractAsyncContextManager[FastAPI]:
-    return support.running(create_app(settings))
 
 
 @pytest.fixture
@@ -66,88 +34,7 @@ async def client(app) -> AsyncIterator[httpx.AsyncClient]:
         yield c
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """The app behind a real uvicorn server on a free port (its runtime already started)."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), lifespan="off", log_level="warning",
-                            timeout_graceful_shutdown=1)
-    srv = uvicorn.Server(config)
-    task = asyncio.create_task(srv.serve())
-    while not srv.started:
-        if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{config.port}", timeout=10) as c:
-            yield c
-    finally:
-        srv.should_exit = True
-        await asyncio.wait_for(task, 10)
-
-
 @pytest.fixture
 async def server(app) -> AsyncIterator[httpx.AsyncClient]:
     async with serving(app) as c:
         yield c
-
-
-async def send(settings: TrackingSettings, *items: Item) -> None:
-    """Produce events to the test's topics, keyed by subject as the producers key them."""
-    by_topic: dict[str, list[tuple[bytes, bytes]]] = {}
-    for topic, event in items:
-        by_topic.setdefault(topic, []).append((event.subject.encode(), event.model_dump_json().encode()))
-    await asyncio.gather(*(produce(settings.kafka_bootstrap_servers, settings.topic(topic), values)
-                           for topic, values in by_topic.items()))
-
-
-class Stream:
-    """Reads one SSE stream in the background: raw text, and the events as (name, data)."""
-
-    def __init__(self, http: httpx.AsyncClient, code: str) -> None:
-        self.raw: list[str] = []
-        self.events: list[tuple[str, Any]] = []
-        self.comments = 0
-        self.status: int | None = None
-        self.ended = asyncio.Event()
-        self._task = asyncio.create_task(self._read(http, code))
-
-    async def _read(self, http: httpx.AsyncClient, code: str) -> None:
-        try:
-            async with http.stream("GET", f"/v1/tracking/{code}/events",
-                                   timeout=httpx.Timeout(10, read=30)) as response:
-                self.status = response.status_code
-                name, data = "message", []
-                async for line in response.aiter_lines():
-                    self.raw.append(line)
-                    if line == "":
-                        if data:
-                            self.events.append((name, orjson.loads("\n".join(data))))
-                        name, data = "message", []
-                    elif line.startswith(":"):
-                        self.comments += 1
-                    elif line.startswith("event:"):
-                        name = line[6:].strip()
-                    elif line.startswith("data:"):
-                        data.append(line[5:].strip())
-        finally:
-            self.ended.set()
-
-    def states(self) -> list[dict[str, Any]]:
-        return [data for name, data in self.events if name == "tracking"]
-
-    async def seen(self, check: Callable[[dict[str, Any]], bool]) -> bool:
-        return any(check(state) for state in self.states())
-
-    async def finished(self, timeout: float = 20) -> None:
-        await asyncio.wait_for(self._task, timeout)
-
-    async def close(self) -> None:
-        self._task.cancel()
-        with contextlib.suppress(BaseException):
-            await self._task

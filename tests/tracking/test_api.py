@@ -11,7 +11,7 @@ import pytest
 from services.tracking.handlers import Projection
 from shared.db import create_pool
 from tests.support import eventually
-from tests.tracking.conftest import Stream, create_topics, running, send, serving
+from tests.tracking.support import Stream, create_topics, running, send, serving
 from tests.tracking.stories import Story
 
 

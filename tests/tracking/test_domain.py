@@ -193,6 +193,19 @@ def test_location_of_another_courier_or_an_order_not_carried_is_ignored():
     assert domain.apply_location(p, fix) != p
 
 
+def test_moved_by_returns_only_the_parcels_the_points_move():
+    on_way, waiting, other = Story(), Story(), Story()
+    parcels = {s.order_id: project(s, events) for s, events in (
+        (on_way, [on_way.placed(), on_way.assigned(), on_way.picked_up()]),
+        (waiting, [waiting.placed(), waiting.assigned()]),
+        (other, [other.placed(), other.assigned(), other.picked_up()]))}
+    fixes = domain.latest_locations([on_way.location(20.9541, 107.0611), waiting.location(20.95, 107.06)])
+    moved = domain.moved_by(parcels, fixes)
+    assert [p.order_id for p in moved] == [on_way.order_id]
+    assert moved[0] == domain.apply_location(parcels[on_way.order_id], fixes[0])
+    assert domain.moved_by(parcels, []) == []
+
+
 def test_latest_locations_keeps_one_point_per_courier_the_newest():
     a, b = Story(), Story()
     a1, a2, a3 = a.location(20.1, 107.1), a.location(20.2, 107.2), a.location(20.3, 107.3)

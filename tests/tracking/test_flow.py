@@ -17,7 +17,7 @@ from services.tracking.domain import TIMELINE_TEXT
 from shared.contract import FINAL_STATUSES
 from shared.events import COURIER_LOCATIONS_TOPIC
 from tests.support import eventually
-from tests.tracking.conftest import Stream, send
+from tests.tracking.support import Stream, send
 from tests.tracking.stories import LIFECYCLES, Story
 
 

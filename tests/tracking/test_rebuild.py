@@ -13,7 +13,7 @@ import pytest
 from services.tracking.rebuild import RebuildRefused, rebuild
 from tests.conftest import ROOT
 from tests.support import eventually
-from tests.tracking.conftest import create_topics, running, send
+from tests.tracking.support import create_topics, running, send
 from tests.tracking.stories import Story
 
 
