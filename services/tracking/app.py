@@ -1,4 +1,4 @@
-"""Wiring of the tracking service: settings, runtime (pool, consumers, change feed), FastAPI app.
+"""The composition root of tracking: settings, runtime (pool, consumers, change feed), app.
 
 Settings (environment variables) are listed in services/tracking/settings.py.
 """
@@ -8,14 +8,15 @@ from __future__ import annotations
 from pathlib import Path
 
 from fastapi import FastAPI
+from prometheus_client import Gauge
 
-from services.tracking.api import add_routes
-from services.tracking import domain
+from services.tracking import api, domain
 from services.tracking.handlers import Projection
-from services.tracking.live import ChangeFeed
+from services.tracking.live import ChangeFeed, Streams
+from services.tracking.ratelimit import ClientLimits
 from services.tracking.settings import TrackingSettings
 from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDERS_TOPIC
-from shared.http import FASTAPI_TELEMETRY_OFF, Metrics, install_common_routes, install_problem_handlers
+from shared.http import Metrics, service_app
 from shared.service import Runtime
 
 # Consumer names; the runtime prefixes them with the topic prefix to make the group ids.
@@ -43,23 +44,20 @@ def create_app(settings: TrackingSettings | None = None) -> FastAPI:
     feed = ChangeFeed(settings.database_url, lambda: runtime.pool)
     runtime.loop("tracking-listen", feed.listen)
     runtime.loop("tracking-deliver", feed.deliver)
+    streams = Streams(feed, lambda: runtime.pool, max_per_client=settings.sse_max_streams_per_client,
+                      max_stream_s=settings.sse_max_stream_s,
+                      gauge=Gauge("tracking_sse_streams", "Open Server-Sent Events streams",
+                                  registry=metrics.registry))
+    client_limits = ClientLimits(settings, metrics.counter("tracking_rate_limited_total",
+                                                           "Requests refused with 429"))
 
-    app = FastAPI(
-        telemetry=FASTAPI_TELEMETRY_OFF,
+    return service_app(
         title="Giao tracking",
-        version="1.0.0",
         summary="Customers follow their parcel with its tracking code",
         description=(
             "Theo dõi đơn hàng: no login, the tracking code is the key. Answers never hold a phone "
             "number, a full name, an address or the delivery code. Errors are RFC 9457 problem "
             "details; clients that send too many requests get 429 with `Retry-After`."),
-        lifespan=runtime.lifespan(),
+        runtime=runtime, metrics=metrics, routers=[api.router],
+        feed=feed, streams=streams, client_limits=client_limits,
     )
-    app.state.runtime = runtime
-    app.state.settings = settings
-    app.state.metrics = metrics
-    app.state.feed = feed
-    install_problem_handlers(app)
-    install_common_routes(app, metrics, runtime.ready_checks())
-    add_routes(app.router, settings, runtime, feed, metrics)  # on the app itself: FastAPI matches an included router twice
-    return app

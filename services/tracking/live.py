@@ -6,6 +6,10 @@ every change. Here the codes that someone watches are re-read, in one query per 
 and handed to their watchers; a watcher keeps only the newest parcel (a slow client skips
 intermediate states, never the latest one). When the LISTEN connection drops, it is
 re-opened and every watched code is re-read, since changes may have been missed meanwhile.
+
+`Streams` turns a watcher into a Server-Sent Events stream (the current state, then one
+event per change that a customer can see, `end` after a final status) and counts the open
+streams of each client.
 """
 
 from __future__ import annotations
@@ -13,11 +17,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterator
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import Any
 
 import asyncpg
+import orjson
+from prometheus_client import Gauge
+from sse_starlette import ServerSentEvent
 
-from services.tracking import store
+from services.tracking import domain, store
 from services.tracking.domain import Parcel
 
 log = logging.getLogger(__name__)
@@ -119,3 +128,59 @@ class ChangeFeed:
             for parcel in parcels:
                 for watcher in tuple(self._watchers.get(parcel.tracking_code or "", ())):
                     watcher.offer(parcel)
+
+
+# A client that ignores `end` would reconnect in seconds, forever: ask it to wait a day.
+END_RETRY_MS = 86_400_000
+
+
+class Streams:
+    """The open SSE streams of this process: how many each client has, and their events."""
+
+    def __init__(self, feed: ChangeFeed, pool: Callable[[], asyncpg.Pool], *, max_per_client: int,
+                 max_stream_s: float, gauge: Gauge) -> None:
+        self._feed = feed
+        self._pool = pool
+        self._max_per_client = max_per_client
+        self._max_stream_s = max_stream_s
+        self._gauge = gauge
+        self._open: dict[str, int] = {}
+
+    def full(self, client: str) -> bool:
+        """Has this client as many open streams as it may have?"""
+        return self._open.get(client, 0) >= self._max_per_client
+
+    async def events(self, client: str, parcel: Parcel) -> AsyncIterator[ServerSentEvent]:
+        """The stream of `parcel` (found by its code): its state now, then each visible change,
+        `end` after a final status; it ends after max_stream_s (the client reconnects)."""
+        code = parcel.tracking_code or ""
+        self._open[client] = self._open.get(client, 0) + 1
+        self._gauge.inc()
+        try:
+            # Watch first, then read: no change can fall between the two.
+            with self._feed.watch(code) as watcher:
+                current = await store.find_by_code(self._pool(), code) or parcel
+                deadline = time.monotonic() + self._max_stream_s
+                view = domain.public_view(current)
+                yield _event(view)
+                while not domain.is_final(view["status"]):
+                    newer = await watcher.next(timeout=deadline - time.monotonic())
+                    if newer is None:
+                        return  # an old stream: the client reconnects and gets the state
+                    if newer.version <= current.version:
+                        continue  # read before what was already sent
+                    current = newer
+                    fresh = domain.public_view(newer)
+                    if fresh != view:
+                        view = fresh
+                        yield _event(view)
+                yield ServerSentEvent(event="end", data="{}", retry=END_RETRY_MS)
+        finally:
+            self._open[client] -= 1
+            if not self._open[client]:
+                del self._open[client]
+            self._gauge.dec()
+
+
+def _event(view: dict[str, Any]) -> ServerSentEvent:
+    return ServerSentEvent(event="tracking", data=orjson.dumps(view).decode())

@@ -1,16 +1,27 @@
-"""Per-client rate limiting: a token bucket per client address, in memory, no I/O.
+"""Per-client rate limiting: who the client is, and a token bucket per client address.
 
 In memory is enough: a client that spreads its requests over several instances gets at
 most (instances x rate), still a hard bound, and tracking answers are cheap. The table of
 buckets is bounded: the least recently seen clients are forgotten first (a forgotten
 client starts again with a full bucket, which is what an idle client would have anyway).
+
+The client is its address: the peer's, or, behind a proxy of ours that sets it
+(GIAO_TRACKING_TRUST_FORWARDED_FOR), the last entry of X-Forwarded-For, the one that proxy
+added. Addresses in GIAO_TRACKING_RATE_LIMIT_EXEMPT are never limited.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
+import time
 from collections import OrderedDict
 from dataclasses import dataclass
+
+from prometheus_client import Counter
+from starlette.requests import Request
+
+from services.tracking.settings import TrackingSettings
 
 
 @dataclass
@@ -51,3 +62,40 @@ class RateLimiter:
             self._buckets.move_to_end(client)
         wait = bucket.take(now)
         return 0 if wait == 0.0 else max(1, math.ceil(wait))
+
+
+class ClientLimits:
+    """The limit of one process on its clients: who a request's client is, whether it is
+    exempt, and whether it may go on (counting those refused in `refused`)."""
+
+    def __init__(self, settings: TrackingSettings, refused: Counter) -> None:
+        self.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+        self.exempt = settings.exempt_networks()
+        self.trust_forwarded_for = settings.trust_forwarded_for
+        self.refused = refused
+
+    def client_of(self, request: Request) -> str:
+        if self.trust_forwarded_for:
+            forwarded = request.headers.get("x-forwarded-for", "")
+            last = forwarded.rsplit(",", 1)[-1].strip()
+            if last:
+                return last
+        return request.client.host if request.client else "unknown"
+
+    def is_exempt(self, client: str) -> bool:
+        if not self.exempt:
+            return False
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            return False
+        return any(address in network for network in self.exempt)
+
+    def retry_after(self, client: str) -> int:
+        """0 if the client may go on, else the whole seconds to put in Retry-After (>= 1)."""
+        if self.is_exempt(client):
+            return 0
+        wait = self.limiter.check(client, time.monotonic())
+        if wait:
+            self.refused.inc()
+        return wait

@@ -11,7 +11,6 @@ import pytest
 
 from services.tracking import domain
 from services.tracking.domain import Parcel, apply_all, public_view
-from services.tracking.ratelimit import RateLimiter
 from shared.contract import ORDER_STATUSES
 from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDERS_TOPIC
 from shared.geo import road_distance_m, travel_minutes
@@ -269,27 +268,3 @@ def test_well_formed_codes():
     assert domain.well_formed_code("7KQ2M9XH4TBR")
     for bad in ("", "x" * 65, "abc def", "../etc", "ĐƠN123", "a;b", "%00"):
         assert not domain.well_formed_code(bad), bad
-
-
-# --- rate limiting ------------------------------------------------------------------
-
-
-def test_token_bucket_allows_the_burst_then_asks_to_wait():
-    limiter = RateLimiter(rate=2, burst=3)
-    assert [limiter.check("1.2.3.4", 100.0) for _ in range(3)] == [0, 0, 0]
-    assert limiter.check("1.2.3.4", 100.0) == 1  # 0.5 s to the next token: Retry-After 1
-    assert limiter.check("5.6.7.8", 100.0) == 0, "another client has its own bucket"
-    assert limiter.check("1.2.3.4", 100.5) == 0, "refilled at the rate"
-    assert limiter.check("1.2.3.4", 100.5) == 1
-    slow = RateLimiter(rate=0.1, burst=1)
-    assert slow.check("a", 0.0) == 0 and slow.check("a", 0.0) == 10
-
-
-def test_rate_limiter_forgets_the_least_recent_clients_first():
-    limiter = RateLimiter(rate=1, burst=1, max_clients=2)
-    limiter.check("a", 0.0)
-    limiter.check("b", 0.0)
-    limiter.check("a", 0.0)  # a is now the most recent
-    limiter.check("c", 0.0)  # b is forgotten
-    assert limiter.check("a", 0.0) > 0
-    assert limiter.check("b", 0.0) == 0, "b was forgotten and starts with a full bucket"

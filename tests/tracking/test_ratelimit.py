@@ -1,0 +1,60 @@
+"""Rate limiting without I/O: the token buckets, who a request's client is, exempt networks."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter
+from starlette.requests import Request
+
+from services.tracking.ratelimit import ClientLimits, RateLimiter
+from services.tracking.settings import TrackingSettings
+
+
+def test_token_bucket_allows_the_burst_then_asks_to_wait():
+    limiter = RateLimiter(rate=2, burst=3)
+    assert [limiter.check("1.2.3.4", 100.0) for _ in range(3)] == [0, 0, 0]
+    assert limiter.check("1.2.3.4", 100.0) == 1  # 0.5 s to the next token: Retry-After 1
+    assert limiter.check("5.6.7.8", 100.0) == 0, "another client has its own bucket"
+    assert limiter.check("1.2.3.4", 100.5) == 0, "refilled at the rate"
+    assert limiter.check("1.2.3.4", 100.5) == 1
+    slow = RateLimiter(rate=0.1, burst=1)
+    assert slow.check("a", 0.0) == 0 and slow.check("a", 0.0) == 10
+
+
+def test_rate_limiter_forgets_the_least_recent_clients_first():
+    limiter = RateLimiter(rate=1, burst=1, max_clients=2)
+    limiter.check("a", 0.0)
+    limiter.check("b", 0.0)
+    limiter.check("a", 0.0)  # a is now the most recent
+    limiter.check("c", 0.0)  # b is forgotten
+    assert limiter.check("a", 0.0) > 0
+    assert limiter.check("b", 0.0) == 0, "b was forgotten and starts with a full bucket"
+
+
+def request(peer: str, forwarded: str | None = None) -> Request:
+    headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded is not None else []
+    return Request({"type": "http", "method": "GET", "path": "/", "headers": headers, "client": (peer, 5000)})
+
+
+def limits(registry: CollectorRegistry | None = None, **settings) -> ClientLimits:
+    refused = Counter("refused", "Requests refused", registry=registry or CollectorRegistry())
+    return ClientLimits(TrackingSettings(**settings), refused)
+
+
+def test_the_client_is_the_peer_unless_a_proxy_of_ours_says_otherwise():
+    direct = limits(trust_forwarded_for=False)
+    assert direct.client_of(request("203.0.113.7", "198.51.100.1")) == "203.0.113.7", "a header anyone can send"
+    proxied = limits(trust_forwarded_for=True)
+    assert proxied.client_of(request("10.0.0.1", "198.51.100.1, 203.0.113.7")) == "203.0.113.7", \
+        "the last entry, the one our proxy added"
+    assert proxied.client_of(request("10.0.0.1", " ")) == "10.0.0.1"
+    assert proxied.client_of(request("10.0.0.1")) == "10.0.0.1"
+
+
+def test_exempt_networks_pass_and_refusals_are_counted():
+    registry = CollectorRegistry()
+    lim = limits(registry, rate_limit_per_s=1, rate_limit_burst=1, rate_limit_exempt="10.0.0.0/8,::1")
+    assert [lim.retry_after("10.1.2.3") for _ in range(3)] == [0, 0, 0]
+    assert [lim.retry_after("::1") for _ in range(3)] == [0, 0, 0]
+    assert lim.is_exempt("10.1.2.3") and not lim.is_exempt("203.0.113.7") and not lim.is_exempt("unknown")
+    assert [lim.retry_after("203.0.113.7") for _ in range(3)] == [0, 1, 1]
+    assert registry.get_sample_value("refused_total") == 2
