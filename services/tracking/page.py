@@ -96,6 +96,7 @@ def _document(main: str, m: dict[str, Any], *, script: bool) -> str:
         f'<!doctype html><html lang={_attr(m["lang"])}><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="robots" content="noindex"><meta name="referrer" content="no-referrer">'
+        '<link rel="icon" href="data:,">'  # no request for /favicon.ico (a 404)
         f'<title>{escape(title)}</title>'
         f'<meta property="og:title" content={_attr(m["og_title"])}>'
         f'<meta property="og:description" content={_attr(m["og_description"])}>'

@@ -8,7 +8,9 @@ import re
 from html.parser import HTMLParser
 
 from services.tracking import page
+from services.tracking.page_api import content_security_policy
 from shared import maps
+from shared.pages import CONTENT_SECURITY_POLICY
 
 VIEW = {
     "tracking_code": "7KQ2M9XH4TBR",
@@ -112,3 +114,9 @@ def test_every_status_and_vehicle_has_its_text() -> None:
     assert set(page.MESSAGES["vehicle"]) == set(VEHICLES)
     script = (page.WEB / "tracking.js").read_text()
     assert 'new URL("./messages.vi.json", import.meta.url)' in script  # the same table
+def test_the_policy_lets_images_come_from_a_configured_tile_server_only() -> None:
+    assert content_security_policy("") == CONTENT_SECURITY_POLICY
+    assert content_security_policy("/tiles/{z}/{x}/{y}.png") == CONTENT_SECURITY_POLICY  # same origin
+    policy = content_security_policy("https://{s}.tile.example.org/{z}/{x}/{y}.png")
+    assert "img-src 'self' data: blob: https://*.tile.example.org;" in policy
+    assert policy.replace(" https://*.tile.example.org", "") == CONTENT_SECURITY_POLICY

@@ -51,6 +51,7 @@ function show(view) {
   const location = view.status === ON_ITS_WAY && courier ? courier.location : null;
   if (view.status === ON_ITS_WAY) showMap(location);
   else $("map").hidden = true;
+  if (view.status === "assigned") import(root.dataset.map).catch(() => {});  // the map's code, before it is needed
 }
 
 // --- the map, while the parcel is on its way ------------------------------------------
