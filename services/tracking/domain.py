@@ -33,9 +33,10 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 from uuid import UUID
 
+from shared.contract import FINAL_STATUSES, Vehicle
 from shared.events import (
-    COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, FINAL_STATUSES, ORDERS_TOPIC, STATUS_AFTER,
-    CourierLocation, DeliveryAssigned, Envelope, OrderPlaced,
+    COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDERS_TOPIC, STATUS_AFTER, CourierLocation, DeliveryAssigned,
+    Envelope, OrderPlaced,
 )
 from shared.geo import road_distance_m, travel_minutes
 
@@ -62,7 +63,7 @@ TIMELINE_TEXT = {
 
 ON_ITS_WAY = frozenset({"picked_up"})  # the statuses that show the courier's location
 NO_COURIER = frozenset({"placed", "cancelled", "expired"})  # statuses that show no courier
-DEFAULT_VEHICLE = "motorbike"
+DEFAULT_VEHICLE: Vehicle = "motorbike"
 
 
 @dataclass(frozen=True)

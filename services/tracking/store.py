@@ -176,10 +176,13 @@ async def courier_points(conn: asyncpg.Connection, courier_ids: Iterable[UUID]) 
             for r in rows}
 
 
-async def notify_changed(conn: asyncpg.Connection, codes: Iterable[str]) -> None:
-    """Tell every listening instance (at commit) which tracking codes changed."""
-    chunks, current, size = [], [], 0
-    for code in sorted(set(codes)):
+async def notify_changed(conn: asyncpg.Connection, codes: Iterable[str | None]) -> None:
+    """Tell every listening instance (at commit) which tracking codes changed (None, the code
+    of a parcel whose order.placed is not known yet, is no one's to watch)."""
+    chunks: list[str] = []
+    current: list[str] = []
+    size = 0
+    for code in sorted({c for c in codes if c is not None}):
         if size + len(code) + 1 > _NOTIFY_PAYLOAD_MAX and current:
             chunks.append(",".join(current))
             current, size = [], 0
