@@ -3,6 +3,8 @@
 - app.py: the composition root (settings, runtime, consumers, change feed, the app);
 - api.py: GET /v1/tracking/{code} and its Server-Sent Events stream; schemas.py: what the
   answers look like; deps.py: the rate limit dependency and getters of the app's state;
+- page_api.py: GET /t/{code}, the customer's tracking page; page.py renders its HTML (no I/O);
+  web/: its script, style and texts (the map's files are shared: shared/maps.py, shared/web/);
 - service_layer.py: a parcel by its code, the same work whether it is known or not;
 - handlers.py: order and dispatch events, and courier locations, into the read model;
 - domain.py: the projection rules, the public view and the ETA, without I/O;

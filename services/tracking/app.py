@@ -10,13 +10,15 @@ from pathlib import Path
 from fastapi import FastAPI
 from prometheus_client import Gauge
 
-from services.tracking import api, domain
+from services.tracking import api, domain, page, page_api
 from services.tracking.handlers import Projection
 from services.tracking.live import ChangeFeed, Streams
 from services.tracking.ratelimit import ClientLimits
 from services.tracking.settings import TrackingSettings
 from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDERS_TOPIC
+from shared import maps
 from shared.http import Metrics, service_app
+from shared.pages import pages_router
 from shared.service import Runtime
 
 # Consumer names; the runtime prefixes them with the topic prefix to make the group ids.
@@ -58,6 +60,8 @@ def create_app(settings: TrackingSettings | None = None) -> FastAPI:
             "Theo dõi đơn hàng: no login, the tracking code is the key. Answers never hold a phone "
             "number, a full name, an address or the delivery code. Errors are RFC 9457 problem "
             "details; clients that send too many requests get 429 with `Retry-After`."),
-        runtime=runtime, metrics=metrics, routers=[api.router],
+        runtime=runtime, metrics=metrics,
+        routers=[api.router, page_api.router, maps.router,
+                 pages_router(page.PAGE_PATH, page.WEB), pages_router(maps.WEB_PATH, maps.WEB)],
         feed=feed, streams=streams, client_limits=client_limits,
     )

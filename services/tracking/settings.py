@@ -22,6 +22,9 @@ Environment variables (besides the common GIAO_* ones of shared.settings):
 - GIAO_TRACKING_SSE_MAX_STREAMS_PER_CLIENT (20): open streams per client address; more is 429
 - GIAO_TRACKING_STATUS_BATCH (500): order and dispatch events applied per transaction, at most
 - GIAO_TRACKING_LOCATION_BATCH (2000): location pings read per transaction, at most
+- GIAO_MAP_TILE_URL (empty): a tile server's URL template for the tracking page's map, such as
+  "https://tiles.example.org/{z}/{x}/{y}.png" (an OpenStreetMap server you run); empty draws
+  the project's own base layer (Natural Earth land and the service area), needing no server
 """
 
 from __future__ import annotations
@@ -61,6 +64,8 @@ class TrackingSettings(CommonSettings):
 
     status_batch: int = Field(500, ge=1)
     location_batch: int = Field(2000, ge=1)
+
+    map_tile_url: str = Field("", validation_alias="GIAO_MAP_TILE_URL")
 
     def exempt_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
         return [ipaddress.ip_network(a.strip(), strict=False)
