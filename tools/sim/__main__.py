@@ -45,6 +45,24 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+def absolute(base: str, link: str) -> str:
+    """A link a service gave, relative to it unless its public URL is set."""
+    return link if "://" in link else base.rstrip("/") + link
+
+
+def where_to_look(console: Console, sim: Simulation, endpoints: Endpoints) -> None:
+    """The pages a person can open while the city runs."""
+    courier = sim.script.couriers[0]
+    console.print(f"Watch [bold]{courier.name}[/bold] work from the courier app (a phone-sized window is best): "
+                  f"{absolute(endpoints.dispatch, sim.courier_links[0])}")
+    console.print(f"Operations console (admin token {endpoints.admin_token!r}): {endpoints.dispatch}/ops/")
+
+
+def customers_pages(console: Console, sim: Simulation, endpoints: Endpoints, count: int = 3) -> None:
+    for order in list(sim.orders.values())[:count]:
+        console.print(f"A customer's tracking page: {endpoints.tracking}/t/{order.tracking_code}")
+
+
 def progress(sim: Simulation, elapsed: float) -> Table:
     counts = sim.status_counts()
     t = Table(title=f"Giao · Hạ Long · {elapsed:5.1f}s (×{sim.speedup:g} city time)", show_lines=False)
@@ -101,10 +119,20 @@ async def main(args: argparse.Namespace) -> int:
         console.print(f"[bold]Giao demo[/bold]: {len(script.merchants)} shops, {len(script.couriers)} couriers, "
                       f"{len(script.orders)} orders over {args.duration:g}s (seed {args.seed}, ×{args.speedup:g})")
         await sim.setup()
+        where_to_look(console, sim, endpoints)
         run = asyncio.create_task(sim.run(drain_s=args.drain))
+        shown_pages = False
+
+        def show_pages_once() -> None:
+            nonlocal shown_pages
+            if not shown_pages and len(sim.orders) >= 3:
+                customers_pages(console, sim, endpoints)
+                shown_pages = True
+
         if args.no_live or not console.is_terminal:
             while not run.done():
                 await asyncio.wait([run], timeout=5)
+                show_pages_once()
                 c = sim.counters
                 console.print(f"{time.monotonic() - started:5.0f}s placed {c.placed} delivered {c.delivered} "
                               f"returned {c.returned} cancelled {c.cancelled} busy {len(sim.courier_busy)} "
@@ -113,6 +141,7 @@ async def main(args: argparse.Namespace) -> int:
             with Live(progress(sim, 0), console=console, refresh_per_second=4) as live:
                 while not run.done():
                     await asyncio.wait([run], timeout=0.25)
+                    show_pages_once()
                     live.update(progress(sim, time.monotonic() - started))
         await run
         final, mismatches = await agreement(sim)
@@ -162,6 +191,9 @@ async def main(args: argparse.Namespace) -> int:
     for e in errors[:10]:
         console.print(f"[red]error[/red] {e}")
     console.print(f"summary written to {args.summary}")
+    customers_pages(console, sim, endpoints)
+    console.print(f"The services keep running until `make down`: the pages above stay open, and "
+                  f"{endpoints.dispatch}/ops/ shows the city.")
     ok = not errors and summary["orders_delivered"] > 0
     console.print("[green]clean run[/green]" if ok else "[red]the run had problems[/red]")
     return 0 if ok else 1

@@ -10,6 +10,8 @@ import math
 import random
 from dataclasses import dataclass, field
 
+from shared.contract import FAIL_REASONS as CONTRACT_FAIL_REASONS
+
 # Neighbourhoods of Hạ Long (Quảng Ninh) with a rough centre.
 NEIGHBOURHOODS = {
     "Bãi Cháy": (20.9560, 107.0450),
@@ -35,7 +37,7 @@ GOODS = ["Chả mực 1kg", "Áo khoác", "Sách giáo khoa", "Ốp lưng điệ
          "Hộp bánh cuốn", "Nồi cơm điện", "Trà sữa x4", "Giày thể thao", "Sạc dự phòng"]
 MOBILE_PREFIXES = ["091", "094", "098", "097", "090", "093", "086", "088", "035", "096"]
 VEHICLES = [("motorbike", 0.8), ("bicycle", 0.1), ("car", 0.07), ("van", 0.03)]
-FAIL_REASONS = ["recipient_unreachable", "address_not_found", "refused", "other"]
+FAIL_REASONS = list(CONTRACT_FAIL_REASONS)  # rng.choice over the contract's list, in its order
 
 
 @dataclass(frozen=True)

@@ -63,6 +63,7 @@ class Simulation:
         self.counters = Counters()
         self.merchant_keys: list[str] = []
         self.courier_tokens: list[str] = []
+        self.courier_links: list[str] = []  # each courier's one-time sign-in link to the courier app
         self.courier_busy: set[int] = set()
         self.started = 0.0
         self.placing_done = asyncio.Event()
@@ -75,6 +76,7 @@ class Simulation:
         couriers = await asyncio.gather(*(self.client.create_courier(c.name, c.phone, c.vehicle)
                                           for c in self.script.couriers))
         self.courier_tokens = [c["token"] for c in couriers]
+        self.courier_links = [c["signin_link"] for c in couriers]
 
     # --- the run -----------------------------------------------------------------------
     async def run(self, drain_s: float) -> None:
