@@ -1,14 +1,34 @@
-"""Kafka through FastStream, with safe defaults.
+"""Consuming events from Kafka through aiokafka's public API, with safe defaults.
 
-- Producer: idempotent, acks=all (aiokafka's own default is acks=1 without idempotence).
-- Consumers: batches, offsets committed only after the handler succeeded (an explicit
-  ack policy: FastStream's Kafka default auto-commits, which is at-most-once). The commit
-  runs beside the next batches instead of between them (see EventConsumer.COMMIT_EVERY_S).
+- Consumers: batches, offsets committed only after the handler succeeded, by a task that runs
+  beside the next batches (EventConsumer says why).
 - Keys: the event's subject (order id, courier id), so one subject stays in one partition.
 - Dead letters: a record that is not a valid event, or that keeps failing, goes to
   `<topic>.dlq` with the reason in its headers, and the consumer moves on. Outages
   (PostgreSQL or Kafka unreachable) are retried without end instead: they are not the
   message's fault.
+- Producers and the admin client: shared.kafka_clients.
+
+Why not FastStream (0.7.8): what follows cannot be said through its public API, and working
+around it took private parts of it (a replaced `subscriber.get_msg`, a decoder handing over the
+raw message, `subscriber.consumer` taken away at stop), so the consumer is a small loop over
+AIOKafkaConsumer's public API instead:
+- Latency: a batch subscriber's poll sleeps `batch_timeout_ms` after every empty getmany, and
+  nothing turns that off (next_records says what it cost).
+- Commits: with AckPolicy.MANUAL, `msg.ack()` is `consumer.commit()` without offsets, the
+  consumer's positions on all its partitions, past the batches still in flight, awaited before
+  the next poll. Nothing commits chosen offsets, in the order batches were read, beside the poll.
+- Concurrency: batch subscribers ignore `max_workers`; for single records it either acks first
+  (at-most-once) or makes one group member per worker: neither keeps a subject's events in
+  order while other subjects' events go on.
+- Stop: `subscriber.stop()` closes the aiokafka consumer as soon as its loop ends; nothing can
+  commit what the batches in flight handled once they finish.
+- Access: a handler reaches the records and their consumer only through a decoder returning the
+  raw message, or Context("message"), which fast_depends resolves in a worker thread (a thread
+  hop per batch).
+What FastStream's broker still did (create topics with their partitions, publish dead letters,
+answer the readiness ping) is a few calls of aiokafka's producer and admin client
+(shared.kafka_clients): the project does not use FastStream any more.
 """
 
 from __future__ import annotations
@@ -17,18 +37,17 @@ import asyncio
 import collections
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Collection, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
-from aiokafka import AIOKafkaProducer, ConsumerRecord, TopicPartition
-from aiokafka.errors import KafkaError
-from faststream import AckPolicy
-from faststream.kafka import KafkaBroker, Topic
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.errors import ConsumerStoppedError, KafkaError
 from pydantic import ValidationError
 
 from shared.events import Envelope, dlq_topic, parse_event
+from shared.kafka_clients import Kafka
 from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -47,27 +66,24 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-def make_broker(settings: CommonSettings, *, client_id: str) -> KafkaBroker:
-    return KafkaBroker(
-        settings.kafka_bootstrap_servers,
-        client_id=client_id,
-        acks="all",
-        enable_idempotence=True,
-        linger_ms=2,  # a short wait lets the relay's records share requests
-        max_batch_size=256 * 1024,
-        ack_policy=AckPolicy.NACK_ON_ERROR,  # never commit what was not handled
-        graceful_timeout=settings.shutdown_grace_s,
-        log_level=logging.DEBUG,  # FastStream logs each message at this level: keep it out of INFO logs
-    )
+async def next_records(consumer: Any, *, timeout_ms: int, max_records: int) -> list[ConsumerRecord]:
+    """The records of one getmany, every partition's in order; none after `timeout_ms`.
 
-
-async def _the_message(msg: Any) -> Any:
-    """Decoder that hands the handler FastStream's message itself: its aiokafka records
-    untouched (we parse them ourselves), its consumer and its nack. Asking for the message
-    with Context("message") instead costs a thread hop per batch: fast_depends resolves
-    Context with a sync function, which it runs in anyio's worker thread, and under load the
-    batch then waits for that thread and for the GIL to come back."""
-    return msg
+    FastStream's batch poll slept batch_timeout_ms after every empty getmany, though getmany had
+    just waited that long for data: a fetch answered meanwhile waited in the buffer. Under load
+    dispatch's consumer found half of its polls empty (aiokafka prefetches while a batch is
+    handled, and the broker holds a fetch up to fetch_max_wait_ms), so order.placed often sat
+    out that sleep on its way to the matcher. This poll goes on at once; only a getmany that
+    came back early with nothing is waited out (no busy loop)."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    batches = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+    if not batches:
+        left = timeout_ms / 1000 - (loop.time() - started)
+        if left > 0:
+            await asyncio.sleep(left)
+        return []
+    return [record for records in batches.values() for record in records]
 
 
 class EventConsumer:
@@ -101,30 +117,28 @@ class EventConsumer:
     """
 
     COMMIT_EVERY_S = 0.2
+    POLL_MS = 50  # how long a poll waits for records when none are buffered
+    PAUSE_AFTER_KAFKA_ERROR_S = 5.0
 
-    def __init__(self, broker: KafkaBroker, settings: CommonSettings, *, name: str,
+    def __init__(self, kafka: Kafka, settings: CommonSettings, *, name: str,
                  topics: Sequence[str], group_id: str, handler: BatchHandler,
                  max_records: int = 500, session_timeout_ms: int = 6000,
                  ignore: Collection[str] = (), concurrency: int = 1) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
-        self.broker = broker
-        self.settings = settings
+        self.kafka = kafka
         self.name = name
+        self.topics = [settings.topic(t) for t in topics]
         self.group_id = group_id
         self.handler = handler
         self._prefix = settings.topic_prefix
         self.dead_lettered = 0
-        self._ignore = frozenset(t.encode() for t in ignore)
-        self.ignored = 0
-        self.subscriber = broker.subscriber(
-            # FastStream creates missing topics when a subscriber starts, with one partition
-            # unless told otherwise: then a second instance in the group would get nothing.
-            *[Topic(settings.topic(t), num_partitions=settings.kafka_topic_partitions) for t in topics],
+        self._ignore, self.ignored = frozenset(t.encode() for t in ignore), 0
+        self._max_records = max_records
+        self._consumer_options: dict[str, Any] = dict(
+            bootstrap_servers=settings.kafka_bootstrap_servers, client_id=kafka.client_id,
             group_id=group_id,
-            batch=True,
-            max_records=max_records,
-            batch_timeout_ms=50,
+            enable_auto_commit=False,  # committed by _commit_loop (the class docstring says why)
             # Let the broker gather records for up to 50 ms (or 64 KiB) per fetch: under load a
             # batch then holds several events (one transaction applies them all) instead of
             # one fetch, one batch and one transaction per event; it adds at most 50 ms.
@@ -133,63 +147,70 @@ class EventConsumer:
             auto_offset_reset="earliest",  # a new group must not miss events sent before it
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(500, session_timeout_ms // 6),
-            ack_policy=AckPolicy.MANUAL,  # committed by _commit_handled (the class docstring says why)
-            decoder=_the_message,
-            title=name,
         )
-        self.subscriber(self._consume)
-        self._max_records = max_records
-        # FastStream's batch poll sleeps batch_timeout_ms after every getmany that came back
-        # empty, though getmany itself had just waited that long for data: a fetch answered
-        # during that sleep waited in the buffer for the rest of it. Under load dispatch's
-        # consumer found half of its polls empty (aiokafka prefetches while a batch is
-        # handled, and the broker holds a fetch up to fetch_max_wait_ms), so order.placed
-        # often sat out that sleep on its way to the matcher. This poll goes on at once.
-        self.subscriber.get_msg = self._next_batch
+        self._consumer: AIOKafkaConsumer | None = None
+        self._poller: asyncio.Task | None = None
+        self._stopping = asyncio.Event()
         self._handled: dict[TopicPartition, int] = {}  # next offset to commit, per partition
         self._concurrency = concurrency
         self._in_flight: collections.deque[_InFlight] = collections.deque()  # in the order read
         self._failed: _InFlight | None = None
-        self._kafka_consumer: Any = None
         self._committer: asyncio.Task | None = None
 
-    async def _next_batch(self, consumer: Any) -> tuple[ConsumerRecord, ...]:
-        self._kafka_consumer = consumer
-        self._settle()
-        if self._failed is not None:
-            await self._rewind()
-            return ()
-        timeout_s = self.subscriber.batch_timeout_ms / 1000
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        batches = await consumer.getmany(timeout_ms=self.subscriber.batch_timeout_ms,
-                                         max_records=self._max_records)
-        if not batches:
-            # Should getmany ever come back early with nothing, wait out the rest: no busy loop.
-            left = timeout_s - (loop.time() - started)
-            if left > 0:
-                await asyncio.sleep(left)
-            return ()
-        return tuple(record for records in batches.values() for record in records)
+    @property
+    def in_flight(self) -> int:
+        """Batches read and not yet committed (being handled, or waiting for older ones)."""
+        return len(self._in_flight)
 
-    async def _consume(self, message: Any) -> None:
-        self._kafka_consumer = message.consumer
-        raw = message.raw_message
-        records = list(raw) if isinstance(raw, tuple) else [raw]
-        try:
-            parsed: list[tuple[ConsumerRecord, tuple[str, Envelope]]] = []
-            for record in records:
-                if self._ignore and _event_type(record) in self._ignore:
-                    self.ignored += 1
-                    continue
-                event = await self._parse_or_dead_letter(record)
-                if event is not None:
-                    parsed.append((record, (record.topic.removeprefix(self._prefix), event)))
-        except Exception:
-            # A dead letter could not be sent, say: rewind every partition to the batch's
-            # first record, so the next poll delivers the batch again.
-            await message.nack()
-            raise
+    async def start(self) -> None:
+        await self.kafka.create_topics(self.topics)
+        self._stopping.clear()
+        self._consumer = AIOKafkaConsumer(**self._consumer_options)
+        self._consumer.subscribe(self.topics)
+        await self._consumer.start()
+        self._poller = asyncio.create_task(self._poll(), name=f"{self.name}-poll")
+        self._poller.add_done_callback(self._poll_ended)
+
+    def _poll_ended(self, poller: asyncio.Task) -> None:
+        if not poller.cancelled() and poller.exception() is not None:  # a bug: say so at once
+            log.error("%s: stopped consuming", self.name, exc_info=poller.exception())
+
+    async def _poll(self) -> None:
+        while not self._stopping.is_set():
+            self._settle()
+            if self._failed is not None:
+                await self._rewind()
+                continue
+            try:
+                records = await next_records(self._consumer, timeout_ms=self.POLL_MS,
+                                             max_records=self._max_records)
+            except ConsumerStoppedError:
+                return
+            except KafkaError as exc:
+                log.error("%s: polling Kafka: %r; trying again in %.0fs", self.name, exc,
+                          self.PAUSE_AFTER_KAFKA_ERROR_S)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), self.PAUSE_AFTER_KAFKA_ERROR_S)
+                continue
+            if not records or self._stopping.is_set():
+                continue  # what a stop interrupted is read again by the next owner
+            try:
+                await self._consume(records)
+            except Exception as exc:  # noqa: BLE001 - the batch is read again
+                # A dead letter could not be sent, say: rewind every partition to the batch's
+                # first record, so the next poll delivers the batch again.
+                self._seek_to_first(records)
+                log.error("%s: a batch could not be handed over (%r); reading it again", self.name, exc)
+
+    async def _consume(self, records: list[ConsumerRecord]) -> None:
+        parsed: list[tuple[ConsumerRecord, tuple[str, Envelope]]] = []
+        for record in records:
+            if self._ignore and _event_type(record) in self._ignore:
+                self.ignored += 1
+                continue
+            event = await self._parse_or_dead_letter(record)
+            if event is not None:
+                parsed.append((record, (record.topic.removeprefix(self._prefix), event)))
         subjects = frozenset((topic, event.subject) for _, (topic, event) in parsed)
         # Per subject, events apply in the order they were read: wait for every batch in
         # flight that shares one, and for a free slot.
@@ -207,8 +228,8 @@ class EventConsumer:
         self._settle()
 
     def _settle(self) -> None:
-        """Commit the batches handled, oldest first, up to the first still in flight; note a
-        failed one (its records and everything read after them are read again)."""
+        """Note the batches handled, oldest first, up to the first still in flight, for the
+        commit; note a failed one (its records and everything read after them are read again)."""
         while self._in_flight and self._failed is None:
             batch = self._in_flight[0]
             if batch.task is not None:
@@ -218,50 +239,55 @@ class EventConsumer:
                     self._failed = batch
                     return
             self._in_flight.popleft()
-            self._commit_handled(self._kafka_consumer, batch.records)
+            self._note_handled(batch.records)
 
     async def _rewind(self) -> None:
         """After a batch could not be handled: let the batches read after it finish, then
         seek every partition back to the failed batch's first records (the next poll reads
         them all again)."""
         failed = self._failed
-        await asyncio.gather(*(b.task for b in self._in_flight if b.task is not None), return_exceptions=True)
-        first: dict[TopicPartition, int] = {}
-        for batch in self._in_flight:  # the failed batch and all read after it
-            for record in batch.records:
-                tp = TopicPartition(record.topic, record.partition)
-                first[tp] = min(first.get(tp, record.offset), record.offset)
+        tasks = [b.task for b in self._in_flight if b.task is not None]
+        if tasks:
+            await asyncio.wait(tasks)
+        self._seek_to_first(record for batch in self._in_flight for record in batch.records)
         self._in_flight.clear()
         self._failed = None
-        for tp, offset in first.items():
-            if tp in self._kafka_consumer.assignment():
-                self._kafka_consumer.seek(tp, offset)
         log.error("%s: a batch could not be handled (%r); reading it again", self.name,
                   failed.task.exception() if not failed.task.cancelled() else "cancelled")
 
-    def _commit_handled(self, kafka_consumer: Any, records: Sequence[ConsumerRecord]) -> None:
+    def _seek_to_first(self, records: Iterable[ConsumerRecord]) -> None:
+        first: dict[TopicPartition, int] = {}
+        for record in records:
+            tp = TopicPartition(record.topic, record.partition)
+            first[tp] = min(first.get(tp, record.offset), record.offset)
+        assigned = self._consumer.assignment()
+        for tp, offset in first.items():
+            if tp in assigned:  # a partition taken away goes on from its last commit
+                self._consumer.seek(tp, offset)
+
+    def _note_handled(self, records: Sequence[ConsumerRecord]) -> None:
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
             self._handled[tp] = max(self._handled.get(tp, 0), record.offset + 1)
-        self._kafka_consumer = kafka_consumer
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_loop(), name=f"{self.name}-commit")
 
     async def _commit_loop(self) -> None:
         while self._handled:
-            await self._commit_now()
+            await self.commit()
             await asyncio.sleep(self.COMMIT_EVERY_S)
 
-    async def _commit_now(self) -> None:
+    async def commit(self) -> None:
+        """Commit the offsets of what was handled so far (_commit_loop does, every COMMIT_EVERY_S)."""
         offsets, self._handled = self._handled, {}
         # A partition taken away by a rebalance is not ours to commit: its new owner goes on
         # from the last commit (and the inbox skips what was applied here).
-        assigned = self._kafka_consumer.assignment()
+        assigned = self._consumer.assignment()
         offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
         if not offsets:
             return
         try:
-            await self._kafka_consumer.commit(offsets)
+            await self._consumer.commit(offsets)
         except (KafkaError, asyncio.CancelledError) as exc:
             for tp, offset in offsets.items():  # to be committed next time (or by stop)
                 self._handled[tp] = max(self._handled.get(tp, 0), offset)
@@ -270,12 +296,12 @@ class EventConsumer:
             log.warning("%s: committing offsets: %r; trying again", self.name, exc)
 
     async def stop(self) -> None:
-        """Stop consuming after the batch in hand, commit what was handled, close the consumer.
-
-        FastStream's stop would close the Kafka consumer right after the consume loop ends;
-        taking the consumer from it first leaves room for the last commit."""
-        kafka_consumer, self.subscriber.consumer = self.subscriber.consumer, None
-        await self.subscriber.stop()
+        """Stop consuming after the batch in hand, commit what was handled, close the consumer."""
+        if self._consumer is None:
+            return
+        self._stopping.set()
+        if self._poller is not None:
+            await asyncio.wait([self._poller])  # a poll ends within POLL_MS; the batch in hand is handed over
         # The batches in flight finish (each bounded by the caller's grace), and what was
         # handled, in order, is committed below.
         await asyncio.gather(*(b.task for b in self._in_flight if b.task is not None), return_exceptions=True)
@@ -284,11 +310,10 @@ class EventConsumer:
             self._committer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._committer
-        if kafka_consumer is not None:
-            if self._handled:
-                self._kafka_consumer = kafka_consumer
-                await self._commit_now()
-            await kafka_consumer.stop()
+        if self._handled:
+            await self.commit()
+        await self._consumer.stop()
+        self._consumer = None
 
     async def _parse_or_dead_letter(self, record: ConsumerRecord) -> Envelope | None:
         value = record.value or b""
@@ -347,7 +372,7 @@ class EventConsumer:
         }
         if len(value) > MAX_EVENT_BYTES:
             value, headers["x-truncated"] = value[:MAX_EVENT_BYTES], "true"
-        await self.broker.publish(value, topic=dlq_topic(record.topic), key=record.key, headers=headers)
+        await self.kafka.publish(dlq_topic(record.topic), value, key=record.key, headers=headers)
         self.dead_lettered += 1
 
 
@@ -373,47 +398,3 @@ class _GaveUp(Exception):
 
 def _short(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:10])
-
-
-class RelayProducer:
-    """The outbox relay's own idempotent producer (acks=all), made anew after a Kafka error.
-
-    After a broker restart an idempotent producer can be left with sequence numbers the broker
-    no longer agrees with (OutOfOrderSequenceNumber); aiokafka retries that forever, and the
-    relay published nothing until the service restarted. A new producer gets a new producer
-    id and goes on; at worst a few rows go out twice, which consumers already handle.
-    """
-
-    def __init__(self, settings: CommonSettings, *, client_id: str) -> None:
-        self._settings = settings
-        self._client_id = client_id
-        self._producer: AIOKafkaProducer | None = None
-
-    def _new(self) -> AIOKafkaProducer:
-        return AIOKafkaProducer(bootstrap_servers=self._settings.kafka_bootstrap_servers,
-                                client_id=f"{self._client_id}-relay", acks="all", enable_idempotence=True,
-                                linger_ms=2, max_batch_size=256 * 1024)
-
-    async def start(self) -> None:
-        self._producer = self._new()
-        await self._producer.start()
-
-    async def stop(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
-
-    async def publish(self, topic: str, key: bytes, payload: bytes, headers: dict[str, str]):
-        """Hand the record to the producer; returns the future of Kafka's acknowledgement."""
-        return await self._producer.send(topic, payload, key=key,
-                                         headers=[(k, v.encode()) for k, v in headers.items()])
-
-    async def reset(self, error: BaseException) -> None:
-        if not isinstance(error, KafkaError):
-            return  # a database error: the producer is fine
-        log.warning("relay producer: %r; starting a new producer", error)
-        old, self._producer = self._producer, self._new()
-        try:
-            await old.stop()
-        except Exception:  # noqa: BLE001 - it is being replaced because it is broken
-            pass
-        await self._producer.start()

@@ -214,7 +214,7 @@ class OutboxRelay:
                  on_failure: Callable[[BaseException], Awaitable[None]] | None = None) -> None:
         self._pool = pool
         self._publish = publish
-        self._on_failure = on_failure  # e.g. make a new Kafka producer (shared.kafka.RelayProducer)
+        self._on_failure = on_failure  # e.g. make a new Kafka producer (shared.kafka_clients.RelayProducer)
         self._batch_size = batch_size
         self._idle_poll_s = idle_poll_s  # the longest a row written elsewhere waits
         # Woken from idle, wait this long before draining: commits that follow within it share

@@ -27,7 +27,8 @@ from fastapi import FastAPI
 
 from shared.db import create_pool, migrate
 from shared.inbox import forget_before
-from shared.kafka import BatchHandler, EventConsumer, RelayProducer, make_broker
+from shared.kafka import BatchHandler, EventConsumer
+from shared.kafka_clients import Kafka, RelayProducer
 from shared.outbox import OutboxRelay
 from shared.settings import CommonSettings
 
@@ -44,7 +45,7 @@ class Runtime:
         self.database_url = database_url
         self.migrations = migrations
         self.pool_size = pool_size
-        self.broker = make_broker(settings, client_id=name)
+        self.kafka = Kafka(settings, client_id=name)
         self.consumers: list[EventConsumer] = []
         self.relay: OutboxRelay | None = None
         self._relay_producer: RelayProducer | None = None
@@ -66,7 +67,7 @@ class Runtime:
         """Register a consumer (before start). The group defaults to the consumer's name;
         events of the types in `ignore` are committed unread, and up to `concurrency` batches
         are handled at once (EventConsumer)."""
-        consumer = EventConsumer(self.broker, self.settings, name=name, topics=topics,
+        consumer = EventConsumer(self.kafka, self.settings, name=name, topics=topics,
                                  group_id=group_id or f"{self.settings.topic_prefix}{name}",
                                  handler=handler, max_records=max_records, ignore=ignore,
                                  concurrency=concurrency)
@@ -81,7 +82,9 @@ class Runtime:
         self._pool = await create_pool(self.database_url, max_size=self.pool_size)
         dirs = [self.migrations] if self.migrations else []
         await migrate(self._pool, *dirs)
-        await self.broker.start()
+        await self.kafka.start()
+        for consumer in self.consumers:
+            await consumer.start()
         if self._with_relay:
             self._relay_producer = RelayProducer(self.settings, client_id=self.name)
             await self._relay_producer.start()
@@ -119,8 +122,8 @@ class Runtime:
                 await asyncio.wait_for(self.relay.stop(), grace)
             with _bounded(f"{self.name}: stopping the relay's producer"):
                 await asyncio.wait_for(self._relay_producer.stop(), grace)
-        with _bounded(f"{self.name}: stopping the broker"):
-            await asyncio.wait_for(self.broker.stop(), grace)
+        with _bounded(f"{self.name}: closing the Kafka clients"):
+            await asyncio.wait_for(self.kafka.stop(), grace)
         if self._pool:
             with _bounded(f"{self.name}: closing the pool"):
                 await asyncio.wait_for(self._pool.close(), grace)
@@ -131,7 +134,7 @@ class Runtime:
         await self.pool.fetchval("SELECT 1")
 
     async def check_kafka(self) -> None:
-        if not await self.broker.ping(timeout=2.0):
+        if not await self.kafka.ping(timeout=2.0):
             raise ConnectionError("Kafka did not answer")
 
     def ready_checks(self) -> dict[str, Callable[[], Awaitable[None]]]:

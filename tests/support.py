@@ -12,6 +12,8 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from shared.kafka_clients import existing_partitions
+
 T = TypeVar("T")
 
 
@@ -51,13 +53,11 @@ async def read_topic(bootstrap: str, topic: str, *, at_least: int = 0, timeout: 
                                 auto_offset_reset="earliest")
     await consumer.start()
     try:
-        async def partitions() -> set[int] | None:
-            await consumer._client.force_metadata_update()
-            return consumer.partitions_for_topic(topic)
+        async def partitions() -> list[TopicPartition]:
+            return await existing_partitions(bootstrap, [topic])
 
-        parts = await eventually(partitions, timeout=timeout, what=f"topic {topic} to exist") \
-            if at_least else (await partitions() or set())
-        tps = [TopicPartition(topic, p) for p in parts]
+        tps = await eventually(partitions, timeout=timeout, what=f"topic {topic} to exist") \
+            if at_least else await partitions()
         if not tps:
             return []
         consumer.assign(tps)

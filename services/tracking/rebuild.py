@@ -31,7 +31,7 @@ import logging
 from dataclasses import dataclass
 from pathlib import Path
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import (
     CommitFailedError, IllegalGenerationError, RebalanceInProgressError, UnknownMemberIdError,
 )
@@ -43,6 +43,7 @@ from services.tracking.handlers import CONSUMER
 from services.tracking.settings import TrackingSettings
 from shared.db import create_pool, migrate
 from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDERS_TOPIC
+from shared.kafka_clients import existing_partitions
 
 log = logging.getLogger(__name__)
 
@@ -78,8 +79,7 @@ async def _move_offsets(settings: TrackingSettings, group: str, topics: list[str
                                 enable_auto_commit=False)
     await consumer.start()
     try:
-        await consumer._client.force_metadata_update()  # noqa: SLF001 - see topics made meanwhile
-        tps = [TopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        tps = await existing_partitions(settings.kafka_bootstrap_servers, topics)
         if not tps:
             return {}
         consumer.assign(tps)

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import uuid
 
-import anyio
 import orjson
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
@@ -14,7 +13,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from shared.db import create_pool, migrate
 from shared.events import ORDERS_TOPIC, OrderCancelRequested, dlq_topic, new_event
 from shared.inbox import Verdict, accept
-from shared.kafka import EventConsumer, make_broker
+from shared.kafka import next_records
+from shared.kafka_clients import existing_partitions
 from shared.service import Runtime
 from shared.settings import CommonSettings
 from tests.support import eventually, produce, read_topic
@@ -156,16 +156,23 @@ async def test_a_batch_whose_handler_failed_and_dead_letter_was_lost_is_read_aga
     await eventually(lambda: _effects_equal(rt, ["after"]), what="the next event handled")
 
 
-async def test_a_missing_topic_is_created_with_the_configured_partitions(runtime, infra):
-    settings, rt, _, _ = runtime
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
-    await admin.start()
+async def test_a_missing_topic_is_created_with_the_configured_partitions(infra, database, topic_prefix):
+    # Not the broker's default (6 in deploy/local): only the consumer's own creation gives 3.
+    settings = CommonSettings(kafka_bootstrap_servers=infra.kafka_bootstrap, topic_prefix=topic_prefix,
+                              kafka_topic_partitions=3)
+    rt = Runtime(settings, name="probe", database_url=database, migrations=None, relay=False)
+
+    async def handle(batch):
+        pass
+
+    rt.consume(name="probe", topics=[ORDERS_TOPIC], handler=handle)
+    await rt.start()
     try:
-        [described] = await admin.describe_topics([settings.topic(ORDERS_TOPIC)])
+        partitions = await existing_partitions(infra.kafka_bootstrap, [settings.topic(ORDERS_TOPIC)])
     finally:
-        await admin.close()
-    assert settings.kafka_topic_partitions == 6
-    assert len(described["partitions"]) == 6, "a second instance in the group gets partitions of its own"
+        await rt.stop()
+    assert len(partitions) == 3
+    assert CommonSettings().kafka_topic_partitions > 1, "a second instance in the group gets partitions of its own"
 
 
 # --- the batch poll (no broker needed: a stand-in for aiokafka's consumer) ----------------------
@@ -188,36 +195,31 @@ class _Records:
 
 
 @pytest.fixture
-def batch_poll(monkeypatch):
-    """(the consumer's poll, the sleeps it took)."""
-    consumer = EventConsumer(make_broker(CommonSettings(), client_id="poll"), CommonSettings(), name="poll",
-                             topics=[ORDERS_TOPIC], group_id="poll", handler=lambda batch: None)
-    sleeps: list[float] = []
+def sleeps(monkeypatch) -> list[float]:
+    """The sleeps the poll took."""
+    taken: list[float] = []
 
     async def sleep(seconds: float) -> None:
-        sleeps.append(seconds)
+        taken.append(seconds)
 
     monkeypatch.setattr(asyncio, "sleep", sleep)
-    monkeypatch.setattr(anyio, "sleep", sleep)  # what FastStream's own poll sleeps with
-    return consumer.subscriber.get_msg, sleeps
+    return taken
 
 
-async def test_an_empty_poll_that_waited_is_not_followed_by_a_sleep(batch_poll):
-    # FastStream's own poll sleeps batch_timeout_ms after it: records fetched meanwhile waited.
-    poll, sleeps = batch_poll
-    assert await poll(_Records([{}])) == ()
+async def test_an_empty_poll_that_waited_is_not_followed_by_a_sleep(sleeps):
+    # FastStream's batch poll slept batch_timeout_ms after it: records fetched meanwhile waited.
+    assert await next_records(_Records([{}]), timeout_ms=50, max_records=500) == []
     assert sleeps == []
 
 
-async def test_an_empty_poll_that_came_back_early_waits_out_its_timeout(batch_poll):
-    poll, sleeps = batch_poll
-    assert await poll(_Records([{}], early=True)) == ()
-    assert len(sleeps) == 1 and 0.03 < sleeps[0] <= 0.05  # batch_timeout_ms is 50: no busy loop
+async def test_an_empty_poll_that_came_back_early_waits_out_its_timeout(sleeps):
+    assert await next_records(_Records([{}], early=True), timeout_ms=50, max_records=500) == []
+    assert len(sleeps) == 1 and 0.03 < sleeps[0] <= 0.05  # no busy loop
 
 
-async def test_a_poll_hands_over_every_partition_s_records_in_order(batch_poll):
-    poll, sleeps = batch_poll
-    assert await poll(_Records([{"p0": ["a", "b"], "p1": ["c"]}])) == ("a", "b", "c")
+async def test_a_poll_hands_over_every_partition_s_records_in_order(sleeps):
+    records = _Records([{"p0": ["a", "b"], "p1": ["c"]}])
+    assert await next_records(records, timeout_ms=50, max_records=500) == ["a", "b", "c"]
     assert sleeps == []
 
 
@@ -273,12 +275,12 @@ async def test_batches_of_other_subjects_go_past_a_slow_one_and_commits_wait_for
         await produce(infra.kafka_bootstrap, topic, [(subject.encode(), _cancel(subject, n, reason).model_dump_json().encode())])
     try:
         await send(slow, 1, "slow")
-        await eventually(lambda: _true(consumer._in_flight), what="the slow batch in flight")
+        await eventually(lambda: _true(consumer.in_flight), what="the slow batch in flight")
         await send(other, 1, "other")  # another subject: handled while the slow one waits
         await eventually(lambda: _equal(handled, ["other"]), what="the other subject's batch handled")
         await send(slow, 2, "after slow")  # the slow one's subject: waits for it
         await send(other, 2, "other again")  # read after it: waits for a turn
-        await consumer._commit_now()  # whatever is settled now
+        await consumer.commit()  # whatever is settled now
         assert await _committed_total(infra, consumer.group_id, topic) == 0, "nothing past the slow batch"
         release.set()
         await eventually(lambda: _equal(sorted(handled), sorted(["other", "slow", "after slow", "other again"])),

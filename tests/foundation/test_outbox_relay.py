@@ -8,12 +8,11 @@ from collections import Counter, defaultdict
 
 import orjson
 import pytest
+from aiokafka.errors import OutOfOrderSequenceNumber
 
 from shared.db import create_pool, migrate
 from shared.events import ORDERS_TOPIC, OrderCancelRequested
-from aiokafka.errors import OutOfOrderSequenceNumber
-
-from shared.kafka import RelayProducer
+from shared.kafka_clients import RelayProducer
 from shared.outbox import OutboxRelay, add_event, add_events, lane_of
 from shared.settings import CommonSettings
 from tests.support import eventually, read_topic
