@@ -29,36 +29,47 @@ def asyncapi() -> dict:
         channels[channel_id] = {
             "address": topic,
             "description": f"Keyed by {'courier id' if 'courier' in topic else 'order id'}; "
-                           f"dead letters go to {topic}.dlq.",
-            "messages": {type_name(c).replace(".", "_"): {"$ref": f"#/components/messages/{type_name(c).replace('.', '_')}"}
-                         for c in in_topic},
+            f"dead letters go to {topic}.dlq.",
+            "messages": {
+                type_name(c).replace(".", "_"): {"$ref": f"#/components/messages/{type_name(c).replace('.', '_')}"}
+                for c in in_topic
+            },
         }
         operations[f"publish_{channel_id}"] = {
-            "action": "send", "channel": {"$ref": f"#/channels/{channel_id}"},
+            "action": "send",
+            "channel": {"$ref": f"#/channels/{channel_id}"},
             "summary": f"Published by {PRODUCERS.get(topic, 'dispatch')} through its outbox",
         }
         for cls in in_topic:
             name = type_name(cls)
             messages[name.replace(".", "_")] = {
-                "name": name, "title": name, "summary": (cls.__doc__ or "").strip(),
+                "name": name,
+                "title": name,
+                "summary": (cls.__doc__ or "").strip(),
                 "contentType": "application/json",
                 "payload": {"$ref": f"schemas/{name}.json"},
             }
     return {
         "asyncapi": "3.0.0",
-        "info": {"title": "Giao events", "version": "1.0.0",
-                 "description": "Envelope {id, type, version, occurred_at, source, subject, sequence, data}; "
-                                "sequence rises by one per subject within its topic. At-least-once; "
-                                "consumers are idempotent and ignore stale sequences."},
-        "channels": channels, "operations": operations,
+        "info": {
+            "title": "Giao events",
+            "version": "1.0.0",
+            "description": "Envelope {id, type, version, occurred_at, source, subject, sequence, data}; "
+            "sequence rises by one per subject within its topic. At-least-once; "
+            "consumers are idempotent and ignore stale sequences.",
+        },
+        "channels": channels,
+        "operations": operations,
         "components": {"messages": messages},
         "x-schemas": sorted(by_type),
     }
 
 
 def rendered() -> dict[Path, str]:
-    files = {OUT / "schemas" / f"{name}.json": json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
-             for name, schema in schemas().items()}
+    files = {
+        OUT / "schemas" / f"{name}.json": json.dumps(schema, indent=2, ensure_ascii=False) + "\n"
+        for name, schema in schemas().items()
+    }
     files[OUT / "asyncapi.json"] = json.dumps(asyncapi(), indent=2, ensure_ascii=False) + "\n"
     return files
 

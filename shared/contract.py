@@ -9,8 +9,9 @@ from typing import Annotated, Literal, get_args
 
 from pydantic import Field
 
-OrderStatus = Literal["placed", "assigned", "picked_up", "delivered", "delivery_failed", "returned",
-                      "cancelled", "expired"]
+OrderStatus = Literal[
+    "placed", "assigned", "picked_up", "delivered", "delivery_failed", "returned", "cancelled", "expired"
+]
 ORDER_STATUSES: tuple[str, ...] = get_args(OrderStatus)
 FINAL_STATUSES = frozenset({"delivered", "returned", "cancelled", "expired"})
 

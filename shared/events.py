@@ -239,10 +239,20 @@ class CourierLocation(Envelope):
     type: Literal["courier.location"]
     data: CourierLocationData
 
+
 EVENT_TYPES: tuple[type[Envelope], ...] = (
-    OrderPlaced, OrderCancelRequested, DeliveryOffered, DeliveryAssigned, DeliveryPickedUp,
-    DeliveryDelivered, DeliveryFailed, DeliveryReturned, DeliveryExpired, CancelConfirmed,
-    CancelRefused, CourierLocation,
+    OrderPlaced,
+    OrderCancelRequested,
+    DeliveryOffered,
+    DeliveryAssigned,
+    DeliveryPickedUp,
+    DeliveryDelivered,
+    DeliveryFailed,
+    DeliveryReturned,
+    DeliveryExpired,
+    CancelConfirmed,
+    CancelRefused,
+    CourierLocation,
 )
 
 AnyEvent = Annotated[Union[tuple(EVENT_TYPES)], Field(discriminator="type")]  # type: ignore[valid-type]
@@ -275,14 +285,26 @@ STATUS_AFTER: dict[str, str | None] = {
 }
 
 
-
-def new_event(cls: type[Envelope], *, subject: str, sequence: int, source: str,
-              data: Model | dict, occurred_at: datetime | None = None, id: UUID | None = None) -> Envelope:
+def new_event(
+    cls: type[Envelope],
+    *,
+    subject: str,
+    sequence: int,
+    source: str,
+    data: Model | dict,
+    occurred_at: datetime | None = None,
+    id: UUID | None = None,
+) -> Envelope:
     """Build a validated event (the outbox normally does this with the sequence it assigns)."""
     from datetime import timezone
     from uuid import uuid4
 
     return cls(
-        id=id or uuid4(), type=type_name(cls), occurred_at=occurred_at or datetime.now(timezone.utc),
-        source=source, subject=subject, sequence=sequence, data=data,
+        id=id or uuid4(),
+        type=type_name(cls),
+        occurred_at=occurred_at or datetime.now(timezone.utc),
+        source=source,
+        subject=subject,
+        sequence=sequence,
+        data=data,
     )

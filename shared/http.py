@@ -37,8 +37,9 @@ FASTAPI_TELEMETRY_OFF = {"tracing": False, "metrics": False, "logs": False, "ope
 class Problem(Exception):
     """Raise to answer with a problem document: Problem(404, "Order not found")."""
 
-    def __init__(self, status: int, detail: str, *, title: str | None = None,
-                 headers: dict[str, str] | None = None, **extra: Any) -> None:
+    def __init__(
+        self, status: int, detail: str, *, title: str | None = None, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.title = title or HTTPStatus(status).phrase
@@ -47,10 +48,16 @@ class Problem(Exception):
         self.extra = extra
 
 
-def problem_response(status: int, detail: str, *, title: str | None = None,
-                     headers: dict[str, str] | None = None, **extra: Any) -> JSONResponse:
-    body = {"type": f"https://giao.vn/problems/{status}", "title": title or HTTPStatus(status).phrase,
-            "status": status, "detail": detail, **extra}
+def problem_response(
+    status: int, detail: str, *, title: str | None = None, headers: dict[str, str] | None = None, **extra: Any
+) -> JSONResponse:
+    body = {
+        "type": f"https://giao.vn/problems/{status}",
+        "title": title or HTTPStatus(status).phrase,
+        "status": status,
+        "detail": detail,
+        **extra,
+    }
     return JSONResponse(body, status_code=status, media_type=PROBLEM, headers=headers)
 
 
@@ -98,18 +105,26 @@ PROBLEM_SCHEMA = {
     "type": "object",
     "required": ["type", "title", "status", "detail"],
     "properties": {
-        "type": {"type": "string"}, "title": {"type": "string"}, "status": {"type": "integer"},
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
         "detail": {"type": "string"},
-        "errors": {"type": "array", "items": {"type": "object", "properties": {
-            "loc": {"type": "array", "items": {}}, "msg": {"type": "string"}}}},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "properties": {"loc": {"type": "array", "items": {}}, "msg": {"type": "string"}},
+            },
+        },
     },
     "additionalProperties": True,
 }
 
 
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    return {s: {"description": HTTPStatus(s).phrase,
-                "content": {PROBLEM: {"schema": PROBLEM_SCHEMA}}} for s in statuses}
+    return {
+        s: {"description": HTTPStatus(s).phrase, "content": {PROBLEM: {"schema": PROBLEM_SCHEMA}}} for s in statuses
+    }
 
 
 def install_problem_handlers(app: FastAPI) -> None:
@@ -139,8 +154,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         # The database (or broker) is briefly unreachable, say during a restart: not the
         # client's fault, and worth retrying in a moment.
         log.warning("outage on %s %s: %r", request.method, request.url.path, exc)
-        return problem_response(503, "Temporarily unavailable; retry shortly",
-                                headers={"Retry-After": "1"})
+        return problem_response(503, "Temporarily unavailable; retry shortly", headers={"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
@@ -213,8 +227,12 @@ class StrictQueryRoute(APIRoute):
             if request.scope["query_string"]:
                 unknown = sorted(set(request.query_params.keys()) - declared)
                 if unknown:
-                    raise Problem(422, "Unknown query parameters: " + ", ".join(unknown), title="Invalid input",
-                                  errors=[{"loc": ["query", n], "msg": "Unknown query parameter"} for n in unknown])
+                    raise Problem(
+                        422,
+                        "Unknown query parameters: " + ", ".join(unknown),
+                        title="Invalid input",
+                        errors=[{"loc": ["query", n], "msg": "Unknown query parameter"} for n in unknown],
+                    )
             return await handler(request)
 
         return strict_query
@@ -239,11 +257,16 @@ class Metrics:
 
     def __init__(self, service: str) -> None:
         self.registry = CollectorRegistry()
-        self.requests = Counter("http_requests_total", "HTTP requests", ["method", "route", "status"],
-                                registry=self.registry)
-        self.latency = Histogram("http_request_seconds", "HTTP request latency", ["method", "route"],
-                                 registry=self.registry,
-                                 buckets=(.002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5))
+        self.requests = Counter(
+            "http_requests_total", "HTTP requests", ["method", "route", "status"], registry=self.registry
+        )
+        self.latency = Histogram(
+            "http_request_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.002, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5),
+        )
         self.service = service
 
     def counter(self, name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
@@ -286,8 +309,10 @@ class RequestMetrics:
             key = (scope["method"], path, status)
             children = self._children.get(key)
             if children is None:
-                children = (self.metrics.requests.labels(key[0], path, str(status)),
-                            self.metrics.latency.labels(key[0], path))
+                children = (
+                    self.metrics.requests.labels(key[0], path, str(status)),
+                    self.metrics.latency.labels(key[0], path),
+                )
                 if len(self._children) < 10_000:
                     self._children[key] = children
             children[0].inc()
@@ -331,14 +356,28 @@ async def metrics_endpoint(request: Request) -> Response:
     return metrics.render()
 
 
-def service_app(*, title: str, summary: str, description: str, runtime: Any, metrics: Metrics,
-                routers: Sequence[APIRouter], **state: Any) -> FastAPI:
+def service_app(
+    *,
+    title: str,
+    summary: str,
+    description: str,
+    runtime: Any,
+    metrics: Metrics,
+    routers: Sequence[APIRouter],
+    **state: Any,
+) -> FastAPI:
     """The FastAPI app of a service, the same for all three: problem answers, the body guard,
     request metrics, the ops routes and the service's routers. `runtime`, `metrics`, the
     runtime's settings and every keyword of `state` land in `app.state`, where the routes'
     dependencies (each service's deps.py) find them."""
-    app = FastAPI(telemetry=FASTAPI_TELEMETRY_OFF, title=title, version="1.0.0", summary=summary,
-                  description=description, lifespan=runtime.lifespan())
+    app = FastAPI(
+        telemetry=FASTAPI_TELEMETRY_OFF,
+        title=title,
+        version="1.0.0",
+        summary=summary,
+        description=description,
+        lifespan=runtime.lifespan(),
+    )
     app.state.runtime = runtime
     app.state.settings = runtime.settings
     app.state.metrics = metrics
@@ -364,22 +403,40 @@ def _add_route(app: FastAPI, route: Any) -> None:
         app.router.routes.append(route)
         return
     app.router.add_api_route(
-        route.path, route.endpoint, route_class_override=type(route), methods=route.methods, name=route.name,
-        response_model=route.response_model, status_code=route.status_code, response_class=route.response_class,
-        tags=route.tags, dependencies=route.dependencies, summary=route.summary, description=route.description,
-        response_description=route.response_description, responses=route.responses, deprecated=route.deprecated,
-        operation_id=route.operation_id, include_in_schema=route.include_in_schema, callbacks=route.callbacks,
-        openapi_extra=route.openapi_extra, generate_unique_id_function=route.generate_unique_id_function,
-        response_model_include=route.response_model_include, response_model_exclude=route.response_model_exclude,
+        route.path,
+        route.endpoint,
+        route_class_override=type(route),
+        methods=route.methods,
+        name=route.name,
+        response_model=route.response_model,
+        status_code=route.status_code,
+        response_class=route.response_class,
+        tags=route.tags,
+        dependencies=route.dependencies,
+        summary=route.summary,
+        description=route.description,
+        response_description=route.response_description,
+        responses=route.responses,
+        deprecated=route.deprecated,
+        operation_id=route.operation_id,
+        include_in_schema=route.include_in_schema,
+        callbacks=route.callbacks,
+        openapi_extra=route.openapi_extra,
+        generate_unique_id_function=route.generate_unique_id_function,
+        response_model_include=route.response_model_include,
+        response_model_exclude=route.response_model_exclude,
         response_model_by_alias=route.response_model_by_alias,
         response_model_exclude_unset=route.response_model_exclude_unset,
         response_model_exclude_defaults=route.response_model_exclude_defaults,
         response_model_exclude_none=route.response_model_exclude_none,
-        strict_content_type=route.strict_content_type, max_body_size=route.max_body_size)
+        strict_content_type=route.strict_content_type,
+        max_body_size=route.max_body_size,
+    )
 
 
-def install_common_routes(app: FastAPI, metrics: Metrics,
-                          ready_checks: dict[str, Callable[[], Awaitable[None]]]) -> None:
+def install_common_routes(
+    app: FastAPI, metrics: Metrics, ready_checks: dict[str, Callable[[], Awaitable[None]]]
+) -> None:
     """Deprecated: the shape before service_app (kept until every service moved to it)."""
     app.state.metrics = metrics
     app.add_middleware(RequestMetrics, metrics=metrics)

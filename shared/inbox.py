@@ -30,21 +30,31 @@ class Verdict(str, Enum):
 async def accept(conn: asyncpg.Connection, consumer: str, topic: str, event: Envelope) -> Verdict:
     inserted = await conn.fetchval(
         """INSERT INTO inbox (consumer, event_id) VALUES ($1, $2)
-           ON CONFLICT DO NOTHING RETURNING true""", consumer, event.id)
+           ON CONFLICT DO NOTHING RETURNING true""",
+        consumer,
+        event.id,
+    )
     if not inserted:
         return Verdict.DUPLICATE
     moved = await conn.fetchval(
         """INSERT INTO inbox_positions AS p (consumer, topic, subject, sequence) VALUES ($1, $2, $3, $4)
            ON CONFLICT (consumer, topic, subject) DO UPDATE SET sequence = EXCLUDED.sequence
            WHERE p.sequence < EXCLUDED.sequence
-           RETURNING true""", consumer, topic, event.subject, event.sequence)
+           RETURNING true""",
+        consumer,
+        topic,
+        event.subject,
+        event.sequence,
+    )
     if not moved:
         return Verdict.STALE
     await conn.execute(
         """INSERT INTO inbox_applied AS a (consumer, event_type, slot, applied)
            VALUES ($1, $2, pg_backend_pid(), 1)
            ON CONFLICT (consumer, event_type, slot) DO UPDATE SET applied = a.applied + 1""",
-        consumer, event.type)
+        consumer,
+        event.type,
+    )
     return Verdict.NEW
 
 
@@ -84,19 +94,29 @@ _ACCEPT_MANY = """WITH batch AS (
     SELECT n, new FROM judged"""
 
 
-async def accept_many(conn: asyncpg.Connection, consumer: str,
-                      events: Sequence[tuple[str, Envelope]]) -> list[Verdict]:
+async def accept_many(conn: asyncpg.Connection, consumer: str, events: Sequence[tuple[str, Envelope]]) -> list[Verdict]:
     """`accept` for a whole batch in one statement (_ACCEPT_MANY) instead of three per event.
 
     Same verdicts as calling `accept` on each (topic, event) in order, in one transaction.
     """
     if not events:
         return []
-    judged = {r["n"]: r["new"] for r in await conn.fetch(
-        _ACCEPT_MANY, consumer, [e.id for _, e in events], [t for t, _ in events],
-        [e.subject for _, e in events], [e.sequence for _, e in events], [e.type for _, e in events])}
-    return [Verdict.DUPLICATE if n not in judged else Verdict.NEW if judged[n] else Verdict.STALE
-            for n in range(1, len(events) + 1)]
+    judged = {
+        r["n"]: r["new"]
+        for r in await conn.fetch(
+            _ACCEPT_MANY,
+            consumer,
+            [e.id for _, e in events],
+            [t for t, _ in events],
+            [e.subject for _, e in events],
+            [e.sequence for _, e in events],
+            [e.type for _, e in events],
+        )
+    }
+    return [
+        Verdict.DUPLICATE if n not in judged else Verdict.NEW if judged[n] else Verdict.STALE
+        for n in range(1, len(events) + 1)
+    ]
 
 
 async def forget_before(pool: asyncpg.Pool, before: datetime, *, chunk: int = 10_000) -> int:

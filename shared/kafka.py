@@ -60,9 +60,15 @@ Batch = list[tuple[str, Envelope]]
 BatchHandler = Callable[[Batch], Awaitable[None]]
 
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError, asyncio.TimeoutError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError, asyncpg.TooManyConnectionsError, KafkaError,
-    asyncpg.DeadlockDetectedError, asyncpg.SerializationError,
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+    KafkaError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
 )
 
 
@@ -120,10 +126,20 @@ class EventConsumer:
     POLL_MS = 50  # how long a poll waits for records when none are buffered
     PAUSE_AFTER_KAFKA_ERROR_S = 5.0
 
-    def __init__(self, kafka: Kafka, settings: CommonSettings, *, name: str,
-                 topics: Sequence[str], group_id: str, handler: BatchHandler,
-                 max_records: int = 500, session_timeout_ms: int = 6000,
-                 ignore: Collection[str] = (), concurrency: int = 1) -> None:
+    def __init__(
+        self,
+        kafka: Kafka,
+        settings: CommonSettings,
+        *,
+        name: str,
+        topics: Sequence[str],
+        group_id: str,
+        handler: BatchHandler,
+        max_records: int = 500,
+        session_timeout_ms: int = 6000,
+        ignore: Collection[str] = (),
+        concurrency: int = 1,
+    ) -> None:
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.kafka = kafka
@@ -136,7 +152,8 @@ class EventConsumer:
         self._ignore, self.ignored = frozenset(t.encode() for t in ignore), 0
         self._max_records = max_records
         self._consumer_options: dict[str, Any] = dict(
-            bootstrap_servers=settings.kafka_bootstrap_servers, client_id=kafka.client_id,
+            bootstrap_servers=settings.kafka_bootstrap_servers,
+            client_id=kafka.client_id,
             group_id=group_id,
             enable_auto_commit=False,  # committed by _commit_loop (the class docstring says why)
             # Let the broker gather records for up to 50 ms (or 64 KiB) per fetch: under load a
@@ -182,13 +199,13 @@ class EventConsumer:
                 await self._rewind()
                 continue
             try:
-                records = await next_records(self._consumer, timeout_ms=self.POLL_MS,
-                                             max_records=self._max_records)
+                records = await next_records(self._consumer, timeout_ms=self.POLL_MS, max_records=self._max_records)
             except ConsumerStoppedError:
                 return
             except KafkaError as exc:
-                log.error("%s: polling Kafka: %r; trying again in %.0fs", self.name, exc,
-                          self.PAUSE_AFTER_KAFKA_ERROR_S)
+                log.error(
+                    "%s: polling Kafka: %r; trying again in %.0fs", self.name, exc, self.PAUSE_AFTER_KAFKA_ERROR_S
+                )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self.PAUSE_AFTER_KAFKA_ERROR_S)
                 continue
@@ -216,8 +233,9 @@ class EventConsumer:
         # flight that shares one, and for a free slot.
         while True:
             running = [b.task for b in self._in_flight if b.task is not None and not b.task.done()]
-            sharing = [b.task for b in self._in_flight
-                       if b.task is not None and not b.task.done() and b.subjects & subjects]
+            sharing = [
+                b.task for b in self._in_flight if b.task is not None and not b.task.done() and b.subjects & subjects
+            ]
             if not sharing and len(running) < self._concurrency:
                 break
             await asyncio.wait(sharing or running, return_when=asyncio.FIRST_COMPLETED)
@@ -252,8 +270,11 @@ class EventConsumer:
         self._seek_to_first(record for batch in self._in_flight for record in batch.records)
         self._in_flight.clear()
         self._failed = None
-        log.error("%s: a batch could not be handled (%r); reading it again", self.name,
-                  failed.task.exception() if not failed.task.cancelled() else "cancelled")
+        log.error(
+            "%s: a batch could not be handled (%r); reading it again",
+            self.name,
+            failed.task.exception() if not failed.task.cancelled() else "cancelled",
+        )
 
     def _seek_to_first(self, records: Iterable[ConsumerRecord]) -> None:
         first: dict[TopicPartition, int] = {}
@@ -348,20 +369,19 @@ class EventConsumer:
                 return
             except TRANSIENT_ERRORS as exc:
                 # Not the message's fault: wait for the outage to end (shutdown cancels this).
-                log.warning("%s: outage while handling %d events: %r; retrying in %.2fs",
-                            self.name, len(batch), exc, backoff)
+                log.warning(
+                    "%s: outage while handling %d events: %r; retrying in %.2fs", self.name, len(batch), exc, backoff
+                )
             except Exception as exc:  # noqa: BLE001 - anything else is this message's problem
                 attempt += 1
-                log.warning("%s: handler failed (attempt %d/%d): %r", self.name, attempt,
-                            ATTEMPTS_BEFORE_DLQ, exc)
+                log.warning("%s: handler failed (attempt %d/%d): %r", self.name, attempt, ATTEMPTS_BEFORE_DLQ, exc)
                 if attempt >= ATTEMPTS_BEFORE_DLQ:
                     raise _GaveUp(repr(exc)) from exc
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
 
     async def dead_letter(self, record: ConsumerRecord, reason: str) -> None:
-        log.error("%s: dead-lettering %s[%d]@%d: %s", self.name, record.topic, record.partition,
-                  record.offset, reason)
+        log.error("%s: dead-lettering %s[%d]@%d: %s", self.name, record.topic, record.partition, record.offset, reason)
         value = record.value or b""
         headers = {
             "x-error": reason[:2000],

@@ -18,10 +18,14 @@ log = logging.getLogger(__name__)
 
 
 def new_producer(settings: CommonSettings, *, client_id: str) -> AIOKafkaProducer:
-    return AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, client_id=client_id,
-                            acks="all", enable_idempotence=True,
-                            linger_ms=2,  # a short wait lets the relay's records share requests
-                            max_batch_size=256 * 1024)
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        client_id=client_id,
+        acks="all",
+        enable_idempotence=True,
+        linger_ms=2,  # a short wait lets the relay's records share requests
+        max_batch_size=256 * 1024,
+    )
 
 
 class Kafka:
@@ -37,8 +41,9 @@ class Kafka:
     async def start(self) -> None:
         self._producer = new_producer(self.settings, client_id=self.client_id)
         await self._producer.start()
-        self._admin = AIOKafkaAdminClient(bootstrap_servers=self.settings.kafka_bootstrap_servers,
-                                          client_id=self.client_id)
+        self._admin = AIOKafkaAdminClient(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers, client_id=self.client_id
+        )
         await self._admin.start()
 
     async def stop(self) -> None:
@@ -49,8 +54,7 @@ class Kafka:
 
     async def publish(self, topic: str, value: bytes, *, key: bytes | None, headers: dict[str, str]) -> None:
         """Send one record and wait for Kafka's acknowledgement."""
-        await self._producer.send_and_wait(topic, value, key=key,
-                                           headers=[(k, v.encode()) for k, v in headers.items()])
+        await self._producer.send_and_wait(topic, value, key=key, headers=[(k, v.encode()) for k, v in headers.items()])
 
     async def create_topics(self, names: Sequence[str]) -> None:
         """Create those of the topics that do not exist, with settings.kafka_topic_partitions
@@ -60,7 +64,8 @@ class Kafka:
         partitions = self.settings.kafka_topic_partitions
         try:
             response = await self._admin.create_topics(
-                [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names])
+                [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names]
+            )
         except KafkaError as exc:
             log.warning("%s: creating topics %s: %r", self.client_id, list(names), exc)
             return
@@ -93,9 +98,12 @@ async def existing_partitions(bootstrap_servers: str, topics: Sequence[str]) -> 
         described = {t["topic"]: t for t in await admin.describe_topics() if not t["error_code"]}
     finally:
         await admin.close()
-    return [TopicPartition(topic, p["partition"]) for topic in topics if topic in described
-            for p in sorted(described[topic]["partitions"], key=lambda p: p["partition"])]
-
+    return [
+        TopicPartition(topic, p["partition"])
+        for topic in topics
+        if topic in described
+        for p in sorted(described[topic]["partitions"], key=lambda p: p["partition"])
+    ]
 
 
 class RelayProducer:
@@ -125,8 +133,7 @@ class RelayProducer:
 
     async def publish(self, topic: str, key: bytes, payload: bytes, headers: dict[str, str]):
         """Hand the record to the producer; returns the future of Kafka's acknowledgement."""
-        return await self._producer.send(topic, payload, key=key,
-                                         headers=[(k, v.encode()) for k, v in headers.items()])
+        return await self._producer.send(topic, payload, key=key, headers=[(k, v.encode()) for k, v in headers.items()])
 
     async def reset(self, error: BaseException) -> None:
         if not isinstance(error, KafkaError):

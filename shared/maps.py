@@ -53,8 +53,12 @@ def service_area_geojson() -> bytes:
         cells.update(h3.grid_disk(h3.latlng_to_cell(lat, lng, SERVICE_AREA_RESOLUTION), SERVICE_AREA_RINGS))
     outline = h3.cells_to_geo(sorted(cells))
     outline["coordinates"] = _rounded(outline["coordinates"])
-    return orjson.dumps({"type": "FeatureCollection", "features": [
-        {"type": "Feature", "properties": {"name": "Hạ Long"}, "geometry": outline}]})
+    return orjson.dumps(
+        {
+            "type": "FeatureCollection",
+            "features": [{"type": "Feature", "properties": {"name": "Hạ Long"}, "geometry": outline}],
+        }
+    )
 
 
 def area_of(lat: float, lng: float) -> list[list[float]]:
@@ -81,9 +85,13 @@ def _rounded(value):  # noqa: ANN001, ANN202 - nested lists of coordinates
 router = APIRouter(tags=["map"])
 
 
-@router.get("/map/service-area.geojson", summary="The service area's outline (GeoJSON), for the pages' maps",
-            response_class=Response,
-            responses={200: {"content": {"application/geo+json": {"schema": {"type": "object"}}}}})
+@router.get(
+    "/map/service-area.geojson",
+    summary="The service area's outline (GeoJSON), for the pages' maps",
+    response_class=Response,
+    responses={200: {"content": {"application/geo+json": {"schema": {"type": "object"}}}}},
+)
 async def service_area() -> Response:
-    return Response(service_area_geojson(), media_type="application/geo+json",
-                    headers={"Cache-Control": "public, max-age=3600"})
+    return Response(
+        service_area_geojson(), media_type="application/geo+json", headers={"Cache-Control": "public, max-age=3600"}
+    )

@@ -54,9 +54,16 @@ _ADD_EVENT = """
     SELECT last FROM seq"""
 
 
-async def add_event(conn: asyncpg.Connection, event_cls: type[Envelope], *, subject: str,
-                    data: Model | dict, source: str, topic: str | None = None,
-                    occurred_at: datetime | None = None) -> Envelope:
+async def add_event(
+    conn: asyncpg.Connection,
+    event_cls: type[Envelope],
+    *,
+    subject: str,
+    data: Model | dict,
+    source: str,
+    topic: str | None = None,
+    occurred_at: datetime | None = None,
+) -> Envelope:
     """Write one event in the caller's transaction, with the next sequence of its subject.
 
     `topic` defaults to the event type's own; pass the prefixed name when topics are prefixed.
@@ -86,8 +93,9 @@ EVENT_IF_CHANGED = """
                $5::bytea || convert_to(last::text, 'UTF8') || $6::bytea FROM event_seq)"""
 
 
-def event_args(event_cls: type[Envelope], *, subject: str, data: Model | dict, source: str,
-               topic: str | None = None) -> list[Any]:
+def event_args(
+    event_cls: type[Envelope], *, subject: str, data: Model | dict, source: str, topic: str | None = None
+) -> list[Any]:
     """The six parameters of EVENT_IF_CHANGED for this event."""
     event, head, tail = _draft(event_cls, subject, data, source, None)
     _hint_relays()
@@ -115,43 +123,65 @@ def events_from(rows: str) -> str:
 # Parameter types of event_columns' lists, in order.
 EVENT_COLUMN_TYPES = ("text[]", "text[]", "smallint[]", "text[]", "bytea[]", "bytea[]")
 
-_ADD_EVENTS = """
+_ADD_EVENTS = (
+    """
     WITH k AS (
         SELECT * FROM unnest($1::text[], $2::text[], $3::smallint[], $4::text[], $5::bytea[], $6::bytea[])
-             WITH ORDINALITY AS k(t, s, lane, type, head, tail, n)),""" + events_from("k") + """
+             WITH ORDINALITY AS k(t, s, lane, type, head, tail, n)),"""
+    + events_from("k")
+    + """
     SELECT count(*) FROM event_seq"""
+)
 
 
-def event_columns(events: list[tuple[type[Envelope], str, Model | dict]], *, source: str,
-                  topic: Callable[[type[Envelope]], str] | None = None) -> list[list]:
+def event_columns(
+    events: list[tuple[type[Envelope], str, Model | dict]],
+    *,
+    source: str,
+    topic: Callable[[type[Envelope]], str] | None = None,
+) -> list[list]:
     """Six lists (topic, subject, lane, type, head, tail) for events_from, each event
     (class, subject, data); `topic` maps an event class to its (prefixed) topic name."""
     columns: list[list] = [[], [], [], [], [], []]
     for event_cls, subject, data in events:
         event, head, tail = _draft(event_cls, subject, data, source, None)
-        for column, value in zip(columns, (topic(event_cls) if topic else event_cls.topic, subject,
-                                           lane_of(subject), event.type, head, tail)):
+        for column, value in zip(
+            columns, (topic(event_cls) if topic else event_cls.topic, subject, lane_of(subject), event.type, head, tail)
+        ):
             column.append(value)
     if events:
         _hint_relays()
     return columns
 
 
-def _draft(event_cls: type[Envelope], subject: str, data: Model | dict, source: str,
-           occurred_at: datetime | None) -> tuple[Envelope, bytes, bytes]:
+def _draft(
+    event_cls: type[Envelope], subject: str, data: Model | dict, source: str, occurred_at: datetime | None
+) -> tuple[Envelope, bytes, bytes]:
     """The envelope with a placeholder sequence, serialized and cut around it: the statement
     joins the two halves around the sequence it assigns (the envelope's own "sequence" key
     comes before "data", and inside a JSON string a quote is escaped, so the first
     occurrence of the placeholder is the envelope's)."""
-    event = event_cls(id=uuid4(), type=type_name(event_cls), source=source, subject=subject,
-                      sequence=1, occurred_at=occurred_at or datetime.now(timezone.utc), data=data)
+    event = event_cls(
+        id=uuid4(),
+        type=type_name(event_cls),
+        source=source,
+        subject=subject,
+        sequence=1,
+        occurred_at=occurred_at or datetime.now(timezone.utc),
+        data=data,
+    )
     payload = event.model_dump_json().encode()
     at = payload.index(_SEQUENCE_PLACEHOLDER) + len(_SEQUENCE_PLACEHOLDER) - 2
-    return event, payload[:at], payload[at + 1:]
+    return event, payload[:at], payload[at + 1 :]
 
 
-async def add_events(conn: asyncpg.Connection, events: list[tuple[type[Envelope], str, Model | dict]], *,
-                     source: str, topic: Callable[[type[Envelope]], str] | None = None) -> None:
+async def add_events(
+    conn: asyncpg.Connection,
+    events: list[tuple[type[Envelope], str, Model | dict]],
+    *,
+    source: str,
+    topic: Callable[[type[Envelope]], str] | None = None,
+) -> None:
     """Write several events, each (class, subject, data), in the caller's transaction with one
     round trip. Subjects repeating within a topic go out in separate statements, in order.
     `topic` maps an event class to its (prefixed) topic name; default: the class's own."""
@@ -209,9 +239,16 @@ class OutboxRelay:
 
     FIRST_RECHECK_S = 0.01
 
-    def __init__(self, pool: asyncpg.Pool, publish: Publish, *, batch_size: int = 500,
-                 idle_poll_s: float = 1.0, linger_s: float = 0.01,
-                 on_failure: Callable[[BaseException], Awaitable[None]] | None = None) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        publish: Publish,
+        *,
+        batch_size: int = 500,
+        idle_poll_s: float = 1.0,
+        linger_s: float = 0.01,
+        on_failure: Callable[[BaseException], Awaitable[None]] | None = None,
+    ) -> None:
         self._pool = pool
         self._publish = publish
         self._on_failure = on_failure  # e.g. make a new Kafka producer (shared.kafka_clients.RelayProducer)
@@ -311,9 +348,15 @@ class OutboxRelay:
             rows = await conn.fetch(_DRAIN, _LANE_LOCK_BASE, self._batch_size)
             if not rows:
                 return 0  # nothing pending, or other relays own every pending lane now
-            pending = [await self._publish(r["topic"], r["key"].encode(), r["payload"],
-                                           {"content-type": "application/json", "event-type": r["event_type"]})
-                       for r in rows]
+            pending = [
+                await self._publish(
+                    r["topic"],
+                    r["key"].encode(),
+                    r["payload"],
+                    {"content-type": "application/json", "event-type": r["event_type"]},
+                )
+                for r in rows
+            ]
             await asyncio.gather(*pending)  # every record acknowledged by Kafka (acks=all)
         self.published += len(rows)
         return len(rows)

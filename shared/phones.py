@@ -24,5 +24,4 @@ def to_e164(raw: str, region: str = "VN") -> str:
 
 
 # A request field that accepts a phone as people write it and holds it in E.164.
-Phone = Annotated[str, Field(min_length=3, max_length=32, examples=["0912 345 678"]),
-                  AfterValidator(to_e164)]
+Phone = Annotated[str, Field(min_length=3, max_length=32, examples=["0912 345 678"]), AfterValidator(to_e164)]

@@ -38,8 +38,16 @@ log = logging.getLogger(__name__)
 class Runtime:
     PRUNE_EVERY_S = 3600.0  # how often ids and positions past inbox_keep_hours are forgotten
 
-    def __init__(self, settings: CommonSettings, *, name: str, database_url: str,
-                 migrations: Path | None, pool_size: int = 20, relay: bool = True) -> None:
+    def __init__(
+        self,
+        settings: CommonSettings,
+        *,
+        name: str,
+        database_url: str,
+        migrations: Path | None,
+        pool_size: int = 20,
+        relay: bool = True,
+    ) -> None:
         self.settings = settings
         self.name = name
         self.database_url = database_url
@@ -61,16 +69,31 @@ class Runtime:
             raise RuntimeError(f"{self.name}: the runtime has not started")
         return self._pool
 
-    def consume(self, *, name: str, topics: Sequence[str], handler: BatchHandler,
-                group_id: str | None = None, max_records: int = 500,
-                ignore: Collection[str] = (), concurrency: int = 1) -> EventConsumer:
+    def consume(
+        self,
+        *,
+        name: str,
+        topics: Sequence[str],
+        handler: BatchHandler,
+        group_id: str | None = None,
+        max_records: int = 500,
+        ignore: Collection[str] = (),
+        concurrency: int = 1,
+    ) -> EventConsumer:
         """Register a consumer (before start). The group defaults to the consumer's name;
         events of the types in `ignore` are committed unread, and up to `concurrency` batches
         are handled at once (EventConsumer)."""
-        consumer = EventConsumer(self.kafka, self.settings, name=name, topics=topics,
-                                 group_id=group_id or f"{self.settings.topic_prefix}{name}",
-                                 handler=handler, max_records=max_records, ignore=ignore,
-                                 concurrency=concurrency)
+        consumer = EventConsumer(
+            self.kafka,
+            self.settings,
+            name=name,
+            topics=topics,
+            group_id=group_id or f"{self.settings.topic_prefix}{name}",
+            handler=handler,
+            max_records=max_records,
+            ignore=ignore,
+            concurrency=concurrency,
+        )
         self.consumers.append(consumer)
         return consumer
 
@@ -88,8 +111,7 @@ class Runtime:
         if self._with_relay:
             self._relay_producer = RelayProducer(self.settings, client_id=self.name)
             await self._relay_producer.start()
-            self.relay = OutboxRelay(self._pool, self._relay_producer.publish,
-                                     on_failure=self._relay_producer.reset)
+            self.relay = OutboxRelay(self._pool, self._relay_producer.publish, on_failure=self._relay_producer.reset)
             await self.relay.start()
         loops = list(self._loops)
         if self.consumers:
@@ -105,8 +127,12 @@ class Runtime:
             before = datetime.now(timezone.utc) - timedelta(hours=self.settings.inbox_keep_hours)
             forgotten = await forget_before(self.pool, before)
             if forgotten:
-                log.info("%s: forgot %d consumed event ids and subject positions from before %s",
-                         self.name, forgotten, before)
+                log.info(
+                    "%s: forgot %d consumed event ids and subject positions from before %s",
+                    self.name,
+                    forgotten,
+                    before,
+                )
             await asyncio.sleep(self.PRUNE_EVERY_S)
 
     async def stop(self) -> None:
@@ -214,12 +240,20 @@ def serve(app: FastAPI, settings: CommonSettings, port: int) -> None:
 
     With settings.instance_port, on `port` shared with the service's other instances and on
     the instance's own port (both serve the whole app)."""
-    logging.basicConfig(level=settings.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = uvicorn.Server(uvicorn.Config(
-        app, host=settings.host, port=port, loop="uvloop", http="httptools", lifespan="on",
-        access_log=False, log_level=settings.log_level.lower(),
-        timeout_graceful_shutdown=int(settings.shutdown_grace_s)))
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    server = uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=settings.host,
+            port=port,
+            loop="uvloop",
+            http="httptools",
+            lifespan="on",
+            access_log=False,
+            log_level=settings.log_level.lower(),
+            timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        )
+    )
     # uvicorn re-raises SIGTERM once its shutdown is done, with the handler it found at start,
     # so the process would end "killed by SIGTERM" (143) even after a clean shutdown. With a
     # no-op handler in place the process ends by itself: exit 0 means the shutdown was clean.
@@ -227,7 +261,11 @@ def serve(app: FastAPI, settings: CommonSettings, port: int) -> None:
     if settings.instance_port is None:
         server.run()
     else:
-        server.run(sockets=[listening_socket(settings.host, port, shared=True),
-                            listening_socket(settings.host, settings.instance_port, shared=False)])
+        server.run(
+            sockets=[
+                listening_socket(settings.host, port, shared=True),
+                listening_socket(settings.host, settings.instance_port, shared=False),
+            ]
+        )
     if not server.started:
         sys.exit(3)  # the lifespan failed to start (already logged)

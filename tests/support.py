@@ -27,8 +27,9 @@ async def running(app: Any) -> AsyncIterator[Any]:
         await app.state.runtime.stop()
 
 
-async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 20.0,
-                     interval: float = 0.05, what: str = "condition") -> T:
+async def eventually(
+    check: Callable[[], Awaitable[T]], *, timeout: float = 20.0, interval: float = 0.05, what: str = "condition"
+) -> T:
     """Call `check` until it returns something truthy (returned) or the deadline passes.
 
     `check` may also raise AssertionError while the condition does not hold yet.
@@ -49,15 +50,18 @@ async def eventually(check: Callable[[], Awaitable[T]], *, timeout: float = 20.0
 
 async def read_topic(bootstrap: str, topic: str, *, at_least: int = 0, timeout: float = 20.0) -> list[Any]:
     """Every record of `topic` from the beginning (no consumer group): waits for `at_least`."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest")
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
+
         async def partitions() -> list[TopicPartition]:
             return await existing_partitions(bootstrap, [topic])
 
-        tps = await eventually(partitions, timeout=timeout, what=f"topic {topic} to exist") \
-            if at_least else await partitions()
+        tps = (
+            await eventually(partitions, timeout=timeout, what=f"topic {topic} to exist")
+            if at_least
+            else await partitions()
+        )
         if not tps:
             return []
         consumer.assign(tps)
@@ -78,8 +82,9 @@ async def read_topic(bootstrap: str, topic: str, *, at_least: int = 0, timeout: 
         await consumer.stop()
 
 
-async def produce(bootstrap: str, topic: str, values: list[tuple[bytes | None, bytes]],
-                  headers: list[tuple[str, bytes]] | None = None) -> None:
+async def produce(
+    bootstrap: str, topic: str, values: list[tuple[bytes | None, bytes]], headers: list[tuple[str, bytes]] | None = None
+) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
     await producer.start()
     try:

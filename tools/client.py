@@ -49,12 +49,20 @@ class CallStats:
 class Giao:
     """One HTTP connection pool for everything; each call names who makes it (a bearer token)."""
 
-    def __init__(self, endpoints: Endpoints | None = None, *, stats: CallStats | None = None,
-                 timeout: float = 10.0, max_connections: int = 200) -> None:
+    def __init__(
+        self,
+        endpoints: Endpoints | None = None,
+        *,
+        stats: CallStats | None = None,
+        timeout: float = 10.0,
+        max_connections: int = 200,
+    ) -> None:
         self.endpoints = endpoints or Endpoints()
         self.stats = stats or CallStats()
-        self.http = httpx.AsyncClient(timeout=timeout, limits=httpx.Limits(
-            max_connections=max_connections, max_keepalive_connections=max_connections))
+        self.http = httpx.AsyncClient(
+            timeout=timeout,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        )
 
     async def close(self) -> None:
         await self.http.aclose()
@@ -65,9 +73,17 @@ class Giao:
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
 
-    async def call(self, name: str, method: str, url: str, *, token: str | None = None,
-                   json: Any = None, headers: dict[str, str] | None = None,
-                   expect: tuple[int, ...] = (200, 201, 202)) -> Any:
+    async def call(
+        self,
+        name: str,
+        method: str,
+        url: str,
+        *,
+        token: str | None = None,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        expect: tuple[int, ...] = (200, 201, 202),
+    ) -> Any:
         hdrs = dict(headers or {})
         if token:
             hdrs["Authorization"] = f"Bearer {token}"
@@ -87,25 +103,34 @@ class Giao:
             raise ApiError(method, url, status, result)
         return result
 
-    async def _send(self, method: str, url: str, headers: dict[str, str],
-                    body: bytes | None) -> tuple[int, str, bytes]:
+    async def _send(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> tuple[int, str, bytes]:
         """The transport: (status, content type, body bytes). The benchmark swaps in a leaner one."""
         response = await self.http.request(method, url, headers=headers, content=body)
         return response.status_code, response.headers.get("content-type", ""), response.content
 
     # --- admin -------------------------------------------------------------------------
     async def create_merchant(self, name: str, phone: str) -> dict:
-        return await self.call("create_merchant", "POST", f"{self.endpoints.orders}/v1/admin/merchants",
-                               token=self.endpoints.admin_token, json={"name": name, "phone": phone})
+        return await self.call(
+            "create_merchant",
+            "POST",
+            f"{self.endpoints.orders}/v1/admin/merchants",
+            token=self.endpoints.admin_token,
+            json={"name": name, "phone": phone},
+        )
 
     async def create_courier(self, name: str, phone: str, vehicle: str) -> dict:
-        return await self.call("create_courier", "POST", f"{self.endpoints.dispatch}/v1/admin/couriers",
-                               token=self.endpoints.admin_token,
-                               json={"name": name, "phone": phone, "vehicle": vehicle})
+        return await self.call(
+            "create_courier",
+            "POST",
+            f"{self.endpoints.dispatch}/v1/admin/couriers",
+            token=self.endpoints.admin_token,
+            json={"name": name, "phone": phone, "vehicle": vehicle},
+        )
 
     async def admin_job(self, order_id: str) -> dict:
-        return await self.call("admin_job", "GET", f"{self.endpoints.dispatch}/v1/admin/jobs/{order_id}",
-                               token=self.endpoints.admin_token)
+        return await self.call(
+            "admin_job", "GET", f"{self.endpoints.dispatch}/v1/admin/jobs/{order_id}", token=self.endpoints.admin_token
+        )
 
     # --- merchant ----------------------------------------------------------------------
     async def quote(self, api_key: str, body: dict) -> dict:
@@ -113,8 +138,15 @@ class Giao:
 
     async def place_order(self, api_key: str, body: dict, idempotency_key: str | None = None) -> dict:
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        return await self.call("place_order", "POST", f"{self.endpoints.orders}/v1/orders", token=api_key,
-                               json=body, headers=headers, expect=(201,))
+        return await self.call(
+            "place_order",
+            "POST",
+            f"{self.endpoints.orders}/v1/orders",
+            token=api_key,
+            json=body,
+            headers=headers,
+            expect=(201,),
+        )
 
     async def get_order(self, api_key: str, order_id: str) -> dict:
         return await self.call("get_order", "GET", f"{self.endpoints.orders}/v1/orders/{order_id}", token=api_key)
@@ -123,29 +155,52 @@ class Giao:
         query = "&".join(f"{k}={v}" for k, v in params.items() if v is not None)
         return await self.call("list_orders", "GET", f"{self.endpoints.orders}/v1/orders?{query}", token=api_key)
 
-    async def cancel_order(self, api_key: str, order_id: str, reason: str | None = None,
-                           expect: tuple[int, ...] = (202,)) -> dict:
-        return await self.call("cancel_order", "POST", f"{self.endpoints.orders}/v1/orders/{order_id}/cancel",
-                               token=api_key, json={"reason": reason} if reason else {}, expect=expect)
+    async def cancel_order(
+        self, api_key: str, order_id: str, reason: str | None = None, expect: tuple[int, ...] = (202,)
+    ) -> dict:
+        return await self.call(
+            "cancel_order",
+            "POST",
+            f"{self.endpoints.orders}/v1/orders/{order_id}/cancel",
+            token=api_key,
+            json={"reason": reason} if reason else {},
+            expect=expect,
+        )
 
     # --- courier -----------------------------------------------------------------------
     async def set_status(self, token: str, online: bool, lat: float, lng: float) -> Any:
-        return await self.call("courier_status", "PUT", f"{self.endpoints.dispatch}/v1/courier/status",
-                               token=token, json={"online": online, "lat": lat, "lng": lng})
+        return await self.call(
+            "courier_status",
+            "PUT",
+            f"{self.endpoints.dispatch}/v1/courier/status",
+            token=token,
+            json={"online": online, "lat": lat, "lng": lng},
+        )
 
     async def send_locations(self, token: str, points: list[dict]) -> Any:
-        return await self.call("courier_locations", "POST", f"{self.endpoints.dispatch}/v1/courier/locations",
-                               token=token, json={"points": points})
+        return await self.call(
+            "courier_locations",
+            "POST",
+            f"{self.endpoints.dispatch}/v1/courier/locations",
+            token=token,
+            json={"points": points},
+        )
 
     async def jobs(self, token: str) -> list[dict]:
         body = await self.call("courier_jobs", "GET", f"{self.endpoints.dispatch}/v1/courier/jobs", token=token)
         return body["items"]
 
-    async def job_action(self, token: str, order_id: str, action: str, body: dict | None = None,
-                         expect: tuple[int, ...] = (200,)) -> Any:
-        return await self.call(f"job_{action}", "POST",
-                               f"{self.endpoints.dispatch}/v1/courier/jobs/{order_id}/{action}",
-                               token=token, json=body if body is not None else {}, expect=expect)
+    async def job_action(
+        self, token: str, order_id: str, action: str, body: dict | None = None, expect: tuple[int, ...] = (200,)
+    ) -> Any:
+        return await self.call(
+            f"job_{action}",
+            "POST",
+            f"{self.endpoints.dispatch}/v1/courier/jobs/{order_id}/{action}",
+            token=token,
+            json=body if body is not None else {},
+            expect=expect,
+        )
 
     # --- customer ----------------------------------------------------------------------
     async def track(self, code: str, expect: tuple[int, ...] = (200,)) -> dict:

@@ -51,8 +51,13 @@ FILES = {
 def locked(lock: Path = LOCK) -> dict[str, dict[str, str]]:
     """Each vendored package's version and integrity (the tarball's hash) in the lock file."""
     packages = json.loads(lock.read_text())["packages"]
-    return {name: {"version": packages[f"node_modules/{name}"]["version"],
-                   "integrity": packages[f"node_modules/{name}"]["integrity"]} for name in FILES}
+    return {
+        name: {
+            "version": packages[f"node_modules/{name}"]["version"],
+            "integrity": packages[f"node_modules/{name}"]["integrity"],
+        }
+        for name in FILES
+    }
 
 
 def sha256(path: Path) -> str:
@@ -65,8 +70,10 @@ def vendor(node_modules: Path = WEB / "node_modules", out: Path = VENDOR) -> dic
     for name, files in FILES.items():
         installed = json.loads((node_modules / name / "package.json").read_text())["version"]
         if installed != lock[name]["version"]:
-            raise SystemExit(f"web/node_modules has {name} {installed}, the lock says {lock[name]['version']}: "
-                             "run `npm ci --ignore-scripts` in web/ first")
+            raise SystemExit(
+                f"web/node_modules has {name} {installed}, the lock says {lock[name]['version']}: "
+                "run `npm ci --ignore-scripts` in web/ first"
+            )
         target = out / name
         shutil.rmtree(target, ignore_errors=True)
         hashes = {}

@@ -37,7 +37,9 @@ async def _floor(request: Request, started: float) -> None:
 
 
 @router.get(
-    "/v1/tracking/{tracking_code}", response_model=TrackingView, tags=["tracking"],
+    "/v1/tracking/{tracking_code}",
+    response_model=TrackingView,
+    tags=["tracking"],
     summary="A parcel's status, timeline, courier and ETA",
     description="Anyone with the tracking code may ask; nothing personal is shown.",
     responses=problem_responses(404, 429),
@@ -53,18 +55,24 @@ async def get_tracking(tracking_code: str, request: Request, _client: str = Depe
 
 
 @router.get(
-    "/v1/tracking/{tracking_code}/events", tags=["tracking"],
+    "/v1/tracking/{tracking_code}/events",
+    tags=["tracking"],
     summary="A parcel's changes as they happen (Server-Sent Events)",
     description=(
         "`event: tracking` events carry the same document as `GET /v1/tracking/{tracking_code}`: "
         "the current state on connect, then one per change. A comment line (`: ping`) is sent "
         f"every {_HEARTBEAT_S:g} s so that proxies keep the stream open. After a final "
         "status (delivered, returned, cancelled, expired) an `event: end` follows and the stream "
-        "closes: do not reconnect then."),
+        "closes: do not reconnect then."
+    ),
     response_class=EventSourceResponse,
-    responses={200: {"description": "The stream", "content": {"text/event-stream": {
-        "schema": {"type": "string"}, "example": SSE_EXAMPLE}}},
-        **problem_responses(404, 429)},
+    responses={
+        200: {
+            "description": "The stream",
+            "content": {"text/event-stream": {"schema": {"type": "string"}, "example": SSE_EXAMPLE}},
+        },
+        **problem_responses(404, 429),
+    },
 )
 async def stream_tracking(tracking_code: str, request: Request, client: str = Depends(deps.rate_limit)) -> Response:
     started = time.perf_counter()
@@ -75,5 +83,9 @@ async def stream_tracking(tracking_code: str, request: Request, client: str = De
     await _floor(request, started)
     if parcel is None:
         raise Problem(404, NOT_FOUND, headers=NO_STORE)
-    return EventSourceResponse(streams.events(client, parcel), ping=deps.settings(request).heartbeat_s,
-                               headers=NO_STORE, ping_message_factory=lambda: ServerSentEvent(comment="ping"))
+    return EventSourceResponse(
+        streams.events(client, parcel),
+        ping=deps.settings(request).heartbeat_s,
+        headers=NO_STORE,
+        ping_message_factory=lambda: ServerSentEvent(comment="ping"),
+    )

@@ -29,29 +29,44 @@ LOCATION_CONSUMER = "tracking-locations"
 def create_app(settings: TrackingSettings | None = None) -> FastAPI:
     settings = settings or TrackingSettings()
     # Tracking publishes nothing: no outbox relay.
-    runtime = Runtime(settings, name="tracking", database_url=settings.database_url,
-                      migrations=Path(__file__).parent / "migrations", pool_size=settings.pool_size,
-                      relay=False)
+    runtime = Runtime(
+        settings,
+        name="tracking",
+        database_url=settings.database_url,
+        migrations=Path(__file__).parent / "migrations",
+        pool_size=settings.pool_size,
+        relay=False,
+    )
     metrics = Metrics("tracking")
-    applied = metrics.counter("tracking_applied_total",
-                              "Events applied to the read model (status) and parcels moved (location)",
-                              ("kind",))
+    applied = metrics.counter(
+        "tracking_applied_total", "Events applied to the read model (status) and parcels moved (location)", ("kind",)
+    )
     projection = Projection(lambda: runtime.pool, on_applied=lambda kind, n: applied.labels(kind).inc(n))
-    runtime.consume(name=STATUS_CONSUMER, topics=[ORDERS_TOPIC, DISPATCH_TOPIC],
-                    handler=projection.on_status_events, max_records=settings.status_batch,
-                    ignore=domain.IRRELEVANT_TYPES)
-    runtime.consume(name=LOCATION_CONSUMER, topics=[COURIER_LOCATIONS_TOPIC],
-                    handler=projection.on_locations, max_records=settings.location_batch)
+    runtime.consume(
+        name=STATUS_CONSUMER,
+        topics=[ORDERS_TOPIC, DISPATCH_TOPIC],
+        handler=projection.on_status_events,
+        max_records=settings.status_batch,
+        ignore=domain.IRRELEVANT_TYPES,
+    )
+    runtime.consume(
+        name=LOCATION_CONSUMER,
+        topics=[COURIER_LOCATIONS_TOPIC],
+        handler=projection.on_locations,
+        max_records=settings.location_batch,
+    )
 
     feed = ChangeFeed(settings.database_url, lambda: runtime.pool)
     runtime.loop("tracking-listen", feed.listen)
     runtime.loop("tracking-deliver", feed.deliver)
-    streams = Streams(feed, lambda: runtime.pool, max_per_client=settings.sse_max_streams_per_client,
-                      max_stream_s=settings.sse_max_stream_s,
-                      gauge=Gauge("tracking_sse_streams", "Open Server-Sent Events streams",
-                                  registry=metrics.registry))
-    client_limits = ClientLimits(settings, metrics.counter("tracking_rate_limited_total",
-                                                           "Requests refused with 429"))
+    streams = Streams(
+        feed,
+        lambda: runtime.pool,
+        max_per_client=settings.sse_max_streams_per_client,
+        max_stream_s=settings.sse_max_stream_s,
+        gauge=Gauge("tracking_sse_streams", "Open Server-Sent Events streams", registry=metrics.registry),
+    )
+    client_limits = ClientLimits(settings, metrics.counter("tracking_rate_limited_total", "Requests refused with 429"))
 
     return service_app(
         title="Giao tracking",
@@ -59,9 +74,18 @@ def create_app(settings: TrackingSettings | None = None) -> FastAPI:
         description=(
             "Theo dõi đơn hàng: no login, the tracking code is the key. Answers never hold a phone "
             "number, a full name, an address or the delivery code. Errors are RFC 9457 problem "
-            "details; clients that send too many requests get 429 with `Retry-After`."),
-        runtime=runtime, metrics=metrics,
-        routers=[api.router, page_api.router, maps.router,
-                 pages_router(page.PAGE_PATH, page.WEB), pages_router(maps.WEB_PATH, maps.WEB)],
-        feed=feed, streams=streams, client_limits=client_limits,
+            "details; clients that send too many requests get 429 with `Retry-After`."
+        ),
+        runtime=runtime,
+        metrics=metrics,
+        routers=[
+            api.router,
+            page_api.router,
+            maps.router,
+            pages_router(page.PAGE_PATH, page.WEB),
+            pages_router(maps.WEB_PATH, maps.WEB),
+        ],
+        feed=feed,
+        streams=streams,
+        client_limits=client_limits,
     )

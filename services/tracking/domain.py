@@ -35,18 +35,29 @@ from uuid import UUID
 
 from shared.contract import FINAL_STATUSES, Vehicle
 from shared.events import (
-    COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDERS_TOPIC, STATUS_AFTER, CourierLocation, DeliveryAssigned,
-    Envelope, OrderPlaced,
+    COURIER_LOCATIONS_TOPIC,
+    DISPATCH_TOPIC,
+    ORDERS_TOPIC,
+    STATUS_AFTER,
+    CourierLocation,
+    DeliveryAssigned,
+    Envelope,
+    OrderPlaced,
 )
 from shared.geo import road_distance_m, travel_minutes
 
 # The lifecycle in its one order; the timeline is sorted by it and a status never moves to
 # an earlier rank (each possible path of the contract climbs it).
-LIFECYCLE = ("placed", "assigned", "picked_up", "delivery_failed", "delivered", "returned",
-             "cancelled", "expired")
+LIFECYCLE = ("placed", "assigned", "picked_up", "delivery_failed", "delivered", "returned", "cancelled", "expired")
 _RANK = {
-    "placed": 0, "assigned": 1, "picked_up": 2, "delivery_failed": 3,
-    "delivered": 4, "returned": 4, "cancelled": 4, "expired": 4,
+    "placed": 0,
+    "assigned": 1,
+    "picked_up": 2,
+    "delivery_failed": 3,
+    "delivered": 4,
+    "returned": 4,
+    "cancelled": 4,
+    "expired": 4,
 }
 _ORDER = {status: i for i, status in enumerate(LIFECYCLE)}
 
@@ -131,7 +142,8 @@ IRRELEVANT_TYPES = frozenset(t for t, status in STATUS_AFTER.items() if status i
 def relevant(topic: str, event: Envelope) -> bool:
     """Does this event change a parcel? (Offers, cancel requests and refusals do not.)"""
     return topic in (ORDERS_TOPIC, DISPATCH_TOPIC) and (
-        event.type == "order.placed" or STATUS_AFTER.get(event.type) is not None)
+        event.type == "order.placed" or STATUS_AFTER.get(event.type) is not None
+    )
 
 
 def order_id_of(event: Envelope) -> UUID:
@@ -169,8 +181,12 @@ def apply_all(parcel: Parcel, events: Iterable[tuple[str, Envelope]]) -> Parcel:
 
 def _placed(parcel: Parcel, event: OrderPlaced) -> Parcel:
     data = event.data
-    parcel = replace(parcel, tracking_code=data.tracking_code,
-                     dropoff=Point(data.dropoff.lat, data.dropoff.lng), distance_m=data.distance_m)
+    parcel = replace(
+        parcel,
+        tracking_code=data.tracking_code,
+        dropoff=Point(data.dropoff.lat, data.dropoff.lng),
+        distance_m=data.distance_m,
+    )
     # Dispatch may be ahead: then "placed" joins the timeline without moving the status.
     return _move(parcel, "placed", event.occurred_at)
 
@@ -210,16 +226,22 @@ def latest_locations(events: Iterable[tuple[str, Envelope]]) -> list[LocationFix
         seen = latest.get(event.data.courier_id)
         if seen is None or event.sequence > seen.sequence:
             latest[event.data.courier_id] = event
-    return [LocationFix(e.data.courier_id, tuple(e.data.order_ids), e.data.lat, e.data.lng,
-                        e.data.at, e.sequence) for e in latest.values()]
+    return [
+        LocationFix(e.data.courier_id, tuple(e.data.order_ids), e.data.lat, e.data.lng, e.data.at, e.sequence)
+        for e in latest.values()
+    ]
 
 
 def apply_location(parcel: Parcel, fix: LocationFix) -> Parcel:
     """The parcel after one courier's point: moved only if on its way with this courier, and
     only to a newer point of the courier's stream."""
-    if (parcel.status not in ON_ITS_WAY or parcel.courier is None
-            or parcel.courier.id != fix.courier_id or parcel.order_id not in fix.order_ids
-            or (parcel.location is not None and parcel.location.sequence >= fix.sequence)):
+    if (
+        parcel.status not in ON_ITS_WAY
+        or parcel.courier is None
+        or parcel.courier.id != fix.courier_id
+        or parcel.order_id not in fix.order_ids
+        or (parcel.location is not None and parcel.location.sequence >= fix.sequence)
+    ):
         return parcel
     return replace(parcel, location=Location(fix.lat, fix.lng, fix.at, fix.sequence))
 
@@ -246,8 +268,13 @@ def with_courier_point(parcel: Parcel, point: LocationFix | None) -> Parcel:
     pickup may be consumed before the pickup itself, and would otherwise be lost until the
     next one. Only a point of this parcel's courier, sent since the job was accepted, counts.
     """
-    if (point is None or parcel.location is not None or parcel.status not in ON_ITS_WAY
-            or parcel.courier is None or parcel.courier.id != point.courier_id):
+    if (
+        point is None
+        or parcel.location is not None
+        or parcel.status not in ON_ITS_WAY
+        or parcel.courier is None
+        or parcel.courier.id != point.courier_id
+    ):
         return parcel
     accepted = [s.at for s in parcel.timeline if s.status in ("assigned", "picked_up")]
     if not accepted or point.at < min(accepted) - POINT_TOLERANCE:
@@ -264,8 +291,7 @@ def eta_minutes(parcel: Parcel) -> int | None:
         return None
     vehicle = parcel.courier.vehicle if parcel.courier else DEFAULT_VEHICLE
     if status in ON_ITS_WAY and parcel.location is not None and parcel.dropoff is not None:
-        remaining = road_distance_m(parcel.location.lat, parcel.location.lng,
-                                    parcel.dropoff.lat, parcel.dropoff.lng)
+        remaining = road_distance_m(parcel.location.lat, parcel.location.lng, parcel.dropoff.lat, parcel.dropoff.lng)
         return travel_minutes(remaining, vehicle)
     if parcel.distance_m is not None:
         return travel_minutes(parcel.distance_m, vehicle)
@@ -278,15 +304,14 @@ def public_view(parcel: Parcel) -> dict[str, Any]:
     if parcel.courier is not None and parcel.status not in NO_COURIER:
         location = None
         if parcel.status in ON_ITS_WAY and parcel.location is not None:
-            location = {"lat": parcel.location.lat, "lng": parcel.location.lng,
-                        "at": _rfc3339(parcel.location.at)}
-        courier = {"display_name": parcel.courier.display_name, "vehicle": parcel.courier.vehicle,
-                   "location": location}
+            location = {"lat": parcel.location.lat, "lng": parcel.location.lng, "at": _rfc3339(parcel.location.at)}
+        courier = {"display_name": parcel.courier.display_name, "vehicle": parcel.courier.vehicle, "location": location}
     return {
         "tracking_code": parcel.tracking_code,
         "status": parcel.status,
-        "timeline": [{"status": s.status, "at": _rfc3339(s.at), "text": TIMELINE_TEXT[s.status]}
-                     for s in parcel.timeline],
+        "timeline": [
+            {"status": s.status, "at": _rfc3339(s.at), "text": TIMELINE_TEXT[s.status]} for s in parcel.timeline
+        ],
         "courier": courier,
         "eta_minutes": eta_minutes(parcel),
     }
@@ -297,9 +322,13 @@ def _rfc3339(at: datetime) -> str:
 
 
 # A parcel that exists nowhere: unknown codes are answered after the same work as known ones.
-DECOY = Parcel(order_id=UUID(int=0), tracking_code="0" * 12, status="placed",
-               timeline=(Step("placed", datetime.fromisoformat("2000-01-01T00:00:00+00:00")),),
-               distance_m=1000)
+DECOY = Parcel(
+    order_id=UUID(int=0),
+    tracking_code="0" * 12,
+    status="placed",
+    timeline=(Step("placed", datetime.fromisoformat("2000-01-01T00:00:00+00:00")),),
+    distance_m=1000,
+)
 
 
 # --- tracking codes -----------------------------------------------------------------
@@ -311,4 +340,3 @@ _CODE_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz012
 def well_formed_code(code: str) -> bool:
     """Could this be a tracking code at all? (Anything else is simply not found.)"""
     return 1 <= len(code) <= MAX_CODE_LENGTH and set(code) <= _CODE_CHARS
-

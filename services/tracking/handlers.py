@@ -31,16 +31,20 @@ CONSUMER = "tracking"  # the inbox's name for the status consumer
 
 
 class Projection:
-    def __init__(self, pool: Callable[[], asyncpg.Pool], *,
-                 on_applied: Callable[[str, int], None] = lambda kind, n: None) -> None:
+    def __init__(
+        self, pool: Callable[[], asyncpg.Pool], *, on_applied: Callable[[str, int], None] = lambda kind, n: None
+    ) -> None:
         self._pool = pool  # the runtime's pool exists only once it started
         self._on_applied = on_applied
 
     async def on_status_events(self, batch: Batch) -> None:
         async with self._pool().acquire() as conn, conn.transaction():
             verdicts = await accept_many(conn, CONSUMER, batch)
-            new = [(topic, event) for (topic, event), verdict in zip(batch, verdicts)
-                   if verdict is Verdict.NEW and domain.relevant(topic, event)]
+            new = [
+                (topic, event)
+                for (topic, event), verdict in zip(batch, verdicts)
+                if verdict is Verdict.NEW and domain.relevant(topic, event)
+            ]
             if not new:
                 return
             before = await store.lock_parcels(conn, (domain.order_id_of(e) for _, e in new))
@@ -48,12 +52,17 @@ class Projection:
             for topic, event in new:
                 order_id = domain.order_id_of(event)
                 after[order_id] = domain.apply(after[order_id], topic, event)
-            waiting = [p.courier.id for p in after.values() if p.location is None and p.courier is not None
-                       and p.status in domain.ON_ITS_WAY]
+            waiting = [
+                p.courier.id
+                for p in after.values()
+                if p.location is None and p.courier is not None and p.status in domain.ON_ITS_WAY
+            ]
             if waiting:
                 points = await store.courier_points(conn, waiting)
-                after = {order_id: domain.with_courier_point(p, points.get(p.courier.id) if p.courier else None)
-                         for order_id, p in after.items()}
+                after = {
+                    order_id: domain.with_courier_point(p, points.get(p.courier.id) if p.courier else None)
+                    for order_id, p in after.items()
+                }
             changed = [p for order_id, p in after.items() if p != before[order_id]]
             await store.save_parcels(conn, changed)
             await store.notify_changed(conn, (p.tracking_code for p in changed if p.visible))

@@ -137,8 +137,15 @@ END_RETRY_MS = 86_400_000
 class Streams:
     """The open SSE streams of this process: how many each client has, and their events."""
 
-    def __init__(self, feed: ChangeFeed, pool: Callable[[], asyncpg.Pool], *, max_per_client: int,
-                 max_stream_s: float, gauge: Gauge) -> None:
+    def __init__(
+        self,
+        feed: ChangeFeed,
+        pool: Callable[[], asyncpg.Pool],
+        *,
+        max_per_client: int,
+        max_stream_s: float,
+        gauge: Gauge,
+    ) -> None:
         self._feed = feed
         self._pool = pool
         self._max_per_client = max_per_client

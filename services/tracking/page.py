@@ -42,8 +42,9 @@ def eta_text(minutes: int | None, messages: dict[str, Any] = MESSAGES) -> str:
     return "" if minutes is None else messages["eta"].replace("{minutes}", str(minutes))
 
 
-def render(view: dict[str, Any], *, area: list[list[float]] | None, tile_url: str = "",
-           messages: dict[str, Any] = MESSAGES) -> str:
+def render(
+    view: dict[str, Any], *, area: list[list[float]] | None, tile_url: str = "", messages: dict[str, Any] = MESSAGES
+) -> str:
     """The page of a known parcel: `view` is domain.public_view's document."""
     m = messages
     courier = view["courier"]
@@ -52,8 +53,9 @@ def render(view: dict[str, Any], *, area: list[list[float]] | None, tile_url: st
     steps = "".join(
         f'<li data-testid="timeline-item" data-status="{escape(step["status"])}">'
         f'<time datetime="{escape(step["at"])}">{escape(local_time(step["at"]))}</time> '
-        f'<span>{escape(step["text"])}</span></li>'
-        for step in view["timeline"])
+        f"<span>{escape(step['text'])}</span></li>"
+        for step in view["timeline"]
+    )
     attributes = {
         "data-code": code,
         "data-events": f"/v1/tracking/{code}/events",
@@ -70,40 +72,44 @@ def render(view: dict[str, Any], *, area: list[list[float]] | None, tile_url: st
         f'<p class="courier"{_hidden(courier is None)}>{escape(m["courier"])} '
         f'<strong data-testid="courier-name">{escape(courier["display_name"] if courier else "")}</strong> · '
         f'<span data-testid="courier-vehicle">{escape(m["vehicle"].get(courier["vehicle"], "") if courier else "")}</span>'
-        '</p></section>'
+        "</p></section>"
         f'<div class="card map" data-testid="map" role="region" aria-label={_attr(m["map"])} hidden></div>'
         f'<section class="card"><h2>{escape(m["timeline"])}</h2><ol class="timeline">{steps}</ol></section>'
         '<p class="live" data-testid="live" hidden></p>'
         f'<p class="privacy">{escape(m["privacy"])}</p>'
-        '</main>')
+        "</main>"
+    )
     return _document(main, m, script=True)
 
 
 def render_not_found(messages: dict[str, Any] = MESSAGES) -> str:
     """The page of an unknown code: the same shape, nothing of the code it was asked for."""
     m = messages
-    main = ('<main id="tracking"><section class="card summary">'
-            f'<h1 data-testid="not-found">{escape(m["not_found"])}</h1>'
-            f'<p>{escape(m["not_found_hint"])}</p></section></main>')
+    main = (
+        '<main id="tracking"><section class="card summary">'
+        f'<h1 data-testid="not-found">{escape(m["not_found"])}</h1>'
+        f"<p>{escape(m['not_found_hint'])}</p></section></main>"
+    )
     return _document(main, m, script=False)
 
 
 def _document(main: str, m: dict[str, Any], *, script: bool) -> str:
     links = "".join(f'<link rel="stylesheet" href={_attr(href)}>' for href in STYLESHEETS)
     module = f'<script type="module" src={_attr(SCRIPT)}></script>' if script else ""
-    title = f'{m["title"]} · {m["brand"]}'
+    title = f"{m['title']} · {m['brand']}"
     return (
         f'<!doctype html><html lang={_attr(m["lang"])}><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="robots" content="noindex"><meta name="referrer" content="no-referrer">'
         '<link rel="icon" href="data:,">'  # no request for /favicon.ico (a 404)
-        f'<title>{escape(title)}</title>'
+        f"<title>{escape(title)}</title>"
         f'<meta property="og:title" content={_attr(m["og_title"])}>'
         f'<meta property="og:description" content={_attr(m["og_description"])}>'
         '<meta property="og:type" content="website">'
-        f'{links}{module}</head><body>'
+        f"{links}{module}</head><body>"
         f'<header class="bar"><span class="brand">{escape(m["brand"])}</span> {escape(m["title"])}</header>'
-        f'{main}</body></html>')
+        f"{main}</body></html>"
+    )
 
 
 def _attr(value: str) -> str:

@@ -39,18 +39,25 @@ def content_security_policy(tile_url: str) -> str:
 
 
 def page_headers(tile_url: str) -> dict[str, str]:
-    return {**SECURITY_HEADERS, "content-security-policy": content_security_policy(tile_url),
-            "cache-control": "no-store", "x-robots-tag": "noindex"}
+    return {
+        **SECURITY_HEADERS,
+        "content-security-policy": content_security_policy(tile_url),
+        "cache-control": "no-store",
+        "x-robots-tag": "noindex",
+    }
 
 
 @router.get(
-    "/t/{tracking_code}", response_class=HTMLResponse, tags=["tracking"],
+    "/t/{tracking_code}",
+    response_class=HTMLResponse,
+    tags=["tracking"],
     summary="The tracking page (HTML, Vietnamese), live while it is open",
-    description=("What `GET /v1/tracking/{tracking_code}` answers, as a page for people, then live "
-                 "over its event stream; while the parcel is on its way, a map with the courier and the "
-                 "destination's area (never its point). An unknown code is a 404 page."),
-    responses={200: {"content": {"text/html": {}}}, 404: {"content": {"text/html": {}}},
-               **problem_responses(429)},
+    description=(
+        "What `GET /v1/tracking/{tracking_code}` answers, as a page for people, then live "
+        "over its event stream; while the parcel is on its way, a map with the courier and the "
+        "destination's area (never its point). An unknown code is a 404 page."
+    ),
+    responses={200: {"content": {"text/html": {}}}, 404: {"content": {"text/html": {}}}, **problem_responses(429)},
 )
 async def tracking_page(tracking_code: str, request: Request, _client: str = Depends(deps.rate_limit)) -> Response:
     started = time.perf_counter()
@@ -61,8 +68,9 @@ async def tracking_page(tracking_code: str, request: Request, _client: str = Dep
     shows_area = parcel is not None and parcel.dropoff is not None and not parcel.final
     headers = page_headers(settings.map_tile_url)
     # Both pages are built before the floor, so the time after it is the same too.
-    found = HTMLResponse(page.render(view, area=area if shows_area else None, tile_url=settings.map_tile_url),
-                         headers=headers)
+    found = HTMLResponse(
+        page.render(view, area=area if shows_area else None, tile_url=settings.map_tile_url), headers=headers
+    )
     not_found = HTMLResponse(page.render_not_found(), status_code=404, headers=headers)
     await asyncio.sleep(max(0.0, settings.response_floor_ms / 1000 - (time.perf_counter() - started)))
     return found if parcel is not None else not_found

@@ -33,7 +33,10 @@ from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer
 from aiokafka.errors import (
-    CommitFailedError, IllegalGenerationError, RebalanceInProgressError, UnknownMemberIdError,
+    CommitFailedError,
+    IllegalGenerationError,
+    RebalanceInProgressError,
+    UnknownMemberIdError,
 )
 from aiokafka.structs import OffsetAndMetadata
 
@@ -61,8 +64,9 @@ class RebuildReport:
 async def rebuild(settings: TrackingSettings) -> RebuildReport:
     status_group = f"{settings.topic_prefix}{STATUS_CONSUMER}"
     location_group = f"{settings.topic_prefix}{LOCATION_CONSUMER}"
-    replay = await _move_offsets(settings, status_group,
-                                 [settings.topic(ORDERS_TOPIC), settings.topic(DISPATCH_TOPIC)], to_end=False)
+    replay = await _move_offsets(
+        settings, status_group, [settings.topic(ORDERS_TOPIC), settings.topic(DISPATCH_TOPIC)], to_end=False
+    )
     skip = await _move_offsets(settings, location_group, [settings.topic(COURIER_LOCATIONS_TOPIC)], to_end=True)
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)
     try:
@@ -75,8 +79,9 @@ async def rebuild(settings: TrackingSettings) -> RebuildReport:
 
 
 async def _move_offsets(settings: TrackingSettings, group: str, topics: list[str], *, to_end: bool) -> dict[str, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group,
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         tps = await existing_partitions(settings.kafka_bootstrap_servers, topics)
@@ -88,8 +93,9 @@ async def _move_offsets(settings: TrackingSettings, group: str, topics: list[str
             # Kafka takes a commit from outside the group only while the group has no members.
             await consumer.commit({tp: OffsetAndMetadata(offset, "") for tp, offset in offsets.items()})
         except (CommitFailedError, IllegalGenerationError, UnknownMemberIdError, RebalanceInProgressError) as exc:
-            raise RebuildRefused(f"consumer group {group} is in use: stop every tracking instance first "
-                                 f"({type(exc).__name__})") from None
+            raise RebuildRefused(
+                f"consumer group {group} is in use: stop every tracking instance first ({type(exc).__name__})"
+            ) from None
         moved: dict[str, int] = {}
         for tp in tps:
             moved[tp.topic] = moved.get(tp.topic, 0) + 1
@@ -106,6 +112,10 @@ def main(settings: TrackingSettings | None = None) -> int:
     except RebuildRefused as exc:
         log.error("rebuild refused: %s", exc)
         return 2
-    log.info("read model emptied; replaying from the start: %s; locations from now on: %s. "
-             "Start the tracking instances to rebuild.", report.replay_from_start, report.skip_to_end)
+    log.info(
+        "read model emptied; replaying from the start: %s; locations from now on: %s. "
+        "Start the tracking instances to rebuild.",
+        report.replay_from_start,
+        report.skip_to_end,
+    )
     return 0

@@ -30,7 +30,8 @@ class CourierView(BaseModel):
     display_name: str = Field(description="First name and initial only", examples=["Minh N."])
     vehicle: Vehicle
     location: CourierLocationView | None = Field(
-        description="Where the courier is, only while the parcel is on its way (picked_up)")
+        description="Where the courier is, only while the parcel is on its way (picked_up)"
+    )
 
 
 EXAMPLE: dict[str, Any] = {
@@ -41,8 +42,11 @@ EXAMPLE: dict[str, Any] = {
         {"status": "assigned", "at": "2026-11-23T09:04:37+07:00", "text": "Đã có shipper nhận đơn"},
         {"status": "picked_up", "at": "2026-11-23T09:15:02+07:00", "text": "Shipper đã lấy hàng"},
     ],
-    "courier": {"display_name": "Minh N.", "vehicle": "motorbike",
-                "location": {"lat": 20.9532, "lng": 107.0611, "at": "2026-11-23T09:21:40+07:00"}},
+    "courier": {
+        "display_name": "Minh N.",
+        "vehicle": "motorbike",
+        "location": {"lat": 20.9532, "lng": 107.0611, "at": "2026-11-23T09:21:40+07:00"},
+    },
     "eta_minutes": 6,
 }
 
@@ -57,9 +61,12 @@ class TrackingView(BaseModel):
     timeline: list[TimelineStep] = Field(description="Each status reached, once, oldest first")
     courier: CourierView | None = Field(description="Null before a courier accepted, and after cancelled or expired")
     eta_minutes: int | None = Field(
-        description="Minutes left for the remaining distance; null once the delivery failed or ended")
+        description="Minutes left for the remaining distance; null once the delivery failed or ended"
+    )
 
 
 # The stream as a client reads it: the example document, a heartbeat, a final state, the end.
-SSE_EXAMPLE = ("event: tracking\ndata: " + orjson.dumps(EXAMPLE).decode() + "\n\n: ping\n\n"
-               "event: tracking\ndata: {...\"status\":\"delivered\"...}\n\nevent: end\ndata: {}\n\n")
+SSE_EXAMPLE = (
+    "event: tracking\ndata: " + orjson.dumps(EXAMPLE).decode() + "\n\n: ping\n\n"
+    'event: tracking\ndata: {..."status":"delivered"...}\n\nevent: end\ndata: {}\n\n'
+)

@@ -55,6 +55,7 @@ class TrackingSettings(CommonSettings):
             if a.strip():
                 ipaddress.ip_network(a.strip(), strict=False)  # ValueError names the bad one
         return value
+
     trust_forwarded_for: bool = False
     response_floor_ms: float = Field(15.0, ge=0)
 
@@ -68,5 +69,4 @@ class TrackingSettings(CommonSettings):
     map_tile_url: str = Field("", validation_alias="GIAO_MAP_TILE_URL")
 
     def exempt_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        return [ipaddress.ip_network(a.strip(), strict=False)
-                for a in self.rate_limit_exempt.split(",") if a.strip()]
+        return [ipaddress.ip_network(a.strip(), strict=False) for a in self.rate_limit_exempt.split(",") if a.strip()]

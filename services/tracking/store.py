@@ -32,13 +32,18 @@ def _parcel(row: asyncpg.Record) -> Parcel:
     dropoff = Point(row["dropoff_lat"], row["dropoff_lng"]) if row["dropoff_lat"] is not None else None
     location = None
     if row["location_at"] is not None:
-        location = Location(row["location_lat"], row["location_lng"], row["location_at"],
-                            row["location_sequence"])
+        location = Location(row["location_lat"], row["location_lng"], row["location_at"], row["location_sequence"])
     return Parcel(
-        order_id=row["order_id"], tracking_code=row["tracking_code"], status=row["status"],
+        order_id=row["order_id"],
+        tracking_code=row["tracking_code"],
+        status=row["status"],
         timeline=tuple(Step(s["status"], datetime.fromisoformat(s["at"])) for s in row["timeline"]),
-        courier=courier, dropoff=dropoff, distance_m=row["distance_m"], location=location,
-        orders_sequence=row["orders_sequence"], dispatch_sequence=row["dispatch_sequence"],
+        courier=courier,
+        dropoff=dropoff,
+        distance_m=row["distance_m"],
+        location=location,
+        orders_sequence=row["orders_sequence"],
+        dispatch_sequence=row["dispatch_sequence"],
         version=row["version"],
     )
 
@@ -57,10 +62,12 @@ async def lock_parcels(conn: asyncpg.Connection, order_ids: Iterable[UUID]) -> d
         return {}
     await conn.execute(
         """INSERT INTO parcels (order_id) SELECT unnest($1::uuid[]) ORDER BY 1
-           ON CONFLICT DO NOTHING""", ids)
+           ON CONFLICT DO NOTHING""",
+        ids,
+    )
     rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM parcels WHERE order_id = ANY($1::uuid[]) ORDER BY order_id FOR UPDATE",
-        ids)
+        f"SELECT {_COLUMNS} FROM parcels WHERE order_id = ANY($1::uuid[]) ORDER BY order_id FOR UPDATE", ids
+    )
     return {row["order_id"]: _parcel(row) for row in rows}
 
 
@@ -68,9 +75,27 @@ async def save_parcels(conn: asyncpg.Connection, parcels: Sequence[Parcel]) -> N
     """Write back parcels locked by lock_parcels: one statement for the whole batch."""
     if not parcels:
         return
-    cols: dict[str, list] = {name: [] for name in (
-        "id", "code", "status", "timeline", "cid", "cname", "cvehicle", "dlat", "dlng", "dist",
-        "llat", "llng", "lat_", "lseq", "oseq", "dseq")}
+    cols: dict[str, list] = {
+        name: []
+        for name in (
+            "id",
+            "code",
+            "status",
+            "timeline",
+            "cid",
+            "cname",
+            "cvehicle",
+            "dlat",
+            "dlng",
+            "dist",
+            "llat",
+            "llng",
+            "lat_",
+            "lseq",
+            "oseq",
+            "dseq",
+        )
+    }
     for p in parcels:
         cols["id"].append(p.order_id)
         cols["code"].append(p.tracking_code)
@@ -101,7 +126,8 @@ async def save_parcels(conn: asyncpg.Connection, parcels: Sequence[Parcel]) -> N
                 AS v(id, code, status, timeline, cid, cname, cvehicle, dlat, dlng, dist,
                      llat, llng, lat_, lseq, oseq, dseq)
            WHERE p.order_id = v.id""",
-        *cols.values())
+        *cols.values(),
+    )
 
 
 def _timeline_json(timeline: Sequence[Step]) -> str:
@@ -134,9 +160,13 @@ async def remember_points(conn: asyncpg.Connection, fixes: Sequence[LocationFix]
                    lng = EXCLUDED.lng, at = EXCLUDED.at
                WHERE c.sequence < EXCLUDED.sequence)
            SELECT {_ON_THE_MAP} FROM parcels WHERE order_id = ANY($6::uuid[]) ORDER BY order_id FOR UPDATE""",
-        [f.courier_id for f in couriers], [f.sequence for f in couriers], [f.lat for f in couriers],
-        [f.lng for f in couriers], [f.at for f in couriers],
-        sorted({order_id for fix in fixes for order_id in fix.order_ids}))
+        [f.courier_id for f in couriers],
+        [f.sequence for f in couriers],
+        [f.lat for f in couriers],
+        [f.lng for f in couriers],
+        [f.at for f in couriers],
+        sorted({order_id for fix in fixes for order_id in fix.order_ids}),
+    )
     return {row["order_id"]: _on_the_map(row) for row in rows}
 
 
@@ -146,10 +176,15 @@ def _on_the_map(row: asyncpg.Record) -> Parcel:
         courier = Courier(row["courier_id"], row["courier_display_name"], row["courier_vehicle"])
     location = None
     if row["location_at"] is not None:
-        location = Location(row["location_lat"], row["location_lng"], row["location_at"],
-                            row["location_sequence"])
-    return Parcel(order_id=row["order_id"], tracking_code=row["tracking_code"], status=row["status"],
-                  courier=courier, location=location, version=row["version"])
+        location = Location(row["location_lat"], row["location_lng"], row["location_at"], row["location_sequence"])
+    return Parcel(
+        order_id=row["order_id"],
+        tracking_code=row["tracking_code"],
+        status=row["status"],
+        courier=courier,
+        location=location,
+        version=row["version"],
+    )
 
 
 async def save_locations(conn: asyncpg.Connection, parcels: Sequence[Parcel]) -> None:
@@ -163,17 +198,21 @@ async def save_locations(conn: asyncpg.Connection, parcels: Sequence[Parcel]) ->
            FROM unnest($1::uuid[], $2::float8[], $3::float8[], $4::timestamptz[], $5::bigint[])
                 AS v(id, lat, lng, at, seq)
            WHERE p.order_id = v.id""",
-        [o for o, _ in located], [loc.lat for _, loc in located], [loc.lng for _, loc in located],
-        [loc.at for _, loc in located], [loc.sequence for _, loc in located])
+        [o for o, _ in located],
+        [loc.lat for _, loc in located],
+        [loc.lng for _, loc in located],
+        [loc.at for _, loc in located],
+        [loc.sequence for _, loc in located],
+    )
 
 
 async def courier_points(conn: asyncpg.Connection, courier_ids: Iterable[UUID]) -> dict[UUID, LocationFix]:
     """The latest known point of each of these couriers."""
     rows = await conn.fetch(
         "SELECT courier_id, sequence, lat, lng, at FROM courier_positions WHERE courier_id = ANY($1::uuid[])",
-        sorted(set(courier_ids)))
-    return {r["courier_id"]: LocationFix(r["courier_id"], (), r["lat"], r["lng"], r["at"], r["sequence"])
-            for r in rows}
+        sorted(set(courier_ids)),
+    )
+    return {r["courier_id"]: LocationFix(r["courier_id"], (), r["lat"], r["lng"], r["at"], r["sequence"]) for r in rows}
 
 
 async def notify_changed(conn: asyncpg.Connection, codes: Iterable[str | None]) -> None:
@@ -191,23 +230,21 @@ async def notify_changed(conn: asyncpg.Connection, codes: Iterable[str | None]) 
     if current:
         chunks.append(",".join(current))
     if chunks:
-        await conn.execute("SELECT pg_notify($1, c) FROM unnest($2::text[]) AS c",
-                           CHANGES_CHANNEL, chunks)
+        await conn.execute("SELECT pg_notify($1, c) FROM unnest($2::text[]) AS c", CHANGES_CHANNEL, chunks)
 
 
 # --- the readers' side --------------------------------------------------------------
 
 
 async def find_by_code(conn: asyncpg.Connection | asyncpg.Pool, code: str) -> Parcel | None:
-    row = await conn.fetchrow(
-        f"SELECT {_COLUMNS} FROM parcels WHERE tracking_code = $1 AND status IS NOT NULL", code)
+    row = await conn.fetchrow(f"SELECT {_COLUMNS} FROM parcels WHERE tracking_code = $1 AND status IS NOT NULL", code)
     return _parcel(row) if row else None
 
 
 async def find_by_codes(conn: asyncpg.Connection | asyncpg.Pool, codes: Sequence[str]) -> list[Parcel]:
     rows = await conn.fetch(
-        f"SELECT {_COLUMNS} FROM parcels WHERE tracking_code = ANY($1::text[]) AND status IS NOT NULL",
-        list(codes))
+        f"SELECT {_COLUMNS} FROM parcels WHERE tracking_code = ANY($1::text[]) AND status IS NOT NULL", list(codes)
+    )
     return [_parcel(row) for row in rows]
 
 

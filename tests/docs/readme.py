@@ -18,8 +18,7 @@ def section(text: str, heading: str) -> str:
     level = heading.split(" ", 1)[0]
     lines = text.splitlines()
     start = next(i for i, line in enumerate(lines) if line.startswith(heading))
-    end = next((i for i in range(start + 1, len(lines))
-                if lines[i].startswith(level + " ")), len(lines))
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith(level + " ")), len(lines))
     return "\n".join(lines[start:end]) + "\n"
 
 

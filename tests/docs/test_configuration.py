@@ -16,7 +16,8 @@ CLASSES = [settings_class(modules, name) for _, modules, name in SOURCES]
 
 def test_the_committed_file_is_what_the_settings_classes_give() -> None:
     assert configuration.OUT.read_text() == configuration.render(), (
-        "docs/configuration.md drifted from the settings classes: run python -m tools.docs.configuration")
+        "docs/configuration.md drifted from the settings classes: run python -m tools.docs.configuration"
+    )
 
 
 def test_check_fails_on_a_stale_file_and_passes_once_written(tmp_path, monkeypatch) -> None:
@@ -58,7 +59,9 @@ def test_every_documented_variable_is_read_by_its_class(cls, monkeypatch) -> Non
 
 
 def test_descriptions_come_from_the_docstring_bullets_and_rows() -> None:
-    module = types.ModuleType("example", """Example.
+    module = types.ModuleType(
+        "example",
+        """Example.
 
 - GIAO_X_LIMIT (5): how many
   at once, at most
@@ -68,7 +71,8 @@ def test_descriptions_come_from_the_docstring_bullets_and_rows() -> None:
 | variable | default | what |
 | --- | --- | --- |
 | GIAO_X_TTL_HOURS | 24 | how long a key is kept |
-""")
+""",
+    )
     assert configuration.docstring_entries(module) == {
         "GIAO_X_LIMIT": "how many at once, at most",
         "GIAO_X_SIZE_SMALL": "per size",

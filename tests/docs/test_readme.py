@@ -12,8 +12,13 @@ import pytest
 from tests.docs.readme import README, ROOT, anchors, quickstart_script, relative_links, section
 
 DOCS = sorted((ROOT / "docs").glob("*.md"))
-LINKED = ("docs/contract.md", "docs/architecture.md", "docs/configuration.md", "docs/operations.md",
-          "docs/performance.md")
+LINKED = (
+    "docs/contract.md",
+    "docs/architecture.md",
+    "docs/configuration.md",
+    "docs/operations.md",
+    "docs/performance.md",
+)
 
 
 def test_the_readme_is_short() -> None:

@@ -17,8 +17,14 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Locator, Page, Request, async_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package, installed by deploy/local/tools.sh
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--no-first-run", "--disable-sync"]
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 SCREEN = {"width": 360, "height": 640}
 MIN_TOUCH_PX = 48
 # WebPageTest's "3G Slow": 400 ms round trips, 400 kbit/s each way.
@@ -58,17 +64,29 @@ class Phone:
         self.errors: list[str] = []
         context.on("request", lambda r: self.requests.append(r))
         # Answers the app handles (401, 422, no network) are logged as errors too; not those.
-        page.on("console", lambda m: m.type == "error" and not m.text.startswith("Failed to load resource")
-                and self.errors.append(m.text))
+        page.on(
+            "console",
+            lambda m: (
+                m.type == "error" and not m.text.startswith("Failed to load resource") and self.errors.append(m.text)
+            ),
+        )
         page.on("pageerror", lambda e: self.errors.append(str(e)))
 
     @classmethod
-    async def open(cls, browser: Browser, origin: str, lat: float, lng: float, *,
-                   service_workers: str = "allow") -> Phone:
+    async def open(
+        cls, browser: Browser, origin: str, lat: float, lng: float, *, service_workers: str = "allow"
+    ) -> Phone:
         context = await browser.new_context(
-            viewport=SCREEN, device_scale_factor=1, is_mobile=True, has_touch=True, locale="vi-VN",
-            timezone_id="Asia/Ho_Chi_Minh", geolocation={"latitude": lat, "longitude": lng},
-            permissions=["geolocation"], service_workers=service_workers)
+            viewport=SCREEN,
+            device_scale_factor=1,
+            is_mobile=True,
+            has_touch=True,
+            locale="vi-VN",
+            timezone_id="Asia/Ho_Chi_Minh",
+            geolocation={"latitude": lat, "longitude": lng},
+            permissions=["geolocation"],
+            service_workers=service_workers,
+        )
         return cls(context, await context.new_page(), origin)
 
     async def close(self) -> None:
@@ -102,12 +120,16 @@ class Phone:
     def foreign_requests(self) -> list[str]:
         """Requests to any origin other than the app's (its API is on the same origin)."""
         ours = urlsplit(self.origin)
-        return [r.url for r in self.requests
-                if (urlsplit(r.url).scheme, urlsplit(r.url).netloc) != (ours.scheme, ours.netloc)]
+        return [
+            r.url
+            for r in self.requests
+            if (urlsplit(r.url).scheme, urlsplit(r.url).netloc) != (ours.scheme, ours.netloc)
+        ]
 
     async def layout_problems(self) -> list[str]:
         """What makes the screen hard to use: a horizontal scroll, or a control smaller than 48 px."""
-        return await self.page.evaluate("""(minPx) => {
+        return await self.page.evaluate(
+            """(minPx) => {
             const problems = [];
             const root = document.scrollingElement;
             if (root.scrollWidth > root.clientWidth) problems.push(`scrolls sideways: ${root.scrollWidth}px`);
@@ -118,7 +140,9 @@ class Phone:
                     problems.push(`${node.dataset.testid || node.textContent.trim()}: ${box.width}x${box.height}`);
             }
             return problems;
-        }""", MIN_TOUCH_PX)
+        }""",
+            MIN_TOUCH_PX,
+        )
 
     async def screen(self, name: str) -> None:
         """Checks the screen is usable; with GIAO_SCREENSHOTS set, keeps a picture of it there."""

@@ -20,8 +20,14 @@ import pytest
 from playwright.async_api import Browser, BrowserContext, Page, Request, Response, async_playwright
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package
-LAUNCH_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-               "--no-first-run", "--disable-sync"]
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
 PHONE = {"width": 360, "height": 640}
 DESKTOP = {"width": 1280, "height": 800}
 # GIAO_SCREENSHOTS=docs/screenshots keeps pictures of the pages the tests pass through there.
@@ -85,14 +91,23 @@ class Visitor:
     @classmethod
     async def open(cls, browser: Browser, origin: str, *, viewport: dict = PHONE, scripts: bool = True) -> "Visitor":
         phone = viewport["width"] < 600
-        context = await browser.new_context(viewport=viewport, device_scale_factor=1, is_mobile=phone,
-                                            has_touch=phone, locale="vi-VN", timezone_id="Asia/Ho_Chi_Minh",
-                                            java_script_enabled=scripts, service_workers="block")
+        context = await browser.new_context(
+            viewport=viewport,
+            device_scale_factor=1,
+            is_mobile=phone,
+            has_touch=phone,
+            locale="vi-VN",
+            timezone_id="Asia/Ho_Chi_Minh",
+            java_script_enabled=scripts,
+            service_workers="block",
+        )
         await context.add_init_script(_WATCH_CSP)
         visitor = cls(context, await context.new_page(), origin)
         devtools = await context.new_cdp_session(visitor.page)
-        devtools.on("Network.eventSourceMessageReceived",
-                    lambda m: visitor.stream_messages.append(f"event: {m['eventName']}\ndata: {m['data']}"))
+        devtools.on(
+            "Network.eventSourceMessageReceived",
+            lambda m: visitor.stream_messages.append(f"event: {m['eventName']}\ndata: {m['data']}"),
+        )
         await devtools.send("Network.enable")
         return visitor
 
@@ -101,15 +116,17 @@ class Visitor:
 
     def foreign_requests(self) -> list[str]:
         ours = urlsplit(self.origin)
-        return [r.url for r in self.requests
-                if (urlsplit(r.url).scheme, urlsplit(r.url).netloc) != (ours.scheme, ours.netloc)]
+        return [
+            r.url
+            for r in self.requests
+            if (urlsplit(r.url).scheme, urlsplit(r.url).netloc) != (ours.scheme, ours.netloc)
+        ]
 
     async def csp_violations(self) -> list[str]:
         return await self.page.evaluate("window.__cspViolations || []")
 
     async def scrolls_sideways(self) -> bool:
-        return await self.page.evaluate(
-            "document.scrollingElement.scrollWidth > document.scrollingElement.clientWidth")
+        return await self.page.evaluate("document.scrollingElement.scrollWidth > document.scrollingElement.clientWidth")
 
     async def screenshot(self, name: str) -> None:
         if SCREENSHOTS:

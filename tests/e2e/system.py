@@ -59,9 +59,14 @@ class Proc:
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         out = self.log.open("ab")
-        self.popen = subprocess.Popen([sys.executable, "-m", f"services.{self.service}"], cwd=ROOT,
-                                      env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                      stdin=subprocess.DEVNULL)
+        self.popen = subprocess.Popen(
+            [sys.executable, "-m", f"services.{self.service}"],
+            cwd=ROOT,
+            env=self.env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+        )
         out.close()
 
     def wait_ready(self, timeout: float = 60) -> None:
@@ -109,8 +114,9 @@ class System:
 
     def endpoints(self, dispatch_instance: int | None = None) -> Endpoints:
         """Dispatch through the port its instances share, or one instance's own port."""
-        dispatch = (self.url_of("dispatch") if dispatch_instance is None
-                    else self.procs["dispatch"][dispatch_instance].url)
+        dispatch = (
+            self.url_of("dispatch") if dispatch_instance is None else self.procs["dispatch"][dispatch_instance].url
+        )
         return Endpoints(self.url_of("orders"), dispatch, self.url_of("tracking"), self.admin_token)
 
     def url_of(self, service: str) -> str:
@@ -125,9 +131,15 @@ class System:
         return -40.0 + (n // 30) * 1.0, -150.0 + (n % 30) * 10.0
 
     def add(self, service: str, extra_env: dict[str, str] | None = None) -> Proc:
-        env = {**os.environ, **FAST, "GIAO_KAFKA_BOOTSTRAP_SERVERS": self.infra.kafka_bootstrap,
-               "GIAO_TOPIC_PREFIX": self.prefix, "GIAO_ADMIN_TOKEN": self.admin_token,
-               f"GIAO_{service.upper()}_DATABASE_URL": self.databases[service], **(extra_env or {})}
+        env = {
+            **os.environ,
+            **FAST,
+            "GIAO_KAFKA_BOOTSTRAP_SERVERS": self.infra.kafka_bootstrap,
+            "GIAO_TOPIC_PREFIX": self.prefix,
+            "GIAO_ADMIN_TOKEN": self.admin_token,
+            f"GIAO_{service.upper()}_DATABASE_URL": self.databases[service],
+            **(extra_env or {}),
+        }
         port = free_port()  # the instance's own
         if service in self.shared_ports:
             env[f"GIAO_{service.upper()}_PORT"] = str(self.shared_ports[service])

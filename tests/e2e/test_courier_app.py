@@ -36,8 +36,9 @@ RECIPIENT = ("Nguyễn Văn An", "903123456", "Cao Xanh")  # what City.order's d
 @pytest.fixture(scope="module")
 def system(infra):
     require_chromium()
-    system = start_system(infra, extra_env={"GIAO_DISPATCH_OFFER_TIMEOUT_S": str(OFFER_TIMEOUT_S),
-                                            "GIAO_DISPATCH_WINDOW_S": "300"})
+    system = start_system(
+        infra, extra_env={"GIAO_DISPATCH_OFFER_TIMEOUT_S": str(OFFER_TIMEOUT_S), "GIAO_DISPATCH_WINDOW_S": "300"}
+    )
     yield system
     codes = stop_system(system)
     assert all(c == 0 for cs in codes.values() for c in cs), f"a service did not shut down cleanly: {codes}"
@@ -70,8 +71,9 @@ async def courier_phone(city: City, browser, *, service_workers: str = "allow") 
     """A new courier and their phone, a little north of the city's pickup point; on leaving,
     the phone must have asked nothing of another origin and its pages reported no error."""
     created = await city.client.create_courier("Trần Văn Minh", "0987654321", "motorbike")
-    phone = await Phone.open(browser, city.system.url_of("dispatch"), city.lat + 0.002, city.lng,
-                             service_workers=service_workers)
+    phone = await Phone.open(
+        browser, city.system.url_of("dispatch"), city.lat + 0.002, city.lng, service_workers=service_workers
+    )
     try:
         yield Courier(str(created["id"]), created["token"], created["signin_link"], phone)
         assert phone.foreign_requests() == []
@@ -94,8 +96,12 @@ async def on_shift(city, browser) -> AsyncIterator[Courier]:
 
 
 async def admin_courier(city: City, courier_id: str) -> dict:
-    return await city.client.call("admin_courier", "GET", f"{city.system.url_of('dispatch')}/v1/admin/couriers/"
-                                  f"{courier_id}", token=city.system.admin_token)
+    return await city.client.call(
+        "admin_courier",
+        "GET",
+        f"{city.system.url_of('dispatch')}/v1/admin/couriers/{courier_id}",
+        token=city.system.admin_token,
+    )
 
 
 async def tracking_timeline(city: City, order: dict) -> list[str]:
@@ -150,17 +156,23 @@ async def test_on_shift_the_position_reaches_dispatch(city, browser):
         await expect(courier.phone.testid("login-status")).to_contain_text("Minh T.")
 
         sent: list[float] = []
-        courier.phone.page.on("request", lambda r: r.url.endswith("/v1/courier/locations") and sent.append(time.monotonic()))
+        courier.phone.page.on(
+            "request", lambda r: r.url.endswith("/v1/courier/locations") and sent.append(time.monotonic())
+        )
         await courier.phone.move(city.lat + 0.004, city.lng + 0.001)
 
         async def moved():
             c = await admin_courier(city, courier.id)
-            return c["lat"] == pytest.approx(city.lat + 0.004, abs=1e-6) and c["lng"] == pytest.approx(city.lng + 0.001, abs=1e-6)
+            return c["lat"] == pytest.approx(city.lat + 0.004, abs=1e-6) and c["lng"] == pytest.approx(
+                city.lng + 0.001, abs=1e-6
+            )
+
         await eventually(moved, timeout=15, what="the new position in dispatch")
         await courier.phone.move(city.lat + 0.005, city.lng)
 
         async def two_batches():
             return len(sent) >= 2
+
         await eventually(two_batches, timeout=15, what="a second batch of points")
         assert all(b - a >= 4.5 for a, b in itertools.pairwise(sent)), sent  # a batch every 5 s at most
 
@@ -321,6 +333,7 @@ async def test_a_step_taken_offline_waits_and_reaches_dispatch_and_tracking_once
                 await route.abort("connectionreset")
             else:
                 await route.continue_()
+
         await phone.page.route("**/v1/courier/jobs/*/pickup", lose_first_answer)
         locations = []
         phone.page.on("request", lambda r: r.url.endswith("/v1/courier/locations") and locations.append(r))
@@ -335,13 +348,21 @@ async def test_a_step_taken_offline_waits_and_reaches_dispatch_and_tracking_once
         async def tracking_picked_up():
             timeline = await tracking_timeline(city, order)
             return timeline if timeline[-1] == "picked_up" else None
-        assert await eventually(tracking_picked_up, what="tracking to show picked_up") == \
-            ["placed", "assigned", "picked_up"]
+
+        assert await eventually(tracking_picked_up, what="tracking to show picked_up") == [
+            "placed",
+            "assigned",
+            "picked_up",
+        ]
 
         async def offline_point_sent():
             points = [p for r in locations for p in r.post_data_json["points"]]
-            return [p for p in points if p["lat"] == pytest.approx(city.lat + 0.003)
-                    and datetime.fromisoformat(p["at"]) <= offline_at]
+            return [
+                p
+                for p in points
+                if p["lat"] == pytest.approx(city.lat + 0.003) and datetime.fromisoformat(p["at"]) <= offline_at
+            ]
+
         await eventually(offline_point_sent, timeout=15, what="the point taken offline, with its own time")
         await city.services_agree()
 
@@ -352,7 +373,8 @@ async def test_the_app_opens_without_network_after_a_first_visit(city, browser):
         await phone.sign_in(courier.signin_link)
         await expect(phone.testid("login-status")).to_contain_text("Đã đăng nhập")
         await phone.page.wait_for_function(
-            "async () => (await navigator.serviceWorker.ready).active.state === 'activated'")
+            "async () => (await navigator.serviceWorker.ready).active.state === 'activated'"
+        )
         manifest = await phone.page.evaluate("fetch('manifest.webmanifest').then((r) => r.json())")
         assert manifest["lang"] == "vi" and manifest["display"] == "standalone"
         assert {"192x192", "512x512"} <= {icon["sizes"] for icon in manifest["icons"]}

@@ -71,11 +71,24 @@ class Load:
 
     async def place(self) -> None:
         while self.placing:
-            body = {"pickup": {"name": "Shop", "phone": "0912345678", "address": "Hạ Long",
-                               "lat": self.lat, "lng": self.lng},
-                    "dropoff": {"name": "Khách", "phone": "0903123456", "address": "Hạ Long",
-                                "lat": self.lat + 0.01, "lng": self.lng},
-                    "parcel": {"weight_grams": 500}, "cod_amount_vnd": 50_000}
+            body = {
+                "pickup": {
+                    "name": "Shop",
+                    "phone": "0912345678",
+                    "address": "Hạ Long",
+                    "lat": self.lat,
+                    "lng": self.lng,
+                },
+                "dropoff": {
+                    "name": "Khách",
+                    "phone": "0903123456",
+                    "address": "Hạ Long",
+                    "lat": self.lat + 0.01,
+                    "lng": self.lng,
+                },
+                "parcel": {"weight_grams": 500},
+                "cod_amount_vnd": 50_000,
+            }
             key = str(uuid.uuid4())
             # The same Idempotency-Key on every retry: an order is created once even if a 201 was lost.
             order = await self.retry(self.client.place_order, self.key, body, idempotency_key=key, what="place")
@@ -99,8 +112,11 @@ class Load:
                     if self.rng.random() < 0.1:
                         action, body, result = "fail", {"reason": "refused"}, "delivery_failed"
                     else:
-                        action, body, result = "deliver", {"delivery_code": self.orders[oid]["delivery_code"],
-                                                           "cod_collected_vnd": 50_000}, "delivered"
+                        action, body, result = (
+                            "deliver",
+                            {"delivery_code": self.orders[oid]["delivery_code"], "cod_collected_vnd": 50_000},
+                            "delivered",
+                        )
                 if action is None or oid not in self.orders:
                     continue
                 try:
@@ -158,12 +174,20 @@ async def test_crashes_and_restarts_lose_nothing(infra):
                         if (await client.get_order(load.key, o))["status"] == "expired":
                             load.expected[o] = "expired"
                 return all(load.expected.get(o) in FINAL for o in load.orders)
+
             try:
                 await eventually(all_final, timeout=120, interval=0.5, what="every order to reach a final status")
             except AssertionError:
                 stuck = [o for o in load.orders if load.expected.get(o) not in FINAL]
-                views = [(o, load.expected.get(o), (await client.get_order(load.key, o))["status"],
-                          (await client.admin_job(o))) for o in stuck[:5]]
+                views = [
+                    (
+                        o,
+                        load.expected.get(o),
+                        (await client.get_order(load.key, o))["status"],
+                        (await client.admin_job(o)),
+                    )
+                    for o in stuck[:5]
+                ]
                 raise AssertionError(f"{len(stuck)} orders not final; first: {views}") from None
             load.stop.set()
             await asyncio.gather(*couriers)
@@ -173,13 +197,22 @@ async def test_crashes_and_restarts_lose_nothing(infra):
                     o = await client.get_order(load.key, oid)
                     t = await client.track(order["tracking_code"])
                     j = await client.admin_job(oid)
-                    assert o["status"] == t["status"] == j["status"] == load.expected[oid], \
-                        (oid, load.expected[oid], o["status"], t["status"], j["status"])
+                    assert o["status"] == t["status"] == j["status"] == load.expected[oid], (
+                        oid,
+                        load.expected[oid],
+                        o["status"],
+                        t["status"],
+                        j["status"],
+                    )
                     history = [h["status"] for h in o["history"]]
                     timeline = [h["status"] for h in t["timeline"]]
-                    assert len(history) == len(set(history)) and len(timeline) == len(set(timeline)), (history, timeline)
+                    assert len(history) == len(set(history)) and len(timeline) == len(set(timeline)), (
+                        history,
+                        timeline,
+                    )
                     assert sum(1 for off in j["offers"] if off.get("state") == "accepted") <= 1
                 return True
+
             await eventually(everyone_agrees, timeout=30, interval=0.5, what="the three services to agree")
             assert len(load.orders) >= 40
         await _no_event_lost(system)
@@ -206,15 +239,20 @@ async def _no_event_lost(system) -> None:
         distinct = {e["id"]: e["type"] for e in (orjson.loads(r.value) for r in records)}
         on_topic.update(distinct.values())
     consumers = {"orders": DISPATCH_TOPIC, "dispatch": ORDERS_TOPIC, "tracking": None}
-    unread = {"orders": orders_domain.IGNORED_EVENTS, "dispatch": frozenset(),
-              "tracking": tracking_domain.IRRELEVANT_TYPES}
+    unread = {
+        "orders": orders_domain.IGNORED_EVENTS,
+        "dispatch": frozenset(),
+        "tracking": tracking_domain.IRRELEVANT_TYPES,
+    }
     for service, only in consumers.items():
         conn = await asyncpg.connect(system.databases[service])
         try:
             rows = await conn.fetch("SELECT event_type, sum(applied)::int AS n FROM inbox_applied GROUP BY event_type")
             applied = {r["event_type"]: r["n"] for r in rows}
-            published = {r["event_type"]: r["published"] for r in await conn.fetch(
-                "SELECT event_type, published FROM outbox_published")}
+            published = {
+                r["event_type"]: r["published"]
+                for r in await conn.fetch("SELECT event_type, published FROM outbox_published")
+            }
         finally:
             await conn.close()
         for event_type, count in on_topic.items():
@@ -236,10 +274,12 @@ async def _invariants_hold(system) -> None:
             """SELECT c.id, c.load, c.capacity, count(j.order_id) AS holding
                FROM couriers c LEFT JOIN jobs j ON j.courier_id = c.id
                     AND j.status IN ('offered', 'assigned', 'picked_up', 'delivery_failed')
-               GROUP BY c.id HAVING c.load <> count(j.order_id) OR c.load > c.capacity""")
+               GROUP BY c.id HAVING c.load <> count(j.order_id) OR c.load > c.capacity"""
+        )
         assert not wrong_load, f"couriers whose load is off: {[dict(r) for r in wrong_load]}"
         doubled = await conn.fetch(
-            "SELECT order_id FROM offers WHERE state = 'accepted' GROUP BY order_id HAVING count(*) > 1")
+            "SELECT order_id FROM offers WHERE state = 'accepted' GROUP BY order_id HAVING count(*) > 1"
+        )
         assert not doubled, f"orders with two couriers: {doubled}"
     finally:
         await conn.close()

@@ -40,10 +40,20 @@ class City:
     async def order(self, cod: int = 150_000) -> dict:
         body = {
             "external_id": f"E2E-{uuid.uuid4().hex[:8]}",
-            "pickup": {"name": "Shop Thu Trang", "phone": "0912345678", "address": "Số 5 Lê Thánh Tông, Hồng Gai",
-                       "lat": self.lat, "lng": self.lng},
-            "dropoff": {"name": "Nguyễn Văn An", "phone": "0903123456", "address": "Số 12 Cao Xanh, Hạ Long",
-                        "lat": self.lat + 0.01, "lng": self.lng + 0.01},
+            "pickup": {
+                "name": "Shop Thu Trang",
+                "phone": "0912345678",
+                "address": "Số 5 Lê Thánh Tông, Hồng Gai",
+                "lat": self.lat,
+                "lng": self.lng,
+            },
+            "dropoff": {
+                "name": "Nguyễn Văn An",
+                "phone": "0903123456",
+                "address": "Số 12 Cao Xanh, Hạ Long",
+                "lat": self.lat + 0.01,
+                "lng": self.lng + 0.01,
+            },
             "parcel": {"weight_grams": 1200, "description": "Chả mực"},
             "cod_amount_vnd": cod,
         }
@@ -53,24 +63,30 @@ class City:
 
     async def offer_for(self, token: str, order_id: str, timeout: float = 15) -> dict:
         async def offered():
-            return next((j for j in await self.client.jobs(token)
-                         if j["order_id"] == order_id and j["status"] == "offered"), None)
+            return next(
+                (j for j in await self.client.jobs(token) if j["order_id"] == order_id and j["status"] == "offered"),
+                None,
+            )
+
         return await eventually(offered, timeout=timeout, what=f"an offer of {order_id}")
 
     async def status(self, order: dict, expected: str, timeout: float = 15) -> dict:
         async def reached():
             o = await self.client.get_order(self.key, order["id"])
             return o if o["status"] == expected else None
+
         return await eventually(reached, timeout=timeout, what=f"order {order['id']} {expected}")
 
     async def services_agree(self) -> None:
         """orders and tracking show the same status for every order of this test."""
+
         async def agree():
             for order in self.orders:
                 o = await self.client.get_order(self.key, order["id"])
                 t = await self.client.track(order["tracking_code"])
                 assert o["status"] == t["status"], (order["id"], o["status"], t["status"])
             return True
+
         await eventually(agree, timeout=10, what="orders and tracking to agree")
 
 
@@ -92,30 +108,38 @@ async def test_full_lifecycle(city):
     assigned = await city.status(order, "assigned")
     assert assigned["courier"]["phone"] == "+84987654321"
     await city.client.job_action(courier, order["id"], "pickup")
-    await city.client.send_locations(courier, [{"lat": city.lat + 0.005, "lng": city.lng + 0.005,
-                                                "at": _now()}])
+    await city.client.send_locations(courier, [{"lat": city.lat + 0.005, "lng": city.lng + 0.005, "at": _now()}])
 
     async def tracking_shows_location():
         t = await city.client.track(order["tracking_code"])
         return t if t["status"] == "picked_up" and t["courier"] and t["courier"]["location"] else None
+
     on_the_way = await eventually(tracking_shows_location, what="tracking to show the courier's location")
     assert on_the_way["courier"]["display_name"] == "Minh T." and on_the_way["eta_minutes"] >= 1
 
     with pytest.raises(ApiError) as wrong:
-        await city.client.job_action(courier, order["id"], "deliver",
-                                     {"delivery_code": _wrong(order["delivery_code"]), "cod_collected_vnd": 250_000})
+        await city.client.job_action(
+            courier,
+            order["id"],
+            "deliver",
+            {"delivery_code": _wrong(order["delivery_code"]), "cod_collected_vnd": 250_000},
+        )
     assert wrong.value.status == 422
     with pytest.raises(ApiError) as short:
-        await city.client.job_action(courier, order["id"], "deliver",
-                                     {"delivery_code": order["delivery_code"], "cod_collected_vnd": 200_000})
+        await city.client.job_action(
+            courier, order["id"], "deliver", {"delivery_code": order["delivery_code"], "cod_collected_vnd": 200_000}
+        )
     assert short.value.status == 422
-    await city.client.job_action(courier, order["id"], "deliver",
-                                 {"delivery_code": order["delivery_code"], "cod_collected_vnd": 250_000})
+    await city.client.job_action(
+        courier, order["id"], "deliver", {"delivery_code": order["delivery_code"], "cod_collected_vnd": 250_000}
+    )
     done = await city.status(order, "delivered")
     assert [h["status"] for h in done["history"]] == ["placed", "assigned", "picked_up", "delivered"]
+
     async def tracking_delivered():
         t = await city.client.track(order["tracking_code"])
         return t if t["status"] == "delivered" else None
+
     final = await eventually(tracking_delivered, what="tracking to show delivered")
     assert [s["status"] for s in final["timeline"]] == ["placed", "assigned", "picked_up", "delivered"]
     assert final["courier"] is None or final["courier"]["location"] is None
@@ -134,7 +158,13 @@ async def test_failure_and_return(city):
     await city.status(order, "delivery_failed")
     await city.client.job_action(courier, order["id"], "return")
     returned = await city.status(order, "returned")
-    assert [h["status"] for h in returned["history"]] == ["placed", "assigned", "picked_up", "delivery_failed", "returned"]
+    assert [h["status"] for h in returned["history"]] == [
+        "placed",
+        "assigned",
+        "picked_up",
+        "delivery_failed",
+        "returned",
+    ]
     await city.services_agree()
 
 
@@ -170,8 +200,9 @@ async def test_cancel_before_pickup_while_assigned_and_refused_after_pickup(city
     with pytest.raises(ApiError) as refused:
         await city.client.cancel_order(city.key, carried["id"])
     assert refused.value.status == 409
-    await city.client.job_action(courier, carried["id"], "deliver",
-                                 {"delivery_code": carried["delivery_code"], "cod_collected_vnd": 150_000})
+    await city.client.job_action(
+        courier, carried["id"], "deliver", {"delivery_code": carried["delivery_code"], "cod_collected_vnd": 150_000}
+    )
     await city.status(carried, "delivered")
     await city.services_agree()
 
@@ -184,12 +215,15 @@ async def test_cancel_racing_the_pickup_is_refused_by_dispatch(city):
     await city.client.job_action(courier, order["id"], "accept")
     await city.status(order, "assigned")
     # The courier picks up, and the merchant's cancel arrives before orders heard of the pickup.
-    await asyncio.gather(city.client.job_action(courier, order["id"], "pickup"),
-                         city.client.cancel_order(city.key, order["id"], expect=(202, 409)))
+    await asyncio.gather(
+        city.client.job_action(courier, order["id"], "pickup"),
+        city.client.cancel_order(city.key, order["id"], expect=(202, 409)),
+    )
 
     async def settled():
         o = await city.client.get_order(city.key, order["id"])
         return o if o["cancellation"] in (None, "refused") and o["status"] == "picked_up" else None
+
     settled_order = await eventually(settled, what="the cancel to be refused or never requested")
     assert settled_order["status"] == "picked_up"
     await city.services_agree()
@@ -255,9 +289,17 @@ async def test_two_dispatch_instances_never_double_assign(system):
                             await client.job_action(token, job["order_id"], "accept")
                             accepted.setdefault(job["order_id"], []).append(i)
                             await client.job_action(token, job["order_id"], "pickup")
-                            await client.job_action(token, job["order_id"], "deliver", {
-                                "delivery_code": next(o["delivery_code"] for o in orders if o["id"] == job["order_id"]),
-                                "cod_collected_vnd": 150_000})
+                            await client.job_action(
+                                token,
+                                job["order_id"],
+                                "deliver",
+                                {
+                                    "delivery_code": next(
+                                        o["delivery_code"] for o in orders if o["id"] == job["order_id"]
+                                    ),
+                                    "cod_collected_vnd": 150_000,
+                                },
+                            )
                         except ApiError as exc:
                             assert exc.status == 409, exc
                 await asyncio.sleep(0.05)
@@ -279,8 +321,12 @@ async def test_dispatch_instances_share_one_port(system):
 
     async def healthz_served(http: httpx.AsyncClient, instance_url: str) -> float:
         text = (await http.get(f"{instance_url}/metrics")).text
-        return sum(sample.value for family in text_string_to_metric_families(text) for sample in family.samples
-                   if sample.name == "http_requests_total" and sample.labels.get("route") == "/healthz")
+        return sum(
+            sample.value
+            for family in text_string_to_metric_families(text)
+            for sample in family.samples
+            if sample.name == "http_requests_total" and sample.labels.get("route") == "/healthz"
+        )
 
     instances = [p.url for p in system.procs["dispatch"]]
     assert len(instances) == 2
@@ -295,6 +341,7 @@ async def test_dispatch_instances_share_one_port(system):
 
 def _now() -> str:
     from datetime import datetime, timezone
+
     return datetime.now(timezone.utc).isoformat()
 
 

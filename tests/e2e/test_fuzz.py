@@ -16,17 +16,24 @@ from schemathesis.specs.openapi.checks import positive_data_acceptance
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 EXAMPLES = 12
-FUZZ = settings(max_examples=EXAMPLES, deadline=None, derandomize=True, database=None,
-                suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    max_examples=EXAMPLES, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck)
+)
 
 
 @pytest.fixture(scope="module")
 def credentials(system) -> dict[str, str]:
     admin = {"Authorization": f"Bearer {system.admin_token}"}
-    key = httpx.post(f"{system.procs['orders'][0].url}/v1/admin/merchants", headers=admin,
-                     json={"name": "Shop kiểm thử", "phone": "0912345678"}).json()["api_key"]
-    token = httpx.post(f"{system.procs['dispatch'][0].url}/v1/admin/couriers", headers=admin,
-                       json={"name": "Ngô Văn Thử", "phone": "0987654321", "vehicle": "motorbike"}).json()["token"]
+    key = httpx.post(
+        f"{system.procs['orders'][0].url}/v1/admin/merchants",
+        headers=admin,
+        json={"name": "Shop kiểm thử", "phone": "0912345678"},
+    ).json()["api_key"]
+    token = httpx.post(
+        f"{system.procs['dispatch'][0].url}/v1/admin/couriers",
+        headers=admin,
+        json={"name": "Ngô Văn Thử", "phone": "0987654321", "vehicle": "motorbike"},
+    ).json()["token"]
     return {"admin": system.admin_token, "merchant": key, "courier": token}
 
 
@@ -55,8 +62,7 @@ def fuzz(base_url: str, credentials: dict[str, str] | None, skip: tuple[str, ...
                 # A JSON Schema cannot say which strings are valid phone numbers, or that lat
                 # and lng come together: such schema-valid inputs rightly get 422, so the
                 # "valid data is accepted" check does not apply. Every other check does.
-                case.call_and_validate(base_url=base_url, headers=headers,
-                                       excluded_checks=[positive_data_acceptance])
+                case.call_and_validate(base_url=base_url, headers=headers, excluded_checks=[positive_data_acceptance])
 
             try:
                 check()

@@ -33,18 +33,25 @@ def system(infra):
 
 
 def tracking_events(output: str) -> list[dict]:
-    return [json.loads(line[len("data:"):]) for line in output.splitlines()
-            if line.startswith("data:") and "tracking_code" in line]
+    return [
+        json.loads(line[len("data:") :])
+        for line in output.splitlines()
+        if line.startswith("data:") and "tracking_code" in line
+    ]
 
 
 async def test_the_readme_quickstart_takes_one_parcel_to_delivered(system) -> None:
     for tool in ("bash", "curl", "jq"):
         need_tool(tool)
     # Run as written; the trailer only reports what the test checks afterwards.
-    script = (f"set -euo pipefail\n{quickstart_script()}\n"
-              f'echo "{RESULT} $MERCHANT $ORDER_ID $TRACKING_CODE"\n')
-    env = {**os.environ, "ORDERS": system.url_of("orders"), "DISPATCH": system.url_of("dispatch"),
-           "TRACKING": system.url_of("tracking"), "GIAO_ADMIN_TOKEN": system.admin_token}
+    script = f'set -euo pipefail\n{quickstart_script()}\necho "{RESULT} $MERCHANT $ORDER_ID $TRACKING_CODE"\n'
+    env = {
+        **os.environ,
+        "ORDERS": system.url_of("orders"),
+        "DISPATCH": system.url_of("dispatch"),
+        "TRACKING": system.url_of("tracking"),
+        "GIAO_ADMIN_TOKEN": system.admin_token,
+    }
     run = subprocess.run(["bash"], input=script, text=True, capture_output=True, env=env, timeout=120)
     assert run.returncode == 0, f"the quickstart failed:\n{run.stdout}\n{run.stderr}"
     out = run.stdout
@@ -54,13 +61,17 @@ async def test_the_readme_quickstart_takes_one_parcel_to_delivered(system) -> No
     assert stream and stream[-1]["status"] == "delivered", out
     assert "event: end" in out  # the stream closed itself after the final status
 
-    *_, merchant, order_id, tracking_code = next(
-        line for line in out.splitlines() if line.startswith(RESULT)).split(" ")
+    *_, merchant, order_id, tracking_code = next(line for line in out.splitlines() if line.startswith(RESULT)).split(
+        " "
+    )
     async with httpx.AsyncClient() as http:
+
         async def merchant_sees_delivered():
-            r = await http.get(f"{system.url_of('orders')}/v1/orders/{order_id}",
-                               headers={"Authorization": f"Bearer {merchant}"})
+            r = await http.get(
+                f"{system.url_of('orders')}/v1/orders/{order_id}", headers={"Authorization": f"Bearer {merchant}"}
+            )
             return r.json() if r.json()["status"] == "delivered" else None
+
         order = await eventually(merchant_sees_delivered, timeout=15, what="the merchant's order delivered")
     assert [h["status"] for h in order["history"]] == ["placed", "assigned", "picked_up", "delivered"]
     assert order["tracking_code"] == tracking_code

@@ -40,8 +40,9 @@ async def test_merchants_see_and_touch_only_their_own_orders(city):
     assert all(o["id"] != order["id"] for o in (await city.client.list_orders(key_b))["items"])
     assert order["id"] in [o["id"] for o in (await city.client.list_orders(key_a))["items"]]
     for bad in ("", "Bearer nope", f"Bearer {key_a}x"):
-        r = await city.client.http.get(f"{city.system.procs['orders'][0].url}/v1/orders",
-                                       headers={"Authorization": bad} if bad else {})
+        r = await city.client.http.get(
+            f"{city.system.procs['orders'][0].url}/v1/orders", headers={"Authorization": bad} if bad else {}
+        )
         assert r.status_code == 401 and r.headers["content-type"].startswith("application/problem+json")
 
 
@@ -52,9 +53,14 @@ async def test_couriers_see_and_act_only_on_their_own_jobs(city):
     order = await city.order()
     await city.offer_for(x, order["id"])
     assert all(j["order_id"] != order["id"] for j in await city.client.jobs(y))
-    for action, body in (("accept", None), ("decline", None), ("pickup", None), ("return", None),
-                         ("fail", {"reason": "other"}),
-                         ("deliver", {"delivery_code": order["delivery_code"], "cod_collected_vnd": 150_000})):
+    for action, body in (
+        ("accept", None),
+        ("decline", None),
+        ("pickup", None),
+        ("return", None),
+        ("fail", {"reason": "other"}),
+        ("deliver", {"delivery_code": order["delivery_code"], "cod_collected_vnd": 150_000}),
+    ):
         with pytest.raises(ApiError) as denied:
             await city.client.job_action(y, order["id"], action, body)
         assert denied.value.status == 404, (action, denied.value.status)
@@ -63,9 +69,13 @@ async def test_couriers_see_and_act_only_on_their_own_jobs(city):
 
 async def test_admin_endpoints_need_the_admin_token(system):
     async with httpx.AsyncClient() as http:
-        for url, body in ((f"{system.procs['orders'][0].url}/v1/admin/merchants", {"name": "X", "phone": "0912345678"}),
-                          (f"{system.procs['dispatch'][0].url}/v1/admin/couriers",
-                           {"name": "X", "phone": "0912345678", "vehicle": "car"})):
+        for url, body in (
+            (f"{system.procs['orders'][0].url}/v1/admin/merchants", {"name": "X", "phone": "0912345678"}),
+            (
+                f"{system.procs['dispatch'][0].url}/v1/admin/couriers",
+                {"name": "X", "phone": "0912345678", "vehicle": "car"},
+            ),
+        ):
             for headers in ({}, {"Authorization": "Bearer dev-admin-token"}, {"Authorization": "Basic YWRtaW4="}):
                 r = await http.post(url, json=body, headers=headers)
                 assert r.status_code == 401, (url, headers, r.status_code)
@@ -77,8 +87,9 @@ async def test_admin_endpoints_need_the_admin_token(system):
 def test_production_refuses_the_default_secrets(service):
     env = {k: v for k, v in os.environ.items() if not k.startswith("GIAO_")}
     env.update(GIAO_ENV="production", **{f"GIAO_{service.upper()}_PORT": "1"})
-    result = subprocess.run([sys.executable, "-m", f"services.{service}"], cwd=ROOT, env=env,
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-m", f"services.{service}"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode != 0
     assert "GIAO_ADMIN_TOKEN must be set in production" in result.stderr
 
@@ -90,7 +101,9 @@ async def test_secrets_are_stored_hashed(city):
     for service, secret in (("orders", key), ("dispatch", token)):
         conn = await asyncpg.connect(city.system.databases[service])
         try:
-            tables = [r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'")]
+            tables = [
+                r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'")
+            ]
             for table in tables:
                 found = await conn.fetchval(f'SELECT count(*) FROM "{table}" t WHERE t::text LIKE $1', f"%{secret}%")
                 assert found == 0, f"{service}.{table} holds a bearer secret in the clear"
@@ -99,13 +112,18 @@ async def test_secrets_are_stored_hashed(city):
     # The delivery code is the merchant's to see, and never travels in plain text: dispatch holds only a hash.
     conn = await asyncpg.connect(city.system.databases["dispatch"])
     try:
+
         async def job_known():
             return await conn.fetchval("SELECT count(*) FROM jobs WHERE order_id = $1", uuid.UUID(order["id"]))
+
         await eventually(job_known, what="dispatch to know the order")
-        for table in [r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'")]:
+        for table in [
+            r["tablename"] for r in await conn.fetch("SELECT tablename FROM pg_tables WHERE schemaname='public'")
+        ]:
             rows = await conn.fetch(f'SELECT t::text AS row FROM "{table}" t WHERE t::text LIKE $1', f"%{order['id']}%")
-            assert not any(f'"{order["delivery_code"]}"' in r["row"] or f",{order['delivery_code']}," in r["row"]
-                           for r in rows), f"dispatch.{table} holds the delivery code in the clear"
+            assert not any(
+                f'"{order["delivery_code"]}"' in r["row"] or f",{order['delivery_code']}," in r["row"] for r in rows
+            ), f"dispatch.{table} holds the delivery code in the clear"
     finally:
         await conn.close()
 
@@ -116,7 +134,8 @@ async def test_sql_looking_text_is_stored_as_text(city):
         "external_id": "x'; DELETE FROM orders;--",
         "pickup": {"name": INJECTION, "phone": "0912345678", "address": INJECTION, "lat": city.lat, "lng": city.lng},
         "dropoff": {"name": INJECTION, "phone": "0903123456", "address": "1 Lê Lợi", "lat": city.lat, "lng": city.lng},
-        "parcel": {"weight_grams": 100, "description": INJECTION}, "note": INJECTION,
+        "parcel": {"weight_grams": 100, "description": INJECTION},
+        "note": INJECTION,
     }
     order = await city.client.place_order(city.key, body)
     again = await city.client.get_order(city.key, order["id"])
@@ -136,21 +155,29 @@ async def test_wrong_delivery_codes_are_limited(city):
     statuses = []
     for _ in range(8):
         try:
-            await city.client.job_action(courier, order["id"], "deliver",
-                                         {"delivery_code": wrong, "cod_collected_vnd": 150_000})
+            await city.client.job_action(
+                courier, order["id"], "deliver", {"delivery_code": wrong, "cod_collected_vnd": 150_000}
+            )
         except ApiError as exc:
             statuses.append(exc.status)
     assert statuses[0] == 422 and statuses[-1] == 429, statuses
     # Locked: even the right code waits now, so the million codes cannot be walked.
     with pytest.raises(ApiError) as locked:
-        await city.client.job_action(courier, order["id"], "deliver",
-                                     {"delivery_code": order["delivery_code"], "cod_collected_vnd": 150_000})
+        await city.client.job_action(
+            courier, order["id"], "deliver", {"delivery_code": order["delivery_code"], "cod_collected_vnd": 150_000}
+        )
     assert locked.value.status == 429
 
 
 async def test_tracking_lookups_are_rate_limited(system):
-    strict = system.add("tracking", {"GIAO_TRACKING_RATE_LIMIT_EXEMPT": "", "GIAO_TRACKING_RATE_LIMIT_PER_S": "5",
-                                     "GIAO_TRACKING_RATE_LIMIT_BURST": "10"})
+    strict = system.add(
+        "tracking",
+        {
+            "GIAO_TRACKING_RATE_LIMIT_EXEMPT": "",
+            "GIAO_TRACKING_RATE_LIMIT_PER_S": "5",
+            "GIAO_TRACKING_RATE_LIMIT_BURST": "10",
+        },
+    )
     try:
         strict.wait_ready()
         async with httpx.AsyncClient() as http:
@@ -161,4 +188,3 @@ async def test_tracking_lookups_are_rate_limited(system):
     finally:
         strict.terminate()
         system.procs["tracking"].remove(strict)
-

@@ -25,8 +25,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser]
 LIVE_S = 2
 # What the order holds that the page must never show (City.order and City.courier's data).
 RECIPIENT = ("Nguyễn Văn An", "0903123456", "903123456", "0903 123 456", "Số 12 Cao Xanh")
-OTHERS = ("Shop Thu Trang", "0912345678", "912345678", "Số 5 Lê Thánh Tông", "Trần Văn Minh", "0987654321",
-          "987654321")
+OTHERS = ("Shop Thu Trang", "0912345678", "912345678", "Số 5 Lê Thánh Tông", "Trần Văn Minh", "0987654321", "987654321")
 VENDORED = "/web/shared/vendor/"  # third-party files, byte for byte the locked versions (test_web_vendor)
 
 
@@ -42,8 +41,10 @@ def now() -> str:
 
 async def tracked(city: City, code: str) -> None:
     """Tracking has consumed the order's placement: its page is there."""
+
     async def known():
         return (await city.client.track(code, expect=(200, 404))).get("tracking_code")
+
     await eventually(known, what=f"tracking to know {code}")
 
 
@@ -88,8 +89,11 @@ async def test_the_page_headers_keep_the_code_secret_and_the_page_unindexed(city
     await tracked(city, order["tracking_code"])
     async with httpx.AsyncClient() as http:
         # A link shared over a chat app may come back with parameters added: the page still opens.
-        for code, expected in ((order["tracking_code"] + "?zarsrc=30&utm_source=zalo", 200),
-                               ("ZZZZZZZZZZZZ", 404), ("not%20a%20code", 404)):
+        for code, expected in (
+            (order["tracking_code"] + "?zarsrc=30&utm_source=zalo", 200),
+            ("ZZZZZZZZZZZZ", 404),
+            ("not%20a%20code", 404),
+        ):
             r = await http.get(page_url(city, code))
             assert r.status_code == expected, code
             assert r.headers["content-type"] == "text/html; charset=utf-8"
@@ -99,8 +103,13 @@ async def test_the_page_headers_keep_the_code_secret_and_the_page_unindexed(city
             assert r.headers["x-robots-tag"] == "noindex"
             assert r.headers["x-content-type-options"] == "nosniff"
             assert '<meta name="robots" content="noindex">' in r.text
-        for path in ("/web/shared/map.js", "/web/shared/vendor/leaflet/leaflet.js", "/web/tracking/tracking.js",
-                     "/web/tracking/messages.vi.json", "/map/service-area.geojson"):
+        for path in (
+            "/web/shared/map.js",
+            "/web/shared/vendor/leaflet/leaflet.js",
+            "/web/tracking/tracking.js",
+            "/web/tracking/messages.vi.json",
+            "/map/service-area.geojson",
+        ):
             r = await http.get(city.system.url_of("tracking") + path)
             assert r.status_code == 200, path
         assert r.headers["content-type"] == "application/geo+json"
@@ -123,6 +132,7 @@ async def test_the_open_page_follows_a_delivery_live_and_shows_nothing_private(c
 
         async def assigned():
             return (await city.client.track(code, expect=(200, 404))).get("status") == "assigned"
+
         await eventually(assigned, what=f"tracking to show {code} assigned")
         for v in visitors:
             assert (await v.page.goto(page_url(city, code))).status == 200
@@ -136,6 +146,7 @@ async def test_the_open_page_follows_a_delivery_live_and_shows_nothing_private(c
         async def within_live_s(api_shows, check) -> None:
             async def shown():
                 return api_shows(await city.client.track(code))
+
             await eventually(shown, what=f"the tracking API to show the change of {code}")
             # Each check first waits, LIVE_S at most, for the last thing the change shows.
             for v in visitors:
@@ -150,6 +161,7 @@ async def test_the_open_page_follows_a_delivery_live_and_shows_nothing_private(c
             await expect(p.get_by_test_id("status")).to_have_attribute("data-status", "picked_up")
             await expect(p.get_by_test_id("map")).to_be_visible()
             await expect(p.get_by_test_id("eta")).to_contain_text("phút")
+
         await within_live_s(lambda t: t["status"] == "picked_up" and t["courier"]["location"], on_its_way)
         await expect(page.locator(".giao-area")).to_have_count(1)  # the destination's area, drawn
         before = await page.get_by_test_id("courier-marker").bounding_box()
@@ -163,6 +175,7 @@ async def test_the_open_page_follows_a_delivery_live_and_shows_nothing_private(c
         async def api_moved():
             t = await city.client.track(code)
             return t["courier"]["location"]["lat"] > city.lat + 0.006
+
         await eventually(api_moved, what="the tracking API to show the courier's new point")
         await eventually(moved, timeout=LIVE_S, what="the courier's marker to move")
         await phone.screenshot("tracking-360x640")
@@ -170,27 +183,35 @@ async def test_the_open_page_follows_a_delivery_live_and_shows_nothing_private(c
         for v in visitors:
             assert not await v.scrolls_sideways()
 
-        await city.client.job_action(courier, order_id, "deliver",
-                                     {"delivery_code": order["delivery_code"], "cod_collected_vnd": 150_000})
+        await city.client.job_action(
+            courier, order_id, "deliver", {"delivery_code": order["delivery_code"], "cod_collected_vnd": 150_000}
+        )
 
         async def delivered(p):
             await expect(p.get_by_test_id("live")).to_have_text("Đơn hàng đã kết thúc", timeout=LIVE_S * 1000)
             await expect(p.get_by_test_id("status")).to_have_attribute("data-status", "delivered")
             await expect(p.get_by_test_id("timeline-item")).to_have_count(4)
             await expect(p.get_by_test_id("map")).to_be_hidden()
+
         await within_live_s(lambda t: t["status"] == "delivered", delivered)
 
         for v in visitors:
             assert v.foreign_requests() == []
             assert await v.csp_violations() == []
             assert v.errors == []
-        bodies = {f"{url} ({i})": body for v in visitors for i, (url, body) in enumerate(await v.bodies())
-                  if VENDORED not in url}
+        bodies = {
+            f"{url} ({i})": body
+            for v in visitors
+            for i, (url, body) in enumerate(await v.bodies())
+            if VENDORED not in url
+        }
         streamed = [m for v in visitors for m in v.stream_messages]
         assert [m for m in streamed if m.startswith("event: tracking")] and "event: end\ndata: {}" in streamed
         bodies.update({f"event {i}": m.encode() for i, m in enumerate(streamed)})
-        for where, text in [*((f"page {i}", d) for i, d in enumerate(doms)),
-                            *((url, body.decode("utf-8", "replace")) for url, body in bodies.items())]:
+        for where, text in [
+            *((f"page {i}", d) for i, d in enumerate(doms)),
+            *((url, body.decode("utf-8", "replace")) for url, body in bodies.items()),
+        ]:
             leaked = [s for s in secrets if s in text]
             assert leaked == [], f"{where} shows {leaked}"
         for v in visitors:

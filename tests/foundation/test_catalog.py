@@ -12,8 +12,11 @@ from shared.events import EVENT_TYPES, DeliveryDelivered, new_event, parse_event
 
 
 def test_committed_schemas_match_the_models():
-    stale = [str(p.relative_to(catalog.OUT)) for p, text in catalog.rendered().items()
-             if not p.exists() or p.read_text() != text]
+    stale = [
+        str(p.relative_to(catalog.OUT))
+        for p, text in catalog.rendered().items()
+        if not p.exists() or p.read_text() != text
+    ]
     assert not stale, f"run `python -m shared.catalog` and commit: {stale}"
     on_disk = {p.stem for p in (catalog.OUT / "schemas").glob("*.json")}
     assert on_disk == {type_name(c) for c in EVENT_TYPES}, "a schema file without a model (or the reverse)"
@@ -26,8 +29,13 @@ def test_every_event_type_is_in_the_asyncapi_catalog():
 
 
 def test_models_are_frozen_and_forbid_unknown_fields():
-    event = new_event(DeliveryDelivered, subject="o1", sequence=1, source="dispatch",
-                      data={"order_id": "6f1c2b1e-8a3e-4c1a-9b1a-1a2b3c4d5e6f", "cod_collected_vnd": 0})
+    event = new_event(
+        DeliveryDelivered,
+        subject="o1",
+        sequence=1,
+        source="dispatch",
+        data={"order_id": "6f1c2b1e-8a3e-4c1a-9b1a-1a2b3c4d5e6f", "cod_collected_vnd": 0},
+    )
     with pytest.raises(ValidationError):
         event.sequence = 2  # frozen
     raw = json.loads(event.model_dump_json())

@@ -63,6 +63,10 @@ def test_compose_creates_every_service_database(compose):
 
 
 def test_docker_compose_file_is_valid():
-    result = subprocess.run([need_tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [need_tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr

@@ -22,8 +22,9 @@ from tests.support import eventually, produce, read_topic
 
 @pytest.fixture
 async def runtime(infra, database, topic_prefix):
-    settings = CommonSettings(kafka_bootstrap_servers=infra.kafka_bootstrap, topic_prefix=topic_prefix,
-                              shutdown_grace_s=5)
+    settings = CommonSettings(
+        kafka_bootstrap_servers=infra.kafka_bootstrap, topic_prefix=topic_prefix, shutdown_grace_s=5
+    )
     rt = Runtime(settings, name="probe", database_url=database, migrations=None, relay=False)
     applied: list[str] = []
     failures = {"explode": 0}
@@ -46,8 +47,14 @@ async def runtime(infra, database, topic_prefix):
 
 
 def _cancel(subject: str, seq: int, reason: str, id=None):
-    return new_event(OrderCancelRequested, subject=subject, sequence=seq, source="orders",
-                     data={"order_id": subject, "reason": reason}, id=id)
+    return new_event(
+        OrderCancelRequested,
+        subject=subject,
+        sequence=seq,
+        source="orders",
+        data={"order_id": subject, "reason": reason},
+        id=id,
+    )
 
 
 async def _effects(rt) -> list[str]:
@@ -60,8 +67,11 @@ async def test_duplicate_and_stale_deliveries_are_applied_once(runtime, infra):
     subject = str(uuid.uuid4())
     first, second = _cancel(subject, 1, "a"), _cancel(subject, 2, "b")
     values = [first, first, second, _cancel(subject, 1, "stale")]  # a redelivery, then an old sequence
-    await produce(infra.kafka_bootstrap, settings.topic(ORDERS_TOPIC),
-                  [(subject.encode(), e.model_dump_json().encode()) for e in values])
+    await produce(
+        infra.kafka_bootstrap,
+        settings.topic(ORDERS_TOPIC),
+        [(subject.encode(), e.model_dump_json().encode()) for e in values],
+    )
     await eventually(lambda: _effects_equal(rt, ["a", "b"]), what="a and b applied")
     counts = await rt.pool.fetch("SELECT event_type, sum(applied)::int AS applied FROM inbox_applied GROUP BY 1")
     assert [(r["event_type"], r["applied"]) for r in counts] == [("order.cancel_requested", 2)]
@@ -85,8 +95,11 @@ async def test_poison_messages_go_to_the_dlq_and_the_next_message_is_handled(run
         _cancel(subject, 1, "explode").model_dump_json().encode(),  # valid, but the handler always fails
     ]
     after = _cancel(subject, 2, "after the poison")
-    await produce(infra.kafka_bootstrap, topic,
-                  [(subject.encode(), v) for v in poison] + [(subject.encode(), after.model_dump_json().encode())])
+    await produce(
+        infra.kafka_bootstrap,
+        topic,
+        [(subject.encode(), v) for v in poison] + [(subject.encode(), after.model_dump_json().encode())],
+    )
 
     await eventually(lambda: _effects_equal(rt, ["after the poison"]), what="the next message handled")
     dead = await read_topic(infra.kafka_bootstrap, dlq_topic(topic), at_least=5)
@@ -105,11 +118,16 @@ async def test_ignored_event_types_are_passed_over_unread_by_their_header(runtim
     topic = settings.topic(ORDERS_TOPIC)
     subject = str(uuid.uuid4())
     # Not even valid JSON: read, it would be dead-lettered; its header says it is not wanted here.
-    await produce(infra.kafka_bootstrap, topic, [(subject.encode(), b"{not json")],
-                  headers=[("event-type", b"order.placed")])
+    await produce(
+        infra.kafka_bootstrap, topic, [(subject.encode(), b"{not json")], headers=[("event-type", b"order.placed")]
+    )
     after = _cancel(subject, 1, "after the ignored one")
-    await produce(infra.kafka_bootstrap, topic, [(subject.encode(), after.model_dump_json().encode())],
-                  headers=[("event-type", b"order.cancel_requested")])
+    await produce(
+        infra.kafka_bootstrap,
+        topic,
+        [(subject.encode(), after.model_dump_json().encode())],
+        headers=[("event-type", b"order.cancel_requested")],
+    )
     await eventually(lambda: _effects_equal(rt, ["after the ignored one"]), what="the next event handled")
     assert (consumer.ignored, consumer.dead_lettered) == (1, 0)
 
@@ -123,6 +141,7 @@ def _first_dead_letter_lost(consumer) -> list[int]:
         if len(attempts) == 1:
             raise ConnectionError("the dead letter could not be sent")
         await send_dead_letter(record, reason)
+
     consumer.dead_letter = kafka_down_at_first
     return attempts
 
@@ -134,8 +153,11 @@ async def test_a_batch_that_could_not_be_handled_is_delivered_again(runtime, inf
     attempts = _first_dead_letter_lost(consumer)
 
     after = _cancel(subject, 1, "after the poison")
-    await produce(infra.kafka_bootstrap, topic, [(subject.encode(), b"{not json"),
-                                                 (subject.encode(), after.model_dump_json().encode())])
+    await produce(
+        infra.kafka_bootstrap,
+        topic,
+        [(subject.encode(), b"{not json"), (subject.encode(), after.model_dump_json().encode())],
+    )
     await eventually(lambda: _effects_equal(rt, ["after the poison"]), what="the next message handled")
     dead = await read_topic(infra.kafka_bootstrap, dlq_topic(topic), at_least=1)
     assert [r.value for r in dead] == [b"{not json"] and len(attempts) == 2
@@ -147,7 +169,9 @@ async def test_a_batch_whose_handler_failed_and_dead_letter_was_lost_is_read_aga
     subject = str(uuid.uuid4())
     attempts = _first_dead_letter_lost(consumer)
 
-    await produce(infra.kafka_bootstrap, topic, [(subject.encode(), _cancel(subject, 1, "explode").model_dump_json().encode())])
+    await produce(
+        infra.kafka_bootstrap, topic, [(subject.encode(), _cancel(subject, 1, "explode").model_dump_json().encode())]
+    )
     dead = await read_topic(infra.kafka_bootstrap, dlq_topic(topic), at_least=1)
     assert len(attempts) == 2 and failures["explode"] >= 6, "handled, rewound, handled again"
     assert dict(dead[0].headers)["x-error"].decode().startswith("handler failed")
@@ -158,8 +182,9 @@ async def test_a_batch_whose_handler_failed_and_dead_letter_was_lost_is_read_aga
 
 async def test_a_missing_topic_is_created_with_the_configured_partitions(infra, database, topic_prefix):
     # Not the broker's default (6 in deploy/local): only the consumer's own creation gives 3.
-    settings = CommonSettings(kafka_bootstrap_servers=infra.kafka_bootstrap, topic_prefix=topic_prefix,
-                              kafka_topic_partitions=3)
+    settings = CommonSettings(
+        kafka_bootstrap_servers=infra.kafka_bootstrap, topic_prefix=topic_prefix, kafka_topic_partitions=3
+    )
     rt = Runtime(settings, name="probe", database_url=database, migrations=None, relay=False)
 
     async def handle(batch):
@@ -224,8 +249,9 @@ async def test_a_poll_hands_over_every_partition_s_records_in_order(sleeps):
 
 
 async def test_handled_offsets_are_committed_and_a_stop_commits_the_last_ones(infra, database, topic_prefix):
-    settings = CommonSettings(kafka_bootstrap_servers=infra.kafka_bootstrap, topic_prefix=topic_prefix,
-                              shutdown_grace_s=5)
+    settings = CommonSettings(
+        kafka_bootstrap_servers=infra.kafka_bootstrap, topic_prefix=topic_prefix, shutdown_grace_s=5
+    )
     rt = Runtime(settings, name="probe", database_url=database, migrations=None, relay=False)
     handled: list[str] = []
 
@@ -238,14 +264,23 @@ async def test_handled_offsets_are_committed_and_a_stop_commits_the_last_ones(in
     topic = settings.topic(ORDERS_TOPIC)
     subject = str(uuid.uuid4())
     try:
-        await produce(infra.kafka_bootstrap, topic, [(subject.encode(), _cancel(subject, 1, "a").model_dump_json().encode())])
+        await produce(
+            infra.kafka_bootstrap, topic, [(subject.encode(), _cancel(subject, 1, "a").model_dump_json().encode())]
+        )
+
         async def first_commit():
             return await _committed_total(infra, consumer.group_id, topic) == 1
+
         await eventually(first_commit, what="the first commit")
-        await produce(infra.kafka_bootstrap, topic, [(subject.encode(), _cancel(subject, n, str(n)).model_dump_json().encode())
-                                                     for n in (2, 3, 4)])
+        await produce(
+            infra.kafka_bootstrap,
+            topic,
+            [(subject.encode(), _cancel(subject, n, str(n)).model_dump_json().encode()) for n in (2, 3, 4)],
+        )
+
         async def all_handled():
             return handled == ["a", "2", "3", "4"]
+
         await eventually(all_handled, what="the next three handled")
         assert await _committed_total(infra, consumer.group_id, topic) == 1  # the commit waits its turn
     finally:
@@ -254,8 +289,12 @@ async def test_handled_offsets_are_committed_and_a_stop_commits_the_last_ones(in
 
 
 async def test_batches_of_other_subjects_go_past_a_slow_one_and_commits_wait_for_it(infra, database, topic_prefix):
-    settings = CommonSettings(kafka_bootstrap_servers=infra.kafka_bootstrap, topic_prefix=topic_prefix,
-                              shutdown_grace_s=5, kafka_topic_partitions=1)
+    settings = CommonSettings(
+        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        shutdown_grace_s=5,
+        kafka_topic_partitions=1,
+    )
     rt = Runtime(settings, name="probe", database_url=database, migrations=None, relay=False)
     handled: list[str] = []
     release = asyncio.Event()
@@ -272,7 +311,10 @@ async def test_batches_of_other_subjects_go_past_a_slow_one_and_commits_wait_for
     slow, other = str(uuid.uuid4()), str(uuid.uuid4())
 
     async def send(subject, n, reason):
-        await produce(infra.kafka_bootstrap, topic, [(subject.encode(), _cancel(subject, n, reason).model_dump_json().encode())])
+        await produce(
+            infra.kafka_bootstrap, topic, [(subject.encode(), _cancel(subject, n, reason).model_dump_json().encode())]
+        )
+
     try:
         await send(slow, 1, "slow")
         await eventually(lambda: _true(consumer.in_flight), what="the slow batch in flight")
@@ -283,11 +325,14 @@ async def test_batches_of_other_subjects_go_past_a_slow_one_and_commits_wait_for
         await consumer.commit()  # whatever is settled now
         assert await _committed_total(infra, consumer.group_id, topic) == 0, "nothing past the slow batch"
         release.set()
-        await eventually(lambda: _equal(sorted(handled), sorted(["other", "slow", "after slow", "other again"])),
-                         what="the rest")
+        await eventually(
+            lambda: _equal(sorted(handled), sorted(["other", "slow", "after slow", "other again"])), what="the rest"
+        )
         assert handled[0] == "other" and handled.index("slow") < handled.index("after slow")
+
         async def all_committed():
             return await _committed_total(infra, consumer.group_id, topic) == 4
+
         await eventually(all_committed, what="every offset committed")
     finally:
         release.set()
@@ -313,14 +358,21 @@ async def _committed_total(infra, group_id: str, topic: str) -> int:
 
 
 async def test_a_runtime_with_consumers_forgets_old_ids_and_positions_when_it_starts(infra, database, topic_prefix):
-    settings = CommonSettings(kafka_bootstrap_servers=infra.kafka_bootstrap, topic_prefix=topic_prefix,
-                              shutdown_grace_s=5, inbox_keep_hours=24)
+    settings = CommonSettings(
+        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        shutdown_grace_s=5,
+        inbox_keep_hours=24,
+    )
     pool = await create_pool(database, max_size=2)
     try:
         await migrate(pool)
-        await pool.execute("""INSERT INTO inbox (consumer, event_id, received_at) VALUES
+        await pool.execute(
+            """INSERT INTO inbox (consumer, event_id, received_at) VALUES
                                 ('probe', $1, now() - interval '25 hours'), ('other', $2, now() - interval '2 days'),
-                                ('probe', $3, now() - interval '23 hours')""", *(uuid.uuid4() for _ in range(3)))
+                                ('probe', $3, now() - interval '23 hours')""",
+            *(uuid.uuid4() for _ in range(3)),
+        )
         await pool.execute("""INSERT INTO inbox_positions (consumer, topic, subject, sequence, created_at) VALUES
                                 ('probe', 'o', 'old', 1, now() - interval '25 hours'),
                                 ('probe', 'o', 'recent', 1, now() - interval '23 hours')""")
@@ -334,12 +386,15 @@ async def test_a_runtime_with_consumers_forgets_old_ids_and_positions_when_it_st
     rt.consume(name="probe", topics=[ORDERS_TOPIC], handler=handle)
     await rt.start()
     try:
+
         async def only_the_recent_one_left():
             return await rt.pool.fetchval("SELECT array_agg(consumer) FROM inbox") == ["probe"]
+
         await eventually(only_the_recent_one_left, what="ids older than inbox_keep_hours forgotten")
 
         async def only_the_recent_position_left():
             return await rt.pool.fetchval("SELECT array_agg(subject) FROM inbox_positions") == ["recent"]
+
         await eventually(only_the_recent_position_left, what="positions older than inbox_keep_hours forgotten")
     finally:
         await rt.stop()

@@ -55,8 +55,9 @@ async def test_validation_names_every_bad_field(client):
 
 
 async def test_bodies_too_large_not_json_or_malformed(client):
-    big = await client.post("/v1/things", content=b"{" + b" " * MAX_BODY_BYTES + b"}",
-                            headers={"content-type": "application/json"})
+    big = await client.post(
+        "/v1/things", content=b"{" + b" " * MAX_BODY_BYTES + b"}", headers={"content-type": "application/json"}
+    )
     assert big.status_code == 413
     text = await client.post("/v1/things", content=b"name=x", headers={"content-type": "text/plain"})
     assert text.status_code == 415
@@ -66,6 +67,7 @@ async def test_bodies_too_large_not_json_or_malformed(client):
     async def chunked():
         for _ in range(MAX_BODY_BYTES // 1024 + 2):
             yield b" " * 1024
+
     streamed = await client.post("/v1/things", content=chunked(), headers={"content-type": "application/json"})
     assert streamed.status_code == 413, "a body without Content-Length is counted as it arrives"
 

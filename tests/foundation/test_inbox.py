@@ -17,8 +17,14 @@ from tests.support import eventually
 
 
 def _event(subject: str, sequence: int, event_id: uuid.UUID | None = None):
-    return new_event(OrderCancelRequested, subject=subject, sequence=sequence, source="orders",
-                     data={"order_id": subject, "reason": f"#{sequence}"}, id=event_id)
+    return new_event(
+        OrderCancelRequested,
+        subject=subject,
+        sequence=sequence,
+        source="orders",
+        data={"order_id": subject, "reason": f"#{sequence}"},
+        id=event_id,
+    )
 
 
 async def test_a_batch_gets_the_verdicts_of_one_event_at_a_time(database):
@@ -28,11 +34,18 @@ async def test_a_batch_gets_the_verdicts_of_one_event_at_a_time(database):
         a, b, c = (str(uuid.uuid4()) for _ in range(3))
         a1, a3 = _event(a, 1), _event(a, 3)
         earlier = [(ORDERS_TOPIC, _event(c, 5))]  # c is already at 5
-        batch = [(ORDERS_TOPIC, e) for e in (
-            a1, a1,            # the same event twice in one batch
-            a3, _event(a, 2),  # 2 after 3: stale
-            _event(b, 1),      # a subject never seen
-            _event(c, 4), _event(c, 6))]  # behind, then ahead of what was applied before
+        batch = [
+            (ORDERS_TOPIC, e)
+            for e in (
+                a1,
+                a1,  # the same event twice in one batch
+                a3,
+                _event(a, 2),  # 2 after 3: stale
+                _event(b, 1),  # a subject never seen
+                _event(c, 4),
+                _event(c, 6),
+            )
+        ]  # behind, then ahead of what was applied before
         for consumer in ("one-at-a-time", "batch"):
             async with pool.acquire() as conn, conn.transaction():
                 await accept_many(conn, consumer, earlier)
@@ -43,12 +56,13 @@ async def test_a_batch_gets_the_verdicts_of_one_event_at_a_time(database):
         N, D, S = Verdict.NEW, Verdict.DUPLICATE, Verdict.STALE
         assert one_by_one == [N, D, N, S, N, S, N]
         assert together == one_by_one
-        rows = await pool.fetch(
-            "SELECT consumer, subject, sequence FROM inbox_positions ORDER BY consumer, subject")
+        rows = await pool.fetch("SELECT consumer, subject, sequence FROM inbox_positions ORDER BY consumer, subject")
         by_consumer = {(r["consumer"], r["subject"]): r["sequence"] for r in rows}
         for consumer in ("one-at-a-time", "batch"):
             assert [by_consumer[(consumer, s)] for s in (a, b, c)] == [3, 1, 6]
-        applied = await pool.fetch("SELECT consumer, sum(applied)::int AS applied FROM inbox_applied GROUP BY 1 ORDER BY 1")
+        applied = await pool.fetch(
+            "SELECT consumer, sum(applied)::int AS applied FROM inbox_applied GROUP BY 1 ORDER BY 1"
+        )
         assert [(r["consumer"], r["applied"]) for r in applied] == [("batch", 5), ("one-at-a-time", 5)]
         async with pool.acquire() as conn, conn.transaction():  # the whole batch again: nothing new
             assert set(await accept_many(conn, "batch", batch)) == {D}
@@ -96,7 +110,9 @@ async def test_forgetting_old_ids_keeps_the_recent_ones_and_positions_still_refu
         for consumer in ("first", "second"):
             async with pool.acquire() as conn, conn.transaction():
                 assert await accept_many(conn, consumer, [(ORDERS_TOPIC, old), (ORDERS_TOPIC, recent)]) == [
-                    Verdict.NEW, Verdict.NEW]
+                    Verdict.NEW,
+                    Verdict.NEW,
+                ]
         await pool.execute("UPDATE inbox SET received_at = now() - interval '9 days' WHERE event_id = $1", old.id)
         week_ago = datetime.now(timezone.utc) - timedelta(days=8)
         assert await forget_before(pool, week_ago, chunk=1) == 2  # both consumers', a row per transaction
@@ -117,18 +133,24 @@ async def test_forgetting_old_positions_keeps_the_recent_ones_and_a_subject_star
         first_of_gone, first_of_kept = _event(gone, 1), _event(kept, 1)
         async with pool.acquire() as conn, conn.transaction():
             assert await accept_many(conn, "first", [(ORDERS_TOPIC, first_of_gone), (ORDERS_TOPIC, first_of_kept)]) == [
-                Verdict.NEW, Verdict.NEW]
+                Verdict.NEW,
+                Verdict.NEW,
+            ]
         # the subject `gone` was first seen nine days ago, `kept` just now; every id is recent
         await pool.execute("UPDATE inbox_positions SET created_at = now() - interval '9 days' WHERE subject = $1", gone)
         week_ago = datetime.now(timezone.utc) - timedelta(days=8)
         assert await forget_before(pool, week_ago, chunk=1) == 1
         assert await pool.fetchval("SELECT array_agg(subject) FROM inbox_positions") == [kept]
         async with pool.acquire() as conn, conn.transaction():
-            assert await accept_many(conn, "first", [
-                (ORDERS_TOPIC, first_of_gone),  # what can still come back is known by its id
-                (ORDERS_TOPIC, _event(gone, 2)),  # the subject's next event starts a new position
-                (ORDERS_TOPIC, _event(kept, 1)),  # a kept position still refuses an older sequence
-            ]) == [Verdict.DUPLICATE, Verdict.NEW, Verdict.STALE]
+            assert await accept_many(
+                conn,
+                "first",
+                [
+                    (ORDERS_TOPIC, first_of_gone),  # what can still come back is known by its id
+                    (ORDERS_TOPIC, _event(gone, 2)),  # the subject's next event starts a new position
+                    (ORDERS_TOPIC, _event(kept, 1)),  # a kept position still refuses an older sequence
+                ],
+            ) == [Verdict.DUPLICATE, Verdict.NEW, Verdict.STALE]
         assert await pool.fetchval("SELECT sequence FROM inbox_positions WHERE subject = $1", gone) == 2
     finally:
         await pool.close()

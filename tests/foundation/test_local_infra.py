@@ -22,8 +22,9 @@ from tests.support import create_databases, drop_databases, drop_topics
 
 def test_kcat_lists_the_broker_metadata(kafka):
     kcat = need_tool("kcat")
-    out = subprocess.run([kcat, "-b", kafka.bootstrap, "-L", "-m", "10"],
-                         capture_output=True, text=True, timeout=30, check=True).stdout
+    out = subprocess.run(
+        [kcat, "-b", kafka.bootstrap, "-L", "-m", "10"], capture_output=True, text=True, timeout=30, check=True
+    ).stdout
     assert "1 brokers:" in out
     assert f"at {kafka.bootstrap}" in out
 
@@ -33,8 +34,9 @@ def test_a_second_start_changes_nothing(infra):
         pytest.skip("Kafka and PostgreSQL come from env or containers, not deploy/local")
     pids = (ROOT / "var/run/kafka.pid").read_text(), (ROOT / "var/run/postgres.pid").read_text()
     for script in ("kafka.sh", "postgres.sh"):
-        result = subprocess.run([str(ROOT / "deploy/local" / script), "start"], capture_output=True,
-                                text=True, timeout=60, check=True)
+        result = subprocess.run(
+            [str(ROOT / "deploy/local" / script), "start"], capture_output=True, text=True, timeout=60, check=True
+        )
         assert "already running" in result.stderr
     assert pids == ((ROOT / "var/run/kafka.pid").read_text(), (ROOT / "var/run/postgres.pid").read_text())
 
@@ -56,9 +58,15 @@ def test_services_script_runs_instances_sharing_a_port(infra, tmp_path):
     port = next(p for p in range(18102, 19000, 100) if all(_free(p + d) for d in (0, 10, 20)))
     database, prefix = f"svc_{uuid.uuid4().hex[:8]}", f"svc{uuid.uuid4().hex[:8]}."
     asyncio.run(create_databases(infra.pg_admin_dsn, [database]))
-    env = {**os.environ, "GIAO_VAR_DIR": str(tmp_path), "GIAO_DISPATCH_INSTANCES": "2",
-           "GIAO_DISPATCH_PORT": str(port), "GIAO_DISPATCH_DATABASE_URL": infra.dsn_for(database),
-           "GIAO_KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap, "GIAO_TOPIC_PREFIX": prefix}
+    env = {
+        **os.environ,
+        "GIAO_VAR_DIR": str(tmp_path),
+        "GIAO_DISPATCH_INSTANCES": "2",
+        "GIAO_DISPATCH_PORT": str(port),
+        "GIAO_DISPATCH_DATABASE_URL": infra.dsn_for(database),
+        "GIAO_KAFKA_BOOTSTRAP_SERVERS": infra.kafka_bootstrap,
+        "GIAO_TOPIC_PREFIX": prefix,
+    }
     script = str(ROOT / "deploy/local/services.sh")
 
     def run(*args: str) -> subprocess.CompletedProcess:
@@ -91,15 +99,21 @@ async def test_migrations_from_scratch_apply_once_when_two_processes_race(databa
         assert await migrate(pools[0]) == [], "nothing left to apply"
         conn: asyncpg.Connection = await asyncpg.connect(database)
         try:
-            columns = {(r["table_name"], r["column_name"]) for r in await conn.fetch(
-                "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'")}
+            columns = {
+                (r["table_name"], r["column_name"])
+                for r in await conn.fetch(
+                    "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'public'"
+                )
+            }
         finally:
             await conn.close()
         # The columns shared/outbox.py and shared/inbox.py read and write.
-        expected = {("outbox", c) for c in ("id", "topic", "key", "lane", "event_type", "payload")} | \
-                   {("event_sequences", c) for c in ("topic", "subject", "last")} | \
-                   {("inbox", c) for c in ("consumer", "event_id")} | \
-                   {("inbox_positions", c) for c in ("consumer", "topic", "subject", "sequence")}
+        expected = (
+            {("outbox", c) for c in ("id", "topic", "key", "lane", "event_type", "payload")}
+            | {("event_sequences", c) for c in ("topic", "subject", "last")}
+            | {("inbox", c) for c in ("consumer", "event_id")}
+            | {("inbox_positions", c) for c in ("consumer", "topic", "subject", "sequence")}
+        )
         assert expected <= columns
     finally:
         for p in pools:

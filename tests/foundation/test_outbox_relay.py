@@ -23,8 +23,14 @@ async def _write_events(pool, topic: str, subjects: list[str], per_subject: int)
     for i in range(per_subject):
         for s in subjects:
             async with pool.acquire() as conn, conn.transaction():
-                await add_event(conn, OrderCancelRequested, subject=s, source="orders", topic=topic,
-                                data={"order_id": s, "reason": f"#{i}"})
+                await add_event(
+                    conn,
+                    OrderCancelRequested,
+                    subject=s,
+                    source="orders",
+                    topic=topic,
+                    data={"order_id": s, "reason": f"#{i}"},
+                )
 
 
 @pytest.fixture
@@ -47,10 +53,12 @@ async def test_two_racing_relays_publish_each_row_once_in_subject_order(setup, i
     subjects = [str(uuid.uuid4()) for _ in range(20)]
     await _write_events(pool, topic, subjects, per_subject=10)
     relays = [OutboxRelay(pool, b.publish, batch_size=7) for b in producers]
+
     # Both relays drain the same table at once, over and over, until it is empty.
     async def drain(relay):
         while await pool.fetchval("SELECT count(*) FROM outbox"):
             await relay.drain_once()
+
     await asyncio.gather(*(drain(r) for r in relays))
 
     records = await read_topic(infra.kafka_bootstrap, topic, at_least=200)
@@ -64,7 +72,9 @@ async def test_two_racing_relays_publish_each_row_once_in_subject_order(setup, i
         assert r.key.decode() == event["subject"]
         seqs[event["subject"]].append(event["sequence"])
     assert all(s == list(range(1, 11)) for s in seqs.values()), "per-subject order kept"
-    assert await pool.fetchval("SELECT published FROM outbox_published WHERE event_type = 'order.cancel_requested'") == 200
+    assert (
+        await pool.fetchval("SELECT published FROM outbox_published WHERE event_type = 'order.cancel_requested'") == 200
+    )
 
 
 async def test_rows_left_by_a_crash_before_commit_are_published_after_restart(setup, infra):
@@ -105,8 +115,10 @@ async def test_a_write_in_this_process_wakes_the_relay(setup, infra):
     relay.FIRST_RECHECK_S = 30  # no polling or re-check to help: only the hint can wake it in time
     await relay.start()
     try:
+
         async def idle():
             return relay.drains >= 1  # its first (empty) drain is done: it waits now
+
         await eventually(idle, timeout=5, what="the relay's first drain")
         await _write_events(pool, topic, [str(uuid.uuid4())], per_subject=1)
         await eventually(lambda: _outbox_empty(pool), timeout=5, what="relay woken by the write")
@@ -122,15 +134,21 @@ async def test_a_row_written_elsewhere_is_published_by_the_idle_poll(setup, infr
     relay.FIRST_RECHECK_S = 30  # only the idle poll looks again
     await relay.start()
     try:
+
         async def idle():
             return relay.drains >= 1
+
         await eventually(idle, timeout=5, what="the relay's first drain")
         # As another process would write it: no hint reaches this relay.
         subject = str(uuid.uuid4())
         await pool.execute(
             """INSERT INTO outbox (topic, key, lane, event_type, payload) VALUES ($1, $2, $3, $4, $5)""",
-            topic, subject, lane_of(subject), "order.cancel_requested",
-            orjson.dumps({"id": str(uuid.uuid4()), "subject": subject}))
+            topic,
+            subject,
+            lane_of(subject),
+            "order.cancel_requested",
+            orjson.dumps({"id": str(uuid.uuid4()), "subject": subject}),
+        )
         await eventually(lambda: _outbox_empty(pool), timeout=5, what="relay's idle poll")
     finally:
         await relay.stop()
@@ -172,18 +190,30 @@ async def test_add_events_writes_many_in_order_with_each_subjects_next_sequence(
     topic = settings.topic(ORDERS_TOPIC)
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     async with pool.acquire() as conn, conn.transaction():
-        await add_event(conn, OrderCancelRequested, subject=a, source="orders", topic=topic,
-                        data={"order_id": a, "reason": "first"})
+        await add_event(
+            conn, OrderCancelRequested, subject=a, source="orders", topic=topic, data={"order_id": a, "reason": "first"}
+        )
         # b, a, then a again: the repeat cannot share the statement, and still comes after
-        await add_events(conn, [(OrderCancelRequested, s, {"order_id": s, "reason": r})
-                                for s, r in ((b, "b1"), (a, "a2"), (a, "a3"), (b, "b2"))],
-                         source="orders", topic=lambda cls: settings.topic(cls.topic))
+        await add_events(
+            conn,
+            [
+                (OrderCancelRequested, s, {"order_id": s, "reason": r})
+                for s, r in ((b, "b1"), (a, "a2"), (a, "a3"), (b, "b2"))
+            ],
+            source="orders",
+            topic=lambda cls: settings.topic(cls.topic),
+        )
     async with pool.acquire() as conn, conn.transaction():
         await add_events(conn, [], source="orders")  # nothing to write is fine
     rows = await pool.fetch("SELECT key, payload FROM outbox ORDER BY id")
     written = [orjson.loads(r["payload"]) for r in rows]
     assert [(e["data"]["reason"], e["sequence"]) for e in written] == [
-        ("first", 1), ("b1", 1), ("a2", 2), ("a3", 3), ("b2", 2)], "in the order given"
+        ("first", 1),
+        ("b1", 1),
+        ("a2", 2),
+        ("a3", 3),
+        ("b2", 2),
+    ], "in the order given"
     assert [r["key"] for r in rows] == [e["subject"] for e in written]
     await OutboxRelay(pool, producers[0].publish).drain_once()
     records = await read_topic(infra.kafka_bootstrap, topic, at_least=5)

@@ -13,8 +13,12 @@ def test_every_sql_statement_is_parameterized():
     for path in [*ROOT.glob("services/**/*.py"), *ROOT.glob("shared/**/*.py")]:  # packages within too
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
-            if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in {
-                    "execute", "executemany", "fetch", "fetchrow", "fetchval", "prepare", "cursor", "copy_to_table"}:
+            if (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr
+                in {"execute", "executemany", "fetch", "fetchrow", "fetchval", "prepare", "cursor", "copy_to_table"}
+            ):
                 if node.args and _built(node.args[0]):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}")
     assert not offenders, f"query text built from values: {offenders}"

@@ -15,7 +15,8 @@ def test_the_manifest_names_the_locked_versions_and_tarballs() -> None:
     lock = web_vendor.locked()
     assert {n: {"version": p["version"], "integrity": p["integrity"]} for n, p in MANIFEST.items()} == lock
     assert json.loads((web_vendor.WEB / "package.json").read_text())["dependencies"] == {
-        name: package["version"] for name, package in lock.items()}  # exact versions, no ranges
+        name: package["version"] for name, package in lock.items()
+    }  # exact versions, no ranges
 
 
 def test_every_vendored_file_is_the_one_copied_and_nothing_else_is_there() -> None:
@@ -42,6 +43,7 @@ def test_the_files_headers_name_the_locked_versions() -> None:
 
 def test_the_service_area_and_a_destination_area_come_from_h3_cells() -> None:
     from shared import maps
+
     area = json.loads(maps.service_area_geojson())
     (feature,) = area["features"]
     assert feature["geometry"]["type"] in ("Polygon", "MultiPolygon")

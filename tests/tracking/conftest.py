@@ -16,9 +16,17 @@ from tests.tracking.support import create_topics, running, serving
 
 @pytest.fixture
 def settings(infra, database, topic_prefix) -> TrackingSettings:
-    return TrackingSettings(database_url=database, kafka_bootstrap_servers=infra.kafka_bootstrap,
-                            topic_prefix=topic_prefix, pool_size=5, response_floor_ms=5, heartbeat_s=0.2,
-                            rate_limit_per_s=1000, rate_limit_burst=1000, shutdown_grace_s=5)
+    return TrackingSettings(
+        database_url=database,
+        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        pool_size=5,
+        response_floor_ms=5,
+        heartbeat_s=0.2,
+        rate_limit_per_s=1000,
+        rate_limit_burst=1000,
+        shutdown_grace_s=5,
+    )
 
 
 @pytest.fixture

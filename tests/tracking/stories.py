@@ -17,9 +17,24 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from shared.events import (
-    COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDERS_TOPIC, CancelConfirmed, CancelRefused, CourierInfo,
-    CourierLocation, DeliveryAssigned, DeliveryDelivered, DeliveryExpired, DeliveryFailed, DeliveryOffered,
-    DeliveryPickedUp, DeliveryReturned, Envelope, OrderCancelRequested, OrderPlaced, new_event,
+    COURIER_LOCATIONS_TOPIC,
+    DISPATCH_TOPIC,
+    ORDERS_TOPIC,
+    CancelConfirmed,
+    CancelRefused,
+    CourierInfo,
+    CourierLocation,
+    DeliveryAssigned,
+    DeliveryDelivered,
+    DeliveryExpired,
+    DeliveryFailed,
+    DeliveryOffered,
+    DeliveryPickedUp,
+    DeliveryReturned,
+    Envelope,
+    OrderCancelRequested,
+    OrderPlaced,
+    new_event,
 )
 from shared.secrets import hash_delivery_code
 from shared.settings import DEV_DELIVERY_CODE_KEY
@@ -46,58 +61,107 @@ class Story:
         self._sequences = {ORDERS_TOPIC: 0, DISPATCH_TOPIC: 0, COURIER_LOCATIONS_TOPIC: 0}
         self._minute = 0
         self.code_hash = hash_delivery_code(DELIVERY_CODE, DEV_DELIVERY_CODE_KEY)
-        self.pickup = {"name": "Trần Thị Hoa Mai", "phone": "+84912345678",
-                       "address": "12 Lê Thánh Tông, Hồng Gai, Hạ Long, Quảng Ninh",
-                       "lat": PICKUP[0], "lng": PICKUP[1]}
-        self.dropoff = {"name": "Nguyễn Văn An", "phone": "+84987654321",
-                        "address": "45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh",
-                        "lat": DROPOFF[0], "lng": DROPOFF[1]}
-        self.courier = CourierInfo(id=self.courier_id, name="Phạm Văn Minh", phone="+84903123456",
-                                   display_name="Minh P.", vehicle=vehicle)
+        self.pickup = {
+            "name": "Trần Thị Hoa Mai",
+            "phone": "+84912345678",
+            "address": "12 Lê Thánh Tông, Hồng Gai, Hạ Long, Quảng Ninh",
+            "lat": PICKUP[0],
+            "lng": PICKUP[1],
+        }
+        self.dropoff = {
+            "name": "Nguyễn Văn An",
+            "phone": "+84987654321",
+            "address": "45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh",
+            "lat": DROPOFF[0],
+            "lng": DROPOFF[1],
+        }
+        self.courier = CourierInfo(
+            id=self.courier_id, name="Phạm Văn Minh", phone="+84903123456", display_name="Minh P.", vehicle=vehicle
+        )
 
     def secrets(self) -> dict[str, str]:
         """What must never show in tracking: label -> the text to look for."""
         return {
-            "sender name": self.pickup["name"], "sender phone": self.pickup["phone"],
+            "sender name": self.pickup["name"],
+            "sender phone": self.pickup["phone"],
             "sender phone, national": self.pickup["phone"].replace("+84", "0"),
             "sender phone, digits": self.pickup["phone"][3:],
-            "sender address": self.pickup["address"], "sender street": "Lê Thánh Tông",
-            "recipient name": self.dropoff["name"], "recipient phone": self.dropoff["phone"],
+            "sender address": self.pickup["address"],
+            "sender street": "Lê Thánh Tông",
+            "recipient name": self.dropoff["name"],
+            "recipient phone": self.dropoff["phone"],
             "recipient phone, digits": self.dropoff["phone"][3:],
-            "recipient address": self.dropoff["address"], "recipient street": "Trần Hưng Đạo",
-            "courier name": self.courier.name, "courier phone": self.courier.phone,
+            "recipient address": self.dropoff["address"],
+            "recipient street": "Trần Hưng Đạo",
+            "courier name": self.courier.name,
+            "courier phone": self.courier.phone,
             "courier phone, digits": self.courier.phone[3:],
-            "delivery code": DELIVERY_CODE, "delivery code hash": self.code_hash.hash,
+            "delivery code": DELIVERY_CODE,
+            "delivery code hash": self.code_hash.hash,
             "delivery code salt": self.code_hash.salt,
-            "order id": str(self.order_id), "courier id": str(self.courier_id),
-            "parcel description": "Áo dài lụa", "note": "Gọi trước khi giao",
+            "order id": str(self.order_id),
+            "courier id": str(self.courier_id),
+            "parcel description": "Áo dài lụa",
+            "note": "Gọi trước khi giao",
         }
 
     # --- events ------------------------------------------------------------------------
 
-    def _event(self, cls: type[Envelope], topic: str, data: dict[str, Any], *, subject: str | None = None,
-               source: str = "dispatch") -> Item:
+    def _event(
+        self,
+        cls: type[Envelope],
+        topic: str,
+        data: dict[str, Any],
+        *,
+        subject: str | None = None,
+        source: str = "dispatch",
+    ) -> Item:
         self._sequences[topic] += 1
         self._minute += 1
-        return topic, new_event(cls, subject=subject or str(self.order_id), sequence=self._sequences[topic],
-                                source=source, occurred_at=T0 + timedelta(minutes=self._minute), data=data)
+        return topic, new_event(
+            cls,
+            subject=subject or str(self.order_id),
+            sequence=self._sequences[topic],
+            source=source,
+            occurred_at=T0 + timedelta(minutes=self._minute),
+            data=data,
+        )
 
     def placed(self) -> Item:
-        return self._event(OrderPlaced, ORDERS_TOPIC, {
-            "order_id": self.order_id, "merchant_id": uuid.uuid4(), "tracking_code": self.code,
-            "pickup": self.pickup, "dropoff": self.dropoff,
-            "parcel": {"weight_grams": 1200, "description": "Áo dài lụa", "value_vnd": 850000},
-            "cod_amount_vnd": 850000, "fee_vnd": 25000, "distance_m": 3900,
-            "delivery_code": self.code_hash, "note": "Gọi trước khi giao"}, source="orders")
+        return self._event(
+            OrderPlaced,
+            ORDERS_TOPIC,
+            {
+                "order_id": self.order_id,
+                "merchant_id": uuid.uuid4(),
+                "tracking_code": self.code,
+                "pickup": self.pickup,
+                "dropoff": self.dropoff,
+                "parcel": {"weight_grams": 1200, "description": "Áo dài lụa", "value_vnd": 850000},
+                "cod_amount_vnd": 850000,
+                "fee_vnd": 25000,
+                "distance_m": 3900,
+                "delivery_code": self.code_hash,
+                "note": "Gọi trước khi giao",
+            },
+            source="orders",
+        )
 
     def cancel_requested(self) -> Item:
-        return self._event(OrderCancelRequested, ORDERS_TOPIC, {"order_id": self.order_id, "reason": "Khách đổi ý"},
-                           source="orders")
+        return self._event(
+            OrderCancelRequested, ORDERS_TOPIC, {"order_id": self.order_id, "reason": "Khách đổi ý"}, source="orders"
+        )
 
     def offered(self) -> Item:
-        return self._event(DeliveryOffered, DISPATCH_TOPIC, {
-            "order_id": self.order_id, "courier_id": self.courier_id,
-            "expires_at": T0 + timedelta(minutes=self._minute + 1)})
+        return self._event(
+            DeliveryOffered,
+            DISPATCH_TOPIC,
+            {
+                "order_id": self.order_id,
+                "courier_id": self.courier_id,
+                "expires_at": T0 + timedelta(minutes=self._minute + 1),
+            },
+        )
 
     def assigned(self) -> Item:
         return self._event(DeliveryAssigned, DISPATCH_TOPIC, {"order_id": self.order_id, "courier": self.courier})
@@ -109,7 +173,9 @@ class Story:
         return self._event(DeliveryDelivered, DISPATCH_TOPIC, {"order_id": self.order_id, "cod_collected_vnd": 850000})
 
     def failed(self) -> Item:
-        return self._event(DeliveryFailed, DISPATCH_TOPIC, {"order_id": self.order_id, "reason": "recipient_unreachable"})
+        return self._event(
+            DeliveryFailed, DISPATCH_TOPIC, {"order_id": self.order_id, "reason": "recipient_unreachable"}
+        )
 
     def returned(self) -> Item:
         return self._event(DeliveryReturned, DISPATCH_TOPIC, {"order_id": self.order_id})
@@ -124,28 +190,50 @@ class Story:
         return self._event(CancelRefused, DISPATCH_TOPIC, {"order_id": self.order_id, "reason": "đã lấy hàng"})
 
     def location(self, lat: float, lng: float, *, carrying: bool = True) -> Item:
-        return self._event(CourierLocation, COURIER_LOCATIONS_TOPIC, {
-            "courier_id": self.courier_id, "order_ids": [self.order_id] if carrying else [],
-            "lat": lat, "lng": lng, "at": T0 + timedelta(minutes=self._minute + 1)},
-            subject=str(self.courier_id))
+        return self._event(
+            CourierLocation,
+            COURIER_LOCATIONS_TOPIC,
+            {
+                "courier_id": self.courier_id,
+                "order_ids": [self.order_id] if carrying else [],
+                "lat": lat,
+                "lng": lng,
+                "at": T0 + timedelta(minutes=self._minute + 1),
+            },
+            subject=str(self.courier_id),
+        )
 
 
 # The lifecycles of the contract: every status appears in one of them.
 def delivered_story(s: Story) -> list[tuple[str, Item]]:
-    return [("placed", s.placed()), ("placed", s.offered()), ("assigned", s.assigned()),
-            ("picked_up", s.picked_up()), ("picked_up", s.location(20.9541, 107.0611)),
-            ("delivered", s.delivered())]
+    return [
+        ("placed", s.placed()),
+        ("placed", s.offered()),
+        ("assigned", s.assigned()),
+        ("picked_up", s.picked_up()),
+        ("picked_up", s.location(20.9541, 107.0611)),
+        ("delivered", s.delivered()),
+    ]
 
 
 def returned_story(s: Story) -> list[tuple[str, Item]]:
-    return [("placed", s.placed()), ("assigned", s.assigned()), ("picked_up", s.picked_up()),
-            ("picked_up", s.location(20.9552, 107.0533)), ("delivery_failed", s.failed()),
-            ("returned", s.returned())]
+    return [
+        ("placed", s.placed()),
+        ("assigned", s.assigned()),
+        ("picked_up", s.picked_up()),
+        ("picked_up", s.location(20.9552, 107.0533)),
+        ("delivery_failed", s.failed()),
+        ("returned", s.returned()),
+    ]
 
 
 def cancelled_story(s: Story) -> list[tuple[str, Item]]:
-    return [("placed", s.placed()), ("assigned", s.assigned()), ("assigned", s.cancel_requested()),
-            ("cancelled", s.cancel_confirmed())]
+    return [
+        ("placed", s.placed()),
+        ("assigned", s.assigned()),
+        ("assigned", s.cancel_requested()),
+        ("cancelled", s.cancel_confirmed()),
+    ]
 
 
 def expired_story(s: Story) -> list[tuple[str, Item]]:
@@ -153,9 +241,20 @@ def expired_story(s: Story) -> list[tuple[str, Item]]:
 
 
 def refused_cancel_story(s: Story) -> list[tuple[str, Item]]:
-    return [("placed", s.placed()), ("assigned", s.assigned()), ("picked_up", s.picked_up()),
-            ("picked_up", s.cancel_requested()), ("picked_up", s.cancel_refused()), ("delivered", s.delivered())]
+    return [
+        ("placed", s.placed()),
+        ("assigned", s.assigned()),
+        ("picked_up", s.picked_up()),
+        ("picked_up", s.cancel_requested()),
+        ("picked_up", s.cancel_refused()),
+        ("delivered", s.delivered()),
+    ]
 
 
-LIFECYCLES = {"delivered": delivered_story, "returned": returned_story, "cancelled": cancelled_story,
-              "expired": expired_story, "refused cancel": refused_cancel_story}
+LIFECYCLES = {
+    "delivered": delivered_story,
+    "returned": returned_story,
+    "cancelled": cancelled_story,
+    "expired": expired_story,
+    "refused cancel": refused_cancel_story,
+}

@@ -57,8 +57,9 @@ def free_port() -> int:
 @contextlib.asynccontextmanager
 async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
     """The app behind a real uvicorn server on a free port (its runtime already started)."""
-    config = uvicorn.Config(app, host="127.0.0.1", port=free_port(), lifespan="off", log_level="warning",
-                            timeout_graceful_shutdown=1)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=free_port(), lifespan="off", log_level="warning", timeout_graceful_shutdown=1
+    )
     srv = uvicorn.Server(config)
     task = asyncio.create_task(srv.serve())
     while not srv.started:
@@ -78,8 +79,12 @@ async def send(settings: TrackingSettings, *items: Item) -> None:
     by_topic: dict[str, list[tuple[bytes, bytes]]] = {}
     for topic, event in items:
         by_topic.setdefault(topic, []).append((event.subject.encode(), event.model_dump_json().encode()))
-    await asyncio.gather(*(produce(settings.kafka_bootstrap_servers, settings.topic(topic), values)
-                           for topic, values in by_topic.items()))
+    await asyncio.gather(
+        *(
+            produce(settings.kafka_bootstrap_servers, settings.topic(topic), values)
+            for topic, values in by_topic.items()
+        )
+    )
 
 
 class Stream:
@@ -95,8 +100,9 @@ class Stream:
 
     async def _read(self, http: httpx.AsyncClient, code: str) -> None:
         try:
-            async with http.stream("GET", f"/v1/tracking/{code}/events",
-                                   timeout=httpx.Timeout(10, read=30)) as response:
+            async with http.stream(
+                "GET", f"/v1/tracking/{code}/events", timeout=httpx.Timeout(10, read=30)
+            ) as response:
                 self.status = response.status_code
                 name, data = "message", []
                 async for line in response.aiter_lines():

@@ -21,6 +21,7 @@ async def known(settings, client, *items, status: str = "placed") -> None:
     async def visible():
         r = await client.get(f"/v1/tracking/{items[0][1].data.tracking_code}")
         return r.status_code == 200 and r.json()["status"] == status
+
     await eventually(visible, what="the parcel to be projected")
 
 
@@ -40,10 +41,13 @@ async def test_known_code_answer_shape_and_headers(settings, client):
     r = await client.get(f"/v1/tracking/{s.code}")
     assert r.headers["content-type"] == "application/json" and r.headers["cache-control"] == "no-store"
     body = r.json()
-    assert body == {"tracking_code": s.code, "status": "placed",
-                    "timeline": [{"status": "placed", "at": "2026-11-23T02:01:00+00:00",
-                                  "text": "Đơn hàng đã được tạo"}],
-                    "courier": None, "eta_minutes": 10}  # 3.9 km at 7 m/s
+    assert body == {
+        "tracking_code": s.code,
+        "status": "placed",
+        "timeline": [{"status": "placed", "at": "2026-11-23T02:01:00+00:00", "text": "Đơn hàng đã được tạo"}],
+        "courier": None,
+        "eta_minutes": 10,
+    }  # 3.9 km at 7 m/s
     assert (await client.get(f"/v1/tracking/{s.code.lower()}")).status_code == 404, "codes are exact"
 
 
@@ -81,8 +85,10 @@ async def test_clients_that_hammer_get_429_with_retry_after(settings):
     async with running(tuned) as app:
         transport = httpx.ASGITransport(app=app, client=("203.0.113.7", 5000))
         other = httpx.ASGITransport(app=app, client=("203.0.113.8", 5000))
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as hammer, \
-                httpx.AsyncClient(transport=other, base_url="http://t") as calm:
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://t") as hammer,
+            httpx.AsyncClient(transport=other, base_url="http://t") as calm,
+        ):
             answers = [await hammer.get("/v1/tracking/ZZZZZZZZZZZZ") for _ in range(8)]
             assert [r.status_code for r in answers] == [404] * 5 + [429] * 3
             limited = answers[-1]
@@ -97,8 +103,9 @@ async def test_clients_that_hammer_get_429_with_retry_after(settings):
 
 
 async def test_exempt_addresses_are_not_limited(settings):
-    tuned = settings.model_copy(update={"rate_limit_per_s": 1.0, "rate_limit_burst": 1,
-                                        "rate_limit_exempt": "10.0.0.0/8"})
+    tuned = settings.model_copy(
+        update={"rate_limit_per_s": 1.0, "rate_limit_burst": 1, "rate_limit_exempt": "10.0.0.0/8"}
+    )
     async with running(tuned) as app:
         transport = httpx.ASGITransport(app=app, client=("10.1.2.3", 5000))
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
@@ -141,7 +148,10 @@ async def test_stream_sends_heartbeats_and_ends_cleanly_after_a_final_status(set
     # A final parcel: its state at once, then the end.
     again = Stream(server, s.code)
     await again.finished()
-    assert [(n, d["status"] if n == "tracking" else d) for n, d in again.events] == [("tracking", "expired"), ("end", {})]
+    assert [(n, d["status"] if n == "tracking" else d) for n, d in again.events] == [
+        ("tracking", "expired"),
+        ("end", {}),
+    ]
 
 
 async def _at_least(value, n):
@@ -158,8 +168,11 @@ async def test_stream_sees_changes_written_by_another_instance(settings, server,
         await eventually(lambda: stream.seen(lambda st: st["status"] == "placed"), what="first event")
         other_instance = Projection(lambda: pool)
         await other_instance.on_status_events([s.assigned()])
-        await eventually(lambda: stream.seen(lambda st: st["status"] == "assigned"), timeout=5,
-                         what="the other instance's change on the stream")
+        await eventually(
+            lambda: stream.seen(lambda st: st["status"] == "assigned"),
+            timeout=5,
+            what="the other instance's change on the stream",
+        )
         await other_instance.on_status_events([s.cancel_confirmed()])
         await stream.finished()
     finally:
@@ -171,8 +184,7 @@ async def test_stream_sees_changes_written_by_another_instance(settings, server,
 async def test_stream_limit_per_client(settings, server):
     s = Story()
     await known(settings, server, s.placed())
-    async with running(settings.model_copy(update={"sse_max_streams_per_client": 2})) as app, \
-            serving(app) as http:
+    async with running(settings.model_copy(update={"sse_max_streams_per_client": 2})) as app, serving(app) as http:
         streams = [Stream(http, s.code) for _ in range(2)]
         try:
             for st in streams:

@@ -55,7 +55,9 @@ def test_timeline_texts_are_vietnamese_and_cover_every_status():
     s = Story()
     view = public_view(project(s, [s.placed(), s.assigned()]))
     assert [(t["status"], t["text"]) for t in view["timeline"]] == [
-        ("placed", "Đơn hàng đã được tạo"), ("assigned", "Đã có shipper nhận đơn")]
+        ("placed", "Đơn hàng đã được tạo"),
+        ("assigned", "Đã có shipper nhận đơn"),
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(LIFECYCLES))
@@ -103,8 +105,14 @@ def test_a_stale_event_never_moves_the_status_or_the_courier_back():
     assert domain.apply(p, *assigned) == p
     # A redelivered older event with a changed payload (another courier) is stale too.
     _, old = assigned
-    other = old.model_copy(update={"id": uuid.uuid4(), "data": old.data.model_copy(update={
-        "courier": old.data.courier.model_copy(update={"id": uuid.uuid4(), "display_name": "Lan V."})})})
+    other = old.model_copy(
+        update={
+            "id": uuid.uuid4(),
+            "data": old.data.model_copy(
+                update={"courier": old.data.courier.model_copy(update={"id": uuid.uuid4(), "display_name": "Lan V."})}
+            ),
+        }
+    )
     assert domain.apply(p, DISPATCH_TOPIC, other) == p
     assert p.courier.display_name == "Minh P."
 
@@ -194,10 +202,14 @@ def test_location_of_another_courier_or_an_order_not_carried_is_ignored():
 
 def test_moved_by_returns_only_the_parcels_the_points_move():
     on_way, waiting, other = Story(), Story(), Story()
-    parcels = {s.order_id: project(s, events) for s, events in (
-        (on_way, [on_way.placed(), on_way.assigned(), on_way.picked_up()]),
-        (waiting, [waiting.placed(), waiting.assigned()]),
-        (other, [other.placed(), other.assigned(), other.picked_up()]))}
+    parcels = {
+        s.order_id: project(s, events)
+        for s, events in (
+            (on_way, [on_way.placed(), on_way.assigned(), on_way.picked_up()]),
+            (waiting, [waiting.placed(), waiting.assigned()]),
+            (other, [other.placed(), other.assigned(), other.picked_up()]),
+        )
+    }
     fixes = domain.latest_locations([on_way.location(20.9541, 107.0611), waiting.location(20.95, 107.06)])
     moved = domain.moved_by(parcels, fixes)
     assert [p.order_id for p in moved] == [on_way.order_id]

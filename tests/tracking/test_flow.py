@@ -38,6 +38,7 @@ async def tracked(client, code: str, check) -> dict[str, Any]:
         r = await client.get(f"/v1/tracking/{code}")
         if r.status_code == 200 and check(r.json()):
             return r
+
     return await eventually(answer, timeout=20, what=f"tracking {code}")
 
 
@@ -55,12 +56,18 @@ async def follow_lifecycle(settings, server, name: str) -> None:
             await send(settings, item)
             topic, event = item
             if topic == COURIER_LOCATIONS_TOPIC:
+
                 def check(b, lat=event.data.lat):
-                    return b["status"] == expected and (b["courier"] or {}).get("location", {}) \
+                    return (
+                        b["status"] == expected
+                        and (b["courier"] or {}).get("location", {})
                         and b["courier"]["location"]["lat"] == lat
+                    )
             else:
+
                 def check(b):
                     return b["status"] == expected
+
             r = await tracked(server, story.code, check)
             assert_private(r.text, story, f"{name}/{expected} GET")
             body = r.json()
@@ -98,10 +105,10 @@ async def test_dispatch_events_consumed_before_order_placed(settings, client, da
     async def projected_without_code():
         conn = await asyncpg.connect(database)
         try:
-            return await conn.fetchrow("SELECT status, tracking_code FROM parcels WHERE order_id = $1",
-                                       story.order_id)
+            return await conn.fetchrow("SELECT status, tracking_code FROM parcels WHERE order_id = $1", story.order_id)
         finally:
             await conn.close()
+
     row = await eventually(lambda: _status_is(projected_without_code, "picked_up"), what="picked_up")
     assert row["tracking_code"] is None
     assert (await client.get(f"/v1/tracking/{story.code}")).status_code == 404
@@ -140,12 +147,20 @@ async def test_duplicates_and_stale_events_through_the_broker_change_nothing(set
 
     async def applied():
         rows = await app.state.runtime.pool.fetch(
-            "SELECT event_type, sum(applied)::int AS applied FROM inbox_applied WHERE consumer = 'tracking' GROUP BY 1")
+            "SELECT event_type, sum(applied)::int AS applied FROM inbox_applied WHERE consumer = 'tracking' GROUP BY 1"
+        )
         return {r["event_type"]: r["applied"] for r in rows}
-    assert await eventually(lambda: _when(applied, lambda a: "delivery.cancel_refused" in a
-                                          and "order.cancel_requested" in a), what="markers consumed") == {
-        "order.placed": 2, "delivery.assigned": 2, "delivery.picked_up": 2,
-        "order.cancel_requested": 1, "delivery.cancel_refused": 1}, "each event applied once"
+
+    assert await eventually(
+        lambda: _when(applied, lambda a: "delivery.cancel_refused" in a and "order.cancel_requested" in a),
+        what="markers consumed",
+    ) == {
+        "order.placed": 2,
+        "delivery.assigned": 2,
+        "delivery.picked_up": 2,
+        "order.cancel_requested": 1,
+        "delivery.cancel_refused": 1,
+    }, "each event applied once"
     after = (await client.get(f"/v1/tracking/{story.code}")).json()
     assert after == before, "duplicates, the stale point and the refused cancel changed nothing"
 
@@ -176,7 +191,9 @@ async def test_a_ping_consumed_before_the_pickup_still_shows(settings, client, a
 
     async def remembered():
         return await app.state.runtime.pool.fetchval(
-            "SELECT lat FROM courier_positions WHERE courier_id = $1", s.courier_id)
+            "SELECT lat FROM courier_positions WHERE courier_id = $1", s.courier_id
+        )
+
     await eventually(remembered, what="the courier's point remembered")
     assert (await client.get(f"/v1/tracking/{s.code}")).json()["courier"]["location"] is None, "not before pickup"
     await send(settings, s.picked_up())

@@ -58,7 +58,11 @@ async def test_status_batch_with_duplicates_and_stale_events_in_one_batch(pool):
     await projection.on_status_events([assigned, placed, assigned, picked, assigned, delivered, picked])
     parcel = await store.find_by_code(pool, s.code)
     assert parcel.status == "delivered" and [st.status for st in parcel.timeline] == [
-        "placed", "assigned", "picked_up", "delivered"]
+        "placed",
+        "assigned",
+        "picked_up",
+        "delivered",
+    ]
     assert parcel.version == 1
     await projection.on_status_events([placed, assigned, picked])
     assert (await store.find_by_code(pool, s.code)).version == 1, "a batch of duplicates writes nothing"
@@ -68,25 +72,38 @@ async def test_accept_many_agrees_with_accept(pool):
     """A random at-least-once stream over a few subjects and two topics: same verdicts."""
     rng = random.Random(11)
     stories = [Story() for _ in range(4)]
-    events = [e for s in stories for e in (s.placed(), s.assigned(), s.picked_up(), s.cancel_requested(),
-                                            s.delivered())]
+    events = [
+        e for s in stories for e in (s.placed(), s.assigned(), s.picked_up(), s.cancel_requested(), s.delivered())
+    ]
     stream = [rng.choice(events) for _ in range(120)]
     async with pool.acquire() as conn:
         expected = []
         async with conn.transaction():
             for topic, event in stream:
                 expected.append(await accept(conn, "one-by-one", topic, event))
-            one_by_one = await conn.fetch("SELECT topic, subject, sequence FROM inbox_positions "
-                                          "WHERE consumer = 'one-by-one' ORDER BY 1, 2")
-            counts = await conn.fetch("SELECT event_type, sum(applied)::int FROM inbox_applied "
-                                      "WHERE consumer = 'one-by-one' GROUP BY 1 ORDER BY 1")
+            one_by_one = await conn.fetch(
+                "SELECT topic, subject, sequence FROM inbox_positions WHERE consumer = 'one-by-one' ORDER BY 1, 2"
+            )
+            counts = await conn.fetch(
+                "SELECT event_type, sum(applied)::int FROM inbox_applied "
+                "WHERE consumer = 'one-by-one' GROUP BY 1 ORDER BY 1"
+            )
         got = []
         for start in range(0, len(stream), 25):  # in batches, each its own transaction
             async with conn.transaction():
-                got += await accept_many(conn, "batched", stream[start:start + 25])
+                got += await accept_many(conn, "batched", stream[start : start + 25])
         assert got == expected
-        assert await conn.fetch("SELECT topic, subject, sequence FROM inbox_positions "
-                                "WHERE consumer = 'batched' ORDER BY 1, 2") == one_by_one
-        assert await conn.fetch("SELECT event_type, sum(applied)::int FROM inbox_applied "
-                                "WHERE consumer = 'batched' GROUP BY 1 ORDER BY 1") == counts
+        assert (
+            await conn.fetch(
+                "SELECT topic, subject, sequence FROM inbox_positions WHERE consumer = 'batched' ORDER BY 1, 2"
+            )
+            == one_by_one
+        )
+        assert (
+            await conn.fetch(
+                "SELECT event_type, sum(applied)::int FROM inbox_applied "
+                "WHERE consumer = 'batched' GROUP BY 1 ORDER BY 1"
+            )
+            == counts
+        )
         assert await accept_many(conn, "batched", []) == []

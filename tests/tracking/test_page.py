@@ -20,8 +20,11 @@ VIEW = {
         {"status": "assigned", "at": "2026-11-23T02:04:37+00:00", "text": "Đã có shipper nhận đơn"},
         {"status": "picked_up", "at": "2026-11-23T02:15:02+00:00", "text": "Shipper đã lấy hàng"},
     ],
-    "courier": {"display_name": "Minh N.", "vehicle": "motorbike",
-                "location": {"lat": 20.9532, "lng": 107.0611, "at": "2026-11-23T02:21:40+00:00"}},
+    "courier": {
+        "display_name": "Minh N.",
+        "vehicle": "motorbike",
+        "location": {"lat": 20.9532, "lng": 107.0611, "at": "2026-11-23T02:21:40+00:00"},
+    },
     "eta_minutes": 6,
 }
 
@@ -78,8 +81,12 @@ def test_the_page_holds_the_destination_area_never_the_point() -> None:
 
 def test_every_value_is_escaped() -> None:
     hostile = "<script>alert(1)</script>\"'&"
-    view = {**VIEW, "tracking_code": hostile, "courier": {**VIEW["courier"], "display_name": hostile},
-            "timeline": [{**VIEW["timeline"][0], "text": hostile}]}
+    view = {
+        **VIEW,
+        "tracking_code": hostile,
+        "courier": {**VIEW["courier"], "display_name": hostile},
+        "timeline": [{**VIEW["timeline"][0], "text": hostile}],
+    }
     html = page.render(view, area=None, tile_url='x" onload="alert(1)')
     assert "<script>alert" not in html and 'x" onload' not in html
     # the code three times (data-code, data-events, shown), the name, the step text
@@ -96,7 +103,9 @@ def test_an_unknown_code_gets_the_same_shape_saying_not_found_and_nothing_of_the
     assert "status" not in doc.testids() and "timeline-item" not in doc.testids()
     assert "<script" not in html  # nothing to follow
     found = page.render(VIEW, area=None)
-    head = lambda h: h[:h.index("<main")].replace('<script type="module" src="/web/tracking/tracking.js"></script>', "")  # noqa: E731
+    head = lambda h: h[: h.index("<main")].replace(
+        '<script type="module" src="/web/tracking/tracking.js"></script>', ""
+    )  # noqa: E731
     assert head(html) == head(found)
 
 
@@ -110,10 +119,13 @@ def test_link_previews_and_titles_tell_nothing_of_the_parcel() -> None:
 
 def test_every_status_and_vehicle_has_its_text() -> None:
     from shared.contract import ORDER_STATUSES, VEHICLES
+
     assert set(page.MESSAGES["status"]) == set(ORDER_STATUSES)
     assert set(page.MESSAGES["vehicle"]) == set(VEHICLES)
     script = (page.WEB / "tracking.js").read_text()
     assert 'new URL("./messages.vi.json", import.meta.url)' in script  # the same table
+
+
 def test_the_policy_lets_images_come_from_a_configured_tile_server_only() -> None:
     assert content_security_policy("") == CONTENT_SECURITY_POLICY
     assert content_security_policy("/tiles/{z}/{x}/{y}.png") == CONTENT_SECURITY_POLICY  # same origin

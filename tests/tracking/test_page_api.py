@@ -25,6 +25,7 @@ async def test_the_page_of_a_known_and_an_unknown_code(settings):
             async def page():
                 r = await client.get(f"/t/{s.code}", params={"zarsrc": "30", "utm_source": "zalo"})
                 return r if r.status_code == 200 else None
+
             r = await eventually(page, what="the parcel's page")
             assert 'data-testid="status" data-status="placed"' in r.text
             assert f'data-tile-url="{TILES}"' in r.text

@@ -19,19 +19,31 @@ from tests.tracking.stories import Story
 
 async def answer(app, code: str, check) -> dict:
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+
         async def get():
             r = await client.get(f"/v1/tracking/{code}")
             return r.status_code == 200 and check(r.json()) and r.json()
+
         return await eventually(get, what=f"tracking {code}")
 
 
 async def run_command(settings) -> tuple[int, str]:
-    env = {**os.environ, "GIAO_TRACKING_DATABASE_URL": settings.database_url,
-           "GIAO_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-           "GIAO_TOPIC_PREFIX": settings.topic_prefix}
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "services.tracking", "rebuild", cwd=ROOT,
-                                                env=env, stdout=asyncio.subprocess.PIPE,
-                                                stderr=asyncio.subprocess.STDOUT)
+    env = {
+        **os.environ,
+        "GIAO_TRACKING_DATABASE_URL": settings.database_url,
+        "GIAO_KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "GIAO_TOPIC_PREFIX": settings.topic_prefix,
+    }
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "services.tracking",
+        "rebuild",
+        cwd=ROOT,
+        env=env,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
     out, _ = await asyncio.wait_for(proc.communicate(), 60)
     return proc.returncode, out.decode()
 
@@ -39,8 +51,16 @@ async def run_command(settings) -> tuple[int, str]:
 async def test_rebuild_from_the_topics(settings):
     await create_topics(settings)
     done, moving = Story(), Story()
-    await send(settings, done.placed(), done.assigned(), done.picked_up(), done.delivered(),
-               moving.placed(), moving.assigned(), moving.picked_up())
+    await send(
+        settings,
+        done.placed(),
+        done.assigned(),
+        done.picked_up(),
+        done.delivered(),
+        moving.placed(),
+        moving.assigned(),
+        moving.picked_up(),
+    )
     async with running(settings) as app:
         before = await answer(app, done.code, lambda b: b["status"] == "delivered")
         await answer(app, moving.code, lambda b: b["status"] == "picked_up")

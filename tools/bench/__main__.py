@@ -55,7 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--baseline-messages", type=int, default=50_000)
     # The same ports `make up` uses (deploy/local honours GIAO_KAFKA_PORT and GIAO_PG_PORT).
     p.add_argument("--kafka", default=f"127.0.0.1:{os.environ.get('GIAO_KAFKA_PORT', '9092')}")
-    p.add_argument("--pg-dsn", default=f"postgresql://giao:giao@127.0.0.1:{os.environ.get('GIAO_PG_PORT', '5432')}/postgres")
+    p.add_argument(
+        "--pg-dsn", default=f"postgresql://giao:giao@127.0.0.1:{os.environ.get('GIAO_PG_PORT', '5432')}/postgres"
+    )
     p.add_argument("--out", type=Path, default=ROOT / "var" / "bench")
     p.add_argument("--admin-token", default="dev-admin-token")
     p.add_argument("--skip-baselines", action="store_true")
@@ -102,15 +104,28 @@ class Bench:
             async with sem:
                 return await coro
 
-        self.keys = [m["api_key"] for m in await asyncio.gather(*(one(self.client.create_merchant(
-            f"Shop bench {i}", "0912345678")) for i in range(self.args.merchants)))]
-        self.tokens = [c["token"] for c in await asyncio.gather(*(one(self.client.create_courier(
-            f"Lê Văn Bench{i}", "0987654321", "motorbike")) for i in range(self.args.couriers)))]
+        self.keys = [
+            m["api_key"]
+            for m in await asyncio.gather(
+                *(one(self.client.create_merchant(f"Shop bench {i}", "0912345678")) for i in range(self.args.merchants))
+            )
+        ]
+        self.tokens = [
+            c["token"]
+            for c in await asyncio.gather(
+                *(
+                    one(self.client.create_courier(f"Lê Văn Bench{i}", "0987654321", "motorbike"))
+                    for i in range(self.args.couriers)
+                )
+            )
+        ]
         await asyncio.gather(*(one(self.client.set_status(t, True, *self._near(800))) for t in self.tokens))
 
     def _near(self, metres: float) -> tuple[float, float]:
-        return (round(ORIGIN[0] + self.rng.uniform(-1, 1) * metres / 111_000, 6),
-                round(ORIGIN[1] + self.rng.uniform(-1, 1) * metres / 104_000, 6))
+        return (
+            round(ORIGIN[0] + self.rng.uniform(-1, 1) * metres / 111_000, 6),
+            round(ORIGIN[1] + self.rng.uniform(-1, 1) * metres / 104_000, 6),
+        )
 
     # --- merchants ---------------------------------------------------------------------
     async def place_orders(self, watchers: set) -> None:
@@ -135,17 +150,27 @@ class Bench:
             # A different customer on every order (the services cache parsed phone numbers, and
             # one number throughout would make that cache look better than it is).
             customer = f"{self.rng.choice(MOBILE_PREFIXES)}{self.rng.randrange(10**7):07d}"
-            body = {"pickup": {"name": "Shop", "phone": "0912345678", "address": "Cẩm Phả", "lat": lat, "lng": lng},
-                    "dropoff": {"name": "Khách", "phone": customer, "address": "Cẩm Phả", "lat": dlat, "lng": dlng},
-                    "parcel": {"weight_grams": 900}, "cod_amount_vnd": cod}
+            body = {
+                "pickup": {"name": "Shop", "phone": "0912345678", "address": "Cẩm Phả", "lat": lat, "lng": lng},
+                "dropoff": {"name": "Khách", "phone": customer, "address": "Cẩm Phả", "lat": dlat, "lng": dlng},
+                "parcel": {"weight_grams": 900},
+                "cod_amount_vnd": cod,
+            }
             try:
                 key = self.rng.choice(self.keys)
                 o = await self.client.place_order(key, body)
             except Exception as exc:  # noqa: BLE001
                 self.errors.append(f"place: {exc!r}"[:300])
                 return
-        order = Order(o["id"], o["tracking_code"], o["delivery_code"], cod, time.monotonic(),
-                      sampled=self.rng.random() < self.args.sample, api_key=key)
+        order = Order(
+            o["id"],
+            o["tracking_code"],
+            o["delivery_code"],
+            cod,
+            time.monotonic(),
+            sampled=self.rng.random() < self.args.sample,
+            api_key=key,
+        )
         self.orders[order.id] = order
         if order.sampled:
             task = asyncio.create_task(self._follow(order))
@@ -198,16 +223,18 @@ class Bench:
                     order.picked = time.monotonic()
                     if order.sampled:
                         lat, lng = self._near(2000)
-                        await self.client.send_locations(token, [{"lat": lat, "lng": lng,
-                                                                  "at": datetime.now(timezone.utc).isoformat()}])
+                        await self.client.send_locations(
+                            token, [{"lat": lat, "lng": lng, "at": datetime.now(timezone.utc).isoformat()}]
+                        )
                         order.ping = (lat, time.monotonic())
                 return "picked_up"
             if status == "picked_up" and order:
                 if order.sampled and order.ping:
                     # let the customer see the ping before the parcel arrives
                     await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - order.ping[1])))
-                await self.client.job_action(token, order_id, "deliver",
-                                             {"delivery_code": order.delivery_code, "cod_collected_vnd": order.cod})
+                await self.client.job_action(
+                    token, order_id, "deliver", {"delivery_code": order.delivery_code, "cod_collected_vnd": order.cod}
+                )
                 order.delivered = time.monotonic()
                 return "delivered"
             if status == "picked_up":
@@ -263,12 +290,19 @@ class Bench:
 
     # --- events: placed -> offered from the services' own timestamps -------------------
     async def watch_events(self) -> None:
-        consumer = AIOKafkaConsumer("giao.orders.v1", "giao.dispatch.v1", bootstrap_servers=self.args.kafka,
-                                    auto_offset_reset="latest", enable_auto_commit=False,
-                                    group_id=f"bench-{uuid.uuid4().hex[:6]}", session_timeout_ms=6000,
-                                    heartbeat_interval_ms=1000,
-                                    # a fetch per 100 ms, not one per event: both clocks are the events' own
-                                    fetch_min_bytes=1024 * 1024, fetch_max_wait_ms=100)
+        consumer = AIOKafkaConsumer(
+            "giao.orders.v1",
+            "giao.dispatch.v1",
+            bootstrap_servers=self.args.kafka,
+            auto_offset_reset="latest",
+            enable_auto_commit=False,
+            group_id=f"bench-{uuid.uuid4().hex[:6]}",
+            session_timeout_ms=6000,
+            heartbeat_interval_ms=1000,
+            # a fetch per 100 ms, not one per event: both clocks are the events' own
+            fetch_min_bytes=1024 * 1024,
+            fetch_max_wait_ms=100,
+        )
         await consumer.start()
         try:
             while not self.stop.is_set():
@@ -287,8 +321,11 @@ class Bench:
 
     def placed_to_offered_ms(self, since: float, until: float) -> list[float]:
         """Placed -> first offered of the orders placed between the two epoch times."""
-        return [(offered - placed).total_seconds() * 1000 for subject, offered in self.offered_at.items()
-                if (placed := self.placed_at.get(subject)) is not None and since <= placed.timestamp() < until]
+        return [
+            (offered - placed).total_seconds() * 1000
+            for subject, offered in self.offered_at.items()
+            if (placed := self.placed_at.get(subject)) is not None and since <= placed.timestamp() < until
+        ]
 
 
 def read_pids() -> dict[str, int]:
@@ -302,14 +339,23 @@ def read_pids() -> dict[str, int]:
 
 
 def pct(values: list[float]) -> dict[str, float | None]:
-    return {"p50": percentile(values, 50), "p95": percentile(values, 95), "p99": percentile(values, 99),
-            "count": len(values)}
+    return {
+        "p50": percentile(values, 50),
+        "p95": percentile(values, 95),
+        "p99": percentile(values, 99),
+        "count": len(values),
+    }
 
 
 async def main(args: argparse.Namespace) -> int:
-    results: dict = {"started_at": datetime.now(timezone.utc).isoformat(), "rate": args.rate,
-                     "duration_s": args.duration, "warmup_s": args.warmup, "couriers": args.couriers,
-                     "machine_probe_s": [machine_probe()]}
+    results: dict = {
+        "started_at": datetime.now(timezone.utc).isoformat(),
+        "rate": args.rate,
+        "duration_s": args.duration,
+        "warmup_s": args.warmup,
+        "couriers": args.couriers,
+        "machine_probe_s": [machine_probe()],
+    }
     if not args.skip_baselines:
         print("baseline: Kafka produce+consume with aiokafka alone ...", flush=True)
         results["baseline_kafka_msgs_per_s"] = await kafka_baseline(args.kafka, args.baseline_messages)
@@ -353,21 +399,27 @@ async def main(args: argparse.Namespace) -> int:
     measured = [o for o in orders if window[0] <= o.placed < window[1]]
     delivered_in_window = sum(1 for o in orders if o.delivered and window[0] <= o.delivered < window[1])
     placed_in_window = len(measured)
-    results.update({
-        "orders_per_s": round(delivered_in_window / span, 1),
-        "placed_per_s": round(placed_in_window / span, 1),
-        "orders_placed": len(orders),
-        "orders_delivered": sum(1 for o in orders if o.delivered),
-        "errors": len(bench.errors), "error_samples": bench.errors[:10],
-        "placed_to_offered_ms": pct(bench.placed_to_offered_ms(*wall_window)),
-        "accepted_to_tracking_ms": pct([(o.seen["assigned"] - o.accepted) * 1000 for o in measured
-                                        if o.accepted and "assigned" in o.seen]),
-        "status_call_to_tracking_ms": pct([(o.seen["picked_up"] - o.picked) * 1000 for o in measured
-                                           if o.picked and "picked_up" in o.seen]),
-        "location_to_tracking_ms": pct([o.location_ms for o in measured if o.location_ms is not None]),
-        "cpu_s": watch.cpu_s, "peak_mem_mib": {k: round(v) for k, v in watch.peak_mib.items()},
-        "client_latency_ms": {k: pct(v) for k, v in sorted(client.stats.latencies_ms.items())},
-    })
+    results.update(
+        {
+            "orders_per_s": round(delivered_in_window / span, 1),
+            "placed_per_s": round(placed_in_window / span, 1),
+            "orders_placed": len(orders),
+            "orders_delivered": sum(1 for o in orders if o.delivered),
+            "errors": len(bench.errors),
+            "error_samples": bench.errors[:10],
+            "placed_to_offered_ms": pct(bench.placed_to_offered_ms(*wall_window)),
+            "accepted_to_tracking_ms": pct(
+                [(o.seen["assigned"] - o.accepted) * 1000 for o in measured if o.accepted and "assigned" in o.seen]
+            ),
+            "status_call_to_tracking_ms": pct(
+                [(o.seen["picked_up"] - o.picked) * 1000 for o in measured if o.picked and "picked_up" in o.seen]
+            ),
+            "location_to_tracking_ms": pct([o.location_ms for o in measured if o.location_ms is not None]),
+            "cpu_s": watch.cpu_s,
+            "peak_mem_mib": {k: round(v) for k, v in watch.peak_mib.items()},
+            "client_latency_ms": {k: pct(v) for k, v in sorted(client.stats.latencies_ms.items())},
+        }
+    )
     results["p99_placed_to_offered_ms"] = results["placed_to_offered_ms"]["p99"]
     if orders:  # every order placed during the watch, warm-up included
         system = sum(v for k, v in watch.cpu_s.items() if k != "load generator")
@@ -376,10 +428,12 @@ async def main(args: argparse.Namespace) -> int:
     if "baseline_kafka_msgs_per_s" in results:
         events_per_order = 7  # placed, offered, assigned, picked_up, delivered (+ location), each read twice
         results["ratio_kafka_events_to_baseline"] = round(
-            results["orders_per_s"] * events_per_order / results["baseline_kafka_msgs_per_s"], 3)
+            results["orders_per_s"] * events_per_order / results["baseline_kafka_msgs_per_s"], 3
+        )
         commits_per_order = 12  # place, match, accept, pickup, deliver, relays and consumers (estimate)
         results["ratio_pg_commits_to_baseline"] = round(
-            results["orders_per_s"] * commits_per_order / results["baseline_pg_commits_per_s"], 3)
+            results["orders_per_s"] * commits_per_order / results["baseline_pg_commits_per_s"], 3
+        )
     p99 = results["p99_placed_to_offered_ms"]
     # The two halves of the target apart, so a reader sees which one a run missed.
     results["target_throughput_met"] = results["orders_per_s"] >= 150
@@ -394,31 +448,45 @@ async def main(args: argparse.Namespace) -> int:
 
 
 def markdown(r: dict) -> str:
-    lines = ["| figure | value |", "| --- | --- |",
-             f"| load | {r['rate']:g} orders/s offered for {r['duration_s']:g}s ({r['warmup_s']:g}s warm-up) |",
-             f"| sustained orders/s placed → delivered | **{r['orders_per_s']}** (placed {r['placed_per_s']}/s) |",
-             f"| orders placed / delivered / errors | {r['orders_placed']} / {r['orders_delivered']} / {r['errors']} |"]
-    for key, label in (("placed_to_offered_ms", "placed → offered"), ("accepted_to_tracking_ms", "accepted → in tracking"),
-                       ("status_call_to_tracking_ms", "pickup call → in tracking"),
-                       ("location_to_tracking_ms", "location ping → in tracking")):
+    lines = [
+        "| figure | value |",
+        "| --- | --- |",
+        f"| load | {r['rate']:g} orders/s offered for {r['duration_s']:g}s ({r['warmup_s']:g}s warm-up) |",
+        f"| sustained orders/s placed → delivered | **{r['orders_per_s']}** (placed {r['placed_per_s']}/s) |",
+        f"| orders placed / delivered / errors | {r['orders_placed']} / {r['orders_delivered']} / {r['errors']} |",
+    ]
+    for key, label in (
+        ("placed_to_offered_ms", "placed → offered"),
+        ("accepted_to_tracking_ms", "accepted → in tracking"),
+        ("status_call_to_tracking_ms", "pickup call → in tracking"),
+        ("location_to_tracking_ms", "location ping → in tracking"),
+    ):
         v = r[key]
         lines.append(f"| {label} p50/p95/p99 ms (n) | {v['p50']} / {v['p95']} / {v['p99']} ({v['count']}) |")
     for name, cpu in r["cpu_s"].items():
         lines.append(f"| {name}: CPU s / peak MiB | {cpu} / {r['peak_mem_mib'].get(name, '-')} |")
     if "cpu_ms_per_order" in r:
-        lines.append(f"| CPU ms per order: services, Kafka, PostgreSQL / load generator | "
-                     f"{r['cpu_ms_per_order']} / {r['generator_cpu_ms_per_order']} |")
+        lines.append(
+            f"| CPU ms per order: services, Kafka, PostgreSQL / load generator | "
+            f"{r['cpu_ms_per_order']} / {r['generator_cpu_ms_per_order']} |"
+        )
     before, after = r["machine_probe_s"]
     lines.append(f"| machine probe: s to count to 10^7, before / after (lower is faster) | {before} / {after} |")
     if "baseline_kafka_msgs_per_s" in r:
-        lines += [f"| baseline Kafka produce+consume msgs/s | {r['baseline_kafka_msgs_per_s']} |",
-                  f"| baseline PostgreSQL single-row commits/s | {r['baseline_pg_commits_per_s']} |",
-                  f"| Giao's event rate / Kafka baseline | {r['ratio_kafka_events_to_baseline']} |",
-                  f"| Giao's commit rate (est.) / PostgreSQL baseline | {r['ratio_pg_commits_to_baseline']} |"]
-    halves = (f"{r['orders_per_s']} orders/s: {'yes' if r['target_throughput_met'] else 'no'}; "
-              f"p99 {r['p99_placed_to_offered_ms']} ms: {'yes' if r['target_latency_met'] else 'no'}")
-    lines.append(f"| target (≥150 orders/s, p99 placed→offered < 500 ms) | "
-                 f"{'met' if r['target_met'] else 'NOT met'} ({halves}) |")
+        lines += [
+            f"| baseline Kafka produce+consume msgs/s | {r['baseline_kafka_msgs_per_s']} |",
+            f"| baseline PostgreSQL single-row commits/s | {r['baseline_pg_commits_per_s']} |",
+            f"| Giao's event rate / Kafka baseline | {r['ratio_kafka_events_to_baseline']} |",
+            f"| Giao's commit rate (est.) / PostgreSQL baseline | {r['ratio_pg_commits_to_baseline']} |",
+        ]
+    halves = (
+        f"{r['orders_per_s']} orders/s: {'yes' if r['target_throughput_met'] else 'no'}; "
+        f"p99 {r['p99_placed_to_offered_ms']} ms: {'yes' if r['target_latency_met'] else 'no'}"
+    )
+    lines.append(
+        f"| target (≥150 orders/s, p99 placed→offered < 500 ms) | "
+        f"{'met' if r['target_met'] else 'NOT met'} ({halves}) |"
+    )
     return "\n".join(lines) + "\n"
 
 

@@ -76,8 +76,9 @@ class LeanHttp:
                 self._paths[url] = hit
         return hit
 
-    async def request(self, method: str, url: str, headers: dict[str, str],
-                      body: bytes | None) -> tuple[int, dict[bytes, bytes], bytes]:
+    async def request(
+        self, method: str, url: str, headers: dict[str, str], body: bytes | None
+    ) -> tuple[int, dict[bytes, bytes], bytes]:
         origin, path = self._target(url)
         head = [method.encode(), b" ", path, b" HTTP/1.1\r\nHost: ", origin.host_header, b"\r\n"]
         for k, v in headers.items():
@@ -101,8 +102,7 @@ class LeanHttp:
                 reader, writer = await asyncio.open_connection(origin.host, origin.port)
                 return await self._exchange(origin, _Conn(reader, writer), data)
 
-    async def _exchange(self, origin: _Origin, conn: _Conn,
-                        data: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
+    async def _exchange(self, origin: _Origin, conn: _Conn, data: bytes) -> tuple[int, dict[bytes, bytes], bytes]:
         try:
             conn.writer.write(data)
             head = await conn.reader.readuntil(b"\r\n\r\n")
@@ -156,7 +156,6 @@ class LeanGiao(Giao):
         await self.lean.close()
         await super().close()
 
-    async def _send(self, method: str, url: str, headers: dict[str, str],
-                    body: bytes | None) -> tuple[int, str, bytes]:
+    async def _send(self, method: str, url: str, headers: dict[str, str], body: bytes | None) -> tuple[int, str, bytes]:
         status, resp_headers, content = await self.lean.request(method, url, headers, body)
         return status, resp_headers.get(b"content-type", b"").decode("latin-1"), content

@@ -107,8 +107,9 @@ class ProcessWatch:
             except OSError:  # the process ended meanwhile (restarted): no figure for it
                 self.cpu_s[n] = None
         now = resource.getrusage(resource.RUSAGE_SELF)
-        self.cpu_s["load generator"] = round(now.ru_utime + now.ru_stime - self.start_self.ru_utime
-                                             - self.start_self.ru_stime, 1)
+        self.cpu_s["load generator"] = round(
+            now.ru_utime + now.ru_stime - self.start_self.ru_utime - self.start_self.ru_stime, 1
+        )
         self.peak_mib["load generator"] = now.ru_maxrss / 1024
 
 
@@ -131,9 +132,14 @@ async def kafka_baseline(bootstrap: str, messages: int, size: int = 700) -> floa
     payload = b"x" * size
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=2)
     await producer.start()
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                group_id=f"baseline-{uuid.uuid4().hex[:6]}", session_timeout_ms=6000,
-                                heartbeat_interval_ms=1000)
+    consumer = AIOKafkaConsumer(
+        topic,
+        bootstrap_servers=bootstrap,
+        auto_offset_reset="earliest",
+        group_id=f"baseline-{uuid.uuid4().hex[:6]}",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+    )
     try:
         await producer.send_and_wait(topic, b"warm", key=b"0")
         await consumer.start()

@@ -53,8 +53,10 @@ def absolute(base: str, link: str) -> str:
 def where_to_look(console: Console, sim: Simulation, endpoints: Endpoints) -> None:
     """The pages a person can open while the city runs."""
     courier = sim.script.couriers[0]
-    console.print(f"Watch [bold]{courier.name}[/bold] work from the courier app (a phone-sized window is best): "
-                  f"{absolute(endpoints.dispatch, sim.courier_links[0])}")
+    console.print(
+        f"Watch [bold]{courier.name}[/bold] work from the courier app (a phone-sized window is best): "
+        f"{absolute(endpoints.dispatch, sim.courier_links[0])}"
+    )
     console.print(f"Operations console (admin token {endpoints.admin_token!r}): {endpoints.dispatch}/ops/")
 
 
@@ -66,16 +68,33 @@ def customers_pages(console: Console, sim: Simulation, endpoints: Endpoints, cou
 def progress(sim: Simulation, elapsed: float) -> Table:
     counts = sim.status_counts()
     t = Table(title=f"Giao · Hạ Long · {elapsed:5.1f}s (×{sim.speedup:g} city time)", show_lines=False)
-    for col in ("placed", "waiting", "on the way", "delivered", "failed→returned", "cancelled",
-                "couriers busy", "p95 order ms", "p95 courier→customer ms", "errors"):
+    for col in (
+        "placed",
+        "waiting",
+        "on the way",
+        "delivered",
+        "failed→returned",
+        "cancelled",
+        "couriers busy",
+        "p95 order ms",
+        "p95 courier→customer ms",
+        "errors",
+    ):
         t.add_column(col, justify="right")
     p95_place = percentile(sim.client.stats.latencies_ms.get("place_order", []), 95)
     p95_seen = percentile(sim.action_to_customer_ms(), 95)
-    t.add_row(str(sim.counters.placed), str(counts.get("placed", 0)),
-              str(counts.get("assigned", 0) + counts.get("picked_up", 0)), str(counts.get("delivered", 0)),
-              f"{sim.counters.failed}→{counts.get('returned', 0)}", str(counts.get("cancelled", 0)),
-              f"{len(sim.courier_busy)}/{len(sim.script.couriers)}", str(p95_place or "-"), str(p95_seen or "-"),
-              str(len(sim.counters.errors) + len(sim.client.stats.errors)))
+    t.add_row(
+        str(sim.counters.placed),
+        str(counts.get("placed", 0)),
+        str(counts.get("assigned", 0) + counts.get("picked_up", 0)),
+        str(counts.get("delivered", 0)),
+        f"{sim.counters.failed}→{counts.get('returned', 0)}",
+        str(counts.get("cancelled", 0)),
+        f"{len(sim.courier_busy)}/{len(sim.script.couriers)}",
+        str(p95_place or "-"),
+        str(p95_seen or "-"),
+        str(len(sim.counters.errors) + len(sim.client.stats.errors)),
+    )
     return t
 
 
@@ -98,8 +117,10 @@ async def agreement(sim: Simulation) -> tuple[dict[str, int], list[str]]:
                     final[o["status"]] = final.get(o["status"], 0) + 1
                     return
                 if time.monotonic() > deadline:  # they agree within a second when not under load
-                    mismatches.append(f"{order.id}: courier drove it to {order.expected}, orders says "
-                                      f"{o['status']}, tracking says {tracked_status}")
+                    mismatches.append(
+                        f"{order.id}: courier drove it to {order.expected}, orders says "
+                        f"{o['status']}, tracking says {tracked_status}"
+                    )
                     return
                 await asyncio.sleep(0.2)
 
@@ -109,15 +130,22 @@ async def agreement(sim: Simulation) -> tuple[dict[str, int], list[str]]:
 
 async def main(args: argparse.Namespace) -> int:
     console = Console()
-    script = build_script(seed=args.seed, merchants=args.merchants, couriers=args.couriers,
-                          rate_per_s=args.rate / args.speedup, duration_s=args.duration * args.speedup,
-                          follow_share=args.follow_share)
+    script = build_script(
+        seed=args.seed,
+        merchants=args.merchants,
+        couriers=args.couriers,
+        rate_per_s=args.rate / args.speedup,
+        duration_s=args.duration * args.speedup,
+        follow_share=args.follow_share,
+    )
     endpoints = Endpoints(args.orders_url, args.dispatch_url, args.tracking_url, args.admin_token)
     started = time.monotonic()
     async with Giao(endpoints) as client:
         sim = Simulation(client, script, speedup=args.speedup)
-        console.print(f"[bold]Giao demo[/bold]: {len(script.merchants)} shops, {len(script.couriers)} couriers, "
-                      f"{len(script.orders)} orders over {args.duration:g}s (seed {args.seed}, ×{args.speedup:g})")
+        console.print(
+            f"[bold]Giao demo[/bold]: {len(script.merchants)} shops, {len(script.couriers)} couriers, "
+            f"{len(script.orders)} orders over {args.duration:g}s (seed {args.seed}, ×{args.speedup:g})"
+        )
         await sim.setup()
         where_to_look(console, sim, endpoints)
         run = asyncio.create_task(sim.run(drain_s=args.drain))
@@ -134,9 +162,11 @@ async def main(args: argparse.Namespace) -> int:
                 await asyncio.wait([run], timeout=5)
                 show_pages_once()
                 c = sim.counters
-                console.print(f"{time.monotonic() - started:5.0f}s placed {c.placed} delivered {c.delivered} "
-                              f"returned {c.returned} cancelled {c.cancelled} busy {len(sim.courier_busy)} "
-                              f"errors {len(c.errors)}")
+                console.print(
+                    f"{time.monotonic() - started:5.0f}s placed {c.placed} delivered {c.delivered} "
+                    f"returned {c.returned} cancelled {c.cancelled} busy {len(sim.courier_busy)} "
+                    f"errors {len(c.errors)}"
+                )
         else:
             with Live(progress(sim, 0), console=console, refresh_per_second=4) as live:
                 while not run.done():
@@ -150,8 +180,11 @@ async def main(args: argparse.Namespace) -> int:
     errors = sim.counters.errors + client.stats.errors + mismatches
     lat = client.stats.latencies_ms
     summary = {
-        "seed": args.seed, "speedup": args.speedup, "duration_s": round(time.monotonic() - started, 1),
-        "merchants": len(script.merchants), "couriers": len(script.couriers),
+        "seed": args.seed,
+        "speedup": args.speedup,
+        "duration_s": round(time.monotonic() - started, 1),
+        "merchants": len(script.merchants),
+        "couriers": len(script.couriers),
         "orders_placed": sim.counters.placed,
         "orders_delivered": final.get("delivered", 0),
         "orders_returned": final.get("returned", 0),
@@ -163,10 +196,14 @@ async def main(args: argparse.Namespace) -> int:
         "cancel_refused": sim.counters.cancel_refused,
         "location_points_sent": sim.counters.locations_sent,
         "status_agreement": {"checked": len(sim.orders), "mismatches": len(mismatches)},
-        "latency_ms": {name: {"p50": percentile(v, 50), "p95": percentile(v, 95), "p99": percentile(v, 99),
-                              "count": len(v)} for name, v in sorted(lat.items())},
-        "courier_action_to_customer_ms": {"p50": percentile(sim.action_to_customer_ms(), 50),
-                                          "p95": percentile(sim.action_to_customer_ms(), 95)},
+        "latency_ms": {
+            name: {"p50": percentile(v, 50), "p95": percentile(v, 95), "p99": percentile(v, 99), "count": len(v)}
+            for name, v in sorted(lat.items())
+        },
+        "courier_action_to_customer_ms": {
+            "p50": percentile(sim.action_to_customer_ms(), 50),
+            "p95": percentile(sim.action_to_customer_ms(), 95),
+        },
         "errors": len(errors),
         "error_samples": errors[:20],
     }
@@ -176,9 +213,19 @@ async def main(args: argparse.Namespace) -> int:
     table = Table(title="Giao demo: summary")
     table.add_column("figure")
     table.add_column("value", justify="right")
-    for key in ("orders_placed", "orders_delivered", "orders_returned", "orders_cancelled", "orders_expired",
-                "orders_unfinished", "delivery_failures", "offers_declined", "cancel_refused",
-                "location_points_sent", "errors"):
+    for key in (
+        "orders_placed",
+        "orders_delivered",
+        "orders_returned",
+        "orders_cancelled",
+        "orders_expired",
+        "orders_unfinished",
+        "delivery_failures",
+        "offers_declined",
+        "cancel_refused",
+        "location_points_sent",
+        "errors",
+    ):
         table.add_row(key, str(summary[key]))
     for name in ("place_order", "courier_jobs", "job_accept", "track"):
         if name in summary["latency_ms"]:
@@ -192,8 +239,10 @@ async def main(args: argparse.Namespace) -> int:
         console.print(f"[red]error[/red] {e}")
     console.print(f"summary written to {args.summary}")
     customers_pages(console, sim, endpoints)
-    console.print(f"The services keep running until `make down`: the pages above stay open, and "
-                  f"{endpoints.dispatch}/ops/ shows the city.")
+    console.print(
+        f"The services keep running until `make down`: the pages above stay open, and "
+        f"{endpoints.dispatch}/ops/ shows the city."
+    )
     ok = not errors and summary["orders_delivered"] > 0
     console.print("[green]clean run[/green]" if ok else "[red]the run had problems[/red]")
     return 0 if ok else 1

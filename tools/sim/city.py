@@ -25,16 +25,68 @@ NEIGHBOURHOODS = {
     "Hà Lầm": (20.9610, 107.1010),
     "Trần Hưng Đạo": (20.9555, 107.0870),
 }
-STREETS = ["Lê Thánh Tông", "Hạ Long", "Trần Hưng Đạo", "Nguyễn Văn Cừ", "Lê Lợi", "Cao Thắng",
-           "Giếng Đáy", "Hoàng Quốc Việt", "Kênh Liêm", "Vườn Đào", "Anh Đào", "Hải Long"]
+STREETS = [
+    "Lê Thánh Tông",
+    "Hạ Long",
+    "Trần Hưng Đạo",
+    "Nguyễn Văn Cừ",
+    "Lê Lợi",
+    "Cao Thắng",
+    "Giếng Đáy",
+    "Hoàng Quốc Việt",
+    "Kênh Liêm",
+    "Vườn Đào",
+    "Anh Đào",
+    "Hải Long",
+]
 FAMILY = ["Nguyễn", "Trần", "Lê", "Phạm", "Hoàng", "Vũ", "Đặng", "Bùi", "Đỗ", "Ngô", "Dương", "Lý"]
 MIDDLE = ["Văn", "Thị", "Minh", "Đức", "Thu", "Ngọc", "Hữu", "Thanh"]
-GIVEN = ["An", "Bình", "Châu", "Dũng", "Hà", "Hùng", "Lan", "Linh", "Minh", "Nam", "Phương",
-         "Quân", "Thảo", "Trang", "Tuấn", "Vy", "Hải", "Long", "Mai", "Sơn"]
-SHOPS = ["Tạp hóa {n}", "Hải sản Bãi Cháy {n}", "Chả mực {n}", "Thời trang {n}", "Điện thoại {n}",
-         "Nhà sách {n}", "Mỹ phẩm {n}", "Bánh cuốn {n}", "Đồ gia dụng {n}", "Trà sữa {n}"]
-GOODS = ["Chả mực 1kg", "Áo khoác", "Sách giáo khoa", "Ốp lưng điện thoại", "Sữa rửa mặt",
-         "Hộp bánh cuốn", "Nồi cơm điện", "Trà sữa x4", "Giày thể thao", "Sạc dự phòng"]
+GIVEN = [
+    "An",
+    "Bình",
+    "Châu",
+    "Dũng",
+    "Hà",
+    "Hùng",
+    "Lan",
+    "Linh",
+    "Minh",
+    "Nam",
+    "Phương",
+    "Quân",
+    "Thảo",
+    "Trang",
+    "Tuấn",
+    "Vy",
+    "Hải",
+    "Long",
+    "Mai",
+    "Sơn",
+]
+SHOPS = [
+    "Tạp hóa {n}",
+    "Hải sản Bãi Cháy {n}",
+    "Chả mực {n}",
+    "Thời trang {n}",
+    "Điện thoại {n}",
+    "Nhà sách {n}",
+    "Mỹ phẩm {n}",
+    "Bánh cuốn {n}",
+    "Đồ gia dụng {n}",
+    "Trà sữa {n}",
+]
+GOODS = [
+    "Chả mực 1kg",
+    "Áo khoác",
+    "Sách giáo khoa",
+    "Ốp lưng điện thoại",
+    "Sữa rửa mặt",
+    "Hộp bánh cuốn",
+    "Nồi cơm điện",
+    "Trà sữa x4",
+    "Giày thể thao",
+    "Sạc dự phòng",
+]
 MOBILE_PREFIXES = ["091", "094", "098", "097", "090", "093", "086", "088", "035", "096"]
 VEHICLES = [("motorbike", 0.8), ("bicycle", 0.1), ("car", 0.07), ("van", 0.03)]
 FAIL_REASONS = list(CONTRACT_FAIL_REASONS)  # rng.choice over the contract's list, in its order
@@ -49,8 +101,7 @@ class Place:
     lng: float
 
     def as_json(self) -> dict:
-        return {"name": self.name, "phone": self.phone, "address": self.address,
-                "lat": self.lat, "lng": self.lng}
+        return {"name": self.name, "phone": self.phone, "address": self.address, "lat": self.lat, "lng": self.lng}
 
 
 @dataclass(frozen=True)
@@ -111,8 +162,16 @@ def address(rng: random.Random, neighbourhood: str) -> str:
     return f"Số {rng.randrange(1, 300)} {rng.choice(STREETS)}, {neighbourhood}, Hạ Long, Quảng Ninh"
 
 
-def build_script(*, seed: int, merchants: int, couriers: int, rate_per_s: float, duration_s: float,
-                 follow_share: float = 0.3, cancel_share: float = 0.08) -> Script:
+def build_script(
+    *,
+    seed: int,
+    merchants: int,
+    couriers: int,
+    rate_per_s: float,
+    duration_s: float,
+    follow_share: float = 0.3,
+    cancel_share: float = 0.08,
+) -> Script:
     """The whole run, decided up front. Orders arrive as a Poisson process of `rate_per_s`."""
     rng = random.Random(seed)
     script = Script()
@@ -127,10 +186,18 @@ def build_script(*, seed: int, merchants: int, couriers: int, rate_per_s: float,
         hood, (lat, lng) = hoods[rng.randrange(len(hoods))]
         clat, clng = near(rng, lat, lng, 1500)
         vehicle = rng.choices([v for v, _ in VEHICLES], [w for _, w in VEHICLES])[0]
-        script.couriers.append(CourierPlan(person(rng), phone(rng), vehicle, clat, clng,
-                                           accept_probability=rng.uniform(0.8, 0.97),
-                                           fail_probability=rng.uniform(0.04, 0.12),
-                                           seed=rng.randrange(2**31)))
+        script.couriers.append(
+            CourierPlan(
+                person(rng),
+                phone(rng),
+                vehicle,
+                clat,
+                clng,
+                accept_probability=rng.uniform(0.8, 0.97),
+                fail_probability=rng.uniform(0.04, 0.12),
+                seed=rng.randrange(2**31),
+            )
+        )
     t = 0.0
     while True:
         t += rng.expovariate(rate_per_s)
@@ -138,12 +205,22 @@ def build_script(*, seed: int, merchants: int, couriers: int, rate_per_s: float,
             break
         m = rng.randrange(merchants)
         shop = script.merchants[m].shop
-        hood = min(NEIGHBOURHOODS, key=lambda h: (NEIGHBOURHOODS[h][0] - shop.lat) ** 2 + (NEIGHBOURHOODS[h][1] - shop.lng) ** 2)
+        hood = min(
+            NEIGHBOURHOODS,
+            key=lambda h: (NEIGHBOURHOODS[h][0] - shop.lat) ** 2 + (NEIGHBOURHOODS[h][1] - shop.lng) ** 2,
+        )
         dlat, dlng = near(rng, shop.lat, shop.lng, 3500, 300)
         cod = rng.choice([0, 0, rng.randrange(50, 2000) * 1000])
-        script.orders.append(OrderPlan(
-            at_s=t, merchant=m, dropoff=Place(person(rng), phone(rng), address(rng, hood), dlat, dlng),
-            weight_grams=rng.randrange(100, 8000), description=rng.choice(GOODS), cod_amount_vnd=cod,
-            followed=rng.random() < follow_share,
-            cancel_after_s=rng.uniform(2, 60) if rng.random() < cancel_share else None))
+        script.orders.append(
+            OrderPlan(
+                at_s=t,
+                merchant=m,
+                dropoff=Place(person(rng), phone(rng), address(rng, hood), dlat, dlng),
+                weight_grams=rng.randrange(100, 8000),
+                description=rng.choice(GOODS),
+                cod_amount_vnd=cod,
+                followed=rng.random() < follow_share,
+                cancel_after_s=rng.uniform(2, 60) if rng.random() < cancel_share else None,
+            )
+        )
     return script

@@ -73,8 +73,9 @@ class Simulation:
     async def setup(self) -> None:
         merchants = await asyncio.gather(*(self.client.create_merchant(m.name, m.phone) for m in self.script.merchants))
         self.merchant_keys = [m["api_key"] for m in merchants]
-        couriers = await asyncio.gather(*(self.client.create_courier(c.name, c.phone, c.vehicle)
-                                          for c in self.script.couriers))
+        couriers = await asyncio.gather(
+            *(self.client.create_courier(c.name, c.phone, c.vehicle) for c in self.script.couriers)
+        )
         self.courier_tokens = [c["token"] for c in couriers]
         self.courier_links = [c["signin_link"] for c in couriers]
 
@@ -95,8 +96,7 @@ class Simulation:
             for w in watchers:
                 w.cancel()
             await asyncio.gather(*watchers, return_exceptions=True)
-            await asyncio.gather(*(self._offline(i) for i in range(len(self.courier_tokens))),
-                                 return_exceptions=True)
+            await asyncio.gather(*(self._offline(i) for i in range(len(self.courier_tokens))), return_exceptions=True)
 
     async def _place_orders(self, watchers: set[asyncio.Task]) -> None:
         pending: set[asyncio.Task] = set()
@@ -114,9 +114,11 @@ class Simulation:
         shop = self.script.merchants[plan.merchant].shop
         body = {
             "external_id": f"SIM-{uuid.uuid4().hex[:10]}",
-            "pickup": shop.as_json(), "dropoff": plan.dropoff.as_json(),
+            "pickup": shop.as_json(),
+            "dropoff": plan.dropoff.as_json(),
             "parcel": {"weight_grams": plan.weight_grams, "description": plan.description},
-            "cod_amount_vnd": plan.cod_amount_vnd, "note": "Gọi trước khi giao",
+            "cod_amount_vnd": plan.cod_amount_vnd,
+            "note": "Gọi trước khi giao",
         }
         try:
             order = await self.client.place_order(key, body, idempotency_key=str(uuid.uuid4()))
@@ -202,16 +204,26 @@ class Simulation:
         elif job["status"] == "picked_up":
             await self._ride(token, plan, pos, job["dropoff"]["lat"], job["dropoff"]["lng"])
             if rng.random() < plan.fail_probability:
-                if await self._act(token, oid, "fail", {"reason": rng.choice(FAIL_REASONS)},
-                                   expect=(200, 409)) == 200 and order:
+                if (
+                    await self._act(token, oid, "fail", {"reason": rng.choice(FAIL_REASONS)}, expect=(200, 409)) == 200
+                    and order
+                ):
                     order.expected = "delivery_failed"
                     order.actions["delivery_failed"] = time.monotonic()
                     self.counters.failed += 1
                 return
             code = order.delivery_code if order else "000000"
-            if await self._act(token, oid, "deliver", {"delivery_code": code,
-                                                        "cod_collected_vnd": job["cod_amount_vnd"]},
-                               expect=(200, 409)) == 200 and order:
+            if (
+                await self._act(
+                    token,
+                    oid,
+                    "deliver",
+                    {"delivery_code": code, "cod_collected_vnd": job["cod_amount_vnd"]},
+                    expect=(200, 409),
+                )
+                == 200
+                and order
+            ):
                 order.expected = "delivered"
                 order.actions["delivered"] = time.monotonic()
                 self.counters.delivered += 1
@@ -248,8 +260,13 @@ class Simulation:
                 pos[0] += (lat - pos[0]) * step
                 pos[1] += (lng - pos[1]) * step
                 remaining = haversine_m(pos[0], pos[1], lat, lng)
-                points.append({"lat": round(pos[0], 6), "lng": round(pos[1], 6),
-                               "at": (now - timedelta(milliseconds=10 * (100 - k))).isoformat()})
+                points.append(
+                    {
+                        "lat": round(pos[0], 6),
+                        "lng": round(pos[1], 6),
+                        "at": (now - timedelta(milliseconds=10 * (100 - k))).isoformat(),
+                    }
+                )
                 if remaining < 15:
                     break
             try:
@@ -300,8 +317,12 @@ class Simulation:
         return counts
 
     def action_to_customer_ms(self) -> list[float]:
-        return [(o.seen_by_customer[s] - t) * 1000 for o in self.orders.values()
-                for s, t in o.actions.items() if s in o.seen_by_customer]
+        return [
+            (o.seen_by_customer[s] - t) * 1000
+            for o in self.orders.values()
+            for s, t in o.actions.items()
+            if s in o.seen_by_customer
+        ]
 
 
 def percentile(values: list[float], p: float) -> float | None:
