@@ -372,7 +372,7 @@ class EventConsumer:
                 log.warning(
                     "%s: outage while handling %d events: %r; retrying in %.2fs", self.name, len(batch), exc, backoff
                 )
-            except Exception as exc:  # noqa: BLE001 - anything else is this message's problem
+            except Exception as exc:  # anything else is this message's problem
                 attempt += 1
                 log.warning("%s: handler failed (attempt %d/%d): %r", self.name, attempt, ATTEMPTS_BEFORE_DLQ, exc)
                 if attempt >= ATTEMPTS_BEFORE_DLQ:

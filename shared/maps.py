@@ -76,7 +76,7 @@ def tile_origin(tile_url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else ""
 
 
-def _rounded(value):  # noqa: ANN001, ANN202 - nested lists of coordinates
+def _rounded(value):
     if isinstance(value, (list, tuple)):
         return [_rounded(v) for v in value]
     return round(value, _DIGITS)

@@ -22,7 +22,7 @@ import logging
 import weakref
 import zlib
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 from uuid import uuid4
 
@@ -167,7 +167,7 @@ def _draft(
         source=source,
         subject=subject,
         sequence=1,
-        occurred_at=occurred_at or datetime.now(timezone.utc),
+        occurred_at=occurred_at or datetime.now(UTC),
         data=data,
     )
     payload = event.model_dump_json().encode()
@@ -204,7 +204,7 @@ async def add_events(
 # The relays running in this process (a test may run several). Writers hint them before
 # their transaction commits: a relay then looks at once and, finding the rows not yet
 # committed, again after 10, 20, 40 ... ms.
-_relays: "weakref.WeakSet[OutboxRelay]" = weakref.WeakSet()
+_relays: weakref.WeakSet[OutboxRelay] = weakref.WeakSet()
 
 
 def _hint_relays() -> None:
@@ -319,7 +319,7 @@ class OutboxRelay:
                 recheck = recheck * 2 if recheck * 2 < self._idle_poll_s else None
             try:
                 await asyncio.wait_for(self._wake.wait(), recheck or self._idle_poll_s)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 continue
             recheck = self.FIRST_RECHECK_S
             if self._linger_s:

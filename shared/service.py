@@ -18,7 +18,7 @@ import signal
 import socket
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import asyncpg
@@ -124,7 +124,7 @@ class Runtime:
         """Hourly, forget consumed event ids and subject positions older than
         `inbox_keep_hours` (shared.inbox.forget_before)."""
         while True:
-            before = datetime.now(timezone.utc) - timedelta(hours=self.settings.inbox_keep_hours)
+            before = datetime.now(UTC) - timedelta(hours=self.settings.inbox_keep_hours)
             forgotten = await forget_before(self.pool, before)
             if forgotten:
                 log.info(
@@ -212,7 +212,7 @@ async def _forever(name: str, run: Callable[[], Awaitable[None]]) -> None:
 def _bounded(what: str):
     try:
         yield
-    except asyncio.TimeoutError:
+    except TimeoutError:
         log.error("%s took too long; going on with shutdown", what)
     except Exception as exc:  # noqa: BLE001 - shutdown must go on
         log.error("%s failed: %r", what, exc)

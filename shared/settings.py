@@ -42,7 +42,7 @@ class CommonSettings(BaseSettings):
     inbox_keep_hours: float = Field(192.0, gt=0, validation_alias="GIAO_INBOX_KEEP_HOURS")
 
     @model_validator(mode="after")
-    def _refuse_dev_secrets_in_production(self) -> "CommonSettings":
+    def _refuse_dev_secrets_in_production(self) -> CommonSettings:
         if self.env == "production":
             if self.admin_token == DEV_ADMIN_TOKEN:
                 raise ValueError("GIAO_ADMIN_TOKEN must be set in production (the default is public)")

@@ -67,7 +67,7 @@ class Giao:
     async def close(self) -> None:
         await self.http.aclose()
 
-    async def __aenter__(self) -> "Giao":
+    async def __aenter__(self) -> Giao:
         return self
 
     async def __aexit__(self, *exc: object) -> None:

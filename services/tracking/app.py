@@ -15,8 +15,8 @@ from services.tracking.handlers import Projection
 from services.tracking.live import ChangeFeed, Streams
 from services.tracking.ratelimit import ClientLimits
 from services.tracking.settings import TrackingSettings
-from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDERS_TOPIC
 from shared import maps
+from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDERS_TOPIC
 from shared.http import Metrics, service_app
 from shared.pages import pages_router
 from shared.service import Runtime

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
@@ -318,7 +318,7 @@ def public_view(parcel: Parcel) -> dict[str, Any]:
 
 
 def _rfc3339(at: datetime) -> str:
-    return at.astimezone(timezone.utc).isoformat()
+    return at.astimezone(UTC).isoformat()
 
 
 # A parcel that exists nowhere: unknown codes are answered after the same work as known ones.

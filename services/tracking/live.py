@@ -50,7 +50,7 @@ class Watcher:
         """The newest parcel once it changed, or None after `timeout` seconds without change."""
         try:
             await asyncio.wait_for(self._changed.wait(), timeout)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return None
         self._changed.clear()
         return self._latest

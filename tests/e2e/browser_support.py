@@ -89,7 +89,7 @@ class Visitor:
         return [(url, await task) for url, task in self._bodies]
 
     @classmethod
-    async def open(cls, browser: Browser, origin: str, *, viewport: dict = PHONE, scripts: bool = True) -> "Visitor":
+    async def open(cls, browser: Browser, origin: str, *, viewport: dict = PHONE, scripts: bool = True) -> Visitor:
         phone = viewport["width"] < 600
         context = await browser.new_context(
             viewport=viewport,

@@ -57,7 +57,7 @@ class Load:
             except ApiError as exc:
                 if exc.status < 500 or time.monotonic() > deadline:
                     raise
-            except Exception:  # noqa: BLE001 - connection refused while a service restarts
+            except Exception:  # connection refused while a service restarts
                 if time.monotonic() > deadline:
                     raise
             await asyncio.sleep(0.2)

@@ -5,8 +5,7 @@ carries anything personal or goes to another origin."""
 
 from __future__ import annotations
 
-import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -36,7 +35,7 @@ async def city(system):
 
 
 def now() -> str:
-    return datetime.now(timezone.utc).isoformat()
+    return datetime.now(UTC).isoformat()
 
 
 async def tracked(city: City, code: str) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import yaml
 
@@ -114,7 +114,7 @@ async def test_forgetting_old_ids_keeps_the_recent_ones_and_positions_still_refu
                     Verdict.NEW,
                 ]
         await pool.execute("UPDATE inbox SET received_at = now() - interval '9 days' WHERE event_id = $1", old.id)
-        week_ago = datetime.now(timezone.utc) - timedelta(days=8)
+        week_ago = datetime.now(UTC) - timedelta(days=8)
         assert await forget_before(pool, week_ago, chunk=1) == 2  # both consumers', a row per transaction
         left = await pool.fetch("SELECT consumer, event_id FROM inbox ORDER BY consumer")
         assert [(r["consumer"], r["event_id"]) for r in left] == [("first", recent.id), ("second", recent.id)]
@@ -138,7 +138,7 @@ async def test_forgetting_old_positions_keeps_the_recent_ones_and_a_subject_star
             ]
         # the subject `gone` was first seen nine days ago, `kept` just now; every id is recent
         await pool.execute("UPDATE inbox_positions SET created_at = now() - interval '9 days' WHERE subject = $1", gone)
-        week_ago = datetime.now(timezone.utc) - timedelta(days=8)
+        week_ago = datetime.now(UTC) - timedelta(days=8)
         assert await forget_before(pool, week_ago, chunk=1) == 1
         assert await pool.fetchval("SELECT array_agg(subject) FROM inbox_positions") == [kept]
         async with pool.acquire() as conn, conn.transaction():

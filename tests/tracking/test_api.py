@@ -11,8 +11,8 @@ from services.tracking import store
 from services.tracking.handlers import Projection
 from shared.db import create_pool
 from tests.support import eventually
-from tests.tracking.support import Stream, create_topics, running, send, serving
 from tests.tracking.stories import Story
+from tests.tracking.support import Stream, create_topics, running, send, serving
 
 
 async def known(settings, client, *items, status: str = "placed") -> None:

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import random
-from datetime import timedelta
 import uuid
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 

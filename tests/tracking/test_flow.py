@@ -17,8 +17,8 @@ from services.tracking.domain import TIMELINE_TEXT
 from shared.contract import FINAL_STATUSES
 from shared.events import COURIER_LOCATIONS_TOPIC
 from tests.support import eventually
-from tests.tracking.support import Stream, send
 from tests.tracking.stories import LIFECYCLES, Story
+from tests.tracking.support import Stream, send
 
 
 def assert_private(text: str, story: Story, where: str) -> None:

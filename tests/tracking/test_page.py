@@ -105,7 +105,7 @@ def test_an_unknown_code_gets_the_same_shape_saying_not_found_and_nothing_of_the
     found = page.render(VIEW, area=None)
     head = lambda h: h[: h.index("<main")].replace(
         '<script type="module" src="/web/tracking/tracking.js"></script>', ""
-    )  # noqa: E731
+    )
     assert head(html) == head(found)
 
 

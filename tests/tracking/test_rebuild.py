@@ -13,8 +13,8 @@ import pytest
 from services.tracking.rebuild import RebuildRefused, rebuild
 from tests.conftest import ROOT
 from tests.support import eventually
-from tests.tracking.support import create_topics, running, send
 from tests.tracking.stories import Story
+from tests.tracking.support import create_topics, running, send
 
 
 async def answer(app, code: str, check) -> dict:

@@ -20,15 +20,15 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer
 
 from shared.service import settle_garbage_collector
-from tools.bench.measure import ProcessWatch, kafka_baseline, machine_probe, postgres_baseline
 from tools.bench.http import LeanGiao
+from tools.bench.measure import ProcessWatch, kafka_baseline, machine_probe, postgres_baseline
 from tools.client import ApiError, Endpoints, Giao
 from tools.sim.run import percentile
 
@@ -224,7 +224,7 @@ class Bench:
                     if order.sampled:
                         lat, lng = self._near(2000)
                         await self.client.send_locations(
-                            token, [{"lat": lat, "lng": lng, "at": datetime.now(timezone.utc).isoformat()}]
+                            token, [{"lat": lat, "lng": lng, "at": datetime.now(UTC).isoformat()}]
                         )
                         order.ping = (lat, time.monotonic())
                 return "picked_up"
@@ -349,7 +349,7 @@ def pct(values: list[float]) -> dict[str, float | None]:
 
 async def main(args: argparse.Namespace) -> int:
     results: dict = {
-        "started_at": datetime.now(timezone.utc).isoformat(),
+        "started_at": datetime.now(UTC).isoformat(),
         "rate": args.rate,
         "duration_s": args.duration,
         "warmup_s": args.warmup,

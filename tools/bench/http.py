@@ -18,14 +18,13 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-
 from tools.client import Giao
 
 _IDLE_MAX_S = 3.0  # uvicorn closes keep-alive connections idle for 5 s
 
 
 class _Conn:
-    __slots__ = ("reader", "writer", "idle_since")
+    __slots__ = ("idle_since", "reader", "writer")
 
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader = reader

@@ -74,7 +74,7 @@ class ProcessWatch:
     def _mem_mib(self, name: str, children: list[int]) -> float:
         return (_pss_kib(self.pids[name]) + sum(_pss_kib(c) for c in children)) / 1024
 
-    async def __aenter__(self) -> "ProcessWatch":
+    async def __aenter__(self) -> ProcessWatch:
         self.start_cpu = {n: self._cpu(n) for n in self.pids}
         self.start_self = resource.getrusage(resource.RUSAGE_SELF)
         self._task = asyncio.create_task(self._sample())

@@ -13,7 +13,7 @@ import statistics
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from shared.geo import SPEED_MPS, haversine_m
 from tools.client import ApiError, Giao
@@ -254,7 +254,7 @@ class Simulation:
             if remaining < 15:
                 return
             points = []
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             for k in range(min(100, max(1, int(self.speedup * self.poll_s)))):
                 step = min(1.0, speed / max(remaining, 1e-9))
                 pos[0] += (lat - pos[0]) * step
@@ -279,7 +279,7 @@ class Simulation:
     async def _wait(self, seconds: float) -> None:
         try:
             await asyncio.wait_for(self.stop.wait(), seconds)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             pass
 
     async def _offline(self, index: int) -> None:
