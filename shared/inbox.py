@@ -14,14 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 import asyncpg
 
 from shared.events import Envelope
 
 
-class Verdict(str, Enum):
+class Verdict(StrEnum):
     NEW = "new"
     DUPLICATE = "duplicate"  # this very event was applied before
     STALE = "stale"  # a later event of the same subject was applied already

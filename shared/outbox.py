@@ -145,9 +145,8 @@ def event_columns(
     columns: list[list] = [[], [], [], [], [], []]
     for event_cls, subject, data in events:
         event, head, tail = _draft(event_cls, subject, data, source, None)
-        for column, value in zip(
-            columns, (topic(event_cls) if topic else event_cls.topic, subject, lane_of(subject), event.type, head, tail)
-        ):
+        values = (topic(event_cls) if topic else event_cls.topic, subject, lane_of(subject), event.type, head, tail)
+        for column, value in zip(columns, values, strict=True):
             column.append(value)
     if events:
         _hint_relays()

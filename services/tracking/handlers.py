@@ -42,7 +42,7 @@ class Projection:
             verdicts = await accept_many(conn, CONSUMER, batch)
             new = [
                 (topic, event)
-                for (topic, event), verdict in zip(batch, verdicts)
+                for (topic, event), verdict in zip(batch, verdicts, strict=True)
                 if verdict is Verdict.NEW and domain.relevant(topic, event)
             ]
             if not new:

@@ -48,6 +48,7 @@ def render(
     """The page of a known parcel: `view` is domain.public_view's document."""
     m = messages
     courier = view["courier"]
+    vehicle = m["vehicle"].get(courier["vehicle"], "") if courier else ""
     eta = eta_text(view["eta_minutes"], m)
     code = view["tracking_code"]
     steps = "".join(
@@ -71,7 +72,7 @@ def render(
         f'<p class="eta" data-testid="eta"{_hidden(not eta)}>{escape(eta)}</p>'
         f'<p class="courier"{_hidden(courier is None)}>{escape(m["courier"])} '
         f'<strong data-testid="courier-name">{escape(courier["display_name"] if courier else "")}</strong> · '
-        f'<span data-testid="courier-vehicle">{escape(m["vehicle"].get(courier["vehicle"], "") if courier else "")}</span>'
+        f'<span data-testid="courier-vehicle">{escape(vehicle)}</span>'
         "</p></section>"
         f'<div class="card map" data-testid="map" role="region" aria-label={_attr(m["map"])} hidden></div>'
         f'<section class="card"><h2>{escape(m["timeline"])}</h2><ol class="timeline">{steps}</ol></section>'

@@ -56,6 +56,9 @@ def test_the_quickstart_is_bash_that_reads_the_service_urls_from_the_environment
 
 
 def test_the_quickstart_ends_at_the_readme_section_end() -> None:
-    text = "# T\n\n## Quickstart\n\n```bash\necho one\n```\n\ntext\n\n```bash\necho two\n```\n\n## Next\n\n```bash\necho no\n```\n"
+    text = (
+        "# T\n\n## Quickstart\n\n```bash\necho one\n```\n\ntext\n\n```bash\necho two\n```\n\n"
+        "## Next\n\n```bash\necho no\n```\n"
+    )
     assert quickstart_script(text) == "echo one\n\necho two\n"
     assert section(text, "## Next").startswith("## Next")

@@ -148,5 +148,5 @@ class Phone:
         """Checks the screen is usable; with GIAO_SCREENSHOTS set, keeps a picture of it there."""
         assert await self.layout_problems() == []
         if SCREENSHOTS:
-            Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+            # Playwright makes the directory when needed.
             await self.page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))

@@ -130,5 +130,5 @@ class Visitor:
 
     async def screenshot(self, name: str) -> None:
         if SCREENSHOTS:
-            Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+            # Playwright makes the directory when needed.
             await self.page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))

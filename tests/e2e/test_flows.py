@@ -336,7 +336,7 @@ async def test_dispatch_instances_share_one_port(system):
         for _ in range(40):  # a connection each
             r = await http.get(f"{system.url_of('dispatch')}/healthz", headers={"connection": "close"})
             assert r.status_code == 200
-        served = [await healthz_served(http, url) - b for url, b in zip(instances, before)]
+        served = [await healthz_served(http, url) - b for url, b in zip(instances, before, strict=True)]
     assert sum(served) == 40 and min(served) > 0, served
 
 

@@ -44,6 +44,21 @@ def _auth(path: str, credentials: dict[str, str] | None) -> dict[str, str]:
     return {"Authorization": f"Bearer {credentials[who]}"}
 
 
+def _check_operation(operation, mode: GenerationMode, base_url: str, headers: dict[str, str]) -> None:
+    """One operation in one mode as a Hypothesis test of its own (built here, it binds this
+    operation and its headers, not the caller's loop variables)."""
+
+    @FUZZ
+    @given(case=operation.as_strategy(mode))
+    def check(case) -> None:
+        # A JSON Schema cannot say which strings are valid phone numbers, or that lat
+        # and lng come together: such schema-valid inputs rightly get 422, so the
+        # "valid data is accepted" check does not apply. Every other check does.
+        case.call_and_validate(base_url=base_url, headers=headers, excluded_checks=[positive_data_acceptance])
+
+    check()
+
+
 def fuzz(base_url: str, credentials: dict[str, str] | None, skip: tuple[str, ...] = ()) -> None:
     schema = schemathesis.openapi.from_url(f"{base_url}/openapi.json")
     failures: list[str] = []
@@ -55,17 +70,8 @@ def fuzz(base_url: str, credentials: dict[str, str] | None, skip: tuple[str, ...
         operations += 1
         headers = _auth(operation.path, credentials)
         for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
-
-            @FUZZ
-            @given(case=operation.as_strategy(mode))
-            def check(case) -> None:
-                # A JSON Schema cannot say which strings are valid phone numbers, or that lat
-                # and lng come together: such schema-valid inputs rightly get 422, so the
-                # "valid data is accepted" check does not apply. Every other check does.
-                case.call_and_validate(base_url=base_url, headers=headers, excluded_checks=[positive_data_acceptance])
-
             try:
-                check()
+                _check_operation(operation, mode, base_url, headers)
             except Unsatisfiable:
                 pass  # no invalid input exists for this operation (e.g. GET /healthz takes none)
             except Exception as exc:  # noqa: BLE001 - collect every operation's failure, then report

@@ -8,6 +8,7 @@ lifecycle, for each personal datum that went into the events.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 from typing import Any
 
@@ -57,7 +58,7 @@ async def follow_lifecycle(settings, server, name: str) -> None:
             topic, event = item
             if topic == COURIER_LOCATIONS_TOPIC:
 
-                def check(b, lat=event.data.lat):
+                def check(b, expected=expected, lat=event.data.lat):
                     return (
                         b["status"] == expected
                         and (b["courier"] or {}).get("location", {})
@@ -65,7 +66,7 @@ async def follow_lifecycle(settings, server, name: str) -> None:
                     )
             else:
 
-                def check(b):
+                def check(b, expected=expected):
                     return b["status"] == expected
 
             r = await tracked(server, story.code, check)
@@ -88,7 +89,7 @@ async def follow_lifecycle(settings, server, name: str) -> None:
     shown = [s["status"] for s in states]
     expected_statuses = list(dict.fromkeys(status for status, _ in steps))
     assert list(dict.fromkeys(shown)) == expected_statuses, "every status on the stream, in order"
-    assert all(a != b for a, b in zip(states, states[1:])), "one event per change, none without a change"
+    assert all(a != b for a, b in itertools.pairwise(states)), "one event per change, none without a change"
     assert stream.events[-1] == ("end", {}), "a clean end after the final status"
     assert states[-1] == r.json(), "the stream's last state is the answer"
 

@@ -103,9 +103,11 @@ def test_an_unknown_code_gets_the_same_shape_saying_not_found_and_nothing_of_the
     assert "status" not in doc.testids() and "timeline-item" not in doc.testids()
     assert "<script" not in html  # nothing to follow
     found = page.render(VIEW, area=None)
-    head = lambda h: h[: h.index("<main")].replace(
-        '<script type="module" src="/web/tracking/tracking.js"></script>', ""
-    )
+
+    def head(html: str) -> str:
+        script = '<script type="module" src="/web/tracking/tracking.js"></script>'
+        return html[: html.index("<main")].replace(script, "")
+
     assert head(html) == head(found)
 
 

@@ -19,9 +19,11 @@ import random
 import sys
 import time
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer
@@ -96,6 +98,14 @@ class Bench:
         self.placed_at: dict[str, datetime] = {}
         self.offered_at: dict[str, datetime] = {}
         self.errors: list[str] = []
+        # The tasks placing orders and driving jobs: the event loop holds tasks only weakly, so
+        # they are kept here until they end (and what is left is cancelled at the end of the run).
+        self.tasks: set[asyncio.Task[None]] = set()
+
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coro)
+        self.tasks.add(task)
+        task.add_done_callback(self.tasks.discard)
 
     async def setup(self) -> None:
         sem = asyncio.Semaphore(20)
@@ -139,7 +149,7 @@ class Bench:
             if delay > 0:
                 await asyncio.sleep(delay)
             n += 1
-            asyncio.create_task(self._place(sem, watchers))
+            self.spawn(self._place(sem, watchers))
         self.placing = False
 
     async def _place(self, sem: asyncio.Semaphore, watchers: set) -> None:
@@ -195,7 +205,7 @@ class Bench:
                 oid = job["order_id"]
                 if oid not in active and oid not in done:
                     active.add(oid)
-                    asyncio.create_task(self._drive(token, job, active, done))
+                    self.spawn(self._drive(token, job, active, done))
             await asyncio.sleep(self.args.poll)
 
     async def _drive(self, token: str, job: dict, active: set[str], done: set[str]) -> None:
@@ -380,10 +390,10 @@ async def main(args: argparse.Namespace) -> int:
                 await asyncio.sleep(0.5)
             bench.stop.set()
             await asyncio.gather(*couriers, return_exceptions=True)
-        for w in list(watchers):
-            w.cancel()
-        events.cancel()
-        await asyncio.gather(events, *watchers, return_exceptions=True)
+        leftovers = [*watchers, *bench.tasks, events]
+        for task in leftovers:
+            task.cancel()
+        await asyncio.gather(*leftovers, return_exceptions=True)
         # Leave nothing behind for the next run: orders not delivered by now are cancelled
         # (those already picked up refuse, and stay with their courier, costing nothing).
         await bench.cancel_undelivered()

@@ -229,8 +229,8 @@ async def main(args: argparse.Namespace) -> int:
         table.add_row(key, str(summary[key]))
     for name in ("place_order", "courier_jobs", "job_accept", "track"):
         if name in summary["latency_ms"]:
-            l = summary["latency_ms"][name]
-            table.add_row(f"{name} p50/p95/p99 ms", f"{l['p50']}/{l['p95']}/{l['p99']}")
+            latency = summary["latency_ms"][name]
+            table.add_row(f"{name} p50/p95/p99 ms", f"{latency['p50']}/{latency['p95']}/{latency['p99']}")
     seen = summary["courier_action_to_customer_ms"]
     table.add_row("courier action → customer sees it p50/p95 ms", f"{seen['p50']}/{seen['p95']}")
     table.add_row("orders and tracking agree", f"{len(sim.orders) - len(mismatches)}/{len(sim.orders)}")

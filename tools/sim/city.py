@@ -182,7 +182,7 @@ def build_script(
         slat, slng = near(rng, lat, lng, 600)
         shop = Place(SHOPS[i % len(SHOPS)].format(n=owner.split()[-1]), phone(rng), address(rng, hood), slat, slng)
         script.merchants.append(MerchantPlan(shop.name, shop.phone, shop))
-    for i in range(couriers):
+    for _ in range(couriers):
         hood, (lat, lng) = hoods[rng.randrange(len(hoods))]
         clat, clng = near(rng, lat, lng, 1500)
         vehicle = rng.choices([v for v, _ in VEHICLES], [w for _, w in VEHICLES])[0]
