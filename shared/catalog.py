@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from shared.events import DISPATCH_TOPIC, EVENT_TYPES, ORDERS_TOPIC, TOPICS, type_name
 
@@ -16,11 +17,11 @@ OUT = Path(__file__).resolve().parent.parent / "docs" / "events"
 PRODUCERS = {ORDERS_TOPIC: "orders", DISPATCH_TOPIC: "dispatch"}
 
 
-def schemas() -> dict[str, dict]:
+def schemas() -> dict[str, dict[str, Any]]:
     return {type_name(cls): cls.model_json_schema(mode="serialization") for cls in EVENT_TYPES}
 
 
-def asyncapi() -> dict:
+def asyncapi() -> dict[str, Any]:
     by_type = schemas()
     channels, messages, operations = {}, {}, {}
     for topic in TOPICS:

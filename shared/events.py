@@ -10,7 +10,7 @@ AsyncAPI catalog from these classes.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, ClassVar, Literal, get_args
+from typing import Annotated, Any, ClassVar, Literal, TypeAlias, get_args
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
@@ -29,6 +29,10 @@ def dlq_topic(topic: str) -> str:
 
 class Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# An event's data as producers pass it: the model, or a dict the event validates into it.
+EventData: TypeAlias = Model | dict[str, Any]
 
 
 # --- pieces -----------------------------------------------------------------------
@@ -63,11 +67,15 @@ class DeliveryCodeHash(Model):
     hash: str
 
 
+# The data of every event about one order (all but courier.location) starts with its id.
+class OrderData(Model):
+    order_id: UUID
+
+
 # --- giao.orders.v1 (source: orders, subject: order id) ---------------------------
 
 
-class OrderPlacedData(Model):
-    order_id: UUID
+class OrderPlacedData(OrderData):
     merchant_id: UUID
     tracking_code: str
     pickup: Place
@@ -80,43 +88,35 @@ class OrderPlacedData(Model):
     note: str | None = None
 
 
-class OrderCancelRequestedData(Model):
-    order_id: UUID
+class OrderCancelRequestedData(OrderData):
     reason: str | None = None
 
 
 # --- giao.dispatch.v1 (source: dispatch, subject: order id) -----------------------
 
 
-class DeliveryOfferedData(Model):
-    order_id: UUID
+class DeliveryOfferedData(OrderData):
     courier_id: UUID
     expires_at: AwareDatetime
 
 
-class DeliveryAssignedData(Model):
-    order_id: UUID
+class DeliveryAssignedData(OrderData):
     courier: CourierInfo
 
 
-class DeliveryStepData(Model):
+class DeliveryStepData(OrderData):
     """picked_up, returned, expired, cancel_confirmed: nothing beyond the order."""
 
-    order_id: UUID
 
-
-class DeliveryDeliveredData(Model):
-    order_id: UUID
+class DeliveryDeliveredData(OrderData):
     cod_collected_vnd: int = Field(ge=0)
 
 
-class DeliveryFailedData(Model):
-    order_id: UUID
+class DeliveryFailedData(OrderData):
     reason: FailReason
 
 
-class CancelRefusedData(Model):
-    order_id: UUID
+class CancelRefusedData(OrderData):
     reason: str
 
 
@@ -135,6 +135,9 @@ class CourierLocationData(Model):
 
 
 class Envelope(Model):
+    """What every event has; each event type narrows `type` and `data` and names its topic."""
+
+    topic: ClassVar[str]
     id: UUID
     type: str
     version: Literal[1] = 1
@@ -142,6 +145,7 @@ class Envelope(Model):
     source: Literal["orders", "dispatch"]
     subject: str = Field(min_length=1, max_length=64)
     sequence: int = Field(ge=1)
+    data: Model
 
 
 class OrderPlaced(Envelope):
@@ -266,7 +270,9 @@ def parse_event(raw: bytes | str) -> Envelope:
 
 
 def type_name(cls: type[Envelope]) -> str:
-    return cls.model_fields["type"].annotation.__args__[0]  # type: ignore[union-attr]
+    """The `type` an event class carries: the one value of its Literal."""
+    (name,) = get_args(cls.model_fields["type"].annotation)
+    return str(name)
 
 
 # The order status each dispatch event moves the order to (None: status unchanged).
@@ -292,7 +298,7 @@ def new_event(
     subject: str,
     sequence: int,
     source: str,
-    data: Model | dict,
+    data: EventData,
     occurred_at: datetime | None = None,
     id: UUID | None = None,
 ) -> Envelope:

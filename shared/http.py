@@ -11,7 +11,7 @@ from __future__ import annotations
 import hmac
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -20,10 +20,12 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
+from fastapi.telemetry import TelemetryConfig
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 log = logging.getLogger(__name__)
 
@@ -31,14 +33,20 @@ MAX_BODY_BYTES = 64 * 1024
 PROBLEM = "application/problem+json"
 # FastAPI's built-in OpenTelemetry hooks, off: nothing here exports traces (our metrics are
 # RequestMetrics), and off they spare every request a look at the global OTel providers.
-FASTAPI_TELEMETRY_OFF = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
+FASTAPI_TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
 
 class Problem(Exception):
     """Raise to answer with a problem document: Problem(404, "Order not found")."""
 
     def __init__(
-        self, status: int, detail: str, *, title: str | None = None, headers: dict[str, str] | None = None, **extra: Any
+        self,
+        status: int,
+        detail: str,
+        *,
+        title: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        **extra: Any,
     ) -> None:
         super().__init__(detail)
         self.status = status
@@ -49,7 +57,7 @@ class Problem(Exception):
 
 
 def problem_response(
-    status: int, detail: str, *, title: str | None = None, headers: dict[str, str] | None = None, **extra: Any
+    status: int, detail: str, *, title: str | None = None, headers: Mapping[str, str] | None = None, **extra: Any
 ) -> JSONResponse:
     body = {
         "type": f"https://giao.vn/problems/{status}",
@@ -169,11 +177,11 @@ class BodyGuard:
     (a chunked body carries no length), so an oversized body is never read whole.
     """
 
-    def __init__(self, app: Any, max_bytes: int = MAX_BODY_BYTES) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
         self.app = app
         self.max_bytes = max_bytes
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
         headers = {k.decode().lower(): v.decode("latin-1") for k, v in scope["headers"]}
@@ -187,7 +195,7 @@ class BodyGuard:
 
         seen, too_large = 0, False
 
-        async def limited_receive() -> dict:
+        async def limited_receive() -> Message:
             nonlocal seen, too_large
             message = await receive()
             if message["type"] == "http.request":
@@ -199,7 +207,7 @@ class BodyGuard:
                     return {"type": "http.request", "body": b"", "more_body": False}
             return message
 
-        async def guarded_send(message: dict) -> None:
+        async def guarded_send(message: Message) -> None:
             if not too_large:
                 return await send(message)
             if message["type"] == "http.response.start":
@@ -284,19 +292,19 @@ class RequestMetrics:
     of a small request. The route is the one the router matched (it sets scope["route"]).
     """
 
-    def __init__(self, app: Any, metrics: Metrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
         self.app = app
         self.metrics = metrics
         # (method, route, status) -> (counter child, histogram child): labels() is not free
         self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         started = time.perf_counter()
         status = 500
 
-        async def send_and_note(message: dict) -> None:
+        async def send_and_note(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]

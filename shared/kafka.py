@@ -47,7 +47,7 @@ from aiokafka.errors import ConsumerStoppedError, KafkaError
 from pydantic import ValidationError
 
 from shared.events import Envelope, dlq_topic, parse_event
-from shared.kafka_clients import Kafka
+from shared.kafka_clients import Kafka, started
 from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -166,13 +166,13 @@ class EventConsumer:
             heartbeat_interval_ms=max(500, session_timeout_ms // 6),
         )
         self._consumer: AIOKafkaConsumer | None = None
-        self._poller: asyncio.Task | None = None
+        self._poller: asyncio.Task[None] | None = None
         self._stopping = asyncio.Event()
         self._handled: dict[TopicPartition, int] = {}  # next offset to commit, per partition
         self._concurrency = concurrency
         self._in_flight: collections.deque[_InFlight] = collections.deque()  # in the order read
-        self._failed: _InFlight | None = None
-        self._committer: asyncio.Task | None = None
+        self._failed: asyncio.Task[None] | None = None  # the task of a batch that failed
+        self._committer: asyncio.Task[None] | None = None
 
     @property
     def in_flight(self) -> int:
@@ -188,7 +188,7 @@ class EventConsumer:
         self._poller = asyncio.create_task(self._poll(), name=f"{self.name}-poll")
         self._poller.add_done_callback(self._poll_ended)
 
-    def _poll_ended(self, poller: asyncio.Task) -> None:
+    def _poll_ended(self, poller: asyncio.Task[None]) -> None:
         if not poller.cancelled() and poller.exception() is not None:  # a bug: say so at once
             log.error("%s: stopped consuming", self.name, exc_info=poller.exception())
 
@@ -196,7 +196,7 @@ class EventConsumer:
         while not self._stopping.is_set():
             self._settle()
             if self._failed is not None:
-                await self._rewind()
+                await self._rewind(self._failed)
                 continue
             try:
                 records = await next_records(self._consumer, timeout_ms=self.POLL_MS, max_records=self._max_records)
@@ -254,16 +254,15 @@ class EventConsumer:
                 if not batch.task.done():
                     return
                 if batch.task.cancelled() or batch.task.exception() is not None:
-                    self._failed = batch
+                    self._failed = batch.task
                     return
             self._in_flight.popleft()
             self._note_handled(batch.records)
 
-    async def _rewind(self) -> None:
+    async def _rewind(self, failed: asyncio.Task[None]) -> None:
         """After a batch could not be handled: let the batches read after it finish, then
         seek every partition back to the failed batch's first records (the next poll reads
         them all again)."""
-        failed = self._failed
         tasks = [b.task for b in self._in_flight if b.task is not None]
         if tasks:
             await asyncio.wait(tasks)
@@ -273,7 +272,7 @@ class EventConsumer:
         log.error(
             "%s: a batch could not be handled (%r); reading it again",
             self.name,
-            failed.task.exception() if not failed.task.cancelled() else "cancelled",
+            failed.exception() if not failed.cancelled() else "cancelled",
         )
 
     def _seek_to_first(self, records: Iterable[ConsumerRecord]) -> None:
@@ -281,10 +280,11 @@ class EventConsumer:
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
             first[tp] = min(first.get(tp, record.offset), record.offset)
-        assigned = self._consumer.assignment()
+        consumer = started(self._consumer)
+        assigned = consumer.assignment()
         for tp, offset in first.items():
             if tp in assigned:  # a partition taken away goes on from its last commit
-                self._consumer.seek(tp, offset)
+                consumer.seek(tp, offset)
 
     def _note_handled(self, records: Sequence[ConsumerRecord]) -> None:
         for record in records:
@@ -303,12 +303,13 @@ class EventConsumer:
         offsets, self._handled = self._handled, {}
         # A partition taken away by a rebalance is not ours to commit: its new owner goes on
         # from the last commit (and the inbox skips what was applied here).
-        assigned = self._consumer.assignment()
+        consumer = started(self._consumer)
+        assigned = consumer.assignment()
         offsets = {tp: offset for tp, offset in offsets.items() if tp in assigned}
         if not offsets:
             return
         try:
-            await self._consumer.commit(offsets)
+            await consumer.commit(offsets)
         except (KafkaError, asyncio.CancelledError) as exc:
             for tp, offset in offsets.items():  # to be committed next time (or by stop)
                 self._handled[tp] = max(self._handled.get(tp, 0), offset)
@@ -397,7 +398,8 @@ class EventConsumer:
 
 
 def _event_type(record: ConsumerRecord) -> bytes | None:
-    for key, value in record.headers or ():
+    headers: Sequence[tuple[str, bytes]] = record.headers or ()
+    for key, value in headers:
         if key == "event-type":
             return value
     return None
@@ -407,7 +409,7 @@ def _event_type(record: ConsumerRecord) -> bytes | None:
 class _InFlight:
     records: Sequence[ConsumerRecord]
     subjects: frozenset[tuple[str, str]]
-    task: asyncio.Task | None  # None: nothing in it to handle (ignored or dead-lettered)
+    task: asyncio.Task[None] | None  # None: nothing in it to handle (ignored or dead-lettered)
 
 
 class _GaveUp(Exception):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Any, TypeVar
 
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -15,6 +16,16 @@ from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
+
+
+Client = TypeVar("Client")
+
+
+def started(client: Client | None) -> Client:
+    """The client that start() made; None means it was used before start() or after stop()."""
+    if client is None:
+        raise RuntimeError("a Kafka client used before start() or after stop()")
+    return client
 
 
 def new_producer(settings: CommonSettings, *, client_id: str) -> AIOKafkaProducer:
@@ -54,7 +65,9 @@ class Kafka:
 
     async def publish(self, topic: str, value: bytes, *, key: bytes | None, headers: dict[str, str]) -> None:
         """Send one record and wait for Kafka's acknowledgement."""
-        await self._producer.send_and_wait(topic, value, key=key, headers=[(k, v.encode()) for k, v in headers.items()])
+        await started(self._producer).send_and_wait(
+            topic, value, key=key, headers=[(k, v.encode()) for k, v in headers.items()]
+        )
 
     async def create_topics(self, names: Sequence[str]) -> None:
         """Create those of the topics that do not exist, with settings.kafka_topic_partitions
@@ -63,7 +76,7 @@ class Kafka:
         nothing. A failure is logged: the consumer still starts on what exists."""
         partitions = self.settings.kafka_topic_partitions
         try:
-            response = await self._admin.create_topics(
+            response = await started(self._admin).create_topics(
                 [NewTopic(name, num_partitions=partitions, replication_factor=1) for name in names]
             )
         except KafkaError as exc:
@@ -81,7 +94,7 @@ class Kafka:
             async with asyncio.timeout(timeout):
                 while True:
                     try:
-                        await self._admin.describe_cluster()
+                        await started(self._admin).describe_cluster()
                         return True
                     except Exception:  # noqa: BLE001 - unreachable for now: ask again
                         await asyncio.sleep(timeout / 10)
@@ -131,17 +144,21 @@ class RelayProducer:
         if self._producer is not None:
             await self._producer.stop()
 
-    async def publish(self, topic: str, key: bytes, payload: bytes, headers: dict[str, str]):
+    async def publish(self, topic: str, key: bytes, payload: bytes, headers: dict[str, str]) -> asyncio.Future[Any]:
         """Hand the record to the producer; returns the future of Kafka's acknowledgement."""
-        return await self._producer.send(topic, payload, key=key, headers=[(k, v.encode()) for k, v in headers.items()])
+        encoded = [(k, v.encode()) for k, v in headers.items()]
+        acknowledged: asyncio.Future[Any] = await started(self._producer).send(topic, payload, key=key, headers=encoded)
+        return acknowledged
 
     async def reset(self, error: BaseException) -> None:
         if not isinstance(error, KafkaError):
             return  # a database error: the producer is fine
         log.warning("relay producer: %r; starting a new producer", error)
-        old, self._producer = self._producer, self._new()
-        try:
-            await old.stop()
-        except Exception:  # noqa: BLE001 - it is being replaced because it is broken
-            pass
-        await self._producer.start()
+        old, new = self._producer, self._new()
+        self._producer = new
+        if old is not None:
+            try:
+                await old.stop()
+            except Exception:  # noqa: BLE001 - it is being replaced because it is broken
+                pass
+        await new.start()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeAlias
 from urllib.parse import urlsplit
 
 import h3
@@ -76,7 +77,11 @@ def tile_origin(tile_url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme in ("http", "https") and parts.netloc else ""
 
 
-def _rounded(value):
+# GeoJSON coordinates: a position's numbers, nested in lists (a ring, a polygon, ...).
+Coordinates: TypeAlias = float | list["Coordinates"] | tuple["Coordinates", ...]
+
+
+def _rounded(value: Coordinates) -> Coordinates:
     if isinstance(value, (list, tuple)):
         return [_rounded(v) for v in value]
     return round(value, _DIGITS)

@@ -28,7 +28,7 @@ from uuid import uuid4
 
 import asyncpg
 
-from shared.events import Envelope, Model, type_name
+from shared.events import Envelope, EventData, type_name
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ async def add_event(
     event_cls: type[Envelope],
     *,
     subject: str,
-    data: Model | dict,
+    data: EventData,
     source: str,
     topic: str | None = None,
     occurred_at: datetime | None = None,
@@ -94,7 +94,7 @@ EVENT_IF_CHANGED = """
 
 
 def event_args(
-    event_cls: type[Envelope], *, subject: str, data: Model | dict, source: str, topic: str | None = None
+    event_cls: type[Envelope], *, subject: str, data: EventData, source: str, topic: str | None = None
 ) -> list[Any]:
     """The six parameters of EVENT_IF_CHANGED for this event."""
     event, head, tail = _draft(event_cls, subject, data, source, None)
@@ -135,14 +135,14 @@ _ADD_EVENTS = (
 
 
 def event_columns(
-    events: list[tuple[type[Envelope], str, Model | dict]],
+    events: list[tuple[type[Envelope], str, EventData]],
     *,
     source: str,
     topic: Callable[[type[Envelope]], str] | None = None,
-) -> list[list]:
+) -> list[list[Any]]:
     """Six lists (topic, subject, lane, type, head, tail) for events_from, each event
     (class, subject, data); `topic` maps an event class to its (prefixed) topic name."""
-    columns: list[list] = [[], [], [], [], [], []]
+    columns: list[list[Any]] = [[], [], [], [], [], []]
     for event_cls, subject, data in events:
         event, head, tail = _draft(event_cls, subject, data, source, None)
         values = (topic(event_cls) if topic else event_cls.topic, subject, lane_of(subject), event.type, head, tail)
@@ -154,7 +154,7 @@ def event_columns(
 
 
 def _draft(
-    event_cls: type[Envelope], subject: str, data: Model | dict, source: str, occurred_at: datetime | None
+    event_cls: type[Envelope], subject: str, data: EventData, source: str, occurred_at: datetime | None
 ) -> tuple[Envelope, bytes, bytes]:
     """The envelope with a placeholder sequence, serialized and cut around it: the statement
     joins the two halves around the sequence it assigns (the envelope's own "sequence" key
@@ -176,7 +176,7 @@ def _draft(
 
 async def add_events(
     conn: asyncpg.Connection,
-    events: list[tuple[type[Envelope], str, Model | dict]],
+    events: list[tuple[type[Envelope], str, EventData]],
     *,
     source: str,
     topic: Callable[[type[Envelope]], str] | None = None,
@@ -184,8 +184,8 @@ async def add_events(
     """Write several events, each (class, subject, data), in the caller's transaction with one
     round trip. Subjects repeating within a topic go out in separate statements, in order.
     `topic` maps an event class to its (prefixed) topic name; default: the class's own."""
-    first: list[tuple[type[Envelope], str, Model | dict]] = []
-    rest: list[tuple[type[Envelope], str, Model | dict]] = []
+    first: list[tuple[type[Envelope], str, EventData]] = []
+    rest: list[tuple[type[Envelope], str, EventData]] = []
     seen: set[tuple[str, str]] = set()
     for event_cls, subject, data in events:
         name = topic(event_cls) if topic else event_cls.topic
@@ -259,7 +259,7 @@ class OutboxRelay:
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stopping = False
-        self._task: asyncio.Task | None = None
+        self._task: asyncio.Task[None] | None = None
         self.published = 0
         self.drains = 0  # drain_once calls finished, empty ones included
 

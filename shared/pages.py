@@ -12,7 +12,6 @@ the API's.
 from __future__ import annotations
 
 import posixpath
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +20,7 @@ from fastapi.responses import RedirectResponse
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
+from starlette.types import Message, Receive, Scope, Send
 
 from shared.http import problem_response
 
@@ -53,10 +53,10 @@ class Pages:
         # Not checked at start: an app whose pages are not there (yet) serves its API, and 404 here.
         self.files = StaticFiles(directory=directory, html=True, check_dir=False)
 
-    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         suffix = posixpath.splitext(scope["path"])[1].lower()
 
-        async def send_with_headers(message: dict) -> None:
+        async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 headers.update(SECURITY_HEADERS)

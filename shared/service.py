@@ -17,7 +17,7 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -59,7 +59,7 @@ class Runtime:
         self._relay_producer: RelayProducer | None = None
         self._with_relay = relay
         self._loops: list[tuple[str, Callable[[], Awaitable[None]]]] = []
-        self._tasks: list[asyncio.Task] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._pool: asyncpg.Pool | None = None
         self.started = False
 
@@ -146,6 +146,7 @@ class Runtime:
         if self.relay:
             with _bounded(f"{self.name}: draining the outbox"):
                 await asyncio.wait_for(self.relay.stop(), grace)
+        if self._relay_producer:
             with _bounded(f"{self.name}: stopping the relay's producer"):
                 await asyncio.wait_for(self._relay_producer.stop(), grace)
         with _bounded(f"{self.name}: closing the Kafka clients"):
@@ -209,7 +210,7 @@ async def _forever(name: str, run: Callable[[], Awaitable[None]]) -> None:
 
 
 @contextlib.contextmanager
-def _bounded(what: str):
+def _bounded(what: str) -> Iterator[None]:
     try:
         yield
     except TimeoutError:

@@ -212,7 +212,7 @@ class Giao:
         async with self.http.stream("GET", url, timeout=httpx.Timeout(10.0, read=None)) as response:
             if response.status_code != 200:
                 raise ApiError("GET", url, response.status_code, await response.aread())
-            event, data = "message", []
+            event, data = "message", list[str]()
             async for line in response.aiter_lines():
                 if line == "":
                     if data:

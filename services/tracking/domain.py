@@ -42,6 +42,7 @@ from shared.events import (
     CourierLocation,
     DeliveryAssigned,
     Envelope,
+    OrderData,
     OrderPlaced,
 )
 from shared.geo import road_distance_m, travel_minutes
@@ -147,7 +148,10 @@ def relevant(topic: str, event: Envelope) -> bool:
 
 
 def order_id_of(event: Envelope) -> UUID:
-    return event.data.order_id  # type: ignore[attr-defined]
+    """The order a status event is about (every `relevant` event is about one)."""
+    if not isinstance(event.data, OrderData):
+        raise ValueError(f"{event.type} is not about one order")
+    return event.data.order_id
 
 
 def apply(parcel: Parcel, topic: str, event: Envelope) -> Parcel:

@@ -431,10 +431,12 @@ async def main(args: argparse.Namespace) -> int:
         }
     )
     results["p99_placed_to_offered_ms"] = results["placed_to_offered_ms"]["p99"]
-    if orders:  # every order placed during the watch, warm-up included
-        system = sum(v for k, v in watch.cpu_s.items() if k != "load generator")
+    # A process that ended during the run (restarted) has no CPU figure, and then no total is right.
+    cpu_s = {k: v for k, v in watch.cpu_s.items() if v is not None}
+    if orders and len(cpu_s) == len(watch.cpu_s):  # every order placed during the watch, warm-up included
+        system = sum(v for k, v in cpu_s.items() if k != "load generator")
         results["cpu_ms_per_order"] = round(1000 * system / len(orders), 2)
-        results["generator_cpu_ms_per_order"] = round(1000 * watch.cpu_s.get("load generator", 0) / len(orders), 2)
+        results["generator_cpu_ms_per_order"] = round(1000 * cpu_s.get("load generator", 0.0) / len(orders), 2)
     if "baseline_kafka_msgs_per_s" in results:
         events_per_order = 7  # placed, offered, assigned, picked_up, delivered (+ location), each read twice
         results["ratio_kafka_events_to_baseline"] = round(

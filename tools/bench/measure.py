@@ -57,7 +57,7 @@ class ProcessWatch:
     with_children: set[str] = field(default_factory=lambda: {"postgres"})
     start_cpu: dict[str, float] = field(default_factory=dict)
     peak_mib: dict[str, float] = field(default_factory=dict)
-    _task: asyncio.Task | None = None
+    _task: asyncio.Task[None] | None = None
 
     def _cpu(self, name: str) -> float:
         pid = self.pids[name]
@@ -99,8 +99,9 @@ class ProcessWatch:
             await asyncio.sleep(2.0)
 
     async def __aexit__(self, *exc: object) -> None:
-        self._task.cancel()
-        self.cpu_s = {}
+        if self._task is not None:
+            self._task.cancel()
+        self.cpu_s: dict[str, float | None] = {}
         for n in self.pids:
             try:
                 self.cpu_s[n] = round(self._cpu(n) - self.start_cpu[n], 1)
