@@ -112,9 +112,11 @@ def comments_above(cls: type) -> dict[str, str]:
         lines, _ = inspect.getsourcelines(cls)
     except (OSError, TypeError):
         return {}
-    tree = ast.parse(textwrap.dedent("".join(lines)))
+    class_def = ast.parse(textwrap.dedent("".join(lines))).body[0]
+    if not isinstance(class_def, ast.ClassDef):
+        return {}
     found: dict[str, str] = {}
-    for node in tree.body[0].body:  # type: ignore[attr-defined]
+    for node in class_def.body:
         if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name):
             above: list[str] = []
             i = node.lineno - 2  # the line before, 0-based
