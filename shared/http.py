@@ -440,14 +440,3 @@ def _add_route(app: FastAPI, route: Any) -> None:
         strict_content_type=route.strict_content_type,
         max_body_size=route.max_body_size,
     )
-
-
-def install_common_routes(
-    app: FastAPI, metrics: Metrics, ready_checks: dict[str, Callable[[], Awaitable[None]]]
-) -> None:
-    """Deprecated: the shape before service_app (kept until every service moved to it)."""
-    app.state.metrics = metrics
-    app.add_middleware(RequestMetrics, metrics=metrics)
-    app.add_middleware(BodyGuard)
-    app.router.routes.extend(ops_router.routes)
-    app.router.route_class = StrictQueryRoute

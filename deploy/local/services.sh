@@ -17,7 +17,7 @@
 # With GIAO_DISPATCH_SPLIT=true dispatch runs instead as two processes of another kind:
 # `dispatch` serves the HTTP API only and `dispatch-worker` (:8004) consumes the orders' events
 # and runs the matcher and the expirer (GIAO_DISPATCH_BACKGROUND). Not the default: see the
-# README's performance section.
+# docs/performance.md.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 PY="$ROOT/.venv/bin/python"

@@ -7,11 +7,11 @@ import inspect
 
 import httpx
 import pytest
-from fastapi import FastAPI, Query
+from fastapi import Query
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
 
-from shared.http import MAX_BODY_BYTES, Metrics, install_common_routes, install_problem_handlers
+from shared.http import MAX_BODY_BYTES, Metrics, api_router, service_app
 
 
 class Thing(BaseModel):
@@ -20,19 +20,33 @@ class Thing(BaseModel):
     weight_grams: int
 
 
+class NoRuntime:
+    """What service_app asks of a runtime, for an app with neither database nor broker."""
+
+    settings = None
+
+    def lifespan(self) -> None:
+        return None
+
+    def ready_checks(self) -> dict:
+        return {}
+
+
 @pytest.fixture
 async def client():
-    app = FastAPI()
-    install_problem_handlers(app)
-    install_common_routes(app, Metrics("probe"), {})
+    router = api_router()
 
-    @app.get("/v1/things")
+    @router.get("/v1/things")
     async def things(status: str | None = None, limit: int = Query(20, ge=1, le=100)) -> dict:
         return {"status": status, "limit": limit}
 
-    @app.post("/v1/things", status_code=201)
+    @router.post("/v1/things", status_code=201)
     async def create(thing: Thing) -> Thing:
         return thing
+
+    app = service_app(
+        title="probe", summary="", description="", runtime=NoRuntime(), metrics=Metrics("probe"), routers=[router]
+    )
 
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
         yield c

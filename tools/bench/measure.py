@@ -118,7 +118,7 @@ _PROBE = "s = 0\nfor i in range(10**7):\n    s += i\n"
 
 
 def machine_probe() -> float:
-    """Seconds a fresh Python process takes to count to 10**7 (the "probe" of the README's
+    """Seconds a fresh Python process takes to count to 10**7 (the "probe" of docs/performance.md's
     figures): how fast the machine is right now. A shared machine's speed drifts (the one Giao
     is developed on: by a factor of two within an hour), and every figure of a run moves with
     it: compare runs at similar probes."""
