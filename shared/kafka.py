@@ -29,6 +29,10 @@ AIOKafkaConsumer's public API instead:
 What FastStream's broker still did (create topics with their partitions, publish dead letters,
 answer the readiness ping) is a few calls of aiokafka's producer and admin client
 (shared.kafka_clients): the project does not use FastStream any more.
+
+Over 400 lines on purpose: EventConsumer is one state machine (records in flight per subject,
+the offsets handled, the failed batch to rewind to, the commit task), and each of its parts
+reads and writes that state; split across modules it would have to be passed around whole.
 """
 
 from __future__ import annotations
