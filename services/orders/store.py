@@ -15,9 +15,9 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-from shared.outbox import EVENT_IF_CHANGED
-
 from services.orders.domain import Cursor, Progress
+from services.orders.webhooks import WebhookEvent
+from shared.outbox import EVENT_IF_CHANGED
 
 ORDER_COLUMNS = """id, merchant_id, external_id, tracking_code, delivery_code, status, fee_vnd,
     distance_m, cod_amount_vnd, pickup, dropoff, parcel, note, courier, history,
@@ -164,18 +164,41 @@ async def progress_for_update(conn: asyncpg.Connection, order_ids: Iterable[UUID
     return {r["id"]: progress_of(r) for r in rows}
 
 
-async def save_progress(conn: asyncpg.Connection, changed: Sequence[tuple[UUID, Progress]]) -> None:
-    """Write back a batch's changed orders in one statement (one row at a time was a
-    statement per event: the consumer's biggest cost in PostgreSQL)."""
-    if not changed:
-        return
-    await conn.execute(
-        """UPDATE orders o SET status = k.status, history = k.history::jsonb, courier = k.courier::jsonb,
+_SAVE_PROGRESS = """UPDATE orders o SET status = k.status, history = k.history::jsonb, courier = k.courier::jsonb,
                 cancellation = k.cancellation, updated_at = now()
            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
                 AS k(id, status, history, courier, cancellation)
-           WHERE o.id = k.id""",
+           WHERE o.id = k.id"""
+
+# The same, and one delivery per (webhook event, enabled endpoint of the order's merchant that
+# subscribed to its type), in the order of the events: a merchant without an endpoint costs a
+# probe of a small partial index, not a round trip.
+_SAVE_PROGRESS_AND_DELIVERIES = f"""WITH updated AS ({_SAVE_PROGRESS} RETURNING o.id, o.merchant_id, o.external_id),
+    deliveries AS (
+        INSERT INTO webhook_deliveries (id, endpoint_id, order_id, event_type, payload)
+        SELECT gen_random_uuid(), e.id, u.id, w.type,
+               jsonb_set(w.payload::jsonb, '{{data,external_id}}', coalesce(to_jsonb(u.external_id), 'null'::jsonb))
+        FROM unnest($6::uuid[], $7::text[], $8::text[]) WITH ORDINALITY AS w(order_id, type, payload, n)
+        JOIN updated u ON u.id = w.order_id
+        JOIN webhook_endpoints e ON e.merchant_id = u.merchant_id AND e.enabled AND w.type = ANY(e.event_types)
+        ORDER BY w.n, e.id)
+    SELECT 1"""
+
+
+async def save_progress(conn: asyncpg.Connection, changed: Sequence[tuple[UUID, Progress]],
+                        hooks: Sequence[WebhookEvent] = ()) -> None:
+    """Write back a batch's changed orders in one statement (one row at a time was a
+    statement per event: the consumer's biggest cost in PostgreSQL), with the webhook
+    deliveries their changes cause."""
+    if not changed:
+        return
+    args: list[Any] = [
         [order_id for order_id, _ in changed], [p.status for _, p in changed],
         [orjson.dumps(list(p.history)).decode() for _, p in changed],
         [None if p.courier is None else orjson.dumps(p.courier).decode() for _, p in changed],
-        [p.cancellation for _, p in changed])
+        [p.cancellation for _, p in changed]]
+    if not hooks:
+        await conn.execute(_SAVE_PROGRESS, *args)
+        return
+    await conn.execute(_SAVE_PROGRESS_AND_DELIVERIES, *args, [h.order_id for h in hooks], [h.type for h in hooks],
+                       [orjson.dumps(h.payload()).decode() for h in hooks])
