@@ -144,6 +144,8 @@ def unsafe_address(address: str) -> str | None:
     for kind in ("loopback", "private", "link_local", "unspecified", "multicast", "reserved"):
         if getattr(ip, f"is_{kind}"):
             return f"{ip} is a {kind.replace('_', '-')} address"
+    if not ip.is_global:  # shared (carrier-grade NAT), documentation, benchmarking... ranges
+        return f"{ip} is not a global address"
     return None
 
 

@@ -150,7 +150,6 @@ async def test_redeliver_sends_a_delivery_again(client, merchant, settings):
 
 
 async def test_endpoints_crud_and_ownership(client, merchant, settings):
-
     h = merchant["headers"]
     endpoint = await add_endpoint(client, merchant, "http://127.0.0.1:9/a", ["order.returned"])
     listed = (await client.get("/v1/webhook-endpoints", headers=h)).json()
