@@ -103,7 +103,6 @@ def delivery_view(row: asyncpg.Record) -> dict[str, Any]:
 
 class WebhookService:
     BATCH = 50  # deliveries claimed at once
-    LEASE_S = 60.0  # a claimed delivery comes back after this if its worker died (> the send timeout)
 
     def __init__(self, runtime: Runtime, settings: OrdersSettings, metrics: Metrics, *,
                  sender: Sender | None = None, resolver: Resolver | None = None) -> None:
@@ -114,6 +113,8 @@ class WebhookService:
         self.overlap_hours = settings.webhook_secret_overlap_hours
         self.poll_s = settings.webhook_poll_s
         self.timeout_s = settings.webhook_timeout_s
+        # A claimed delivery comes back after this if its worker died: longer than a send can take.
+        self.lease_s = 2 * self.timeout_s + 5
         self.sender = sender
         self.resolver: Resolver = resolver or DnsResolver()
         self.sent_total = metrics.counter("orders_webhook_deliveries_sent_total", "Webhook deliveries answered 2xx")
@@ -214,7 +215,7 @@ class WebhookService:
 
     async def deliver_due(self, sender: Sender) -> int:
         """One round: claim up to BATCH due deliveries and send them concurrently."""
-        claimed = await store.claim_due(self.runtime.pool, self.BATCH, self.LEASE_S)
+        claimed = await store.claim_due(self.runtime.pool, self.BATCH, self.lease_s)
         await asyncio.gather(*(self._send(sender, row) for row in claimed))
         return len(claimed)
 
