@@ -1,4 +1,5 @@
-"""HTTP routes of the orders service: merchants (admin), quotes, orders, cancelling, webhook endpoints.
+"""HTTP routes of the orders service: merchants (admin), quotes, orders, cancelling, webhook endpoints,
+API keys and the admin's audit log.
 
 Each route is thin: parse, call the service layer (service_layer.py), answer. The caller is
 the one dependency (deps.py); the service is read from app.state through the `request`.
@@ -17,6 +18,9 @@ from services.orders import deps
 from services.orders.deps import CurrentMerchant
 from services.orders.domain import BadCursor, CancelNotAllowed, Cursor
 from services.orders.schemas import (
+    ApiKeyCreated,
+    ApiKeyOut,
+    AuditPage,
     CancelIn,
     MerchantCreated,
     MerchantIn,
@@ -32,7 +36,13 @@ from services.orders.schemas import (
     WebhookEndpointOut,
     WebhookEndpointPatch,
 )
-from services.orders.service_layer import DuplicateExternalId, IdempotencyConflict, OrderNotFound
+from services.orders.service_layer import (
+    DuplicateExternalId,
+    IdempotencyConflict,
+    KeyNotFound,
+    LastKey,
+    OrderNotFound,
+)
 from services.orders.webhook_service import EndpointNotFound
 from services.orders.webhooks import UnsafeTarget
 from shared.contract import OrderStatus
@@ -253,3 +263,62 @@ async def ping_webhook_endpoint(request: Request, endpoint_id: str, me: CurrentM
         return json_response(await deps.webhooks(request).ping(me.id, parse_id(endpoint_id)), 202)
     except EndpointNotFound:
         raise endpoint_not_found() from None
+
+
+# --- API keys and the audit log -------------------------------------------------------
+
+AuditCursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$", description="next_cursor of the last page")]
+
+
+def key_not_found() -> Problem:
+    return Problem(404, "API key not found")
+
+
+def parse_key_id(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise key_not_found() from None
+
+
+@router.post("/v1/api-keys", status_code=201, response_model=ApiKeyCreated, tags=["keys"],
+             summary="Another API key (to rotate to)", responses=problem_responses(401))
+async def create_api_key(request: Request, me: CurrentMerchant) -> Response:
+    return json_response(await deps.orders(request).create_api_key(me), 201)
+
+
+@router.get("/v1/api-keys", response_model=list[ApiKeyOut], tags=["keys"],
+            summary="Your live API keys (prefix and creation time only)", responses=problem_responses(401))
+async def list_api_keys(request: Request, me: CurrentMerchant) -> Response:
+    return json_response(await deps.orders(request).api_keys(me))
+
+
+@router.delete("/v1/api-keys/{key_id}", status_code=204, tags=["keys"], summary="Revoke one of your API keys",
+               description="Every instance refuses it within a few seconds (`GIAO_ORDERS_API_KEY_CACHE_S`). "
+                           "Your last key cannot be revoked (409).",
+               responses=problem_responses(401, 404, 409))
+async def revoke_api_key(request: Request, key_id: str, me: CurrentMerchant) -> Response:
+    try:
+        await deps.orders(request).revoke_api_key(me, parse_key_id(key_id))
+    except KeyNotFound:
+        raise key_not_found() from None
+    except LastKey as exc:
+        raise Problem(409, str(exc), title="Last API key") from None
+    return Response(status_code=204)
+
+
+@router.delete("/v1/admin/api-keys/{key_id}", status_code=204, tags=["admin"], summary="Revoke any API key",
+               dependencies=[Depends(deps.admin)], responses=problem_responses(401, 404))
+async def admin_revoke_api_key(request: Request, key_id: str) -> Response:
+    try:
+        await deps.orders(request).admin_revoke_api_key(parse_key_id(key_id))
+    except KeyNotFound:
+        raise key_not_found() from None
+    return Response(status_code=204)
+
+
+@router.get("/v1/admin/audit", response_model=AuditPage, tags=["admin"], summary="What the admin did, newest first",
+            dependencies=[Depends(deps.admin)], responses=problem_responses(401, 422))
+async def audit_log(request: Request, limit: Annotated[int, Query(ge=1, le=100)] = 50,
+                    cursor: AuditCursor = None) -> Response:
+    return json_response(await deps.orders(request).audit_log(limit=limit, before=int(cursor) if cursor else None))

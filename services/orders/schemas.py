@@ -298,3 +298,30 @@ class WebhookDeliveryPage(Output):
 
 class PingOut(Output):
     delivery_id: UUID
+
+
+# --- API keys and the audit log ------------------------------------------------------
+
+
+class ApiKeyOut(Output):
+    id: UUID
+    prefix: str | None = Field(description="The key's first characters (null for a merchant's first key made "
+                                           "before keys were listed)")
+    created_at: datetime
+
+
+class ApiKeyCreated(ApiKeyOut):
+    api_key: str = Field(description="Shown this once; only its hash is kept")
+
+
+class AuditEntry(Output):
+    at: datetime
+    actor: str = Field(examples=["admin"])
+    action: str = Field(examples=["api_key.revoked", "merchant.created"])
+    target: str = Field(description="The id of what was acted on")
+    detail: dict[str, Any] | None
+
+
+class AuditPage(Output):
+    items: list[AuditEntry]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null at the end")

@@ -24,6 +24,8 @@ class OrdersSettings(CommonSettings):
     per_extra_kg_vnd: int = Field(2_500, ge=0, description="Per started kilogram above that")
     fee_rounding_vnd: int = Field(1_000, ge=1, description="Fees are rounded up to a multiple of this")
     idempotency_ttl_hours: float = Field(24, gt=0, description="How long an Idempotency-Key is remembered")
+    api_key_cache_s: float = Field(5.0, ge=0, description="How long an instance trusts an API key it looked up: "
+                                   "a revoked key stops working everywhere within this")
     webhook_retry_schedule_s: tuple[float, ...] = Field(
         DEFAULT_RETRY_SCHEDULE_S, min_length=1,
         description="Seconds before each retry of a failed webhook delivery (JSON list; +-10% jitter); "

@@ -33,15 +33,57 @@ class Merchant:
     name: str
 
 
-async def insert_merchant(pool: asyncpg.Pool, *, id: UUID, name: str, phone: str, api_key_hash: str) -> None:
-    await pool.execute("INSERT INTO merchants (id, name, phone, api_key_hash) VALUES ($1, $2, $3, $4)",
-                       id, name, phone, api_key_hash)
+async def insert_merchant(pool: asyncpg.Pool, *, id: UUID, name: str, phone: str, api_key_hash: str,
+                          key_id: UUID, key_prefix: str) -> None:
+    await pool.execute(
+        """WITH merchant AS (INSERT INTO merchants (id, name, phone, api_key_hash) VALUES ($1, $2, $3, $4))
+           INSERT INTO api_keys (id, merchant_id, key_hash, prefix) VALUES ($5, $1, $4, $6)""",
+        id, name, phone, api_key_hash, key_id, key_prefix)
 
 
 async def merchant_by_key_hash(pool: asyncpg.Pool, api_key_hash: str) -> Merchant | None:
     # An exact match on the hash of a 256-bit secret: timing reveals nothing useful.
-    row = await pool.fetchrow("SELECT id, name FROM merchants WHERE api_key_hash = $1", api_key_hash)
+    row = await pool.fetchrow("""SELECT m.id, m.name FROM api_keys k JOIN merchants m ON m.id = k.merchant_id
+                                 WHERE k.key_hash = $1 AND k.revoked_at IS NULL""", api_key_hash)
     return Merchant(id=row["id"], name=row["name"]) if row else None
+
+
+# --- API keys and the admin's audit log ----------------------------------------------
+
+
+async def insert_api_key(pool: asyncpg.Pool, *, id: UUID, merchant_id: UUID, key_hash: str,
+                         prefix: str) -> asyncpg.Record:
+    return await pool.fetchrow("""INSERT INTO api_keys (id, merchant_id, key_hash, prefix) VALUES ($1, $2, $3, $4)
+                                  RETURNING id, prefix, created_at""", id, merchant_id, key_hash, prefix)
+
+
+async def list_api_keys(pool: asyncpg.Pool, merchant_id: UUID) -> list[asyncpg.Record]:
+    return await pool.fetch("""SELECT id, prefix, created_at FROM api_keys
+                               WHERE merchant_id = $1 AND revoked_at IS NULL ORDER BY created_at, id""", merchant_id)
+
+
+async def revoke_api_key(conn: asyncpg.Connection, key_id: UUID, merchant_id: UUID | None) -> UUID | None:
+    """Revoke a key (of this merchant, unless None: the admin); its merchant, or None if no such live key."""
+    return await conn.fetchval(
+        """UPDATE api_keys SET revoked_at = now()
+           WHERE id = $1 AND ($2::uuid IS NULL OR merchant_id = $2) AND revoked_at IS NULL
+           RETURNING merchant_id""", key_id, merchant_id)
+
+
+async def live_api_keys(conn: asyncpg.Connection, merchant_id: UUID) -> int:
+    return await conn.fetchval("SELECT count(*) FROM api_keys WHERE merchant_id = $1 AND revoked_at IS NULL",
+                               merchant_id)
+
+
+async def audit(conn: asyncpg.Connection | asyncpg.Pool, *, actor: str, action: str, target: str,
+                detail: dict[str, Any] | None = None) -> None:
+    await conn.execute("INSERT INTO admin_audit (actor, action, target, detail) VALUES ($1, $2, $3, $4)",
+                       actor, action, target, detail)
+
+
+async def audit_log(pool: asyncpg.Pool, *, limit: int, before: int | None) -> list[asyncpg.Record]:
+    return await pool.fetch("""SELECT id, at, actor, action, target, detail FROM admin_audit
+                               WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2""", before, limit)
 
 
 # --- idempotency keys ---------------------------------------------------------------
