@@ -79,7 +79,7 @@ class DnsResolver:
     async def resolve(self, host: str, port: int) -> list[str]:
         try:
             infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except socket.gaierror:
+        except (OSError, UnicodeError, ValueError):  # unknown, or not a name IDNA can encode
             return []
         return [str(info[4][0]) for info in infos]
 

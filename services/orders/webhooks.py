@@ -120,8 +120,12 @@ class UnsafeTarget(ValueError):
 
 def check_url(url: str, *, production: bool) -> tuple[str, int]:
     """The URL's host and port, or UnsafeTarget: https only in production, no credentials."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("https", "http") or not parts.hostname:
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:  # such as an unclosed "[" of an IPv6 address
+        raise UnsafeTarget("the URL cannot be parsed") from None
+    if parts.scheme not in ("https", "http") or not host:
         raise UnsafeTarget("the URL must be http(s)://host/...")
     if production and parts.scheme != "https":
         raise UnsafeTarget("the URL must be https")
@@ -131,7 +135,7 @@ def check_url(url: str, *, production: bool) -> tuple[str, int]:
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError:
         raise UnsafeTarget("the URL's port is invalid") from None
-    return parts.hostname, port
+    return host, port
 
 
 def unsafe_address(address: str) -> str | None:
