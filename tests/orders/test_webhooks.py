@@ -4,16 +4,18 @@ test_flow.py) move orders along, and a local receiver gets signed deliveries."""
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import pytest
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from services.orders.app import create_app
 from services.orders.settings import OrdersSettings
 from shared.events import DeliveryAssigned, DeliveryFailed, DeliveryPickedUp, DeliveryReturned
 from tests.orders.receiver import receiver
 from tests.orders.support import new_merchant
 from tests.orders.test_flow import Dispatch, courier, place, send
-from tests.support import eventually
+from tests.support import eventually, running
 
 ALL_TYPES = ["order.status_changed", "order.cancellation_answered", "order.delivery_failed", "order.returned"]
 
@@ -173,3 +175,21 @@ async def test_endpoints_crud_and_ownership(client, merchant, settings):
 
 async def _async(value: Any) -> Any:
     return value
+
+
+async def test_two_instances_share_the_deliveries_and_send_each_once(client, merchant, settings, app):
+    n = 40
+    async with running(create_app(settings)):
+        with receiver() as hooks:
+            endpoint = await add_endpoint(client, merchant, hooks.url)
+            # Queued while no worker can see them, then released to both instances' workers at once.
+            async with app.state.runtime.pool.acquire() as conn:
+                await conn.execute("UPDATE webhook_endpoints SET enabled = false WHERE id = $1",
+                                   UUID(endpoint["id"]))
+                for _ in range(n):
+                    await client.post(f"/v1/webhook-endpoints/{endpoint['id']}/test", headers=merchant["headers"])
+                await conn.execute("UPDATE webhook_endpoints SET enabled = true WHERE id = $1",
+                                   UUID(endpoint["id"]))
+            await eventually(lambda: _async(len(hooks.all()) >= n), what=f"{n} pings")
+            ids = [r.id for r in hooks.all()]
+    assert len(ids) == len(set(ids)) == n
