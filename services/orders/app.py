@@ -29,6 +29,7 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
     runtime.loop("prune-idempotency-keys", orders.prune_idempotency_keys)
     webhooks = WebhookService(runtime, settings, metrics)
     runtime.loop("deliver-webhooks", webhooks.deliver_forever)
+    runtime.loop("prune-webhook-deliveries", webhooks.prune_delivery_log)
     return service_app(
         title="Giao orders",
         summary="Local merchants place and follow their deliveries",

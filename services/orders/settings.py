@@ -35,6 +35,8 @@ class OrdersSettings(CommonSettings):
     webhook_allow_private: bool = Field(False, description="Let webhook URLs reach loopback, private and "
                                         "link-local addresses (development and tests only)")
     webhook_poll_s: float = Field(1.0, gt=0, description="How often the webhook worker looks for due deliveries")
+    webhook_log_keep_days: float = Field(30, gt=0, description="How long delivered and failed webhook "
+                                         "deliveries stay in the delivery log")
     webhook_timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook delivery")
 
     @model_validator(mode="after")

@@ -15,7 +15,7 @@ import random
 import socket
 import time
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 from uuid import UUID, uuid4
 
@@ -113,6 +113,7 @@ class WebhookService:
         self.overlap_hours = settings.webhook_secret_overlap_hours
         self.poll_s = settings.webhook_poll_s
         self.timeout_s = settings.webhook_timeout_s
+        self.log_keep = timedelta(days=settings.webhook_log_keep_days)
         # A claimed delivery comes back after this if its worker died: longer than a send can take.
         self.lease_s = 2 * self.timeout_s + 5
         self.sender = sender
@@ -197,6 +198,18 @@ class WebhookService:
         return row
 
     # --- the worker -----------------------------------------------------------------
+
+    PRUNE_EVERY_S = 3600.0
+
+    async def forget_finished_deliveries(self) -> int:
+        """Forget the delivered and failed deliveries older than the log keeps them."""
+        return await store.forget_finished(self.runtime.pool, datetime.now(UTC) - self.log_keep)
+
+    async def prune_delivery_log(self) -> None:
+        """Hourly, forget_finished_deliveries (a runtime loop, app.py)."""
+        while True:
+            await self.forget_finished_deliveries()
+            await asyncio.sleep(self.PRUNE_EVERY_S)
 
     async def deliver_forever(self) -> None:
         """Send due deliveries; when none are due, wait `webhook_poll_s` (a runtime loop)."""

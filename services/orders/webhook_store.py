@@ -137,3 +137,10 @@ async def redeliver(pool: asyncpg.Pool, endpoint_id: UUID, delivery_id: UUID) ->
         """UPDATE webhook_deliveries SET state = 'pending', attempts = 0, next_attempt_at = now()
            WHERE id = $1 AND endpoint_id = $2""", delivery_id, endpoint_id)
     return result != "UPDATE 0"
+
+
+async def forget_finished(pool: asyncpg.Pool, older_than: datetime) -> int:
+    """Delete delivered and failed deliveries (with their attempts) created before `older_than`."""
+    result = await pool.execute("DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < $1",
+                                older_than)
+    return int(result.split()[-1])

@@ -193,3 +193,17 @@ async def test_two_instances_share_the_deliveries_and_send_each_once(client, mer
             await eventually(lambda: _async(len(hooks.all()) >= n), what=f"{n} pings")
             ids = [r.id for r in hooks.all()]
     assert len(ids) == len(set(ids)) == n
+
+
+async def test_finished_deliveries_are_forgotten_after_the_log_keeps_them(client, merchant, settings, app):
+    endpoint = await add_endpoint(client, merchant, "http://127.0.0.1:9/never", ["order.returned"])
+    async with app.state.runtime.pool.acquire() as conn:
+        for state, days_old in (("delivered", 31), ("failed", 31), ("pending", 31), ("delivered", 1)):
+            await conn.execute(
+                """INSERT INTO webhook_deliveries (id, endpoint_id, event_type, payload, state, created_at,
+                                                   next_attempt_at)
+                   VALUES (gen_random_uuid(), $1, 'ping', '{}', $2, now() - make_interval(days => $3),
+                           now() + interval '1 day')""", UUID(endpoint["id"]), state, days_old)
+    assert await app.state.webhooks.forget_finished_deliveries() == 2
+    log = (await client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=merchant["headers"])).json()
+    assert sorted(d["state"] for d in log["items"]) == ["delivered", "pending"]

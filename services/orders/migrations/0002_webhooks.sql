@@ -37,6 +37,8 @@ CREATE TABLE webhook_deliveries (
 CREATE INDEX webhook_deliveries_due ON webhook_deliveries (next_attempt_at) WHERE state = 'pending';
 CREATE INDEX webhook_deliveries_order ON webhook_deliveries (endpoint_id, order_id, position) WHERE state = 'pending';
 CREATE INDEX webhook_deliveries_log ON webhook_deliveries (endpoint_id, position DESC);
+-- Finished deliveries are forgotten after GIAO_ORDERS_WEBHOOK_LOG_KEEP_DAYS.
+CREATE INDEX webhook_deliveries_finished ON webhook_deliveries (created_at) WHERE state <> 'pending';
 
 -- Every attempt of a delivery, for the merchant's delivery log.
 CREATE TABLE webhook_attempts (
