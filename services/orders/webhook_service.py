@@ -260,22 +260,21 @@ class WebhookService:
     async def _record(self, row: asyncpg.Record, at: datetime, status: int | None, latency_ms: int,
                       error: str | None) -> None:
         attempts = row["attempts"] + 1
-        async with self.runtime.pool.acquire() as conn, conn.transaction():
-            if error is None:
-                self.sent_total.inc()
-                await store.record_attempt(conn, row["id"], at=at, status_code=status, latency_ms=latency_ms,
-                                           error=None, state="delivered", next_attempt_at=None)
-                return
-            self.failed_total.inc()
-            delay = next_attempt_delay(self.schedule, attempts, random.Random())
-            if delay is not None:
-                await store.record_attempt(conn, row["id"], at=at, status_code=status, latency_ms=latency_ms,
-                                           error=error, state="pending",
-                                           next_attempt_at=datetime.fromtimestamp(at.timestamp() + delay,
-                                                                                  UTC))
-                return
+        pool = self.runtime.pool
+        if error is None:
+            await store.record_attempt(pool, row["id"], at=at, status_code=status, latency_ms=latency_ms,
+                                       error=None, state="delivered", next_attempt_at=None)
+            self.sent_total.inc()
+            return
+        self.failed_total.inc()
+        delay = next_attempt_delay(self.schedule, attempts, random.Random())
+        if delay is not None:
+            await store.record_attempt(pool, row["id"], at=at, status_code=status, latency_ms=latency_ms,
+                                       error=error, state="pending", next_attempt_at=at + timedelta(seconds=delay))
+            return
+        async with pool.acquire() as conn, conn.transaction():
             await store.record_attempt(conn, row["id"], at=at, status_code=status, latency_ms=latency_ms,
                                        error=error, state="failed", next_attempt_at=None)
             await store.disable_endpoint(conn, row["endpoint_id"], give_up_reason(attempts, error, row["created_at"]))
-            log.warning("webhook endpoint %s disabled: delivery %s failed %d times (%s)",
-                        row["endpoint_id"], row["id"], attempts, error)
+        log.warning("webhook endpoint %s disabled: delivery %s failed %d times (%s)",
+                    row["endpoint_id"], row["id"], attempts, error)

@@ -98,16 +98,18 @@ async def claim_due(pool: asyncpg.Pool, limit: int, lease_s: float) -> list[asyn
     return await pool.fetch(_CLAIM, limit, lease_s)
 
 
-async def record_attempt(conn: asyncpg.Connection, delivery_id: UUID, *, at: datetime, status_code: int | None,
-                         latency_ms: int, error: str | None, state: str, next_attempt_at: datetime | None) -> None:
-    """One attempt and the delivery's new state (delivered, failed, or pending until next_attempt_at)."""
-    await conn.execute("""INSERT INTO webhook_attempts (delivery_id, at, status_code, latency_ms, error)
-                          VALUES ($1, $2, $3, $4, $5)""", delivery_id, at, status_code, latency_ms, error)
+async def record_attempt(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: UUID, *, at: datetime,
+                         status_code: int | None, latency_ms: int, error: str | None, state: str,
+                         next_attempt_at: datetime | None) -> None:
+    """One attempt and the delivery's new state (delivered, failed, or pending until next_attempt_at),
+    in one statement."""
     await conn.execute(
-        """UPDATE webhook_deliveries SET attempts = attempts + 1, state = $2, last_error = $3,
+        """WITH attempt AS (INSERT INTO webhook_attempts (delivery_id, at, status_code, latency_ms, error)
+                            VALUES ($1, $5, $6, $7, $3))
+           UPDATE webhook_deliveries SET attempts = attempts + 1, state = $2, last_error = $3,
                next_attempt_at = coalesce($4, next_attempt_at),
                delivered_at = CASE WHEN $2 = 'delivered' THEN $5 ELSE delivered_at END
-           WHERE id = $1""", delivery_id, state, error, next_attempt_at, at)
+           WHERE id = $1""", delivery_id, state, error, next_attempt_at, at, status_code, latency_ms)
 
 
 async def oldest_pending(pool: asyncpg.Pool) -> datetime | None:
