@@ -61,15 +61,17 @@ class Resolver(Protocol):
 
 
 class HttpxSender:
-    """One pooled client for every delivery: 10 s timeout, redirects not followed (a 3xx is a failure)."""
+    """One pooled client for every delivery: 10 s timeout, redirects not followed (a 3xx is a failure),
+    no proxy from the environment (the address checked is the one called), the answer's body unread
+    (a receiver cannot make the worker hold a large one)."""
 
     def __init__(self, timeout_s: float) -> None:
-        self.client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False,
+        self.client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, trust_env=False,
                                         headers={"User-Agent": "Giao-Webhooks/1"})
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
-        response = await self.client.post(url, content=body, headers=headers)
-        return response.status_code
+        async with self.client.stream("POST", url, content=body, headers=headers) as response:
+            return response.status_code
 
     async def aclose(self) -> None:
         await self.client.aclose()

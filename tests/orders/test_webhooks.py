@@ -207,3 +207,17 @@ async def test_finished_deliveries_are_forgotten_after_the_log_keeps_them(client
     assert await app.state.webhooks.forget_finished_deliveries() == 2
     log = (await client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=merchant["headers"])).json()
     assert sorted(d["state"] for d in log["items"]) == ["delivered", "pending"]
+
+
+async def test_a_redirect_is_a_failed_attempt_not_followed(client, merchant, settings):
+    with receiver(answer=lambda n: 302 if n == 0 else 200) as hooks:
+        endpoint = await add_endpoint(client, merchant, hooks.url)
+        await client.post(f"/v1/webhook-endpoints/{endpoint['id']}/test", headers=merchant["headers"])
+
+        async def delivered():
+            log = (await client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries",
+                                    headers=merchant["headers"])).json()["items"]
+            return log[0] if log and log[0]["state"] == "delivered" else None
+        delivery = await eventually(delivered, what="the ping delivered")
+    assert [(a["status_code"], a["error"]) for a in delivery["attempts"]] == [(302, "answered 302"), (200, None)]
+    assert len(hooks.all()) == 2
