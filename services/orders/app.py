@@ -1,5 +1,5 @@
 """The orders service put together: settings, runtime (pool, outbox relay, the consumer of
-dispatch's events, the idempotency-key pruning loop), the use cases and the HTTP app."""
+dispatch's events, the idempotency-key pruning loop, the webhook delivery worker), the use cases and the HTTP app."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from services.orders.domain import IGNORED_EVENTS
 from services.orders.handlers import CONSUMER, dispatch_events_handler
 from services.orders.service_layer import OrdersService
 from services.orders.settings import OrdersSettings
+from services.orders.webhook_service import WebhookService
 from shared.events import DISPATCH_TOPIC
 from shared.http import Metrics, service_app
 from shared.service import Runtime
@@ -26,9 +27,12 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
                     ignore=IGNORED_EVENTS)
     orders = OrdersService(runtime, settings, metrics)
     runtime.loop("prune-idempotency-keys", orders.prune_idempotency_keys)
+    webhooks = WebhookService(runtime, settings, metrics)
+    runtime.loop("deliver-webhooks", webhooks.deliver_forever)
+    runtime.loop("prune-webhook-deliveries", webhooks.prune_delivery_log)
     return service_app(
         title="Giao orders",
         summary="Local merchants place and follow their deliveries",
         description="Giao giao hàng nội thành: the merchant API. Authenticate with `Authorization: Bearer <api_key>`; "
                     "errors are RFC 9457 problem details.",
-        runtime=runtime, metrics=metrics, routers=[router], orders=orders)
+        runtime=runtime, metrics=metrics, routers=[router], orders=orders, webhooks=webhooks)

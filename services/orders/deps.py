@@ -18,11 +18,16 @@ from fastapi.security.base import SecurityBase
 from services.orders.service_layer import OrdersService
 from services.orders.settings import OrdersSettings
 from services.orders.store import Merchant
+from services.orders.webhook_service import WebhookService
 from shared.http import bearer, require_admin, unauthorized
 
 
 def orders(request: Request) -> OrdersService:
     return request.app.state.orders
+
+
+def webhooks(request: Request) -> WebhookService:
+    return request.app.state.webhooks
 
 
 def settings(request: Request) -> OrdersSettings:

@@ -2,7 +2,9 @@
 
 A batch is applied in one transaction: the inbox judges all its events at once (a
 duplicate or a stale sequence is skipped), the orders it touches are read and locked in one query,
-changed in memory by domain.apply_event, and written back together.
+changed in memory by domain.apply_event, and written back together with the webhook deliveries
+the changes cause (webhooks.webhook_events): the outbox of deliveries is written in the same
+transaction as the orders, by the same statement.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import asyncpg
 
 from services.orders import store
 from services.orders.domain import Progress, apply_event
+from services.orders.webhooks import WebhookEvent, webhook_events
 from shared.events import Envelope
 from shared.http import Metrics
 from shared.inbox import Verdict, accept_many
@@ -47,6 +50,7 @@ def dispatch_events_handler(runtime: Runtime, metrics: Metrics) -> BatchHandler:
 async def _apply(conn: asyncpg.Connection, events: list[Envelope]) -> None:
     current = await store.progress_for_update(conn, {e.data.order_id for e in events})
     changed: dict[UUID, Progress] = {}
+    hooks: list[WebhookEvent] = []
     for event in events:
         order_id = event.data.order_id
         before = changed.get(order_id) or current.get(order_id)
@@ -57,4 +61,7 @@ async def _apply(conn: asyncpg.Connection, events: list[Envelope]) -> None:
         after = apply_event(before, event.type, event.occurred_at, event.data)
         if after != before:
             changed[order_id] = after
-    await store.save_progress(conn, list(changed.items()))
+            hooks += webhook_events(before, after, order_id=order_id, event_id=event.id, sequence=event.sequence,
+                                    at=event.occurred_at, reason=getattr(event.data, "reason", None))
+    # The webhook deliveries go in the statement that saves the orders (none without an endpoint).
+    await store.save_progress(conn, list(changed.items()), hooks)

@@ -9,12 +9,14 @@ as plain dicts (order_view) and written by orjson: the hot routes skip a model p
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from services.orders.domain import Cancellation
+from services.orders.webhooks import EVENT_TYPES
+from services.orders.webhooks import EventType as WebhookEventType
 from shared.contract import Latitude, Longitude, OrderStatus
 from shared.phones import Phone
 
@@ -230,3 +232,96 @@ def order_view(row: Any) -> dict[str, Any]:
         "cancellation": row["cancellation"],
         "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat(),
     }
+
+
+# --- webhook endpoints --------------------------------------------------------------
+
+WebhookUrl = Annotated[str, StringConstraints(min_length=8, max_length=2000, pattern=r"^https?://\S+$"),
+                       AfterValidator(storable)]
+WebhookEventTypes = Annotated[list[WebhookEventType], Field(min_length=1, max_length=len(EVENT_TYPES))]
+
+
+class WebhookEndpointIn(Input):
+    model_config = ConfigDict(json_schema_extra={"examples": [{
+        "url": "https://shop.example/giao/webhooks", "event_types": ["order.status_changed"]}]})
+
+    url: WebhookUrl = Field(description="https (http only outside production); must not resolve to a private, "
+                                        "loopback, link-local or metadata address")
+    event_types: WebhookEventTypes = Field(description="The events to receive")
+    enabled: bool = True
+
+
+class WebhookEndpointPatch(Input):
+    url: WebhookUrl | None = None
+    event_types: WebhookEventTypes | None = None
+    enabled: bool | None = Field(None, description="true again after the endpoint was disabled clears the reason")
+
+
+class WebhookEndpointOut(Output):
+    id: UUID
+    url: str
+    event_types: list[WebhookEventType]
+    enabled: bool
+    disabled_reason: str | None = Field(description="Why the service disabled it (deliveries kept failing)")
+    created_at: datetime
+    updated_at: datetime
+    previous_secret_expires_at: datetime | None = Field(description="Until then the previous secret signs too")
+
+
+class WebhookEndpointCreated(WebhookEndpointOut):
+    secret: str = Field(description="The `whsec_` signing secret: shown at creation and rotation only")
+
+
+class WebhookAttemptOut(Output):
+    at: datetime
+    status_code: int | None
+    latency_ms: int
+    error: str | None
+
+
+class WebhookDeliveryOut(Output):
+    id: UUID = Field(description="Also the `webhook-id` header: the same on every attempt")
+    order_id: UUID | None
+    event_type: str
+    state: Literal["pending", "delivered", "failed"]
+    attempts: list[WebhookAttemptOut]
+    next_attempt_at: datetime | None
+    last_error: str | None
+    created_at: datetime
+    delivered_at: datetime | None
+
+
+class WebhookDeliveryPage(Output):
+    items: list[WebhookDeliveryOut]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null at the end")
+
+
+class PingOut(Output):
+    delivery_id: UUID
+
+
+# --- API keys and the audit log ------------------------------------------------------
+
+
+class ApiKeyOut(Output):
+    id: UUID
+    prefix: str | None = Field(description="The key's first characters (null for a merchant's first key made "
+                                           "before keys were listed)")
+    created_at: datetime
+
+
+class ApiKeyCreated(ApiKeyOut):
+    api_key: str = Field(description="Shown this once; only its hash is kept")
+
+
+class AuditEntry(Output):
+    at: datetime
+    actor: str = Field(examples=["admin"])
+    action: str = Field(examples=["api_key.revoked", "merchant.created"])
+    target: str = Field(description="The id of what was acted on")
+    detail: dict[str, Any] | None
+
+
+class AuditPage(Output):
+    items: list[AuditEntry]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null at the end")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -28,7 +29,7 @@ from services.orders.settings import OrdersSettings
 from shared.events import ORDERS_TOPIC, OrderCancelRequested, OrderCancelRequestedData, OrderPlaced, OrderPlacedData
 from shared.http import Metrics
 from shared.outbox import add_event, event_args
-from shared.secrets import KnownSecrets, hash_delivery_code, new_delivery_code, new_secret, secret_hash
+from shared.secrets import hash_delivery_code, new_delivery_code, new_secret, secret_hash
 from shared.service import Runtime
 
 
@@ -51,6 +52,46 @@ class DuplicateExternalId(Exception):
         self.order_id = order_id
 
 
+class KeyNotFound(Exception):
+    """No live API key has that id (of this merchant)."""
+
+
+class LastKey(Exception):
+    """A merchant's last live key cannot be revoked by the merchant (it would lock itself out)."""
+
+    def __init__(self) -> None:
+        super().__init__("This is your last API key: create another one before revoking it")
+
+
+class RecentKeys:
+    """Whom an API key belongs to, by its hash, remembered for `ttl_s` after a lookup.
+
+    Remembering spares a query per request; forgetting after a few seconds makes a revocation
+    (on any instance) take effect on every instance within that time. Unknown keys are not
+    remembered (a caller cannot fill the memory with them); at `max_size`, all are forgotten."""
+
+    def __init__(self, lookup: Any, *, ttl_s: float, max_size: int) -> None:
+        self.lookup = lookup
+        self.ttl_s = ttl_s
+        self.max_size = max_size
+        self.known: dict[str, tuple[store.Merchant, float]] = {}
+
+    async def owner(self, secret: str) -> store.Merchant | None:
+        digest = secret_hash(secret)
+        now = time.monotonic()
+        found = self.known.get(digest)
+        if found is not None and found[1] > now:
+            return found[0]
+        merchant = await self.lookup(digest)
+        if merchant is None:
+            self.known.pop(digest, None)
+            return None
+        if len(self.known) >= self.max_size:
+            self.known.clear()
+        self.known[digest] = (merchant, now + self.ttl_s)
+        return merchant
+
+
 @dataclass(frozen=True)
 class Placed:
     """The answer to placing an order: the new order (201), or under an Idempotency-Key the
@@ -59,6 +100,10 @@ class Placed:
     status: int
     body: Any
     replayed: bool = False
+
+
+def api_key_view(row: Any) -> dict[str, Any]:
+    return {"id": str(row["id"]), "prefix": row["prefix"], "created_at": row["created_at"]}
 
 
 def request_hash(body: BaseModel) -> str:
@@ -70,7 +115,8 @@ class OrdersService:
     """The use cases over the runtime's pool, with what they take from settings prepared once.
     app.py makes one per app; the routes find it in `app.state.orders` (deps.orders)."""
 
-    MERCHANT_CACHE_SIZE = 10_000  # API keys remembered (shared.secrets.KnownSecrets)
+    MERCHANT_CACHE_SIZE = 10_000  # API keys remembered (RecentKeys)
+    KEY_PREFIX_LENGTH = 10  # "gk_" and 7 characters: enough to tell a merchant's keys apart
     TRACKING_CODE_TRIES = 5  # a new tracking code is drawn when the last one was taken
     CREATED = 201  # a new order's answer, also stored with its Idempotency-Key
     PRUNE_EVERY_S = 3600.0
@@ -85,7 +131,8 @@ class OrdersService:
         self.replayed_total = metrics.counter("orders_idempotent_replays_total",
                                               "Requests answered from an Idempotency-Key")
         self.cancel_total = metrics.counter("orders_cancel_requests_total", "Cancel requests sent to dispatch")
-        self.known_keys = KnownSecrets(self._merchant_by_key_hash, max_size=self.MERCHANT_CACHE_SIZE)
+        self.known_keys = RecentKeys(self._merchant_by_key_hash, ttl_s=settings.api_key_cache_s,
+                                     max_size=self.MERCHANT_CACHE_SIZE)
 
     # --- merchants ------------------------------------------------------------------
 
@@ -100,8 +147,48 @@ class OrdersService:
         api_key = new_secret("gk")
         merchant_id = uuid4()
         await store.insert_merchant(self.runtime.pool, id=merchant_id, name=name, phone=phone,
-                                    api_key_hash=secret_hash(api_key))
+                                    api_key_hash=secret_hash(api_key), key_id=uuid4(),
+                                    key_prefix=api_key[:self.KEY_PREFIX_LENGTH])
+        await store.audit(self.runtime.pool, actor=self.ADMIN, action="merchant.created", target=str(merchant_id),
+                          detail={"name": name})
         return {"id": str(merchant_id), "name": name, "phone": phone, "api_key": api_key}
+
+    # --- API keys -------------------------------------------------------------------
+
+    ADMIN = "admin"  # the audit log's actor for the admin token (one token, one admin)
+
+    async def create_api_key(self, me: store.Merchant) -> dict[str, Any]:
+        """Another key of this merchant (to rotate to), shown this once."""
+        api_key = new_secret("gk")
+        row = await store.insert_api_key(self.runtime.pool, id=uuid4(), merchant_id=me.id,
+                                         key_hash=secret_hash(api_key), prefix=api_key[:self.KEY_PREFIX_LENGTH])
+        return {**api_key_view(row), "api_key": api_key}
+
+    async def api_keys(self, me: store.Merchant) -> list[dict[str, Any]]:
+        return [api_key_view(r) for r in await store.list_api_keys(self.runtime.pool, me.id)]
+
+    async def revoke_api_key(self, me: store.Merchant, key_id: UUID) -> None:
+        """Revoke one of the merchant's keys (not its last one: LastKey); KeyNotFound otherwise."""
+        async with self.runtime.pool.acquire() as conn, conn.transaction():
+            if await store.revoke_api_key(conn, key_id, me.id) is None:
+                raise KeyNotFound()
+            if await store.live_api_keys(conn, me.id) == 0:
+                raise LastKey()  # rolls the revocation back
+
+    async def admin_revoke_api_key(self, key_id: UUID) -> None:
+        async with self.runtime.pool.acquire() as conn, conn.transaction():
+            merchant_id = await store.revoke_api_key(conn, key_id, None)
+            if merchant_id is None:
+                raise KeyNotFound()
+            await store.audit(conn, actor=self.ADMIN, action="api_key.revoked", target=str(key_id),
+                              detail={"merchant_id": str(merchant_id)})
+
+    async def audit_log(self, *, limit: int, before: int | None) -> dict[str, Any]:
+        rows = await store.audit_log(self.runtime.pool, limit=limit + 1, before=before)
+        page, more = rows[:limit], len(rows) > limit
+        return {"items": [{"at": r["at"], "actor": r["actor"], "action": r["action"], "target": r["target"],
+                           "detail": r["detail"]} for r in page],
+                "next_cursor": str(page[-1]["id"]) if more else None}
 
     # --- quotes and new orders --------------------------------------------------------
 

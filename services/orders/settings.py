@@ -3,10 +3,11 @@ shared.settings. Each field's description says what it sets."""
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from services.orders.domain import Tariff
+from services.orders.webhooks import DEFAULT_RETRY_SCHEDULE_S
 from shared.settings import CommonSettings
 
 
@@ -23,6 +24,26 @@ class OrdersSettings(CommonSettings):
     per_extra_kg_vnd: int = Field(2_500, ge=0, description="Per started kilogram above that")
     fee_rounding_vnd: int = Field(1_000, ge=1, description="Fees are rounded up to a multiple of this")
     idempotency_ttl_hours: float = Field(24, gt=0, description="How long an Idempotency-Key is remembered")
+    api_key_cache_s: float = Field(5.0, ge=0, description="How long an instance trusts an API key it looked up: "
+                                   "a revoked key stops working everywhere within this")
+    webhook_retry_schedule_s: tuple[float, ...] = Field(
+        DEFAULT_RETRY_SCHEDULE_S, min_length=1,
+        description="Seconds before each retry of a failed webhook delivery (JSON list; +-10% jitter); "
+                    "after the last one fails the endpoint is disabled")
+    webhook_secret_overlap_hours: float = Field(24, ge=0, description="After a secret rotation, how long "
+                                                "the previous secret keeps signing too")
+    webhook_allow_private: bool = Field(False, description="Let webhook URLs reach loopback, private and "
+                                        "link-local addresses (development and tests only)")
+    webhook_poll_s: float = Field(1.0, gt=0, description="How often the webhook worker looks for due deliveries")
+    webhook_log_keep_days: float = Field(30, gt=0, description="How long delivered and failed webhook "
+                                         "deliveries stay in the delivery log")
+    webhook_timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook delivery")
+
+    @model_validator(mode="after")
+    def _no_private_webhooks_in_production(self) -> OrdersSettings:
+        if self.env == "production" and self.webhook_allow_private:
+            raise ValueError("GIAO_ORDERS_WEBHOOK_ALLOW_PRIVATE is refused in production")
+        return self
 
     def tariff(self) -> Tariff:
         return Tariff(base_fare_vnd=self.base_fare_vnd, per_km_vnd=self.per_km_vnd,

@@ -15,9 +15,9 @@ from uuid import UUID
 import asyncpg
 import orjson
 
-from shared.outbox import EVENT_IF_CHANGED
-
 from services.orders.domain import Cursor, Progress
+from services.orders.webhooks import WebhookEvent
+from shared.outbox import EVENT_IF_CHANGED
 
 ORDER_COLUMNS = """id, merchant_id, external_id, tracking_code, delivery_code, status, fee_vnd,
     distance_m, cod_amount_vnd, pickup, dropoff, parcel, note, courier, history,
@@ -33,15 +33,57 @@ class Merchant:
     name: str
 
 
-async def insert_merchant(pool: asyncpg.Pool, *, id: UUID, name: str, phone: str, api_key_hash: str) -> None:
-    await pool.execute("INSERT INTO merchants (id, name, phone, api_key_hash) VALUES ($1, $2, $3, $4)",
-                       id, name, phone, api_key_hash)
+async def insert_merchant(pool: asyncpg.Pool, *, id: UUID, name: str, phone: str, api_key_hash: str,
+                          key_id: UUID, key_prefix: str) -> None:
+    await pool.execute(
+        """WITH merchant AS (INSERT INTO merchants (id, name, phone, api_key_hash) VALUES ($1, $2, $3, $4))
+           INSERT INTO api_keys (id, merchant_id, key_hash, prefix) VALUES ($5, $1, $4, $6)""",
+        id, name, phone, api_key_hash, key_id, key_prefix)
 
 
 async def merchant_by_key_hash(pool: asyncpg.Pool, api_key_hash: str) -> Merchant | None:
     # An exact match on the hash of a 256-bit secret: timing reveals nothing useful.
-    row = await pool.fetchrow("SELECT id, name FROM merchants WHERE api_key_hash = $1", api_key_hash)
+    row = await pool.fetchrow("""SELECT m.id, m.name FROM api_keys k JOIN merchants m ON m.id = k.merchant_id
+                                 WHERE k.key_hash = $1 AND k.revoked_at IS NULL""", api_key_hash)
     return Merchant(id=row["id"], name=row["name"]) if row else None
+
+
+# --- API keys and the admin's audit log ----------------------------------------------
+
+
+async def insert_api_key(pool: asyncpg.Pool, *, id: UUID, merchant_id: UUID, key_hash: str,
+                         prefix: str) -> asyncpg.Record:
+    return await pool.fetchrow("""INSERT INTO api_keys (id, merchant_id, key_hash, prefix) VALUES ($1, $2, $3, $4)
+                                  RETURNING id, prefix, created_at""", id, merchant_id, key_hash, prefix)
+
+
+async def list_api_keys(pool: asyncpg.Pool, merchant_id: UUID) -> list[asyncpg.Record]:
+    return await pool.fetch("""SELECT id, prefix, created_at FROM api_keys
+                               WHERE merchant_id = $1 AND revoked_at IS NULL ORDER BY created_at, id""", merchant_id)
+
+
+async def revoke_api_key(conn: asyncpg.Connection, key_id: UUID, merchant_id: UUID | None) -> UUID | None:
+    """Revoke a key (of this merchant, unless None: the admin); its merchant, or None if no such live key."""
+    return await conn.fetchval(
+        """UPDATE api_keys SET revoked_at = now()
+           WHERE id = $1 AND ($2::uuid IS NULL OR merchant_id = $2) AND revoked_at IS NULL
+           RETURNING merchant_id""", key_id, merchant_id)
+
+
+async def live_api_keys(conn: asyncpg.Connection, merchant_id: UUID) -> int:
+    return await conn.fetchval("SELECT count(*) FROM api_keys WHERE merchant_id = $1 AND revoked_at IS NULL",
+                               merchant_id)
+
+
+async def audit(conn: asyncpg.Connection | asyncpg.Pool, *, actor: str, action: str, target: str,
+                detail: dict[str, Any] | None = None) -> None:
+    await conn.execute("INSERT INTO admin_audit (actor, action, target, detail) VALUES ($1, $2, $3, $4)",
+                       actor, action, target, detail)
+
+
+async def audit_log(pool: asyncpg.Pool, *, limit: int, before: int | None) -> list[asyncpg.Record]:
+    return await pool.fetch("""SELECT id, at, actor, action, target, detail FROM admin_audit
+                               WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2""", before, limit)
 
 
 # --- idempotency keys ---------------------------------------------------------------
@@ -164,18 +206,41 @@ async def progress_for_update(conn: asyncpg.Connection, order_ids: Iterable[UUID
     return {r["id"]: progress_of(r) for r in rows}
 
 
-async def save_progress(conn: asyncpg.Connection, changed: Sequence[tuple[UUID, Progress]]) -> None:
-    """Write back a batch's changed orders in one statement (one row at a time was a
-    statement per event: the consumer's biggest cost in PostgreSQL)."""
-    if not changed:
-        return
-    await conn.execute(
-        """UPDATE orders o SET status = k.status, history = k.history::jsonb, courier = k.courier::jsonb,
+_SAVE_PROGRESS = """UPDATE orders o SET status = k.status, history = k.history::jsonb, courier = k.courier::jsonb,
                 cancellation = k.cancellation, updated_at = now()
            FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
                 AS k(id, status, history, courier, cancellation)
-           WHERE o.id = k.id""",
+           WHERE o.id = k.id"""
+
+# The same, and one delivery per (webhook event, enabled endpoint of the order's merchant that
+# subscribed to its type), in the order of the events: a merchant without an endpoint costs a
+# probe of a small partial index, not a round trip.
+_SAVE_PROGRESS_AND_DELIVERIES = f"""WITH updated AS ({_SAVE_PROGRESS} RETURNING o.id, o.merchant_id, o.external_id),
+    deliveries AS (
+        INSERT INTO webhook_deliveries (id, endpoint_id, order_id, event_type, payload)
+        SELECT gen_random_uuid(), e.id, u.id, w.type,
+               jsonb_set(w.payload::jsonb, '{{data,external_id}}', coalesce(to_jsonb(u.external_id), 'null'::jsonb))
+        FROM unnest($6::uuid[], $7::text[], $8::text[]) WITH ORDINALITY AS w(order_id, type, payload, n)
+        JOIN updated u ON u.id = w.order_id
+        JOIN webhook_endpoints e ON e.merchant_id = u.merchant_id AND e.enabled AND w.type = ANY(e.event_types)
+        ORDER BY w.n, e.id)
+    SELECT 1"""
+
+
+async def save_progress(conn: asyncpg.Connection, changed: Sequence[tuple[UUID, Progress]],
+                        hooks: Sequence[WebhookEvent] = ()) -> None:
+    """Write back a batch's changed orders in one statement (one row at a time was a
+    statement per event: the consumer's biggest cost in PostgreSQL), with the webhook
+    deliveries their changes cause."""
+    if not changed:
+        return
+    args: list[Any] = [
         [order_id for order_id, _ in changed], [p.status for _, p in changed],
         [orjson.dumps(list(p.history)).decode() for _, p in changed],
         [None if p.courier is None else orjson.dumps(p.courier).decode() for _, p in changed],
-        [p.cancellation for _, p in changed])
+        [p.cancellation for _, p in changed]]
+    if not hooks:
+        await conn.execute(_SAVE_PROGRESS, *args)
+        return
+    await conn.execute(_SAVE_PROGRESS_AND_DELIVERIES, *args, [h.order_id for h in hooks], [h.type for h in hooks],
+                       [orjson.dumps(h.payload()).decode() for h in hooks])

@@ -3,6 +3,7 @@ variable it names is one the class really reads."""
 
 from __future__ import annotations
 
+import json
 import types
 
 import pytest
@@ -38,6 +39,8 @@ def another_value(annotation: object, default: object) -> str:
         return "4242"
     if isinstance(default, (int, float)):
         return str(default + 1)
+    if isinstance(default, tuple):  # a list setting is read as JSON
+        return json.dumps([*default, 1])
     return f"{default}x" if default else "10.0.0.0/8"  # an empty string here is the rate-limit exemption list
 
 

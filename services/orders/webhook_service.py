@@ -1,0 +1,282 @@
+"""The webhook use cases: a merchant's endpoints (register, change, rotate the secret, delete,
+read the delivery log, redeliver, ping) and the worker that sends the outbox of deliveries.
+
+The worker (a runtime loop, app.py) claims due deliveries (webhook_store.claim_due: several
+instances share the work), checks the target address again (DNS can change since registration),
+signs each with the endpoint's secrets (Standard Webhooks) and posts it through a Sender; a
+failure is retried on the schedule of settings, and the last failure disables the endpoint.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import socket
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+from uuid import UUID, uuid4
+
+import asyncpg
+import httpx
+from prometheus_client import Gauge
+
+from services.orders import webhook_store as store
+from services.orders.settings import OrdersSettings
+from services.orders.webhooks import (
+    PING,
+    UnsafeTarget,
+    check_addresses,
+    check_url,
+    give_up_reason,
+    new_signing_secret,
+    next_attempt_delay,
+    overlap_ends,
+    payload,
+    signature_header,
+)
+from shared.http import Metrics
+from shared.service import Runtime
+
+log = logging.getLogger(__name__)
+
+
+class EndpointNotFound(Exception):
+    """No endpoint of this merchant has that id (or no delivery of it that one)."""
+
+
+# --- the world outside, behind small interfaces (tests can give their own) --------
+
+
+class Sender(Protocol):
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        """POST and return the status code; raise on a transport error or a timeout."""
+
+
+class Resolver(Protocol):
+    async def resolve(self, host: str, port: int) -> list[str]:
+        """The addresses `host` resolves to."""
+
+
+class HttpxSender:
+    """One pooled client for every delivery: 10 s timeout, redirects not followed (a 3xx is a failure),
+    no proxy from the environment (the address checked is the one called), the answer's body unread
+    (a receiver cannot make the worker hold a large one)."""
+
+    def __init__(self, timeout_s: float) -> None:
+        self.client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, trust_env=False,
+                                        headers={"User-Agent": "Giao-Webhooks/1"})
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        async with self.client.stream("POST", url, content=body, headers=headers) as response:
+            return response.status_code
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class DnsResolver:
+    async def resolve(self, host: str, port: int) -> list[str]:
+        try:
+            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        except (OSError, UnicodeError, ValueError):  # unknown, or not a name IDNA can encode
+            return []
+        return [str(info[4][0]) for info in infos]
+
+
+def endpoint_view(row: asyncpg.Record, *, with_secret: bool = False) -> dict[str, Any]:
+    view = {"id": str(row["id"]), "url": row["url"], "event_types": list(row["event_types"]),
+            "enabled": row["enabled"], "disabled_reason": row["disabled_reason"],
+            "created_at": row["created_at"], "updated_at": row["updated_at"],
+            "previous_secret_expires_at": row["previous_secret_until"]}
+    if with_secret:
+        view["secret"] = row["secret"]
+    return view
+
+
+def delivery_view(row: asyncpg.Record) -> dict[str, Any]:
+    return {"id": str(row["id"]), "order_id": None if row["order_id"] is None else str(row["order_id"]),
+            "event_type": row["event_type"], "state": row["state"], "attempts": row["attempt_log"],
+            "next_attempt_at": row["next_attempt_at"] if row["state"] == "pending" else None,
+            "last_error": row["last_error"], "created_at": row["created_at"], "delivered_at": row["delivered_at"]}
+
+
+class WebhookService:
+    BATCH = 50  # deliveries claimed at once
+
+    def __init__(self, runtime: Runtime, settings: OrdersSettings, metrics: Metrics, *,
+                 sender: Sender | None = None, resolver: Resolver | None = None) -> None:
+        self.runtime = runtime
+        self.production = settings.env == "production"
+        self.allow_private = settings.webhook_allow_private
+        self.schedule: Sequence[float] = settings.webhook_retry_schedule_s
+        self.overlap_hours = settings.webhook_secret_overlap_hours
+        self.poll_s = settings.webhook_poll_s
+        self.timeout_s = settings.webhook_timeout_s
+        self.log_keep = timedelta(days=settings.webhook_log_keep_days)
+        # A claimed delivery comes back after this if its worker died: longer than a send can take.
+        self.lease_s = 2 * self.timeout_s + 5
+        self.sender = sender
+        self.resolver: Resolver = resolver or DnsResolver()
+        self.sent_total = metrics.counter("orders_webhook_deliveries_sent_total", "Webhook deliveries answered 2xx")
+        self.failed_total = metrics.counter("orders_webhook_delivery_failures_total",
+                                            "Webhook delivery attempts that failed")
+        self.oldest_age = Gauge("orders_webhook_oldest_undelivered_seconds",
+                                "Age of the oldest pending webhook delivery (0: none)", registry=metrics.registry)
+
+    # --- the address policy ---------------------------------------------------------
+
+    async def check_target(self, url: str) -> None:
+        """UnsafeTarget if this URL must not be called (checked at registration and before each send)."""
+        host, port = check_url(url, production=self.production)
+        if not self.allow_private:
+            check_addresses(host, await self.resolver.resolve(host, port))
+
+    # --- endpoints ------------------------------------------------------------------
+
+    async def create_endpoint(self, merchant_id: UUID, *, url: str, event_types: Sequence[str],
+                              enabled: bool) -> dict[str, Any]:
+        await self.check_target(url)
+        row = await store.insert_endpoint(self.runtime.pool, id=uuid4(), merchant_id=merchant_id, url=url,
+                                          event_types=event_types, enabled=enabled, secret=new_signing_secret())
+        return endpoint_view(row, with_secret=True)
+
+    async def endpoints(self, merchant_id: UUID) -> list[dict[str, Any]]:
+        return [endpoint_view(r) for r in await store.list_endpoints(self.runtime.pool, merchant_id)]
+
+    async def endpoint(self, merchant_id: UUID, endpoint_id: UUID) -> dict[str, Any]:
+        return endpoint_view(await self._endpoint_row(merchant_id, endpoint_id))
+
+    async def update_endpoint(self, merchant_id: UUID, endpoint_id: UUID, *, url: str | None,
+                              event_types: Sequence[str] | None, enabled: bool | None) -> dict[str, Any]:
+        if url is not None:
+            await self.check_target(url)
+        row = await store.update_endpoint(self.runtime.pool, merchant_id, endpoint_id, url=url,
+                                          event_types=event_types, enabled=enabled)
+        if row is None:
+            raise EndpointNotFound()
+        return endpoint_view(row)
+
+    async def delete_endpoint(self, merchant_id: UUID, endpoint_id: UUID) -> None:
+        if not await store.delete_endpoint(self.runtime.pool, merchant_id, endpoint_id):
+            raise EndpointNotFound()
+
+    async def rotate_secret(self, merchant_id: UUID, endpoint_id: UUID) -> dict[str, Any]:
+        """A new secret (shown once); the old one keeps signing too until the overlap ends."""
+        row = await store.rotate_secret(self.runtime.pool, merchant_id, endpoint_id, new_signing_secret(),
+                                        overlap_ends(datetime.now(UTC), self.overlap_hours))
+        if row is None:
+            raise EndpointNotFound()
+        return endpoint_view(row, with_secret=True)
+
+    async def deliveries(self, merchant_id: UUID, endpoint_id: UUID, *, limit: int,
+                         before: int | None) -> dict[str, Any]:
+        await self._endpoint_row(merchant_id, endpoint_id)
+        rows = await store.list_deliveries(self.runtime.pool, endpoint_id, limit=limit + 1, before=before)
+        page, more = rows[:limit], len(rows) > limit
+        return {"items": [delivery_view(r) for r in page],
+                "next_cursor": str(page[-1]["position"]) if more else None}
+
+    async def redeliver(self, merchant_id: UUID, endpoint_id: UUID, delivery_id: UUID) -> None:
+        await self._endpoint_row(merchant_id, endpoint_id)
+        if not await store.redeliver(self.runtime.pool, endpoint_id, delivery_id):
+            raise EndpointNotFound()
+
+    async def ping(self, merchant_id: UUID, endpoint_id: UUID) -> dict[str, str]:
+        """Queue a signed `ping` to this endpoint (it shows in the delivery log like any delivery)."""
+        await self._endpoint_row(merchant_id, endpoint_id)
+        delivery_id = uuid4()
+        await store.insert_delivery(self.runtime.pool, id=delivery_id, endpoint_id=endpoint_id, event_type=PING,
+                                    payload=payload(PING, datetime.now(UTC),
+                                                    {"endpoint_id": str(endpoint_id)}))
+        return {"delivery_id": str(delivery_id)}
+
+    async def _endpoint_row(self, merchant_id: UUID, endpoint_id: UUID) -> asyncpg.Record:
+        row = await store.get_endpoint(self.runtime.pool, merchant_id, endpoint_id)
+        if row is None:
+            raise EndpointNotFound()
+        return row
+
+    # --- the worker -----------------------------------------------------------------
+
+    PRUNE_EVERY_S = 3600.0
+
+    async def forget_finished_deliveries(self) -> int:
+        """Forget the delivered and failed deliveries older than the log keeps them."""
+        return await store.forget_finished(self.runtime.pool, datetime.now(UTC) - self.log_keep)
+
+    async def prune_delivery_log(self) -> None:
+        """Hourly, forget_finished_deliveries (a runtime loop, app.py)."""
+        while True:
+            await self.forget_finished_deliveries()
+            await asyncio.sleep(self.PRUNE_EVERY_S)
+
+    async def deliver_forever(self) -> None:
+        """Send due deliveries; when none are due, wait `webhook_poll_s` (a runtime loop)."""
+        owned = self.sender is None
+        sender = self.sender or HttpxSender(self.timeout_s)
+        try:
+            while True:
+                sent = await self.deliver_due(sender)
+                oldest = await store.oldest_pending(self.runtime.pool)
+                self.oldest_age.set(0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds())
+                if sent < self.BATCH:
+                    await asyncio.sleep(self.poll_s)
+        finally:
+            if owned and isinstance(sender, HttpxSender):
+                await sender.aclose()
+
+    async def deliver_due(self, sender: Sender) -> int:
+        """One round: claim up to BATCH due deliveries and send them concurrently."""
+        claimed = await store.claim_due(self.runtime.pool, self.BATCH, self.lease_s)
+        await asyncio.gather(*(self._send(sender, row) for row in claimed))
+        return len(claimed)
+
+    async def _send(self, sender: Sender, row: asyncpg.Record) -> None:
+        now = datetime.now(UTC)
+        secrets_ = [row["secret"]]
+        if row["previous_secret"] and row["previous_secret_until"] and row["previous_secret_until"] > now:
+            secrets_.append(row["previous_secret"])
+        msg_id = str(row["id"])  # the same on every attempt: the receiver's idempotency key
+        body: str = row["body"]
+        headers = {"content-type": "application/json", "webhook-id": msg_id,
+                   "webhook-timestamp": str(int(now.timestamp())),
+                   "webhook-signature": signature_header(secrets_, msg_id, now, body)}
+        status: int | None = None
+        error: str | None = None
+        started = time.perf_counter()
+        try:
+            await self.check_target(row["url"])
+            status = await sender.post(row["url"], body.encode(), headers)
+            if not 200 <= status < 300:
+                error = f"answered {status}"
+        except UnsafeTarget as exc:
+            error = f"refused: {exc}"
+        except Exception as exc:  # noqa: BLE001 - any failure to send is the attempt's error
+            error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        latency_ms = round((time.perf_counter() - started) * 1000)
+        await self._record(row, now, status, latency_ms, error)
+
+    async def _record(self, row: asyncpg.Record, at: datetime, status: int | None, latency_ms: int,
+                      error: str | None) -> None:
+        attempts = row["attempts"] + 1
+        pool = self.runtime.pool
+        if error is None:
+            await store.record_attempt(pool, row["id"], at=at, status_code=status, latency_ms=latency_ms,
+                                       error=None, state="delivered", next_attempt_at=None)
+            self.sent_total.inc()
+            return
+        self.failed_total.inc()
+        delay = next_attempt_delay(self.schedule, attempts, random.Random())
+        if delay is not None:
+            await store.record_attempt(pool, row["id"], at=at, status_code=status, latency_ms=latency_ms,
+                                       error=error, state="pending", next_attempt_at=at + timedelta(seconds=delay))
+            return
+        async with pool.acquire() as conn, conn.transaction():
+            await store.record_attempt(conn, row["id"], at=at, status_code=status, latency_ms=latency_ms,
+                                       error=error, state="failed", next_attempt_at=None)
+            await store.disable_endpoint(conn, row["endpoint_id"], give_up_reason(attempts, error, row["created_at"]))
+        log.warning("webhook endpoint %s disabled: delivery %s failed %d times (%s)",
+                    row["endpoint_id"], row["id"], attempts, error)

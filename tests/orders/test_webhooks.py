@@ -1,0 +1,223 @@
+"""Webhooks through the real broker and database: dispatch's events (played by the test, as in
+test_flow.py) move orders along, and a local receiver gets signed deliveries."""
+
+from __future__ import annotations
+
+from typing import Any
+from uuid import UUID
+
+import pytest
+from standardwebhooks.webhooks import WebhookVerificationError
+
+from services.orders.app import create_app
+from services.orders.settings import OrdersSettings
+from shared.events import DeliveryAssigned, DeliveryFailed, DeliveryPickedUp, DeliveryReturned
+from tests.orders.receiver import receiver
+from tests.orders.support import new_merchant
+from tests.orders.test_flow import Dispatch, courier, place, send
+from tests.support import eventually, running
+
+ALL_TYPES = ["order.status_changed", "order.cancellation_answered", "order.delivery_failed", "order.returned"]
+
+
+@pytest.fixture
+def settings(infra, database, topic_prefix) -> OrdersSettings:
+    # The receiver is on 127.0.0.1 (a development setting allows it); retries come fast.
+    return OrdersSettings(database_url=database, kafka_bootstrap_servers=infra.kafka_bootstrap,
+                          topic_prefix=topic_prefix, db_pool_size=10, webhook_allow_private=True,
+                          webhook_poll_s=0.05, webhook_retry_schedule_s=(0.2, 0.4, 0.8))
+
+
+async def add_endpoint(client, merchant, url: str, types: list[str] | None = None) -> dict[str, Any]:
+    r = await client.post("/v1/webhook-endpoints", json={"url": url, "event_types": types or ALL_TYPES},
+                          headers=merchant["headers"])
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert body["secret"].startswith("whsec_") and body["enabled"] is True
+    return body
+
+
+async def lifecycle(settings, order_id: str) -> None:
+    d = Dispatch(order_id)
+    await send(settings, d.next(DeliveryAssigned, 1, courier=courier()), d.next(DeliveryPickedUp, 2),
+               d.next(DeliveryFailed, 3, reason="recipient_unreachable"), d.next(DeliveryReturned, 4))
+
+
+async def test_a_receiver_hears_every_change_signed_once_and_in_order(client, merchant, settings):
+    with receiver() as hooks:
+        endpoint = await add_endpoint(client, merchant, hooks.url)
+        order = await place(client, merchant)
+        await lifecycle(settings, order["id"])
+        await eventually(lambda: _async(len(hooks.all()) >= 6), what="six deliveries")
+        payloads = hooks.unique(endpoint["secret"])
+    assert [(p["type"], p["data"]["status"], p["data"]["sequence"]) for p in payloads] == [
+        ("order.status_changed", "assigned", 1), ("order.status_changed", "picked_up", 2),
+        ("order.status_changed", "delivery_failed", 3), ("order.delivery_failed", "delivery_failed", 3),
+        ("order.status_changed", "returned", 4), ("order.returned", "returned", 4)]
+    for p in payloads:
+        assert p["data"]["order_id"] == order["id"] and p["data"]["external_id"] == "HM-0001"
+        assert p["data"]["event_id"]
+    assert payloads[3]["data"]["reason"] == "recipient_unreachable"
+    assert payloads[0]["data"]["previous_status"] == "placed"
+    # A wrong secret does not verify.
+    with pytest.raises(WebhookVerificationError):
+        hooks.all()[0].verified("whsec_" + "A" * 32)
+
+
+async def test_only_subscribed_types_are_sent(client, merchant, settings):
+    with receiver() as hooks:
+        endpoint = await add_endpoint(client, merchant, hooks.url, ["order.returned"])
+        order = await place(client, merchant)
+        await lifecycle(settings, order["id"])
+        await eventually(lambda: _async(len(hooks.all()) >= 1), what="the returned delivery")
+        r = await client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=merchant["headers"])
+    assert [d["event_type"] for d in r.json()["items"]] == ["order.returned"]
+    assert [p["type"] for p in hooks.unique(endpoint["secret"])] == ["order.returned"]
+
+
+async def test_a_failing_receiver_gets_retries_then_everything_in_order(client, merchant, settings):
+    # The first three requests fail: the first delivery is retried on the schedule, and the
+    # later ones of the same order wait for it.
+    with receiver(answer=lambda n: 500 if n < 3 else 204) as hooks:
+        endpoint = await add_endpoint(client, merchant, hooks.url, ["order.status_changed"])
+        order = await place(client, merchant)
+        await lifecycle(settings, order["id"])
+
+        async def all_delivered():
+            log = (await client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries",
+                                    headers=merchant["headers"])).json()["items"]
+            return log if len(log) == 4 and all(d["state"] == "delivered" for d in log) else None
+        log = await eventually(all_delivered, what="four deliveries delivered")
+        received = hooks.all()
+    statuses = [r.verified(endpoint["secret"])["data"]["status"] for r in received]
+    assert statuses == ["assigned"] * 4 + ["picked_up", "delivery_failed", "returned"]
+    assert len({r.id for r in received[:4]}) == 1  # the same webhook-id on every attempt
+    first = log[-1]
+    assert first["state"] == "delivered"
+    assert [a["status_code"] for a in first["attempts"]] == [500, 500, 500, 204]
+    assert first["attempts"][0]["error"] == "answered 500"
+    assert all(a["latency_ms"] >= 0 for a in first["attempts"])
+
+
+async def test_a_receiver_that_keeps_failing_gets_its_endpoint_disabled(client, merchant, settings, app):
+    with receiver(answer=lambda n: 500) as hooks:
+        endpoint = await add_endpoint(client, merchant, hooks.url)
+        await client.post(f"/v1/webhook-endpoints/{endpoint['id']}/test", headers=merchant["headers"])
+
+        async def disabled():
+            r = await client.get(f"/v1/webhook-endpoints/{endpoint['id']}", headers=merchant["headers"])
+            return r.json() if not r.json()["enabled"] else None
+        found = await eventually(disabled, what="the endpoint disabled")
+        assert len(hooks.all()) == 4  # the first attempt and three retries
+    assert "failed 4 times" in found["disabled_reason"] and "answered 500" in found["disabled_reason"]
+    metrics = (await client.get("/metrics")).text
+    assert "orders_webhook_delivery_failures_total 4.0" in metrics
+    # Enabled again by the merchant, it forgets the reason.
+    r = await client.patch(f"/v1/webhook-endpoints/{endpoint['id']}", json={"enabled": True},
+                           headers=merchant["headers"])
+    assert r.json()["enabled"] is True and r.json()["disabled_reason"] is None
+
+
+async def test_during_a_rotation_both_secrets_sign(client, merchant, settings):
+    with receiver() as hooks:
+        endpoint = await add_endpoint(client, merchant, hooks.url)
+        r = await client.post(f"/v1/webhook-endpoints/{endpoint['id']}/rotate-secret", headers=merchant["headers"])
+        assert r.status_code == 200, r.text
+        rotated = r.json()
+        assert rotated["secret"] != endpoint["secret"] and rotated["previous_secret_expires_at"]
+        r = await client.post(f"/v1/webhook-endpoints/{endpoint['id']}/test", headers=merchant["headers"])
+        assert r.status_code == 202
+        ping = (await eventually(lambda: _async(hooks.all()), what="the ping"))[0]
+    assert ping.id == r.json()["delivery_id"]
+    assert len(ping.headers["webhook-signature"].split(" ")) == 2
+    assert ping.verified(endpoint["secret"])["type"] == "ping"
+    assert ping.verified(rotated["secret"])["data"] == {"endpoint_id": endpoint["id"]}
+
+
+async def test_redeliver_sends_a_delivery_again(client, merchant, settings):
+    with receiver() as hooks:
+        endpoint = await add_endpoint(client, merchant, hooks.url)
+        r = await client.post(f"/v1/webhook-endpoints/{endpoint['id']}/test", headers=merchant["headers"])
+        delivery_id = r.json()["delivery_id"]
+
+        async def delivered():
+            log = (await client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries",
+                                    headers=merchant["headers"])).json()["items"]
+            return log[0]["state"] == "delivered"
+        await eventually(delivered, what="the ping delivered")
+        path = f"/v1/webhook-endpoints/{endpoint['id']}/deliveries/{delivery_id}/redeliver"
+        assert (await client.post(path, headers=merchant["headers"])).status_code == 202
+        await eventually(lambda: _async(len(hooks.all()) == 2), what="the ping again")
+    assert {r.id for r in hooks.all()} == {delivery_id}
+
+
+async def test_endpoints_crud_and_ownership(client, merchant, settings):
+    h = merchant["headers"]
+    endpoint = await add_endpoint(client, merchant, "http://127.0.0.1:9/a", ["order.returned"])
+    listed = (await client.get("/v1/webhook-endpoints", headers=h)).json()
+    assert [e["id"] for e in listed] == [endpoint["id"]] and "secret" not in listed[0]
+    r = await client.patch(f"/v1/webhook-endpoints/{endpoint['id']}",
+                           json={"event_types": ["order.status_changed"], "enabled": False}, headers=h)
+    assert (r.json()["event_types"], r.json()["enabled"]) == (["order.status_changed"], False)
+    other = await new_merchant(client, "Another shop")
+    for method in ("GET", "PATCH", "DELETE"):
+        r = await client.request(method, f"/v1/webhook-endpoints/{endpoint['id']}", headers=other["headers"],
+                                 json={} if method == "PATCH" else None)
+        assert r.status_code == 404, (method, r.text)
+    r = await client.post("/v1/webhook-endpoints", json={"url": "http://x.test", "event_types": ["order.placed"]},
+                          headers=h)
+    assert r.status_code == 422
+    assert (await client.delete(f"/v1/webhook-endpoints/{endpoint['id']}", headers=h)).status_code == 204
+    assert (await client.get(f"/v1/webhook-endpoints/{endpoint['id']}", headers=h)).status_code == 404
+    assert (await client.get("/v1/webhook-endpoints/nope", headers=h)).status_code == 404
+    assert (await client.get("/v1/webhook-endpoints")).status_code == 401
+
+
+async def _async(value: Any) -> Any:
+    return value
+
+
+async def test_two_instances_share_the_deliveries_and_send_each_once(client, merchant, settings, app):
+    n = 40
+    async with running(create_app(settings)):
+        with receiver() as hooks:
+            endpoint = await add_endpoint(client, merchant, hooks.url)
+            # Queued while no worker can see them, then released to both instances' workers at once.
+            async with app.state.runtime.pool.acquire() as conn:
+                await conn.execute("UPDATE webhook_endpoints SET enabled = false WHERE id = $1",
+                                   UUID(endpoint["id"]))
+                for _ in range(n):
+                    await client.post(f"/v1/webhook-endpoints/{endpoint['id']}/test", headers=merchant["headers"])
+                await conn.execute("UPDATE webhook_endpoints SET enabled = true WHERE id = $1",
+                                   UUID(endpoint["id"]))
+            await eventually(lambda: _async(len(hooks.all()) >= n), what=f"{n} pings")
+            ids = [r.id for r in hooks.all()]
+    assert len(ids) == len(set(ids)) == n
+
+
+async def test_finished_deliveries_are_forgotten_after_the_log_keeps_them(client, merchant, settings, app):
+    endpoint = await add_endpoint(client, merchant, "http://127.0.0.1:9/never", ["order.returned"])
+    async with app.state.runtime.pool.acquire() as conn:
+        for state, days_old in (("delivered", 31), ("failed", 31), ("pending", 31), ("delivered", 1)):
+            await conn.execute(
+                """INSERT INTO webhook_deliveries (id, endpoint_id, event_type, payload, state, created_at,
+                                                   next_attempt_at)
+                   VALUES (gen_random_uuid(), $1, 'ping', '{}', $2, now() - make_interval(days => $3),
+                           now() + interval '1 day')""", UUID(endpoint["id"]), state, days_old)
+    assert await app.state.webhooks.forget_finished_deliveries() == 2
+    log = (await client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=merchant["headers"])).json()
+    assert sorted(d["state"] for d in log["items"]) == ["delivered", "pending"]
+
+
+async def test_a_redirect_is_a_failed_attempt_not_followed(client, merchant, settings):
+    with receiver(answer=lambda n: 302 if n == 0 else 200) as hooks:
+        endpoint = await add_endpoint(client, merchant, hooks.url)
+        await client.post(f"/v1/webhook-endpoints/{endpoint['id']}/test", headers=merchant["headers"])
+
+        async def delivered():
+            log = (await client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries",
+                                    headers=merchant["headers"])).json()["items"]
+            return log[0] if log and log[0]["state"] == "delivered" else None
+        delivery = await eventually(delivered, what="the ping delivered")
+    assert [(a["status_code"], a["error"]) for a in delivery["attempts"]] == [(302, "answered 302"), (200, None)]
+    assert len(hooks.all()) == 2
