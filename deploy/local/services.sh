@@ -56,6 +56,9 @@ done
 # Locally the simulator and benchmark stand in for thousands of customers from one address:
 # tracking's per-client rate limit exempts loopback here (tests of the limit use their own settings).
 export GIAO_TRACKING_RATE_LIMIT_EXEMPT="${GIAO_TRACKING_RATE_LIMIT_EXEMPT:-127.0.0.1,::1}"
+# A development system: merchants' webhooks may go to a receiver on this machine (the demo's shop
+# listens on 127.0.0.1); production refuses private and loopback targets.
+export GIAO_ORDERS_WEBHOOK_ALLOW_PRIVATE="${GIAO_ORDERS_WEBHOOK_ALLOW_PRIVATE:-true}"
 # Two partitions per topic here instead of the default six: enough for two instances of a
 # service (what one 2-core machine can run), and every partition costs CPU on each fetch, in
 # the broker and in each consumer. Measured at 150 orders/s, three interleaved pairs: Kafka's

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import sys
 import time
@@ -18,9 +19,11 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
+from services.orders.webhooks import EVENT_TYPES
 from tools.client import Endpoints, Giao
 from tools.sim.city import build_script
 from tools.sim.run import FINAL, Simulation, percentile
+from tools.sim.webhooks import Inbox, drained, receiving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,6 +45,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--tracking-url", default=local.tracking)
     p.add_argument("--admin-token", default=local.admin_token)
     p.add_argument("--no-live", action="store_true", help="print a line every few seconds instead")
+    p.add_argument("--no-webhooks", action="store_true", help="no webhook receiver for the first shop")
     return p.parse_args(argv)
 
 
@@ -128,6 +132,41 @@ async def agreement(sim: Simulation) -> tuple[dict[str, int], list[str]]:
     return final, mismatches
 
 
+async def city(
+    console: Console, sim: Simulation, endpoints: Endpoints, args: argparse.Namespace, started: float
+) -> tuple[dict[str, int], list[str]]:
+    """Run the city with its live display; then orders' and tracking's agreement."""
+    where_to_look(console, sim, endpoints)
+    run = asyncio.create_task(sim.run(drain_s=args.drain))
+    shown_pages = False
+
+    def show_pages_once() -> None:
+        nonlocal shown_pages
+        if not shown_pages and len(sim.orders) >= 3:
+            customers_pages(console, sim, endpoints)
+            shown_pages = True
+
+    if args.no_live or not console.is_terminal:
+        while not run.done():
+            await asyncio.wait([run], timeout=5)
+            show_pages_once()
+            c = sim.counters
+            console.print(
+                f"{time.monotonic() - started:5.0f}s placed {c.placed} delivered {c.delivered} "
+                f"returned {c.returned} cancelled {c.cancelled} busy {len(sim.courier_busy)} "
+                f"errors {len(c.errors)}"
+            )
+    else:
+        with Live(progress(sim, 0), console=console, refresh_per_second=4) as live:
+            while not run.done():
+                await asyncio.wait([run], timeout=0.25)
+                show_pages_once()
+                live.update(progress(sim, time.monotonic() - started))
+    await run
+    final, mismatches = await agreement(sim)
+    return final, mismatches
+
+
 async def main(args: argparse.Namespace) -> int:
     console = Console()
     script = build_script(
@@ -147,37 +186,23 @@ async def main(args: argparse.Namespace) -> int:
             f"{len(script.orders)} orders over {args.duration:g}s (seed {args.seed}, ×{args.speedup:g})"
         )
         await sim.setup()
-        where_to_look(console, sim, endpoints)
-        run = asyncio.create_task(sim.run(drain_s=args.drain))
-        shown_pages = False
-
-        def show_pages_once() -> None:
-            nonlocal shown_pages
-            if not shown_pages and len(sim.orders) >= 3:
-                customers_pages(console, sim, endpoints)
-                shown_pages = True
-
-        if args.no_live or not console.is_terminal:
-            while not run.done():
-                await asyncio.wait([run], timeout=5)
-                show_pages_once()
-                c = sim.counters
-                console.print(
-                    f"{time.monotonic() - started:5.0f}s placed {c.placed} delivered {c.delivered} "
-                    f"returned {c.returned} cancelled {c.cancelled} busy {len(sim.courier_busy)} "
-                    f"errors {len(c.errors)}"
-                )
-        else:
-            with Live(progress(sim, 0), console=console, refresh_per_second=4) as live:
-                while not run.done():
-                    await asyncio.wait([run], timeout=0.25)
-                    show_pages_once()
-                    live.update(progress(sim, time.monotonic() - started))
-        await run
-        final, mismatches = await agreement(sim)
+        async with contextlib.AsyncExitStack() as stack:
+            inbox: Inbox | None = None
+            # The shop with the most orders in the script hears back through a webhook.
+            shop = max(range(len(script.merchants)), key=lambda m: sum(o.merchant == m for o in script.orders))
+            if not args.no_webhooks:
+                inbox = await stack.enter_async_context(receiving(client, sim.merchant_keys[shop], list(EVENT_TYPES)))
+                console.print(f"{script.merchants[shop].name} hears back through a signed webhook on 127.0.0.1")
+            final, mismatches = await city(console, sim, endpoints, args, started)
+            webhooks_drained = inbox is None or await drained(client, sim.merchant_keys[shop])
 
     counts = sim.status_counts()
     errors = sim.counters.errors + client.stats.errors + mismatches
+    if inbox is not None and (inbox.bad_signatures or inbox.out_of_order or not webhooks_drained):
+        errors.append(
+            f"webhooks: {inbox.bad_signatures} bad signatures, {inbox.out_of_order} out of order, "
+            f"{'all' if webhooks_drained else 'not all'} delivered"
+        )
     lat = client.stats.latencies_ms
     summary = {
         "seed": args.seed,
@@ -203,6 +228,16 @@ async def main(args: argparse.Namespace) -> int:
         "courier_action_to_customer_ms": {
             "p50": percentile(sim.action_to_customer_ms(), 50),
             "p95": percentile(sim.action_to_customer_ms(), 95),
+        },
+        "webhooks": None
+        if inbox is None
+        else {
+            "received": inbox.received,
+            "signatures_verified": inbox.verified,
+            "bad_signatures": inbox.bad_signatures,
+            "repeats_dropped": inbox.repeats,
+            "out_of_order": inbox.out_of_order,
+            "all_delivered": webhooks_drained,
         },
         "errors": len(errors),
         "error_samples": errors[:20],
@@ -234,6 +269,8 @@ async def main(args: argparse.Namespace) -> int:
     seen = summary["courier_action_to_customer_ms"]
     table.add_row("courier action → customer sees it p50/p95 ms", f"{seen['p50']}/{seen['p95']}")
     table.add_row("orders and tracking agree", f"{len(sim.orders) - len(mismatches)}/{len(sim.orders)}")
+    if inbox is not None:
+        table.add_row("webhooks received / signatures verified", f"{inbox.received} / {inbox.verified}")
     console.print(table)
     for e in errors[:10]:
         console.print(f"[red]error[/red] {e}")
