@@ -44,30 +44,44 @@ def _area(area: Area) -> tuple[float, float, float, float]:
     return area.min_lng, area.min_lat, area.max_lng, area.max_lat
 
 
+def _couriers_in_area(online: str) -> str:
+    return f"""SELECT id, name, vehicle, lat, lng, load, capacity, online FROM couriers
+        WHERE {online} AND {_IN_AREA} AND ($5::uuid IS NULL OR id > $5)
+        ORDER BY id LIMIT $6"""
+
+
+# online or not: written as literals, so that the online ones read the partial index
+_COURIERS_IN_AREA = {True: _couriers_in_area("online"), False: _couriers_in_area("NOT online")}
+
+
 async def couriers_in_area(conn: asyncpg.Connection | asyncpg.Pool, area: Area, *, online: bool,
                            after: UUID | None, limit: int) -> list[asyncpg.Record]:
     """Couriers with a position in the area, online or offline, by id after `after`."""
-    online_sql = "online" if online else "NOT online"  # a literal: the partial index's predicate
-    return await conn.fetch(
-        f"""SELECT id, name, vehicle, lat, lng, load, capacity, online FROM couriers
-            WHERE {online_sql} AND {_IN_AREA} AND ($5::uuid IS NULL OR id > $5)
-            ORDER BY id LIMIT $6""",
-        *_area(area), after, limit)
+    return await conn.fetch(_COURIERS_IN_AREA[online], *_area(area), after, limit)
+
+
+def _jobs_in_area(statuses: tuple[str, ...]) -> str:
+    return f"""SELECT order_id, status, pickup_lat, pickup_lng, placed_at, courier_id, offer_expires_at
+        FROM jobs
+        WHERE status IN {sql_list(statuses)} AND {_PICKUP_IN_AREA}
+          AND ($5::timestamptz IS NULL OR (placed_at, order_id) > ($5, $6::uuid))
+        ORDER BY placed_at, order_id LIMIT $7"""
+
+
+# One statement per status, and one for all open jobs (statuses as literals: see store.py).
+_JOBS_IN_AREA = {statuses: _jobs_in_area(statuses)
+                 for statuses in [OPEN_STATUSES, *((s,) for s in OPEN_STATUSES)]}
 
 
 async def jobs_in_area(conn: asyncpg.Connection | asyncpg.Pool, area: Area, *, statuses: tuple[str, ...],
                        after: tuple[datetime, UUID] | None, limit: int) -> list[asyncpg.Record]:
-    """Open jobs whose pickup is in the area, oldest first, after (placed_at, order_id)."""
-    if not set(statuses) <= set(OPEN_STATUSES):
-        raise ValueError(f"not open statuses: {statuses}")
+    """Open jobs whose pickup is in the area, oldest first, after (placed_at, order_id):
+    those of one open status, or of all (OPEN_STATUSES)."""
+    statement = _JOBS_IN_AREA.get(statuses)
+    if statement is None:
+        raise ValueError(f"not one open status nor all: {statuses}")
     placed_at, order_id = after if after is not None else (None, None)
-    return await conn.fetch(
-        f"""SELECT order_id, status, pickup_lat, pickup_lng, placed_at, courier_id, offer_expires_at
-            FROM jobs
-            WHERE status IN {sql_list(statuses)} AND {_PICKUP_IN_AREA}
-              AND ($5::timestamptz IS NULL OR (placed_at, order_id) > ($5, $6::uuid))
-            ORDER BY placed_at, order_id LIMIT $7""",
-        *_area(area), placed_at, order_id, limit)
+    return await conn.fetch(statement, *_area(area), placed_at, order_id, limit)
 
 
 async def courier_exists(conn: asyncpg.Connection | asyncpg.Pool, courier_id: UUID) -> bool:
