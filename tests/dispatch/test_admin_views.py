@@ -7,6 +7,7 @@ import uuid
 
 import pytest
 
+from shared.pages import CONTENT_SECURITY_POLICY
 from tests.dispatch.support import ADMIN, HA_LONG, Order, east
 from tests.support import eventually
 
@@ -136,3 +137,16 @@ async def test_the_views_are_documented_in_openapi(dispatch):
         assert "get" in paths[path] and "401" in paths[path]["get"]["responses"], path
     names = {p["name"] for p in paths["/v1/admin/couriers"]["get"]["parameters"]}
     assert names == {"bbox", "online", "cursor", "limit"}
+
+
+async def test_dispatch_serves_the_console_and_the_shared_map_files_with_the_strict_csp(dispatch):
+    page = await dispatch.client.get("/ops/")
+    assert page.status_code == 200 and page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert 'data-testid="ops-login"' in page.text and 'data-testid="ops-map"' in page.text
+    assert (await dispatch.client.get("/ops")).headers["location"] == "/ops/"
+    for path in ("/ops/ops.js", "/ops/messages.js", "/web/shared/map.js",
+                 "/web/shared/vendor/qrcode-generator/qrcode.js"):
+        r = await dispatch.client.get(path)
+        assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript"), path
+    area = await dispatch.client.get("/map/service-area.geojson")
+    assert area.status_code == 200 and area.json()["type"] == "FeatureCollection"
