@@ -45,7 +45,14 @@ FILES = {
         "dist/topojson-client.min.js": "topojson-client.min.js",
         "LICENSE": "LICENSE",
     },
+    # The ops console's QR codes of couriers' sign-in links. The package ships no LICENSE file:
+    # its MIT notice is the header of qrcode.js itself, copied with it.
+    "qrcode-generator": {
+        "dist/qrcode.js": "qrcode.js",
+    },
 }
+# Packages whose licence is the header of their vendored file, not a LICENSE file.
+LICENCE_IN_HEADER = {"qrcode-generator": "qrcode.js"}
 
 
 def locked(lock: Path = LOCK) -> dict[str, dict[str, str]]:

@@ -1,6 +1,6 @@
 """Dispatch's composition root: settings, the runtime (pool, migrations, broker, outbox
-relay), the orders consumer, the matcher's loops, and the HTTP app of api.py's routes and
-the courier app's pages."""
+relay), the orders consumer, the matcher's loops, and the HTTP app of api.py's routes, the
+console's admin views (admin_api.py), the courier app's and the ops console's pages."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from shared import maps
 from shared.events import ORDERS_TOPIC
 from shared.http import Metrics, service_app
 from shared.pages import pages_router
 from shared.service import Runtime
 
-from . import api
+from . import admin_api, api
 from .deps import known_couriers
 from .handlers import CONSUMER, OrderEvents
 from .matcher import Matcher, NoMatcherHere, WorkHints
@@ -23,6 +24,7 @@ __all__ = ["DispatchSettings", "create_app"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 WEB = Path(__file__).parent / "web"
+OPS_CONSOLE = "/ops"  # the operations console (admin token), web/ops/
 
 
 def create_app(settings: DispatchSettings | None = None) -> FastAPI:
@@ -47,8 +49,9 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
                     "to the nearest free courier, takes their answers and steps, and tells the other "
                     "services through events on `giao.dispatch.v1`.",
         runtime=runtime, metrics=Metrics("dispatch"),
-        # the pages last: the API's routes are tried first
-        routers=[api.router, pages_router(api.COURIER_APP, WEB / "app")],
+        # the courier's routes first, then the console's views; the pages last
+        routers=[api.router, admin_api.router, maps.router, pages_router(api.COURIER_APP, WEB / "app"),
+                 pages_router(OPS_CONSOLE, WEB / "ops"), pages_router(maps.WEB_PATH, maps.WEB)],
         hints=hints, couriers=known_couriers(lambda: runtime.pool))
     api.install_error_handlers(app)
     return app

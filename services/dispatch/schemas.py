@@ -264,3 +264,58 @@ class AdminJob(BaseModel):
     cancel_reason: str | None
     updated_at: datetime
     offers: list[OfferView]
+
+
+# --- the ops console's views (admin_api.py) ------------------------------------------------
+
+
+class CourierOnMap(BaseModel):
+    id: UUID
+    display_name: str = Field(description="Given name and the family name's initial")
+    vehicle: Vehicle
+    lat: float
+    lng: float
+    load: int = Field(description="Offers plus jobs the courier holds")
+    capacity: int
+    online: bool
+    busy: bool = Field(description="True when load has reached capacity: no more offers for now")
+
+
+class CourierPage(BaseModel):
+    items: list[CourierOnMap]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+class JobOnMap(BaseModel):
+    order_id: UUID
+    status: Literal["waiting", "offered", "assigned", "picked_up"]
+    pickup_lat: float
+    pickup_lng: float
+    placed_at: datetime
+    age_s: int = Field(description="Seconds since the order was placed")
+    courier_id: UUID | None = Field(description="Who holds the offer or the job")
+    offer_expires_at: datetime | None
+
+
+class JobPage(BaseModel):
+    items: list[JobOnMap]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+class CourierJobs(BaseModel):
+    courier_id: UUID
+    items: list[JobOnMap]
+
+
+class Overview(BaseModel):
+    waiting: int = Field(description="Orders waiting for a courier (nobody holds an offer)")
+    offers_out: int = Field(description="Offers waiting for a courier's answer")
+    oldest_waiting_s: int | None = Field(description="Age of the oldest waiting order; null when none waits")
+    in_progress: int = Field(description="Deliveries under way (assigned or picked up)")
+    expired_today: int = Field(description="Orders expired since midnight in Vietnam (UTC+7)")
+    couriers_online: int
+    outbox_backlog: int = Field(description="Events written but not yet published (counted up to 100000)")
+    dead_letters: int | None = Field(
+        description="Events this process's consumers sent to the dead-letter topic since it started; "
+                    "null when this process runs no consumer")
+    at: datetime

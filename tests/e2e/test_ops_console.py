@@ -1,0 +1,278 @@
+"""The operations console (/ops/ on dispatch) in Debian's Chromium, against the services as
+real processes: the admin signs in (a wrong token stays on the sign-in), couriers and orders
+appear and move on the map as couriers act, an assigned order's explanation names the chosen
+courier, and a new courier's QR code, read from a screenshot, signs the courier app in. No
+page asks anything of another origin, and the strict CSP refuses nothing."""
+
+from __future__ import annotations
+
+import re
+import struct
+import zlib
+
+import pytest
+import pytest_asyncio
+import zxingcpp
+from playwright.async_api import expect
+
+from tests.e2e.browser_support import DESKTOP, PHONE, Visitor, chromium, require_chromium
+from tests.e2e.conftest import start_system, stop_system
+from tests.e2e.test_flows import City
+from tests.support import eventually
+from tools.client import Giao
+
+pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
+
+WAIT_MS = 10_000  # the console polls every 1.5 s; a courier's step reaches it on the next poll
+COURIER = "Trần Văn Minh"  # City.courier's name
+HA_LONG = (20.955, 107.07)
+
+
+@pytest.fixture(scope="module")
+def system(infra):
+    require_chromium()
+    system = start_system(infra, extra_env={"GIAO_DISPATCH_OFFER_TIMEOUT_S": "30", "GIAO_DISPATCH_WINDOW_S": "300"})
+    yield system
+    codes = stop_system(system)
+    assert all(c == 0 for cs in codes.values() for c in cs), f"a service did not shut down cleanly: {codes}"
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def browser(system):
+    async with chromium() as browser:
+        yield browser
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def city(system):
+    async with Giao(system.endpoints()) as client:
+        city = City(system, client)
+        await city.merchant()
+        yield city
+
+
+async def console(browser, city: City, *, viewport: dict = DESKTOP, at: tuple[float, float] | None = None,
+                  zoom: int = 15) -> Visitor:
+    """A signed-in console looking at `at` (the city's corner by default)."""
+    lat, lng = at or (city.lat, city.lng)
+    visitor = await Visitor.open(browser, city.system.url_of("dispatch"), viewport=viewport)
+    await visitor.page.goto(f"{visitor.origin}/ops/#map={lat},{lng},{zoom}")
+    await visitor.page.get_by_test_id("ops-token").fill(city.system.admin_token)
+    await visitor.page.get_by_test_id("ops-sign-in").click()
+    await expect(visitor.page.get_by_test_id("ops-map")).to_be_visible()
+    await expect(visitor.page.get_by_test_id("counter-waiting")).to_have_text(re.compile(r"^\d+$"), timeout=WAIT_MS)
+    return visitor
+
+
+async def clean(visitor: Visitor, *, expected_errors: str | None = None) -> None:
+    """Nothing went to another origin, the CSP refused nothing, no script failed."""
+    assert visitor.foreign_requests() == []
+    assert await visitor.csp_violations() == []
+    errors = [e for e in visitor.errors if not (expected_errors and expected_errors in e)]
+    assert errors == []
+
+
+async def test_sign_in_keeps_the_token_in_the_session_and_a_wrong_one_stays_on_sign_in(browser, city):
+    visitor = await Visitor.open(browser, city.system.url_of("dispatch"), viewport=DESKTOP)
+    page = visitor.page
+    await page.goto(f"{visitor.origin}/ops/")
+    await expect(page.get_by_test_id("ops-login")).to_be_visible()
+    await expect(page.get_by_test_id("ops-map")).to_be_hidden()
+
+    await page.get_by_test_id("ops-token").fill("not-the-admin-token")
+    await page.get_by_test_id("ops-sign-in").click()
+    await expect(page.get_by_test_id("login-error")).to_have_text("Mã quản trị không đúng.")
+    await expect(page.get_by_test_id("ops-login")).to_be_visible()
+    assert await page.evaluate("sessionStorage.length") == 0
+
+    signed_in_from = len(visitor.requests)
+    await page.get_by_test_id("ops-token").fill(city.system.admin_token)
+    await page.get_by_test_id("ops-sign-in").click()
+    await expect(page.get_by_test_id("ops-map")).to_be_visible()
+    await expect(page.get_by_test_id("ops-login")).to_be_hidden()
+    await expect(page.get_by_test_id("counter-offers")).to_have_text(re.compile(r"^\d+$"), timeout=WAIT_MS)
+    # held for this tab only, sent as a bearer, never in an address
+    assert await page.evaluate("Object.values(sessionStorage)") == [city.system.admin_token]
+    assert await page.evaluate("localStorage.length") == 0
+    admin_calls = [r for r in visitor.requests[signed_in_from:] if "/v1/admin/" in r.url]
+    assert admin_calls and all(city.system.admin_token not in r.url for r in visitor.requests)
+    for call in admin_calls:
+        assert (await call.all_headers())["authorization"] == f"Bearer {city.system.admin_token}"
+
+    await page.reload()  # the session survives a reload ...
+    await expect(page.get_by_test_id("ops-map")).to_be_visible()
+    # ... and a token that stops working sends the admin back to sign in
+    await page.evaluate("sessionStorage.setItem('giao.ops.token', 'revoked')")
+    await expect(page.get_by_test_id("ops-login")).to_be_visible(timeout=WAIT_MS)
+    await expect(page.get_by_test_id("login-error")).to_contain_text("đăng nhập lại")
+    await clean(visitor, expected_errors="401")
+    await visitor.close()
+
+
+def marker_position(box: dict | None) -> tuple[float, float]:
+    assert box is not None
+    return box["x"], box["y"]
+
+
+async def test_couriers_and_orders_appear_and_move_and_an_assigned_order_names_its_courier(browser, city):
+    visitor = await console(browser, city)
+    page = visitor.page
+    created = await city.client.create_courier(COURIER, "0987654321", "motorbike")
+    token, courier_id = created["token"], str(created["id"])
+    await city.client.set_status(token, True, city.lat + 0.002, city.lng)
+
+    marker = page.locator(f'[data-testid="courier-marker"][data-courier-id="{courier_id}"]')
+    await expect(marker).to_have_attribute("data-vehicle", "motorbike", timeout=WAIT_MS)
+    await expect(marker).to_have_attribute("data-load", "0")
+    before = marker_position(await marker.bounding_box())
+
+    order = await city.order()
+    order_marker = page.locator(f'[data-testid="order-marker"][data-order-id="{order["id"]}"]')
+    await expect(order_marker).to_have_attribute("data-status", re.compile("waiting|offered"), timeout=WAIT_MS)
+    await city.offer_for(token, order["id"])
+    await expect(order_marker).to_have_attribute("data-status", "offered", timeout=WAIT_MS)
+    await expect(marker).to_have_attribute("data-load", "1", timeout=WAIT_MS)
+    await expect(page.get_by_test_id("counter-offers")).not_to_have_text("0", timeout=WAIT_MS)
+
+    await city.client.job_action(token, order["id"], "accept")
+    await expect(order_marker).to_have_attribute("data-status", "assigned", timeout=WAIT_MS)
+    await expect(page.get_by_test_id("counter-in-progress")).to_have_text(re.compile(r"^[1-9]\d*$"), timeout=WAIT_MS)
+
+    await order_marker.click()
+    explain = page.get_by_test_id("job-explain")
+    await expect(explain).to_be_visible()
+    await expect(explain.get_by_test_id("chosen-courier")).to_have_text(f"Tài xế được chọn: {COURIER}")
+    await expect(explain.get_by_test_id("offer")).to_have_attribute("data-state", "accepted")
+    await expect(explain.get_by_test_id("offer")).to_contain_text(COURIER)
+
+    # the courier drives east: the marker follows
+    await city.client.set_status(token, True, city.lat + 0.002, city.lng + 0.004)
+    async def moved() -> bool:
+        return await _moved(marker, before) > 50
+    await eventually(moved, timeout=WAIT_MS / 1000, what="the courier's marker to move")
+    await city.client.job_action(token, order["id"], "pickup")
+    await expect(order_marker).to_have_attribute("data-status", "picked_up", timeout=WAIT_MS)
+
+    await marker.click()
+    jobs = page.get_by_test_id("courier-jobs")
+    await expect(jobs.locator(f'[data-order-id="{order["id"]}"]')).to_have_attribute("data-status", "picked_up")
+    await clean(visitor)
+    await visitor.close()
+
+
+async def _moved(marker, before: tuple[float, float]) -> float:
+    x, y = marker_position(await marker.bounding_box())
+    return abs(x - before[0]) + abs(y - before[1])
+
+
+async def test_a_new_couriers_qr_code_signs_the_courier_app_in(browser, city):
+    visitor = await console(browser, city)
+    page = visitor.page
+    await page.locator("#create-box summary").click()
+    form = page.get_by_test_id("courier-create")
+    await form.get_by_test_id("courier-name-input").fill("Lê Thị Hoa")
+    await form.get_by_test_id("courier-phone-input").fill("0912 888 777")
+    await form.get_by_test_id("courier-vehicle-input").select_option("bicycle")
+    await form.locator('button[type="submit"]').click()
+    qr = page.get_by_test_id("signin-qr")
+    await expect(qr).to_be_visible(timeout=WAIT_MS)
+
+    link = decode_qr(await qr.screenshot())
+    assert link.startswith(f"{visitor.origin}/app/#t=")
+    assert await page.get_by_test_id("signin-link").get_attribute("href") == link
+
+    app = await visitor.context.new_page()
+    await app.goto(link)
+    await expect(app.get_by_test_id("login-status")).to_contain_text("Đã đăng nhập", timeout=WAIT_MS)
+    assert "#t=" not in app.url  # the app takes the token out of the address at once
+    await clean(visitor)
+    await visitor.close()
+
+
+async def test_the_console_shows_a_busy_city(browser, city):
+    """Couriers of each vehicle and orders in each status around Hạ Long; pictures of it with
+    GIAO_SCREENSHOTS set (docs/screenshots/ops-1280x800.png, ops-360x640.png)."""
+    city.lat, city.lng = HA_LONG
+    tokens = []
+    for i, vehicle in enumerate(["motorbike", "bicycle", "car", "van", "motorbike", "motorbike"]):
+        created = await city.client.create_courier(f"Nguyễn Văn {chr(65 + i)}", "0987654321", vehicle)
+        await city.client.set_status(created["token"], True, HA_LONG[0] + 0.007 * (i % 3) - 0.007,
+                                     HA_LONG[1] + 0.012 * (i // 3) - 0.006)
+        tokens.append(created["token"])
+    orders = []
+    for i in range(4):  # four shops
+        city.lat, city.lng = HA_LONG[0] + 0.003 * (i % 2), HA_LONG[1] - 0.008 + 0.005 * i
+        orders.append(await city.order())
+    visitor = await console(browser, city, at=HA_LONG, zoom=14)
+    page = visitor.page
+    await expect(page.get_by_test_id("courier-marker")).to_have_count(6, timeout=WAIT_MS)
+    await expect(page.get_by_test_id("order-marker")).to_have_count(4, timeout=WAIT_MS)
+    for order in orders:  # whoever got an offer accepts it
+        for token in tokens:
+            if any(j["order_id"] == order["id"] and j["status"] == "offered" for j in await city.client.jobs(token)):
+                await city.client.job_action(token, order["id"], "accept")
+                break
+    await expect(page.locator('[data-testid="order-marker"][data-status="assigned"]').first).to_be_visible(
+        timeout=WAIT_MS)
+    await page.locator('[data-testid="order-marker"][data-status="assigned"]').first.click()
+    await expect(page.get_by_test_id("chosen-courier")).to_contain_text("Nguyễn Văn")
+    await visitor.screenshot("ops-1280x800")  # with GIAO_SCREENSHOTS set
+    await clean(visitor)
+    await visitor.close()
+
+    phone = await console(browser, city, viewport=PHONE, at=HA_LONG, zoom=13)
+    await expect(phone.page.get_by_test_id("courier-marker")).to_have_count(6, timeout=WAIT_MS)
+    assert not await phone.scrolls_sideways()
+    await phone.screenshot("ops-360x640")
+    await clean(phone)
+    await phone.close()
+
+
+# --- reading a QR code from a screenshot --------------------------------------------------------
+
+
+def decode_qr(png: bytes) -> str:
+    width, height, gray = png_to_gray(png)
+    found = zxingcpp.read_barcodes(memoryview(gray).cast("B", (height, width)))
+    assert len(found) == 1, f"{len(found)} QR codes in the screenshot"
+    return found[0].text
+
+
+def png_to_gray(png: bytes) -> tuple[int, int, bytes]:
+    """A screenshot's pixels as 8-bit gray (Chromium's PNGs: 8-bit RGB or RGBA, not interlaced)."""
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks, header = 8, [], b""
+    while pos < len(png):
+        (length,), kind = struct.unpack(">I", png[pos:pos + 4]), png[pos + 4:pos + 8]
+        data = png[pos + 8:pos + 8 + length]
+        if kind == b"IHDR":
+            header = data
+        elif kind == b"IDAT":
+            chunks.append(data)
+        pos += 12 + length
+    width, height, depth, colour, _, _, interlace = struct.unpack(">IIBBBBB", header)
+    assert depth == 8 and colour in (2, 6) and interlace == 0, (depth, colour, interlace)
+    channels = 3 if colour == 2 else 4
+    raw = zlib.decompress(b"".join(chunks))
+    stride = width * channels
+    rows: list[bytearray] = []
+    previous = bytearray(stride)
+    for y in range(height):
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        for i in range(stride):
+            left = line[i - channels] if i >= channels else 0
+            up, corner = previous[i], previous[i - channels] if i >= channels else 0
+            if kind == 1:
+                line[i] = (line[i] + left) & 0xFF
+            elif kind == 2:
+                line[i] = (line[i] + up) & 0xFF
+            elif kind == 3:
+                line[i] = (line[i] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 0xFF
+        rows.append(line)
+        previous = line
+    return width, height, bytes((r[i] * 299 + r[i + 1] * 587 + r[i + 2] * 114) // 1000
+                                for r in rows for i in range(0, stride, channels))
