@@ -30,15 +30,15 @@ router = api_router()
 MAX_LIMIT = 500
 VIETNAM = timezone(timedelta(hours=7))  # no daylight saving: "today" starts at 17:00 UTC
 
-BBOX_DESCRIPTION = ("The area: `minLng,minLat,maxLng,maxLat` (west, south, east, north, degrees); "
-                    "everywhere when absent")
+BBOX_DESCRIPTION = "The area: `minLng,minLat,maxLng,maxLat` (west, south, east, north, degrees); everywhere when absent"
 CURSOR_DESCRIPTION = "`next_cursor` of the previous page; absent for the first"
 OpenStatus = Literal["waiting", "offered", "assigned", "picked_up"]
 
 
 def invalid(param: str, message: str) -> Problem:
-    return Problem(422, f"{param}: {message}", title="Invalid input",
-                   errors=[{"loc": ["query", param], "msg": message}])
+    return Problem(
+        422, f"{param}: {message}", title="Invalid input", errors=[{"loc": ["query", param], "msg": message}]
+    )
 
 
 def parse_bbox(bbox: str | None) -> Area:
@@ -92,53 +92,91 @@ def job_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
 
 
 def job_on_map(row: asyncpg.Record, now: datetime) -> JobOnMap:
-    return JobOnMap(order_id=row["order_id"], status=row["status"], pickup_lat=row["pickup_lat"],
-                    pickup_lng=row["pickup_lng"], placed_at=row["placed_at"],
-                    age_s=max(0, int((now - row["placed_at"]).total_seconds())),
-                    courier_id=row["courier_id"], offer_expires_at=row["offer_expires_at"])
+    return JobOnMap(
+        order_id=row["order_id"],
+        status=row["status"],
+        pickup_lat=row["pickup_lat"],
+        pickup_lng=row["pickup_lng"],
+        placed_at=row["placed_at"],
+        age_s=max(0, int((now - row["placed_at"]).total_seconds())),
+        courier_id=row["courier_id"],
+        offer_expires_at=row["offer_expires_at"],
+    )
 
 
-@router.get("/v1/admin/couriers", response_model=CourierPage, tags=["admin"],
-            summary="Couriers in an area, with their vehicle and load (paged)",
-            description=f"Ordered by id; at most {MAX_LIMIT} a page. `online=false` lists offline "
-                        "couriers with a last known position instead.",
-            dependencies=[Depends(deps.admin)], responses=problem_responses(401, 422))
-async def list_couriers(request: Request, bbox: str | None = Query(None, description=BBOX_DESCRIPTION),
-                        online: bool = True, cursor: str | None = Query(None, description=CURSOR_DESCRIPTION),
-                        limit: int = Query(100, ge=1, le=MAX_LIMIT)) -> CourierPage:
+@router.get(
+    "/v1/admin/couriers",
+    response_model=CourierPage,
+    tags=["admin"],
+    summary="Couriers in an area, with their vehicle and load (paged)",
+    description=f"Ordered by id; at most {MAX_LIMIT} a page. `online=false` lists offline "
+    "couriers with a last known position instead.",
+    dependencies=[Depends(deps.admin)],
+    responses=problem_responses(401, 422),
+)
+async def list_couriers(
+    request: Request,
+    bbox: str | None = Query(None, description=BBOX_DESCRIPTION),
+    online: bool = True,
+    cursor: str | None = Query(None, description=CURSOR_DESCRIPTION),
+    limit: int = Query(100, ge=1, le=MAX_LIMIT),
+) -> CourierPage:
     area, after = parse_bbox(bbox), courier_cursor(cursor)
-    rows = await store_admin.couriers_in_area(deps.pool(request), area, online=online, after=after,
-                                              limit=limit + 1)
-    items = [CourierOnMap(id=r["id"], display_name=domain.display_name(r["name"]), vehicle=r["vehicle"],
-                          lat=r["lat"], lng=r["lng"], load=r["load"], capacity=r["capacity"], online=r["online"],
-                          busy=r["load"] >= r["capacity"]) for r in rows[:limit]]
+    rows = await store_admin.couriers_in_area(deps.pool(request), area, online=online, after=after, limit=limit + 1)
+    items = [
+        CourierOnMap(
+            id=r["id"],
+            display_name=domain.display_name(r["name"]),
+            vehicle=r["vehicle"],
+            lat=r["lat"],
+            lng=r["lng"],
+            load=r["load"],
+            capacity=r["capacity"],
+            online=r["online"],
+            busy=r["load"] >= r["capacity"],
+        )
+        for r in rows[:limit]
+    ]
     more = len(rows) > limit
     return CourierPage(items=items, next_cursor=encode_cursor(str(items[-1].id)) if more else None)
 
 
-@router.get("/v1/admin/jobs", response_model=JobPage, tags=["admin"],
-            summary="Open jobs whose pickup is in an area, oldest first (paged)",
-            description=f"Jobs waiting, offered, assigned or picked up; at most {MAX_LIMIT} a page.",
-            dependencies=[Depends(deps.admin)], responses=problem_responses(401, 422))
-async def list_jobs(request: Request, bbox: str | None = Query(None, description=BBOX_DESCRIPTION),
-                    status: OpenStatus | None = Query(None, description="Only jobs in this status"),
-                    cursor: str | None = Query(None, description=CURSOR_DESCRIPTION),
-                    limit: int = Query(100, ge=1, le=MAX_LIMIT)) -> JobPage:
+@router.get(
+    "/v1/admin/jobs",
+    response_model=JobPage,
+    tags=["admin"],
+    summary="Open jobs whose pickup is in an area, oldest first (paged)",
+    description=f"Jobs waiting, offered, assigned or picked up; at most {MAX_LIMIT} a page.",
+    dependencies=[Depends(deps.admin)],
+    responses=problem_responses(401, 422),
+)
+async def list_jobs(
+    request: Request,
+    bbox: str | None = Query(None, description=BBOX_DESCRIPTION),
+    status: OpenStatus | None = Query(None, description="Only jobs in this status"),
+    cursor: str | None = Query(None, description=CURSOR_DESCRIPTION),
+    limit: int = Query(100, ge=1, le=MAX_LIMIT),
+) -> JobPage:
     area, after = parse_bbox(bbox), job_cursor(cursor)
     statuses = (status,) if status is not None else store_admin.OPEN_STATUSES
-    rows = await store_admin.jobs_in_area(deps.pool(request), area, statuses=statuses, after=after,
-                                          limit=limit + 1)
+    rows = await store_admin.jobs_in_area(deps.pool(request), area, statuses=statuses, after=after, limit=limit + 1)
     now = now_utc()
     items = [job_on_map(r, now) for r in rows[:limit]]
     more = len(rows) > limit
     last = items[-1] if more else None
-    return JobPage(items=items,
-                   next_cursor=encode_cursor(last.placed_at.isoformat(), str(last.order_id)) if last else None)
+    return JobPage(
+        items=items, next_cursor=encode_cursor(last.placed_at.isoformat(), str(last.order_id)) if last else None
+    )
 
 
-@router.get("/v1/admin/couriers/{courier_id}/jobs", response_model=CourierJobs, tags=["admin"],
-            summary="The offers and jobs a courier holds now", dependencies=[Depends(deps.admin)],
-            responses=problem_responses(401, 404))
+@router.get(
+    "/v1/admin/couriers/{courier_id}/jobs",
+    response_model=CourierJobs,
+    tags=["admin"],
+    summary="The offers and jobs a courier holds now",
+    dependencies=[Depends(deps.admin)],
+    responses=problem_responses(401, 404),
+)
 async def courier_jobs(courier_id: str, request: Request) -> CourierJobs:
     try:
         cid = UUID(courier_id)
@@ -151,18 +189,29 @@ async def courier_jobs(courier_id: str, request: Request) -> CourierJobs:
     return CourierJobs(courier_id=cid, items=[job_on_map(r, now) for r in await store_admin.jobs_of_courier(pool, cid)])
 
 
-@router.get("/v1/admin/overview", response_model=Overview, tags=["admin"],
-            summary="The console's counters: orders waiting, offers out, deliveries under way, ...",
-            description="Consumer lag is not measured by dispatch (Kafka's own tools show it).",
-            dependencies=[Depends(deps.admin)], responses=problem_responses(401))
+@router.get(
+    "/v1/admin/overview",
+    response_model=Overview,
+    tags=["admin"],
+    summary="The console's counters: orders waiting, offers out, deliveries under way, ...",
+    description="Consumer lag is not measured by dispatch (Kafka's own tools show it).",
+    dependencies=[Depends(deps.admin)],
+    responses=problem_responses(401),
+)
 async def overview(request: Request) -> Overview:
     now = now_utc()
     midnight = now.astimezone(VIETNAM).replace(hour=0, minute=0, second=0, microsecond=0)
     counts = await store_admin.counts(deps.pool(request), expired_since=midnight)
     consumers = request.app.state.runtime.consumers
     oldest = counts.oldest_waiting_placed_at
-    return Overview(waiting=counts.waiting, offers_out=counts.offers_out,
-                    oldest_waiting_s=None if oldest is None else max(0, int((now - oldest).total_seconds())),
-                    in_progress=counts.in_progress, expired_today=counts.expired_since,
-                    couriers_online=counts.couriers_online, outbox_backlog=counts.outbox_backlog,
-                    dead_letters=sum(c.dead_lettered for c in consumers) if consumers else None, at=now)
+    return Overview(
+        waiting=counts.waiting,
+        offers_out=counts.offers_out,
+        oldest_waiting_s=None if oldest is None else max(0, int((now - oldest).total_seconds())),
+        in_progress=counts.in_progress,
+        expired_today=counts.expired_since,
+        couriers_online=counts.couriers_online,
+        outbox_backlog=counts.outbox_backlog,
+        dead_letters=sum(c.dead_lettered for c in consumers) if consumers else None,
+        at=now,
+    )

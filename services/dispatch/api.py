@@ -23,8 +23,21 @@ from shared.http import ModelResponse, Problem, api_router, problem_response, pr
 from . import deps, domain, store
 from .deps import CourierIdentity, current_courier
 from .schemas import (
-    AdminJob, CourierCreate, CourierCreated, CourierStatus, CourierStatusUpdate, Declined, DeliverRequest, DropoffArea,
-    FailRequest, Job, JobList, LocationBatch, LocationsAccepted, OfferReason, OfferView,
+    AdminJob,
+    CourierCreate,
+    CourierCreated,
+    CourierStatus,
+    CourierStatusUpdate,
+    Declined,
+    DeliverRequest,
+    DropoffArea,
+    FailRequest,
+    Job,
+    JobList,
+    LocationBatch,
+    LocationsAccepted,
+    OfferReason,
+    OfferView,
 )
 from .service import couriers
 from .service.common import JobNotFound, NotAllowedNow, now_utc
@@ -66,7 +79,7 @@ async def transaction(request: Request) -> AsyncIterator[asyncpg.Connection]:
         yield conn
 
 
-def connection(request: Request):  # noqa: ANN201 - the pool's acquire context
+def connection(request: Request):
     """For a courier's steps: each is one statement, its own transaction."""
     return deps.pool(request).acquire()
 
@@ -80,12 +93,20 @@ def job_view(job: store.Job) -> Job:
     dropoff = job.dropoff
     shown = domain.shows_recipient(job.status)
     area = domain.dropoff_area(dropoff["address"], dropoff["lat"], dropoff["lng"])
-    return Job(order_id=job.order_id, status=job.status, pickup=job.pickup,
-               dropoff=dropoff if shown else None,
-               dropoff_area=DropoffArea(area=area.area, lat=area.lat, lng=area.lng),
-               distance_m=job.distance_m, fee_vnd=job.fee_vnd, parcel=job.parcel,
-               note=job.note if shown else None, cod_amount_vnd=job.cod_amount_vnd,
-               offer_expires_at=job.offer_expires_at, updated_at=job.updated_at)
+    return Job(
+        order_id=job.order_id,
+        status=job.status,
+        pickup=job.pickup,
+        dropoff=dropoff if shown else None,
+        dropoff_area=DropoffArea(area=area.area, lat=area.lat, lng=area.lng),
+        distance_m=job.distance_m,
+        fee_vnd=job.fee_vnd,
+        parcel=job.parcel,
+        note=job.note if shown else None,
+        cod_amount_vnd=job.cod_amount_vnd,
+        offer_expires_at=job.offer_expires_at,
+        updated_at=job.updated_at,
+    )
 
 
 def signin_link(public_url: str, token: str) -> str:
@@ -93,33 +114,66 @@ def signin_link(public_url: str, token: str) -> str:
 
 
 def status_view(row: asyncpg.Record) -> CourierStatus:
-    return CourierStatus(id=row["id"], name=row["name"], display_name=domain.display_name(row["name"]),
-                         vehicle=row["vehicle"], online=row["online"], lat=row["lat"], lng=row["lng"],
-                         capacity=row["capacity"], load=row["load"])
+    return CourierStatus(
+        id=row["id"],
+        name=row["name"],
+        display_name=domain.display_name(row["name"]),
+        vehicle=row["vehicle"],
+        online=row["online"],
+        lat=row["lat"],
+        lng=row["lng"],
+        capacity=row["capacity"],
+        load=row["load"],
+    )
 
 
 def offer_view(row: asyncpg.Record) -> OfferView:
-    summary = (f"Quickest to the pickup of {row['candidates']} available courier"
-               f"{'s' if row['candidates'] != 1 else ''}: ~{row['distance_m']} m, "
-               f"~{max(1, math.ceil(row['travel_s'] / 60))} min; held {row['courier_load']} of "
-               f"{row['capacity']} before this offer")
-    return OfferView(courier_id=row["courier_id"], state=row["state"], offered_at=row["offered_at"],
-                     expires_at=row["expires_at"], answered_at=row["answered_at"],
-                     why=OfferReason(distance_m=row["distance_m"], travel_estimate_s=row["travel_s"],
-                                     courier_load=row["courier_load"], courier_capacity=row["capacity"],
-                                     candidates_weighed=row["candidates"], search_rings=row["search_rings"],
-                                     search_resolution=row["search_resolution"],
-                                     summary=summary))
+    summary = (
+        f"Quickest to the pickup of {row['candidates']} available courier"
+        f"{'s' if row['candidates'] != 1 else ''}: ~{row['distance_m']} m, "
+        f"~{max(1, math.ceil(row['travel_s'] / 60))} min; held {row['courier_load']} of "
+        f"{row['capacity']} before this offer"
+    )
+    return OfferView(
+        courier_id=row["courier_id"],
+        state=row["state"],
+        offered_at=row["offered_at"],
+        expires_at=row["expires_at"],
+        answered_at=row["answered_at"],
+        why=OfferReason(
+            distance_m=row["distance_m"],
+            travel_estimate_s=row["travel_s"],
+            courier_load=row["courier_load"],
+            courier_capacity=row["capacity"],
+            candidates_weighed=row["candidates"],
+            search_rings=row["search_rings"],
+            search_resolution=row["search_resolution"],
+            summary=summary,
+        ),
+    )
 
 
 def admin_job_view(job: store.Job, offers: list[asyncpg.Record]) -> AdminJob:
     return AdminJob(
-        order_id=job.order_id, tracking_code=job.tracking_code, status=job.status, courier_id=job.courier_id,
-        pickup=job.pickup, dropoff=job.dropoff, parcel=job.parcel, note=job.note,
-        cod_amount_vnd=job.cod_amount_vnd, fee_vnd=job.fee_vnd, offer_expires_at=job.offer_expires_at,
-        placed_at=job.placed_at, dispatch_deadline=job.dispatch_deadline, cod_collected_vnd=job.cod_collected_vnd,
-        fail_reason=job.fail_reason, cancel_reason=job.cancel_reason, updated_at=job.updated_at,
-        offers=[offer_view(o) for o in offers])
+        order_id=job.order_id,
+        tracking_code=job.tracking_code,
+        status=job.status,
+        courier_id=job.courier_id,
+        pickup=job.pickup,
+        dropoff=job.dropoff,
+        parcel=job.parcel,
+        note=job.note,
+        cod_amount_vnd=job.cod_amount_vnd,
+        fee_vnd=job.fee_vnd,
+        offer_expires_at=job.offer_expires_at,
+        placed_at=job.placed_at,
+        dispatch_deadline=job.dispatch_deadline,
+        cod_collected_vnd=job.cod_collected_vnd,
+        fail_reason=job.fail_reason,
+        cancel_reason=job.cancel_reason,
+        updated_at=job.updated_at,
+        offers=[offer_view(o) for o in offers],
+    )
 
 
 # --- couriers -------------------------------------------------------------------------------
@@ -127,31 +181,43 @@ def admin_job_view(job: store.Job, offers: list[asyncpg.Record]) -> AdminJob:
 # are nearly all the requests (the ops and docs routes are tried before them).
 
 
-@router.get("/v1/courier/jobs", response_model=JobList, tags=["courier"],
-            summary="Offers waiting for an answer and jobs in progress",
-            responses=problem_responses(401))
+@router.get(
+    "/v1/courier/jobs",
+    response_model=JobList,
+    tags=["courier"],
+    summary="Offers waiting for an answer and jobs in progress",
+    responses=problem_responses(401),
+)
 async def list_jobs(request: Request, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
     jobs = await store.courier_jobs(deps.pool(request), courier.id)
     return ModelResponse(JobList(items=[job_view(j) for j in jobs]))
 
 
-@router.post("/v1/courier/jobs/{order_id}/accept", response_model=Job, tags=["courier"],
-             summary="Accept an offer: the job becomes `assigned`",
-             description="409 if the offer expired or the order went to another courier.",
-             responses=problem_responses(401, 404, 409, 413, 415))
-async def accept(order_id: str, request: Request,
-                 courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
+@router.post(
+    "/v1/courier/jobs/{order_id}/accept",
+    response_model=Job,
+    tags=["courier"],
+    summary="Accept an offer: the job becomes `assigned`",
+    description="409 if the offer expired or the order went to another courier.",
+    responses=problem_responses(401, 404, 409, 413, 415),
+)
+async def accept(order_id: str, request: Request, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
     oid = parse_order_id(order_id)
     async with connection(request) as conn:
         job = await couriers.accept_offer(conn, deps.settings(request), courier, oid)
     return ModelResponse(job_view(job))
 
 
-@router.post("/v1/courier/jobs/{order_id}/decline", response_model=Declined, tags=["courier"],
-             summary="Decline an offer: it goes to the next courier, never back to this one",
-             responses=problem_responses(401, 404, 409, 413, 415))
-async def decline(order_id: str, request: Request,
-                  courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
+@router.post(
+    "/v1/courier/jobs/{order_id}/decline",
+    response_model=Declined,
+    tags=["courier"],
+    summary="Decline an offer: it goes to the next courier, never back to this one",
+    responses=problem_responses(401, 404, 409, 413, 415),
+)
+async def decline(
+    order_id: str, request: Request, courier: CourierIdentity = Depends(current_courier)
+) -> ModelResponse:
     oid = parse_order_id(order_id)
     async with transaction(request) as conn:
         await couriers.decline_offer(conn, deps.settings(request), courier.id, oid)
@@ -159,67 +225,104 @@ async def decline(order_id: str, request: Request,
     return ModelResponse(Declined(order_id=oid))
 
 
-@router.post("/v1/courier/jobs/{order_id}/pickup", response_model=Job, tags=["courier"],
-             summary="The courier has the parcel: `picked_up`", responses=problem_responses(401, 404, 409, 413, 415))
-async def pickup(order_id: str, request: Request,
-                 courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
+@router.post(
+    "/v1/courier/jobs/{order_id}/pickup",
+    response_model=Job,
+    tags=["courier"],
+    summary="The courier has the parcel: `picked_up`",
+    responses=problem_responses(401, 404, 409, 413, 415),
+)
+async def pickup(order_id: str, request: Request, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
     oid = parse_order_id(order_id)
     async with connection(request) as conn:
         job = await couriers.pick_up(conn, deps.settings(request), courier.id, oid)
     return ModelResponse(job_view(job))
 
 
-@router.post("/v1/courier/jobs/{order_id}/deliver", response_model=Job, tags=["courier"],
-             summary="Hand the parcel over: `delivered`",
-             description=(
-                 "Checks the recipient's delivery code and that `cod_collected_vnd` equals the job's "
-                 "`cod_amount_vnd`; either wrong is 422. Wrong codes are limited per job: after "
-                 f"{_DEFAULTS['code_max_failures']} wrong codes in a row the job locks for "
-                 f"{_DEFAULTS['code_lockout_s']:g} s, and every attempt meanwhile (even with the right "
-                 "code) is 429 with `Retry-After`. The courier can still report a failed delivery."),
-             responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 429))
-async def deliver(order_id: str, body: DeliverRequest, request: Request,
-                  courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
+@router.post(
+    "/v1/courier/jobs/{order_id}/deliver",
+    response_model=Job,
+    tags=["courier"],
+    summary="Hand the parcel over: `delivered`",
+    description=(
+        "Checks the recipient's delivery code and that `cod_collected_vnd` equals the job's "
+        "`cod_amount_vnd`; either wrong is 422. Wrong codes are limited per job: after "
+        f"{_DEFAULTS['code_max_failures']} wrong codes in a row the job locks for "
+        f"{_DEFAULTS['code_lockout_s']:g} s, and every attempt meanwhile (even with the right "
+        "code) is 429 with `Retry-After`. The courier can still report a failed delivery."
+    ),
+    responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 429),
+)
+async def deliver(
+    order_id: str, body: DeliverRequest, request: Request, courier: CourierIdentity = Depends(current_courier)
+) -> ModelResponse:
     oid = parse_order_id(order_id)
     settings = deps.settings(request)
     async with connection(request) as conn:  # a counted wrong code is committed before we answer
-        outcome = await couriers.deliver(conn, settings, courier.id, oid, delivery_code=body.delivery_code,
-                                         cod_collected_vnd=body.cod_collected_vnd)
+        outcome = await couriers.deliver(
+            conn, settings, courier.id, oid, delivery_code=body.delivery_code, cod_collected_vnd=body.cod_collected_vnd
+        )
     check = outcome.check
-    if check.verdict is domain.CodeVerdict.OK:
+    if check.verdict is domain.CodeVerdict.OK and outcome.job is not None:  # the delivered job comes with OK
         deps.hints(request).poke()
         return ModelResponse(job_view(outcome.job))
-    if check.verdict is domain.CodeVerdict.LOCKED:
+    if check.verdict is domain.CodeVerdict.LOCKED and check.locked_until is not None:  # LOCKED says until when
         wait = domain.retry_after_s(check.locked_until, now_utc())
-        raise Problem(429, f"Too many wrong delivery codes for this job; try again in {wait} s",
-                      title="Too many attempts", headers={"Retry-After": str(wait)}, retry_after_s=wait)
+        raise Problem(
+            429,
+            f"Too many wrong delivery codes for this job; try again in {wait} s",
+            title="Too many attempts",
+            headers={"Retry-After": str(wait)},
+            retry_after_s=wait,
+        )
     if check.verdict is domain.CodeVerdict.WRONG_CODE:
         left = 0 if check.locked_until else settings.code_max_failures - check.failures
         detail = "Wrong delivery code" + (
-            f"; the job is locked for {settings.code_lockout_s:g} s" if check.locked_until
-            else f"; {left} attempt{'s' if left != 1 else ''} left before a lockout")
-        raise Problem(422, detail, title="Invalid input", attempts_left=left,
-                      errors=[{"loc": ["body", "delivery_code"], "msg": "wrong delivery code"}])
-    raise Problem(422, "cod_collected_vnd differs from the job's cod_amount_vnd", title="Invalid input",
-                  errors=[{"loc": ["body", "cod_collected_vnd"], "msg": "must equal cod_amount_vnd"}])
+            f"; the job is locked for {settings.code_lockout_s:g} s"
+            if check.locked_until
+            else f"; {left} attempt{'s' if left != 1 else ''} left before a lockout"
+        )
+        raise Problem(
+            422,
+            detail,
+            title="Invalid input",
+            attempts_left=left,
+            errors=[{"loc": ["body", "delivery_code"], "msg": "wrong delivery code"}],
+        )
+    raise Problem(
+        422,
+        "cod_collected_vnd differs from the job's cod_amount_vnd",
+        title="Invalid input",
+        errors=[{"loc": ["body", "cod_collected_vnd"], "msg": "must equal cod_amount_vnd"}],
+    )
 
 
-@router.post("/v1/courier/jobs/{order_id}/fail", response_model=Job, tags=["courier"],
-             summary="Report a failed delivery: `delivery_failed`",
-             responses=problem_responses(400, 401, 404, 409, 413, 415, 422))
-async def fail(order_id: str, body: FailRequest, request: Request,
-               courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
+@router.post(
+    "/v1/courier/jobs/{order_id}/fail",
+    response_model=Job,
+    tags=["courier"],
+    summary="Report a failed delivery: `delivery_failed`",
+    responses=problem_responses(400, 401, 404, 409, 413, 415, 422),
+)
+async def fail(
+    order_id: str, body: FailRequest, request: Request, courier: CourierIdentity = Depends(current_courier)
+) -> ModelResponse:
     oid = parse_order_id(order_id)
     async with connection(request) as conn:
         job = await couriers.fail_delivery(conn, deps.settings(request), courier.id, oid, reason=body.reason)
     return ModelResponse(job_view(job))
 
 
-@router.post("/v1/courier/jobs/{order_id}/return", response_model=Job, tags=["courier"],
-             summary="The parcel is back with the sender: `returned`",
-             responses=problem_responses(401, 404, 409, 413, 415))
-async def return_parcel(order_id: str, request: Request,
-                        courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
+@router.post(
+    "/v1/courier/jobs/{order_id}/return",
+    response_model=Job,
+    tags=["courier"],
+    summary="The parcel is back with the sender: `returned`",
+    responses=problem_responses(401, 404, 409, 413, 415),
+)
+async def return_parcel(
+    order_id: str, request: Request, courier: CourierIdentity = Depends(current_courier)
+) -> ModelResponse:
     oid = parse_order_id(order_id)
     async with connection(request) as conn:
         job = await couriers.return_parcel(conn, deps.settings(request), courier.id, oid)
@@ -227,61 +330,93 @@ async def return_parcel(order_id: str, request: Request,
     return ModelResponse(job_view(job))
 
 
-@router.put("/v1/courier/status", response_model=CourierStatus, tags=["courier"],
-            summary="Go online (with a position) or offline",
-            description="Going offline withdraws open offers (they go to the next courier); "
-                        "accepted jobs stay with the courier.",
-            responses=problem_responses(400, 401, 413, 415, 422))
-async def put_status(body: CourierStatusUpdate, request: Request,
-                     courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
+@router.put(
+    "/v1/courier/status",
+    response_model=CourierStatus,
+    tags=["courier"],
+    summary="Go online (with a position) or offline",
+    description="Going offline withdraws open offers (they go to the next courier); "
+    "accepted jobs stay with the courier.",
+    responses=problem_responses(400, 401, 413, 415, 422),
+)
+async def put_status(
+    body: CourierStatusUpdate, request: Request, courier: CourierIdentity = Depends(current_courier)
+) -> ModelResponse:
     async with transaction(request) as conn:
-        row = await couriers.set_status(conn, deps.settings(request), courier.id, online=body.online,
-                                        lat=body.lat, lng=body.lng)
+        row = await couriers.set_status(
+            conn, deps.settings(request), courier.id, online=body.online, lat=body.lat, lng=body.lng
+        )
     deps.hints(request).poke()  # their capacity is new, or the offers they withdrew by going offline are due again
     return ModelResponse(status_view(row))
 
 
-@router.post("/v1/courier/locations", status_code=202, response_model=LocationsAccepted, tags=["courier"],
-             summary="Report positions (1..100 points; the newest is kept)",
-             description="Points may not be from the future beyond a small clock skew "
-                         f"({_DEFAULTS['location_clock_skew_s']:g} s). A `courier.location` event goes out "
-                         "only while the courier carries an active job, at most once per second.",
-             responses=problem_responses(400, 401, 413, 415, 422))
-async def post_locations(body: LocationBatch, request: Request,
-                         courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
+@router.post(
+    "/v1/courier/locations",
+    status_code=202,
+    response_model=LocationsAccepted,
+    tags=["courier"],
+    summary="Report positions (1..100 points; the newest is kept)",
+    description="Points may not be from the future beyond a small clock skew "
+    f"({_DEFAULTS['location_clock_skew_s']:g} s). A `courier.location` event goes out "
+    "only while the courier carries an active job, at most once per second.",
+    responses=problem_responses(400, 401, 413, 415, 422),
+)
+async def post_locations(
+    body: LocationBatch, request: Request, courier: CourierIdentity = Depends(current_courier)
+) -> ModelResponse:
     settings = deps.settings(request)
     now = now_utc()
     skew = timedelta(seconds=settings.location_clock_skew_s)
-    future = [{"loc": ["body", "points", i, "at"], "msg": "is in the future"}
-              for i, p in enumerate(body.points) if not domain.location_is_plausible(p.at, now, skew)]
+    future = [
+        {"loc": ["body", "points", i, "at"], "msg": "is in the future"}
+        for i, p in enumerate(body.points)
+        if not domain.location_is_plausible(p.at, now, skew)
+    ]
     if future:
-        raise Problem(422, "Location timestamps may not be in the future", title="Invalid input",
-                      errors=future)
+        raise Problem(422, "Location timestamps may not be in the future", title="Invalid input", errors=future)
     async with transaction(request) as conn:
         published = await couriers.report_locations(
-            conn, settings, courier.id, [couriers.Point(p.lat, p.lng, p.at) for p in body.points])
+            conn, settings, courier.id, [couriers.Point(p.lat, p.lng, p.at) for p in body.points]
+        )
     return ModelResponse(LocationsAccepted(accepted=len(body.points), published=published), status_code=202)
 
 
 # --- admin -------------------------------------------------------------------------------
 
 
-@router.post("/v1/admin/couriers", status_code=201, response_model=CourierCreated, tags=["admin"],
-             summary="Create a courier (the token is shown once)", dependencies=[Depends(deps.admin)],
-             responses=problem_responses(400, 401, 413, 415, 422))
+@router.post(
+    "/v1/admin/couriers",
+    status_code=201,
+    response_model=CourierCreated,
+    tags=["admin"],
+    summary="Create a courier (the token is shown once)",
+    dependencies=[Depends(deps.admin)],
+    responses=problem_responses(400, 401, 413, 415, 422),
+)
 async def create_courier(body: CourierCreate, request: Request) -> CourierCreated:
     settings = deps.settings(request)
     async with transaction(request) as conn:
-        row, token = await couriers.create_courier(conn, settings, name=body.name, phone=body.phone,
-                                                   vehicle=body.vehicle)
-    return CourierCreated(id=row["id"], name=row["name"], token=token,
-                          signin_link=signin_link(settings.public_url, token), vehicle=row["vehicle"],
-                          capacity=row["capacity"])
+        row, token = await couriers.create_courier(
+            conn, settings, name=body.name, phone=body.phone, vehicle=body.vehicle
+        )
+    return CourierCreated(
+        id=row["id"],
+        name=row["name"],
+        token=token,
+        signin_link=signin_link(settings.public_url, token),
+        vehicle=row["vehicle"],
+        capacity=row["capacity"],
+    )
 
 
-@router.get("/v1/admin/couriers/{courier_id}", response_model=CourierStatus, tags=["admin"],
-            summary="A courier's status, position and load", dependencies=[Depends(deps.admin)],
-            responses=problem_responses(401, 404))
+@router.get(
+    "/v1/admin/couriers/{courier_id}",
+    response_model=CourierStatus,
+    tags=["admin"],
+    summary="A courier's status, position and load",
+    dependencies=[Depends(deps.admin)],
+    responses=problem_responses(401, 404),
+)
 async def get_courier(courier_id: str, request: Request) -> CourierStatus:
     try:
         row = await store.courier(deps.pool(request), UUID(courier_id))
@@ -292,9 +427,14 @@ async def get_courier(courier_id: str, request: Request) -> CourierStatus:
     return status_view(row)
 
 
-@router.get("/v1/admin/jobs/{order_id}", response_model=AdminJob, tags=["admin"],
-            summary="A job with every offer made and why that courier was chosen",
-            dependencies=[Depends(deps.admin)], responses=problem_responses(401, 404))
+@router.get(
+    "/v1/admin/jobs/{order_id}",
+    response_model=AdminJob,
+    tags=["admin"],
+    summary="A job with every offer made and why that courier was chosen",
+    dependencies=[Depends(deps.admin)],
+    responses=problem_responses(401, 404),
+)
 async def get_job(order_id: str, request: Request) -> AdminJob:
     oid = parse_order_id(order_id)
     job = await store.job(deps.pool(request), oid)

@@ -29,14 +29,22 @@ OPS_CONSOLE = "/ops"  # the operations console (admin token), web/ops/
 
 def create_app(settings: DispatchSettings | None = None) -> FastAPI:
     settings = settings or DispatchSettings()
-    runtime = Runtime(settings, name="dispatch", database_url=settings.database_url, migrations=MIGRATIONS,
-                      pool_size=settings.pool_size)
+    runtime = Runtime(
+        settings,
+        name="dispatch",
+        database_url=settings.database_url,
+        migrations=MIGRATIONS,
+        pool_size=settings.pool_size,
+    )
     hints: WorkHints
     if settings.background:
         matcher = hints = Matcher(settings)
-        runtime.consume(name=CONSUMER, topics=[ORDERS_TOPIC],
-                        handler=OrderEvents(settings, lambda: runtime.pool, matcher.poke),
-                        concurrency=settings.orders_consumer_concurrency)
+        runtime.consume(
+            name=CONSUMER,
+            topics=[ORDERS_TOPIC],
+            handler=OrderEvents(settings, lambda: runtime.pool, matcher.poke),
+            concurrency=settings.orders_consumer_concurrency,
+        )
         runtime.loop("dispatch-matching", lambda: matcher.run_matching(runtime.pool))
         runtime.loop("dispatch-expiry", lambda: matcher.run_expiry(runtime.pool))
     else:  # HTTP only: a background process elsewhere consumes, matches and expires
@@ -46,12 +54,21 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
         title="Giao dispatch",
         summary="Couriers go online, receive offers and report each step of a delivery.",
         description="Dispatch owns a delivery from `placed` to a final status: it offers each order "
-                    "to the nearest free courier, takes their answers and steps, and tells the other "
-                    "services through events on `giao.dispatch.v1`.",
-        runtime=runtime, metrics=Metrics("dispatch"),
+        "to the nearest free courier, takes their answers and steps, and tells the other "
+        "services through events on `giao.dispatch.v1`.",
+        runtime=runtime,
+        metrics=Metrics("dispatch"),
         # the courier's routes first, then the console's views; the pages last
-        routers=[api.router, admin_api.router, maps.router, pages_router(api.COURIER_APP, WEB / "app"),
-                 pages_router(OPS_CONSOLE, WEB / "ops"), pages_router(maps.WEB_PATH, maps.WEB)],
-        hints=hints, couriers=known_couriers(lambda: runtime.pool))
+        routers=[
+            api.router,
+            admin_api.router,
+            maps.router,
+            pages_router(api.COURIER_APP, WEB / "app"),
+            pages_router(OPS_CONSOLE, WEB / "ops"),
+            pages_router(maps.WEB_PATH, maps.WEB),
+        ],
+        hints=hints,
+        couriers=known_couriers(lambda: runtime.pool),
+    )
     api.install_error_handlers(app)
     return app

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import Enum
+from enum import StrEnum
 from typing import Literal, get_args
 
 from shared import geo
@@ -44,7 +44,7 @@ OFFER_OPEN, OFFER_ACCEPTED, OFFER_DECLINED, OFFER_EXPIRED, OFFER_WITHDRAWN = get
 LIVE_OFFER: tuple[str, ...] = (OFFER_OPEN, OFFER_ACCEPTED)
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     ACCEPT = "accept"
     PICKUP = "pickup"
     DELIVER = "deliver"
@@ -134,8 +134,7 @@ class RankedCandidate:
     travel_s: int  # estimated travel time to the pickup with the courier's vehicle
 
 
-def rank_candidates(pickup_lat: float, pickup_lng: float,
-                    candidates: list[Candidate]) -> list[RankedCandidate]:
+def rank_candidates(pickup_lat: float, pickup_lng: float, candidates: list[Candidate]) -> list[RankedCandidate]:
     """Best first: the shortest travel estimate to the pickup, then the lighter load
     (spreads work), then the courier id (a stable order, so ties do not flap).
 
@@ -172,13 +171,13 @@ def reach_radius_m(travel_s: float) -> float:
 
 def match_retry_delay(attempts: int, base_s: float, max_s: float) -> float:
     """Seconds until a waiting job nobody could take is looked at again (capped backoff)."""
-    return min(max_s, base_s * 2 ** min(attempts, 20))
+    return min(max_s, base_s * (1 << min(attempts, 20)))
 
 
 # --- delivery -----------------------------------------------------------------------------
 
 
-class CodeVerdict(str, Enum):
+class CodeVerdict(StrEnum):
     OK = "ok"
     WRONG_CODE = "wrong_code"
     WRONG_COD = "wrong_cod"
@@ -192,9 +191,17 @@ class DeliveryCheck:
     locked_until: datetime | None
 
 
-def check_delivery(*, code_matches: bool, cod_collected_vnd: int, cod_amount_vnd: int,
-                   failures: int, locked_until: datetime | None, now: datetime,
-                   max_failures: int, lockout: timedelta) -> DeliveryCheck:
+def check_delivery(
+    *,
+    code_matches: bool,
+    cod_collected_vnd: int,
+    cod_amount_vnd: int,
+    failures: int,
+    locked_until: datetime | None,
+    now: datetime,
+    max_failures: int,
+    lockout: timedelta,
+) -> DeliveryCheck:
     """Wrong codes are limited per job: after `max_failures` wrong ones in a row, no code is
     checked until the lockout ends (so 10^6 codes cannot be tried; a right code does not
     get through a lockout either, else the lock would tell a guesser nothing)."""

@@ -32,8 +32,9 @@ class OrderEvents:
     but a pass that fails for a reason of its own must not cost orders their events, so the
     batch is then applied without it and the matcher's loop offers the new jobs."""
 
-    def __init__(self, settings: DispatchSettings, pool: Callable[[], asyncpg.Pool],
-                 on_new_work: Callable[[], None]) -> None:
+    def __init__(
+        self, settings: DispatchSettings, pool: Callable[[], asyncpg.Pool], on_new_work: Callable[[], None]
+    ) -> None:
         self.settings = settings
         self._pool = pool
         self._on_new_work = on_new_work
@@ -51,11 +52,10 @@ class OrderEvents:
                         matched = await matching.match_waiting(conn, settings, limit)
                     except TRANSIENT_ERRORS:
                         raise
-                    except Exception as exc:  # noqa: BLE001 - the pass's own failure
+                    except Exception as exc:  # the pass's own failure
                         raise _MatchingFailed from exc
         except _MatchingFailed as failed:
-            log.error("%s: matching new jobs failed (%r); applying the batch without it",
-                      CONSUMER, failed.__cause__)
+            log.error("%s: matching new jobs failed (%r); applying the batch without it", CONSUMER, failed.__cause__)
             async with self._pool().acquire() as conn, conn.transaction():
                 applied = await orders.apply_order_events(conn, settings, CONSUMER, batch)
         # The matcher's loop takes what this pass left: capacity a cancel gave back, or new

@@ -66,9 +66,10 @@ class Matcher:
             failed = [r for r in results if isinstance(r, BaseException)]
             if failed:
                 raise failed[0]  # after every pass ended (the loop is restarted by the runtime)
-            self.offered += sum(r.offered for r in results)
-            self.passes += len(results)
-            if any(r.claimed >= self.settings.match_batch for r in results) and any(r.offered for r in results):
+            passes = [r for r in results if not isinstance(r, BaseException)]
+            self.offered += sum(r.offered for r in passes)
+            self.passes += len(passes)
+            if any(r.claimed >= self.settings.match_batch for r in passes) and any(r.offered for r in passes):
                 parallel = min(self.settings.match_workers, parallel * 2)
                 continue  # more may be due right now (when nothing could be offered, wait for capacity)
             parallel = 1

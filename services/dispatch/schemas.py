@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic.json_schema import JsonDict
 
 from shared.contract import FailReason, Latitude, Longitude, Vehicle
 from shared.phones import Phone
@@ -32,13 +33,24 @@ def _a_number(value: object) -> object:
         raise ValueError("must be a whole number")
     return value
 
+
 _COURIER_ID = "0b9e7c1e-4a53-4d3c-9a43-5f1b2c3d4e5f"
 _ORDER_ID = "6f1c2d3e-8a9b-4c5d-9e0f-1a2b3c4d5e6f"
-_PICKUP = {"name": "Shop Hoa Mai", "phone": "+84912345678",
-           "address": "12 Lê Thánh Tông, Hồng Gai, Hạ Long, Quảng Ninh", "lat": 20.9516, "lng": 107.0801}
-_DROPOFF = {"name": "Nguyễn Văn An", "phone": "+84987654321",
-            "address": "45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh", "lat": 20.9555, "lng": 107.0452}
-_DROPOFF_AREA = {"area": "Bãi Cháy, Hạ Long, Quảng Ninh", "lat": 20.96, "lng": 107.05}
+_PICKUP: JsonDict = {
+    "name": "Shop Hoa Mai",
+    "phone": "+84912345678",
+    "address": "12 Lê Thánh Tông, Hồng Gai, Hạ Long, Quảng Ninh",
+    "lat": 20.9516,
+    "lng": 107.0801,
+}
+_DROPOFF: JsonDict = {
+    "name": "Nguyễn Văn An",
+    "phone": "+84987654321",
+    "address": "45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh",
+    "lat": 20.9555,
+    "lng": 107.0452,
+}
+_DROPOFF_AREA: JsonDict = {"area": "Bãi Cháy, Hạ Long, Quảng Ninh", "lat": 20.96, "lng": 107.05}
 
 
 class Body(BaseModel):
@@ -49,8 +61,10 @@ class Body(BaseModel):
 
 
 class CourierCreate(Body):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"name": "Trần Văn Minh", "phone": "0912 345 678", "vehicle": "motorbike"}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "Trần Văn Minh", "phone": "0912 345 678", "vehicle": "motorbike"}]},
+    )
 
     name: str = Field(min_length=1, max_length=100, description="Full name (family name first)")
     phone: Phone
@@ -58,16 +72,28 @@ class CourierCreate(Body):
 
 
 class CourierCreated(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"id": _COURIER_ID, "name": "Trần Văn Minh", "token": "ct_Yb2k...shown-once",
-         "signin_link": "https://giao.example/app/#t=ct_Yb2k...shown-once",
-         "vehicle": "motorbike", "capacity": 3}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": _COURIER_ID,
+                    "name": "Trần Văn Minh",
+                    "token": "ct_Yb2k...shown-once",
+                    "signin_link": "https://giao.example/app/#t=ct_Yb2k...shown-once",
+                    "vehicle": "motorbike",
+                    "capacity": 3,
+                }
+            ]
+        }
+    )
 
     id: UUID
     name: str
     token: str = Field(description="The courier's bearer token; shown once, stored only hashed")
-    signin_link: str = Field(description="Opens the courier app signed in: the token travels in the "
-                                         "fragment, which browsers never send to a server")
+    signin_link: str = Field(
+        description="Opens the courier app signed in: the token travels in the "
+        "fragment, which browsers never send to a server"
+    )
     vehicle: Vehicle
     capacity: int = Field(description="Offers plus jobs the courier may hold at once")
 
@@ -75,15 +101,17 @@ class CourierCreated(BaseModel):
 class CourierStatusUpdate(Body):
     """Going online needs a position (both lat and lng); going offline may give one."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"online": True, "lat": 20.9516, "lng": 107.0801}, {"online": False}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"online": True, "lat": 20.9516, "lng": 107.0801}, {"online": False}]},
+    )
 
     online: bool = Field(strict=True)
     lat: Lat | None = Field(None, description="Required when going online")
     lng: Lng | None = Field(None, description="Required when going online")
 
     @model_validator(mode="after")
-    def _position_when_online(self) -> "CourierStatusUpdate":
+    def _position_when_online(self) -> CourierStatusUpdate:
         if (self.lat is None) != (self.lng is None):
             raise ValueError("give both lat and lng, or neither")
         if self.online and self.lat is None:
@@ -92,9 +120,23 @@ class CourierStatusUpdate(Body):
 
 
 class CourierStatus(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"id": _COURIER_ID, "name": "Trần Văn Minh", "display_name": "Minh T.", "vehicle": "motorbike",
-         "online": True, "lat": 20.9516, "lng": 107.0801, "capacity": 3, "load": 1}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": _COURIER_ID,
+                    "name": "Trần Văn Minh",
+                    "display_name": "Minh T.",
+                    "vehicle": "motorbike",
+                    "online": True,
+                    "lat": 20.9516,
+                    "lng": 107.0801,
+                    "capacity": 3,
+                    "load": 1,
+                }
+            ]
+        }
+    )
 
     id: UUID
     name: str
@@ -110,14 +152,25 @@ class CourierStatus(BaseModel):
 class LocationPoint(Body):
     lat: Lat
     lng: Lng
-    at: Timestamp = Field(description="When the phone took the position (RFC 3339 with offset)",
-                          examples=["2025-03-14T09:30:00+07:00"])
+    at: Timestamp = Field(
+        description="When the phone took the position (RFC 3339 with offset)", examples=["2025-03-14T09:30:00+07:00"]
+    )
 
 
 class LocationBatch(Body):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"points": [
-        {"lat": 20.9516, "lng": 107.0801, "at": "2025-03-14T09:30:00+07:00"},
-        {"lat": 20.9521, "lng": 107.0788, "at": "2025-03-14T09:30:05+07:00"}]}]})
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "points": [
+                        {"lat": 20.9516, "lng": 107.0801, "at": "2025-03-14T09:30:00+07:00"},
+                        {"lat": 20.9521, "lng": 107.0788, "at": "2025-03-14T09:30:05+07:00"},
+                    ]
+                }
+            ]
+        },
+    )
 
     points: list[LocationPoint] = Field(min_length=1, max_length=100)
 
@@ -148,30 +201,56 @@ JobStatus = Literal[JOB_STATUSES]  # type: ignore[valid-type]  # domain.JOB_STAT
 
 
 class DropoffArea(BaseModel):
-    area: str = Field(description="The drop-off address without its street and number "
-                                  "(\"\" when the address has a single part)")
+    area: str = Field(
+        description='The drop-off address without its street and number ("" when the address has a single part)'
+    )
     lat: float = Field(description="The drop-off point rounded to 2 decimals (about 1 km)")
     lng: float
 
 
 class Job(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"order_id": _ORDER_ID, "status": "offered", "pickup": _PICKUP, "dropoff": None,
-         "dropoff_area": _DROPOFF_AREA, "distance_m": 4200, "fee_vnd": 25000,
-         "parcel": {"weight_grams": 1200, "description": "Áo dài lụa", "value_vnd": 850000},
-         "note": None, "cod_amount_vnd": 850000,
-         "offer_expires_at": "2025-03-14T09:30:30+07:00", "updated_at": "2025-03-14T09:30:00+07:00"},
-        {"order_id": _ORDER_ID, "status": "assigned", "pickup": _PICKUP, "dropoff": _DROPOFF,
-         "dropoff_area": _DROPOFF_AREA, "distance_m": 4200, "fee_vnd": 25000,
-         "parcel": {"weight_grams": 1200, "description": "Áo dài lụa", "value_vnd": 850000},
-         "note": "Gọi trước khi giao", "cod_amount_vnd": 850000,
-         "offer_expires_at": None, "updated_at": "2025-03-14T09:30:04+07:00"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": _ORDER_ID,
+                    "status": "offered",
+                    "pickup": _PICKUP,
+                    "dropoff": None,
+                    "dropoff_area": _DROPOFF_AREA,
+                    "distance_m": 4200,
+                    "fee_vnd": 25000,
+                    "parcel": {"weight_grams": 1200, "description": "Áo dài lụa", "value_vnd": 850000},
+                    "note": None,
+                    "cod_amount_vnd": 850000,
+                    "offer_expires_at": "2025-03-14T09:30:30+07:00",
+                    "updated_at": "2025-03-14T09:30:00+07:00",
+                },
+                {
+                    "order_id": _ORDER_ID,
+                    "status": "assigned",
+                    "pickup": _PICKUP,
+                    "dropoff": _DROPOFF,
+                    "dropoff_area": _DROPOFF_AREA,
+                    "distance_m": 4200,
+                    "fee_vnd": 25000,
+                    "parcel": {"weight_grams": 1200, "description": "Áo dài lụa", "value_vnd": 850000},
+                    "note": "Gọi trước khi giao",
+                    "cod_amount_vnd": 850000,
+                    "offer_expires_at": None,
+                    "updated_at": "2025-03-14T09:30:04+07:00",
+                },
+            ]
+        }
+    )
 
     order_id: UUID
     status: JobStatus = Field(description="`offered` while it is an offer waiting for an answer")
     pickup: PlaceView
-    dropoff: PlaceView | None = Field(description="The recipient (name, phone, address, exact point): "
-                                                  "null while the job is `offered`, shown once accepted")
+    dropoff: PlaceView | None = Field(
+        description="The recipient (name, phone, address, exact point): "
+        "null while the job is `offered`, shown once accepted"
+    )
     dropoff_area: DropoffArea = Field(description="Roughly where the parcel goes, shown in every status")
     distance_m: int = Field(description="Estimated road distance from the pickup to the drop-off")
     fee_vnd: int = Field(description="The delivery fee")
@@ -194,12 +273,14 @@ class Declined(BaseModel):
 
 
 class DeliverRequest(Body):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"delivery_code": "482913", "cod_collected_vnd": 850000}]})
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"delivery_code": "482913", "cod_collected_vnd": 850000}]}
+    )
 
     delivery_code: str = Field(pattern=r"^[0-9]{6}$", description="The 6 digits the recipient gives")
     cod_collected_vnd: Annotated[int, BeforeValidator(_a_number)] = Field(
-        ge=0, le=1_000_000_000, description="Must equal the job's cod_amount_vnd")
+        ge=0, le=1_000_000_000, description="Must equal the job's cod_amount_vnd"
+    )
 
 
 class FailRequest(Body):
@@ -232,19 +313,51 @@ class OfferView(BaseModel):
 
 
 class AdminJob(BaseModel):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "order_id": _ORDER_ID, "tracking_code": "GX7K2M9QPL4T", "status": "assigned",
-        "courier_id": _COURIER_ID, "pickup": _PICKUP, "dropoff": _DROPOFF,
-        "parcel": {"weight_grams": 1200}, "note": None, "cod_amount_vnd": 850000, "fee_vnd": 25000,
-        "offer_expires_at": None, "placed_at": "2025-03-14T09:29:58+07:00",
-        "dispatch_deadline": "2025-03-14T09:59:58+07:00", "cod_collected_vnd": None, "fail_reason": None,
-        "cancel_reason": None, "updated_at": "2025-03-14T09:30:04+07:00",
-        "offers": [{"courier_id": _COURIER_ID, "state": "accepted", "offered_at": "2025-03-14T09:30:00+07:00",
-                    "expires_at": "2025-03-14T09:30:30+07:00", "answered_at": "2025-03-14T09:30:04+07:00",
-                    "why": {"distance_m": 640, "travel_estimate_s": 91, "courier_load": 0, "courier_capacity": 3,
-                            "candidates_weighed": 7, "search_rings": 2, "search_resolution": 9,
-                            "summary": "Quickest to the pickup of 7 available couriers: ~640 m, ~2 min; "
-                                       "held 0 of 3 before this offer"}}]}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": _ORDER_ID,
+                    "tracking_code": "GX7K2M9QPL4T",
+                    "status": "assigned",
+                    "courier_id": _COURIER_ID,
+                    "pickup": _PICKUP,
+                    "dropoff": _DROPOFF,
+                    "parcel": {"weight_grams": 1200},
+                    "note": None,
+                    "cod_amount_vnd": 850000,
+                    "fee_vnd": 25000,
+                    "offer_expires_at": None,
+                    "placed_at": "2025-03-14T09:29:58+07:00",
+                    "dispatch_deadline": "2025-03-14T09:59:58+07:00",
+                    "cod_collected_vnd": None,
+                    "fail_reason": None,
+                    "cancel_reason": None,
+                    "updated_at": "2025-03-14T09:30:04+07:00",
+                    "offers": [
+                        {
+                            "courier_id": _COURIER_ID,
+                            "state": "accepted",
+                            "offered_at": "2025-03-14T09:30:00+07:00",
+                            "expires_at": "2025-03-14T09:30:30+07:00",
+                            "answered_at": "2025-03-14T09:30:04+07:00",
+                            "why": {
+                                "distance_m": 640,
+                                "travel_estimate_s": 91,
+                                "courier_load": 0,
+                                "courier_capacity": 3,
+                                "candidates_weighed": 7,
+                                "search_rings": 2,
+                                "search_resolution": 9,
+                                "summary": "Quickest to the pickup of 7 available couriers: ~640 m, ~2 min; "
+                                "held 0 of 3 before this offer",
+                            },
+                        }
+                    ],
+                }
+            ]
+        }
+    )
 
     order_id: UUID
     tracking_code: str
@@ -317,5 +430,6 @@ class Overview(BaseModel):
     outbox_backlog: int = Field(description="Events written but not yet published (counted up to 100000)")
     dead_letters: int | None = Field(
         description="Events this process's consumers sent to the dead-letter topic since it started; "
-                    "null when this process runs no consumer")
+        "null when this process runs no consumer"
+    )
     at: datetime

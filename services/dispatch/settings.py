@@ -85,7 +85,7 @@ class DispatchSettings(CommonSettings):
     public_url: str = ""
 
     @model_validator(mode="after")
-    def _coarse_is_coarser(self) -> "DispatchSettings":
+    def _coarse_is_coarser(self) -> DispatchSettings:
         if self.h3_coarse_resolution >= self.h3_resolution:
             raise ValueError("h3_coarse_resolution must be coarser (smaller) than h3_resolution")
         return self

@@ -58,26 +58,41 @@ DECLINED, WITHDRAWN = sql_literal(domain.OFFER_DECLINED), sql_literal(domain.OFF
 COURIER_COLUMNS = "id, name, phone, vehicle, capacity, load, online, lat, lng, position_at"
 
 
-async def insert_courier(conn: asyncpg.Connection, *, id: UUID, name: str, phone: str, vehicle: str,
-                         secret_hash: str, capacity: int) -> asyncpg.Record:
+async def insert_courier(
+    conn: asyncpg.Connection, *, id: UUID, name: str, phone: str, vehicle: str, secret_hash: str, capacity: int
+) -> asyncpg.Record:
     return await conn.fetchrow(
         f"""INSERT INTO couriers (id, name, phone, vehicle, secret_hash, capacity)
             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {COURIER_COLUMNS}""",
-        id, name, phone, vehicle, secret_hash, capacity)
+        id,
+        name,
+        phone,
+        vehicle,
+        secret_hash,
+        capacity,
+    )
 
 
 async def courier_by_secret_hash(conn: asyncpg.Connection | asyncpg.Pool, secret_hash: str) -> asyncpg.Record | None:
     return await conn.fetchrow(
-        "SELECT id, name, phone, vehicle, capacity FROM couriers WHERE secret_hash = $1", secret_hash)
+        "SELECT id, name, phone, vehicle, capacity FROM couriers WHERE secret_hash = $1", secret_hash
+    )
 
 
 async def courier(conn: asyncpg.Connection | asyncpg.Pool, courier_id: UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {COURIER_COLUMNS} FROM couriers WHERE id = $1", courier_id)
 
 
-async def set_courier_status(conn: asyncpg.Connection, courier_id: UUID, *, online: bool,
-                             lat: float | None, lng: float | None, cell: int | None,
-                             coarse_cell: int | None) -> asyncpg.Record:
+async def set_courier_status(
+    conn: asyncpg.Connection,
+    courier_id: UUID,
+    *,
+    online: bool,
+    lat: float | None,
+    lng: float | None,
+    cell: int | None,
+    coarse_cell: int | None,
+) -> asyncpg.Record:
     """Online/offline; the position when one is given (kept as it was otherwise)."""
     row = await conn.fetchrow(
         f"""UPDATE couriers SET online = $2,
@@ -87,12 +102,27 @@ async def set_courier_status(conn: asyncpg.Connection, courier_id: UUID, *, onli
                 capacity_at = CASE WHEN $2 THEN clock_timestamp() ELSE capacity_at END,
                 updated_at = now()
             WHERE id = $1 RETURNING {COURIER_COLUMNS}""",
-        courier_id, online, lat, lng, cell, coarse_cell)
+        courier_id,
+        online,
+        lat,
+        lng,
+        cell,
+        coarse_cell,
+    )
     return row
 
 
-async def move_courier(conn: asyncpg.Connection, courier_id: UUID, *, lat: float, lng: float, cell: int,
-                       coarse_cell: int, at: datetime, publish_if_carrying: bool) -> bool:
+async def move_courier(
+    conn: asyncpg.Connection,
+    courier_id: UUID,
+    *,
+    lat: float,
+    lng: float,
+    cell: int,
+    coarse_cell: int,
+    at: datetime,
+    publish_if_carrying: bool,
+) -> bool:
     """Record a reported position unless a newer one is known. Returns whether a
     courier.location event should go out now: the caller says whether the courier carries
     an active job, and this claims the once-per-second slot atomically (two requests at
@@ -107,7 +137,14 @@ async def move_courier(conn: asyncpg.Connection, courier_id: UUID, *, lat: float
                     THEN now() ELSE location_published_at END
             WHERE id = $1 AND (position_at IS NULL OR position_at < $5)
             RETURNING location_published_at = now()""",
-        courier_id, lat, lng, cell, at, publish_if_carrying, coarse_cell)
+        courier_id,
+        lat,
+        lng,
+        cell,
+        at,
+        publish_if_carrying,
+        coarse_cell,
+    )
     return bool(published)
 
 
@@ -137,6 +174,7 @@ async def release_couriers(conn: asyncpg.Connection, courier_ids: Iterable[UUID]
 
 
 # --- jobs ----------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True, slots=True)
 class Job:
@@ -179,7 +217,7 @@ async def insert_jobs(conn: asyncpg.Connection, rows: list[tuple]) -> None:
     deadline) per job, all in one statement; a job that exists already is left alone."""
     if not rows:
         return
-    columns = [list(c) for c in zip(*rows)]
+    columns = [list(c) for c in zip(*rows, strict=True)]
     for i in (3, 4, 5):  # pickup, dropoff, parcel: JSON text, cast to jsonb in the statement
         columns[i] = [orjson.dumps(v).decode() for v in columns[i]]
     await conn.execute(
@@ -195,7 +233,9 @@ async def insert_jobs(conn: asyncpg.Connection, rows: list[tuple]) -> None:
                 AS k(order_id, tracking_code, merchant_id, pickup, dropoff, parcel, note, cod, fee, distance,
                      lat, lng, cell, coarse_cell, salt, hash, placed_at, deadline)
            ORDER BY k.order_id
-           ON CONFLICT (order_id) DO NOTHING""", *columns)
+           ON CONFLICT (order_id) DO NOTHING""",
+        *columns,
+    )
 
 
 async def job(conn: asyncpg.Connection | asyncpg.Pool, order_id: UUID) -> Job | None:
@@ -209,7 +249,9 @@ async def lock_job(conn: asyncpg.Connection, order_id: UUID) -> Job | None:
 async def lock_jobs(conn: asyncpg.Connection, order_ids: Sequence[UUID]) -> dict[UUID, Job]:
     rows = await conn.fetch(
         f"""SELECT {JOB_COLUMNS} FROM jobs WHERE order_id = ANY($1::uuid[])
-            ORDER BY order_id FOR UPDATE""", list(order_ids))
+            ORDER BY order_id FOR UPDATE""",
+        list(order_ids),
+    )
     return {r["order_id"]: Job(*r) for r in rows}
 
 
@@ -229,43 +271,67 @@ async def carried_order_ids(conn: asyncpg.Connection, courier_id: UUID) -> list[
     """The orders a courier carries now (assigned or picked up)."""
     rows = await conn.fetch(
         f"""SELECT order_id FROM jobs WHERE courier_id = $1 AND status IN {ON_ITS_WAY}
-            ORDER BY order_id""", courier_id)
+            ORDER BY order_id""",
+        courier_id,
+    )
     return [r["order_id"] for r in rows]
 
 
 async def open_offer_order_ids(conn: asyncpg.Connection, courier_id: UUID) -> list[UUID]:
     rows = await conn.fetch(
-        f"SELECT order_id FROM jobs WHERE courier_id = $1 AND status = {OFFERED} ORDER BY order_id",
-        courier_id)
+        f"SELECT order_id FROM jobs WHERE courier_id = $1 AND status = {OFFERED} ORDER BY order_id", courier_id
+    )
     return [r["order_id"] for r in rows]
 
 
-async def update_job(conn: asyncpg.Connection, order_id: UUID, *, status: str,
-                     cod_collected_vnd: int | None = None, fail_reason: str | None = None) -> Job:
-    return Job(*await conn.fetchrow(
-        f"""UPDATE jobs SET status = $2, cod_collected_vnd = COALESCE($3, cod_collected_vnd),
+async def update_job(
+    conn: asyncpg.Connection,
+    order_id: UUID,
+    *,
+    status: str,
+    cod_collected_vnd: int | None = None,
+    fail_reason: str | None = None,
+) -> Job:
+    return Job(
+        *await conn.fetchrow(
+            f"""UPDATE jobs SET status = $2, cod_collected_vnd = COALESCE($3, cod_collected_vnd),
                 fail_reason = COALESCE($4, fail_reason), updated_at = now()
             WHERE order_id = $1 RETURNING {JOB_COLUMNS}""",
-        order_id, status, cod_collected_vnd, fail_reason))
+            order_id,
+            status,
+            cod_collected_vnd,
+            fail_reason,
+        )
+    )
 
 
-async def record_code_check(conn: asyncpg.Connection, order_id: UUID, *, failures: int,
-                            locked_until: datetime | None) -> None:
+async def record_code_check(
+    conn: asyncpg.Connection, order_id: UUID, *, failures: int, locked_until: datetime | None
+) -> None:
     await conn.execute(
         "UPDATE jobs SET code_failures = $2, code_locked_until = $3, updated_at = now() WHERE order_id = $1",
-        order_id, failures, locked_until)
+        order_id,
+        failures,
+        locked_until,
+    )
 
 
 # A courier's accept and steps are single statements: the change, the capacity it frees and
 # its event (shared.outbox.EVENT_IF_CHANGED: parameters $1..$6 are the event's) commit
 # together with no BEGIN/COMMIT round trips. Each returns the changed job, or nothing when the
 # guard in its WHERE did not hold (then nothing at all was written).
-_STEP_END = """,
+_STEP_END = (
+    """,
     released AS (
-        UPDATE couriers SET load = load - 1, """ + CAPACITY_APPEARS + """
+        UPDATE couriers SET load = load - 1, """
+    + CAPACITY_APPEARS
+    + """
         WHERE id = $8 AND $9::bool AND EXISTS (SELECT FROM changed)),
-""" + EVENT_IF_CHANGED + """
+"""
+    + EVENT_IF_CHANGED
+    + """
     SELECT changed.* FROM changed"""
+)
 
 _ACCEPT_FROM, _ACCEPT_TO = (sql_literal(s) for s in domain.TRANSITIONS[domain.Action.ACCEPT])
 _ACCEPT = f"""WITH changed AS (
@@ -292,24 +358,42 @@ _DELIVER = f"""WITH changed AS (
         RETURNING {JOB_COLUMNS}){_STEP_END}"""
 
 
-async def accept_offer(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID,
-                       event: list) -> Job | None:
+async def accept_offer(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID, event: list) -> Job | None:
     """The job, now assigned, if it was offered to this courier and the offer is still open."""
     return _job(await conn.fetchrow(_ACCEPT, *event, order_id, courier_id, False))
 
 
-async def advance_job(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID, *, start: str, end: str,
-                      frees_capacity: bool, event: list, fail_reason: str | None = None) -> Job | None:
+async def advance_job(
+    conn: asyncpg.Connection,
+    order_id: UUID,
+    courier_id: UUID,
+    *,
+    start: str,
+    end: str,
+    frees_capacity: bool,
+    event: list,
+    fail_reason: str | None = None,
+) -> Job | None:
     """Move this courier's job from `start` to `end` (giving back its unit of capacity if the
     step frees it) if it is theirs and in `start`."""
-    return _job(await conn.fetchrow(_ADVANCE, *event, order_id, courier_id, frees_capacity, start, end,
-                                    fail_reason))
+    return _job(await conn.fetchrow(_ADVANCE, *event, order_id, courier_id, frees_capacity, start, end, fail_reason))
 
 
-async def deliver_job(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID, *, cod_collected_vnd: int,
-                      seen_failures: int, seen_locked_until: datetime | None, event: list) -> Job | None:
-    return _job(await conn.fetchrow(_DELIVER, *event, order_id, courier_id, True, cod_collected_vnd,
-                                    seen_failures, seen_locked_until))
+async def deliver_job(
+    conn: asyncpg.Connection,
+    order_id: UUID,
+    courier_id: UUID,
+    *,
+    cod_collected_vnd: int,
+    seen_failures: int,
+    seen_locked_until: datetime | None,
+    event: list,
+) -> Job | None:
+    return _job(
+        await conn.fetchrow(
+            _DELIVER, *event, order_id, courier_id, True, cod_collected_vnd, seen_failures, seen_locked_until
+        )
+    )
 
 
 async def decline_offer(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID) -> bool:
@@ -324,7 +408,10 @@ async def decline_offer(conn: asyncpg.Connection, order_id: UUID, courier_id: UU
            offer AS (
                UPDATE offers SET state = {DECLINED}, answered_at = now()
                WHERE order_id = $1 AND courier_id = $2 AND state = {OPEN} AND EXISTS (SELECT FROM job))
-           SELECT EXISTS (SELECT FROM job)""", order_id, courier_id)
+           SELECT EXISTS (SELECT FROM job)""",
+        order_id,
+        courier_id,
+    )
 
 
 async def reopen_jobs(conn: asyncpg.Connection, order_ids: Sequence[UUID], *, offer_state: str) -> None:
@@ -334,22 +421,30 @@ async def reopen_jobs(conn: asyncpg.Connection, order_ids: Sequence[UUID], *, of
         return
     await conn.execute(
         f"""UPDATE offers SET state = $2, answered_at = now()
-           WHERE order_id = ANY($1::uuid[]) AND state = {OPEN}""", list(order_ids), offer_state)
+           WHERE order_id = ANY($1::uuid[]) AND state = {OPEN}""",
+        list(order_ids),
+        offer_state,
+    )
     await conn.execute(
         f"""UPDATE jobs SET status = {WAITING}, courier_id = NULL, offer_expires_at = NULL,
                 next_match_at = now(), updated_at = now()
-           WHERE order_id = ANY($1::uuid[])""", list(order_ids))
+           WHERE order_id = ANY($1::uuid[])""",
+        list(order_ids),
+    )
 
 
-async def end_jobs(conn: asyncpg.Connection, order_ids: Sequence[UUID], *, status: str,
-                   reasons: Sequence[str | None] | None = None) -> None:
+async def end_jobs(
+    conn: asyncpg.Connection, order_ids: Sequence[UUID], *, status: str, reasons: Sequence[str | None] | None = None
+) -> None:
     """Cancel or expire jobs: an open offer is withdrawn (an accepted one stays on record, as
     does the courier of a job cancelled after acceptance; capacity is the caller's to give back)."""
     if not order_ids:
         return
     await conn.execute(
         f"""UPDATE offers SET state = {WITHDRAWN}, answered_at = now()
-           WHERE order_id = ANY($1::uuid[]) AND state = {OPEN}""", list(order_ids))
+           WHERE order_id = ANY($1::uuid[]) AND state = {OPEN}""",
+        list(order_ids),
+    )
     await conn.execute(
         f"""UPDATE jobs j SET status = $2, offer_expires_at = NULL, updated_at = now(),
                 cancel_reason = CASE WHEN $2 = {CANCELLED} THEN r.reason
@@ -357,16 +452,20 @@ async def end_jobs(conn: asyncpg.Connection, order_ids: Sequence[UUID], *, statu
                 courier_id = CASE WHEN j.status = {OFFERED} THEN NULL ELSE j.courier_id END
            FROM unnest($1::uuid[], $3::text[]) AS r(order_id, reason)
            WHERE j.order_id = r.order_id""",
-        list(order_ids), status, list(reasons) if reasons is not None else [None] * len(order_ids))
+        list(order_ids),
+        status,
+        list(reasons) if reasons is not None else [None] * len(order_ids),
+    )
 
 
 async def offers_of(conn: asyncpg.Connection | asyncpg.Pool, order_id: UUID) -> list[asyncpg.Record]:
     return await conn.fetch(
         """SELECT id, courier_id, state, offered_at, expires_at, answered_at, distance_m, travel_s,
                   courier_load, capacity, candidates, search_rings, search_resolution
-           FROM offers WHERE order_id = $1 ORDER BY id""", order_id)
+           FROM offers WHERE order_id = $1 ORDER BY id""",
+        order_id,
+    )
 
 
 async def offer_state(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID) -> str | None:
-    return await conn.fetchval(
-        "SELECT state FROM offers WHERE order_id = $1 AND courier_id = $2", order_id, courier_id)
+    return await conn.fetchval("SELECT state FROM offers WHERE order_id = $1 AND courier_id = $2", order_id, courier_id)

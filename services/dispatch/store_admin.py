@@ -54,8 +54,9 @@ def _couriers_in_area(online: str) -> str:
 _COURIERS_IN_AREA = {True: _couriers_in_area("online"), False: _couriers_in_area("NOT online")}
 
 
-async def couriers_in_area(conn: asyncpg.Connection | asyncpg.Pool, area: Area, *, online: bool,
-                           after: UUID | None, limit: int) -> list[asyncpg.Record]:
+async def couriers_in_area(
+    conn: asyncpg.Connection | asyncpg.Pool, area: Area, *, online: bool, after: UUID | None, limit: int
+) -> list[asyncpg.Record]:
     """Couriers with a position in the area, online or offline, by id after `after`."""
     return await conn.fetch(_COURIERS_IN_AREA[online], *_area(area), after, limit)
 
@@ -69,12 +70,17 @@ def _jobs_in_area(statuses: tuple[str, ...]) -> str:
 
 
 # One statement per status, and one for all open jobs (statuses as literals: see store.py).
-_JOBS_IN_AREA = {statuses: _jobs_in_area(statuses)
-                 for statuses in [OPEN_STATUSES, *((s,) for s in OPEN_STATUSES)]}
+_JOBS_IN_AREA = {statuses: _jobs_in_area(statuses) for statuses in [OPEN_STATUSES, *((s,) for s in OPEN_STATUSES)]}
 
 
-async def jobs_in_area(conn: asyncpg.Connection | asyncpg.Pool, area: Area, *, statuses: tuple[str, ...],
-                       after: tuple[datetime, UUID] | None, limit: int) -> list[asyncpg.Record]:
+async def jobs_in_area(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    area: Area,
+    *,
+    statuses: tuple[str, ...],
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+) -> list[asyncpg.Record]:
     """Open jobs whose pickup is in the area, oldest first, after (placed_at, order_id):
     those of one open status, or of all (OPEN_STATUSES)."""
     statement = _JOBS_IN_AREA.get(statuses)
@@ -93,7 +99,9 @@ async def jobs_of_courier(conn: asyncpg.Connection | asyncpg.Pool, courier_id: U
     return await conn.fetch(
         f"""SELECT order_id, status, pickup_lat, pickup_lng, placed_at, courier_id, offer_expires_at
             FROM jobs WHERE courier_id = $1 AND status IN {HOLDS_CAPACITY}
-            ORDER BY placed_at, order_id""", courier_id)
+            ORDER BY placed_at, order_id""",
+        courier_id,
+    )
 
 
 @dataclass(frozen=True)
@@ -123,5 +131,6 @@ async def counts(conn: asyncpg.Connection | asyncpg.Pool, *, expired_since: date
               (SELECT count(*) FROM jobs WHERE status = {EXPIRED} AND updated_at >= $1) AS expired_since,
               (SELECT count(*) FROM (SELECT 1 FROM outbox LIMIT {OUTBOX_COUNT_CAP}) AS o) AS outbox_backlog,
               (SELECT count(*) FROM couriers WHERE online) AS couriers_online""",
-        expired_since)
+        expired_since,
+    )
     return Counts(**dict(row))

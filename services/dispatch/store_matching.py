@@ -17,7 +17,6 @@ from shared.outbox import EVENT_COLUMN_TYPES, events_from
 from . import domain
 from .store import OFFERED, WAITING, sql_list
 
-
 # Available couriers near many pickups at once: one row per job (its pickup and its cells, padded
 # with 0, which is no H3 cell, to a rectangular array), each job's nearest couriers found
 # through the partial index by a lateral lookup.
@@ -29,7 +28,8 @@ _CANDIDATES = """SELECT j.i, c.id, c.vehicle, c.lat, c.lng, c.load, c.capacity, 
           AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.order_id = j.order_id AND o.courier_id = c.id)
         ORDER BY (c.lat - j.lat) ^ 2 + ((c.lng - j.lng) * cos(radians(j.lat))) ^ 2
         LIMIT $5) c"""
-_CANDIDATES_BY_CELL = _CANDIDATES.format(column="cell")
+# Public: tests EXPLAIN it to prove the per-cell search uses its index.
+CANDIDATES_BY_CELL = _CANDIDATES.format(column="cell")
 _CANDIDATES_BY_COARSE_CELL = _CANDIDATES.format(column="coarse_cell")
 
 
@@ -41,8 +41,9 @@ class Search:
     cells: Sequence[int]
 
 
-async def find_candidates(conn: asyncpg.Connection, *, coarse: bool, searches: Sequence[Search],
-                               limit: int) -> list[list[asyncpg.Record]]:
+async def find_candidates(
+    conn: asyncpg.Connection, *, coarse: bool, searches: Sequence[Search], limit: int
+) -> list[list[asyncpg.Record]]:
     """For each search, the available couriers in its (fine or coarse) cells, nearest first
     (flat-earth distance, fine at city scale; the caller ranks them properly), leaving out
     those its order was offered to before: lists in search order, from one statement. Each
@@ -54,9 +55,13 @@ async def find_candidates(conn: asyncpg.Connection, *, coarse: bool, searches: S
         return []
     width = max(len(s.cells) for s in searches)
     rows = await conn.fetch(
-        _CANDIDATES_BY_COARSE_CELL if coarse else _CANDIDATES_BY_CELL,
-        [s.order_id for s in searches], [s.lat for s in searches], [s.lng for s in searches],
-        [list(s.cells) + [0] * (width - len(s.cells)) for s in searches], limit)
+        _CANDIDATES_BY_COARSE_CELL if coarse else CANDIDATES_BY_CELL,
+        [s.order_id for s in searches],
+        [s.lat for s in searches],
+        [s.lng for s in searches],
+        [list(s.cells) + [0] * (width - len(s.cells)) for s in searches],
+        limit,
+    )
     found: list[list[asyncpg.Record]] = [[] for _ in searches]
     for r in rows:
         found[r["i"] - 1].append(r)
@@ -102,8 +107,7 @@ _CLAIM_DUE_AND_CAPACITY = f"""WITH claimed AS (
     FROM capacity"""
 
 
-async def claim_due_and_capacity(conn: asyncpg.Connection,
-                                 limit: int) -> tuple[list[WaitingJob], list[asyncpg.Record]]:
+async def claim_due_and_capacity(conn: asyncpg.Connection, limit: int) -> tuple[list[WaitingJob], list[asyncpg.Record]]:
     """(jobs, capacity): waiting jobs that are due, oldest due first, locked (those another
     instance holds are skipped); and (coarse_cell, units, since, postponed) per coarse cell
     with couriers who can take an offer: free units there, when capacity last appeared there,
@@ -119,18 +123,25 @@ async def claim_due_and_capacity(conn: asyncpg.Connection,
     return jobs, capacity
 
 
-async def claim_waiting_near_capacity(conn: asyncpg.Connection, since: dict[int, datetime],
-                                      limit: int) -> list[WaitingJob]:
+async def claim_waiting_near_capacity(
+    conn: asyncpg.Connection, since: dict[int, datetime], limit: int
+) -> list[WaitingJob]:
     """Waiting jobs not yet due, in coarse cells where capacity appeared ({cell: when}) after
     they were last tried, oldest order first, locked; those another instance holds are skipped."""
-    return [WaitingJob(*r) for r in await conn.fetch(
-        f"""SELECT {CLAIMED_JOB_COLUMNS}  -- (no column of jobs is called cell or since)
+    return [
+        WaitingJob(*r)
+        for r in await conn.fetch(
+            f"""SELECT {CLAIMED_JOB_COLUMNS}  -- (no column of jobs is called cell or since)
             FROM jobs j JOIN unnest($1::bigint[], $2::timestamptz[]) AS a(cell, since)
                  ON j.pickup_coarse_cell = a.cell
             WHERE j.status = {WAITING} AND j.tried_at IS NOT NULL AND j.tried_at < a.since
               AND j.next_match_at > now()
             ORDER BY j.placed_at LIMIT $3 FOR UPDATE OF j SKIP LOCKED""",
-        list(since), list(since.values()), limit)]
+            list(since),
+            list(since.values()),
+            limit,
+        )
+    ]
 
 
 # The offers of a matcher pass in one statement: each courier's units are reserved (all of a
@@ -175,7 +186,7 @@ async def offer(conn: asyncpg.Connection, offers: Sequence[tuple], events: list[
     couriers reserved."""
     if not offers:
         return set()
-    columns = [list(c) for c in zip(*offers)]
+    columns = [list(c) for c in zip(*offers, strict=True)]
     return {r["id"] for r in await conn.fetch(_OFFER, *columns, *events)}
 
 
@@ -186,7 +197,9 @@ async def postpone_jobs(conn: asyncpg.Connection, rows: list[tuple[UUID, float]]
             """UPDATE jobs j SET next_match_at = now() + make_interval(secs => k.seconds),
                     match_attempts = j.match_attempts + 1, tried_at = now()
                FROM unnest($1::uuid[], $2::float8[]) AS k(order_id, seconds) WHERE j.order_id = k.order_id""",
-            [r[0] for r in rows], [r[1] for r in rows])
+            [r[0] for r in rows],
+            [r[1] for r in rows],
+        )
 
 
 # --- the expirer ----------------------------------------------------------------------------
@@ -199,14 +212,18 @@ async def claim_expired_offers(conn: asyncpg.Connection, limit: int) -> list[asy
     return await conn.fetch(
         f"""SELECT order_id, courier_id FROM jobs
            WHERE status = {OFFERED} AND offer_expires_at <= now()
-           ORDER BY order_id LIMIT $1 FOR UPDATE SKIP LOCKED""", limit)
+           ORDER BY order_id LIMIT $1 FOR UPDATE SKIP LOCKED""",
+        limit,
+    )
 
 
 async def claim_past_deadline(conn: asyncpg.Connection, limit: int) -> list[asyncpg.Record]:
     return await conn.fetch(
         f"""SELECT order_id, status, courier_id FROM jobs
            WHERE status IN {_NOT_YET_ACCEPTED} AND dispatch_deadline <= now()
-           ORDER BY order_id LIMIT $1 FOR UPDATE SKIP LOCKED""", limit)
+           ORDER BY order_id LIMIT $1 FOR UPDATE SKIP LOCKED""",
+        limit,
+    )
 
 
 async def next_deadline(conn: asyncpg.Connection | asyncpg.Pool) -> datetime | None:
@@ -218,10 +235,11 @@ async def next_deadline(conn: asyncpg.Connection | asyncpg.Pool) -> datetime | N
              UNION ALL
              (SELECT dispatch_deadline FROM jobs WHERE status IN {_NOT_YET_ACCEPTED}
               ORDER BY dispatch_deadline LIMIT 1)
-           ) s""")
+           ) s"""
+    )
 
 
 async def next_match_due(conn: asyncpg.Connection | asyncpg.Pool) -> datetime | None:
     return await conn.fetchval(
-        f"SELECT next_match_at FROM jobs WHERE status = {WAITING} ORDER BY next_match_at LIMIT 1")
-
+        f"SELECT next_match_at FROM jobs WHERE status = {WAITING} ORDER BY next_match_at LIMIT 1"
+    )

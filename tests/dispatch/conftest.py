@@ -16,6 +16,7 @@ from tests.dispatch.support import Dispatch, fast_settings, start_dispatch, stop
 def make_settings(infra, database, topic_prefix):
     def make(**overrides: Any) -> DispatchSettings:
         return fast_settings(infra, database, topic_prefix, **overrides)
+
     return make
 
 

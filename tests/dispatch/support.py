@@ -30,16 +30,19 @@ async def events_written(pool) -> dict[str, int]:
     so one snapshot whatever the relay does meanwhile)."""
     rows = await pool.fetch(
         "SELECT event_type, count(*) AS n FROM (SELECT event_type FROM outbox UNION ALL "
-        "SELECT event_type FROM outbox_published, generate_series(1, published)) e GROUP BY 1")
+        "SELECT event_type FROM outbox_published, generate_series(1, published)) e GROUP BY 1"
+    )
     return {r["event_type"]: r["n"] for r in rows}
 
 
 def fast_settings(infra, database: str, topic_prefix: str, **overrides: Any) -> DispatchSettings:
-    knobs: dict[str, Any] = dict(offer_timeout_s=5, window_s=60, poll_s=0.1, match_retry_base_s=0.05,
-                                 match_retry_max_s=0.2, pool_size=10)
+    knobs: dict[str, Any] = dict(
+        offer_timeout_s=5, window_s=60, poll_s=0.1, match_retry_base_s=0.05, match_retry_max_s=0.2, pool_size=10
+    )
     knobs.update(overrides)
-    return DispatchSettings(database_url=database, kafka_bootstrap_servers=infra.kafka_bootstrap,
-                            topic_prefix=topic_prefix, **knobs)
+    return DispatchSettings(
+        database_url=database, kafka_bootstrap_servers=infra.kafka_bootstrap, topic_prefix=topic_prefix, **knobs
+    )
 
 
 @dataclass
@@ -54,15 +57,18 @@ class Dispatch:
     def pool(self):
         return self.app.state.runtime.pool
 
-    async def new_courier(self, *, name: str = "Trần Văn Minh", vehicle: str = "motorbike",
-                          at: tuple[float, float] | None = HA_LONG) -> "Courier":
-        r = await self.client.post("/v1/admin/couriers", headers=ADMIN,
-                                   json={"name": name, "phone": "0912 345 678", "vehicle": vehicle})
+    async def new_courier(
+        self, *, name: str = "Trần Văn Minh", vehicle: str = "motorbike", at: tuple[float, float] | None = HA_LONG
+    ) -> Courier:
+        r = await self.client.post(
+            "/v1/admin/couriers", headers=ADMIN, json={"name": name, "phone": "0912 345 678", "vehicle": vehicle}
+        )
         assert r.status_code == 201, r.text
         courier = Courier(r.json()["id"], r.json()["token"], name, vehicle)
         if at is not None:
-            r = await self.client.put("/v1/courier/status", headers=courier.auth,
-                                      json={"online": True, "lat": at[0], "lng": at[1]})
+            r = await self.client.put(
+                "/v1/courier/status", headers=courier.auth, json={"online": True, "lat": at[0], "lng": at[1]}
+            )
             assert r.status_code == 200, r.text
         return courier
 
@@ -71,22 +77,24 @@ class Dispatch:
         handler = self.app.state.runtime.consumers[0].handler
         await handler([(e.topic, e) for e in events])
 
-    async def place(self, order: "Order") -> "Order":
+    async def place(self, order: Order) -> Order:
         await self.feed(order.placed_event())
         return order
 
-    async def jobs(self, courier: "Courier") -> list[dict]:
+    async def jobs(self, courier: Courier) -> list[dict]:
         r = await self.client.get("/v1/courier/jobs", headers=courier.auth)
         assert r.status_code == 200, r.text
         return r.json()["items"]
 
-    async def offer_for(self, courier: "Courier", order: "Order") -> dict:
+    async def offer_for(self, courier: Courier, order: Order) -> dict:
         async def offered():
-            return next((j for j in await self.jobs(courier)
-                         if j["order_id"] == order.id and j["status"] == "offered"), None)
+            return next(
+                (j for j in await self.jobs(courier) if j["order_id"] == order.id and j["status"] == "offered"), None
+            )
+
         return await eventually(offered, timeout=10, what=f"offer of {order.id}")
 
-    async def act(self, courier: "Courier", order_id: str, action: str, body: dict | None = None) -> httpx.Response:
+    async def act(self, courier: Courier, order_id: str, action: str, body: dict | None = None) -> httpx.Response:
         return await self.client.post(f"/v1/courier/jobs/{order_id}/{action}", headers=courier.auth, json=body)
 
     async def job_status(self, order_id: str) -> str:
@@ -119,20 +127,46 @@ class Order:
         return self.sequence
 
     def placed_event(self) -> OrderPlaced:
-        return new_event(OrderPlaced, subject=self.id, sequence=self._next(), source="orders", data={
-            "order_id": self.id, "merchant_id": str(uuid.uuid4()), "tracking_code": uuid.uuid4().hex[:12].upper(),
-            "pickup": {"name": "Shop Hoa Mai", "phone": "+84912345678", "address": "12 Lê Thánh Tông, Hạ Long",
-                       "lat": self.pickup[0], "lng": self.pickup[1]},
-            "dropoff": {"name": "Nguyễn Văn An", "phone": "+84987654321",
-                        "address": "45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh", "lat": 20.9555, "lng": 107.0452},
-            "parcel": {"weight_grams": 1200, "description": "Áo dài"}, "note": "Gọi trước khi giao, cổng số 3",
-            "cod_amount_vnd": self.cod_amount_vnd, "fee_vnd": 25_000, "distance_m": 4200,
-            "delivery_code": hash_delivery_code(self.code, self.key).model_dump(),
-        })
+        return new_event(
+            OrderPlaced,
+            subject=self.id,
+            sequence=self._next(),
+            source="orders",
+            data={
+                "order_id": self.id,
+                "merchant_id": str(uuid.uuid4()),
+                "tracking_code": uuid.uuid4().hex[:12].upper(),
+                "pickup": {
+                    "name": "Shop Hoa Mai",
+                    "phone": "+84912345678",
+                    "address": "12 Lê Thánh Tông, Hạ Long",
+                    "lat": self.pickup[0],
+                    "lng": self.pickup[1],
+                },
+                "dropoff": {
+                    "name": "Nguyễn Văn An",
+                    "phone": "+84987654321",
+                    "address": "45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh",
+                    "lat": 20.9555,
+                    "lng": 107.0452,
+                },
+                "parcel": {"weight_grams": 1200, "description": "Áo dài"},
+                "note": "Gọi trước khi giao, cổng số 3",
+                "cod_amount_vnd": self.cod_amount_vnd,
+                "fee_vnd": 25_000,
+                "distance_m": 4200,
+                "delivery_code": hash_delivery_code(self.code, self.key).model_dump(),
+            },
+        )
 
     def cancel_event(self, reason: str = "Khách đổi ý") -> OrderCancelRequested:
-        return new_event(OrderCancelRequested, subject=self.id, sequence=self._next(), source="orders",
-                         data={"order_id": self.id, "reason": reason})
+        return new_event(
+            OrderCancelRequested,
+            subject=self.id,
+            sequence=self._next(),
+            source="orders",
+            data={"order_id": self.id, "reason": reason},
+        )
 
 
 async def start_dispatch(settings: DispatchSettings) -> Dispatch:

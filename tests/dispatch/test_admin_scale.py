@@ -50,8 +50,13 @@ def summary(name: str, explained: dict) -> tuple[float, int]:
     plan = explained["Plan"]
     ms = explained["Execution Time"]
     pages = plan.get("Shared Hit Blocks", 0) + plan.get("Shared Read Blocks", 0)
-    scans = sorted({f"{n['Node Type']}({n.get('Index Name', n.get('Relation Name', ''))})" for n in nodes(plan)
-                    if "Scan" in n["Node Type"]})
+    scans = sorted(
+        {
+            f"{n['Node Type']}({n.get('Index Name', n.get('Relation Name', ''))})"
+            for n in nodes(plan)
+            if "Scan" in n["Node Type"]
+        }
+    )
     print(f"{name}: {ms:.2f} ms, {pages} pages; {', '.join(scans)}")
     assert not any(s.startswith("Seq Scan(jobs)") for s in scans), f"{name} reads every job: {scans}"
     return ms, pages
@@ -102,8 +107,11 @@ async def test_the_views_read_few_pages_with_10000_couriers_online(dispatch):
         assert ms < 100 and pages < 1500, (name, ms, pages)
 
     # and through HTTP, end to end (JSON of 500 couriers included)
-    for path, params in (("/v1/admin/couriers", {"bbox": "106.9,20.9,107.2,21.05", "limit": 500}),
-                         ("/v1/admin/jobs", {"limit": 500}), ("/v1/admin/overview", {})):
+    for path, params in (
+        ("/v1/admin/couriers", {"bbox": "106.9,20.9,107.2,21.05", "limit": 500}),
+        ("/v1/admin/jobs", {"limit": 500}),
+        ("/v1/admin/overview", {}),
+    ):
         started = time.perf_counter()
         r = await dispatch.client.get(path, params=params, headers=ADMIN)
         took = (time.perf_counter() - started) * 1000

@@ -46,11 +46,22 @@ async def test_pages_of_couriers_follow_the_cursor_to_the_end(dispatch):
     assert pages == 3 and len(seen) == 5 and set(seen) == ids and seen == sorted(seen)
 
 
-@pytest.mark.parametrize("params", [
-    {"bbox": "107,20,108"}, {"bbox": "a,b,c,d"}, {"bbox": "108,20,107,21"}, {"bbox": "0,-91,1,0"},
-    {"bbox": "nan,20,107,21"}, {"cursor": "not-a-cursor"}, {"cursor": "WyJ4Il0"}, {"limit": 501},
-    {"limit": 0}, {"online": "maybe"}, {"colour": "red"},
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"bbox": "107,20,108"},
+        {"bbox": "a,b,c,d"},
+        {"bbox": "108,20,107,21"},
+        {"bbox": "0,-91,1,0"},
+        {"bbox": "nan,20,107,21"},
+        {"cursor": "not-a-cursor"},
+        {"cursor": "WyJ4Il0"},
+        {"limit": 501},
+        {"limit": 0},
+        {"online": "maybe"},
+        {"colour": "red"},
+    ],
+)
 async def test_a_malformed_area_cursor_or_limit_is_422(dispatch, params):
     r = await dispatch.client.get("/v1/admin/couriers", params=params, headers=ADMIN)
     assert r.status_code == 422, (params, r.text)
@@ -86,8 +97,9 @@ async def test_open_jobs_in_an_area_by_status_oldest_first_and_a_couriers_jobs(d
     only = (await dispatch.client.get("/v1/admin/jobs", params={"status": "assigned"}, headers=ADMIN)).json()
     assert [j["order_id"] for j in only["items"]] == [first.id]
     page = (await dispatch.client.get("/v1/admin/jobs", params={"limit": 2}, headers=ADMIN)).json()
-    rest = (await dispatch.client.get("/v1/admin/jobs", params={"limit": 500, "cursor": page["next_cursor"]},
-                                      headers=ADMIN)).json()
+    rest = (
+        await dispatch.client.get("/v1/admin/jobs", params={"limit": 500, "cursor": page["next_cursor"]}, headers=ADMIN)
+    ).json()
     assert len(page["items"]) == 2 and len(rest["items"]) == 3 and rest["next_cursor"] is None
     assert {j["order_id"] for j in page["items"] + rest["items"]} == {j["order_id"] for j in items}
     nowhere = await dispatch.client.get("/v1/admin/jobs", params={"bbox": "0,0,1,1"}, headers=ADMIN)
@@ -111,8 +123,7 @@ async def test_the_overview_counts_waiting_offered_in_progress_and_expired(dispa
     await dispatch.offer_for(courier, assigned)
     await dispatch.act(courier, assigned.id, "accept")
     await dispatch.place(Order())  # nobody free: waits
-    await dispatch.pool.execute(
-        "UPDATE jobs SET placed_at = now() - interval '90 seconds' WHERE status = 'waiting'")
+    await dispatch.pool.execute("UPDATE jobs SET placed_at = now() - interval '90 seconds' WHERE status = 'waiting'")
 
     async def counted() -> dict | None:
         body = (await dispatch.client.get("/v1/admin/overview", headers=ADMIN)).json()
@@ -125,8 +136,7 @@ async def test_the_overview_counts_waiting_offered_in_progress_and_expired(dispa
 
 async def test_the_views_need_the_admin_token(dispatch):
     courier = await dispatch.new_courier()
-    for path in ("/v1/admin/couriers", "/v1/admin/jobs", "/v1/admin/overview",
-                 f"/v1/admin/couriers/{courier.id}/jobs"):
+    for path in ("/v1/admin/couriers", "/v1/admin/jobs", "/v1/admin/overview", f"/v1/admin/couriers/{courier.id}/jobs"):
         assert (await dispatch.client.get(path)).status_code == 401
         assert (await dispatch.client.get(path, headers=courier.auth)).status_code == 401
 
@@ -144,8 +154,12 @@ async def test_dispatch_serves_the_console_and_the_shared_map_files_with_the_str
     assert page.status_code == 200 and page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
     assert 'data-testid="ops-login"' in page.text and 'data-testid="ops-map"' in page.text
     assert (await dispatch.client.get("/ops")).headers["location"] == "/ops/"
-    for path in ("/ops/ops.js", "/ops/messages.js", "/web/shared/map.js",
-                 "/web/shared/vendor/qrcode-generator/qrcode.js"):
+    for path in (
+        "/ops/ops.js",
+        "/ops/messages.js",
+        "/web/shared/map.js",
+        "/web/shared/vendor/qrcode-generator/qrcode.js",
+    ):
         r = await dispatch.client.get(path)
         assert r.status_code == 200 and r.headers["content-type"].startswith("text/javascript"), path
     area = await dispatch.client.get("/map/service-area.geojson")

@@ -6,7 +6,7 @@ in test_integration.py)."""
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import orjson
 import pytest
@@ -15,30 +15,34 @@ from shared.events import DISPATCH_TOPIC
 from tests.dispatch.support import ADMIN, HA_LONG, Order, east, events_written
 from tests.support import eventually, read_topic
 
-
 # --- couriers ---------------------------------------------------------------------------------------
 
 
 async def test_admin_creates_a_courier_with_a_token_shown_once(dispatch):
-    r = await dispatch.client.post("/v1/admin/couriers", headers=ADMIN,
-                                   json={"name": "Trần Văn Minh", "phone": "0912 345 678", "vehicle": "van"})
+    r = await dispatch.client.post(
+        "/v1/admin/couriers", headers=ADMIN, json={"name": "Trần Văn Minh", "phone": "0912 345 678", "vehicle": "van"}
+    )
     assert r.status_code == 201
     body = r.json()
     assert body["name"] == "Trần Văn Minh" and body["capacity"] == 20 and body["token"].startswith("ct_")
-    stored = await dispatch.pool.fetchrow("SELECT phone, secret_hash FROM couriers WHERE id = $1",
-                                          uuid.UUID(body["id"]))
+    stored = await dispatch.pool.fetchrow(
+        "SELECT phone, secret_hash FROM couriers WHERE id = $1", uuid.UUID(body["id"])
+    )
     assert stored["phone"] == "+84912345678"
     assert body["token"] not in stored["secret_hash"]
     r = await dispatch.client.get(f"/v1/admin/couriers/{body['id']}", headers=ADMIN)
     assert r.json()["display_name"] == "Minh T." and r.json()["online"] is False
 
 
-@pytest.mark.parametrize("body", [
-    {"name": "Trần Văn Minh", "phone": "0912 345 678", "vehicle": "rocket"},
-    {"name": "Trần Văn Minh", "phone": "12", "vehicle": "car"},
-    {"name": "", "phone": "0912 345 678", "vehicle": "car"},
-    {"phone": "0912 345 678", "vehicle": "car"},
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"name": "Trần Văn Minh", "phone": "0912 345 678", "vehicle": "rocket"},
+        {"name": "Trần Văn Minh", "phone": "12", "vehicle": "car"},
+        {"name": "", "phone": "0912 345 678", "vehicle": "car"},
+        {"phone": "0912 345 678", "vehicle": "car"},
+    ],
+)
 async def test_invalid_couriers_are_422_naming_the_field(dispatch, body):
     r = await dispatch.client.post("/v1/admin/couriers", headers=ADMIN, json=body)
     assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json")
@@ -57,9 +61,16 @@ async def test_admin_and_courier_routes_need_their_credentials(dispatch):
     assert (await dispatch.client.get(f"/v1/admin/jobs/{uuid.uuid4()}", headers=courier.auth)).status_code == 401
 
 
-@pytest.mark.parametrize("body", [{"online": True}, {"online": True, "lat": 91, "lng": 107},
-                                  {"online": True, "lat": 20.9, "lng": 181}, {"online": False, "lat": 20.9},
-                                  {"online": "maybe", "lat": 20.9, "lng": 107}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"online": True},
+        {"online": True, "lat": 91, "lng": 107},
+        {"online": True, "lat": 20.9, "lng": 181},
+        {"online": False, "lat": 20.9},
+        {"online": "maybe", "lat": 20.9, "lng": 107},
+    ],
+)
 async def test_status_needs_a_valid_position_to_go_online(dispatch, body):
     courier = await dispatch.new_courier(at=None)
     r = await dispatch.client.put("/v1/courier/status", headers=courier.auth, json=body)
@@ -68,26 +79,32 @@ async def test_status_needs_a_valid_position_to_go_online(dispatch, body):
 
 async def test_status_online_and_offline(dispatch):
     courier = await dispatch.new_courier(at=None)
-    r = await dispatch.client.put("/v1/courier/status", headers=courier.auth,
-                                  json={"online": True, "lat": 20.95, "lng": 107.07})
+    r = await dispatch.client.put(
+        "/v1/courier/status", headers=courier.auth, json={"online": True, "lat": 20.95, "lng": 107.07}
+    )
     assert r.status_code == 200 and r.json()["online"] is True and r.json()["capacity"] == 3
     r = await dispatch.client.put("/v1/courier/status", headers=courier.auth, json={"online": False})
     assert r.status_code == 200 and r.json()["online"] is False and r.json()["lat"] == 20.95
 
 
 def _points(n: int, at: datetime | None = None) -> list[dict]:
-    at = at or datetime.now(timezone.utc)
-    return [{"lat": 20.95 + i / 1e4, "lng": 107.07, "at": (at - timedelta(seconds=n - 1 - i)).isoformat()}
-            for i in range(n)]
+    at = at or datetime.now(UTC)
+    return [
+        {"lat": 20.95 + i / 1e4, "lng": 107.07, "at": (at - timedelta(seconds=n - 1 - i)).isoformat()} for i in range(n)
+    ]
 
 
-@pytest.mark.parametrize("points", [
-    [], _points(101),
-    [{"lat": 20.95, "lng": 107.07, "at": "2025-03-14T09:30:00"}],  # no offset
-    [{"lat": 95, "lng": 107.07, "at": "2025-03-14T09:30:00+07:00"}],
-    [{"lat": 20.95, "lng": 107.07, "at": "yesterday"}],
-    _points(1, datetime.now(timezone.utc) + timedelta(minutes=5)),  # from the future
-])
+@pytest.mark.parametrize(
+    "points",
+    [
+        [],
+        _points(101),
+        [{"lat": 20.95, "lng": 107.07, "at": "2025-03-14T09:30:00"}],  # no offset
+        [{"lat": 95, "lng": 107.07, "at": "2025-03-14T09:30:00+07:00"}],
+        [{"lat": 20.95, "lng": 107.07, "at": "yesterday"}],
+        _points(1, datetime.now(UTC) + timedelta(minutes=5)),  # from the future
+    ],
+)
 async def test_invalid_location_batches_are_422(dispatch, points):
     courier = await dispatch.new_courier()
     r = await dispatch.client.post("/v1/courier/locations", headers=courier.auth, json={"points": points})
@@ -97,17 +114,19 @@ async def test_invalid_location_batches_are_422(dispatch, points):
 
 async def test_locations_keep_the_newest_point(dispatch):
     courier = await dispatch.new_courier()
-    points = _points(100, datetime.now(timezone.utc) + timedelta(seconds=1))  # newer than going online
+    points = _points(100, datetime.now(UTC) + timedelta(seconds=1))  # newer than going online
     newest = points[-1]
-    r = await dispatch.client.post("/v1/courier/locations", headers=courier.auth,
-                                   json={"points": list(reversed(points))})
+    r = await dispatch.client.post(
+        "/v1/courier/locations", headers=courier.auth, json={"points": list(reversed(points))}
+    )
     assert r.status_code == 202 and r.json() == {"accepted": 100, "published": False}  # no active job
     row = await dispatch.pool.fetchrow("SELECT lat, position_at FROM couriers WHERE id = $1", uuid.UUID(courier.id))
     assert row["lat"] == pytest.approx(newest["lat"])
     # an older batch arriving late does not move the courier back
     await dispatch.client.post("/v1/courier/locations", headers=courier.auth, json={"points": points[:1]})
-    assert await dispatch.pool.fetchval("SELECT lat FROM couriers WHERE id = $1",
-                                        uuid.UUID(courier.id)) == pytest.approx(newest["lat"])
+    assert await dispatch.pool.fetchval(
+        "SELECT lat FROM couriers WHERE id = $1", uuid.UUID(courier.id)
+    ) == pytest.approx(newest["lat"])
 
 
 # --- the whole life of a job -------------------------------------------------------------------------
@@ -124,8 +143,9 @@ async def test_offer_accept_pickup_deliver(dispatch):
     r = await dispatch.act(courier, order.id, "accept")
     assert r.status_code == 200 and r.json()["status"] == "assigned" and r.json()["offer_expires_at"] is None
     assert r.json()["dropoff"]["name"] == "Nguyễn Văn An" and r.json()["dropoff"]["phone"] == "+84987654321"
-    assert (await dispatch.act(courier, order.id, "deliver",
-                               {"delivery_code": order.code, "cod_collected_vnd": 250_000})).status_code == 409
+    assert (
+        await dispatch.act(courier, order.id, "deliver", {"delivery_code": order.code, "cod_collected_vnd": 250_000})
+    ).status_code == 409
     r = await dispatch.act(courier, order.id, "pickup")
     assert r.status_code == 200 and r.json()["status"] == "picked_up"
     assert [j["status"] for j in await dispatch.jobs(courier)] == ["picked_up"]
@@ -139,7 +159,11 @@ async def test_offer_accept_pickup_deliver(dispatch):
     assert await dispatch.jobs(courier) == []
     assert await dispatch.pool.fetchval("SELECT load FROM couriers WHERE id = $1", uuid.UUID(courier.id)) == 0
     assert await events_written(dispatch.pool) == {
-        "delivery.offered": 1, "delivery.assigned": 1, "delivery.picked_up": 1, "delivery.delivered": 1}
+        "delivery.offered": 1,
+        "delivery.assigned": 1,
+        "delivery.picked_up": 1,
+        "delivery.delivered": 1,
+    }
 
 
 async def test_fail_then_return(dispatch):
@@ -214,7 +238,10 @@ async def test_declined_and_expired_offers_go_to_the_next_courier_and_never_back
     assert (await dispatch.act(third, order.id, "accept")).status_code == 200
     offers = (await dispatch.client.get(f"/v1/admin/jobs/{order.id}", headers=ADMIN)).json()["offers"]
     assert [(o["courier_id"], o["state"]) for o in offers] == [
-        (first.id, "declined"), (second.id, "expired"), (third.id, "accepted")]
+        (first.id, "declined"),
+        (second.id, "expired"),
+        (third.id, "accepted"),
+    ]
     loads = await dispatch.pool.fetch("SELECT id::text, load FROM couriers")
     assert {r["id"]: r["load"] for r in loads} == {first.id: 0, second.id: 0, third.id: 1}
 
@@ -268,16 +295,19 @@ async def test_wrong_codes_are_limited_per_job(dispatch):
     assert lefts == [4, 3, 2, 1, 0]
     r = await dispatch.act(courier, order.id, "deliver", {"delivery_code": "123456", "cod_collected_vnd": 0})
     assert r.status_code == 429 and 0 < int(r.headers["retry-after"]) <= 900
-    assert (await dispatch.act(courier, order.id, "deliver", {"delivery_code": "12345x",
-                                                              "cod_collected_vnd": 0})).status_code == 422
+    assert (
+        await dispatch.act(courier, order.id, "deliver", {"delivery_code": "12345x", "cod_collected_vnd": 0})
+    ).status_code == 422
     # the courier can still report the failed delivery
     assert (await dispatch.act(courier, order.id, "fail", {"reason": "refused"})).status_code == 200
 
 
 async def test_location_events_only_while_carrying_and_once_per_second(dispatch):
     courier = await dispatch.new_courier()
-    post = lambda: dispatch.client.post("/v1/courier/locations", headers=courier.auth,  # noqa: E731
-                                        json={"points": _points(2)})
+
+    def post():
+        return dispatch.client.post("/v1/courier/locations", headers=courier.auth, json={"points": _points(2)})
+
     assert (await post()).json()["published"] is False
     order = await dispatch.place(Order())
     await dispatch.offer_for(courier, order)
@@ -329,13 +359,18 @@ async def test_cancel_before_pickup_frees_the_courier_after_pickup_is_refused(di
     await dispatch.feed(waiting.cancel_event())
     assert await dispatch.pool.fetchval("SELECT load FROM couriers") == 1
 
-    expected = {waiting.id: ["delivery.cancel_confirmed"] * 2, offered.id: ["delivery.cancel_confirmed"],
-                assigned.id: ["delivery.cancel_confirmed"], picked.id: ["delivery.cancel_refused"]}
+    expected = {
+        waiting.id: ["delivery.cancel_confirmed"] * 2,
+        offered.id: ["delivery.cancel_confirmed"],
+        assigned.id: ["delivery.cancel_confirmed"],
+        picked.id: ["delivery.cancel_refused"],
+    }
 
     async def all_answered():
         answers = await _cancel_answers(dispatch, infra)
         assert answers == expected
         return True
+
     await eventually(all_answered, what="the cancel answers on Kafka")
 
 
@@ -357,8 +392,9 @@ async def test_capacity_coming_free_nearby_is_offered_at_once_whatever_the_backo
 
     async def postponed():
         return await dispatch.pool.fetchval(
-            "SELECT next_match_at > now() + interval '20 seconds' FROM jobs WHERE order_id = $1",
-            uuid.UUID(other.id))
+            "SELECT next_match_at > now() + interval '20 seconds' FROM jobs WHERE order_id = $1", uuid.UUID(other.id)
+        )
+
     await eventually(postponed, what="the other order backed off")
     await dispatch.act(bicycle, held, "accept")
     await dispatch.act(bicycle, held, "pickup")
@@ -406,8 +442,11 @@ async def test_an_order_that_waited_gets_capacity_before_a_newer_one(start):
     await api.offer_for(bicycle, held)
     waited = await worker.place(Order(cod_amount_vnd=0))
     await eventually(lambda: _backed_off(api, waited.id), what="the second order backed off")
-    for action, body in (("accept", None), ("pickup", None),
-                         ("deliver", {"delivery_code": "482913", "cod_collected_vnd": 0})):
+    for action, body in (
+        ("accept", None),
+        ("pickup", None),
+        ("deliver", {"delivery_code": "482913", "cod_collected_vnd": 0}),
+    ):
         assert (await api.act(bicycle, held.id, action, body)).status_code == 200
     newer = await worker.place(Order(cod_amount_vnd=0))
     await api.offer_for(bicycle, waited)
@@ -417,15 +456,19 @@ async def test_an_order_that_waited_gets_capacity_before_a_newer_one(start):
 async def _backed_off(dispatch, order_id: str) -> bool:
     return await dispatch.pool.fetchval(
         "SELECT match_attempts > 0 AND next_match_at > now() + interval '20 seconds' FROM jobs WHERE order_id = $1",
-        uuid.UUID(order_id))
+        uuid.UUID(order_id),
+    )
 
 
-@pytest.mark.parametrize("path,body", [
-    ("/v1/courier/locations", {"points": [{"lat": 20.95, "lng": 107.07, "at": 0}]}),
-    ("/v1/courier/locations", {"points": [{"lat": False, "lng": 107.07, "at": "2025-03-14T09:30:00+07:00"}]}),
-    ("/v1/courier/status", {"online": 1, "lat": 20.95, "lng": 107.07}),
-    ("/v1/courier/status", {"online": True, "lat": 20.95, "lng": "107.07"}),
-])
+@pytest.mark.parametrize(
+    "path,body",
+    [
+        ("/v1/courier/locations", {"points": [{"lat": 20.95, "lng": 107.07, "at": 0}]}),
+        ("/v1/courier/locations", {"points": [{"lat": False, "lng": 107.07, "at": "2025-03-14T09:30:00+07:00"}]}),
+        ("/v1/courier/status", {"online": 1, "lat": 20.95, "lng": 107.07}),
+        ("/v1/courier/status", {"online": True, "lat": 20.95, "lng": "107.07"}),
+    ],
+)
 async def test_lax_values_are_not_coerced(dispatch, path, body):
     courier = await dispatch.new_courier()
     send = dispatch.client.put if path.endswith("status") else dispatch.client.post
@@ -435,11 +478,15 @@ async def test_lax_values_are_not_coerced(dispatch, path, body):
 
 async def test_broken_bodies_are_problems_not_crashes(dispatch):
     courier = await dispatch.new_courier()
-    r = await dispatch.client.put("/v1/courier/status", headers={**courier.auth, "content-type": "application/json"},
-                                  content=b"\x00{")
+    r = await dispatch.client.put(
+        "/v1/courier/status", headers={**courier.auth, "content-type": "application/json"}, content=b"\x00{"
+    )
     assert r.status_code == 400 and r.headers["content-type"] == "application/problem+json"
-    r = await dispatch.client.post(f"/v1/courier/jobs/{uuid.uuid4()}/deliver", headers=courier.auth,
-                                   json={"delivery_code": "123456", "cod_collected_vnd": True})
+    r = await dispatch.client.post(
+        f"/v1/courier/jobs/{uuid.uuid4()}/deliver",
+        headers=courier.auth,
+        json={"delivery_code": "123456", "cod_collected_vnd": True},
+    )
     assert r.status_code == 422
     r = await dispatch.client.post("/v1/courier/locations", headers=courier.auth, content=b"x" * 70_000)
     assert r.status_code in (413, 415)

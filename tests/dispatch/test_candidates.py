@@ -27,26 +27,64 @@ async def test_the_lookup_reads_the_partial_index_of_nearby_cells_only(dispatch)
         lat = HA_LONG[0] + rng.uniform(-0.18, 0.18)
         lng = HA_LONG[1] + rng.uniform(-0.19, 0.19)
         cell = g.cell(lat, lng)
-        rows.append((uuid.uuid4(), f"Tài xế {i}", "+84912345678", "motorbike", uuid.uuid4().hex, 3,
-                     True, lat, lng, cell, g.coarse(cell)))
+        rows.append(
+            (
+                uuid.uuid4(),
+                f"Tài xế {i}",
+                "+84912345678",
+                "motorbike",
+                uuid.uuid4().hex,
+                3,
+                True,
+                lat,
+                lng,
+                cell,
+                g.coarse(cell),
+            )
+        )
+
     def rows_in(cells):
         return [r for r in rows if r[9] in cells]
 
     async with dispatch.pool.acquire() as conn:
         await conn.copy_records_to_table(
-            "couriers", records=rows,
-            columns=["id", "name", "phone", "vehicle", "secret_hash", "capacity", "online", "lat", "lng",
-                     "cell", "coarse_cell"])
+            "couriers",
+            records=rows,
+            columns=[
+                "id",
+                "name",
+                "phone",
+                "vehicle",
+                "secret_hash",
+                "capacity",
+                "online",
+                "lat",
+                "lng",
+                "cell",
+                "coarse_cell",
+            ],
+        )
         await conn.execute("ANALYZE couriers")
         first = g.plan()[0]
         # two pickups searched in one statement, as a matcher pass does
         pickups = [HA_LONG, (HA_LONG[0] + 0.05, HA_LONG[1] - 0.05)]
         cells = [list(g.cells(g.cell(*p), first)) for p in pickups]
         explained = await conn.fetchval(
-            "EXPLAIN (ANALYZE, FORMAT JSON) " + store_matching._CANDIDATES_BY_CELL,
-            [uuid.uuid4(), uuid.uuid4()], [p[0] for p in pickups], [p[1] for p in pickups], cells, 32)
-        found = await store_matching.find_candidates(conn, coarse=False, limit=32, searches=[
-            store_matching.Search(uuid.uuid4(), lat, lng, c) for (lat, lng), c in zip(pickups, cells)])
+            "EXPLAIN (ANALYZE, FORMAT JSON) " + store_matching.CANDIDATES_BY_CELL,
+            [uuid.uuid4(), uuid.uuid4()],
+            [p[0] for p in pickups],
+            [p[1] for p in pickups],
+            cells,
+            32,
+        )
+        found = await store_matching.find_candidates(
+            conn,
+            coarse=False,
+            limit=32,
+            searches=[
+                store_matching.Search(uuid.uuid4(), lat, lng, c) for (lat, lng), c in zip(pickups, cells, strict=True)
+            ],
+        )
     if isinstance(explained, str):
         explained = orjson.loads(explained)
     nodes = list(_walk(explained[0]["Plan"]))
@@ -57,22 +95,29 @@ async def test_the_lookup_reads_the_partial_index_of_nearby_cells_only(dispatch)
     read = max(n["Actual Rows"] for n in courier_scans)
     assert read < 100, f"read {read} rows per pickup for 7 cells out of 10,000 couriers"
     assert len(found) == 2 and all(found), "each pickup has couriers of its own cells"
-    for c, nearby in zip(cells, found):
+    for c, nearby in zip(cells, found, strict=True):
         assert {r["id"] for r in nearby} <= {r[0] for r in rows_in(c)}
 
     # and the matcher offers the order to the courier standing at the pickup, among 10,000
-    r = await dispatch.client.post("/v1/admin/couriers", headers=ADMIN,
-                                   json={"name": "Trần Văn Gần", "phone": "0912 345 678", "vehicle": "motorbike"})
+    r = await dispatch.client.post(
+        "/v1/admin/couriers",
+        headers=ADMIN,
+        json={"name": "Trần Văn Gần", "phone": "0912 345 678", "vehicle": "motorbike"},
+    )
     token = r.json()["token"]
     nearest = {"Authorization": f"Bearer {token}"}
-    await dispatch.client.put("/v1/courier/status", headers=nearest,
-                              json={"online": True, "lat": HA_LONG[0], "lng": HA_LONG[1] + 1e-5})
+    await dispatch.client.put(
+        "/v1/courier/status", headers=nearest, json={"online": True, "lat": HA_LONG[0], "lng": HA_LONG[1] + 1e-5}
+    )
     order = await dispatch.place(Order())
 
     async def offered_to():
-        return await dispatch.pool.fetchval("SELECT courier_id FROM jobs WHERE order_id = $1 AND status = 'offered'",
-                                            uuid.UUID(order.id))
+        return await dispatch.pool.fetchval(
+            "SELECT courier_id FROM jobs WHERE order_id = $1 AND status = 'offered'", uuid.UUID(order.id)
+        )
+
     from tests.support import eventually
+
     assert str(await eventually(offered_to, what="the offer")) == r.json()["id"]
     why = (await dispatch.client.get(f"/v1/admin/jobs/{order.id}", headers=ADMIN)).json()["offers"][0]["why"]
     assert why["distance_m"] <= 2 and 1 <= why["candidates_weighed"] <= 32 and why["search_resolution"] == 9
@@ -90,7 +135,9 @@ async def test_capacity_given_back_by_one_statement_counts_each_unit_of_each_cou
         await store.release_couriers(conn, [ids[two.id], ids[one.id], ids[two.id]])
         await store.release_couriers(conn, [ids[one.id]] * 2)  # one courier, two units
         await store.release_couriers(conn, [])
-    loads = {str(r["id"]): (r["load"], r["capacity_at"]) for r in await dispatch.pool.fetch(
-        "SELECT id, load, capacity_at FROM couriers")}
+    loads = {
+        str(r["id"]): (r["load"], r["capacity_at"])
+        for r in await dispatch.pool.fetch("SELECT id, load, capacity_at FROM couriers")
+    }
     assert {k: v[0] for k, v in loads.items()} == {one.id: 0, two.id: 1, other.id: 3}
     assert loads[two.id][1] > before, "the capacity is news for postponed orders near the courier"

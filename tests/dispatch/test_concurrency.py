@@ -23,28 +23,33 @@ HOLDING = "('offered', 'assigned', 'picked_up', 'delivery_failed')"
 def _near(i: int) -> tuple[float, float]:
     angle = i * 2.4
     r = 150 + 60 * i  # metres
-    return (HA_LONG[0] + r / 111_320 * math.sin(angle),
-            HA_LONG[1] + r / (111_320 * math.cos(math.radians(HA_LONG[0]))) * math.cos(angle))
+    return (
+        HA_LONG[0] + r / 111_320 * math.sin(angle),
+        HA_LONG[1] + r / (111_320 * math.cos(math.radians(HA_LONG[0]))) * math.cos(angle),
+    )
 
 
 async def assert_invariants(pool) -> None:
     over = await pool.fetch(
         f"""SELECT c.id, c.capacity, c.load, count(j.order_id) AS held FROM couriers c
             LEFT JOIN jobs j ON j.courier_id = c.id AND j.status IN {HOLDING}
-            GROUP BY c.id HAVING count(j.order_id) > c.capacity OR count(j.order_id) <> c.load""")
+            GROUP BY c.id HAVING count(j.order_id) > c.capacity OR count(j.order_id) <> c.load"""
+    )
     assert over == [], f"couriers over capacity or with a wrong load: {over}"
     two = await pool.fetch(
         """SELECT order_id, count(*) FILTER (WHERE state IN ('open', 'accepted')) AS live,
                   count(*) FILTER (WHERE state = 'accepted') AS accepted
            FROM offers GROUP BY order_id
            HAVING count(*) FILTER (WHERE state IN ('open', 'accepted')) > 1
-               OR count(*) FILTER (WHERE state = 'accepted') > 1""")
+               OR count(*) FILTER (WHERE state = 'accepted') > 1"""
+    )
     assert two == [], f"orders with two couriers: {two}"
     mismatched = await pool.fetch(
         """SELECT j.order_id FROM jobs j
            WHERE j.status IN ('assigned', 'picked_up', 'delivered', 'delivery_failed', 'returned')
              AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.order_id = j.order_id
-                             AND o.courier_id = j.courier_id AND o.state = 'accepted')""")
+                             AND o.courier_id = j.courier_id AND o.state = 'accepted')"""
+    )
     assert mismatched == [], f"jobs whose courier is not the one who accepted: {mismatched}"
 
 
@@ -64,8 +69,10 @@ async def test_accepts_declines_cancels_and_deliveries_at_once_through_two_insta
     b = await start(offer_timeout_s=1.5)
     instances = (a, b)
     rng = random.Random(7)
-    couriers = [await a.new_courier(name=f"Trần Văn Số{i}", vehicle=rng.choice(["bicycle", "motorbike"]),
-                                    at=_near(i)) for i in range(10)]
+    couriers = [
+        await a.new_courier(name=f"Trần Văn Số{i}", vehicle=rng.choice(["bicycle", "motorbike"]), at=_near(i))
+        for i in range(10)
+    ]
     orders = [Order(pickup=_near(rng.randrange(10)), cod_amount_vnd=0, code="111111") for _ in range(50)]
     await asyncio.gather(*(instances[i % 2].place(o) for i, o in enumerate(orders)))
     to_cancel = rng.sample(orders, 15)
@@ -85,8 +92,7 @@ async def test_accepts_declines_cancels_and_deliveries_at_once_through_two_insta
                     r = await crng.choice(instances).act(courier, job["order_id"], "decline")
                     statuses[r.status_code] += 1
                     continue
-                answers = await asyncio.gather(*(d.act(courier, job["order_id"], "accept")
-                                                 for d in (a, b, a, b)))
+                answers = await asyncio.gather(*(d.act(courier, job["order_id"], "accept") for d in (a, b, a, b)))
                 codes = sorted(r.status_code for r in answers)
                 statuses.update(codes)
                 # one of them assigns the job (one delivery.assigned, checked on Kafka below);
@@ -94,8 +100,10 @@ async def test_accepts_declines_cancels_and_deliveries_at_once_through_two_insta
                 assert set(codes) <= {200, 409}, codes
                 assert len({r.json()["updated_at"] for r in answers if r.status_code == 200}) <= 1
                 if 200 in codes:
-                    for step, body in (("pickup", None), ("deliver", {"delivery_code": "111111",
-                                                                      "cod_collected_vnd": 0})):
+                    for step, body in (
+                        ("pickup", None),
+                        ("deliver", {"delivery_code": "111111", "cod_collected_vnd": 0}),
+                    ):
                         r = await crng.choice(instances).act(courier, job["order_id"], step, body)
                         statuses[r.status_code] += 1
                         if r.status_code != 200:
@@ -129,6 +137,7 @@ async def test_accepts_declines_cancels_and_deliveries_at_once_through_two_insta
     async def all_published():
         records = await read_topic(infra.kafka_bootstrap, topic, at_least=expected, timeout=20)
         return records if len({orjson.loads(r.value)["id"] for r in records}) >= expected else None
+
     records = await eventually(all_published, timeout=30, what="every event published")
     by_order: dict[str, list[dict]] = {}
     for record in records:
@@ -149,8 +158,7 @@ async def test_accepts_declines_cancels_and_deliveries_at_once_through_two_insta
 
 
 async def _all_settled(pool) -> bool:
-    return await pool.fetchval(
-        "SELECT count(*) FROM jobs WHERE status NOT IN ('delivered', 'cancelled')") == 0
+    return await pool.fetchval("SELECT count(*) FROM jobs WHERE status NOT IN ('delivered', 'cancelled')") == 0
 
 
 async def test_accept_races_cancel_on_every_order(start):
@@ -166,7 +174,8 @@ async def test_accept_races_cancel_on_every_order(start):
     async def race(order: Order) -> list[int]:
         cancel = order.cancel_event()
         results = await asyncio.gather(
-            *(d.act(van, order.id, "accept") for d in (a, b, a, b, a, b)), a.feed(cancel), b.feed(cancel))
+            *(d.act(van, order.id, "accept") for d in (a, b, a, b, a, b)), a.feed(cancel), b.feed(cancel)
+        )
         return sorted(r.status_code for r in results[:6])
 
     outcomes = await asyncio.gather(*(race(o) for o in orders))
@@ -186,15 +195,19 @@ async def test_two_matchers_never_overfill_a_courier(start):
     """Many orders at once, couriers with little capacity, both instances matching."""
     a = await start(offer_timeout_s=30)
     b = await start(offer_timeout_s=30)
-    couriers = [await a.new_courier(name=f"Hồ Văn Xe{i}", vehicle="bicycle" if i % 2 else "motorbike",
-                                    at=_near(i)) for i in range(6)]
+    couriers = [
+        await a.new_courier(name=f"Hồ Văn Xe{i}", vehicle="bicycle" if i % 2 else "motorbike", at=_near(i))
+        for i in range(6)
+    ]
     capacity = sum(1 if i % 2 else 3 for i in range(6))
     orders = [Order(pickup=_near(i % 6)) for i in range(40)]
-    await asyncio.gather(*(a.feed(*(o.placed_event() for o in orders[:20])),
-                           b.feed(*(o.placed_event() for o in orders[20:]))))
+    await asyncio.gather(
+        *(a.feed(*(o.placed_event() for o in orders[:20])), b.feed(*(o.placed_event() for o in orders[20:])))
+    )
 
     async def all_capacity_offered():
         return await a.pool.fetchval("SELECT count(*) FROM jobs WHERE status = 'offered'") == capacity
+
     await eventually(all_capacity_offered, timeout=10, what="every unit of capacity offered")
     # Both matchers go on trying (two more passes each, poked): nothing more may be offered.
     passes_before = [d.app.state.hints.passes for d in (a, b)]
@@ -202,7 +215,8 @@ async def test_two_matchers_never_overfill_a_courier(start):
     async def both_tried_twice_more():
         for d in (a, b):
             d.app.state.hints.poke()
-        return all(d.app.state.hints.passes >= n + 2 for d, n in zip((a, b), passes_before))
+        return all(d.app.state.hints.passes >= n + 2 for d, n in zip((a, b), passes_before, strict=True))
+
     await eventually(both_tried_twice_more, timeout=10, what="two more passes of each matcher")
     await assert_invariants(a.pool)
     assert await a.pool.fetchval("SELECT count(*) FROM jobs WHERE status = 'offered'") == capacity

@@ -10,8 +10,15 @@ import pytest
 from tests.dispatch.support import HA_LONG, Order, east, events_written
 
 # What identifies the recipient in conftest.Order: none of it may reach a courier before they accept.
-RECIPIENT = ("Nguyễn Văn An", "+84987654321", "0987654321", "Trần Hưng Đạo", "20.9555", "107.0452",
-             "Gọi trước khi giao")
+RECIPIENT = (
+    "Nguyễn Văn An",
+    "+84987654321",
+    "0987654321",
+    "Trần Hưng Đạo",
+    "20.9555",
+    "107.0452",
+    "Gọi trước khi giao",
+)
 
 
 async def _raw_jobs(dispatch, courier) -> str:
@@ -41,9 +48,13 @@ async def test_an_offer_shows_the_area_not_the_recipient_until_accepted(dispatch
         assert secret not in await _raw_jobs(dispatch, second), secret
     r = await dispatch.act(second, order.id, "accept")
     assert r.status_code == 200
-    assert r.json()["dropoff"] == {"name": "Nguyễn Văn An", "phone": "+84987654321",
-                                   "address": "45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh",
-                                   "lat": 20.9555, "lng": 107.0452}
+    assert r.json()["dropoff"] == {
+        "name": "Nguyễn Văn An",
+        "phone": "+84987654321",
+        "address": "45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh",
+        "lat": 20.9555,
+        "lng": 107.0452,
+    }
     [job] = await dispatch.jobs(second)
     assert job["status"] == "assigned" and job["dropoff"]["phone"] == "+84987654321"
     assert job["note"] == "Gọi trước khi giao, cổng số 3" and job["dropoff_area"] == offer["dropoff_area"]
@@ -55,14 +66,21 @@ async def test_each_step_repeated_answers_the_job_and_emits_nothing_more(dispatc
     order = await dispatch.place(Order(cod_amount_vnd=250_000))
     await dispatch.offer_for(courier, order)
     deliver = {"delivery_code": order.code, "cod_collected_vnd": 250_000}
-    for action, body, status in (("accept", None, "assigned"), ("pickup", None, "picked_up"),
-                                 ("deliver", deliver, "delivered")):
+    for action, body, status in (
+        ("accept", None, "assigned"),
+        ("pickup", None, "picked_up"),
+        ("deliver", deliver, "delivered"),
+    ):
         first = await dispatch.act(courier, order.id, action, body)
         again = await dispatch.act(courier, order.id, action, body)
         assert first.status_code == again.status_code == 200, (action, again.text)
         assert first.json() == again.json() and again.json()["status"] == status
-    assert await events_written(dispatch.pool) == {"delivery.offered": 1, "delivery.assigned": 1, "delivery.picked_up": 1,
-                                       "delivery.delivered": 1}
+    assert await events_written(dispatch.pool) == {
+        "delivery.offered": 1,
+        "delivery.assigned": 1,
+        "delivery.picked_up": 1,
+        "delivery.delivered": 1,
+    }
     assert await dispatch.pool.fetchval("SELECT load FROM couriers") == 0  # given back once, not twice
 
 
@@ -75,12 +93,15 @@ async def test_a_repeated_deliver_checks_and_counts_nothing(dispatch):
     r = await dispatch.act(courier, order.id, "deliver", {"delivery_code": order.code, "cod_collected_vnd": 100_000})
     assert r.status_code == 200
     # a wrong code or amount on the delivered job is not a new attempt: nothing to check
-    for body in ({"delivery_code": "000000", "cod_collected_vnd": 100_000},
-                 {"delivery_code": order.code, "cod_collected_vnd": 5}):
+    for body in (
+        {"delivery_code": "000000", "cod_collected_vnd": 100_000},
+        {"delivery_code": order.code, "cod_collected_vnd": 5},
+    ):
         again = await dispatch.act(courier, order.id, "deliver", body)
         assert again.status_code == 200 and again.json() == r.json()
-    row = await dispatch.pool.fetchrow("SELECT code_failures, cod_collected_vnd FROM jobs WHERE order_id = $1",
-                                       uuid.UUID(order.id))
+    row = await dispatch.pool.fetchrow(
+        "SELECT code_failures, cod_collected_vnd FROM jobs WHERE order_id = $1", uuid.UUID(order.id)
+    )
     assert (row["code_failures"], row["cod_collected_vnd"]) == (0, 100_000)
     assert (await events_written(dispatch.pool))["delivery.delivered"] == 1
 
@@ -91,8 +112,7 @@ async def test_fail_and_return_repeated_answer_the_job_once_each(dispatch):
     await dispatch.offer_for(courier, order)
     await dispatch.act(courier, order.id, "accept")
     await dispatch.act(courier, order.id, "pickup")
-    for action, body, status in (("fail", {"reason": "refused"}, "delivery_failed"),
-                                 ("return", None, "returned")):
+    for action, body, status in (("fail", {"reason": "refused"}, "delivery_failed"), ("return", None, "returned")):
         first = await dispatch.act(courier, order.id, action, body)
         again = await dispatch.act(courier, order.id, action, body)
         assert first.status_code == again.status_code == 200, (action, again.text)
@@ -115,19 +135,28 @@ async def test_an_earlier_step_after_a_later_one_is_still_409(dispatch):
     assert (await dispatch.act(courier, order.id, "decline")).status_code == 409
 
 
-@pytest.mark.parametrize("action,body", [
-    ("accept", None), ("pickup", None), ("deliver", {"delivery_code": "482913", "cod_collected_vnd": 0}),
-    ("fail", {"reason": "other"}), ("return", None),
-])
+@pytest.mark.parametrize(
+    "action,body",
+    [
+        ("accept", None),
+        ("pickup", None),
+        ("deliver", {"delivery_code": "482913", "cod_collected_vnd": 0}),
+        ("fail", {"reason": "other"}),
+        ("return", None),
+    ],
+)
 async def test_another_couriers_job_is_not_repeated_for_them(dispatch, action, body):
     mine = await dispatch.new_courier(name="Lê Thị Hoa")
     other = await dispatch.new_courier(name="Phạm Văn Đức", at=east(20_000))
     order = await dispatch.place(Order(cod_amount_vnd=0))
     await dispatch.offer_for(mine, order)
-    steps = {"accept": [("accept", None)], "pickup": [("accept", None), ("pickup", None)],
-             "deliver": [("accept", None), ("pickup", None), ("deliver", body)],
-             "fail": [("accept", None), ("pickup", None), ("fail", body)],
-             "return": [("accept", None), ("pickup", None), ("fail", {"reason": "other"}), ("return", None)]}
+    steps = {
+        "accept": [("accept", None)],
+        "pickup": [("accept", None), ("pickup", None)],
+        "deliver": [("accept", None), ("pickup", None), ("deliver", body)],
+        "fail": [("accept", None), ("pickup", None), ("fail", body)],
+        "return": [("accept", None), ("pickup", None), ("fail", {"reason": "other"}), ("return", None)],
+    }
     for step, step_body in steps[action]:
         assert (await dispatch.act(mine, order.id, step, step_body)).status_code == 200
     r = await dispatch.act(other, order.id, action, body)

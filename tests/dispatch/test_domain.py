@@ -4,7 +4,7 @@ the delivery-code limit, names."""
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from h3.api import basic_int as h3
@@ -13,8 +13,17 @@ from services.dispatch import domain
 from services.dispatch.cells import Grid, SearchStep, disk, rings_covering
 from services.dispatch.domain import Action, Candidate, CodeVerdict
 
-ALL_STATUSES = ("waiting", "offered", "assigned", "picked_up", "delivered", "delivery_failed", "returned",
-                "cancelled", "expired")
+ALL_STATUSES = (
+    "waiting",
+    "offered",
+    "assigned",
+    "picked_up",
+    "delivered",
+    "delivery_failed",
+    "returned",
+    "cancelled",
+    "expired",
+)
 
 
 # --- the state machine ----------------------------------------------------------------------------
@@ -136,7 +145,13 @@ def test_rings_covering_reach_every_point_within_the_radius(resolution, radius_m
 def test_the_search_goes_from_fine_to_coarse_cells():
     grid = Grid(fine_resolution=9, coarse_resolution=7, fine_rings=4, coarse_rings=8)
     assert [(s.coarse, s.rings) for s in grid.plan()] == [
-        (False, 1), (False, 2), (False, 4), (True, 2), (True, 4), (True, 8)]
+        (False, 1),
+        (False, 2),
+        (False, 4),
+        (True, 2),
+        (True, 4),
+        (True, 8),
+    ]
     covered = [grid.covered_m(s) for s in grid.plan()]
     assert covered == sorted(covered) and covered[-1] > 14_000
     assert len(grid.cells(grid.cell(*PICKUP), grid.plan()[-1])) == 217  # 14 km and more in 217 cells
@@ -160,13 +175,20 @@ def test_a_waiting_job_backs_off_up_to_a_cap():
 
 # --- delivery codes -------------------------------------------------------------------------------------
 
-NOW = datetime(2025, 3, 14, 9, 30, tzinfo=timezone.utc)
+NOW = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
 
 
 def _check(code_matches=True, cod=100, failures=0, locked_until=None, now=NOW):
-    return domain.check_delivery(code_matches=code_matches, cod_collected_vnd=cod, cod_amount_vnd=100,
-                                 failures=failures, locked_until=locked_until, now=now, max_failures=5,
-                                 lockout=timedelta(minutes=15))
+    return domain.check_delivery(
+        code_matches=code_matches,
+        cod_collected_vnd=cod,
+        cod_amount_vnd=100,
+        failures=failures,
+        locked_until=locked_until,
+        now=now,
+        max_failures=5,
+        lockout=timedelta(minutes=15),
+    )
 
 
 def test_the_right_code_and_amount_deliver():
@@ -179,15 +201,17 @@ def test_a_wrong_cod_amount_is_refused_but_not_counted_as_a_guess():
 
 
 def test_five_wrong_codes_lock_the_job_and_a_lock_holds_even_for_the_right_code():
-    failures, locked_until = 0, None
+    failures = 0
     for _ in range(4):
         check = _check(code_matches=False, failures=failures)
         failures = check.failures
         assert check.verdict is CodeVerdict.WRONG_CODE and check.locked_until is None
     fifth = _check(code_matches=False, failures=failures)
     assert fifth.verdict is CodeVerdict.WRONG_CODE and fifth.locked_until == NOW + timedelta(minutes=15)
-    assert _check(code_matches=True, locked_until=fifth.locked_until,
-                  now=NOW + timedelta(minutes=14)).verdict is CodeVerdict.LOCKED
+    assert (
+        _check(code_matches=True, locked_until=fifth.locked_until, now=NOW + timedelta(minutes=14)).verdict
+        is CodeVerdict.LOCKED
+    )
     after = _check(code_matches=False, failures=0, locked_until=fifth.locked_until, now=NOW + timedelta(minutes=15))
     assert (after.verdict, after.failures, after.locked_until) == (CodeVerdict.WRONG_CODE, 1, None)
     assert domain.retry_after_s(fifth.locked_until, NOW + timedelta(seconds=0.5)) == 900
@@ -196,8 +220,16 @@ def test_five_wrong_codes_lock_the_job_and_a_lock_holds_even_for_the_right_code(
 # --- couriers --------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name,short", [("Trần Văn Minh", "Minh T."), ("Nguyễn Thị Ánh Tuyết", "Tuyết N."),
-                                        ("  Lê   Hoa ", "Hoa L."), ("Minh", "Minh"), ("đặng lâm", "lâm Đ.")])
+@pytest.mark.parametrize(
+    "name,short",
+    [
+        ("Trần Văn Minh", "Minh T."),
+        ("Nguyễn Thị Ánh Tuyết", "Tuyết N."),
+        ("  Lê   Hoa ", "Hoa L."),
+        ("Minh", "Minh"),
+        ("đặng lâm", "lâm Đ."),
+    ],
+)
 def test_display_name_is_the_given_name_and_the_family_initial(name, short):
     assert domain.display_name(name) == short
 
@@ -212,12 +244,15 @@ def test_locations_from_the_future_beyond_the_clock_skew_are_implausible():
 # --- what a courier sees, and repeated steps ---------------------------------------------------
 
 
-@pytest.mark.parametrize("address,area", [
-    ("45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh", "Bãi Cháy, Hạ Long, Quảng Ninh"),
-    ("Số 12 Cao Xanh,Hạ Long", "Hạ Long"),
-    ("1 Lê Lợi", ""),  # one part may be the street itself: nothing is shown
-    ("", ""),
-])
+@pytest.mark.parametrize(
+    "address,area",
+    [
+        ("45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh", "Bãi Cháy, Hạ Long, Quảng Ninh"),
+        ("Số 12 Cao Xanh,Hạ Long", "Hạ Long"),
+        ("1 Lê Lợi", ""),  # one part may be the street itself: nothing is shown
+        ("", ""),
+    ],
+)
 def test_the_dropoff_area_leaves_the_street_out(address, area):
     shown = domain.dropoff_area(address, 20.95551, 107.04529)
     assert (shown.area, shown.lat, shown.lng) == (area, 20.96, 107.05)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from services.dispatch.service import matching
 from services.dispatch.handlers import OrderEvents
+from services.dispatch.service import matching
 from tests.dispatch.support import Order
 
 
@@ -49,6 +49,7 @@ async def test_a_failing_pass_leaves_the_new_jobs_to_the_matcher_s_loop(quiet, m
 
     async def broken(*args, **kwargs):
         raise ZeroDivisionError("a bug in matching")
+
     monkeypatch.setattr(matching, "match_waiting", broken)
     order = Order()
     await handle(placed(order))  # does not raise
@@ -60,6 +61,7 @@ async def test_an_outage_during_the_pass_fails_the_batch_for_the_consumer_to_ret
 
     async def deadlocked(*args, **kwargs):
         raise asyncpg.DeadlockDetectedError("deadlock detected")
+
     monkeypatch.setattr(matching, "match_waiting", deadlocked)
     order = Order()
     with pytest.raises(asyncpg.DeadlockDetectedError):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import uuid
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from services.dispatch import domain, store_matching
 from services.dispatch.service.common import grid
@@ -27,8 +27,9 @@ def _oracle(g, couriers: list[tuple], lat: float, lng: float) -> tuple[object, o
     def ranked(step):
         cells = set(g.cells(cell, step))
         column = 10 if step.coarse else 9
-        return domain.rank_candidates(lat, lng, [domain.Candidate(c[0], c[3], c[7], c[8], 0, c[5])
-                                                 for c in couriers if c[column] in cells])
+        return domain.rank_candidates(
+            lat, lng, [domain.Candidate(c[0], c[3], c[7], c[8], 0, c[5]) for c in couriers if c[column] in cells]
+        )
 
     plan = g.plan()
     for step in plan:
@@ -51,13 +52,26 @@ async def test_the_search_finds_whom_widening_over_every_courier_finds(dispatch,
         lng = HA_LONG[1] + rng.uniform(-0.04, 0.04)
         cell = g.cell(lat, lng)
         vehicle = rng.choice(VEHICLES)
-        couriers.append((uuid.uuid4(), f"Tài xế {i}", "+84912345678", vehicle, uuid.uuid4().hex, 3,
-                         True, lat, lng, cell, g.coarse(cell)))
+        couriers.append(
+            (
+                uuid.uuid4(),
+                f"Tài xế {i}",
+                "+84912345678",
+                vehicle,
+                uuid.uuid4().hex,
+                3,
+                True,
+                lat,
+                lng,
+                cell,
+                g.coarse(cell),
+            )
+        )
     jobs = []
     for _ in range(40):
         lat = HA_LONG[0] + rng.uniform(-0.05, 0.05)
         lng = HA_LONG[1] + rng.uniform(-0.05, 0.05)
-        jobs.append(WaitingJob(uuid.uuid4(), lat, lng, g.cell(lat, lng), 0, datetime.now(timezone.utc)))
+        jobs.append(WaitingJob(uuid.uuid4(), lat, lng, g.cell(lat, lng), 0, datetime.now(UTC)))
 
     statements: list[bool] = []
     find = store_matching.find_candidates
@@ -69,9 +83,22 @@ async def test_the_search_finds_whom_widening_over_every_courier_finds(dispatch,
     monkeypatch.setattr(store_matching, "find_candidates", counted)
     async with dispatch.pool.acquire() as conn:
         await conn.copy_records_to_table(
-            "couriers", records=couriers,
-            columns=["id", "name", "phone", "vehicle", "secret_hash", "capacity", "online", "lat", "lng",
-                     "cell", "coarse_cell"])
+            "couriers",
+            records=couriers,
+            columns=[
+                "id",
+                "name",
+                "phone",
+                "vehicle",
+                "secret_hash",
+                "capacity",
+                "online",
+                "lat",
+                "lng",
+                "cell",
+                "coarse_cell",
+            ],
+        )
         found = await search(conn, dispatch.settings, jobs)
 
     expected = {job.order_id: _oracle(g, couriers, job.pickup_lat, job.pickup_lng) for job in jobs}

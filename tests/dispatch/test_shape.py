@@ -11,7 +11,8 @@ from services.dispatch import domain
 async def _check_values(pool, table: str, column: str) -> set[str]:
     definitions = await pool.fetch(
         "SELECT pg_get_constraintdef(oid) AS d FROM pg_constraint WHERE conrelid = $1::regclass AND contype = 'c'",
-        table)
+        table,
+    )
     [check] = [r["d"] for r in definitions if re.match(rf"CHECK \(\(?{column} = ANY", r["d"])]
     return set(re.findall(r"'([a-z_]+)'::text", check))
 

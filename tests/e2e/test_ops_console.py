@@ -51,8 +51,9 @@ async def city(system):
         yield city
 
 
-async def console(browser, city: City, *, viewport: dict = DESKTOP, at: tuple[float, float] | None = None,
-                  zoom: int = 15) -> Visitor:
+async def console(
+    browser, city: City, *, viewport: dict = DESKTOP, at: tuple[float, float] | None = None, zoom: int = 15
+) -> Visitor:
     """A signed-in console looking at `at` (the city's corner by default)."""
     lat, lng = at or (city.lat, city.lng)
     visitor = await Visitor.open(browser, city.system.url_of("dispatch"), viewport=viewport)
@@ -147,8 +148,10 @@ async def test_couriers_and_orders_appear_and_move_and_an_assigned_order_names_i
 
     # the courier drives east: the marker follows
     await city.client.set_status(token, True, city.lat + 0.002, city.lng + 0.004)
+
     async def moved() -> bool:
         return await _moved(marker, before) > 50
+
     await eventually(moved, timeout=WAIT_MS / 1000, what="the courier's marker to move")
     await city.client.job_action(token, order["id"], "pickup")
     await expect(order_marker).to_have_attribute("data-status", "picked_up", timeout=WAIT_MS)
@@ -196,8 +199,9 @@ async def test_the_console_shows_a_busy_city(browser, city):
     tokens = []
     for i, vehicle in enumerate(["motorbike", "bicycle", "car", "van", "motorbike", "motorbike"]):
         created = await city.client.create_courier(f"Nguyễn Văn {chr(65 + i)}", "0987654321", vehicle)
-        await city.client.set_status(created["token"], True, HA_LONG[0] + 0.007 * (i % 3) - 0.007,
-                                     HA_LONG[1] + 0.012 * (i // 3) - 0.006)
+        await city.client.set_status(
+            created["token"], True, HA_LONG[0] + 0.007 * (i % 3) - 0.007, HA_LONG[1] + 0.012 * (i // 3) - 0.006
+        )
         tokens.append(created["token"])
     orders = []
     for i in range(4):  # four shops
@@ -213,7 +217,8 @@ async def test_the_console_shows_a_busy_city(browser, city):
                 await city.client.job_action(token, order["id"], "accept")
                 break
     await expect(page.locator('[data-testid="order-marker"][data-status="assigned"]').first).to_be_visible(
-        timeout=WAIT_MS)
+        timeout=WAIT_MS
+    )
     await page.locator('[data-testid="order-marker"][data-status="assigned"]').first.click()
     await expect(page.get_by_test_id("chosen-courier")).to_contain_text("Nguyễn Văn")
     await visitor.screenshot("ops-1280x800")  # with GIAO_SCREENSHOTS set
@@ -243,8 +248,8 @@ def png_to_gray(png: bytes) -> tuple[int, int, bytes]:
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     pos, chunks, header = 8, [], b""
     while pos < len(png):
-        (length,), kind = struct.unpack(">I", png[pos:pos + 4]), png[pos + 4:pos + 8]
-        data = png[pos + 8:pos + 8 + length]
+        (length,), kind = struct.unpack(">I", png[pos : pos + 4]), png[pos + 4 : pos + 8]
+        data = png[pos + 8 : pos + 8 + length]
         if kind == b"IHDR":
             header = data
         elif kind == b"IDAT":
@@ -258,7 +263,7 @@ def png_to_gray(png: bytes) -> tuple[int, int, bytes]:
     rows: list[bytearray] = []
     previous = bytearray(stride)
     for y in range(height):
-        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        kind, line = raw[y * (stride + 1)], bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         for i in range(stride):
             left = line[i - channels] if i >= channels else 0
             up, corner = previous[i], previous[i - channels] if i >= channels else 0
@@ -274,5 +279,8 @@ def png_to_gray(png: bytes) -> tuple[int, int, bytes]:
                 line[i] = (line[i] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 0xFF
         rows.append(line)
         previous = line
-    return width, height, bytes((r[i] * 299 + r[i + 1] * 587 + r[i + 2] * 114) // 1000
-                                for r in rows for i in range(0, stride, channels))
+    return (
+        width,
+        height,
+        bytes((r[i] * 299 + r[i + 1] * 587 + r[i + 2] * 114) // 1000 for r in rows for i in range(0, stride, channels)),
+    )

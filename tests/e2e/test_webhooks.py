@@ -43,8 +43,11 @@ async def test_deliveries_committed_before_a_kill_9_still_leave(system):
             key = await city.merchant()
             headers = {"Authorization": f"Bearer {key}"}
             async with httpx.AsyncClient(base_url=system.url_of("orders")) as http:
-                r = await http.post("/v1/webhook-endpoints", headers=headers,
-                                    json={"url": hooks.url, "event_types": ["order.status_changed"]})
+                r = await http.post(
+                    "/v1/webhook-endpoints",
+                    headers=headers,
+                    json={"url": hooks.url, "event_types": ["order.status_changed"]},
+                )
                 assert r.status_code == 201, r.text
                 endpoint = r.json()
             courier = await city.courier()
@@ -52,8 +55,9 @@ async def test_deliveries_committed_before_a_kill_9_still_leave(system):
             await city.offer_for(courier, order["id"])
             await city.client.job_action(courier, order["id"], "accept")
             await city.client.job_action(courier, order["id"], "pickup")
-            await city.client.job_action(courier, order["id"], "deliver",
-                                         {"delivery_code": order["delivery_code"], "cod_collected_vnd": 0})
+            await city.client.job_action(
+                courier, order["id"], "deliver", {"delivery_code": order["delivery_code"], "cod_collected_vnd": 0}
+            )
             await city.status(order, "delivered")
             # Every delivery is committed (the order shows delivered), none has left: the
             # receiver has refused the first one at least once.
@@ -71,6 +75,7 @@ async def test_deliveries_committed_before_a_kill_9_still_leave(system):
             async with httpx.AsyncClient(base_url=system.url_of("orders")) as http:
                 log = (await http.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=headers)).json()
             raise AssertionError(f"{len(hooks.all())} requests so far; {log}")
+
         payloads = await eventually(all_heard, timeout=30, what="the three status changes")
     assert [p["data"]["status"] for p in payloads] == ["assigned", "picked_up", "delivered"]
     assert all(p["data"]["order_id"] == order["id"] for p in payloads)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from uuid import UUID
 
 import asyncpg
@@ -25,20 +25,25 @@ class NotAllowedNow(Exception):
 
 
 def now_utc() -> datetime:
-    return datetime.now(timezone.utc)
+    return datetime.now(UTC)
 
 
-async def emit(conn: asyncpg.Connection, settings: DispatchSettings, cls: type[Envelope],
-               subject: UUID, data: Model) -> Envelope:
-    return await add_event(conn, cls, subject=str(subject), data=data, source=SOURCE,
-                           topic=settings.topic(cls.topic))
+async def emit(
+    conn: asyncpg.Connection, settings: DispatchSettings, cls: type[Envelope], subject: UUID, data: Model
+) -> Envelope:
+    return await add_event(conn, cls, subject=str(subject), data=data, source=SOURCE, topic=settings.topic(cls.topic))
 
 
-async def emit_many(conn: asyncpg.Connection, settings: DispatchSettings,
-                    events: list[tuple[type[Envelope], UUID, Model]]) -> None:
+async def emit_many(
+    conn: asyncpg.Connection, settings: DispatchSettings, events: list[tuple[type[Envelope], UUID, Model]]
+) -> None:
     """Several events (distinct subjects go out in one statement)."""
-    await add_events(conn, [(cls, str(subject), data) for cls, subject, data in events], source=SOURCE,
-                     topic=lambda cls: settings.topic(cls.topic))
+    await add_events(
+        conn,
+        [(cls, str(subject), data) for cls, subject, data in events],
+        source=SOURCE,
+        topic=lambda cls: settings.topic(cls.topic),
+    )
 
 
 def step_event(settings: DispatchSettings, cls: type[Envelope], subject: UUID, data: Model) -> list:
@@ -52,5 +57,6 @@ def step_data(order_id: UUID) -> Model:
 
 
 def grid(settings: DispatchSettings) -> Grid:
-    return Grid(settings.h3_resolution, settings.h3_coarse_resolution, settings.search_fine_rings,
-                settings.search_max_ring)
+    return Grid(
+        settings.h3_resolution, settings.h3_coarse_resolution, settings.search_fine_rings, settings.search_max_ring
+    )

@@ -17,9 +17,20 @@ import asyncpg
 
 from shared import secrets
 from shared.events import (
-    CourierInfo, CourierLocation, CourierLocationData, DeliveryAssigned, DeliveryAssignedData,
-    DeliveryCodeHash, DeliveryDelivered, DeliveryDeliveredData, DeliveryFailed, DeliveryFailedData,
-    DeliveryPickedUp, DeliveryReturned, Envelope, Model,
+    CourierInfo,
+    CourierLocation,
+    CourierLocationData,
+    DeliveryAssigned,
+    DeliveryAssignedData,
+    DeliveryCodeHash,
+    DeliveryDelivered,
+    DeliveryDeliveredData,
+    DeliveryFailed,
+    DeliveryFailedData,
+    DeliveryPickedUp,
+    DeliveryReturned,
+    Envelope,
+    Model,
 )
 from shared.outbox import add_event
 
@@ -30,30 +41,50 @@ from .common import SOURCE, JobNotFound, NotAllowedNow, emit, grid, now_utc, ste
 # --- couriers --------------------------------------------------------------------------------
 
 
-async def create_courier(conn: asyncpg.Connection, settings: DispatchSettings, *, name: str, phone: str,
-                         vehicle: str) -> tuple[asyncpg.Record, str]:
+async def create_courier(
+    conn: asyncpg.Connection, settings: DispatchSettings, *, name: str, phone: str, vehicle: str
+) -> tuple[asyncpg.Record, str]:
     """A new courier and their bearer token (shown once: only its hash is stored)."""
     token = secrets.new_secret("ct")
-    row = await store.insert_courier(conn, id=uuid4(), name=name, phone=phone, vehicle=vehicle,
-                                     secret_hash=secrets.secret_hash(token),
-                                     capacity=settings.capacity(vehicle))
+    row = await store.insert_courier(
+        conn,
+        id=uuid4(),
+        name=name,
+        phone=phone,
+        vehicle=vehicle,
+        secret_hash=secrets.secret_hash(token),
+        capacity=settings.capacity(vehicle),
+    )
     return row, token
 
 
-async def set_status(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID, *,
-                     online: bool, lat: float | None, lng: float | None) -> asyncpg.Record:
+async def set_status(
+    conn: asyncpg.Connection,
+    settings: DispatchSettings,
+    courier_id: UUID,
+    *,
+    online: bool,
+    lat: float | None,
+    lng: float | None,
+) -> asyncpg.Record:
     """Online or offline. Going offline withdraws the courier's open offers (those orders go to
     the next courier at once) but leaves accepted jobs with them, to finish."""
     if not online:
         offered = await store.open_offer_order_ids(conn, courier_id)
         locked = await store.lock_jobs(conn, offered)  # jobs before the courier: lock order
-        still_mine = [oid for oid, j in locked.items()
-                      if j.status == domain.OFFERED and j.courier_id == courier_id]
+        still_mine = [oid for oid, j in locked.items() if j.status == domain.OFFERED and j.courier_id == courier_id]
         await store.reopen_jobs(conn, still_mine, offer_state=domain.OFFER_WITHDRAWN)
         await store.release_couriers(conn, [courier_id] * len(still_mine))
     cell = grid(settings).cell(lat, lng) if lat is not None and lng is not None else None
-    return await store.set_courier_status(conn, courier_id, online=online, lat=lat, lng=lng, cell=cell,
-                                          coarse_cell=grid(settings).coarse(cell) if cell is not None else None)
+    return await store.set_courier_status(
+        conn,
+        courier_id,
+        online=online,
+        lat=lat,
+        lng=lng,
+        cell=cell,
+        coarse_cell=grid(settings).coarse(cell) if cell is not None else None,
+    )
 
 
 @dataclass(frozen=True)
@@ -63,21 +94,35 @@ class Point:
     at: datetime
 
 
-async def report_locations(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID,
-                           points: list[Point]) -> bool:
+async def report_locations(
+    conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID, points: list[Point]
+) -> bool:
     """Keep the newest position; publish it if the courier carries an active job and none was
     published for them within the last second. Returns whether an event went out."""
     latest = max(points, key=lambda p: p.at)
     carried = await store.carried_order_ids(conn, courier_id)
     cell = grid(settings).cell(latest.lat, latest.lng)
     published = await store.move_courier(
-        conn, courier_id, lat=latest.lat, lng=latest.lng, at=latest.at, cell=cell,
-        coarse_cell=grid(settings).coarse(cell), publish_if_carrying=bool(carried))
+        conn,
+        courier_id,
+        lat=latest.lat,
+        lng=latest.lng,
+        at=latest.at,
+        cell=cell,
+        coarse_cell=grid(settings).coarse(cell),
+        publish_if_carrying=bool(carried),
+    )
     if published:
-        await add_event(conn, CourierLocation, subject=str(courier_id), source=SOURCE,
-                        topic=settings.topic(CourierLocation.topic),
-                        data=CourierLocationData(courier_id=courier_id, order_ids=carried, lat=latest.lat,
-                                                 lng=latest.lng, at=latest.at))
+        await add_event(
+            conn,
+            CourierLocation,
+            subject=str(courier_id),
+            source=SOURCE,
+            topic=settings.topic(CourierLocation.topic),
+            data=CourierLocationData(
+                courier_id=courier_id, order_ids=carried, lat=latest.lat, lng=latest.lng, at=latest.at
+            ),
+        )
     return published
 
 
@@ -89,8 +134,9 @@ async def report_locations(conn: asyncpg.Connection, settings: DispatchSettings,
 # job again to say why: 404 (not yours) or 409 (not now).
 
 
-async def _why_not_offer(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID,
-                         job: store.Job | None) -> Exception:
+async def _why_not_offer(
+    conn: asyncpg.Connection, order_id: UUID, courier_id: UUID, job: store.Job | None
+) -> Exception:
     """404 if the order was never offered to this courier, else 409 with what became of it."""
     if job is None:
         return JobNotFound()
@@ -103,13 +149,21 @@ async def _why_not_offer(conn: asyncpg.Connection, order_id: UUID, courier_id: U
     return NotAllowedNow(f"The offer is no longer open (it was {state}; the job is now {now})")
 
 
-async def accept_offer(conn: asyncpg.Connection, settings: DispatchSettings, courier: Any,
-                       order_id: UUID) -> store.Job:
+async def accept_offer(conn: asyncpg.Connection, settings: DispatchSettings, courier: Any, order_id: UUID) -> store.Job:
     """`courier` has id, name, phone and vehicle (for the assigned event). One statement."""
-    info = CourierInfo(id=courier.id, name=courier.name, phone=courier.phone,
-                       display_name=domain.display_name(courier.name), vehicle=courier.vehicle)
-    job = await store.accept_offer(conn, order_id, courier.id, step_event(
-        settings, DeliveryAssigned, order_id, DeliveryAssignedData(order_id=order_id, courier=info)))
+    info = CourierInfo(
+        id=courier.id,
+        name=courier.name,
+        phone=courier.phone,
+        display_name=domain.display_name(courier.name),
+        vehicle=courier.vehicle,
+    )
+    job = await store.accept_offer(
+        conn,
+        order_id,
+        courier.id,
+        step_event(settings, DeliveryAssigned, order_id, DeliveryAssignedData(order_id=order_id, courier=info)),
+    )
     if job is None:
         job = await store.job(conn, order_id)
         if job is not None and job.courier_id == courier.id and domain.already_done(domain.Action.ACCEPT, job.status):
@@ -118,8 +172,7 @@ async def accept_offer(conn: asyncpg.Connection, settings: DispatchSettings, cou
     return job
 
 
-async def decline_offer(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID,
-                        order_id: UUID) -> None:
+async def decline_offer(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID, order_id: UUID) -> None:
     """Also allowed for an offer just past its time that the expirer has not closed yet."""
     if not await store.decline_offer(conn, order_id, courier_id):
         raise await _why_not_offer(conn, order_id, courier_id, await store.job(conn, order_id))
@@ -140,14 +193,28 @@ def _transition(action: domain.Action, status: str) -> str:
         raise NotAllowedNow(str(exc)) from None
 
 
-async def _advance(conn: asyncpg.Connection, settings: DispatchSettings, action: domain.Action, courier_id: UUID,
-                   order_id: UUID, event: tuple[type[Envelope], Model], fail_reason: str | None = None) -> store.Job:
+async def _advance(
+    conn: asyncpg.Connection,
+    settings: DispatchSettings,
+    action: domain.Action,
+    courier_id: UUID,
+    order_id: UUID,
+    event: tuple[type[Envelope], Model],
+    fail_reason: str | None = None,
+) -> store.Job:
     """One of the courier's steps with its event, in one statement; a repeat of the step the
     job is already in answers the job and changes nothing."""
     start, end = domain.TRANSITIONS[action]
-    job = await store.advance_job(conn, order_id, courier_id, start=start, end=end,
-                                  frees_capacity=domain.frees_capacity(start, end),
-                                  event=step_event(settings, event[0], order_id, event[1]), fail_reason=fail_reason)
+    job = await store.advance_job(
+        conn,
+        order_id,
+        courier_id,
+        start=start,
+        end=end,
+        frees_capacity=domain.frees_capacity(start, end),
+        event=step_event(settings, event[0], order_id, event[1]),
+        fail_reason=fail_reason,
+    )
     if job is None:
         current = await store.job(conn, order_id)
         if current is None or current.courier_id != courier_id:
@@ -159,10 +226,10 @@ async def _advance(conn: asyncpg.Connection, settings: DispatchSettings, action:
     return job
 
 
-async def pick_up(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID,
-                  order_id: UUID) -> store.Job:
-    return await _advance(conn, settings, domain.Action.PICKUP, courier_id, order_id,
-                          (DeliveryPickedUp, step_data(order_id)))
+async def pick_up(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID, order_id: UUID) -> store.Job:
+    return await _advance(
+        conn, settings, domain.Action.PICKUP, courier_id, order_id, (DeliveryPickedUp, step_data(order_id))
+    )
 
 
 @dataclass(frozen=True)
@@ -175,8 +242,15 @@ class DeliveryOutcome:
 REPEATED = domain.DeliveryCheck(domain.CodeVerdict.OK, 0, None)
 
 
-async def deliver(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID, order_id: UUID,
-                  *, delivery_code: str, cod_collected_vnd: int) -> DeliveryOutcome:
+async def deliver(
+    conn: asyncpg.Connection,
+    settings: DispatchSettings,
+    courier_id: UUID,
+    order_id: UUID,
+    *,
+    delivery_code: str,
+    cod_collected_vnd: int,
+) -> DeliveryOutcome:
     """Check the code and the COD amount. The common case (the right code) is a read and one
     statement that delivers only if no other call counted a wrong code meanwhile; anything
     else is decided again under the job's row lock, in a transaction of its own, which a
@@ -189,29 +263,52 @@ async def deliver(conn: asyncpg.Connection, settings: DispatchSettings, courier_
     check = _check_code(settings, job, delivery_code, cod_collected_vnd)
     if check.verdict is domain.CodeVerdict.OK and job.status == domain.TRANSITIONS[domain.Action.DELIVER][0]:
         delivered = await store.deliver_job(
-            conn, order_id, courier_id, cod_collected_vnd=cod_collected_vnd, seen_failures=job.code_failures,
-            seen_locked_until=job.code_locked_until, event=step_event(
-                settings, DeliveryDelivered, order_id,
-                DeliveryDeliveredData(order_id=order_id, cod_collected_vnd=cod_collected_vnd)))
+            conn,
+            order_id,
+            courier_id,
+            cod_collected_vnd=cod_collected_vnd,
+            seen_failures=job.code_failures,
+            seen_locked_until=job.code_locked_until,
+            event=step_event(
+                settings,
+                DeliveryDelivered,
+                order_id,
+                DeliveryDeliveredData(order_id=order_id, cod_collected_vnd=cod_collected_vnd),
+            ),
+        )
         if delivered is not None:
             return DeliveryOutcome(check, delivered)
     async with conn.transaction():
-        return await _deliver_locked(conn, settings, courier_id, order_id, delivery_code=delivery_code,
-                                     cod_collected_vnd=cod_collected_vnd)
+        return await _deliver_locked(
+            conn, settings, courier_id, order_id, delivery_code=delivery_code, cod_collected_vnd=cod_collected_vnd
+        )
 
 
-def _check_code(settings: DispatchSettings, job: store.Job, delivery_code: str,
-                cod_collected_vnd: int) -> domain.DeliveryCheck:
+def _check_code(
+    settings: DispatchSettings, job: store.Job, delivery_code: str, cod_collected_vnd: int
+) -> domain.DeliveryCheck:
     stored = DeliveryCodeHash(salt=job.code_salt, hash=job.code_hash)
     return domain.check_delivery(
         code_matches=secrets.delivery_code_matches(delivery_code, stored, settings.delivery_code_key),
-        cod_collected_vnd=cod_collected_vnd, cod_amount_vnd=job.cod_amount_vnd,
-        failures=job.code_failures, locked_until=job.code_locked_until, now=now_utc(),
-        max_failures=settings.code_max_failures, lockout=timedelta(seconds=settings.code_lockout_s))
+        cod_collected_vnd=cod_collected_vnd,
+        cod_amount_vnd=job.cod_amount_vnd,
+        failures=job.code_failures,
+        locked_until=job.code_locked_until,
+        now=now_utc(),
+        max_failures=settings.code_max_failures,
+        lockout=timedelta(seconds=settings.code_lockout_s),
+    )
 
 
-async def _deliver_locked(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID, order_id: UUID,
-                          *, delivery_code: str, cod_collected_vnd: int) -> DeliveryOutcome:
+async def _deliver_locked(
+    conn: asyncpg.Connection,
+    settings: DispatchSettings,
+    courier_id: UUID,
+    order_id: UUID,
+    *,
+    delivery_code: str,
+    cod_collected_vnd: int,
+) -> DeliveryOutcome:
     job = await _lock_own_job(conn, order_id, courier_id)
     if domain.already_done(domain.Action.DELIVER, job.status):
         return DeliveryOutcome(REPEATED, job)  # a concurrent call delivered it
@@ -223,19 +320,33 @@ async def _deliver_locked(conn: asyncpg.Connection, settings: DispatchSettings, 
         return DeliveryOutcome(check, None)
     job = await store.update_job(conn, order_id, status=status, cod_collected_vnd=cod_collected_vnd)
     await store.release_couriers(conn, [courier_id])
-    await emit(conn, settings, DeliveryDelivered, order_id,
-               DeliveryDeliveredData(order_id=order_id, cod_collected_vnd=cod_collected_vnd))
+    await emit(
+        conn,
+        settings,
+        DeliveryDelivered,
+        order_id,
+        DeliveryDeliveredData(order_id=order_id, cod_collected_vnd=cod_collected_vnd),
+    )
     return DeliveryOutcome(check, job)
 
 
-async def fail_delivery(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID,
-                        order_id: UUID, *, reason: str) -> store.Job:
-    return await _advance(conn, settings, domain.Action.FAIL, courier_id, order_id,
-                          (DeliveryFailed, DeliveryFailedData(order_id=order_id, reason=reason)), fail_reason=reason)
+async def fail_delivery(
+    conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID, order_id: UUID, *, reason: str
+) -> store.Job:
+    return await _advance(
+        conn,
+        settings,
+        domain.Action.FAIL,
+        courier_id,
+        order_id,
+        (DeliveryFailed, DeliveryFailedData(order_id=order_id, reason=reason)),
+        fail_reason=reason,
+    )
 
 
-async def return_parcel(conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID,
-                        order_id: UUID) -> store.Job:
-    return await _advance(conn, settings, domain.Action.RETURN, courier_id, order_id,
-                          (DeliveryReturned, step_data(order_id)))
-
+async def return_parcel(
+    conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID, order_id: UUID
+) -> store.Job:
+    return await _advance(
+        conn, settings, domain.Action.RETURN, courier_id, order_id, (DeliveryReturned, step_data(order_id))
+    )

@@ -43,8 +43,7 @@ def capacity_news(available: list, rings: int = CAPACITY_REACH_RINGS) -> tuple[d
     return since, sum(row["units"] for row in available)
 
 
-async def match_waiting(conn: asyncpg.Connection, settings: DispatchSettings,
-                        batch: int | None = None) -> MatchResult:
+async def match_waiting(conn: asyncpg.Connection, settings: DispatchSettings, batch: int | None = None) -> MatchResult:
     """Offer each due waiting job (up to a batch, `match_batch` unless given, claimed with
     SKIP LOCKED so two instances share the queue) to the best available courier; postpone
     those nobody can take.
@@ -69,9 +68,14 @@ async def match_waiting(conn: asyncpg.Connection, settings: DispatchSettings,
         if jobs:
             offers = await _offer_all(conn, settings, jobs, await search(conn, settings, jobs))
     offered = {o.order_id for o in offers}
-    postponed = [(job.order_id, domain.match_retry_delay(
-        job.match_attempts, settings.match_retry_base_s, settings.match_retry_max_s))
-        for job in jobs if job.order_id not in offered]
+    postponed = [
+        (
+            job.order_id,
+            domain.match_retry_delay(job.match_attempts, settings.match_retry_base_s, settings.match_retry_max_s),
+        )
+        for job in jobs
+        if job.order_id not in offered
+    ]
     await store_matching.postpone_jobs(conn, postponed)
     return MatchResult(len(offers), len(postponed), len(jobs))
 
@@ -82,8 +86,9 @@ class _Found:
     ranked: list[domain.RankedCandidate]
 
 
-async def search(conn: asyncpg.Connection, settings: DispatchSettings,
-                  jobs: list[store_matching.WaitingJob]) -> dict[UUID, _Found]:
+async def search(
+    conn: asyncpg.Connection, settings: DispatchSettings, jobs: list[store_matching.WaitingJob]
+) -> dict[UUID, _Found]:
     """The ranked candidates of each job that has any.
 
     Each job widens step by step until someone is found; then the search must cover everyone
@@ -103,8 +108,9 @@ async def search(conn: asyncpg.Connection, settings: DispatchSettings,
     final: set[UUID] = set()  # looking at the covering step: what it finds is the answer
     found: dict[UUID, _Found] = {}
     while looking:
-        ranked_by_job = await _weigh(conn, settings, g, nearby,
-                                     {oid: (by_id[oid], step) for oid, step in looking.items()})
+        ranked_by_job = await _weigh(
+            conn, settings, g, nearby, {oid: (by_id[oid], step) for oid, step in looking.items()}
+        )
         widen: dict[UUID, SearchStep] = {}
         for oid, ranked in ranked_by_job.items():
             step = looking[oid]
@@ -127,27 +133,46 @@ async def search(conn: asyncpg.Connection, settings: DispatchSettings,
     return found
 
 
-async def _nearby(conn: asyncpg.Connection, settings: DispatchSettings, g: Grid, plan: list[SearchStep],
-                  jobs: list[store_matching.WaitingJob]) -> dict[UUID, list[asyncpg.Record]]:
+async def _nearby(
+    conn: asyncpg.Connection,
+    settings: DispatchSettings,
+    g: Grid,
+    plan: list[SearchStep],
+    jobs: list[store_matching.WaitingJob],
+) -> dict[UUID, list[asyncpg.Record]]:
     """Each job's available couriers in the widest fine step of the plan, nearest first: what
     every fine step of its search chooses from (one statement for all the jobs)."""
     widest = max((s for s in plan if not s.coarse), key=lambda s: s.rings, default=None)
     if widest is None or not jobs:
         return {}
-    results = await store_matching.find_candidates(conn, coarse=False, limit=settings.candidate_limit, searches=[
-        store_matching.Search(job.order_id, job.pickup_lat, job.pickup_lng, g.cells(job.pickup_cell, widest))
-        for job in jobs])
-    return {job.order_id: rows for job, rows in zip(jobs, results)}
+    results = await store_matching.find_candidates(
+        conn,
+        coarse=False,
+        limit=settings.candidate_limit,
+        searches=[
+            store_matching.Search(job.order_id, job.pickup_lat, job.pickup_lng, g.cells(job.pickup_cell, widest))
+            for job in jobs
+        ],
+    )
+    return {job.order_id: rows for job, rows in zip(jobs, results, strict=True)}
 
 
-async def _weigh(conn: asyncpg.Connection, settings: DispatchSettings, g: Grid,
-                 nearby: dict[UUID, list[asyncpg.Record]],
-                 searches: dict[UUID, tuple[store_matching.WaitingJob, SearchStep]]) -> dict[UUID, list[domain.RankedCandidate]]:
+async def _weigh(
+    conn: asyncpg.Connection,
+    settings: DispatchSettings,
+    g: Grid,
+    nearby: dict[UUID, list[asyncpg.Record]],
+    searches: dict[UUID, tuple[store_matching.WaitingJob, SearchStep]],
+) -> dict[UUID, list[domain.RankedCandidate]]:
     """Each search's candidates, ranked: a fine step's from `nearby` (those in its cells), the
     coarse steps' from one statement for all of them."""
+
     def ranked(job: store_matching.WaitingJob, rows: list[asyncpg.Record]) -> list[domain.RankedCandidate]:
-        return domain.rank_candidates(job.pickup_lat, job.pickup_lng, [
-            domain.Candidate(r["id"], r["vehicle"], r["lat"], r["lng"], r["load"], r["capacity"]) for r in rows])
+        return domain.rank_candidates(
+            job.pickup_lat,
+            job.pickup_lng,
+            [domain.Candidate(r["id"], r["vehicle"], r["lat"], r["lng"], r["load"], r["capacity"]) for r in rows],
+        )
 
     weighed: dict[UUID, list[domain.RankedCandidate]] = {}
     coarse = []
@@ -158,10 +183,16 @@ async def _weigh(conn: asyncpg.Connection, settings: DispatchSettings, g: Grid,
         cells_of_step = frozenset(g.cells(job.pickup_cell, step))
         weighed[oid] = ranked(job, [r for r in nearby.get(oid, ()) if r["cell"] in cells_of_step])
     if coarse:
-        results = await store_matching.find_candidates(conn, coarse=True, limit=settings.candidate_limit, searches=[
-            store_matching.Search(oid, job.pickup_lat, job.pickup_lng, g.cells(job.pickup_cell, step))
-            for oid, job, step in coarse])
-        for (oid, job, _), rows in zip(coarse, results):
+        results = await store_matching.find_candidates(
+            conn,
+            coarse=True,
+            limit=settings.candidate_limit,
+            searches=[
+                store_matching.Search(oid, job.pickup_lat, job.pickup_lng, g.cells(job.pickup_cell, step))
+                for oid, job, step in coarse
+            ],
+        )
+        for (oid, job, _), rows in zip(coarse, results, strict=True):
             weighed[oid] = ranked(job, rows)
     return weighed
 
@@ -178,8 +209,12 @@ class _Offer:
 RESERVATION_ROUNDS = 3
 
 
-async def _offer_all(conn: asyncpg.Connection, settings: DispatchSettings, jobs: list[store_matching.WaitingJob],
-                     found: dict[UUID, _Found]) -> list[_Offer]:
+async def _offer_all(
+    conn: asyncpg.Connection,
+    settings: DispatchSettings,
+    jobs: list[store_matching.WaitingJob],
+    found: dict[UUID, _Found],
+) -> list[_Offer]:
     """Give each job (in the order given) its best candidate with capacity left in this pass;
     each round reserves the chosen couriers and records the offers that got theirs, with
     their events, in one statement (store.offer)."""
@@ -204,14 +239,34 @@ async def _offer_all(conn: asyncpg.Connection, settings: DispatchSettings, jobs:
         rows = []
         for o in chosen:
             courier = o.choice.candidate.courier_id
-            rows.append((o.order_id, courier, expires_at, o.choice.distance_m, o.choice.travel_s,
-                         nth.setdefault(courier, 0), len(o.found.ranked), o.found.step.rings,
-                         g.resolution(o.found.step)))
+            rows.append(
+                (
+                    o.order_id,
+                    courier,
+                    expires_at,
+                    o.choice.distance_m,
+                    o.choice.travel_s,
+                    nth.setdefault(courier, 0),
+                    len(o.found.ranked),
+                    o.found.step.rings,
+                    g.resolution(o.found.step),
+                )
+            )
             nth[courier] += 1
         events = event_columns(
-            [(DeliveryOffered, str(o.order_id), DeliveryOfferedData(
-                order_id=o.order_id, courier_id=o.choice.candidate.courier_id, expires_at=expires_at))
-             for o in chosen], source=SOURCE, topic=lambda cls: settings.topic(cls.topic))
+            [
+                (
+                    DeliveryOffered,
+                    str(o.order_id),
+                    DeliveryOfferedData(
+                        order_id=o.order_id, courier_id=o.choice.candidate.courier_id, expires_at=expires_at
+                    ),
+                )
+                for o in chosen
+            ],
+            source=SOURCE,
+            topic=lambda cls: settings.topic(cls.topic),
+        )
         reserved = await store_matching.offer(conn, rows, events)
         chosen_before |= set(units)
         offers += [o for o in chosen if o.choice.candidate.courier_id in reserved]

@@ -11,7 +11,13 @@ from uuid import UUID
 import asyncpg
 
 from shared.events import (
-    CancelConfirmed, CancelRefused, CancelRefusedData, Envelope, Model, OrderCancelRequested, OrderPlaced,
+    CancelConfirmed,
+    CancelRefused,
+    CancelRefusedData,
+    Envelope,
+    Model,
+    OrderCancelRequested,
+    OrderPlaced,
 )
 from shared.inbox import Verdict, accept_many
 
@@ -26,15 +32,16 @@ class Applied:
     freed: bool  # a courier's capacity came free (a cancel after an offer or acceptance)
 
 
-async def apply_order_events(conn: asyncpg.Connection, settings: DispatchSettings, consumer: str,
-                             batch: list[tuple[str, Envelope]]) -> Applied:
+async def apply_order_events(
+    conn: asyncpg.Connection, settings: DispatchSettings, consumer: str, batch: list[tuple[str, Envelope]]
+) -> Applied:
     """Apply a batch of giao.orders.v1 events in the caller's one transaction: new jobs from
     order.placed, and the cancel saga's answer to order.cancel_requested."""
     placed: list[OrderPlaced] = []
     cancels: list[OrderCancelRequested] = []
     # The inbox judges the whole batch in a few statements (not three per event).
     verdicts = await accept_many(conn, consumer, batch)
-    for (_, event), verdict in zip(batch, verdicts):
+    for (_, event), verdict in zip(batch, verdicts, strict=True):
         if verdict is not Verdict.NEW:
             continue
         if isinstance(event, OrderPlaced):
@@ -50,15 +57,31 @@ async def apply_order_events(conn: asyncpg.Connection, settings: DispatchSetting
 def _job_row(settings: DispatchSettings, event: OrderPlaced) -> tuple[Any, ...]:
     d = event.data
     cell = grid(settings).cell(d.pickup.lat, d.pickup.lng)
-    return (d.order_id, d.tracking_code, d.merchant_id, d.pickup.model_dump(), d.dropoff.model_dump(),
-            d.parcel.model_dump(), d.note, d.cod_amount_vnd, d.fee_vnd, d.distance_m,
-            d.pickup.lat, d.pickup.lng, cell, grid(settings).coarse(cell),
-            d.delivery_code.salt, d.delivery_code.hash, event.occurred_at,
-            event.occurred_at + timedelta(seconds=settings.window_s))
+    return (
+        d.order_id,
+        d.tracking_code,
+        d.merchant_id,
+        d.pickup.model_dump(),
+        d.dropoff.model_dump(),
+        d.parcel.model_dump(),
+        d.note,
+        d.cod_amount_vnd,
+        d.fee_vnd,
+        d.distance_m,
+        d.pickup.lat,
+        d.pickup.lng,
+        cell,
+        grid(settings).coarse(cell),
+        d.delivery_code.salt,
+        d.delivery_code.hash,
+        event.occurred_at,
+        event.occurred_at + timedelta(seconds=settings.window_s),
+    )
 
 
-async def _answer_cancels(conn: asyncpg.Connection, settings: DispatchSettings,
-                          cancels: list[OrderCancelRequested]) -> bool:
+async def _answer_cancels(
+    conn: asyncpg.Connection, settings: DispatchSettings, cancels: list[OrderCancelRequested]
+) -> bool:
     """Answer each cancel request; returns whether a courier's capacity came free."""
     jobs = await store.lock_jobs(conn, sorted({e.data.order_id for e in cancels}))
     status = {oid: j.status for oid, j in jobs.items()}
@@ -78,8 +101,9 @@ async def _answer_cancels(conn: asyncpg.Connection, settings: DispatchSettings,
             continue
         if not decision.already_cancelled:
             to_cancel[oid] = event.data.reason
-            if decision.frees_courier:
-                freed_couriers.append(jobs[oid].courier_id)
+            courier_id = jobs[oid].courier_id
+            if decision.frees_courier and courier_id is not None:  # a courier holds it when it frees one
+                freed_couriers.append(courier_id)
             status[oid] = domain.CANCELLED
         answers.append((CancelConfirmed, oid, step_data(oid)))
     await store.end_jobs(conn, list(to_cancel), status=domain.CANCELLED, reasons=list(to_cancel.values()))
