@@ -25,14 +25,21 @@ _COLUMNS = """order_id, tracking_code, status, timeline, courier_id, courier_dis
     location_at, location_sequence, orders_sequence, dispatch_sequence, version"""
 
 
+def _courier(row: asyncpg.Record) -> Courier | None:
+    if row["courier_id"] is None:
+        return None
+    return Courier(row["courier_id"], row["courier_display_name"], row["courier_vehicle"])
+
+
+def _location(row: asyncpg.Record) -> Location | None:
+    if row["location_at"] is None:
+        return None
+    return Location(row["location_lat"], row["location_lng"], row["location_at"], row["location_sequence"])
+
+
 def _parcel(row: asyncpg.Record) -> Parcel:
-    courier = None
-    if row["courier_id"] is not None:
-        courier = Courier(row["courier_id"], row["courier_display_name"], row["courier_vehicle"])
+    courier, location = _courier(row), _location(row)
     dropoff = Point(row["dropoff_lat"], row["dropoff_lng"]) if row["dropoff_lat"] is not None else None
-    location = None
-    if row["location_at"] is not None:
-        location = Location(row["location_lat"], row["location_lng"], row["location_at"], row["location_sequence"])
     return Parcel(
         order_id=row["order_id"],
         tracking_code=row["tracking_code"],
@@ -171,12 +178,7 @@ async def remember_points(conn: asyncpg.Connection, fixes: Sequence[LocationFix]
 
 
 def _on_the_map(row: asyncpg.Record) -> Parcel:
-    courier = None
-    if row["courier_id"] is not None:
-        courier = Courier(row["courier_id"], row["courier_display_name"], row["courier_vehicle"])
-    location = None
-    if row["location_at"] is not None:
-        location = Location(row["location_lat"], row["location_lng"], row["location_at"], row["location_sequence"])
+    courier, location = _courier(row), _location(row)
     return Parcel(
         order_id=row["order_id"],
         tracking_code=row["tracking_code"],

@@ -179,3 +179,25 @@ async def start_dispatch(settings: DispatchSettings) -> Dispatch:
 async def stop_dispatch(d: Dispatch) -> None:
     await d.client.aclose()
     await d.app.state.runtime.stop()
+
+
+# The couriers table's columns, in the order the tests' bulk rows give them.
+COURIER_COLUMNS = [
+    "id",
+    "name",
+    "phone",
+    "vehicle",
+    "secret_hash",
+    "capacity",
+    "online",
+    "lat",
+    "lng",
+    "cell",
+    "coarse_cell",
+]
+
+
+async def copy_couriers(pool: Any, rows: list[tuple[Any, ...]]) -> None:
+    """Many couriers at once (COPY), for tests of the search over thousands of them."""
+    async with pool.acquire() as conn:
+        await conn.copy_records_to_table("couriers", records=rows, columns=COURIER_COLUMNS)

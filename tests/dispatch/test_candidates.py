@@ -10,7 +10,7 @@ import orjson
 
 from services.dispatch import store, store_matching
 from services.dispatch.service.common import grid
-from tests.dispatch.support import ADMIN, HA_LONG, Order
+from tests.dispatch.support import ADMIN, HA_LONG, Order, copy_couriers
 
 
 def _walk(plan: dict):
@@ -46,24 +46,8 @@ async def test_the_lookup_reads_the_partial_index_of_nearby_cells_only(dispatch)
     def rows_in(cells):
         return [r for r in rows if r[9] in cells]
 
+    await copy_couriers(dispatch.pool, rows)
     async with dispatch.pool.acquire() as conn:
-        await conn.copy_records_to_table(
-            "couriers",
-            records=rows,
-            columns=[
-                "id",
-                "name",
-                "phone",
-                "vehicle",
-                "secret_hash",
-                "capacity",
-                "online",
-                "lat",
-                "lng",
-                "cell",
-                "coarse_cell",
-            ],
-        )
         await conn.execute("ANALYZE couriers")
         first = g.plan()[0]
         # two pickups searched in one statement, as a matcher pass does

@@ -15,7 +15,7 @@ from services.dispatch import domain, store_matching
 from services.dispatch.service.common import grid
 from services.dispatch.service.matching import search
 from services.dispatch.store_matching import WaitingJob
-from tests.dispatch.support import HA_LONG
+from tests.dispatch.support import HA_LONG, copy_couriers
 
 VEHICLES = ("bicycle", "motorbike", "car", "van")
 
@@ -81,24 +81,8 @@ async def test_the_search_finds_whom_widening_over_every_courier_finds(dispatch,
         return await find(conn, coarse=coarse, searches=searches, limit=limit)
 
     monkeypatch.setattr(store_matching, "find_candidates", counted)
+    await copy_couriers(dispatch.pool, couriers)
     async with dispatch.pool.acquire() as conn:
-        await conn.copy_records_to_table(
-            "couriers",
-            records=couriers,
-            columns=[
-                "id",
-                "name",
-                "phone",
-                "vehicle",
-                "secret_hash",
-                "capacity",
-                "online",
-                "lat",
-                "lng",
-                "cell",
-                "coarse_cell",
-            ],
-        )
         found = await search(conn, dispatch.settings, jobs)
 
     expected = {job.order_id: _oracle(g, couriers, job.pickup_lat, job.pickup_lng) for job in jobs}

@@ -11,20 +11,8 @@ import random
 from dataclasses import dataclass, field
 
 from shared.contract import FAIL_REASONS as CONTRACT_FAIL_REASONS
+from shared.maps import NEIGHBOURHOODS  # the city's neighbourhoods, as the service area draws them
 
-# Neighbourhoods of Hạ Long (Quảng Ninh) with a rough centre.
-NEIGHBOURHOODS = {
-    "Bãi Cháy": (20.9560, 107.0450),
-    "Hồng Gai": (20.9515, 107.0815),
-    "Bạch Đằng": (20.9490, 107.0740),
-    "Cao Xanh": (20.9650, 107.0950),
-    "Cao Thắng": (20.9600, 107.0760),
-    "Hà Khánh": (20.9740, 107.1130),
-    "Giếng Đáy": (20.9650, 107.0210),
-    "Hùng Thắng": (20.9470, 107.0130),
-    "Hà Lầm": (20.9610, 107.1010),
-    "Trần Hưng Đạo": (20.9555, 107.0870),
-}
 STREETS = [
     "Lê Thánh Tông",
     "Hạ Long",
