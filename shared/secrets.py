@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
@@ -32,27 +33,32 @@ def secret_hash(secret: str) -> str:
 
 
 class KnownSecrets(Generic[T]):
-    """Whom a bearer secret belongs to, by its hash: looked up once, then remembered.
+    """Whom a bearer secret belongs to, by its hash: looked up, then remembered for `ttl_s`.
 
-    Keys and tokens are never rotated or revoked (yet), so a secret once found stays valid,
-    and remembering it spares a query per request. Unknown secrets are not remembered (a
-    caller cannot fill the memory with them); when `max_size` are known, all are forgotten."""
+    Remembering spares a query per request; forgetting after a few seconds makes a revocation
+    (on any instance) take effect on every instance within that time. Unknown secrets are not
+    remembered (a caller cannot fill the memory with them); when `max_size` are known, all are
+    forgotten."""
 
-    def __init__(self, lookup: Callable[[str], Awaitable[T | None]], *, max_size: int) -> None:
+    def __init__(self, lookup: Callable[[str], Awaitable[T | None]], *, ttl_s: float, max_size: int) -> None:
         self._lookup = lookup
+        self._ttl_s = ttl_s
         self._max_size = max_size
-        self._known: dict[str, T] = {}
+        self._known: dict[str, tuple[T, float]] = {}
 
     async def owner(self, secret: str) -> T | None:
         digest = secret_hash(secret)
-        found = self._known.get(digest)
+        now = time.monotonic()
+        known = self._known.get(digest)
+        if known is not None and known[1] > now:
+            return known[0]
+        found = await self._lookup(digest)
         if found is None:
-            found = await self._lookup(digest)
-            if found is None:
-                return None
-            if len(self._known) >= self._max_size:
-                self._known.clear()
-            self._known[digest] = found
+            self._known.pop(digest, None)
+            return None
+        if len(self._known) >= self._max_size:
+            self._known.clear()
+        self._known[digest] = (found, now + self._ttl_s)
         return found
 
 

@@ -15,7 +15,7 @@ from urllib.parse import quote
 from uuid import UUID
 
 import asyncpg
-from fastapi import Depends, FastAPI, Request
+from fastapi import Depends, FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from shared.http import ModelResponse, Problem, api_router, problem_response, problem_responses
@@ -28,6 +28,7 @@ from .schemas import (
     CourierCreated,
     CourierStatus,
     CourierStatusUpdate,
+    CourierToken,
     Declined,
     DeliverRequest,
     DropoffArea,
@@ -409,6 +410,49 @@ async def create_courier(body: CourierCreate, request: Request) -> CourierCreate
     )
 
 
+def parse_courier_id(courier_id: str) -> UUID:
+    try:
+        return UUID(courier_id)
+    except ValueError:
+        raise Problem(404, "Courier not found") from None
+
+
+@router.post(
+    "/v1/admin/couriers/{courier_id}/token",
+    status_code=201,
+    response_model=CourierToken,
+    tags=["admin"],
+    summary="Issue a courier a new token (the old one stops working; the new one is shown once)",
+    description="For a lost or leaked phone: every instance refuses the old token within "
+    "`GIAO_DISPATCH_TOKEN_CACHE_S` seconds, and the courier app signs out on its next call.",
+    dependencies=[Depends(deps.admin)],
+    responses=problem_responses(401, 404),
+)
+async def reissue_token(courier_id: str, request: Request) -> CourierToken:
+    cid = parse_courier_id(courier_id)
+    async with transaction(request) as conn:
+        token = await couriers.replace_token(conn, cid, reissue=True)
+    if token is None:
+        raise Problem(404, "Courier not found")
+    return CourierToken(id=cid, token=token, signin_link=signin_link(deps.settings(request).public_url, token))
+
+
+@router.delete(
+    "/v1/admin/couriers/{courier_id}/token",
+    status_code=204,
+    tags=["admin"],
+    summary="Revoke a courier's token (signed out everywhere until a new one is issued)",
+    dependencies=[Depends(deps.admin)],
+    responses=problem_responses(401, 404),
+)
+async def revoke_token(courier_id: str, request: Request) -> Response:
+    cid = parse_courier_id(courier_id)
+    async with transaction(request) as conn:
+        if await couriers.replace_token(conn, cid, reissue=False) is None:
+            raise Problem(404, "Courier not found")
+    return Response(status_code=204)
+
+
 @router.get(
     "/v1/admin/couriers/{courier_id}",
     response_model=CourierStatus,
@@ -418,10 +462,7 @@ async def create_courier(body: CourierCreate, request: Request) -> CourierCreate
     responses=problem_responses(401, 404),
 )
 async def get_courier(courier_id: str, request: Request) -> CourierStatus:
-    try:
-        row = await store.courier(deps.pool(request), UUID(courier_id))
-    except ValueError:
-        row = None
+    row = await store.courier(deps.pool(request), parse_courier_id(courier_id))
     if row is None:
         raise Problem(404, "Courier not found")
     return status_view(row)

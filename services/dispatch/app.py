@@ -68,7 +68,7 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
             pages_router(maps.WEB_PATH, maps.WEB),
         ],
         hints=hints,
-        couriers=known_couriers(lambda: runtime.pool),
+        couriers=known_couriers(lambda: runtime.pool, ttl_s=settings.token_cache_s),
     )
     api.install_error_handlers(app)
     return app

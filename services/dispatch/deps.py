@@ -33,14 +33,15 @@ class CourierIdentity:
     vehicle: str
 
 
-def known_couriers(pool: Callable[[], asyncpg.Pool]) -> secrets.KnownSecrets[CourierIdentity]:
-    """Who holds a courier bearer token: looked up by its hash (a unique index), then known."""
+def known_couriers(pool: Callable[[], asyncpg.Pool], *, ttl_s: float) -> secrets.KnownSecrets[CourierIdentity]:
+    """Who holds a courier bearer token: looked up by its hash (a unique index), then
+    remembered for `ttl_s` (a revoked token is refused within that time)."""
 
     async def lookup(digest: str) -> CourierIdentity | None:
         row = await store.courier_by_secret_hash(pool(), digest)
         return None if row is None else CourierIdentity(row["id"], row["name"], row["phone"], row["vehicle"])
 
-    return secrets.KnownSecrets(lookup, max_size=MAX_KNOWN_COURIERS)
+    return secrets.KnownSecrets(lookup, ttl_s=ttl_s, max_size=MAX_KNOWN_COURIERS)
 
 
 async def current_courier(request: Request) -> CourierIdentity:

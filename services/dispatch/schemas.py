@@ -71,6 +71,12 @@ class CourierCreate(Body):
     vehicle: Vehicle
 
 
+class CourierToken(BaseModel):
+    id: UUID
+    token: str = Field(description="The courier's new bearer token; shown once, stored only hashed")
+    signin_link: str = Field(description="Opens the courier app signed in with the new token")
+
+
 class CourierCreated(BaseModel):
     model_config = ConfigDict(
         json_schema_extra={

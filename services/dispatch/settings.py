@@ -83,6 +83,9 @@ class DispatchSettings(CommonSettings):
     code_max_failures: int = Field(5, ge=1)
     code_lockout_s: float = Field(900.0, gt=0)
     public_url: str = ""
+    # How long an instance trusts a courier token it looked up: a token the admin revoked stops
+    # working on every instance within this time.
+    token_cache_s: float = Field(5.0, ge=0)
 
     @model_validator(mode="after")
     def _coarse_is_coarser(self) -> DispatchSettings:

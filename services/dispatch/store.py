@@ -79,6 +79,12 @@ async def courier_by_secret_hash(conn: asyncpg.Connection | asyncpg.Pool, secret
     )
 
 
+async def set_courier_secret(conn: asyncpg.Connection, courier_id: UUID, secret_hash: str) -> bool:
+    """Replace a courier's token (by its hash); False for an unknown courier."""
+    done = await conn.execute("UPDATE couriers SET secret_hash = $2 WHERE id = $1", courier_id, secret_hash)
+    return done != "UPDATE 0"
+
+
 async def courier(conn: asyncpg.Connection | asyncpg.Pool, courier_id: UUID) -> asyncpg.Record | None:
     return await conn.fetchrow(f"SELECT {COURIER_COLUMNS} FROM couriers WHERE id = $1", courier_id)
 

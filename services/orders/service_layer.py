@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -29,7 +28,7 @@ from services.orders.settings import OrdersSettings
 from shared.events import ORDERS_TOPIC, OrderCancelRequested, OrderCancelRequestedData, OrderPlaced, OrderPlacedData
 from shared.http import Metrics
 from shared.outbox import add_event, event_args
-from shared.secrets import hash_delivery_code, new_delivery_code, new_secret, secret_hash
+from shared.secrets import KnownSecrets, hash_delivery_code, new_delivery_code, new_secret, secret_hash
 from shared.service import Runtime
 
 
@@ -63,35 +62,6 @@ class LastKey(Exception):
         super().__init__("This is your last API key: create another one before revoking it")
 
 
-class RecentKeys:
-    """Whom an API key belongs to, by its hash, remembered for `ttl_s` after a lookup.
-
-    Remembering spares a query per request; forgetting after a few seconds makes a revocation
-    (on any instance) take effect on every instance within that time. Unknown keys are not
-    remembered (a caller cannot fill the memory with them); at `max_size`, all are forgotten."""
-
-    def __init__(self, lookup: Any, *, ttl_s: float, max_size: int) -> None:
-        self.lookup = lookup
-        self.ttl_s = ttl_s
-        self.max_size = max_size
-        self.known: dict[str, tuple[store.Merchant, float]] = {}
-
-    async def owner(self, secret: str) -> store.Merchant | None:
-        digest = secret_hash(secret)
-        now = time.monotonic()
-        found = self.known.get(digest)
-        if found is not None and found[1] > now:
-            return found[0]
-        merchant = await self.lookup(digest)
-        if merchant is None:
-            self.known.pop(digest, None)
-            return None
-        if len(self.known) >= self.max_size:
-            self.known.clear()
-        self.known[digest] = (merchant, now + self.ttl_s)
-        return merchant
-
-
 @dataclass(frozen=True)
 class Placed:
     """The answer to placing an order: the new order (201), or under an Idempotency-Key the
@@ -115,7 +85,7 @@ class OrdersService:
     """The use cases over the runtime's pool, with what they take from settings prepared once.
     app.py makes one per app; the routes find it in `app.state.orders` (deps.orders)."""
 
-    MERCHANT_CACHE_SIZE = 10_000  # API keys remembered (RecentKeys)
+    MERCHANT_CACHE_SIZE = 10_000  # API keys remembered (shared.secrets.KnownSecrets)
     KEY_PREFIX_LENGTH = 10  # "gk_" and 7 characters: enough to tell a merchant's keys apart
     TRACKING_CODE_TRIES = 5  # a new tracking code is drawn when the last one was taken
     CREATED = 201  # a new order's answer, also stored with its Idempotency-Key
@@ -131,7 +101,7 @@ class OrdersService:
         self.replayed_total = metrics.counter("orders_idempotent_replays_total",
                                               "Requests answered from an Idempotency-Key")
         self.cancel_total = metrics.counter("orders_cancel_requests_total", "Cancel requests sent to dispatch")
-        self.known_keys = RecentKeys(self._merchant_by_key_hash, ttl_s=settings.api_key_cache_s,
+        self.known_keys = KnownSecrets(self._merchant_by_key_hash, ttl_s=settings.api_key_cache_s,
                                      max_size=self.MERCHANT_CACHE_SIZE)
 
     # --- merchants ------------------------------------------------------------------
@@ -219,7 +189,7 @@ class OrdersService:
 
     async def _insert_order(self, conn: asyncpg.Connection, me: store.Merchant, body: OrderIn) -> dict[str, Any]:
         q = self.quote(body)
-        now = datetime.now(timezone.utc)
+        now = datetime.now(UTC)
         progress = placed(now)
         order = {
             "id": uuid4(), "merchant_id": me.id, "external_id": body.external_id,
@@ -288,5 +258,5 @@ class OrdersService:
         """Hourly, forget the Idempotency-Keys older than their time to live (a background
         loop: app.py registers it with the runtime)."""
         while True:
-            await store.prune_idempotency_keys(self.runtime.pool, datetime.now(timezone.utc) - self.idempotency_ttl)
+            await store.prune_idempotency_keys(self.runtime.pool, datetime.now(UTC) - self.idempotency_ttl)
             await asyncio.sleep(self.PRUNE_EVERY_S)

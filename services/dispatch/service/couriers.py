@@ -58,6 +58,17 @@ async def create_courier(
     return row, token
 
 
+async def replace_token(conn: asyncpg.Connection, courier_id: UUID, *, reissue: bool) -> str | None:
+    """Revoke a courier's token. With `reissue`, the new token is returned (shown once); without,
+    the courier is signed out until a token is issued again (the stored hash is then of a secret
+    nobody was given). None for an unknown courier. Instances that remembered the old token
+    refuse it within `token_cache_s`."""
+    token = secrets.new_secret("ct")
+    if not await store.set_courier_secret(conn, courier_id, secrets.secret_hash(token)):
+        return None
+    return token if reissue else ""
+
+
 async def set_status(
     conn: asyncpg.Connection,
     settings: DispatchSettings,
