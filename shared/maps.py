@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 
 import h3
 import orjson
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 # Static files every service that shows a map serves (Leaflet, world-atlas, topojson-client,
@@ -100,3 +100,9 @@ async def service_area() -> Response:
     return Response(
         service_area_geojson(), media_type="application/geo+json", headers={"Cache-Control": "public, max-age=3600"}
     )
+
+
+@router.get("/map/config.json", summary="How the pages draw their maps: a tile server's URL template, or none")
+async def map_config(request: Request) -> dict[str, str]:
+    """For static pages (the operations console), which cannot be rendered with the setting."""
+    return {"tile_url": getattr(request.app.state.settings, "map_tile_url", "")}

@@ -46,12 +46,21 @@ MEDIA_TYPES = {
 }
 
 
-class Pages:
-    """ASGI app: the files of `directory` (index.html for a directory) with SECURITY_HEADERS."""
+def security_headers(img_origin: str = "") -> dict[str, str]:
+    """SECURITY_HEADERS, with one more origin images may come from (a map's tile server)."""
+    if not img_origin:
+        return SECURITY_HEADERS
+    policy = CONTENT_SECURITY_POLICY.replace("img-src 'self' data: blob:", f"img-src 'self' data: blob: {img_origin}")
+    return {**SECURITY_HEADERS, "content-security-policy": policy}
 
-    def __init__(self, directory: Path) -> None:
+
+class Pages:
+    """ASGI app: the files of `directory` (index.html for a directory) with the security headers."""
+
+    def __init__(self, directory: Path, headers: dict[str, str] = SECURITY_HEADERS) -> None:
         # Not checked at start: an app whose pages are not there (yet) serves its API, and 404 here.
         self.files = StaticFiles(directory=directory, html=True, check_dir=False)
+        self.headers = headers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         suffix = posixpath.splitext(scope["path"])[1].lower()
@@ -59,7 +68,7 @@ class Pages:
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
-                headers.update(SECURITY_HEADERS)
+                headers.update(self.headers)
                 if message["status"] in (200, 206) and suffix in MEDIA_TYPES:
                     headers["content-type"] = MEDIA_TYPES[suffix]
             await send(message)
@@ -71,15 +80,17 @@ class Pages:
             await problem_response(exc.status_code, detail, headers=exc.headers)(scope, receive, send_with_headers)
 
 
-def pages_router(path: str, directory: Path) -> APIRouter:
+def pages_router(path: str, directory: Path, *, img_origin: str = "") -> APIRouter:
     """A router serving `directory` under `path` (e.g. "/app": /app/ is its index.html, /app
-    redirects there). Add it after the API's routers: routes are tried in order."""
+    redirects there). Add it after the API's routers: routes are tried in order. `img_origin`:
+    a map's tile server (shared.maps.tile_origin), the one other origin its pages may load from."""
     path = path.rstrip("/")
     router = APIRouter()
+    headers = security_headers(img_origin)
 
     async def to_index(_: Request) -> Any:
-        return RedirectResponse(f"{path}/", status_code=308, headers=SECURITY_HEADERS)
+        return RedirectResponse(f"{path}/", status_code=308, headers=headers)
 
     router.add_route(path, to_index, methods=["GET", "HEAD"], include_in_schema=False)
-    router.mount(path, Pages(directory))
+    router.mount(path, Pages(directory, headers))
     return router

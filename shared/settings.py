@@ -1,4 +1,5 @@
-"""Settings read from the environment (pydantic-settings). Every name is listed in docs/configuration.md (generated from these classes).
+"""Settings read from the environment (pydantic-settings). Every name is listed in
+docs/configuration.md (generated from these classes).
 
 Common names have no service prefix (GIAO_ENV, GIAO_KAFKA_BOOTSTRAP_SERVERS, ...); each
 service adds its own with its prefix (GIAO_ORDERS_PORT, GIAO_ORDERS_DATABASE_URL, ...).

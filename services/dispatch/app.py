@@ -64,7 +64,7 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
             admin_api.router,
             maps.router,
             pages_router(api.COURIER_APP, WEB / "app"),
-            pages_router(OPS_CONSOLE, WEB / "ops"),
+            pages_router(OPS_CONSOLE, WEB / "ops", img_origin=maps.tile_origin(settings.map_tile_url)),
             pages_router(maps.WEB_PATH, maps.WEB),
         ],
         hints=hints,

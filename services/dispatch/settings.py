@@ -83,6 +83,9 @@ class DispatchSettings(CommonSettings):
     code_max_failures: int = Field(5, ge=1)
     code_lockout_s: float = Field(900.0, gt=0)
     public_url: str = ""
+    # A tile server's URL template for the operations console's map (an OpenStreetMap server you
+    # run); empty draws the project's own base layer (Natural Earth land and the service area).
+    map_tile_url: str = Field("", validation_alias="GIAO_MAP_TILE_URL")
     # How long an instance trusts a courier token it looked up: a token the admin revoked stops
     # working on every instance within this time.
     token_cache_s: float = Field(5.0, ge=0)

@@ -20,7 +20,7 @@ from services.tracking import deps, domain, page
 from services.tracking.service_layer import lookup
 from shared import maps
 from shared.http import problem_responses
-from shared.pages import CONTENT_SECURITY_POLICY, SECURITY_HEADERS
+from shared.pages import security_headers
 
 # A plain router, not shared.http.api_router(): links shared in chat apps come back with
 # query parameters added (?zarsrc=..., ?fbclid=...), and the page must still open.
@@ -29,19 +29,9 @@ router = APIRouter()
 _NOWHERE = domain.Point(0.0, 0.0)  # an unknown code's area is computed too (the same work), then dropped
 
 
-def content_security_policy(tile_url: str) -> str:
-    """shared.pages' policy, with the tile server's origin allowed for images when there is one."""
-    origin = maps.tile_origin(tile_url)
-    if not origin:
-        return CONTENT_SECURITY_POLICY
-    directives = [d.strip() for d in CONTENT_SECURITY_POLICY.split(";")]
-    return "; ".join(f"{d} {origin}" if d.startswith("img-src ") else d for d in directives)
-
-
 def page_headers(tile_url: str) -> dict[str, str]:
     return {
-        **SECURITY_HEADERS,
-        "content-security-policy": content_security_policy(tile_url),
+        **security_headers(maps.tile_origin(tile_url)),
         "cache-control": "no-store",
         "x-robots-tag": "noindex",
     }

@@ -54,3 +54,19 @@ async def test_a_new_courier_gets_a_signin_link_with_the_token_in_the_fragment(s
     public = await start(public_url="https://dispatch.giao.example/")
     r = await public.client.post("/v1/admin/couriers", headers=ADMIN, json=body)
     assert r.json()["signin_link"] == f"https://dispatch.giao.example/app/#t={r.json()['token']}"
+
+
+async def test_the_console_map_can_use_a_tile_server_and_only_its_images_are_allowed(start):
+    tiles = "https://{s}.tiles.example.org/{z}/{x}/{y}.png"
+    d = await start(map_tile_url=tiles, background=False)
+    assert (await d.client.get("/map/config.json")).json() == {"tile_url": tiles}
+    policy = (await d.client.get("/ops/")).headers["content-security-policy"]
+    assert "img-src 'self' data: blob: https://*.tiles.example.org;" in policy
+    assert policy.replace(" https://*.tiles.example.org", "") == CONTENT_SECURITY_POLICY
+    # the courier app loads no map: its policy stays the strict one
+    assert (await d.client.get("/app/")).headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+
+
+async def test_without_a_tile_server_the_console_draws_its_own_base_layer(dispatch):
+    assert (await dispatch.client.get("/map/config.json")).json() == {"tile_url": ""}
+    assert (await dispatch.client.get("/ops/")).headers["content-security-policy"] == CONTENT_SECURITY_POLICY

@@ -8,9 +8,8 @@ import re
 from html.parser import HTMLParser
 
 from services.tracking import page
-from services.tracking.page_api import content_security_policy
 from shared import maps
-from shared.pages import CONTENT_SECURITY_POLICY
+from shared.pages import CONTENT_SECURITY_POLICY, security_headers
 
 VIEW = {
     "tracking_code": "7KQ2M9XH4TBR",
@@ -126,6 +125,10 @@ def test_every_status_and_vehicle_has_its_text() -> None:
     assert set(page.MESSAGES["vehicle"]) == set(VEHICLES)
     script = (page.WEB / "tracking.js").read_text()
     assert 'new URL("./messages.vi.json", import.meta.url)' in script  # the same table
+
+
+def content_security_policy(tile_url: str) -> str:
+    return security_headers(maps.tile_origin(tile_url))["content-security-policy"]
 
 
 def test_the_policy_lets_images_come_from_a_configured_tile_server_only() -> None:

@@ -7,7 +7,8 @@ import time
 
 import httpx
 
-from services.tracking.page_api import content_security_policy
+from shared import maps
+from shared.pages import security_headers
 from tests.support import eventually
 from tests.tracking.stories import Story
 from tests.tracking.support import running, send
@@ -34,7 +35,10 @@ async def test_the_page_of_a_known_and_an_unknown_code(settings):
                 r = await client.get(f"/t/{code}")
                 assert (time.perf_counter() - started) * 1000 >= 30, "the API's response floor"
                 assert r.status_code == (200 if code == s.code else 404), code
-                assert r.headers["content-security-policy"] == content_security_policy(TILES)
+                assert (
+                    r.headers["content-security-policy"]
+                    == security_headers(maps.tile_origin(TILES))["content-security-policy"]
+                )
                 assert "https://*.tile.example.org" in r.headers["content-security-policy"]
                 assert r.headers["cache-control"] == "no-store" and r.headers["x-robots-tag"] == "noindex"
                 assert r.headers["referrer-policy"] == "no-referrer"

@@ -123,7 +123,8 @@ function viewFromAddress() {
 async function ensureMap() {
   if (map) return;
   mapKit = await import(MAP_MODULE);
-  map = mapKit.createMap($("map"), viewFromAddress());
+  const { tile_url: tileUrl } = await fetch("/map/config.json").then((r) => r.json()).catch(() => ({ tile_url: "" }));
+  map = mapKit.createMap($("map"), { ...viewFromAddress(), tileUrl });
   map.on("moveend", () => {
     const c = map.getCenter();
     history.replaceState(null, "", `#map=${c.lat.toFixed(5)},${c.lng.toFixed(5)},${map.getZoom()}`);
