@@ -22,6 +22,7 @@ from services.orders.schemas import (
     ApiKeyOut,
     AuditPage,
     CancelIn,
+    ConsoleConfigOut,
     MerchantCreated,
     MerchantIn,
     OrderIn,
@@ -332,9 +333,8 @@ async def audit_log(request: Request, limit: Annotated[int, Query(ge=1, le=100)]
 # --- the merchant console's settings ----------------------------------------------------
 
 
-@router.get(f"{CONSOLE_PATH}/config.json", tags=["console"], summary="The merchant console's settings",
-            description="`tracking_url`: the tracking service's public base URL; a recipient's link is "
-                        "`<tracking_url>/t/{tracking_code}`.")
+@router.get(f"{CONSOLE_PATH}/config.json", response_model=ConsoleConfigOut, tags=["console"],
+            summary="The merchant console's settings (public: no secret in them)")
 async def console_config(request: Request) -> Response:
     return json_response({"tracking_url": deps.settings(request).tracking_public_url.rstrip("/")},
                          headers=SECURITY_HEADERS)

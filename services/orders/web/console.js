@@ -98,6 +98,7 @@ function show(tab) {
 async function poll() {
   clearTimeout(pollTimer);
   if (session.key() === null) return;
+  if (document.hidden) return; // polled again when the page is seen (visibilitychange)
   try {
     state.orders = (await api.orders()).items;
     renderOrders();
@@ -130,7 +131,6 @@ async function openOrder(orderId) {
     return failed(error);
   }
   show("detail");
-  state.detail = state.detail ?? known;
 }
 
 // The Web Share API where the device has it (a phone: Zalo, Messenger, SMS), else the clipboard.
@@ -166,7 +166,6 @@ function placed(order) {
   renderOrders();
   renderDetail(order);
   show("detail");
-  state.detail = order;
 }
 
 // --- webhooks -----------------------------------------------------------------------------------
