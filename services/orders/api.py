@@ -22,6 +22,7 @@ from services.orders.schemas import (
     ApiKeyOut,
     AuditPage,
     CancelIn,
+    ConsoleConfigOut,
     MerchantCreated,
     MerchantIn,
     OrderIn,
@@ -47,8 +48,13 @@ from services.orders.webhook_service import EndpointNotFound
 from services.orders.webhooks import UnsafeTarget
 from shared.contract import OrderStatus
 from shared.http import Problem, api_router, problem_responses
+from shared.pages import SECURITY_HEADERS
 
 router = api_router()
+
+# The merchant console (web/, served by app.py under this path) and its settings as JSON: the
+# pages' CSP allows no inline script, so a page cannot be handed its settings any other way.
+CONSOLE_PATH = "/merchant"
 
 
 def json_response(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
@@ -322,3 +328,13 @@ async def admin_revoke_api_key(request: Request, key_id: str) -> Response:
 async def audit_log(request: Request, limit: Annotated[int, Query(ge=1, le=100)] = 50,
                     cursor: AuditCursor = None) -> Response:
     return json_response(await deps.orders(request).audit_log(limit=limit, before=int(cursor) if cursor else None))
+
+
+# --- the merchant console's settings ----------------------------------------------------
+
+
+@router.get(f"{CONSOLE_PATH}/config.json", response_model=ConsoleConfigOut, tags=["console"],
+            summary="The merchant console's settings (public: no secret in them)")
+async def console_config(request: Request) -> Response:
+    return json_response({"tracking_url": deps.settings(request).tracking_public_url.rstrip("/")},
+                         headers=SECURITY_HEADERS)

@@ -7,15 +7,19 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.orders.api import router
+from services.orders.api import CONSOLE_PATH, router
 from services.orders.domain import IGNORED_EVENTS
 from services.orders.handlers import CONSUMER, dispatch_events_handler
 from services.orders.service_layer import OrdersService
 from services.orders.settings import OrdersSettings
 from services.orders.webhook_service import WebhookService
+from shared import maps
 from shared.events import DISPATCH_TOPIC
 from shared.http import Metrics, service_app
+from shared.pages import pages_router
 from shared.service import Runtime
+
+WEB = Path(__file__).parent / "web"  # the merchant console
 
 
 def create_app(settings: OrdersSettings | None = None) -> FastAPI:
@@ -35,4 +39,7 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
         summary="Local merchants place and follow their deliveries",
         description="Giao giao hàng nội thành: the merchant API. Authenticate with `Authorization: Bearer <api_key>`; "
                     "errors are RFC 9457 problem details.",
-        runtime=runtime, metrics=metrics, routers=[router], orders=orders, webhooks=webhooks)
+        runtime=runtime, metrics=metrics,
+        # the pages last: the API's routes are tried first
+        routers=[router, maps.router, pages_router(CONSOLE_PATH, WEB), pages_router(maps.WEB_PATH, maps.WEB)],
+        orders=orders, webhooks=webhooks)

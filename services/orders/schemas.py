@@ -325,3 +325,13 @@ class AuditEntry(Output):
 class AuditPage(Output):
     items: list[AuditEntry]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null at the end")
+
+
+# --- the merchant console ---------------------------------------------------------------
+
+
+class ConsoleConfigOut(Output):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"tracking_url": "https://theodoi.giao.example"}]})
+
+    tracking_url: str = Field(description="The tracking service's public base URL (no trailing slash): "
+                                          "a recipient's link is `<tracking_url>/t/{tracking_code}`")

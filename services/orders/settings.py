@@ -38,6 +38,9 @@ class OrdersSettings(CommonSettings):
     webhook_log_keep_days: float = Field(30, gt=0, description="How long delivered and failed webhook "
                                          "deliveries stay in the delivery log")
     webhook_timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook delivery")
+    tracking_public_url: str = Field("http://127.0.0.1:8003", pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$",
+                                     description="The tracking service as recipients reach it: the links the "
+                                                 "merchant console shares are this + /t/{tracking_code}")
 
     @model_validator(mode="after")
     def _no_private_webhooks_in_production(self) -> OrdersSettings:

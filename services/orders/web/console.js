@@ -1,0 +1,295 @@
+// The merchant console: sign in with an API key, place orders, follow them (polled), share the
+// tracking link, cancel; webhook endpoints and their delivery log; API keys.
+import { api, ApiError, NetworkError, session } from "./api.js";
+import { t } from "./messages.js";
+import { OrderForm } from "./order-form.js";
+import {
+  CANCELLABLE, deliveryRows, el, keyRow, orderDetail, orderKey, orderRow, reconcile, webhookKey, webhookRow,
+} from "./view.js";
+
+const POLL_MS = 3000;
+const EVENT_TYPES = ["order.status_changed", "order.cancellation_answered", "order.delivery_failed", "order.returned"];
+
+const $ = (id) => document.getElementById(id);
+const state = { orders: [], detail: null, trackingUrl: "", tab: "orders" };
+let pollTimer = null;
+let orderForm = null;
+
+function say(text, kind = "notice") {
+  const message = $("message");
+  message.textContent = text;
+  message.dataset.kind = kind;
+}
+
+function fillTexts() {
+  document.title = t("title");
+  for (const node of document.querySelectorAll("[data-text]")) node.textContent = t(node.dataset.text);
+}
+
+// What a refusal means to the shop owner; a refused key ends the session.
+function failed(error) {
+  if (error instanceof NetworkError) return say(t("network_error"), "error");
+  if (!(error instanceof ApiError)) return say(String(error), "error");
+  const { status, problem } = error;
+  if (status === 401) return signOut(t("session_ended"), "error");
+  if (status === 404) return say(t("not_found"), "error");
+  if (status === 409) return say(t("conflict", { detail: problem.detail ?? "" }), "error");
+  if (status === 422) {
+    const fields = (problem.errors ?? []).map((e) => (e.loc ?? []).filter((p) => p !== "body").join(".")).join(", ");
+    if ((problem.errors ?? []).some((e) => e.loc?.at(-1) === "url")) return say(t("unsafe_url"), "error");
+    return say(t("invalid_input", { fields: fields || problem.detail || "" }), "error");
+  }
+  return say(t("server_busy"), "error");
+}
+
+// --- signing in and out ----------------------------------------------------------------------
+
+function showSession() {
+  const signedIn = session.key() !== null;
+  $("signed-out").hidden = signedIn;
+  $("signed-in").hidden = !signedIn;
+  $("sign-out").hidden = !signedIn;
+}
+
+async function signIn(event) {
+  event.preventDefault();
+  const input = event.target.elements.key;
+  const key = input.value.trim();
+  if (!key) return;
+  try {
+    await api.check(key);
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return say(t("wrong_key"), "error");
+    return failed(error);
+  }
+  input.value = "";
+  session.keep(key);
+  say(t("signed_in"));
+  start();
+}
+
+function signOut(notice, kind = "notice") {
+  clearTimeout(pollTimer);
+  session.forget();
+  Object.assign(state, { orders: [], detail: null });
+  for (const list of ["orders", "webhooks", "keys"]) $(list).replaceChildren();
+  $("new-key-box").hidden = $("webhook-secret-box").hidden = true;
+  showSession();
+  say(notice, kind);
+}
+
+// --- tabs ---------------------------------------------------------------------------------------
+
+function show(tab) {
+  state.tab = tab;
+  for (const panel of document.querySelectorAll("[data-panel]")) panel.hidden = panel.dataset.panel !== tab;
+  for (const button of document.querySelectorAll("[data-tab]")) {
+    button.setAttribute("aria-current", String(button.dataset.tab === (tab === "detail" ? "orders" : tab)));
+  }
+  if (tab === "new") orderForm.shown();
+  if (tab === "webhooks") loadWebhooks();
+  if (tab === "keys") loadKeys();
+  if (tab !== "detail") state.detail = null;
+  window.scrollTo(0, 0);
+}
+
+// --- orders -------------------------------------------------------------------------------------
+
+async function poll() {
+  clearTimeout(pollTimer);
+  if (session.key() === null) return;
+  if (document.hidden) return; // polled again when the page is seen (visibilitychange)
+  try {
+    state.orders = (await api.orders()).items;
+    renderOrders();
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 401) return failed(error);
+  }
+  pollTimer = setTimeout(poll, POLL_MS);
+}
+
+function renderOrders() {
+  reconcile($("orders"), state.orders, orderKey, (order) => orderRow(order, openOrder));
+  $("no-orders").hidden = state.orders.length > 0;
+  if (state.detail) {
+    const fresh = state.orders.find((o) => o.id === state.detail.id);
+    if (fresh && orderKey(fresh) !== orderKey(state.detail)) renderDetail(fresh);
+  }
+}
+
+function renderDetail(order) {
+  state.detail = order;
+  $("detail").dataset.orderId = order.id;
+  $("detail").replaceChildren(...orderDetail(order, state.trackingUrl, { onShare: share, onCancel: cancel }));
+}
+
+async function openOrder(orderId) {
+  const known = state.orders.find((o) => o.id === orderId);
+  try {
+    renderDetail(known ?? (await api.order(orderId)));
+  } catch (error) {
+    return failed(error);
+  }
+  show("detail");
+}
+
+// The Web Share API where the device has it (a phone: Zalo, Messenger, SMS), else the clipboard.
+async function share(order, link) {
+  const text = t("share_text", { code: order.delivery_code });
+  try {
+    if (navigator.share) {
+      await navigator.share({ title: t("tracking_link"), text, url: link });
+      return say(t("shared"));
+    }
+    await navigator.clipboard.writeText(link);
+    say(t("copied"));
+  } catch (error) {
+    if (error?.name !== "AbortError") say(t("share_failed"), "error");
+  }
+}
+
+async function cancel(order) {
+  if (!CANCELLABLE.has(order.status) || !window.confirm(t("cancel_confirm"))) return;
+  try {
+    renderDetail(await api.cancel(order.id));
+    say(t("cancel_sent"));
+    poll();
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 409) return say(t("cancel_refused"), "error");
+    failed(error);
+  }
+}
+
+function placed(order) {
+  say(t("placed"));
+  state.orders = [order, ...state.orders.filter((o) => o.id !== order.id)];
+  renderOrders();
+  renderDetail(order);
+  show("detail");
+}
+
+// --- webhooks -----------------------------------------------------------------------------------
+
+async function loadWebhooks() {
+  try {
+    const endpoints = await api.webhooks();
+    reconcile($("webhooks"), endpoints, webhookKey, (e) => webhookRow(e, { onLog: showLog, onPing: ping, onRemove: removeWebhook }));
+    $("no-webhooks").hidden = endpoints.length > 0;
+  } catch (error) {
+    failed(error);
+  }
+}
+
+async function showLog(endpoint, log) {
+  try {
+    log.replaceChildren(...deliveryRows((await api.deliveries(endpoint.id)).items));
+    log.hidden = false;
+  } catch (error) {
+    failed(error);
+  }
+}
+
+async function ping(endpoint, log) {
+  try {
+    await api.pingWebhook(endpoint.id);
+    say(t("pinged"));
+    await showLog(endpoint, log);
+  } catch (error) {
+    failed(error);
+  }
+}
+
+async function removeWebhook(endpoint) {
+  try {
+    await api.removeWebhook(endpoint.id);
+    say(t("removed"));
+    loadWebhooks();
+  } catch (error) {
+    failed(error);
+  }
+}
+
+async function addWebhook(event) {
+  event.preventDefault();
+  const form = event.target;
+  const types = [...form.querySelectorAll("[name=event_type]:checked")].map((box) => box.value);
+  try {
+    const created = await api.addWebhook(form.elements.url.value.trim(), types);
+    $("webhook-secret").textContent = created.secret;
+    $("webhook-secret-box").hidden = false;
+    form.elements.url.value = "";
+    say(t("webhook_added"));
+    loadWebhooks();
+  } catch (error) {
+    failed(error);
+  }
+}
+
+function eventTypeChecks() {
+  return EVENT_TYPES.map((type) => el("label", { class: "check" },
+    el("input", { type: "checkbox", name: "event_type", value: type, checked: true,
+                  "data-testid": `event-${type}` }),
+    el("span", {}, t(`event_${type.replace(/\./g, "_")}`))));
+}
+
+// --- keys ---------------------------------------------------------------------------------------
+
+async function loadKeys() {
+  try {
+    const keys = await api.keys();
+    const mine = session.key() ?? "";
+    reconcile($("keys"), keys, (k) => k.id, (k) => keyRow(k, Boolean(k.prefix) && mine.startsWith(k.prefix), revokeKey));
+  } catch (error) {
+    failed(error);
+  }
+}
+
+async function createKey() {
+  try {
+    const created = await api.createKey();
+    $("new-key").textContent = created.api_key;
+    $("new-key-box").hidden = false;
+    say(t("key_created"));
+    loadKeys();
+  } catch (error) {
+    failed(error);
+  }
+}
+
+async function revokeKey(key) {
+  if (!window.confirm(t("revoke_confirm"))) return;
+  try {
+    await api.revokeKey(key.id);
+    say(t("revoked"));
+    loadKeys();
+  } catch (error) {
+    if (error instanceof ApiError && error.status === 409) return say(t("last_key"), "error");
+    failed(error);
+  }
+}
+
+// --- start ----------------------------------------------------------------------------------------
+
+function start() {
+  showSession();
+  show("orders");
+  poll();
+}
+
+async function main() {
+  fillTexts();
+  $("event-types").replaceChildren(...eventTypeChecks());
+  $("login").addEventListener("submit", signIn);
+  $("sign-out").addEventListener("click", () => signOut(t("signed_out")));
+  for (const button of document.querySelectorAll("[data-tab]")) button.addEventListener("click", () => show(button.dataset.tab));
+  document.querySelector("[data-testid=detail-back]").addEventListener("click", () => show("orders"));
+  $("webhook-form").addEventListener("submit", addWebhook);
+  $("key-create").addEventListener("click", createKey);
+  orderForm = new OrderForm($("order-form"), { onPlaced: placed, onError: failed, say });
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) poll(); });
+  state.trackingUrl = (await api.config().catch(() => ({}))).tracking_url ?? "";
+  if (session.key() === null) return showSession();
+  start();
+}
+
+main();
