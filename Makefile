@@ -44,7 +44,8 @@ status:
 demo: up
 	$(PY) -m tools.sim $(SIM_ARGS)
 
-test: infra
+# Lint first: a finding fails `make test` (and CI) in seconds, before the servers start.
+test: lint infra
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 # The tests marked with none of what needs a server or a browser (tests/conftest.py marks them):

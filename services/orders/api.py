@@ -73,47 +73,78 @@ def parse_order_id(text: str) -> UUID:
         raise order_not_found() from None
 
 
-IdempotencyKey = Annotated[str | None, Header(
-    alias="Idempotency-Key", min_length=1, max_length=255, pattern=r"^[\x21-\x7e]+$",
-    description="Printable ASCII, such as a UUID. Retrying with the same key and body returns the first "
-                "response and creates nothing")]
+IdempotencyKey = Annotated[
+    str | None,
+    Header(
+        alias="Idempotency-Key",
+        min_length=1,
+        max_length=255,
+        pattern=r"^[\x21-\x7e]+$",
+        description="Printable ASCII, such as a UUID. Retrying with the same key and body returns the first "
+        "response and creates nothing",
+    ),
+]
 
 
 # --- routes -----------------------------------------------------------------------
 
 
-@router.post("/v1/admin/merchants", status_code=201, response_model=MerchantCreated, tags=["admin"],
-             summary="Create a merchant and its API key", dependencies=[Depends(deps.admin)],
-             responses=problem_responses(400, 401, 413, 415, 422))
+@router.post(
+    "/v1/admin/merchants",
+    status_code=201,
+    response_model=MerchantCreated,
+    tags=["admin"],
+    summary="Create a merchant and its API key",
+    dependencies=[Depends(deps.admin)],
+    responses=problem_responses(400, 401, 413, 415, 422),
+)
 async def create_merchant(request: Request, body: MerchantIn) -> Response:
     return json_response(await deps.orders(request).create_merchant(name=body.name, phone=body.phone), 201)
 
 
-@router.post("/v1/quotes", response_model=QuoteOut, tags=["orders"], summary="What a delivery would cost",
-             responses=problem_responses(400, 401, 413, 415, 422))
+@router.post(
+    "/v1/quotes",
+    response_model=QuoteOut,
+    tags=["orders"],
+    summary="What a delivery would cost",
+    responses=problem_responses(400, 401, 413, 415, 422),
+)
 async def quote(request: Request, body: QuoteIn, _: CurrentMerchant) -> Response:
     q = deps.orders(request).quote(body)
     return json_response({"fee_vnd": q.fee_vnd, "distance_m": q.distance_m, "eta_minutes": q.eta_minutes})
 
 
-@router.post("/v1/orders", status_code=201, response_model=OrderOut, tags=["orders"], summary="Place an order",
-             description="Under an `Idempotency-Key`, a retry with the same body gets the first 201 again "
-                         "(header `Idempotent-Replayed: true`) and creates nothing; another body is 409.",
-             responses=problem_responses(400, 401, 409, 413, 415, 422))
-async def create_order(request: Request, body: OrderIn, me: CurrentMerchant,
-                       idempotency_key: IdempotencyKey = None) -> Response:
+@router.post(
+    "/v1/orders",
+    status_code=201,
+    response_model=OrderOut,
+    tags=["orders"],
+    summary="Place an order",
+    description="Under an `Idempotency-Key`, a retry with the same body gets the first 201 again "
+    "(header `Idempotent-Replayed: true`) and creates nothing; another body is 409.",
+    responses=problem_responses(400, 401, 409, 413, 415, 422),
+)
+async def create_order(
+    request: Request, body: OrderIn, me: CurrentMerchant, idempotency_key: IdempotencyKey = None
+) -> Response:
     try:
         placed = await deps.orders(request).place_order(me, body, idempotency_key)
     except IdempotencyConflict as exc:
         raise Problem(409, str(exc), title="Idempotency conflict") from None
     except DuplicateExternalId as exc:
         raise Problem(409, str(exc), title="Duplicate external_id", order_id=str(exc.order_id)) from None
-    return json_response(placed.body, placed.status,
-                         headers={"Idempotent-Replayed": "true"} if placed.replayed else None)
+    return json_response(
+        placed.body, placed.status, headers={"Idempotent-Replayed": "true"} if placed.replayed else None
+    )
 
 
-@router.get("/v1/orders/{order_id}", response_model=OrderOut, tags=["orders"], summary="One of your orders",
-            responses=problem_responses(401, 404))
+@router.get(
+    "/v1/orders/{order_id}",
+    response_model=OrderOut,
+    tags=["orders"],
+    summary="One of your orders",
+    responses=problem_responses(401, 404),
+)
 async def get_order(request: Request, order_id: str, me: CurrentMerchant) -> Response:
     try:
         return json_response(await deps.orders(request).order(me, parse_order_id(order_id)))
@@ -121,8 +152,13 @@ async def get_order(request: Request, order_id: str, me: CurrentMerchant) -> Res
         raise order_not_found() from None
 
 
-@router.get("/v1/orders", response_model=OrderPage, tags=["orders"], summary="Your orders, newest first",
-            responses=problem_responses(401, 422))
+@router.get(
+    "/v1/orders",
+    response_model=OrderPage,
+    tags=["orders"],
+    summary="Your orders, newest first",
+    responses=problem_responses(401, 422),
+)
 async def list_orders(
     request: Request,
     me: CurrentMerchant,
@@ -133,17 +169,23 @@ async def list_orders(
     try:
         after = Cursor.decode(cursor) if cursor else None
     except BadCursor as exc:
-        raise Problem(422, "Invalid fields: cursor", title="Invalid input",
-                      errors=[{"loc": ["query", "cursor"], "msg": str(exc)}]) from None
+        raise Problem(
+            422, "Invalid fields: cursor", title="Invalid input", errors=[{"loc": ["query", "cursor"], "msg": str(exc)}]
+        ) from None
     return json_response(await deps.orders(request).orders(me, status=status, limit=limit, after=after))
 
 
-@router.post("/v1/orders/{order_id}/cancel", status_code=202, response_model=OrderOut, tags=["orders"],
-             summary="Ask to cancel an order",
-             description="Dispatch decides: the order becomes `cancelled` (`cancellation: \"done\"`), or shows "
-                         "`cancellation: \"refused\"` if the parcel was already picked up. 409 once the parcel "
-                         "is picked up or the order is over.",
-             responses=problem_responses(400, 401, 404, 409, 413, 415, 422))
+@router.post(
+    "/v1/orders/{order_id}/cancel",
+    status_code=202,
+    response_model=OrderOut,
+    tags=["orders"],
+    summary="Ask to cancel an order",
+    description='Dispatch decides: the order becomes `cancelled` (`cancellation: "done"`), or shows '
+    '`cancellation: "refused"` if the parcel was already picked up. 409 once the parcel '
+    "is picked up or the order is over.",
+    responses=problem_responses(400, 401, 404, 409, 413, 415, 422),
+)
 async def cancel_order(request: Request, order_id: str, me: CurrentMerchant, body: CancelIn | None = None) -> Response:
     try:
         view = await deps.orders(request).cancel_order(me, parse_order_id(order_id), body.reason if body else None)
@@ -169,31 +211,48 @@ def parse_id(text: str) -> UUID:
 
 
 def unsafe_url(exc: UnsafeTarget) -> Problem:
-    return Problem(422, f"Invalid fields: url ({exc})", title="Invalid input",
-                   errors=[{"loc": ["body", "url"], "msg": str(exc)}])
+    return Problem(
+        422, f"Invalid fields: url ({exc})", title="Invalid input", errors=[{"loc": ["body", "url"], "msg": str(exc)}]
+    )
 
 
-@router.post("/v1/webhook-endpoints", status_code=201, response_model=WebhookEndpointCreated, tags=["webhooks"],
-             summary="Register a webhook endpoint", description="The answer holds the signing secret, shown this once.",
-             responses=problem_responses(400, 401, 413, 415, 422))
+@router.post(
+    "/v1/webhook-endpoints",
+    status_code=201,
+    response_model=WebhookEndpointCreated,
+    tags=["webhooks"],
+    summary="Register a webhook endpoint",
+    description="The answer holds the signing secret, shown this once.",
+    responses=problem_responses(400, 401, 413, 415, 422),
+)
 async def create_webhook_endpoint(request: Request, body: WebhookEndpointIn, me: CurrentMerchant) -> Response:
     try:
-        created = await deps.webhooks(request).create_endpoint(me.id, url=body.url, event_types=body.event_types,
-                                                               enabled=body.enabled)
+        created = await deps.webhooks(request).create_endpoint(
+            me.id, url=body.url, event_types=body.event_types, enabled=body.enabled
+        )
     except UnsafeTarget as exc:
         raise unsafe_url(exc) from None
     return json_response(created, 201)
 
 
-@router.get("/v1/webhook-endpoints", response_model=list[WebhookEndpointOut], tags=["webhooks"],
-            summary="Your webhook endpoints", responses=problem_responses(401))
+@router.get(
+    "/v1/webhook-endpoints",
+    response_model=list[WebhookEndpointOut],
+    tags=["webhooks"],
+    summary="Your webhook endpoints",
+    responses=problem_responses(401),
+)
 async def list_webhook_endpoints(request: Request, me: CurrentMerchant) -> Response:
     return json_response(await deps.webhooks(request).endpoints(me.id))
 
 
-@router.get("/v1/webhook-endpoints/{endpoint_id}", response_model=WebhookEndpointOut, tags=["webhooks"],
-            summary="One webhook endpoint (with the reason it was disabled, if it was)",
-            responses=problem_responses(401, 404))
+@router.get(
+    "/v1/webhook-endpoints/{endpoint_id}",
+    response_model=WebhookEndpointOut,
+    tags=["webhooks"],
+    summary="One webhook endpoint (with the reason it was disabled, if it was)",
+    responses=problem_responses(401, 404),
+)
 async def get_webhook_endpoint(request: Request, endpoint_id: str, me: CurrentMerchant) -> Response:
     try:
         return json_response(await deps.webhooks(request).endpoint(me.id, parse_id(endpoint_id)))
@@ -201,22 +260,35 @@ async def get_webhook_endpoint(request: Request, endpoint_id: str, me: CurrentMe
         raise endpoint_not_found() from None
 
 
-@router.patch("/v1/webhook-endpoints/{endpoint_id}", response_model=WebhookEndpointOut, tags=["webhooks"],
-              summary="Change an endpoint's URL, event types or enabled flag",
-              responses=problem_responses(400, 401, 404, 413, 415, 422))
-async def update_webhook_endpoint(request: Request, endpoint_id: str, body: WebhookEndpointPatch,
-                                  me: CurrentMerchant) -> Response:
+@router.patch(
+    "/v1/webhook-endpoints/{endpoint_id}",
+    response_model=WebhookEndpointOut,
+    tags=["webhooks"],
+    summary="Change an endpoint's URL, event types or enabled flag",
+    responses=problem_responses(400, 401, 404, 413, 415, 422),
+)
+async def update_webhook_endpoint(
+    request: Request, endpoint_id: str, body: WebhookEndpointPatch, me: CurrentMerchant
+) -> Response:
     try:
-        return json_response(await deps.webhooks(request).update_endpoint(
-            me.id, parse_id(endpoint_id), url=body.url, event_types=body.event_types, enabled=body.enabled))
+        return json_response(
+            await deps.webhooks(request).update_endpoint(
+                me.id, parse_id(endpoint_id), url=body.url, event_types=body.event_types, enabled=body.enabled
+            )
+        )
     except UnsafeTarget as exc:
         raise unsafe_url(exc) from None
     except EndpointNotFound:
         raise endpoint_not_found() from None
 
 
-@router.delete("/v1/webhook-endpoints/{endpoint_id}", status_code=204, tags=["webhooks"],
-               summary="Delete an endpoint and its delivery log", responses=problem_responses(401, 404))
+@router.delete(
+    "/v1/webhook-endpoints/{endpoint_id}",
+    status_code=204,
+    tags=["webhooks"],
+    summary="Delete an endpoint and its delivery log",
+    responses=problem_responses(401, 404),
+)
 async def delete_webhook_endpoint(request: Request, endpoint_id: str, me: CurrentMerchant) -> Response:
     try:
         await deps.webhooks(request).delete_endpoint(me.id, parse_id(endpoint_id))
@@ -225,11 +297,15 @@ async def delete_webhook_endpoint(request: Request, endpoint_id: str, me: Curren
     return Response(status_code=204)
 
 
-@router.post("/v1/webhook-endpoints/{endpoint_id}/rotate-secret", response_model=WebhookEndpointCreated,
-             tags=["webhooks"], summary="A new signing secret",
-             description="The new secret is shown this once. Until `previous_secret_expires_at` every delivery "
-                         "carries two signatures, by the old and the new secret.",
-             responses=problem_responses(401, 404))
+@router.post(
+    "/v1/webhook-endpoints/{endpoint_id}/rotate-secret",
+    response_model=WebhookEndpointCreated,
+    tags=["webhooks"],
+    summary="A new signing secret",
+    description="The new secret is shown this once. Until `previous_secret_expires_at` every delivery "
+    "carries two signatures, by the old and the new secret.",
+    responses=problem_responses(401, 404),
+)
 async def rotate_webhook_secret(request: Request, endpoint_id: str, me: CurrentMerchant) -> Response:
     try:
         return json_response(await deps.webhooks(request).rotate_secret(me.id, parse_id(endpoint_id)))
@@ -237,23 +313,37 @@ async def rotate_webhook_secret(request: Request, endpoint_id: str, me: CurrentM
         raise endpoint_not_found() from None
 
 
-@router.get("/v1/webhook-endpoints/{endpoint_id}/deliveries", response_model=WebhookDeliveryPage,
-            tags=["webhooks"], summary="The endpoint's deliveries, newest first, with their attempts",
-            responses=problem_responses(401, 404, 422))
+@router.get(
+    "/v1/webhook-endpoints/{endpoint_id}/deliveries",
+    response_model=WebhookDeliveryPage,
+    tags=["webhooks"],
+    summary="The endpoint's deliveries, newest first, with their attempts",
+    responses=problem_responses(401, 404, 422),
+)
 async def list_webhook_deliveries(
-    request: Request, endpoint_id: str, me: CurrentMerchant,
+    request: Request,
+    endpoint_id: str,
+    me: CurrentMerchant,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$", description="next_cursor of the last page")] = None,
 ) -> Response:
     try:
-        return json_response(await deps.webhooks(request).deliveries(
-            me.id, parse_id(endpoint_id), limit=limit, before=int(cursor) if cursor else None))
+        return json_response(
+            await deps.webhooks(request).deliveries(
+                me.id, parse_id(endpoint_id), limit=limit, before=int(cursor) if cursor else None
+            )
+        )
     except EndpointNotFound:
         raise endpoint_not_found() from None
 
 
-@router.post("/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver", status_code=202,
-             tags=["webhooks"], summary="Send a delivery again", responses=problem_responses(401, 404))
+@router.post(
+    "/v1/webhook-endpoints/{endpoint_id}/deliveries/{delivery_id}/redeliver",
+    status_code=202,
+    tags=["webhooks"],
+    summary="Send a delivery again",
+    responses=problem_responses(401, 404),
+)
 async def redeliver_webhook(request: Request, endpoint_id: str, delivery_id: str, me: CurrentMerchant) -> Response:
     try:
         await deps.webhooks(request).redeliver(me.id, parse_id(endpoint_id), parse_id(delivery_id))
@@ -262,8 +352,14 @@ async def redeliver_webhook(request: Request, endpoint_id: str, delivery_id: str
     return Response(status_code=202)
 
 
-@router.post("/v1/webhook-endpoints/{endpoint_id}/test", status_code=202, response_model=PingOut, tags=["webhooks"],
-             summary="Send a signed `ping` to the endpoint", responses=problem_responses(401, 404))
+@router.post(
+    "/v1/webhook-endpoints/{endpoint_id}/test",
+    status_code=202,
+    response_model=PingOut,
+    tags=["webhooks"],
+    summary="Send a signed `ping` to the endpoint",
+    responses=problem_responses(401, 404),
+)
 async def ping_webhook_endpoint(request: Request, endpoint_id: str, me: CurrentMerchant) -> Response:
     try:
         return json_response(await deps.webhooks(request).ping(me.id, parse_id(endpoint_id)), 202)
@@ -287,22 +383,38 @@ def parse_key_id(text: str) -> UUID:
         raise key_not_found() from None
 
 
-@router.post("/v1/api-keys", status_code=201, response_model=ApiKeyCreated, tags=["keys"],
-             summary="Another API key (to rotate to)", responses=problem_responses(401))
+@router.post(
+    "/v1/api-keys",
+    status_code=201,
+    response_model=ApiKeyCreated,
+    tags=["keys"],
+    summary="Another API key (to rotate to)",
+    responses=problem_responses(401),
+)
 async def create_api_key(request: Request, me: CurrentMerchant) -> Response:
     return json_response(await deps.orders(request).create_api_key(me), 201)
 
 
-@router.get("/v1/api-keys", response_model=list[ApiKeyOut], tags=["keys"],
-            summary="Your live API keys (prefix and creation time only)", responses=problem_responses(401))
+@router.get(
+    "/v1/api-keys",
+    response_model=list[ApiKeyOut],
+    tags=["keys"],
+    summary="Your live API keys (prefix and creation time only)",
+    responses=problem_responses(401),
+)
 async def list_api_keys(request: Request, me: CurrentMerchant) -> Response:
     return json_response(await deps.orders(request).api_keys(me))
 
 
-@router.delete("/v1/api-keys/{key_id}", status_code=204, tags=["keys"], summary="Revoke one of your API keys",
-               description="Every instance refuses it within a few seconds (`GIAO_ORDERS_API_KEY_CACHE_S`). "
-                           "Your last key cannot be revoked (409).",
-               responses=problem_responses(401, 404, 409))
+@router.delete(
+    "/v1/api-keys/{key_id}",
+    status_code=204,
+    tags=["keys"],
+    summary="Revoke one of your API keys",
+    description="Every instance refuses it within a few seconds (`GIAO_ORDERS_API_KEY_CACHE_S`). "
+    "Your last key cannot be revoked (409).",
+    responses=problem_responses(401, 404, 409),
+)
 async def revoke_api_key(request: Request, key_id: str, me: CurrentMerchant) -> Response:
     try:
         await deps.orders(request).revoke_api_key(me, parse_key_id(key_id))
@@ -313,8 +425,14 @@ async def revoke_api_key(request: Request, key_id: str, me: CurrentMerchant) -> 
     return Response(status_code=204)
 
 
-@router.delete("/v1/admin/api-keys/{key_id}", status_code=204, tags=["admin"], summary="Revoke any API key",
-               dependencies=[Depends(deps.admin)], responses=problem_responses(401, 404))
+@router.delete(
+    "/v1/admin/api-keys/{key_id}",
+    status_code=204,
+    tags=["admin"],
+    summary="Revoke any API key",
+    dependencies=[Depends(deps.admin)],
+    responses=problem_responses(401, 404),
+)
 async def admin_revoke_api_key(request: Request, key_id: str) -> Response:
     try:
         await deps.orders(request).admin_revoke_api_key(parse_key_id(key_id))
@@ -323,18 +441,30 @@ async def admin_revoke_api_key(request: Request, key_id: str) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/v1/admin/audit", response_model=AuditPage, tags=["admin"], summary="What the admin did, newest first",
-            dependencies=[Depends(deps.admin)], responses=problem_responses(401, 422))
-async def audit_log(request: Request, limit: Annotated[int, Query(ge=1, le=100)] = 50,
-                    cursor: AuditCursor = None) -> Response:
+@router.get(
+    "/v1/admin/audit",
+    response_model=AuditPage,
+    tags=["admin"],
+    summary="What the admin did, newest first",
+    dependencies=[Depends(deps.admin)],
+    responses=problem_responses(401, 422),
+)
+async def audit_log(
+    request: Request, limit: Annotated[int, Query(ge=1, le=100)] = 50, cursor: AuditCursor = None
+) -> Response:
     return json_response(await deps.orders(request).audit_log(limit=limit, before=int(cursor) if cursor else None))
 
 
 # --- the merchant console's settings ----------------------------------------------------
 
 
-@router.get(f"{CONSOLE_PATH}/config.json", response_model=ConsoleConfigOut, tags=["console"],
-            summary="The merchant console's settings (public: no secret in them)")
+@router.get(
+    f"{CONSOLE_PATH}/config.json",
+    response_model=ConsoleConfigOut,
+    tags=["console"],
+    summary="The merchant console's settings (public: no secret in them)",
+)
 async def console_config(request: Request) -> Response:
-    return json_response({"tracking_url": deps.settings(request).tracking_public_url.rstrip("/")},
-                         headers=SECURITY_HEADERS)
+    return json_response(
+        {"tracking_url": deps.settings(request).tracking_public_url.rstrip("/")}, headers=SECURITY_HEADERS
+    )

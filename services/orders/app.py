@@ -24,11 +24,17 @@ WEB = Path(__file__).parent / "web"  # the merchant console
 
 def create_app(settings: OrdersSettings | None = None) -> FastAPI:
     settings = settings or OrdersSettings()
-    runtime = Runtime(settings, name="orders", database_url=settings.database_url,
-                      migrations=Path(__file__).parent / "migrations", pool_size=settings.db_pool_size)
+    runtime = Runtime(
+        settings,
+        name="orders",
+        database_url=settings.database_url,
+        migrations=Path(__file__).parent / "migrations",
+        pool_size=settings.db_pool_size,
+    )
     metrics = Metrics("orders")
-    runtime.consume(name=CONSUMER, topics=[DISPATCH_TOPIC], handler=dispatch_events_handler(runtime, metrics),
-                    ignore=IGNORED_EVENTS)
+    runtime.consume(
+        name=CONSUMER, topics=[DISPATCH_TOPIC], handler=dispatch_events_handler(runtime, metrics), ignore=IGNORED_EVENTS
+    )
     orders = OrdersService(runtime, settings, metrics)
     runtime.loop("prune-idempotency-keys", orders.prune_idempotency_keys)
     webhooks = WebhookService(runtime, settings, metrics)
@@ -38,8 +44,11 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
         title="Giao orders",
         summary="Local merchants place and follow their deliveries",
         description="Giao giao hàng nội thành: the merchant API. Authenticate with `Authorization: Bearer <api_key>`; "
-                    "errors are RFC 9457 problem details.",
-        runtime=runtime, metrics=metrics,
+        "errors are RFC 9457 problem details.",
+        runtime=runtime,
+        metrics=metrics,
         # the pages last: the API's routes are tried first
         routers=[router, maps.router, pages_router(CONSOLE_PATH, WEB), pages_router(maps.WEB_PATH, maps.WEB)],
-        orders=orders, webhooks=webhooks)
+        orders=orders,
+        webhooks=webhooks,
+    )

@@ -45,8 +45,7 @@ class Quote:
     eta_minutes: int
 
 
-def price(tariff: Tariff, *, pickup: tuple[float, float], dropoff: tuple[float, float],
-          weight_grams: int) -> Quote:
+def price(tariff: Tariff, *, pickup: tuple[float, float], dropoff: tuple[float, float], weight_grams: int) -> Quote:
     """The one pricing function: quotes and orders both call it, so they always agree."""
     distance_m = road_distance_m(*pickup, *dropoff)
     extra_kg = max(0, math.ceil((weight_grams - tariff.free_weight_grams) / 1000))
@@ -178,7 +177,7 @@ class Cursor:
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
-    def decode(cls, text: str) -> "Cursor":
+    def decode(cls, text: str) -> Cursor:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
             when, _, ident = raw.partition("|")

@@ -48,11 +48,19 @@ StrictLatitude = Annotated[Latitude, Field(strict=True, examples=[20.9511])]
 StrictLongitude = Annotated[Longitude, Field(strict=True, examples=[107.0735])]
 
 PICKUP_EXAMPLE: dict[str, Any] = {
-    "name": "Shop Hoa Mai", "phone": "0912 345 678",
-    "address": "12 Lê Thánh Tông, Hồng Gai, Hạ Long, Quảng Ninh", "lat": 20.9511, "lng": 107.0735}
+    "name": "Shop Hoa Mai",
+    "phone": "0912 345 678",
+    "address": "12 Lê Thánh Tông, Hồng Gai, Hạ Long, Quảng Ninh",
+    "lat": 20.9511,
+    "lng": 107.0735,
+}
 DROPOFF_EXAMPLE: dict[str, Any] = {
-    "name": "Nguyễn Văn An", "phone": "0987 654 321",
-    "address": "45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh", "lat": 20.9586, "lng": 107.0452}
+    "name": "Nguyễn Văn An",
+    "phone": "0987 654 321",
+    "address": "45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh",
+    "lat": 20.9586,
+    "lng": 107.0452,
+}
 PARCEL_EXAMPLE: dict[str, Any] = {"weight_grams": 1200, "description": "Áo dài lụa, hộp giấy", "value_vnd": 850000}
 
 
@@ -92,9 +100,17 @@ class ParcelIn(Input):
 
 
 class QuoteIn(Input):
-    model_config = ConfigDict(json_schema_extra={"examples": [
-        {"pickup": {"lat": 20.9511, "lng": 107.0735}, "dropoff": {"lat": 20.9586, "lng": 107.0452},
-         "parcel": {"weight_grams": 1200}}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "pickup": {"lat": 20.9511, "lng": 107.0735},
+                    "dropoff": {"lat": 20.9586, "lng": 107.0452},
+                    "parcel": {"weight_grams": 1200},
+                }
+            ]
+        }
+    )
 
     pickup: QuotePlaceIn
     dropoff: QuotePlaceIn
@@ -102,18 +118,35 @@ class QuoteIn(Input):
 
 
 class OrderIn(Input):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "external_id": "HM-2024-000123", "pickup": PICKUP_EXAMPLE, "dropoff": DROPOFF_EXAMPLE,
-        "parcel": PARCEL_EXAMPLE, "cod_amount_vnd": 850000, "note": "Gọi trước khi giao, giao giờ hành chính",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "external_id": "HM-2024-000123",
+                    "pickup": PICKUP_EXAMPLE,
+                    "dropoff": DROPOFF_EXAMPLE,
+                    "parcel": PARCEL_EXAMPLE,
+                    "cod_amount_vnd": 850000,
+                    "note": "Gọi trước khi giao, giao giờ hành chính",
+                }
+            ]
+        }
+    )
 
     external_id: ExternalId | None = Field(
-        None, description="The merchant's own reference; unique per merchant", examples=["HM-2024-000123"])
+        None, description="The merchant's own reference; unique per merchant", examples=["HM-2024-000123"]
+    )
     pickup: PlaceIn
     dropoff: PlaceIn
     parcel: ParcelIn
-    cod_amount_vnd: int = Field(0, strict=True, ge=0, le=50_000_000,
-                                description="Cash the courier collects from the recipient", examples=[850000])
+    cod_amount_vnd: int = Field(
+        0,
+        strict=True,
+        ge=0,
+        le=50_000_000,
+        description="Cash the courier collects from the recipient",
+        examples=[850000],
+    )
     note: Text | None = Field(None, examples=["Gọi trước khi giao, giao giờ hành chính"])
 
 
@@ -163,19 +196,38 @@ class HistoryEntry(Output):
 
 
 class OrderOut(Output):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": "0b6f3c1e-5d7a-4f55-9c43-2f4a8e1d9b10", "external_id": "HM-2024-000123",
-        "tracking_code": "K7M2QX9HT4PA", "delivery_code": "482915", "status": "assigned",
-        "fee_vnd": 36000, "distance_m": 3900, "cod_amount_vnd": 850000,
-        "pickup": {**PICKUP_EXAMPLE, "phone": "+84912345678"},
-        "dropoff": {**DROPOFF_EXAMPLE, "phone": "+84987654321"},
-        "parcel": PARCEL_EXAMPLE, "note": "Gọi trước khi giao, giao giờ hành chính",
-        "courier": {"id": "5f0e8a52-8d0b-4c1e-a7a6-1c2b3d4e5f60", "name": "Trần Minh Đức", "phone": "+84903123456"},
-        "history": [{"status": "placed", "at": "2024-05-06T09:15:02.120000+07:00"},
-                    {"status": "assigned", "at": "2024-05-06T09:16:40.500000+07:00"}],
-        "cancellation": None, "created_at": "2024-05-06T09:15:02.120000+07:00",
-        "updated_at": "2024-05-06T09:16:40.612000+07:00",
-    }]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "0b6f3c1e-5d7a-4f55-9c43-2f4a8e1d9b10",
+                    "external_id": "HM-2024-000123",
+                    "tracking_code": "K7M2QX9HT4PA",
+                    "delivery_code": "482915",
+                    "status": "assigned",
+                    "fee_vnd": 36000,
+                    "distance_m": 3900,
+                    "cod_amount_vnd": 850000,
+                    "pickup": {**PICKUP_EXAMPLE, "phone": "+84912345678"},
+                    "dropoff": {**DROPOFF_EXAMPLE, "phone": "+84987654321"},
+                    "parcel": PARCEL_EXAMPLE,
+                    "note": "Gọi trước khi giao, giao giờ hành chính",
+                    "courier": {
+                        "id": "5f0e8a52-8d0b-4c1e-a7a6-1c2b3d4e5f60",
+                        "name": "Trần Minh Đức",
+                        "phone": "+84903123456",
+                    },
+                    "history": [
+                        {"status": "placed", "at": "2024-05-06T09:15:02.120000+07:00"},
+                        {"status": "assigned", "at": "2024-05-06T09:16:40.500000+07:00"},
+                    ],
+                    "cancellation": None,
+                    "created_at": "2024-05-06T09:15:02.120000+07:00",
+                    "updated_at": "2024-05-06T09:16:40.612000+07:00",
+                }
+            ]
+        }
+    )
 
     id: UUID
     external_id: str | None
@@ -202,7 +254,9 @@ class OrderPage(Output):
 
 
 class QuoteOut(Output):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"fee_vnd": 36000, "distance_m": 3900, "eta_minutes": 10}]})
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"fee_vnd": 36000, "distance_m": 3900, "eta_minutes": 10}]}
+    )
 
     fee_vnd: int
     distance_m: int
@@ -210,9 +264,18 @@ class QuoteOut(Output):
 
 
 class MerchantCreated(Output):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "id": "3c9a1f7e-2b4d-4e8f-9a1b-7c6d5e4f3a21", "name": "Shop Hoa Mai", "phone": "+84912345678",
-        "api_key": "gk_Yk3v9Q0lqk3Jx0m1u6wqQy7z0b3n5f8h2k4p6r8t0v2"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": "3c9a1f7e-2b4d-4e8f-9a1b-7c6d5e4f3a21",
+                    "name": "Shop Hoa Mai",
+                    "phone": "+84912345678",
+                    "api_key": "gk_Yk3v9Q0lqk3Jx0m1u6wqQy7z0b3n5f8h2k4p6r8t0v2",
+                }
+            ]
+        }
+    )
 
     id: UUID
     name: str
@@ -224,29 +287,45 @@ def order_view(row: Any) -> dict[str, Any]:
     """The order as the merchant sees it (OrderOut), from a row or a new order's dict, ready
     for orjson (and for the idempotency store, which replays it as it was)."""
     return {
-        "id": str(row["id"]), "external_id": row["external_id"], "tracking_code": row["tracking_code"],
-        "delivery_code": row["delivery_code"], "status": row["status"], "fee_vnd": row["fee_vnd"],
-        "distance_m": row["distance_m"], "cod_amount_vnd": row["cod_amount_vnd"],
-        "pickup": row["pickup"], "dropoff": row["dropoff"], "parcel": row["parcel"], "note": row["note"],
-        "courier": row["courier"], "history": list(row["history"]),
+        "id": str(row["id"]),
+        "external_id": row["external_id"],
+        "tracking_code": row["tracking_code"],
+        "delivery_code": row["delivery_code"],
+        "status": row["status"],
+        "fee_vnd": row["fee_vnd"],
+        "distance_m": row["distance_m"],
+        "cod_amount_vnd": row["cod_amount_vnd"],
+        "pickup": row["pickup"],
+        "dropoff": row["dropoff"],
+        "parcel": row["parcel"],
+        "note": row["note"],
+        "courier": row["courier"],
+        "history": list(row["history"]),
         "cancellation": row["cancellation"],
-        "created_at": row["created_at"].isoformat(), "updated_at": row["updated_at"].isoformat(),
+        "created_at": row["created_at"].isoformat(),
+        "updated_at": row["updated_at"].isoformat(),
     }
 
 
 # --- webhook endpoints --------------------------------------------------------------
 
-WebhookUrl = Annotated[str, StringConstraints(min_length=8, max_length=2000, pattern=r"^https?://\S+$"),
-                       AfterValidator(storable)]
+WebhookUrl = Annotated[
+    str, StringConstraints(min_length=8, max_length=2000, pattern=r"^https?://\S+$"), AfterValidator(storable)
+]
 WebhookEventTypes = Annotated[list[WebhookEventType], Field(min_length=1, max_length=len(EVENT_TYPES))]
 
 
 class WebhookEndpointIn(Input):
-    model_config = ConfigDict(json_schema_extra={"examples": [{
-        "url": "https://shop.example/giao/webhooks", "event_types": ["order.status_changed"]}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [{"url": "https://shop.example/giao/webhooks", "event_types": ["order.status_changed"]}]
+        }
+    )
 
-    url: WebhookUrl = Field(description="https (http only outside production); must not resolve to a private, "
-                                        "loopback, link-local or metadata address")
+    url: WebhookUrl = Field(
+        description="https (http only outside production); must not resolve to a private, "
+        "loopback, link-local or metadata address"
+    )
     event_types: WebhookEventTypes = Field(description="The events to receive")
     enabled: bool = True
 
@@ -305,8 +384,9 @@ class PingOut(Output):
 
 class ApiKeyOut(Output):
     id: UUID
-    prefix: str | None = Field(description="The key's first characters (null for a merchant's first key made "
-                                           "before keys were listed)")
+    prefix: str | None = Field(
+        description="The key's first characters (null for a merchant's first key made before keys were listed)"
+    )
     created_at: datetime
 
 
@@ -333,5 +413,7 @@ class AuditPage(Output):
 class ConsoleConfigOut(Output):
     model_config = ConfigDict(json_schema_extra={"examples": [{"tracking_url": "https://theodoi.giao.example"}]})
 
-    tracking_url: str = Field(description="The tracking service's public base URL (no trailing slash): "
-                                          "a recipient's link is `<tracking_url>/t/{tracking_code}`")
+    tracking_url: str = Field(
+        description="The tracking service's public base URL (no trailing slash): "
+        "a recipient's link is `<tracking_url>/t/{tracking_code}`"
+    )

@@ -98,11 +98,13 @@ class OrdersService:
         self.delivery_code_key = settings.delivery_code_key
         self.idempotency_ttl = timedelta(hours=settings.idempotency_ttl_hours)
         self.placed_total = metrics.counter("orders_placed_total", "Orders placed")
-        self.replayed_total = metrics.counter("orders_idempotent_replays_total",
-                                              "Requests answered from an Idempotency-Key")
+        self.replayed_total = metrics.counter(
+            "orders_idempotent_replays_total", "Requests answered from an Idempotency-Key"
+        )
         self.cancel_total = metrics.counter("orders_cancel_requests_total", "Cancel requests sent to dispatch")
-        self.known_keys = KnownSecrets(self._merchant_by_key_hash, ttl_s=settings.api_key_cache_s,
-                                     max_size=self.MERCHANT_CACHE_SIZE)
+        self.known_keys = KnownSecrets(
+            self._merchant_by_key_hash, ttl_s=settings.api_key_cache_s, max_size=self.MERCHANT_CACHE_SIZE
+        )
 
     # --- merchants ------------------------------------------------------------------
 
@@ -116,11 +118,22 @@ class OrdersService:
         """A new merchant and its API key, shown this once (only the key's hash is kept)."""
         api_key = new_secret("gk")
         merchant_id = uuid4()
-        await store.insert_merchant(self.runtime.pool, id=merchant_id, name=name, phone=phone,
-                                    api_key_hash=secret_hash(api_key), key_id=uuid4(),
-                                    key_prefix=api_key[:self.KEY_PREFIX_LENGTH])
-        await store.audit(self.runtime.pool, actor=self.ADMIN, action="merchant.created", target=str(merchant_id),
-                          detail={"name": name})
+        await store.insert_merchant(
+            self.runtime.pool,
+            id=merchant_id,
+            name=name,
+            phone=phone,
+            api_key_hash=secret_hash(api_key),
+            key_id=uuid4(),
+            key_prefix=api_key[: self.KEY_PREFIX_LENGTH],
+        )
+        await store.audit(
+            self.runtime.pool,
+            actor=self.ADMIN,
+            action="merchant.created",
+            target=str(merchant_id),
+            detail={"name": name},
+        )
         return {"id": str(merchant_id), "name": name, "phone": phone, "api_key": api_key}
 
     # --- API keys -------------------------------------------------------------------
@@ -130,8 +143,13 @@ class OrdersService:
     async def create_api_key(self, me: store.Merchant) -> dict[str, Any]:
         """Another key of this merchant (to rotate to), shown this once."""
         api_key = new_secret("gk")
-        row = await store.insert_api_key(self.runtime.pool, id=uuid4(), merchant_id=me.id,
-                                         key_hash=secret_hash(api_key), prefix=api_key[:self.KEY_PREFIX_LENGTH])
+        row = await store.insert_api_key(
+            self.runtime.pool,
+            id=uuid4(),
+            merchant_id=me.id,
+            key_hash=secret_hash(api_key),
+            prefix=api_key[: self.KEY_PREFIX_LENGTH],
+        )
         return {**api_key_view(row), "api_key": api_key}
 
     async def api_keys(self, me: store.Merchant) -> list[dict[str, Any]]:
@@ -150,22 +168,41 @@ class OrdersService:
             merchant_id = await store.revoke_api_key(conn, key_id, None)
             if merchant_id is None:
                 raise KeyNotFound()
-            await store.audit(conn, actor=self.ADMIN, action="api_key.revoked", target=str(key_id),
-                              detail={"merchant_id": str(merchant_id)})
+            await store.audit(
+                conn,
+                actor=self.ADMIN,
+                action="api_key.revoked",
+                target=str(key_id),
+                detail={"merchant_id": str(merchant_id)},
+            )
 
     async def audit_log(self, *, limit: int, before: int | None) -> dict[str, Any]:
         rows = await store.audit_log(self.runtime.pool, limit=limit + 1, before=before)
         page, more = rows[:limit], len(rows) > limit
-        return {"items": [{"at": r["at"], "actor": r["actor"], "action": r["action"], "target": r["target"],
-                           "detail": r["detail"]} for r in page],
-                "next_cursor": str(page[-1]["id"]) if more else None}
+        return {
+            "items": [
+                {
+                    "at": r["at"],
+                    "actor": r["actor"],
+                    "action": r["action"],
+                    "target": r["target"],
+                    "detail": r["detail"],
+                }
+                for r in page
+            ],
+            "next_cursor": str(page[-1]["id"]) if more else None,
+        }
 
     # --- quotes and new orders --------------------------------------------------------
 
     def quote(self, body: QuoteIn | OrderIn) -> Quote:
         """Quotes and orders are priced here alike, so a quote is what the order will cost."""
-        return price(self.tariff, pickup=(body.pickup.lat, body.pickup.lng),
-                     dropoff=(body.dropoff.lat, body.dropoff.lng), weight_grams=body.parcel.weight_grams)
+        return price(
+            self.tariff,
+            pickup=(body.pickup.lat, body.pickup.lng),
+            dropoff=(body.dropoff.lat, body.dropoff.lng),
+            weight_grams=body.parcel.weight_grams,
+        )
 
     async def place_order(self, me: store.Merchant, body: OrderIn, idempotency_key: str | None) -> Placed:
         """The order and its event in one statement; under an Idempotency-Key, in one
@@ -192,13 +229,25 @@ class OrdersService:
         now = datetime.now(UTC)
         progress = placed(now)
         order = {
-            "id": uuid4(), "merchant_id": me.id, "external_id": body.external_id,
-            "tracking_code": new_tracking_code(), "delivery_code": new_delivery_code(),
-            "status": progress.status, "fee_vnd": q.fee_vnd, "distance_m": q.distance_m,
-            "cod_amount_vnd": body.cod_amount_vnd, "pickup": body.pickup.model_dump(),
-            "dropoff": body.dropoff.model_dump(), "parcel": body.parcel.model_dump(), "note": body.note,
-            "courier": None, "history": list(progress.history), "cancellation": None, "cancel_reason": None,
-            "created_at": now, "updated_at": now,
+            "id": uuid4(),
+            "merchant_id": me.id,
+            "external_id": body.external_id,
+            "tracking_code": new_tracking_code(),
+            "delivery_code": new_delivery_code(),
+            "status": progress.status,
+            "fee_vnd": q.fee_vnd,
+            "distance_m": q.distance_m,
+            "cod_amount_vnd": body.cod_amount_vnd,
+            "pickup": body.pickup.model_dump(),
+            "dropoff": body.dropoff.model_dump(),
+            "parcel": body.parcel.model_dump(),
+            "note": body.note,
+            "courier": None,
+            "history": list(progress.history),
+            "cancellation": None,
+            "cancel_reason": None,
+            "created_at": now,
+            "updated_at": now,
         }
         for _ in range(self.TRACKING_CODE_TRIES):
             if await store.insert_order(conn, order, self._placed_event(me, order)):
@@ -212,13 +261,25 @@ class OrdersService:
 
     def _placed_event(self, me: store.Merchant, order: dict[str, Any]) -> list[Any]:
         """order.placed; the delivery code travels only as a keyed hash dispatch can check."""
-        return event_args(OrderPlaced, subject=str(order["id"]), source="orders", topic=self.orders_topic,
-                          data=OrderPlacedData(
-                              order_id=order["id"], merchant_id=me.id, tracking_code=order["tracking_code"],
-                              pickup=order["pickup"], dropoff=order["dropoff"], parcel=order["parcel"],
-                              cod_amount_vnd=order["cod_amount_vnd"], fee_vnd=order["fee_vnd"],
-                              distance_m=order["distance_m"], note=order["note"],
-                              delivery_code=hash_delivery_code(order["delivery_code"], self.delivery_code_key)))
+        return event_args(
+            OrderPlaced,
+            subject=str(order["id"]),
+            source="orders",
+            topic=self.orders_topic,
+            data=OrderPlacedData(
+                order_id=order["id"],
+                merchant_id=me.id,
+                tracking_code=order["tracking_code"],
+                pickup=order["pickup"],
+                dropoff=order["dropoff"],
+                parcel=order["parcel"],
+                cod_amount_vnd=order["cod_amount_vnd"],
+                fee_vnd=order["fee_vnd"],
+                distance_m=order["distance_m"],
+                note=order["note"],
+                delivery_code=hash_delivery_code(order["delivery_code"], self.delivery_code_key),
+            ),
+        )
 
     # --- reading and cancelling -------------------------------------------------------
 
@@ -228,8 +289,9 @@ class OrdersService:
             raise OrderNotFound()
         return order_view(row)
 
-    async def orders(self, me: store.Merchant, *, status: str | None, limit: int,
-                     after: Cursor | None) -> dict[str, Any]:
+    async def orders(
+        self, me: store.Merchant, *, status: str | None, limit: int, after: Cursor | None
+    ) -> dict[str, Any]:
         """A page of the merchant's orders, newest first, with the cursor of the next one."""
         rows = await store.list_orders(self.runtime.pool, me.id, status=status, limit=limit + 1, after=after)
         page, more = rows[:limit], len(rows) > limit
@@ -246,8 +308,14 @@ class OrdersService:
             decision = request_cancel(store.progress_of(row))
             if decision.ask_dispatch:
                 row = await store.save_cancel_request(conn, order_id, decision.progress, reason)
-                await add_event(conn, OrderCancelRequested, subject=str(order_id), source="orders",
-                                topic=self.orders_topic, data=OrderCancelRequestedData(order_id=order_id, reason=reason))
+                await add_event(
+                    conn,
+                    OrderCancelRequested,
+                    subject=str(order_id),
+                    source="orders",
+                    topic=self.orders_topic,
+                    data=OrderCancelRequestedData(order_id=order_id, reason=reason),
+                )
         if decision.ask_dispatch:
             self.cancel_total.inc()
         return order_view(row)

@@ -15,8 +15,9 @@ class OrdersSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="GIAO_ORDERS_", extra="ignore", populate_by_name=True)
 
     port: int = Field(8001, description="HTTP port")
-    database_url: str = Field("postgresql://giao:giao@127.0.0.1:5432/giao_orders",
-                              description="Its PostgreSQL database")
+    database_url: str = Field(
+        "postgresql://giao:giao@127.0.0.1:5432/giao_orders", description="Its PostgreSQL database"
+    )
     db_pool_size: int = Field(20, ge=2, description="Connections in the pool")
     base_fare_vnd: int = Field(15_000, ge=0, description="Every delivery's fixed part")
     per_km_vnd: int = Field(5_000, ge=0, description="Per kilometre of estimated road distance")
@@ -24,23 +25,36 @@ class OrdersSettings(CommonSettings):
     per_extra_kg_vnd: int = Field(2_500, ge=0, description="Per started kilogram above that")
     fee_rounding_vnd: int = Field(1_000, ge=1, description="Fees are rounded up to a multiple of this")
     idempotency_ttl_hours: float = Field(24, gt=0, description="How long an Idempotency-Key is remembered")
-    api_key_cache_s: float = Field(5.0, ge=0, description="How long an instance trusts an API key it looked up: "
-                                   "a revoked key stops working everywhere within this")
+    api_key_cache_s: float = Field(
+        5.0,
+        ge=0,
+        description="How long an instance trusts an API key it looked up: "
+        "a revoked key stops working everywhere within this",
+    )
     webhook_retry_schedule_s: tuple[float, ...] = Field(
-        DEFAULT_RETRY_SCHEDULE_S, min_length=1,
+        DEFAULT_RETRY_SCHEDULE_S,
+        min_length=1,
         description="Seconds before each retry of a failed webhook delivery (JSON list; +-10% jitter); "
-                    "after the last one fails the endpoint is disabled")
-    webhook_secret_overlap_hours: float = Field(24, ge=0, description="After a secret rotation, how long "
-                                                "the previous secret keeps signing too")
-    webhook_allow_private: bool = Field(False, description="Let webhook URLs reach loopback, private and "
-                                        "link-local addresses (development and tests only)")
+        "after the last one fails the endpoint is disabled",
+    )
+    webhook_secret_overlap_hours: float = Field(
+        24, ge=0, description="After a secret rotation, how long the previous secret keeps signing too"
+    )
+    webhook_allow_private: bool = Field(
+        False,
+        description="Let webhook URLs reach loopback, private and link-local addresses (development and tests only)",
+    )
     webhook_poll_s: float = Field(1.0, gt=0, description="How often the webhook worker looks for due deliveries")
-    webhook_log_keep_days: float = Field(30, gt=0, description="How long delivered and failed webhook "
-                                         "deliveries stay in the delivery log")
+    webhook_log_keep_days: float = Field(
+        30, gt=0, description="How long delivered and failed webhook deliveries stay in the delivery log"
+    )
     webhook_timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook delivery")
-    tracking_public_url: str = Field("http://127.0.0.1:8003", pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$",
-                                     description="The tracking service as recipients reach it: the links the "
-                                                 "merchant console shares are this + /t/{tracking_code}")
+    tracking_public_url: str = Field(
+        "http://127.0.0.1:8003",
+        pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$",
+        description="The tracking service as recipients reach it: the links the "
+        "merchant console shares are this + /t/{tracking_code}",
+    )
 
     @model_validator(mode="after")
     def _no_private_webhooks_in_production(self) -> OrdersSettings:
@@ -49,6 +63,10 @@ class OrdersSettings(CommonSettings):
         return self
 
     def tariff(self) -> Tariff:
-        return Tariff(base_fare_vnd=self.base_fare_vnd, per_km_vnd=self.per_km_vnd,
-                      free_weight_grams=self.free_weight_grams, per_extra_kg_vnd=self.per_extra_kg_vnd,
-                      rounding_vnd=self.fee_rounding_vnd)
+        return Tariff(
+            base_fare_vnd=self.base_fare_vnd,
+            per_km_vnd=self.per_km_vnd,
+            free_weight_grams=self.free_weight_grams,
+            per_extra_kg_vnd=self.per_extra_kg_vnd,
+            rounding_vnd=self.fee_rounding_vnd,
+        )

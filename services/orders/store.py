@@ -33,33 +33,53 @@ class Merchant:
     name: str
 
 
-async def insert_merchant(pool: asyncpg.Pool, *, id: UUID, name: str, phone: str, api_key_hash: str,
-                          key_id: UUID, key_prefix: str) -> None:
+async def insert_merchant(
+    pool: asyncpg.Pool, *, id: UUID, name: str, phone: str, api_key_hash: str, key_id: UUID, key_prefix: str
+) -> None:
     await pool.execute(
         """WITH merchant AS (INSERT INTO merchants (id, name, phone, api_key_hash) VALUES ($1, $2, $3, $4))
            INSERT INTO api_keys (id, merchant_id, key_hash, prefix) VALUES ($5, $1, $4, $6)""",
-        id, name, phone, api_key_hash, key_id, key_prefix)
+        id,
+        name,
+        phone,
+        api_key_hash,
+        key_id,
+        key_prefix,
+    )
 
 
 async def merchant_by_key_hash(pool: asyncpg.Pool, api_key_hash: str) -> Merchant | None:
     # An exact match on the hash of a 256-bit secret: timing reveals nothing useful.
-    row = await pool.fetchrow("""SELECT m.id, m.name FROM api_keys k JOIN merchants m ON m.id = k.merchant_id
-                                 WHERE k.key_hash = $1 AND k.revoked_at IS NULL""", api_key_hash)
+    row = await pool.fetchrow(
+        """SELECT m.id, m.name FROM api_keys k JOIN merchants m ON m.id = k.merchant_id
+                                 WHERE k.key_hash = $1 AND k.revoked_at IS NULL""",
+        api_key_hash,
+    )
     return Merchant(id=row["id"], name=row["name"]) if row else None
 
 
 # --- API keys and the admin's audit log ----------------------------------------------
 
 
-async def insert_api_key(pool: asyncpg.Pool, *, id: UUID, merchant_id: UUID, key_hash: str,
-                         prefix: str) -> asyncpg.Record:
-    return await pool.fetchrow("""INSERT INTO api_keys (id, merchant_id, key_hash, prefix) VALUES ($1, $2, $3, $4)
-                                  RETURNING id, prefix, created_at""", id, merchant_id, key_hash, prefix)
+async def insert_api_key(
+    pool: asyncpg.Pool, *, id: UUID, merchant_id: UUID, key_hash: str, prefix: str
+) -> asyncpg.Record:
+    return await pool.fetchrow(
+        """INSERT INTO api_keys (id, merchant_id, key_hash, prefix) VALUES ($1, $2, $3, $4)
+                                  RETURNING id, prefix, created_at""",
+        id,
+        merchant_id,
+        key_hash,
+        prefix,
+    )
 
 
 async def list_api_keys(pool: asyncpg.Pool, merchant_id: UUID) -> list[asyncpg.Record]:
-    return await pool.fetch("""SELECT id, prefix, created_at FROM api_keys
-                               WHERE merchant_id = $1 AND revoked_at IS NULL ORDER BY created_at, id""", merchant_id)
+    return await pool.fetch(
+        """SELECT id, prefix, created_at FROM api_keys
+                               WHERE merchant_id = $1 AND revoked_at IS NULL ORDER BY created_at, id""",
+        merchant_id,
+    )
 
 
 async def revoke_api_key(conn: asyncpg.Connection, key_id: UUID, merchant_id: UUID | None) -> UUID | None:
@@ -67,23 +87,38 @@ async def revoke_api_key(conn: asyncpg.Connection, key_id: UUID, merchant_id: UU
     return await conn.fetchval(
         """UPDATE api_keys SET revoked_at = now()
            WHERE id = $1 AND ($2::uuid IS NULL OR merchant_id = $2) AND revoked_at IS NULL
-           RETURNING merchant_id""", key_id, merchant_id)
+           RETURNING merchant_id""",
+        key_id,
+        merchant_id,
+    )
 
 
 async def live_api_keys(conn: asyncpg.Connection, merchant_id: UUID) -> int:
-    return await conn.fetchval("SELECT count(*) FROM api_keys WHERE merchant_id = $1 AND revoked_at IS NULL",
-                               merchant_id)
+    return await conn.fetchval(
+        "SELECT count(*) FROM api_keys WHERE merchant_id = $1 AND revoked_at IS NULL", merchant_id
+    )
 
 
-async def audit(conn: asyncpg.Connection | asyncpg.Pool, *, actor: str, action: str, target: str,
-                detail: dict[str, Any] | None = None) -> None:
-    await conn.execute("INSERT INTO admin_audit (actor, action, target, detail) VALUES ($1, $2, $3, $4)",
-                       actor, action, target, detail)
+async def audit(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    *,
+    actor: str,
+    action: str,
+    target: str,
+    detail: dict[str, Any] | None = None,
+) -> None:
+    await conn.execute(
+        "INSERT INTO admin_audit (actor, action, target, detail) VALUES ($1, $2, $3, $4)", actor, action, target, detail
+    )
 
 
 async def audit_log(pool: asyncpg.Pool, *, limit: int, before: int | None) -> list[asyncpg.Record]:
-    return await pool.fetch("""SELECT id, at, actor, action, target, detail FROM admin_audit
-                               WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2""", before, limit)
+    return await pool.fetch(
+        """SELECT id, at, actor, action, target, detail FROM admin_audit
+                               WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2""",
+        before,
+        limit,
+    )
 
 
 # --- idempotency keys ---------------------------------------------------------------
@@ -96,8 +131,9 @@ class StoredResponse:
     body: Any
 
 
-async def claim_idempotency_key(conn: asyncpg.Connection, merchant_id: UUID, key: str,
-                                request_hash: str) -> StoredResponse | None:
+async def claim_idempotency_key(
+    conn: asyncpg.Connection, merchant_id: UUID, key: str, request_hash: str
+) -> StoredResponse | None:
     """Claim the key in the caller's transaction, or return the response stored under it.
 
     A request racing with ours for the same key holds the row it inserted until it
@@ -105,20 +141,33 @@ async def claim_idempotency_key(conn: asyncpg.Connection, merchant_id: UUID, key
     """
     claimed = await conn.fetchval(
         """INSERT INTO idempotency_keys (merchant_id, key, request_hash) VALUES ($1, $2, $3)
-           ON CONFLICT DO NOTHING RETURNING true""", merchant_id, key, request_hash)
+           ON CONFLICT DO NOTHING RETURNING true""",
+        merchant_id,
+        key,
+        request_hash,
+    )
     if claimed:
         return None
     row = await conn.fetchrow(
         """SELECT request_hash, response_status, response_body FROM idempotency_keys
-           WHERE merchant_id = $1 AND key = $2""", merchant_id, key)
+           WHERE merchant_id = $1 AND key = $2""",
+        merchant_id,
+        key,
+    )
     return StoredResponse(row["request_hash"], row["response_status"], row["response_body"])
 
 
-async def save_idempotent_response(conn: asyncpg.Connection, merchant_id: UUID, key: str,
-                                   status: int, body: Any) -> None:
+async def save_idempotent_response(
+    conn: asyncpg.Connection, merchant_id: UUID, key: str, status: int, body: Any
+) -> None:
     await conn.execute(
         """UPDATE idempotency_keys SET response_status = $3, response_body = $4
-           WHERE merchant_id = $1 AND key = $2""", merchant_id, key, status, body)
+           WHERE merchant_id = $1 AND key = $2""",
+        merchant_id,
+        key,
+        status,
+        body,
+    )
 
 
 async def prune_idempotency_keys(pool: asyncpg.Pool, older_than: datetime) -> int:
@@ -147,16 +196,18 @@ async def insert_order(conn: asyncpg.Connection, order: dict[str, Any], event: l
 
 
 async def order_id_by_external_id(conn: asyncpg.Connection, merchant_id: UUID, external_id: str) -> UUID | None:
-    return await conn.fetchval("SELECT id FROM orders WHERE merchant_id = $1 AND external_id = $2",
-                               merchant_id, external_id)
+    return await conn.fetchval(
+        "SELECT id FROM orders WHERE merchant_id = $1 AND external_id = $2", merchant_id, external_id
+    )
 
 
 _GET_ORDER = f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1 AND merchant_id = $2"
 _GET_ORDER_FOR_UPDATE = _GET_ORDER + " FOR UPDATE"
 
 
-async def get_order(conn: asyncpg.Connection | asyncpg.Pool, merchant_id: UUID, order_id: UUID, *,
-                    for_update: bool = False) -> asyncpg.Record | None:
+async def get_order(
+    conn: asyncpg.Connection | asyncpg.Pool, merchant_id: UUID, order_id: UUID, *, for_update: bool = False
+) -> asyncpg.Record | None:
     return await conn.fetchrow(_GET_ORDER_FOR_UPDATE if for_update else _GET_ORDER, order_id, merchant_id)
 
 
@@ -173,8 +224,9 @@ _LIST_ORDERS = {
 }
 
 
-async def list_orders(pool: asyncpg.Pool, merchant_id: UUID, *, status: str | None, limit: int,
-                      after: Cursor | None) -> list[asyncpg.Record]:
+async def list_orders(
+    pool: asyncpg.Pool, merchant_id: UUID, *, status: str | None, limit: int, after: Cursor | None
+) -> list[asyncpg.Record]:
     """Up to `limit` orders newest first, older than `after` (a keyset cursor, not an offset)."""
     args: list[Any] = [merchant_id]
     if status is not None:
@@ -186,15 +238,21 @@ async def list_orders(pool: asyncpg.Pool, merchant_id: UUID, *, status: str | No
 
 
 def progress_of(row: asyncpg.Record) -> Progress:
-    return Progress(status=row["status"], history=tuple(row["history"]), courier=row["courier"],
-                    cancellation=row["cancellation"])
+    return Progress(
+        status=row["status"], history=tuple(row["history"]), courier=row["courier"], cancellation=row["cancellation"]
+    )
 
 
-async def save_cancel_request(conn: asyncpg.Connection, order_id: UUID, progress: Progress,
-                              reason: str | None) -> asyncpg.Record:
+async def save_cancel_request(
+    conn: asyncpg.Connection, order_id: UUID, progress: Progress, reason: str | None
+) -> asyncpg.Record:
     return await conn.fetchrow(
         f"""UPDATE orders SET cancellation = $2, cancel_reason = $3, updated_at = now()
-            WHERE id = $1 RETURNING {ORDER_COLUMNS}""", order_id, progress.cancellation, reason)
+            WHERE id = $1 RETURNING {ORDER_COLUMNS}""",
+        order_id,
+        progress.cancellation,
+        reason,
+    )
 
 
 async def progress_for_update(conn: asyncpg.Connection, order_ids: Iterable[UUID]) -> dict[UUID, Progress]:
@@ -202,7 +260,9 @@ async def progress_for_update(conn: asyncpg.Connection, order_ids: Iterable[UUID
     so that two transactions locking overlapping sets cannot deadlock)."""
     rows = await conn.fetch(
         """SELECT id, status, history, courier, cancellation FROM orders
-           WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE""", list(order_ids))
+           WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE""",
+        list(order_ids),
+    )
     return {r["id"]: progress_of(r) for r in rows}
 
 
@@ -227,20 +287,28 @@ _SAVE_PROGRESS_AND_DELIVERIES = f"""WITH updated AS ({_SAVE_PROGRESS} RETURNING 
     SELECT 1"""
 
 
-async def save_progress(conn: asyncpg.Connection, changed: Sequence[tuple[UUID, Progress]],
-                        hooks: Sequence[WebhookEvent] = ()) -> None:
+async def save_progress(
+    conn: asyncpg.Connection, changed: Sequence[tuple[UUID, Progress]], hooks: Sequence[WebhookEvent] = ()
+) -> None:
     """Write back a batch's changed orders in one statement (one row at a time was a
     statement per event: the consumer's biggest cost in PostgreSQL), with the webhook
     deliveries their changes cause."""
     if not changed:
         return
     args: list[Any] = [
-        [order_id for order_id, _ in changed], [p.status for _, p in changed],
+        [order_id for order_id, _ in changed],
+        [p.status for _, p in changed],
         [orjson.dumps(list(p.history)).decode() for _, p in changed],
         [None if p.courier is None else orjson.dumps(p.courier).decode() for _, p in changed],
-        [p.cancellation for _, p in changed]]
+        [p.cancellation for _, p in changed],
+    ]
     if not hooks:
         await conn.execute(_SAVE_PROGRESS, *args)
         return
-    await conn.execute(_SAVE_PROGRESS_AND_DELIVERIES, *args, [h.order_id for h in hooks], [h.type for h in hooks],
-                       [orjson.dumps(h.payload()).decode() for h in hooks])
+    await conn.execute(
+        _SAVE_PROGRESS_AND_DELIVERIES,
+        *args,
+        [h.order_id for h in hooks],
+        [h.type for h in hooks],
+        [orjson.dumps(h.payload()).decode() for h in hooks],
+    )

@@ -66,8 +66,9 @@ class HttpxSender:
     (a receiver cannot make the worker hold a large one)."""
 
     def __init__(self, timeout_s: float) -> None:
-        self.client = httpx.AsyncClient(timeout=timeout_s, follow_redirects=False, trust_env=False,
-                                        headers={"User-Agent": "Giao-Webhooks/1"})
+        self.client = httpx.AsyncClient(
+            timeout=timeout_s, follow_redirects=False, trust_env=False, headers={"User-Agent": "Giao-Webhooks/1"}
+        )
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         async with self.client.stream("POST", url, content=body, headers=headers) as response:
@@ -87,27 +88,47 @@ class DnsResolver:
 
 
 def endpoint_view(row: asyncpg.Record, *, with_secret: bool = False) -> dict[str, Any]:
-    view = {"id": str(row["id"]), "url": row["url"], "event_types": list(row["event_types"]),
-            "enabled": row["enabled"], "disabled_reason": row["disabled_reason"],
-            "created_at": row["created_at"], "updated_at": row["updated_at"],
-            "previous_secret_expires_at": row["previous_secret_until"]}
+    view = {
+        "id": str(row["id"]),
+        "url": row["url"],
+        "event_types": list(row["event_types"]),
+        "enabled": row["enabled"],
+        "disabled_reason": row["disabled_reason"],
+        "created_at": row["created_at"],
+        "updated_at": row["updated_at"],
+        "previous_secret_expires_at": row["previous_secret_until"],
+    }
     if with_secret:
         view["secret"] = row["secret"]
     return view
 
 
 def delivery_view(row: asyncpg.Record) -> dict[str, Any]:
-    return {"id": str(row["id"]), "order_id": None if row["order_id"] is None else str(row["order_id"]),
-            "event_type": row["event_type"], "state": row["state"], "attempts": row["attempt_log"],
-            "next_attempt_at": row["next_attempt_at"] if row["state"] == "pending" else None,
-            "last_error": row["last_error"], "created_at": row["created_at"], "delivered_at": row["delivered_at"]}
+    return {
+        "id": str(row["id"]),
+        "order_id": None if row["order_id"] is None else str(row["order_id"]),
+        "event_type": row["event_type"],
+        "state": row["state"],
+        "attempts": row["attempt_log"],
+        "next_attempt_at": row["next_attempt_at"] if row["state"] == "pending" else None,
+        "last_error": row["last_error"],
+        "created_at": row["created_at"],
+        "delivered_at": row["delivered_at"],
+    }
 
 
 class WebhookService:
     BATCH = 50  # deliveries claimed at once
 
-    def __init__(self, runtime: Runtime, settings: OrdersSettings, metrics: Metrics, *,
-                 sender: Sender | None = None, resolver: Resolver | None = None) -> None:
+    def __init__(
+        self,
+        runtime: Runtime,
+        settings: OrdersSettings,
+        metrics: Metrics,
+        *,
+        sender: Sender | None = None,
+        resolver: Resolver | None = None,
+    ) -> None:
         self.runtime = runtime
         self.production = settings.env == "production"
         self.allow_private = settings.webhook_allow_private
@@ -121,10 +142,14 @@ class WebhookService:
         self.sender = sender
         self.resolver: Resolver = resolver or DnsResolver()
         self.sent_total = metrics.counter("orders_webhook_deliveries_sent_total", "Webhook deliveries answered 2xx")
-        self.failed_total = metrics.counter("orders_webhook_delivery_failures_total",
-                                            "Webhook delivery attempts that failed")
-        self.oldest_age = Gauge("orders_webhook_oldest_undelivered_seconds",
-                                "Age of the oldest pending webhook delivery (0: none)", registry=metrics.registry)
+        self.failed_total = metrics.counter(
+            "orders_webhook_delivery_failures_total", "Webhook delivery attempts that failed"
+        )
+        self.oldest_age = Gauge(
+            "orders_webhook_oldest_undelivered_seconds",
+            "Age of the oldest pending webhook delivery (0: none)",
+            registry=metrics.registry,
+        )
 
     # --- the address policy ---------------------------------------------------------
 
@@ -136,11 +161,19 @@ class WebhookService:
 
     # --- endpoints ------------------------------------------------------------------
 
-    async def create_endpoint(self, merchant_id: UUID, *, url: str, event_types: Sequence[str],
-                              enabled: bool) -> dict[str, Any]:
+    async def create_endpoint(
+        self, merchant_id: UUID, *, url: str, event_types: Sequence[str], enabled: bool
+    ) -> dict[str, Any]:
         await self.check_target(url)
-        row = await store.insert_endpoint(self.runtime.pool, id=uuid4(), merchant_id=merchant_id, url=url,
-                                          event_types=event_types, enabled=enabled, secret=new_signing_secret())
+        row = await store.insert_endpoint(
+            self.runtime.pool,
+            id=uuid4(),
+            merchant_id=merchant_id,
+            url=url,
+            event_types=event_types,
+            enabled=enabled,
+            secret=new_signing_secret(),
+        )
         return endpoint_view(row, with_secret=True)
 
     async def endpoints(self, merchant_id: UUID) -> list[dict[str, Any]]:
@@ -149,12 +182,20 @@ class WebhookService:
     async def endpoint(self, merchant_id: UUID, endpoint_id: UUID) -> dict[str, Any]:
         return endpoint_view(await self._endpoint_row(merchant_id, endpoint_id))
 
-    async def update_endpoint(self, merchant_id: UUID, endpoint_id: UUID, *, url: str | None,
-                              event_types: Sequence[str] | None, enabled: bool | None) -> dict[str, Any]:
+    async def update_endpoint(
+        self,
+        merchant_id: UUID,
+        endpoint_id: UUID,
+        *,
+        url: str | None,
+        event_types: Sequence[str] | None,
+        enabled: bool | None,
+    ) -> dict[str, Any]:
         if url is not None:
             await self.check_target(url)
-        row = await store.update_endpoint(self.runtime.pool, merchant_id, endpoint_id, url=url,
-                                          event_types=event_types, enabled=enabled)
+        row = await store.update_endpoint(
+            self.runtime.pool, merchant_id, endpoint_id, url=url, event_types=event_types, enabled=enabled
+        )
         if row is None:
             raise EndpointNotFound()
         return endpoint_view(row)
@@ -165,19 +206,24 @@ class WebhookService:
 
     async def rotate_secret(self, merchant_id: UUID, endpoint_id: UUID) -> dict[str, Any]:
         """A new secret (shown once); the old one keeps signing too until the overlap ends."""
-        row = await store.rotate_secret(self.runtime.pool, merchant_id, endpoint_id, new_signing_secret(),
-                                        overlap_ends(datetime.now(UTC), self.overlap_hours))
+        row = await store.rotate_secret(
+            self.runtime.pool,
+            merchant_id,
+            endpoint_id,
+            new_signing_secret(),
+            overlap_ends(datetime.now(UTC), self.overlap_hours),
+        )
         if row is None:
             raise EndpointNotFound()
         return endpoint_view(row, with_secret=True)
 
-    async def deliveries(self, merchant_id: UUID, endpoint_id: UUID, *, limit: int,
-                         before: int | None) -> dict[str, Any]:
+    async def deliveries(
+        self, merchant_id: UUID, endpoint_id: UUID, *, limit: int, before: int | None
+    ) -> dict[str, Any]:
         await self._endpoint_row(merchant_id, endpoint_id)
         rows = await store.list_deliveries(self.runtime.pool, endpoint_id, limit=limit + 1, before=before)
         page, more = rows[:limit], len(rows) > limit
-        return {"items": [delivery_view(r) for r in page],
-                "next_cursor": str(page[-1]["position"]) if more else None}
+        return {"items": [delivery_view(r) for r in page], "next_cursor": str(page[-1]["position"]) if more else None}
 
     async def redeliver(self, merchant_id: UUID, endpoint_id: UUID, delivery_id: UUID) -> None:
         await self._endpoint_row(merchant_id, endpoint_id)
@@ -188,9 +234,13 @@ class WebhookService:
         """Queue a signed `ping` to this endpoint (it shows in the delivery log like any delivery)."""
         await self._endpoint_row(merchant_id, endpoint_id)
         delivery_id = uuid4()
-        await store.insert_delivery(self.runtime.pool, id=delivery_id, endpoint_id=endpoint_id, event_type=PING,
-                                    payload=payload(PING, datetime.now(UTC),
-                                                    {"endpoint_id": str(endpoint_id)}))
+        await store.insert_delivery(
+            self.runtime.pool,
+            id=delivery_id,
+            endpoint_id=endpoint_id,
+            event_type=PING,
+            payload=payload(PING, datetime.now(UTC), {"endpoint_id": str(endpoint_id)}),
+        )
         return {"delivery_id": str(delivery_id)}
 
     async def _endpoint_row(self, merchant_id: UUID, endpoint_id: UUID) -> asyncpg.Record:
@@ -241,9 +291,12 @@ class WebhookService:
             secrets_.append(row["previous_secret"])
         msg_id = str(row["id"])  # the same on every attempt: the receiver's idempotency key
         body: str = row["body"]
-        headers = {"content-type": "application/json", "webhook-id": msg_id,
-                   "webhook-timestamp": str(int(now.timestamp())),
-                   "webhook-signature": signature_header(secrets_, msg_id, now, body)}
+        headers = {
+            "content-type": "application/json",
+            "webhook-id": msg_id,
+            "webhook-timestamp": str(int(now.timestamp())),
+            "webhook-signature": signature_header(secrets_, msg_id, now, body),
+        }
         status: int | None = None
         error: str | None = None
         started = time.perf_counter()
@@ -259,24 +312,54 @@ class WebhookService:
         latency_ms = round((time.perf_counter() - started) * 1000)
         await self._record(row, now, status, latency_ms, error)
 
-    async def _record(self, row: asyncpg.Record, at: datetime, status: int | None, latency_ms: int,
-                      error: str | None) -> None:
+    async def _record(
+        self, row: asyncpg.Record, at: datetime, status: int | None, latency_ms: int, error: str | None
+    ) -> None:
         attempts = row["attempts"] + 1
         pool = self.runtime.pool
         if error is None:
-            await store.record_attempt(pool, row["id"], at=at, status_code=status, latency_ms=latency_ms,
-                                       error=None, state="delivered", next_attempt_at=None)
+            await store.record_attempt(
+                pool,
+                row["id"],
+                at=at,
+                status_code=status,
+                latency_ms=latency_ms,
+                error=None,
+                state="delivered",
+                next_attempt_at=None,
+            )
             self.sent_total.inc()
             return
         self.failed_total.inc()
         delay = next_attempt_delay(self.schedule, attempts, random.Random())
         if delay is not None:
-            await store.record_attempt(pool, row["id"], at=at, status_code=status, latency_ms=latency_ms,
-                                       error=error, state="pending", next_attempt_at=at + timedelta(seconds=delay))
+            await store.record_attempt(
+                pool,
+                row["id"],
+                at=at,
+                status_code=status,
+                latency_ms=latency_ms,
+                error=error,
+                state="pending",
+                next_attempt_at=at + timedelta(seconds=delay),
+            )
             return
         async with pool.acquire() as conn, conn.transaction():
-            await store.record_attempt(conn, row["id"], at=at, status_code=status, latency_ms=latency_ms,
-                                       error=error, state="failed", next_attempt_at=None)
+            await store.record_attempt(
+                conn,
+                row["id"],
+                at=at,
+                status_code=status,
+                latency_ms=latency_ms,
+                error=error,
+                state="failed",
+                next_attempt_at=None,
+            )
             await store.disable_endpoint(conn, row["endpoint_id"], give_up_reason(attempts, error, row["created_at"]))
-        log.warning("webhook endpoint %s disabled: delivery %s failed %d times (%s)",
-                    row["endpoint_id"], row["id"], attempts, error)
+        log.warning(
+            "webhook endpoint %s disabled: delivery %s failed %d times (%s)",
+            row["endpoint_id"],
+            row["id"],
+            attempts,
+            error,
+        )

@@ -17,63 +17,104 @@ ENDPOINT_COLUMNS = """id, merchant_id, url, event_types, enabled, disabled_reaso
 # --- endpoints --------------------------------------------------------------------
 
 
-async def insert_endpoint(pool: asyncpg.Pool, *, id: UUID, merchant_id: UUID, url: str, event_types: Sequence[str],
-                          enabled: bool, secret: str) -> asyncpg.Record:
+async def insert_endpoint(
+    pool: asyncpg.Pool, *, id: UUID, merchant_id: UUID, url: str, event_types: Sequence[str], enabled: bool, secret: str
+) -> asyncpg.Record:
     return await pool.fetchrow(
         f"""INSERT INTO webhook_endpoints (id, merchant_id, url, event_types, enabled, secret)
             VALUES ($1, $2, $3, $4, $5, $6) RETURNING {ENDPOINT_COLUMNS}""",
-        id, merchant_id, url, list(event_types), enabled, secret)
+        id,
+        merchant_id,
+        url,
+        list(event_types),
+        enabled,
+        secret,
+    )
 
 
-async def get_endpoint(conn: asyncpg.Pool | asyncpg.Connection, merchant_id: UUID,
-                       endpoint_id: UUID) -> asyncpg.Record | None:
-    return await conn.fetchrow(f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1 AND merchant_id = $2",
-                               endpoint_id, merchant_id)
+async def get_endpoint(
+    conn: asyncpg.Pool | asyncpg.Connection, merchant_id: UUID, endpoint_id: UUID
+) -> asyncpg.Record | None:
+    return await conn.fetchrow(
+        f"SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE id = $1 AND merchant_id = $2", endpoint_id, merchant_id
+    )
 
 
 async def list_endpoints(pool: asyncpg.Pool, merchant_id: UUID) -> list[asyncpg.Record]:
-    return await pool.fetch(f"""SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE merchant_id = $1
-                                ORDER BY created_at, id""", merchant_id)
+    return await pool.fetch(
+        f"""SELECT {ENDPOINT_COLUMNS} FROM webhook_endpoints WHERE merchant_id = $1
+                                ORDER BY created_at, id""",
+        merchant_id,
+    )
 
 
-async def update_endpoint(pool: asyncpg.Pool, merchant_id: UUID, endpoint_id: UUID, *, url: str | None,
-                          event_types: Sequence[str] | None, enabled: bool | None) -> asyncpg.Record | None:
+async def update_endpoint(
+    pool: asyncpg.Pool,
+    merchant_id: UUID,
+    endpoint_id: UUID,
+    *,
+    url: str | None,
+    event_types: Sequence[str] | None,
+    enabled: bool | None,
+) -> asyncpg.Record | None:
     """Change what was given; enabling again clears the reason it was disabled."""
     return await pool.fetchrow(
         f"""UPDATE webhook_endpoints SET url = coalesce($3, url), event_types = coalesce($4, event_types),
                 enabled = coalesce($5, enabled),
                 disabled_reason = CASE WHEN $5 IS TRUE THEN NULL ELSE disabled_reason END, updated_at = now()
             WHERE id = $1 AND merchant_id = $2 RETURNING {ENDPOINT_COLUMNS}""",
-        endpoint_id, merchant_id, url, None if event_types is None else list(event_types), enabled)
+        endpoint_id,
+        merchant_id,
+        url,
+        None if event_types is None else list(event_types),
+        enabled,
+    )
 
 
 async def delete_endpoint(pool: asyncpg.Pool, merchant_id: UUID, endpoint_id: UUID) -> bool:
-    result = await pool.execute("DELETE FROM webhook_endpoints WHERE id = $1 AND merchant_id = $2",
-                                endpoint_id, merchant_id)
+    result = await pool.execute(
+        "DELETE FROM webhook_endpoints WHERE id = $1 AND merchant_id = $2", endpoint_id, merchant_id
+    )
     return result != "DELETE 0"
 
 
-async def rotate_secret(pool: asyncpg.Pool, merchant_id: UUID, endpoint_id: UUID, new_secret: str,
-                        overlap_until: datetime) -> asyncpg.Record | None:
+async def rotate_secret(
+    pool: asyncpg.Pool, merchant_id: UUID, endpoint_id: UUID, new_secret: str, overlap_until: datetime
+) -> asyncpg.Record | None:
     return await pool.fetchrow(
         f"""UPDATE webhook_endpoints SET previous_secret = secret, previous_secret_until = $4, secret = $3,
                 updated_at = now()
             WHERE id = $1 AND merchant_id = $2 RETURNING {ENDPOINT_COLUMNS}""",
-        endpoint_id, merchant_id, new_secret, overlap_until)
+        endpoint_id,
+        merchant_id,
+        new_secret,
+        overlap_until,
+    )
 
 
 async def disable_endpoint(conn: asyncpg.Connection, endpoint_id: UUID, reason: str) -> None:
-    await conn.execute("""UPDATE webhook_endpoints SET enabled = false, disabled_reason = $2, updated_at = now()
-                          WHERE id = $1 AND enabled""", endpoint_id, reason)
+    await conn.execute(
+        """UPDATE webhook_endpoints SET enabled = false, disabled_reason = $2, updated_at = now()
+                          WHERE id = $1 AND enabled""",
+        endpoint_id,
+        reason,
+    )
 
 
 # --- deliveries -------------------------------------------------------------------
 
 
-async def insert_delivery(pool: asyncpg.Pool, *, id: UUID, endpoint_id: UUID, event_type: str,
-                          payload: dict[str, Any]) -> None:
-    await pool.execute("""INSERT INTO webhook_deliveries (id, endpoint_id, event_type, payload)
-                          VALUES ($1, $2, $3, $4)""", id, endpoint_id, event_type, payload)
+async def insert_delivery(
+    pool: asyncpg.Pool, *, id: UUID, endpoint_id: UUID, event_type: str, payload: dict[str, Any]
+) -> None:
+    await pool.execute(
+        """INSERT INTO webhook_deliveries (id, endpoint_id, event_type, payload)
+                          VALUES ($1, $2, $3, $4)""",
+        id,
+        endpoint_id,
+        event_type,
+        payload,
+    )
 
 
 # Due deliveries of enabled endpoints, but never one while an earlier delivery of the same order
@@ -98,9 +139,17 @@ async def claim_due(pool: asyncpg.Pool, limit: int, lease_s: float) -> list[asyn
     return await pool.fetch(_CLAIM, limit, lease_s)
 
 
-async def record_attempt(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: UUID, *, at: datetime,
-                         status_code: int | None, latency_ms: int, error: str | None, state: str,
-                         next_attempt_at: datetime | None) -> None:
+async def record_attempt(
+    conn: asyncpg.Connection | asyncpg.Pool,
+    delivery_id: UUID,
+    *,
+    at: datetime,
+    status_code: int | None,
+    latency_ms: int,
+    error: str | None,
+    state: str,
+    next_attempt_at: datetime | None,
+) -> None:
     """One attempt and the delivery's new state (delivered, failed, or pending until next_attempt_at),
     in one statement."""
     await conn.execute(
@@ -109,7 +158,15 @@ async def record_attempt(conn: asyncpg.Connection | asyncpg.Pool, delivery_id: U
            UPDATE webhook_deliveries SET attempts = attempts + 1, state = $2, last_error = $3,
                next_attempt_at = coalesce($4, next_attempt_at),
                delivered_at = CASE WHEN $2 = 'delivered' THEN $5 ELSE delivered_at END
-           WHERE id = $1""", delivery_id, state, error, next_attempt_at, at, status_code, latency_ms)
+           WHERE id = $1""",
+        delivery_id,
+        state,
+        error,
+        next_attempt_at,
+        at,
+        status_code,
+        latency_ms,
+    )
 
 
 async def oldest_pending(pool: asyncpg.Pool) -> datetime | None:
@@ -118,8 +175,9 @@ async def oldest_pending(pool: asyncpg.Pool) -> datetime | None:
                                   WHERE d.state = 'pending'""")
 
 
-async def list_deliveries(pool: asyncpg.Pool, endpoint_id: UUID, *, limit: int,
-                          before: int | None) -> list[asyncpg.Record]:
+async def list_deliveries(
+    pool: asyncpg.Pool, endpoint_id: UUID, *, limit: int, before: int | None
+) -> list[asyncpg.Record]:
     """A page of the endpoint's deliveries, newest first, each with its attempts (oldest first)."""
     return await pool.fetch(
         """SELECT d.id, d.position, d.order_id, d.event_type, d.state, d.attempts, d.next_attempt_at, d.last_error,
@@ -130,19 +188,27 @@ async def list_deliveries(pool: asyncpg.Pool, endpoint_id: UUID, *, limit: int,
                             FROM webhook_attempts a WHERE a.delivery_id = d.id), '[]'::jsonb) AS attempt_log
            FROM webhook_deliveries d
            WHERE d.endpoint_id = $1 AND ($2::bigint IS NULL OR d.position < $2)
-           ORDER BY d.position DESC LIMIT $3""", endpoint_id, before, limit)
+           ORDER BY d.position DESC LIMIT $3""",
+        endpoint_id,
+        before,
+        limit,
+    )
 
 
 async def redeliver(pool: asyncpg.Pool, endpoint_id: UUID, delivery_id: UUID) -> bool:
     """Send a delivery again, now (its attempts start over; the log keeps the old ones)."""
     result = await pool.execute(
         """UPDATE webhook_deliveries SET state = 'pending', attempts = 0, next_attempt_at = now()
-           WHERE id = $1 AND endpoint_id = $2""", delivery_id, endpoint_id)
+           WHERE id = $1 AND endpoint_id = $2""",
+        delivery_id,
+        endpoint_id,
+    )
     return result != "UPDATE 0"
 
 
 async def forget_finished(pool: asyncpg.Pool, older_than: datetime) -> int:
     """Delete delivered and failed deliveries (with their attempts) created before `older_than`."""
-    result = await pool.execute("DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < $1",
-                                older_than)
+    result = await pool.execute(
+        "DELETE FROM webhook_deliveries WHERE state <> 'pending' AND created_at < $1", older_than
+    )
     return int(result.split()[-1])

@@ -24,10 +24,13 @@ from services.orders.domain import Progress
 # --- what a merchant hears about ---------------------------------------------------
 
 # The event types an endpoint can subscribe to (the contract's list).
-EventType = Literal["order.status_changed", "order.cancellation_answered", "order.delivery_failed",
-                    "order.returned"]
-EVENT_TYPES: tuple[str, ...] = ("order.status_changed", "order.cancellation_answered", "order.delivery_failed",
-                                "order.returned")
+EventType = Literal["order.status_changed", "order.cancellation_answered", "order.delivery_failed", "order.returned"]
+EVENT_TYPES: tuple[str, ...] = (
+    "order.status_changed",
+    "order.cancellation_answered",
+    "order.delivery_failed",
+    "order.returned",
+)
 PING = "ping"  # sent by POST /v1/webhook-endpoints/{id}/test, to that endpoint only
 
 
@@ -45,13 +48,30 @@ class WebhookEvent:
 
     def payload(self) -> dict[str, Any]:
         """The delivery's body but for `data.external_id`, which the store fills in from the order."""
-        return payload(self.type, self.at, {"order_id": str(self.order_id), "external_id": None,
-                                            "status": self.status, "event_id": str(self.event_id),
-                                            "sequence": self.sequence, **self.extra})
+        return payload(
+            self.type,
+            self.at,
+            {
+                "order_id": str(self.order_id),
+                "external_id": None,
+                "status": self.status,
+                "event_id": str(self.event_id),
+                "sequence": self.sequence,
+                **self.extra,
+            },
+        )
 
 
-def webhook_events(before: Progress, after: Progress, *, order_id: Any, event_id: Any, sequence: int,
-                   at: datetime, reason: str | None = None) -> list[WebhookEvent]:
+def webhook_events(
+    before: Progress,
+    after: Progress,
+    *,
+    order_id: Any,
+    event_id: Any,
+    sequence: int,
+    at: datetime,
+    reason: str | None = None,
+) -> list[WebhookEvent]:
     """What the merchant hears of one change of an order (nothing if nothing it sees changed)."""
     found: list[WebhookEvent] = []
 
@@ -71,8 +91,7 @@ def webhook_events(before: Progress, after: Progress, *, order_id: Any, event_id
 
 def payload(type_: str, at: datetime, data: dict[str, Any]) -> dict[str, Any]:
     """The body of every delivery: `{type, timestamp, data}` (Standard Webhooks' shape)."""
-    return {"type": type_, "timestamp": at.astimezone(UTC).isoformat().replace("+00:00", "Z"),
-            "data": data}
+    return {"type": type_, "timestamp": at.astimezone(UTC).isoformat().replace("+00:00", "Z"), "data": data}
 
 
 # --- secrets and signatures --------------------------------------------------------
@@ -95,8 +114,9 @@ DEFAULT_RETRY_SCHEDULE_S: tuple[float, ...] = (5, 300, 1800, 7200, 18000, 36000,
 JITTER = 0.1  # +-10%: receivers that came back are not hit by every sender at the same second
 
 
-def next_attempt_delay(schedule: Sequence[float], failed_attempts: int,
-                       rand: random.Random | None = None) -> float | None:
+def next_attempt_delay(
+    schedule: Sequence[float], failed_attempts: int, rand: random.Random | None = None
+) -> float | None:
     """Seconds before the next attempt after `failed_attempts` failures, or None: give up."""
     if failed_attempts > len(schedule):
         return None

@@ -185,8 +185,11 @@ async def test_an_order_placed_in_the_console_is_followed_live_to_delivered(city
         orders = (await city.client.list_orders(city.key))["items"]
         assert len(orders) == 1
         order = orders[0]
-        quoted = (await city.client.quote(city.key, {"pickup": order["pickup"], "dropoff": order["dropoff"],
-                                                     "parcel": {"weight_grams": 1200}}))["fee_vnd"]
+        quoted = (
+            await city.client.quote(
+                city.key, {"pickup": order["pickup"], "dropoff": order["dropoff"], "parcel": {"weight_grams": 1200}}
+            )
+        )["fee_vnd"]
         assert (order["fee_vnd"], order["cod_amount_vnd"], order["parcel"]["weight_grams"]) == (quoted, 150_000, 1200)
         assert await code.text_content() == order["delivery_code"]
         await expect(page.get_by_test_id("detail-status")).to_have_attribute("data-status", "placed")
@@ -203,8 +206,9 @@ async def test_an_order_placed_in_the_console_is_followed_live_to_delivered(city
         await city.client.job_action(courier, order["id"], "pickup")
         await page.get_by_test_id("detail-back").click()
         await expect(row(page, order["id"])).to_have_attribute("data-status", "picked_up", timeout=WAIT_MS)
-        await city.client.job_action(courier, order["id"], "deliver",
-                                     {"delivery_code": order["delivery_code"], "cod_collected_vnd": 150_000})
+        await city.client.job_action(
+            courier, order["id"], "deliver", {"delivery_code": order["delivery_code"], "cod_collected_vnd": 150_000}
+        )
         await expect(row(page, order["id"])).to_have_attribute("data-status", "delivered", timeout=WAIT_MS)
         await city.client.set_status(courier, False, pickup["lat"], pickup["lng"])
 
@@ -230,8 +234,9 @@ async def test_an_order_placed_in_the_console_is_followed_live_to_delivered(city
     try:
         opened = await tracking.page.goto(link)
         assert opened is not None and opened.status == 200
-        await expect(tracking.page.get_by_test_id("status")).to_have_attribute("data-status", "delivered",
-                                                                              timeout=WAIT_MS)
+        await expect(tracking.page.get_by_test_id("status")).to_have_attribute(
+            "data-status", "delivered", timeout=WAIT_MS
+        )
     finally:
         await tracking.close()
 
@@ -248,13 +253,15 @@ async def test_a_fresh_order_is_cancelled_from_its_page_and_copied_links_work_wi
         await page.get_by_test_id("share-tracking").click()
         await expect(page.get_by_test_id("message")).to_have_text("Đã sao chép link theo dõi.")
         assert await page.evaluate("navigator.clipboard.readText()") == (
-            f"{city.system.url_of('tracking')}/t/{order['tracking_code']}")
+            f"{city.system.url_of('tracking')}/t/{order['tracking_code']}"
+        )
 
         page.once("dialog", lambda dialog: dialog.accept())
         await page.get_by_test_id("order-cancel").click()
         await expect(page.get_by_test_id("message")).to_have_text("Đã gửi yêu cầu huỷ đơn.")
-        await expect(page.get_by_test_id("detail-status")).to_have_attribute("data-status", "cancelled",
-                                                                             timeout=WAIT_MS)
+        await expect(page.get_by_test_id("detail-status")).to_have_attribute(
+            "data-status", "cancelled", timeout=WAIT_MS
+        )
         await expect(page.get_by_test_id("order-cancel")).to_have_count(0)
         await page.get_by_test_id("detail-back").click()
         await expect(row(page, order["id"])).to_have_attribute("data-status", "cancelled")

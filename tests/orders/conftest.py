@@ -17,8 +17,9 @@ from tests.support import running
 
 @pytest.fixture
 def settings(infra, database, topic_prefix) -> OrdersSettings:
-    return OrdersSettings(database_url=database, kafka_bootstrap_servers=infra.kafka_bootstrap,
-                          topic_prefix=topic_prefix, db_pool_size=10)
+    return OrdersSettings(
+        database_url=database, kafka_bootstrap_servers=infra.kafka_bootstrap, topic_prefix=topic_prefix, db_pool_size=10
+    )
 
 
 @pytest.fixture

@@ -14,10 +14,20 @@ ADMIN = {"Authorization": f"Bearer {DEV_ADMIN_TOKEN}"}
 
 ORDER = {
     "external_id": "HM-0001",
-    "pickup": {"name": "Shop Hoa Mai", "phone": "0912 345 678",
-               "address": "12 Lê Thánh Tông, Hồng Gai, Hạ Long, Quảng Ninh", "lat": 20.9511, "lng": 107.0735},
-    "dropoff": {"name": "Nguyễn Văn An", "phone": "0987654321",
-                "address": "45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh", "lat": 20.9586, "lng": 107.0452},
+    "pickup": {
+        "name": "Shop Hoa Mai",
+        "phone": "0912 345 678",
+        "address": "12 Lê Thánh Tông, Hồng Gai, Hạ Long, Quảng Ninh",
+        "lat": 20.9511,
+        "lng": 107.0735,
+    },
+    "dropoff": {
+        "name": "Nguyễn Văn An",
+        "phone": "0987654321",
+        "address": "45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh",
+        "lat": 20.9586,
+        "lng": 107.0452,
+    },
     "parcel": {"weight_grams": 1200, "description": "Áo dài lụa", "value_vnd": 850000},
     "cod_amount_vnd": 850000,
     "note": "Gọi trước khi giao",

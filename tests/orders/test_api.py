@@ -41,26 +41,32 @@ async def test_place_and_get_an_order(client, merchant, app, outbox_kept):
 
 async def test_quote_and_order_are_priced_by_the_same_function(client, merchant):
     body = order_body()
-    r = await client.post("/v1/quotes", json={k: body[k] for k in ("pickup", "dropoff", "parcel")},
-                          headers=merchant["headers"])
+    r = await client.post(
+        "/v1/quotes", json={k: body[k] for k in ("pickup", "dropoff", "parcel")}, headers=merchant["headers"]
+    )
     assert r.status_code == 200, r.text
     quote = r.json()
     assert quote["fee_vnd"] > 0 and quote["distance_m"] > 0 and quote["eta_minutes"] >= 1
     order = await place(client, merchant)
     assert (order["fee_vnd"], order["distance_m"]) == (quote["fee_vnd"], quote["distance_m"])
-    coords_only = {"pickup": {"lat": 20.9511, "lng": 107.0735}, "dropoff": {"lat": 20.9586, "lng": 107.0452},
-                   "parcel": {"weight_grams": 1200}}
+    coords_only = {
+        "pickup": {"lat": 20.9511, "lng": 107.0735},
+        "dropoff": {"lat": 20.9586, "lng": 107.0452},
+        "parcel": {"weight_grams": 1200},
+    }
     r = await client.post("/v1/quotes", json=coords_only, headers=merchant["headers"])
     assert r.json() == quote
-    heavy = await client.post("/v1/quotes", json={**coords_only, "parcel": {"weight_grams": 9_000}},
-                              headers=merchant["headers"])
+    heavy = await client.post(
+        "/v1/quotes", json={**coords_only, "parcel": {"weight_grams": 9_000}}, headers=merchant["headers"]
+    )
     assert heavy.json()["fee_vnd"] > quote["fee_vnd"]
 
 
 async def test_admin_creates_merchants_and_only_a_hash_of_the_key_is_kept(client, app):
     assert (await client.post("/v1/admin/merchants", json={"name": "X", "phone": "0912345678"})).status_code == 401
-    r = await client.post("/v1/admin/merchants", json={"name": "X", "phone": "0912345678"},
-                          headers={"Authorization": "Bearer wrong"})
+    r = await client.post(
+        "/v1/admin/merchants", json={"name": "X", "phone": "0912345678"}, headers={"Authorization": "Bearer wrong"}
+    )
     assert r.status_code == 401 and r.headers["content-type"] == "application/problem+json"
     m = await new_merchant(client, "Tạp hoá Cô Ba")
     assert m["name"] == "Tạp hoá Cô Ba" and m["phone"] == "+84912345678" and m["api_key"].startswith("gk_")
@@ -70,8 +76,13 @@ async def test_admin_creates_merchants_and_only_a_hash_of_the_key_is_kept(client
     assert m["api_key"] not in repr([dict(r) for r in rows])
 
 
-NOT_A_MERCHANT = [{}, {"Authorization": "Bearer gk_nope"}, {"Authorization": "Basic abc"},
-                  {"Authorization": "Bearer"}, {"Authorization": f"Bearer {'dev-admin-token'}"}]
+NOT_A_MERCHANT = [
+    {},
+    {"Authorization": "Bearer gk_nope"},
+    {"Authorization": "Basic abc"},
+    {"Authorization": "Bearer"},
+    {"Authorization": f"Bearer {'dev-admin-token'}"},
+]
 
 
 async def test_merchant_calls_need_a_merchant_key(client):
@@ -97,8 +108,13 @@ async def test_the_merchant_is_a_dependency_a_test_can_replace(client, merchant,
 
 
 async def _all_refused(client, headers):
-    for method, path in [("GET", "/v1/orders"), ("GET", f"/v1/orders/{uuid.uuid4()}"), ("POST", "/v1/quotes"),
-                         ("POST", "/v1/orders"), ("POST", f"/v1/orders/{uuid.uuid4()}/cancel")]:
+    for method, path in [
+        ("GET", "/v1/orders"),
+        ("GET", f"/v1/orders/{uuid.uuid4()}"),
+        ("POST", "/v1/quotes"),
+        ("POST", "/v1/orders"),
+        ("POST", f"/v1/orders/{uuid.uuid4()}/cancel"),
+    ]:
         r = await client.request(method, path, headers=headers, json=order_body() if method == "POST" else None)
         assert r.status_code == 401, (method, path, r.text)
         assert r.json()["status"] == 401 and r.headers["www-authenticate"] == "Bearer"
@@ -119,24 +135,37 @@ async def test_a_merchant_sees_and_touches_only_its_own_orders(client, merchant)
 
 async def test_unknown_or_malformed_order_ids_are_404(client, merchant):
     for order_id in [str(uuid.uuid4()), "not-a-uuid", "1", "' OR 1=1 --", "%00", "x" * 5000, "%F0%9F%9A%9A"]:
-        for r in [await client.get(f"/v1/orders/{order_id}", headers=merchant["headers"]),
-                  await client.post(f"/v1/orders/{order_id}/cancel", headers=merchant["headers"])]:
+        for r in [
+            await client.get(f"/v1/orders/{order_id}", headers=merchant["headers"]),
+            await client.post(f"/v1/orders/{order_id}/cancel", headers=merchant["headers"]),
+        ]:
             assert r.status_code == 404 and r.json()["status"] == 404, (order_id, r.text)
 
 
 async def test_validation_names_every_bad_field(client, merchant):
     body = order_body(
-        external_id="x" * 65, cod_amount_vnd=50_000_001,
+        external_id="x" * 65,
+        cod_amount_vnd=50_000_001,
         pickup={**order_body()["pickup"], "phone": "12", "lat": 91},
         dropoff={**order_body()["dropoff"], "lng": -180.5, "name": ""},
-        parcel={"weight_grams": 0, "value_vnd": -1}, color="red")
+        parcel={"weight_grams": 0, "value_vnd": -1},
+        color="red",
+    )
     r = await client.post("/v1/orders", json=body, headers=merchant["headers"])
     assert r.status_code == 422 and r.headers["content-type"] == "application/problem+json"
     problem = r.json()
     locs = {tuple(e["loc"][1:]) for e in problem["errors"]}
-    assert locs == {("external_id",), ("cod_amount_vnd",), ("pickup", "phone"), ("pickup", "lat"),
-                    ("dropoff", "lng"), ("dropoff", "name"), ("parcel", "weight_grams"), ("parcel", "value_vnd"),
-                    ("color",)}
+    assert locs == {
+        ("external_id",),
+        ("cod_amount_vnd",),
+        ("pickup", "phone"),
+        ("pickup", "lat"),
+        ("dropoff", "lng"),
+        ("dropoff", "name"),
+        ("parcel", "weight_grams"),
+        ("parcel", "value_vnd"),
+        ("color",),
+    }
     assert {"type", "title", "status", "detail"} <= set(problem) and "pickup.phone" in problem["detail"]
 
 
@@ -170,7 +199,9 @@ async def test_each_bad_field_alone_is_named(client, merchant, app):
 
 async def test_text_that_postgresql_or_json_cannot_hold_is_422_not_500(client, merchant):
     body = orjson.dumps(order_body()).replace(b'"Shop Hoa Mai"', b'"Shop \\ud800"')
-    r = await client.post("/v1/orders", content=body, headers={**merchant["headers"], "Content-Type": "application/json"})
+    r = await client.post(
+        "/v1/orders", content=body, headers={**merchant["headers"], "Content-Type": "application/json"}
+    )
     assert r.status_code == 422 and [e["loc"][1:] for e in r.json()["errors"]] == [["pickup", "name"]]
 
 
@@ -180,12 +211,16 @@ async def test_names_and_notes_are_trimmed(client, merchant):
 
 
 async def test_bounds_that_are_allowed(client, merchant):
-    order = await place(client, merchant, external_id="x" * 64, cod_amount_vnd=50_000_000,
-                        parcel={"weight_grams": 50_000},
-                        pickup={**order_body()["pickup"], "lat": -90, "lng": 180})
+    order = await place(
+        client,
+        merchant,
+        external_id="x" * 64,
+        cod_amount_vnd=50_000_000,
+        parcel={"weight_grams": 50_000},
+        pickup={**order_body()["pickup"], "lat": -90, "lng": 180},
+    )
     assert order["cod_amount_vnd"] == 50_000_000 and order["parcel"]["weight_grams"] == 50_000
-    order = await place(client, merchant, external_id=None, cod_amount_vnd=None, note=None,
-                        parcel={"weight_grams": 1})
+    order = await place(client, merchant, external_id=None, cod_amount_vnd=None, note=None, parcel={"weight_grams": 1})
     assert order["external_id"] is None and order["cod_amount_vnd"] == 0 and order["note"] is None
 
 
@@ -212,8 +247,9 @@ async def test_idempotency_key_replays_the_first_response(client, merchant, app,
     assert different.status_code == 409 and different.json()["status"] == 409
     # Keys belong to a merchant: another merchant's same key is another request.
     other = await new_merchant(client, "Shop Khác")
-    r = await client.post("/v1/orders", json=order_body(external_id=None),
-                          headers={**other["headers"], "Idempotency-Key": "k-1"})
+    r = await client.post(
+        "/v1/orders", json=order_body(external_id=None), headers={**other["headers"], "Idempotency-Key": "k-1"}
+    )
     assert r.status_code == 201 and r.json()["id"] != first.json()["id"]
     assert await app.state.runtime.pool.fetchval("SELECT count(*) FROM orders") == 2
     assert await app.state.runtime.pool.fetchval("SELECT count(*) FROM outbox") == 2
@@ -230,8 +266,9 @@ async def test_racing_requests_with_one_idempotency_key_create_one_order(client,
 
 
 async def test_racing_requests_with_one_external_id_create_one_order(client, merchant, app):
-    answers = await asyncio.gather(*(client.post("/v1/orders", json=order_body(external_id="RACE"),
-                                                 headers=merchant["headers"]) for _ in range(6)))
+    answers = await asyncio.gather(
+        *(client.post("/v1/orders", json=order_body(external_id="RACE"), headers=merchant["headers"]) for _ in range(6))
+    )
     codes = sorted(a.status_code for a in answers)
     assert codes == [201] + [409] * 5
     winner = next(a.json()["id"] for a in answers if a.status_code == 201)
@@ -246,8 +283,9 @@ async def test_bad_idempotency_key_header(client, merchant):
 
 async def test_list_is_newest_first_with_a_cursor_and_a_status_filter(client, merchant, app):
     ids = [(await place(client, merchant, external_id=f"L-{i}"))["id"] for i in range(5)]
-    await app.state.runtime.pool.execute("UPDATE orders SET status = 'assigned' WHERE id = ANY($1::uuid[])",
-                                         [ids[1], ids[3]])
+    await app.state.runtime.pool.execute(
+        "UPDATE orders SET status = 'assigned' WHERE id = ANY($1::uuid[])", [ids[1], ids[3]]
+    )
     seen, cursor = [], None
     for expected_size in (2, 2, 1):
         params = {"limit": 2, **({"cursor": cursor} if cursor else {})}
@@ -261,8 +299,11 @@ async def test_list_is_newest_first_with_a_cursor_and_a_status_filter(client, me
     r = await client.get("/v1/orders", params={"status": "assigned"}, headers=merchant["headers"])
     assert [o["id"] for o in r.json()["items"]] == [ids[3], ids[1]] and r.json()["next_cursor"] is None
     r = await client.get("/v1/orders", params={"status": "assigned", "limit": 1}, headers=merchant["headers"])
-    r = await client.get("/v1/orders", params={"status": "assigned", "limit": 1, "cursor": r.json()["next_cursor"]},
-                         headers=merchant["headers"])
+    r = await client.get(
+        "/v1/orders",
+        params={"status": "assigned", "limit": 1, "cursor": r.json()["next_cursor"]},
+        headers=merchant["headers"],
+    )
     assert [o["id"] for o in r.json()["items"]] == [ids[1]]
     assert len((await client.get("/v1/orders", headers=merchant["headers"])).json()["items"]) == 5  # default 20
 
@@ -281,9 +322,14 @@ async def test_orders_created_in_the_same_microsecond_are_all_listed(client, mer
 
 
 async def test_bad_list_parameters_are_422(client, merchant):
-    for params, loc in [({"status": "lost"}, ["query", "status"]), ({"limit": 0}, ["query", "limit"]),
-                        ({"limit": 101}, ["query", "limit"]), ({"limit": "ten"}, ["query", "limit"]),
-                        ({"cursor": "garbage"}, ["query", "cursor"]), ({"cursor": "x" * 201}, ["query", "cursor"])]:
+    for params, loc in [
+        ({"status": "lost"}, ["query", "status"]),
+        ({"limit": 0}, ["query", "limit"]),
+        ({"limit": 101}, ["query", "limit"]),
+        ({"limit": "ten"}, ["query", "limit"]),
+        ({"cursor": "garbage"}, ["query", "cursor"]),
+        ({"cursor": "x" * 201}, ["query", "cursor"]),
+    ]:
         r = await client.get("/v1/orders", params=params, headers=merchant["headers"])
         assert r.status_code == 422, (params, r.text)
         assert [e["loc"] for e in r.json()["errors"]] == [loc], params
@@ -291,7 +337,9 @@ async def test_bad_list_parameters_are_422(client, merchant):
 
 async def test_cancel_asks_dispatch_once(client, merchant, app, outbox_kept):
     order = await place(client, merchant)
-    r = await client.post(f"/v1/orders/{order['id']}/cancel", json={"reason": "Khách đổi ý"}, headers=merchant["headers"])
+    r = await client.post(
+        f"/v1/orders/{order['id']}/cancel", json={"reason": "Khách đổi ý"}, headers=merchant["headers"]
+    )
     assert r.status_code == 202, r.text
     assert r.json()["cancellation"] == "requested" and r.json()["status"] == "placed"
     again = await client.post(f"/v1/orders/{order['id']}/cancel", headers=merchant["headers"])
@@ -309,7 +357,9 @@ async def test_cancel_is_409_once_picked_up_or_over(client, merchant, app, outbo
         await app.state.runtime.pool.execute("UPDATE orders SET status = $1", status)
         r = await client.post(f"/v1/orders/{order['id']}/cancel", headers=merchant["headers"])
         assert r.status_code == 409 and r.json()["order_status"] == status, r.text
-        assert (await client.get(f"/v1/orders/{order['id']}", headers=merchant["headers"])).json()["cancellation"] is None
+        assert (await client.get(f"/v1/orders/{order['id']}", headers=merchant["headers"])).json()[
+            "cancellation"
+        ] is None
     assert await app.state.runtime.pool.fetchval("SELECT count(*) FROM outbox") == 1, "no cancel event"
 
 
@@ -321,8 +371,9 @@ async def test_cancel_body_is_validated(client, merchant):
 
 async def test_http_hygiene(client, merchant):
     h = merchant["headers"]
-    big = await client.post("/v1/orders", content=b"{" + b" " * 70_000 + b"}",
-                            headers={**h, "Content-Type": "application/json"})
+    big = await client.post(
+        "/v1/orders", content=b"{" + b" " * 70_000 + b"}", headers={**h, "Content-Type": "application/json"}
+    )
     assert big.status_code == 413 and big.json()["status"] == 413
     text = await client.post("/v1/orders", content=b"pickup=here", headers={**h, "Content-Type": "text/plain"})
     assert text.status_code == 415
@@ -341,8 +392,13 @@ async def test_http_hygiene(client, merchant):
 
 async def test_openapi_is_complete_with_vietnamese_examples(client):
     spec = (await client.get("/openapi.json")).json()
-    assert {"/v1/admin/merchants", "/v1/quotes", "/v1/orders", "/v1/orders/{order_id}",
-            "/v1/orders/{order_id}/cancel"} <= set(spec["paths"])
+    assert {
+        "/v1/admin/merchants",
+        "/v1/quotes",
+        "/v1/orders",
+        "/v1/orders/{order_id}",
+        "/v1/orders/{order_id}/cancel",
+    } <= set(spec["paths"])
     schemas = spec["components"]["schemas"]
     assert "Nguyễn Văn An" in orjson.dumps(schemas["OrderIn"]).decode()
     assert "Hạ Long" in orjson.dumps(schemas["OrderOut"]).decode()

@@ -3,26 +3,38 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from uuid import uuid4
 
 import pytest
 
 from services.orders.domain import (
-    IGNORED_EVENTS, TRACKING_ALPHABET, BadCursor, CancelNotAllowed, Cursor, Progress, Tariff, apply_event,
-    new_tracking_code, placed, price, request_cancel, tracking_code_bits,
+    IGNORED_EVENTS,
+    TRACKING_ALPHABET,
+    BadCursor,
+    CancelNotAllowed,
+    Cursor,
+    Progress,
+    Tariff,
+    apply_event,
+    new_tracking_code,
+    placed,
+    price,
+    request_cancel,
+    tracking_code_bits,
 )
 from shared.contract import ORDER_STATUSES
 from shared.events import CancelRefusedData, CourierInfo, DeliveryAssignedData, DeliveryStepData
 from shared.geo import road_distance_m, travel_minutes
 
-T0 = datetime(2024, 5, 6, 2, 15, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 6, 2, 15, tzinfo=UTC)
 HA_LONG = (20.9511, 107.0735)
 BAI_CHAY = (20.9586, 107.0452)
 FLAT = Tariff(base_fare_vnd=10_000, per_km_vnd=4_000, free_weight_grams=2_000, per_extra_kg_vnd=3_000, rounding_vnd=1)
 
 
 # --- pricing ----------------------------------------------------------------------
+
 
 def test_fee_is_base_plus_distance_plus_started_kilograms_above_the_threshold():
     q = price(FLAT, pickup=HA_LONG, dropoff=BAI_CHAY, weight_grams=2_001)
@@ -54,6 +66,7 @@ def test_farther_costs_more():
 
 # --- codes ------------------------------------------------------------------------
 
+
 def test_tracking_codes_are_long_unambiguous_and_random():
     codes = {new_tracking_code() for _ in range(2_000)}
     assert len(codes) == 2_000
@@ -64,9 +77,11 @@ def test_tracking_codes_are_long_unambiguous_and_random():
 
 # --- dispatch's events ------------------------------------------------------------
 
+
 def courier():
-    return CourierInfo(id=uuid4(), name="Trần Minh Đức", phone="+84903123456", display_name="Đức T.",
-                       vehicle="motorbike")
+    return CourierInfo(
+        id=uuid4(), name="Trần Minh Đức", phone="+84903123456", display_name="Đức T.", vehicle="motorbike"
+    )
 
 
 def step(order_id=None):
@@ -90,7 +105,11 @@ def test_a_delivery_moves_through_its_statuses_with_one_history_entry_each():
     p = apply_event(p, "delivery.delivered", at(4), step())
     assert p.status == "delivered"
     assert [(h["status"], h["at"]) for h in p.history] == [
-        ("placed", T0), ("assigned", at(2)), ("picked_up", at(3)), ("delivered", at(4))]
+        ("placed", T0),
+        ("assigned", at(2)),
+        ("picked_up", at(3)),
+        ("delivered", at(4)),
+    ]
 
 
 def test_a_failed_delivery_is_returned():
@@ -115,6 +134,7 @@ def test_a_status_reached_again_adds_no_second_history_entry():
 
 
 # --- cancelling -------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("status", ["placed", "assigned"])
 def test_cancel_is_a_request_to_dispatch(status):
@@ -160,10 +180,12 @@ def test_a_pending_cancel_overtaken_by_an_end_is_refused():
 
 def test_the_api_offers_exactly_the_statuses_of_the_contract():
     from services.orders.schemas import OrderOut
+
     assert OrderOut.model_json_schema()["properties"]["status"]["enum"] == list(ORDER_STATUSES)
 
 
 # --- cursors ----------------------------------------------------------------------
+
 
 def test_cursor_round_trip():
     c = Cursor(created_at=datetime(2024, 5, 6, 9, 15, 2, 120_000, tzinfo=timezone(timedelta(hours=7))), id=uuid4())

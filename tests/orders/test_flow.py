@@ -8,21 +8,35 @@ giao.dispatch.v1, exactly as the dispatch service would publish them.
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 
 from shared.events import (
-    DISPATCH_TOPIC, ORDERS_TOPIC, CancelConfirmed, CancelRefused, CourierInfo, DeliveryAssigned,
-    DeliveryDelivered, DeliveryExpired, DeliveryFailed, DeliveryOffered, DeliveryPickedUp, DeliveryReturned,
-    Envelope, OrderCancelRequested, OrderPlaced, new_event, parse_event,
+    DISPATCH_TOPIC,
+    ORDERS_TOPIC,
+    CancelConfirmed,
+    CancelRefused,
+    CourierInfo,
+    DeliveryAssigned,
+    DeliveryDelivered,
+    DeliveryExpired,
+    DeliveryFailed,
+    DeliveryOffered,
+    DeliveryPickedUp,
+    DeliveryReturned,
+    Envelope,
+    OrderCancelRequested,
+    OrderPlaced,
+    new_event,
+    parse_event,
 )
 from shared.secrets import delivery_code_matches
 from tests.orders.support import order_body
 from tests.support import eventually, produce, read_topic
 
-T0 = datetime(2024, 5, 6, 2, 0, tzinfo=timezone.utc)
+T0 = datetime(2024, 5, 6, 2, 0, tzinfo=UTC)
 
 
 class Dispatch:
@@ -38,20 +52,30 @@ class Dispatch:
         return self.at(cls, self.sequence, minute, **data)
 
     def at(self, cls: type[Envelope], sequence: int, minute: int, **data: Any) -> Envelope:
-        event = new_event(cls, subject=self.order_id, sequence=sequence, source="dispatch",
-                          occurred_at=T0 + timedelta(minutes=minute), data={"order_id": self.order_id, **data})
+        event = new_event(
+            cls,
+            subject=self.order_id,
+            sequence=sequence,
+            source="dispatch",
+            occurred_at=T0 + timedelta(minutes=minute),
+            data={"order_id": self.order_id, **data},
+        )
         self.sent.append(event)
         return event
 
 
 def courier(name: str = "Trần Minh Đức", phone: str = "+84903123456") -> dict[str, Any]:
-    return CourierInfo(id=uuid.uuid4(), name=name, phone=phone, display_name="Đức T.",
-                       vehicle="motorbike").model_dump(mode="json")
+    return CourierInfo(id=uuid.uuid4(), name=name, phone=phone, display_name="Đức T.", vehicle="motorbike").model_dump(
+        mode="json"
+    )
 
 
 async def send(settings, *events: Envelope) -> None:
-    await produce(settings.kafka_bootstrap_servers, settings.topic(DISPATCH_TOPIC),
-                  [(e.subject.encode(), e.model_dump_json().encode()) for e in events])
+    await produce(
+        settings.kafka_bootstrap_servers,
+        settings.topic(DISPATCH_TOPIC),
+        [(e.subject.encode(), e.model_dump_json().encode()) for e in events],
+    )
 
 
 async def place(client, merchant, **changes) -> dict[str, Any]:
@@ -64,6 +88,7 @@ async def order_when(client, merchant, order_id: str, what: str, **expected: Any
     async def check():
         order = (await client.get(f"/v1/orders/{order_id}", headers=merchant["headers"])).json()
         return order if all(order[k] == v for k, v in expected.items()) else None
+
     return await eventually(check, timeout=20, what=what)
 
 
@@ -108,7 +133,8 @@ async def test_dispatch_events_move_orders_through_every_status(client, merchant
     h = merchant["headers"]
     delivered, returned, expired, confirmed, refused = [
         (await place(client, merchant, external_id=name))["id"]
-        for name in ("delivered", "returned", "expired", "confirmed", "refused")]
+        for name in ("delivered", "returned", "expired", "confirmed", "refused")
+    ]
 
     # placed -> assigned -> picked_up -> delivered, with a duplicate and two stale events on the way.
     d = Dispatch(delivered)
@@ -123,17 +149,29 @@ async def test_dispatch_events_move_orders_through_every_status(client, merchant
 
     # placed -> assigned -> picked_up -> delivery_failed -> returned
     ret = Dispatch(returned)
-    await send(settings, ret.next(DeliveryAssigned, 1, courier=courier()), ret.next(DeliveryPickedUp, 2),
-               ret.next(DeliveryFailed, 3, reason="recipient_unreachable"), ret.next(DeliveryReturned, 4))
+    await send(
+        settings,
+        ret.next(DeliveryAssigned, 1, courier=courier()),
+        ret.next(DeliveryPickedUp, 2),
+        ret.next(DeliveryFailed, 3, reason="recipient_unreachable"),
+        ret.next(DeliveryReturned, 4),
+    )
 
     # placed -> expired (no courier took it)
     e = Dispatch(expired)
-    await send(settings, e.next(DeliveryOffered, 1, courier_id=duc["id"], expires_at=minute(2).isoformat()),
-               e.next(DeliveryExpired, 30))
+    await send(
+        settings,
+        e.next(DeliveryOffered, 1, courier_id=duc["id"], expires_at=minute(2).isoformat()),
+        e.next(DeliveryExpired, 30),
+    )
 
     order = await order_when(client, merchant, delivered, "delivered", status="delivered")
-    assert history(order) == [("placed", datetime.fromisoformat(order["created_at"])), ("assigned", minute(2)),
-                              ("picked_up", minute(3)), ("delivered", minute(5))]
+    assert history(order) == [
+        ("placed", datetime.fromisoformat(order["created_at"])),
+        ("assigned", minute(2)),
+        ("picked_up", minute(3)),
+        ("delivered", minute(5)),
+    ]
     assert order["courier"] == {"id": duc["id"], "name": "Trần Minh Đức", "phone": "+84903123456"}
     assert order["cancellation"] is None
     order = await order_when(client, merchant, returned, "returned", status="returned")
@@ -170,11 +208,16 @@ async def test_dispatch_events_move_orders_through_every_status(client, merchant
 
     # Every duplicate and stale event was read and ignored, not merely not read yet.
     sample = app.state.metrics.registry.get_sample_value
+
     def ignored(verdict: str) -> float:
-        return sum(sample("orders_dispatch_events_total", {"type": t, "verdict": verdict}) or 0
-                   for t in ("delivery.assigned", "delivery.picked_up", "delivery.delivered"))
+        return sum(
+            sample("orders_dispatch_events_total", {"type": t, "verdict": verdict}) or 0
+            for t in ("delivery.assigned", "delivery.picked_up", "delivery.delivered")
+        )
+
     async def all_read() -> bool:
         return (ignored("duplicate"), ignored("stale")) == (2, 2)
+
     await eventually(all_read, what="2 duplicates and 2 stale events read")
     distinct_events = len(d.sent + ret.sent + e.sent + c.sent + f.sent)
     applied = await app.state.runtime.pool.fetchval("SELECT sum(applied) FROM inbox_applied")

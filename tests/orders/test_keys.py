@@ -16,15 +16,22 @@ from tests.support import eventually, running
 
 @pytest.fixture
 def settings(infra, database, topic_prefix) -> OrdersSettings:
-    return OrdersSettings(database_url=database, kafka_bootstrap_servers=infra.kafka_bootstrap,
-                          topic_prefix=topic_prefix, db_pool_size=4, api_key_cache_s=0.5)
+    return OrdersSettings(
+        database_url=database,
+        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        db_pool_size=4,
+        api_key_cache_s=0.5,
+    )
 
 
 @pytest.fixture
 async def other_client(settings, app) -> AsyncIterator[httpx.AsyncClient]:
     """A second orders instance on the same database (started after the first one migrated it)."""
-    async with running(create_app(settings)) as other, httpx.AsyncClient(
-            transport=httpx.ASGITransport(app=other), base_url="http://orders-2.test") as c:
+    async with (
+        running(create_app(settings)) as other,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=other), base_url="http://orders-2.test") as c,
+    ):
         yield c
 
 
@@ -48,8 +55,13 @@ async def test_a_second_key_listed_and_revoked_is_refused_by_every_instance(clie
     assert (await client.delete(f"/v1/api-keys/{second['id']}", headers=first)).status_code == 204
 
     async def refused_everywhere():
-        return all([(await c.get("/v1/orders", headers=bearer(second["api_key"]))).status_code == 401
-                    for c in (client, other_client)])
+        return all(
+            [
+                (await c.get("/v1/orders", headers=bearer(second["api_key"]))).status_code == 401
+                for c in (client, other_client)
+            ]
+        )
+
     await eventually(refused_everywhere, timeout=5, what="the revoked key refused by both instances")
     assert (await other_client.get("/v1/orders", headers=first)).status_code == 200
     assert [k["id"] for k in (await client.get("/v1/api-keys", headers=first)).json()] == [listed[0]["id"]]
@@ -68,12 +80,15 @@ async def test_the_admin_revokes_any_key_and_the_audit_log_says_so(client, other
 
     async def refused():
         return (await other_client.get("/v1/orders", headers=merchant["headers"])).status_code == 401
+
     await eventually(refused, timeout=5, what="the revoked key refused by the other instance")
 
     assert (await client.get("/v1/admin/audit", headers=merchant["headers"])).status_code == 401
     log = (await other_client.get("/v1/admin/audit", headers=ADMIN)).json()
     assert [(e["actor"], e["action"], e["target"]) for e in log["items"]] == [
-        ("admin", "api_key.revoked", key_id), ("admin", "merchant.created", merchant["id"])]
+        ("admin", "api_key.revoked", key_id),
+        ("admin", "merchant.created", merchant["id"]),
+    ]
     assert log["items"][0]["detail"] == {"merchant_id": merchant["id"]}
     page = (await client.get("/v1/admin/audit?limit=1", headers=ADMIN)).json()
     older = (await client.get(f"/v1/admin/audit?limit=1&cursor={page['next_cursor']}", headers=ADMIN)).json()

@@ -28,9 +28,28 @@ from tests.support import eventually
 AT = datetime(2024, 5, 6, 2, 0, tzinfo=UTC)
 
 
-@pytest.mark.parametrize("address", ["127.0.0.1", "10.1.2.3", "172.16.0.1", "192.168.1.1", "169.254.169.254",
-                                     "169.254.1.1", "0.0.0.0", "224.0.0.1", "240.0.0.1", "::1", "::", "fe80::1",
-                                     "fd00:ec2::254", "fc00::1", "::ffff:127.0.0.1", "fe80::1%eth0", "100.64.0.1"])
+@pytest.mark.parametrize(
+    "address",
+    [
+        "127.0.0.1",
+        "10.1.2.3",
+        "172.16.0.1",
+        "192.168.1.1",
+        "169.254.169.254",
+        "169.254.1.1",
+        "0.0.0.0",
+        "224.0.0.1",
+        "240.0.0.1",
+        "::1",
+        "::",
+        "fe80::1",
+        "fd00:ec2::254",
+        "fc00::1",
+        "::ffff:127.0.0.1",
+        "fe80::1%eth0",
+        "100.64.0.1",
+    ],
+)
 def test_unsafe_addresses_are_named(address):
     assert unsafe_address(address) is not None
 
@@ -50,16 +69,19 @@ def test_one_unsafe_address_among_several_refuses_the_host():
 def test_urls_https_in_production_and_no_credentials():
     assert check_url("http://shop.example/h", production=False) == ("shop.example", 80)
     assert check_url("https://shop.example:8443/h", production=True) == ("shop.example", 8443)
-    for url, production in [("http://shop.example/h", True), ("ftp://shop.example/", False),
-                            ("https://user:pw@shop.example/", False), ("https://shop.example:99999/", False)]:
+    for url, production in [
+        ("http://shop.example/h", True),
+        ("ftp://shop.example/", False),
+        ("https://user:pw@shop.example/", False),
+        ("https://shop.example:99999/", False),
+    ]:
         with pytest.raises(UnsafeTarget):
             check_url(url, production=production)
 
 
 def test_allowing_private_targets_is_refused_in_production():
     with pytest.raises(ValueError, match="ALLOW_PRIVATE"):
-        OrdersSettings(env="production", admin_token="a" * 32, delivery_code_key="b" * 32,
-                       webhook_allow_private=True)
+        OrdersSettings(env="production", admin_token="a" * 32, delivery_code_key="b" * 32, webhook_allow_private=True)
 
 
 def test_the_retry_schedule_has_jitter_and_an_end():
@@ -75,8 +97,11 @@ def test_the_retry_schedule_has_jitter_and_an_end():
 def test_both_secrets_sign_and_either_verifies():
     old, new = new_signing_secret(), new_signing_secret()
     body = '{"type":"ping"}'
-    headers = {"webhook-id": "msg_1", "webhook-timestamp": str(int(datetime.now(UTC).timestamp())),
-               "webhook-signature": signature_header([new, old], "msg_1", datetime.now(UTC), body)}
+    headers = {
+        "webhook-id": "msg_1",
+        "webhook-timestamp": str(int(datetime.now(UTC).timestamp())),
+        "webhook-signature": signature_header([new, old], "msg_1", datetime.now(UTC), body),
+    }
     for secret in (old, new):
         assert Webhook(secret).verify(body, headers) == {"type": "ping"}
 
@@ -86,7 +111,9 @@ def test_which_changes_a_merchant_hears_about():
     failed = Progress(status="delivery_failed", history=())
     ids = {"order_id": uuid4(), "event_id": uuid4(), "sequence": 3, "at": AT}
     assert [e.type for e in webhook_events(placed, failed, reason="recipient_unreachable", **ids)] == [
-        "order.status_changed", "order.delivery_failed"]
+        "order.status_changed",
+        "order.delivery_failed",
+    ]
     refused = Progress(status="placed", history=(), cancellation="refused")
     requested = Progress(status="placed", history=(), cancellation="requested")
     assert [e.type for e in webhook_events(requested, refused, **ids)] == ["order.cancellation_answered"]
@@ -98,19 +125,29 @@ def test_which_changes_a_merchant_hears_about():
 # --- the guard in the API (private targets not allowed: the default) -------------------
 
 
-@pytest.mark.parametrize("url", ["http://127.0.0.1:8080/h", "http://10.0.0.5/h", "http://169.254.169.254/latest",
-                                 "http://localhost:8080/h", "http://[::1]:8080/h"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/h",
+        "http://10.0.0.5/h",
+        "http://169.254.169.254/latest",
+        "http://localhost:8080/h",
+        "http://[::1]:8080/h",
+    ],
+)
 async def test_private_targets_are_refused_at_registration(client, merchant, url):
-    r = await client.post("/v1/webhook-endpoints", json={"url": url, "event_types": ["order.returned"]},
-                          headers=merchant["headers"])
+    r = await client.post(
+        "/v1/webhook-endpoints", json={"url": url, "event_types": ["order.returned"]}, headers=merchant["headers"]
+    )
     assert r.status_code == 422, r.text
     assert r.json()["errors"][0]["loc"] == ["body", "url"]
 
 
 async def test_a_target_that_became_private_is_refused_at_delivery(client, merchant, settings):
     h = merchant["headers"]
-    r = await client.post("/v1/webhook-endpoints", json={"url": "http://93.184.215.14/h",
-                                                         "event_types": ["order.returned"]}, headers=h)
+    r = await client.post(
+        "/v1/webhook-endpoints", json={"url": "http://93.184.215.14/h", "event_types": ["order.returned"]}, headers=h
+    )
     assert r.status_code == 201, r.text
     endpoint_id = r.json()["id"]
     r = await client.patch(f"/v1/webhook-endpoints/{endpoint_id}", json={"url": "http://10.0.0.5/h"}, headers=h)
@@ -118,8 +155,7 @@ async def test_a_target_that_became_private_is_refused_at_delivery(client, merch
     # As if the name's DNS now pointed inside: the URL changes under the service's feet.
     conn = await asyncpg.connect(settings.database_url)
     try:
-        await conn.execute("UPDATE webhook_endpoints SET url = 'http://127.0.0.1:9/h' WHERE id = $1",
-                           endpoint_id)
+        await conn.execute("UPDATE webhook_endpoints SET url = 'http://127.0.0.1:9/h' WHERE id = $1", endpoint_id)
     finally:
         await conn.close()
     await client.post(f"/v1/webhook-endpoints/{endpoint_id}/test", headers=h)
@@ -127,6 +163,7 @@ async def test_a_target_that_became_private_is_refused_at_delivery(client, merch
     async def refused():
         items = (await client.get(f"/v1/webhook-endpoints/{endpoint_id}/deliveries", headers=h)).json()["items"]
         return items[0] if items and items[0]["attempts"] else None
+
     delivery = await eventually(refused, what="the refused attempt")
     assert delivery["attempts"][0]["status_code"] is None
     assert "refused: 127.0.0.1 resolves to 127.0.0.1" in delivery["attempts"][0]["error"]

@@ -23,14 +23,21 @@ ALL_TYPES = ["order.status_changed", "order.cancellation_answered", "order.deliv
 @pytest.fixture
 def settings(infra, database, topic_prefix) -> OrdersSettings:
     # The receiver is on 127.0.0.1 (a development setting allows it); retries come fast.
-    return OrdersSettings(database_url=database, kafka_bootstrap_servers=infra.kafka_bootstrap,
-                          topic_prefix=topic_prefix, db_pool_size=10, webhook_allow_private=True,
-                          webhook_poll_s=0.05, webhook_retry_schedule_s=(0.2, 0.4, 0.8))
+    return OrdersSettings(
+        database_url=database,
+        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        db_pool_size=10,
+        webhook_allow_private=True,
+        webhook_poll_s=0.05,
+        webhook_retry_schedule_s=(0.2, 0.4, 0.8),
+    )
 
 
 async def add_endpoint(client, merchant, url: str, types: list[str] | None = None) -> dict[str, Any]:
-    r = await client.post("/v1/webhook-endpoints", json={"url": url, "event_types": types or ALL_TYPES},
-                          headers=merchant["headers"])
+    r = await client.post(
+        "/v1/webhook-endpoints", json={"url": url, "event_types": types or ALL_TYPES}, headers=merchant["headers"]
+    )
     assert r.status_code == 201, r.text
     body = r.json()
     assert body["secret"].startswith("whsec_") and body["enabled"] is True
@@ -39,8 +46,13 @@ async def add_endpoint(client, merchant, url: str, types: list[str] | None = Non
 
 async def lifecycle(settings, order_id: str) -> None:
     d = Dispatch(order_id)
-    await send(settings, d.next(DeliveryAssigned, 1, courier=courier()), d.next(DeliveryPickedUp, 2),
-               d.next(DeliveryFailed, 3, reason="recipient_unreachable"), d.next(DeliveryReturned, 4))
+    await send(
+        settings,
+        d.next(DeliveryAssigned, 1, courier=courier()),
+        d.next(DeliveryPickedUp, 2),
+        d.next(DeliveryFailed, 3, reason="recipient_unreachable"),
+        d.next(DeliveryReturned, 4),
+    )
 
 
 async def test_a_receiver_hears_every_change_signed_once_and_in_order(client, merchant, settings):
@@ -51,9 +63,13 @@ async def test_a_receiver_hears_every_change_signed_once_and_in_order(client, me
         await eventually(lambda: _async(len(hooks.all()) >= 6), what="six deliveries")
         payloads = hooks.unique(endpoint["secret"])
     assert [(p["type"], p["data"]["status"], p["data"]["sequence"]) for p in payloads] == [
-        ("order.status_changed", "assigned", 1), ("order.status_changed", "picked_up", 2),
-        ("order.status_changed", "delivery_failed", 3), ("order.delivery_failed", "delivery_failed", 3),
-        ("order.status_changed", "returned", 4), ("order.returned", "returned", 4)]
+        ("order.status_changed", "assigned", 1),
+        ("order.status_changed", "picked_up", 2),
+        ("order.status_changed", "delivery_failed", 3),
+        ("order.delivery_failed", "delivery_failed", 3),
+        ("order.status_changed", "returned", 4),
+        ("order.returned", "returned", 4),
+    ]
     for p in payloads:
         assert p["data"]["order_id"] == order["id"] and p["data"]["external_id"] == "HM-0001"
         assert p["data"]["event_id"]
@@ -84,9 +100,11 @@ async def test_a_failing_receiver_gets_retries_then_everything_in_order(client, 
         await lifecycle(settings, order["id"])
 
         async def all_delivered():
-            log = (await client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries",
-                                    headers=merchant["headers"])).json()["items"]
+            log = (
+                await client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=merchant["headers"])
+            ).json()["items"]
             return log if len(log) == 4 and all(d["state"] == "delivered" for d in log) else None
+
         log = await eventually(all_delivered, what="four deliveries delivered")
         received = hooks.all()
     statuses = [r.verified(endpoint["secret"])["data"]["status"] for r in received]
@@ -107,14 +125,16 @@ async def test_a_receiver_that_keeps_failing_gets_its_endpoint_disabled(client, 
         async def disabled():
             r = await client.get(f"/v1/webhook-endpoints/{endpoint['id']}", headers=merchant["headers"])
             return r.json() if not r.json()["enabled"] else None
+
         found = await eventually(disabled, what="the endpoint disabled")
         assert len(hooks.all()) == 4  # the first attempt and three retries
     assert "failed 4 times" in found["disabled_reason"] and "answered 500" in found["disabled_reason"]
     metrics = (await client.get("/metrics")).text
     assert "orders_webhook_delivery_failures_total 4.0" in metrics
     # Enabled again by the merchant, it forgets the reason.
-    r = await client.patch(f"/v1/webhook-endpoints/{endpoint['id']}", json={"enabled": True},
-                           headers=merchant["headers"])
+    r = await client.patch(
+        f"/v1/webhook-endpoints/{endpoint['id']}", json={"enabled": True}, headers=merchant["headers"]
+    )
     assert r.json()["enabled"] is True and r.json()["disabled_reason"] is None
 
 
@@ -141,9 +161,11 @@ async def test_redeliver_sends_a_delivery_again(client, merchant, settings):
         delivery_id = r.json()["delivery_id"]
 
         async def delivered():
-            log = (await client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries",
-                                    headers=merchant["headers"])).json()["items"]
+            log = (
+                await client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=merchant["headers"])
+            ).json()["items"]
             return log[0]["state"] == "delivered"
+
         await eventually(delivered, what="the ping delivered")
         path = f"/v1/webhook-endpoints/{endpoint['id']}/deliveries/{delivery_id}/redeliver"
         assert (await client.post(path, headers=merchant["headers"])).status_code == 202
@@ -156,16 +178,24 @@ async def test_endpoints_crud_and_ownership(client, merchant, settings):
     endpoint = await add_endpoint(client, merchant, "http://127.0.0.1:9/a", ["order.returned"])
     listed = (await client.get("/v1/webhook-endpoints", headers=h)).json()
     assert [e["id"] for e in listed] == [endpoint["id"]] and "secret" not in listed[0]
-    r = await client.patch(f"/v1/webhook-endpoints/{endpoint['id']}",
-                           json={"event_types": ["order.status_changed"], "enabled": False}, headers=h)
+    r = await client.patch(
+        f"/v1/webhook-endpoints/{endpoint['id']}",
+        json={"event_types": ["order.status_changed"], "enabled": False},
+        headers=h,
+    )
     assert (r.json()["event_types"], r.json()["enabled"]) == (["order.status_changed"], False)
     other = await new_merchant(client, "Another shop")
     for method in ("GET", "PATCH", "DELETE"):
-        r = await client.request(method, f"/v1/webhook-endpoints/{endpoint['id']}", headers=other["headers"],
-                                 json={} if method == "PATCH" else None)
+        r = await client.request(
+            method,
+            f"/v1/webhook-endpoints/{endpoint['id']}",
+            headers=other["headers"],
+            json={} if method == "PATCH" else None,
+        )
         assert r.status_code == 404, (method, r.text)
-    r = await client.post("/v1/webhook-endpoints", json={"url": "http://x.test", "event_types": ["order.placed"]},
-                          headers=h)
+    r = await client.post(
+        "/v1/webhook-endpoints", json={"url": "http://x.test", "event_types": ["order.placed"]}, headers=h
+    )
     assert r.status_code == 422
     assert (await client.delete(f"/v1/webhook-endpoints/{endpoint['id']}", headers=h)).status_code == 204
     assert (await client.get(f"/v1/webhook-endpoints/{endpoint['id']}", headers=h)).status_code == 404
@@ -184,12 +214,10 @@ async def test_two_instances_share_the_deliveries_and_send_each_once(client, mer
             endpoint = await add_endpoint(client, merchant, hooks.url)
             # Queued while no worker can see them, then released to both instances' workers at once.
             async with app.state.runtime.pool.acquire() as conn:
-                await conn.execute("UPDATE webhook_endpoints SET enabled = false WHERE id = $1",
-                                   UUID(endpoint["id"]))
+                await conn.execute("UPDATE webhook_endpoints SET enabled = false WHERE id = $1", UUID(endpoint["id"]))
                 for _ in range(n):
                     await client.post(f"/v1/webhook-endpoints/{endpoint['id']}/test", headers=merchant["headers"])
-                await conn.execute("UPDATE webhook_endpoints SET enabled = true WHERE id = $1",
-                                   UUID(endpoint["id"]))
+                await conn.execute("UPDATE webhook_endpoints SET enabled = true WHERE id = $1", UUID(endpoint["id"]))
             await eventually(lambda: _async(len(hooks.all()) >= n), what=f"{n} pings")
             ids = [r.id for r in hooks.all()]
     assert len(ids) == len(set(ids)) == n
@@ -203,7 +231,11 @@ async def test_finished_deliveries_are_forgotten_after_the_log_keeps_them(client
                 """INSERT INTO webhook_deliveries (id, endpoint_id, event_type, payload, state, created_at,
                                                    next_attempt_at)
                    VALUES (gen_random_uuid(), $1, 'ping', '{}', $2, now() - make_interval(days => $3),
-                           now() + interval '1 day')""", UUID(endpoint["id"]), state, days_old)
+                           now() + interval '1 day')""",
+                UUID(endpoint["id"]),
+                state,
+                days_old,
+            )
     assert await app.state.webhooks.forget_finished_deliveries() == 2
     log = (await client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=merchant["headers"])).json()
     assert sorted(d["state"] for d in log["items"]) == ["delivered", "pending"]
@@ -215,9 +247,11 @@ async def test_a_redirect_is_a_failed_attempt_not_followed(client, merchant, set
         await client.post(f"/v1/webhook-endpoints/{endpoint['id']}/test", headers=merchant["headers"])
 
         async def delivered():
-            log = (await client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries",
-                                    headers=merchant["headers"])).json()["items"]
+            log = (
+                await client.get(f"/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=merchant["headers"])
+            ).json()["items"]
             return log[0] if log and log[0]["state"] == "delivered" else None
+
         delivery = await eventually(delivered, what="the ping delivered")
     assert [(a["status_code"], a["error"]) for a in delivery["attempts"]] == [(302, "answered 302"), (200, None)]
     assert len(hooks.all()) == 2
