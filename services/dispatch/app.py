@@ -9,8 +9,9 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from shared import maps
+from shared.app import service_app
 from shared.events import ORDERS_TOPIC
-from shared.http import Metrics, service_app
+from shared.http import Metrics
 from shared.pages import pages_router
 from shared.service import Runtime
 

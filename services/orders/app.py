@@ -14,8 +14,9 @@ from services.orders.service_layer import OrdersService
 from services.orders.settings import OrdersSettings
 from services.orders.webhook_service import WebhookService
 from shared import maps
+from shared.app import service_app
 from shared.events import DISPATCH_TOPIC
-from shared.http import Metrics, service_app
+from shared.http import Metrics
 from shared.pages import pages_router
 from shared.service import Runtime
 

@@ -16,8 +16,9 @@ from services.tracking.live import ChangeFeed, Streams
 from services.tracking.ratelimit import ClientLimits
 from services.tracking.settings import TrackingSettings
 from shared import maps
+from shared.app import service_app
 from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDERS_TOPIC
-from shared.http import Metrics, service_app
+from shared.http import Metrics
 from shared.pages import pages_router
 from shared.service import Runtime
 

@@ -11,7 +11,8 @@ from fastapi import Query
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, ConfigDict
 
-from shared.http import MAX_BODY_BYTES, Metrics, api_router, service_app
+from shared.app import service_app
+from shared.http import MAX_BODY_BYTES, Metrics, api_router
 
 
 class Thing(BaseModel):

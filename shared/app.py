@@ -1,0 +1,129 @@
+"""The FastAPI app of a service, built the same way for all three (service_app), and the
+operational routes every one of them has (ops_router: /healthz, /readyz, /metrics)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.routing import APIRoute
+
+from shared.http import (
+    FASTAPI_TELEMETRY_OFF,
+    BodyGuard,
+    Metrics,
+    RequestMetrics,
+    install_problem_handlers,
+    problem_response,
+    problem_responses,
+)
+
+# /healthz, /readyz and /metrics of every service; they read the runtime and the metrics
+# from the app's state (service_app puts them there). Plain routes: probes may add
+# cache-busting query parameters.
+ops_router = APIRouter(tags=["ops"])
+
+
+@ops_router.get("/healthz", summary="The process is alive")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@ops_router.get("/readyz", summary="PostgreSQL and Kafka are reachable", responses=problem_responses(503))
+async def readyz(request: Request) -> Response:
+    checks = request.app.state.runtime.ready_checks()
+    failed = {}
+    for name, check in checks.items():
+        try:
+            await check()
+        except Exception as exc:  # noqa: BLE001 - any failure means not ready
+            failed[name] = repr(exc)[:200]
+    if failed:
+        return problem_response(503, "Not ready: " + ", ".join(failed), checks=failed)
+    return JSONResponse({"status": "ready", "checks": {n: "ok" for n in checks}})
+
+
+@ops_router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+async def metrics_endpoint(request: Request) -> Response:
+    metrics: Metrics = request.app.state.metrics
+    return metrics.render()
+
+
+def service_app(
+    *,
+    title: str,
+    summary: str,
+    description: str,
+    runtime: Any,
+    metrics: Metrics,
+    routers: Sequence[APIRouter],
+    **state: Any,
+) -> FastAPI:
+    """The FastAPI app of a service, the same for all three: problem answers, the body guard,
+    request metrics, the ops routes and the service's routers. `runtime`, `metrics`, the
+    runtime's settings and every keyword of `state` land in `app.state`, where the routes'
+    dependencies (each service's deps.py) find them."""
+    app = FastAPI(
+        telemetry=FASTAPI_TELEMETRY_OFF,
+        title=title,
+        version="1.0.0",
+        summary=summary,
+        description=description,
+        lifespan=runtime.lifespan(),
+    )
+    app.state.runtime = runtime
+    app.state.settings = runtime.settings
+    app.state.metrics = metrics
+    for name, value in state.items():
+        setattr(app.state, name, value)
+    install_problem_handlers(app)
+    app.add_middleware(RequestMetrics, metrics=metrics)
+    app.add_middleware(BodyGuard)
+    for router in (ops_router, *routers):
+        # The routes join the app's own router rather than being included: FastAPI 0.165 keeps
+        # an included router as a wrapper and matches it twice per request (once to pick it,
+        # once inside), about twice the Python calls of a small request.
+        for route in router.routes:
+            _add_route(app, route)
+    return app
+
+
+def _add_route(app: FastAPI, route: Any) -> None:
+    """A module-level router's route, made again on the app's own router: a route looks up
+    `dependency_overrides` on the app it was made for (a test's override of a service's auth
+    dependency would miss a route made for no app), and one router serves every app built."""
+    if not isinstance(route, APIRoute):
+        app.router.routes.append(route)
+        return
+    app.router.add_api_route(
+        route.path,
+        route.endpoint,
+        route_class_override=type(route),
+        methods=route.methods,
+        name=route.name,
+        response_model=route.response_model,
+        status_code=route.status_code,
+        response_class=route.response_class,
+        tags=route.tags,
+        dependencies=route.dependencies,
+        summary=route.summary,
+        description=route.description,
+        response_description=route.response_description,
+        responses=route.responses,
+        deprecated=route.deprecated,
+        operation_id=route.operation_id,
+        include_in_schema=route.include_in_schema,
+        callbacks=route.callbacks,
+        openapi_extra=route.openapi_extra,
+        generate_unique_id_function=route.generate_unique_id_function,
+        response_model_include=route.response_model_include,
+        response_model_exclude=route.response_model_exclude,
+        response_model_by_alias=route.response_model_by_alias,
+        response_model_exclude_unset=route.response_model_exclude_unset,
+        response_model_exclude_defaults=route.response_model_exclude_defaults,
+        response_model_exclude_none=route.response_model_exclude_none,
+        strict_content_type=route.strict_content_type,
+        max_body_size=route.max_body_size,
+    )
