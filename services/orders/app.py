@@ -7,6 +7,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
+from services.orders import webhook_api
 from services.orders.api import CONSOLE_PATH, router
 from services.orders.domain import IGNORED_EVENTS
 from services.orders.handlers import CONSUMER, dispatch_events_handler
@@ -49,7 +50,13 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
         runtime=runtime,
         metrics=metrics,
         # the pages last: the API's routes are tried first
-        routers=[router, maps.router, pages_router(CONSOLE_PATH, WEB), pages_router(maps.WEB_PATH, maps.WEB)],
+        routers=[
+            router,
+            webhook_api.router,
+            maps.router,
+            pages_router(CONSOLE_PATH, WEB),
+            pages_router(maps.WEB_PATH, maps.WEB),
+        ],
         orders=orders,
         webhooks=webhooks,
     )
