@@ -1,11 +1,14 @@
-"""A courier's phone for the browser tests: Debian's Chromium (never a downloaded browser)
-driven by Playwright, with a 360x640 screen, the geolocation permission and a position the
-test moves. Each phone records every request it makes and every error its pages report, so a
-test can say that nothing left for another origin and that the strict CSP refused nothing.
+"""The browser tests' harness: Debian's Chromium (never a downloaded browser) driven by
+Playwright. A `Phone` is a courier's phone (360x640, the geolocation permission, a position the
+test moves); a `Visitor` is a customer, a merchant or an operator at a phone or a desk, whose
+every response body and Server-Sent Event is kept for privacy scans. Both record every request
+and every error or Content-Security-Policy violation their pages report, so a test can say that
+nothing left for another origin and that the strict CSP refused nothing.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -14,7 +17,8 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Locator, Page, Request, async_playwright
+from playwright.async_api import Browser, BrowserContext, Locator, Page, Request, Response, async_playwright
+from playwright.async_api import Error as PlaywrightError
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package, installed by deploy/local/tools.sh
 LAUNCH_ARGS = [
@@ -25,12 +29,23 @@ LAUNCH_ARGS = [
     "--no-first-run",
     "--disable-sync",
 ]
-SCREEN = {"width": 360, "height": 640}
+PHONE = {"width": 360, "height": 640}
+SCREEN = PHONE  # a courier's phone
+DESKTOP = {"width": 1280, "height": 800}
 MIN_TOUCH_PX = 48
 # WebPageTest's "3G Slow": 400 ms round trips, 400 kbit/s each way.
 SLOW_3G = {"offline": False, "latency": 400, "downloadThroughput": 400_000 / 8, "uploadThroughput": 400_000 / 8}
 # GIAO_SCREENSHOTS=docs/screenshots writes the screens the tests pass through there.
 SCREENSHOTS = os.environ.get("GIAO_SCREENSHOTS")
+
+# Reports each violation to the test (an init script runs before the page's own and is not
+# itself subject to the page's CSP).
+_WATCH_CSP = """
+window.__cspViolations = [];
+document.addEventListener("securitypolicyviolation", (e) => {
+  window.__cspViolations.push(`${e.violatedDirective} ${e.blockedURI}`);
+});
+"""
 
 
 def require_chromium() -> None:
@@ -45,6 +60,7 @@ def require_chromium() -> None:
 
 @asynccontextmanager
 async def chromium() -> AsyncIterator[Browser]:
+    require_chromium()
     async with async_playwright() as playwright:
         browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=LAUNCH_ARGS)
         try:
@@ -147,6 +163,91 @@ class Phone:
     async def screen(self, name: str) -> None:
         """Checks the screen is usable; with GIAO_SCREENSHOTS set, keeps a picture of it there."""
         assert await self.layout_problems() == []
+        if SCREENSHOTS:
+            # Playwright makes the directory when needed.
+            await self.page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))
+
+
+async def _body(response: Response) -> bytes | None:
+    """The body, or None when Chromium dropped it: a page navigated away before it arrived."""
+    try:
+        return await response.body()
+    except PlaywrightError:
+        return None
+
+
+class Visitor:
+    """One person's browser context and page, and what it did: its requests, the body of every
+    response (read as it arrives: Chromium forgets them), and each Server-Sent Event received
+    (Chromium keeps no body for a stream; the DevTools protocol reports each message)."""
+
+    def __init__(self, context: BrowserContext, page: Page, origin: str) -> None:
+        self.context, self.page, self.origin = context, page, origin
+        self.requests: list[Request] = []
+        self._bodies: list[tuple[str, asyncio.Task]] = []
+        self.stream_messages: list[str] = []
+        self.unread: list[str] = []
+        self.errors: list[str] = []
+        context.on("request", lambda r: self.requests.append(r))
+        context.on("response", self._read)
+        page.on("console", lambda m: m.type == "error" and self.errors.append(m.text))
+        page.on("pageerror", lambda e: self.errors.append(str(e)))
+
+    def _read(self, response: Response) -> None:
+        # A redirect or a revalidated (304) answer has no body to read.
+        if 300 <= response.status < 400:
+            return
+        if "text/event-stream" not in response.headers.get("content-type", ""):
+            self._bodies.append((response.url, asyncio.ensure_future(_body(response))))
+
+    async def bodies(self) -> list[tuple[str, bytes]]:
+        """(url, body) of every response but the streams' (see stream_messages) and those the
+        browser dropped before they could be read (`unread`)."""
+        read = [(url, await task) for url, task in self._bodies]
+        self.unread = [url for url, body in read if body is None]
+        return [(url, body) for url, body in read if body is not None]
+
+    @classmethod
+    async def open(cls, browser: Browser, origin: str, *, viewport: dict = PHONE, scripts: bool = True) -> Visitor:
+        phone = viewport["width"] < 600
+        context = await browser.new_context(
+            viewport=viewport,
+            device_scale_factor=1,
+            is_mobile=phone,
+            has_touch=phone,
+            locale="vi-VN",
+            timezone_id="Asia/Ho_Chi_Minh",
+            java_script_enabled=scripts,
+            service_workers="block",
+        )
+        await context.add_init_script(_WATCH_CSP)
+        visitor = cls(context, await context.new_page(), origin)
+        devtools = await context.new_cdp_session(visitor.page)
+        devtools.on(
+            "Network.eventSourceMessageReceived",
+            lambda m: visitor.stream_messages.append(f"event: {m['eventName']}\ndata: {m['data']}"),
+        )
+        await devtools.send("Network.enable")
+        return visitor
+
+    async def close(self) -> None:
+        await self.context.close()
+
+    def foreign_requests(self) -> list[str]:
+        ours = urlsplit(self.origin)
+        return [
+            r.url
+            for r in self.requests
+            if (urlsplit(r.url).scheme, urlsplit(r.url).netloc) != (ours.scheme, ours.netloc)
+        ]
+
+    async def csp_violations(self) -> list[str]:
+        return await self.page.evaluate("window.__cspViolations || []")
+
+    async def scrolls_sideways(self) -> bool:
+        return await self.page.evaluate("document.scrollingElement.scrollWidth > document.scrollingElement.clientWidth")
+
+    async def screenshot(self, name: str) -> None:
         if SCREENSHOTS:
             # Playwright makes the directory when needed.
             await self.page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"))

@@ -16,7 +16,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, Page, expect
 
-from tests.e2e.browser_support import DESKTOP, PHONE, Visitor, chromium, require_chromium
+from tests.e2e.browser import DESKTOP, PHONE, Visitor, chromium, require_chromium
 from tests.e2e.system import System, start_system, stop_system
 from tests.e2e.test_flows import City
 from tests.infra import Infra

@@ -15,7 +15,7 @@ import pytest_asyncio
 import zxingcpp
 from playwright.async_api import expect
 
-from tests.e2e.browser_support import DESKTOP, PHONE, Visitor, chromium, require_chromium
+from tests.e2e.browser import DESKTOP, PHONE, Visitor, chromium, require_chromium
 from tests.e2e.conftest import start_system, stop_system
 from tests.e2e.test_flows import City
 from tests.support import eventually

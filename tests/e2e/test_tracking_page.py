@@ -12,7 +12,7 @@ import pytest
 from playwright.async_api import expect
 
 from shared.pages import CONTENT_SECURITY_POLICY
-from tests.e2e.browser_support import DESKTOP, PHONE, Visitor, chromium
+from tests.e2e.browser import DESKTOP, PHONE, Visitor, chromium
 from tests.e2e.test_flows import City
 from tests.support import eventually
 from tools.client import Giao
@@ -204,6 +204,9 @@ async def test_the_open_page_follows_a_delivery_live_and_shows_nothing_private(c
             for i, (url, body) in enumerate(await v.bodies())
             if VENDORED not in url
         }
+        # Every answer that can carry the parcel's data was read (only a page's static files may be
+        # dropped by the browser when it navigates on).
+        assert [u for v in visitors for u in v.unread if "/v1/" in u or "/t/" in u] == []
         streamed = [m for v in visitors for m in v.stream_messages]
         assert [m for m in streamed if m.startswith("event: tracking")] and "event: end\ndata: {}" in streamed
         bodies.update({f"event {i}": m.encode() for i, m in enumerate(streamed)})
