@@ -10,10 +10,10 @@ AsyncAPI catalog from these classes.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal, TypeAlias, get_args
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeAlias, get_args
 from uuid import UUID
 
-from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from shared.contract import FailReason, Latitude, Longitude, Vehicle
 
@@ -170,9 +170,29 @@ class Envelope(Model):
     version: Literal[1] = 1
     occurred_at: Instant
     source: Literal["orders", "dispatch"]
-    subject: str = Field(min_length=1, max_length=64)
+    subject: str = Field(
+        min_length=1,
+        max_length=64,
+        description="What the event is about, as its data names it: the order id (courier.location: the courier id)",
+    )
     sequence: int = Field(ge=1, le=INT8_MAX)
     data: Model
+
+    @model_validator(mode="after")
+    def _subject_is_what_the_data_is_about(self) -> Self:
+        # Consumers order events by subject (shared.inbox) and apply them to the data's id: an
+        # event filed under another subject would escape its order's ordering and dedup.
+        data = self.data
+        about = (
+            data.order_id
+            if isinstance(data, OrderData)
+            else data.courier_id
+            if isinstance(data, CourierLocationData)
+            else None
+        )
+        if about is not None and self.subject != str(about):
+            raise ValueError(f"the subject {self.subject!r} is not the id in the data ({about})")
+        return self
 
 
 class OrderPlaced(Envelope):

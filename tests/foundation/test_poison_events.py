@@ -152,3 +152,41 @@ async def test_a_lost_connection_is_still_an_outage(database):
         await conn.fetchval("SELECT 1")
     assert is_outage(closed.value)
     assert not is_outage(ClientSideDataError("value out of int32 range"))
+
+
+# --- the subject is the order (or the courier) the event is about ------------------------------
+
+
+def _with_subject(raw: bytes, subject: str) -> bytes:
+    return orjson.dumps(orjson.loads(raw) | {"subject": subject})
+
+
+async def test_an_event_whose_subject_is_not_its_order_is_dead_lettered(runtime, infra):
+    # The inbox orders events by subject and the handlers apply them to data.order_id: an
+    # event about one order filed under another's subject would skip that order's ordering.
+    settings, rt, consumer = runtime
+    topic = settings.topic(ORDERS_TOPIC)
+    _, stray = _placed()
+    other = str(uuid.uuid4())
+    good_id, good = _placed()
+    await produce(infra.kafka_bootstrap, topic, [(other.encode(), _with_subject(stray, other)), (b"k", good)])
+
+    async def good_applied():
+        return await _applied(rt) == [good_id]
+
+    await eventually(good_applied, what="the event after the stray one applied")
+    dead = await read_topic(infra.kafka_bootstrap, dlq_topic(topic), at_least=1)
+    assert len(dead) == 1 and consumer.dead_lettered == 1
+    assert dict(dead[0].headers)["x-error"].decode().startswith("invalid event")
+    assert "subject" in dict(dead[0].headers)["x-error"].decode()
+
+
+def test_every_event_names_its_subject_in_its_data():
+    story = Story()
+    for _, event in [story.placed(), story.offered(), story.assigned(), story.location(20.95, 107.05)]:
+        raw = event.model_dump_json().encode()
+        assert parse_event(raw) == event, "the subject producers give passes"
+        with pytest.raises(ValueError, match="subject"):
+            parse_event(_with_subject(raw, str(uuid.uuid4())))
+    _, location = story.location(20.95, 107.05)
+    assert location.subject == str(story.courier_id), "courier.location's subject is its courier"
