@@ -1,4 +1,5 @@
-"""Settings read from the environment (pydantic-settings). Every name is listed in docs/configuration.md (generated from these classes).
+"""Settings read from the environment (pydantic-settings). Every name is listed in
+docs/configuration.md (generated from these classes).
 
 Common names have no service prefix (GIAO_ENV, GIAO_KAFKA_BOOTSTRAP_SERVERS, ...); each
 service adds its own with its prefix (GIAO_ORDERS_PORT, GIAO_ORDERS_DATABASE_URL, ...).
@@ -6,7 +7,9 @@ service adds its own with its prefix (GIAO_ORDERS_PORT, GIAO_ORDERS_DATABASE_URL
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+import ipaddress
+
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_ADMIN_TOKEN = "dev-admin-token"
@@ -32,6 +35,13 @@ class CommonSettings(BaseSettings):
     # Seconds a SIGTERM may take: stop taking work, finish in-flight work, commit offsets.
     shutdown_grace_s: float = Field(10.0, validation_alias="GIAO_SHUTDOWN_GRACE_S")
     host: str = Field("127.0.0.1", validation_alias="GIAO_HOST")
+    # Connections and requests one process serves at once (uvicorn's limit_concurrency); more
+    # are answered 503 at once instead of queueing without bound (SSE streams count too).
+    limit_concurrency: int = Field(1000, ge=1, validation_alias="GIAO_LIMIT_CONCURRENCY")
+    # Comma-separated networks of the reverse proxies in front of the services: X-Forwarded-For
+    # is believed only from them, and the client is its right-most address outside them.
+    # Empty: nobody's X-Forwarded-For is believed (the client is the peer's address).
+    trusted_proxies: str = Field("", validation_alias="GIAO_TRUSTED_PROXIES")
     # Set when several instances of a service share its port: each binds the port with
     # SO_REUSEPORT (the kernel spreads new connections among them) and also listens alone on
     # this one, so that a health check or a metrics scrape reaches this instance in particular.
@@ -40,6 +50,15 @@ class CommonSettings(BaseSettings):
     # subjects: at least the topics' retention plus their segments' roll time (168 + 24 h with
     # deploy/local's Kafka), after which no event can be delivered again.
     inbox_keep_hours: float = Field(192.0, gt=0, validation_alias="GIAO_INBOX_KEEP_HOURS")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _proxy_networks(cls, value: str) -> str:
+        networks_of(value)  # ValueError names the bad one
+        return value
+
+    def trusted_proxy_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return networks_of(self.trusted_proxies)
 
     @model_validator(mode="after")
     def _refuse_dev_secrets_in_production(self) -> CommonSettings:
@@ -52,3 +71,8 @@ class CommonSettings(BaseSettings):
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+
+def networks_of(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The networks of a comma-separated list of addresses or CIDRs ("10.0.0.0/8, ::1")."""
+    return [ipaddress.ip_network(a.strip(), strict=False) for a in text.split(",") if a.strip()]
