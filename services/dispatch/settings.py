@@ -45,7 +45,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, admin_token_field, delivery_code_key_field
 
 
 class DispatchSettings(CommonSettings):
@@ -83,6 +83,8 @@ class DispatchSettings(CommonSettings):
     code_max_failures: int = Field(5, ge=1)
     code_lockout_s: float = Field(900.0, gt=0)
     public_url: str = ""
+    admin_token: str = admin_token_field()
+    delivery_code_key: str = delivery_code_key_field()
 
     @model_validator(mode="after")
     def _coarse_is_coarser(self) -> "DispatchSettings":

@@ -7,7 +7,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from services.orders.domain import Tariff
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, admin_token_field, delivery_code_key_field
 
 
 class OrdersSettings(CommonSettings):
@@ -23,6 +23,8 @@ class OrdersSettings(CommonSettings):
     per_extra_kg_vnd: int = Field(2_500, ge=0, description="Per started kilogram above that")
     fee_rounding_vnd: int = Field(1_000, ge=1, description="Fees are rounded up to a multiple of this")
     idempotency_ttl_hours: float = Field(24, gt=0, description="How long an Idempotency-Key is remembered")
+    admin_token: str = admin_token_field()
+    delivery_code_key: str = delivery_code_key_field()
 
     def tariff(self) -> Tariff:
         return Tariff(base_fare_vnd=self.base_fare_vnd, per_km_vnd=self.per_km_vnd,
