@@ -10,10 +10,10 @@ AsyncAPI catalog from these classes.
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Annotated, Any, ClassVar, Literal, TypeAlias, get_args
+from typing import Annotated, Any, ClassVar, Literal, Self, TypeAlias, get_args
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
 
 from shared.contract import FailReason, Latitude, Longitude, Vehicle
 
@@ -29,6 +29,33 @@ def dlq_topic(topic: str) -> str:
 
 class Model(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# Every number and time of an event fits the column it is stored in: a value PostgreSQL (or
+# the driver) refuses would otherwise fail the consumer's handler again on every attempt.
+INT4_MAX = 2**31 - 1
+INT8_MAX = 2**63 - 1
+Int4 = Annotated[int, Field(ge=0, le=INT4_MAX)]
+Int8 = Annotated[int, Field(ge=0, le=INT8_MAX)]
+FIRST_YEAR, LAST_YEAR = 2000, 9999
+
+
+def _within_years(value: datetime) -> datetime:
+    """Years FIRST_YEAR..LAST_YEAR in UTC (`0001-01-01T00:00:00+14:00` is year 0 in UTC)."""
+    try:
+        year = value.astimezone(UTC).year
+    except OverflowError:
+        year = 0
+    if not FIRST_YEAR <= year <= LAST_YEAR:
+        raise ValueError(f"the time must fall in the years {FIRST_YEAR}..{LAST_YEAR} (UTC)")
+    return value
+
+
+Instant = Annotated[
+    AwareDatetime,
+    AfterValidator(_within_years),
+    Field(description=f"With its UTC offset; the years {FIRST_YEAR}..{LAST_YEAR} in UTC"),
+]
 
 
 # An event's data as producers pass it: the model, or a dict the event validates into it.
@@ -49,7 +76,7 @@ class Place(Model):
 class Parcel(Model):
     weight_grams: int = Field(ge=1, le=50_000)
     description: str | None = None
-    value_vnd: int | None = Field(None, ge=0)
+    value_vnd: Int8 | None = None
 
 
 class CourierInfo(Model):
@@ -81,9 +108,9 @@ class OrderPlacedData(OrderData):
     pickup: Place
     dropoff: Place
     parcel: Parcel
-    cod_amount_vnd: int = Field(ge=0)
-    fee_vnd: int = Field(ge=0)
-    distance_m: int = Field(ge=0)
+    cod_amount_vnd: Int8
+    fee_vnd: Int8
+    distance_m: Int4
     delivery_code: DeliveryCodeHash
     note: str | None = None
 
@@ -97,7 +124,7 @@ class OrderCancelRequestedData(OrderData):
 
 class DeliveryOfferedData(OrderData):
     courier_id: UUID
-    expires_at: AwareDatetime
+    expires_at: Instant
 
 
 class DeliveryAssignedData(OrderData):
@@ -109,7 +136,7 @@ class DeliveryStepData(OrderData):
 
 
 class DeliveryDeliveredData(OrderData):
-    cod_collected_vnd: int = Field(ge=0)
+    cod_collected_vnd: Int8
 
 
 class DeliveryFailedData(OrderData):
@@ -128,7 +155,7 @@ class CourierLocationData(Model):
     order_ids: list[UUID] = Field(description="Orders this courier carries now")
     lat: Latitude
     lng: Longitude
-    at: AwareDatetime
+    at: Instant
 
 
 # --- the envelope ------------------------------------------------------------------
@@ -141,11 +168,31 @@ class Envelope(Model):
     id: UUID
     type: str
     version: Literal[1] = 1
-    occurred_at: AwareDatetime
+    occurred_at: Instant
     source: Literal["orders", "dispatch"]
-    subject: str = Field(min_length=1, max_length=64)
-    sequence: int = Field(ge=1)
+    subject: str = Field(
+        min_length=1,
+        max_length=64,
+        description="What the event is about, as its data names it: the order id (courier.location: the courier id)",
+    )
+    sequence: int = Field(ge=1, le=INT8_MAX)
     data: Model
+
+    @model_validator(mode="after")
+    def _subject_is_what_the_data_is_about(self) -> Self:
+        # Consumers order events by subject (shared.inbox) and apply them to the data's id: an
+        # event filed under another subject would escape its order's ordering and dedup.
+        data = self.data
+        about = (
+            data.order_id
+            if isinstance(data, OrderData)
+            else data.courier_id
+            if isinstance(data, CourierLocationData)
+            else None
+        )
+        if about is not None and self.subject != str(about):
+            raise ValueError(f"the subject {self.subject!r} is not the id in the data ({about})")
+        return self
 
 
 class OrderPlaced(Envelope):

@@ -76,6 +76,17 @@ TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` says a server could not be reached or answer (retry until it can) rather
+    than that the message cannot be handled (retry a few times, then dead-letter).
+
+    asyncpg's client-side encoding errors (a number over the column's type, a date it cannot
+    represent) are InterfaceErrors too, like a lost connection, but they are also ValueErrors:
+    the value is at fault, and it fails the same way on every attempt. So are PostgreSQL's own
+    data exceptions (asyncpg.exceptions.DataError, SQLSTATE class 22), which are not outages."""
+    return isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, ValueError)
+
+
 async def next_records(consumer: Any, *, timeout_ms: int, max_records: int) -> list[ConsumerRecord]:
     """The records of one getmany, every partition's in order; none after `timeout_ms`.
 
@@ -372,16 +383,18 @@ class EventConsumer:
             try:
                 await self.handler(batch)
                 return
-            except TRANSIENT_ERRORS as exc:
-                # Not the message's fault: wait for the outage to end (shutdown cancels this).
-                log.warning(
-                    "%s: outage while handling %d events: %r; retrying in %.2fs", self.name, len(batch), exc, backoff
-                )
-            except Exception as exc:  # anything else is this message's problem
-                attempt += 1
-                log.warning("%s: handler failed (attempt %d/%d): %r", self.name, attempt, ATTEMPTS_BEFORE_DLQ, exc)
-                if attempt >= ATTEMPTS_BEFORE_DLQ:
-                    raise _GaveUp(repr(exc)) from exc
+            except Exception as exc:  # sorted below: an outage, or the message's problem
+                if is_outage(exc):
+                    # Not the message's fault: wait for the outage to end (shutdown cancels this).
+                    log.warning(
+                        "%s: outage while handling %d events: %r; retrying in %.2fs",
+                        *(self.name, len(batch), exc, backoff),
+                    )
+                else:
+                    attempt += 1
+                    log.warning("%s: handler failed (attempt %d/%d): %r", self.name, attempt, ATTEMPTS_BEFORE_DLQ, exc)
+                    if attempt >= ATTEMPTS_BEFORE_DLQ:
+                        raise _GaveUp(repr(exc)) from exc
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 2.0)
 

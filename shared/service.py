@@ -236,25 +236,35 @@ def listening_socket(host: str, port: int, *, shared: bool) -> socket.socket:
     return sock
 
 
+def uvicorn_config(app: FastAPI, settings: CommonSettings, port: int) -> uvicorn.Config:
+    """How every service runs under uvicorn.
+
+    X-Forwarded-For is believed only from GIAO_TRUSTED_PROXIES (uvicorn's default trusts
+    127.0.0.1, so any local client could name its own address): the request's client is then
+    the right-most address of the header outside those networks, else the peer itself."""
+    return uvicorn.Config(
+        app,
+        host=settings.host,
+        port=port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,
+        log_level=settings.log_level.lower(),
+        timeout_graceful_shutdown=int(settings.shutdown_grace_s),
+        limit_concurrency=settings.limit_concurrency,
+        proxy_headers=bool(settings.trusted_proxies.strip()),
+        forwarded_allow_ips=[str(n) for n in settings.trusted_proxy_networks()] or None,
+    )
+
+
 def serve(app: FastAPI, settings: CommonSettings, port: int) -> None:
     """Run the app until SIGTERM/SIGINT; exit 0 after a clean graceful shutdown.
 
     With settings.instance_port, on `port` shared with the service's other instances and on
     the instance's own port (both serve the whole app)."""
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    server = uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=settings.host,
-            port=port,
-            loop="uvloop",
-            http="httptools",
-            lifespan="on",
-            access_log=False,
-            log_level=settings.log_level.lower(),
-            timeout_graceful_shutdown=int(settings.shutdown_grace_s),
-        )
-    )
+    server = uvicorn.Server(uvicorn_config(app, settings, port))
     # uvicorn re-raises SIGTERM once its shutdown is done, with the handler it found at start,
     # so the process would end "killed by SIGTERM" (143) even after a clean shutdown. With a
     # no-op handler in place the process ends by itself: exit 0 means the shutdown was clean.

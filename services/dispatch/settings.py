@@ -45,7 +45,7 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, admin_token_field, delivery_code_key_field
 
 
 class DispatchSettings(CommonSettings):
@@ -89,6 +89,8 @@ class DispatchSettings(CommonSettings):
     # How long an instance trusts a courier token it looked up: a token the admin revoked stops
     # working on every instance within this time.
     token_cache_s: float = Field(5.0, ge=0)
+    admin_token: str = admin_token_field()
+    delivery_code_key: str = delivery_code_key_field()
 
     @model_validator(mode="after")
     def _coarse_is_coarser(self) -> DispatchSettings:

@@ -8,7 +8,7 @@ from pydantic_settings import SettingsConfigDict
 
 from services.orders.domain import Tariff
 from services.orders.webhooks import DEFAULT_RETRY_SCHEDULE_S
-from shared.settings import CommonSettings
+from shared.settings import DEV_ENVS, CommonSettings, admin_token_field, delivery_code_key_field
 
 
 class OrdersSettings(CommonSettings):
@@ -56,10 +56,14 @@ class OrdersSettings(CommonSettings):
         "merchant console shares are this + /t/{tracking_code}",
     )
 
+    admin_token: str = admin_token_field()
+    delivery_code_key: str = delivery_code_key_field()
+
     @model_validator(mode="after")
     def _no_private_webhooks_in_production(self) -> OrdersSettings:
-        if self.env == "production" and self.webhook_allow_private:
-            raise ValueError("GIAO_ORDERS_WEBHOOK_ALLOW_PRIVATE is refused in production")
+        # Fails closed like the secrets: private targets only where GIAO_ENV is development or test.
+        if self.env not in DEV_ENVS and self.webhook_allow_private:
+            raise ValueError(f"GIAO_ORDERS_WEBHOOK_ALLOW_PRIVATE is refused when GIAO_ENV is {self.env!r}")
         return self
 
     def tariff(self) -> Tariff:

@@ -4,7 +4,8 @@ No login: the tracking code is the only key, so the routes are careful about wha
 tell a stranger who guesses codes. An unknown code is 404, after the same query and the
 same work as a known one (service_layer.lookup) and never faster than a fixed floor; a
 malformed code is simply unknown (404, not 422); every client address has a token bucket
-(deps.rate_limit: 429 with Retry-After).
+(deps.rate_limit: 429 with Retry-After). Streams are limited per client (429) and per
+process (503), both with Retry-After.
 """
 
 from __future__ import annotations
@@ -16,8 +17,10 @@ import orjson
 from fastapi import Depends, Request
 from fastapi.responses import Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.background import BackgroundTask
 
 from services.tracking import deps
+from services.tracking.live import StreamsFull
 from services.tracking.schemas import SSE_EXAMPLE, TrackingView
 from services.tracking.service_layer import lookup
 from services.tracking.settings import TrackingSettings
@@ -26,6 +29,7 @@ from shared.http import Problem, api_router, problem_response, problem_responses
 router = api_router()
 
 NO_STORE = {"Cache-Control": "no-store"}
+RETRY_STREAM = {"Retry-After": "5"}
 NOT_FOUND = "No parcel has this tracking code"
 _HEARTBEAT_S = TrackingSettings.model_fields["heartbeat_s"].default
 
@@ -71,21 +75,32 @@ async def get_tracking(tracking_code: str, request: Request, _client: str = Depe
             "description": "The stream",
             "content": {"text/event-stream": {"schema": {"type": "string"}, "example": SSE_EXAMPLE}},
         },
-        **problem_responses(404, 429),
+        **problem_responses(404, 429, 503),
     },
 )
 async def stream_tracking(tracking_code: str, request: Request, client: str = Depends(deps.rate_limit)) -> Response:
     started = time.perf_counter()
     streams = deps.streams(request)
-    if streams.full(client) and not deps.client_limits(request).is_exempt(client):
-        raise Problem(429, "Too many open streams from this client", headers={"Retry-After": "5"})
-    parcel, _ = await lookup(deps.pool(request), tracking_code)
-    await _floor(request, started)
-    if parcel is None:
-        raise Problem(404, NOT_FOUND, headers=NO_STORE)
+    try:  # before the first await: a burst of openings is counted one by one
+        slot = streams.reserve(client, exempt=deps.client_limits(request).is_exempt(client))
+    except StreamsFull as full:
+        if full.everyone:
+            raise Problem(503, "Too many open streams; try again later", headers=RETRY_STREAM) from None
+        raise Problem(429, "Too many open streams from this client", headers=RETRY_STREAM) from None
+    try:
+        parcel, _ = await lookup(deps.pool(request), tracking_code)
+        await _floor(request, started)
+        if parcel is None:
+            raise Problem(404, NOT_FOUND, headers=NO_STORE)
+    except BaseException:
+        slot.release()
+        raise
     return EventSourceResponse(
-        streams.events(client, parcel),
+        streams.events(slot, parcel),
         ping=deps.settings(request).heartbeat_s,
         headers=NO_STORE,
         ping_message_factory=lambda: ServerSentEvent(comment="ping"),
+        # The stream's own end releases the slot; this covers a response that ended before
+        # the stream began (the client left at once).
+        background=BackgroundTask(slot.release),
     )

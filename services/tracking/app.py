@@ -64,6 +64,7 @@ def create_app(settings: TrackingSettings | None = None) -> FastAPI:
         feed,
         lambda: runtime.pool,
         max_per_client=settings.sse_max_streams_per_client,
+        max_open=settings.sse_max_streams,
         max_stream_s=settings.sse_max_stream_s,
         gauge=Gauge("tracking_sse_streams", "Open Server-Sent Events streams", registry=metrics.registry),
     )

@@ -9,7 +9,8 @@ re-opened and every watched code is re-read, since changes may have been missed 
 
 `Streams` turns a watcher into a Server-Sent Events stream (the current state, then one
 event per change that a customer can see, `end` after a final status) and counts the open
-streams of each client.
+streams, of each client and of the process: a slot is reserved before the request's first
+await, so a burst of openings cannot all pass the count before any of them is counted.
 """
 
 from __future__ import annotations
@@ -134,6 +135,30 @@ class ChangeFeed:
 END_RETRY_MS = 86_400_000
 
 
+class StreamsFull(Exception):
+    """No slot for one more stream: the client has its share (`everyone` False) or the process
+    has as many open streams as it may hold (`everyone` True)."""
+
+    def __init__(self, *, everyone: bool) -> None:
+        super().__init__("the process's streams" if everyone else "the client's streams")
+        self.everyone = everyone
+
+
+class Slot:
+    """One stream's place in the counts, from its reservation until `release` (idempotent: the
+    stream's end and the response's end both release it, whichever comes first)."""
+
+    def __init__(self, streams: Streams, client: str) -> None:
+        self._streams = streams
+        self.client = client
+        self._held = True
+
+    def release(self) -> None:
+        if self._held:
+            self._held = False
+            self._streams.freed(self.client)
+
+
 class Streams:
     """The open SSE streams of this process: how many each client has, and their events."""
 
@@ -143,26 +168,46 @@ class Streams:
         pool: Callable[[], asyncpg.Pool],
         *,
         max_per_client: int,
+        max_open: int,
         max_stream_s: float,
         gauge: Gauge,
     ) -> None:
         self._feed = feed
         self._pool = pool
         self._max_per_client = max_per_client
+        self._max_open = max_open
         self._max_stream_s = max_stream_s
         self._gauge = gauge
         self._open: dict[str, int] = {}
+        self.open = 0  # slots held, streams open or about to be
 
-    def full(self, client: str) -> bool:
-        """Has this client as many open streams as it may have?"""
-        return self._open.get(client, 0) >= self._max_per_client
-
-    async def events(self, client: str, parcel: Parcel) -> AsyncIterator[ServerSentEvent]:
-        """The stream of `parcel` (found by its code): its state now, then each visible change,
-        `end` after a final status; it ends after max_stream_s (the client reconnects)."""
-        code = parcel.tracking_code or ""
-        self._open[client] = self._open.get(client, 0) + 1
+    def reserve(self, client: str, *, exempt: bool) -> Slot:
+        """A slot for one more stream of `client`, or StreamsFull. No await in here: the count
+        and the reservation are one step for the event loop. `exempt` clients have no share of
+        their own, but count against the process's cap like everyone."""
+        if self.open >= self._max_open:
+            raise StreamsFull(everyone=True)
+        held = self._open.get(client, 0)
+        if held >= self._max_per_client and not exempt:
+            raise StreamsFull(everyone=False)
+        self._open[client] = held + 1
+        self.open += 1
         self._gauge.inc()
+        return Slot(self, client)
+
+    def freed(self, client: str) -> None:
+        """A slot of `client` was released (Slot.release calls this, once per slot)."""
+        self._open[client] -= 1
+        if not self._open[client]:
+            del self._open[client]
+        self.open -= 1
+        self._gauge.dec()
+
+    async def events(self, slot: Slot, parcel: Parcel) -> AsyncIterator[ServerSentEvent]:
+        """The stream of `parcel` (found by its code): its state now, then each visible change,
+        `end` after a final status; it ends after max_stream_s (the client reconnects). Its end
+        releases `slot`."""
+        code = parcel.tracking_code or ""
         try:
             # Watch first, then read: no change can fall between the two.
             with self._feed.watch(code) as watcher:
@@ -183,10 +228,7 @@ class Streams:
                         yield _event(view)
                 yield ServerSentEvent(event="end", data="{}", retry=END_RETRY_MS)
         finally:
-            self._open[client] -= 1
-            if not self._open[client]:
-                del self._open[client]
-            self._gauge.dec()
+            slot.release()
 
 
 def _event(view: dict[str, Any]) -> ServerSentEvent:

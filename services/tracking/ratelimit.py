@@ -5,9 +5,11 @@ most (instances x rate), still a hard bound, and tracking answers are cheap. The
 buckets is bounded: the least recently seen clients are forgotten first (a forgotten
 client starts again with a full bucket, which is what an idle client would have anyway).
 
-The client is its address: the peer's, or, behind a proxy of ours that sets it
-(GIAO_TRACKING_TRUST_FORWARDED_FOR), the last entry of X-Forwarded-For, the one that proxy
-added. Addresses in GIAO_TRACKING_RATE_LIMIT_EXEMPT are never limited.
+The client is its address, as the server saw it: the peer's, or, from one of
+GIAO_TRUSTED_PROXIES, the right-most address of X-Forwarded-For outside them
+(shared.service.uvicorn_config). An IPv6 client is its /64: one subscriber gets a /64 (or
+more) and can pick any address in it. Addresses in GIAO_TRACKING_RATE_LIMIT_EXEMPT are never
+limited.
 """
 
 from __future__ import annotations
@@ -71,16 +73,21 @@ class ClientLimits:
     def __init__(self, settings: TrackingSettings, refused: Counter) -> None:
         self.limiter = RateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
         self.exempt = settings.exempt_networks()
-        self.trust_forwarded_for = settings.trust_forwarded_for
         self.refused = refused
 
     def client_of(self, request: Request) -> str:
-        if self.trust_forwarded_for:
-            forwarded = request.headers.get("x-forwarded-for", "")
-            last = forwarded.rsplit(",", 1)[-1].strip()
-            if last:
-                return last
-        return request.client.host if request.client else "unknown"
+        """The key of the request's client: its address, an IPv6 one's /64 (an exempt
+        address stays itself, so that it stays exempt)."""
+        host = request.client.host if request.client else "unknown"
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            return host
+        if address.version == 4 or self.is_exempt(host):
+            return host
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
 
     def is_exempt(self, client: str) -> bool:
         if not self.exempt:

@@ -5,21 +5,23 @@ Environment variables (besides the common GIAO_* ones of shared.settings):
 - GIAO_TRACKING_PORT (8003)
 - GIAO_TRACKING_DATABASE_URL (postgresql://giao:giao@127.0.0.1:5432/giao_tracking)
 - GIAO_TRACKING_POOL_SIZE (20): PostgreSQL connections of one process
-- GIAO_TRACKING_RATE_LIMIT_PER_S (20): requests a second one client address may make, on
-  average (GETs and stream openings alike); more is 429 with Retry-After
+- GIAO_TRACKING_RATE_LIMIT_PER_S (20): requests a second one client may make, on average
+  (GETs and stream openings alike); more is 429 with Retry-After. A client is its address
+  (an IPv6 address: its /64), the one X-Forwarded-For names when the request came through
+  one of GIAO_TRUSTED_PROXIES (shared.settings)
 - GIAO_TRACKING_RATE_LIMIT_BURST (50): requests one client may make at once after a pause
 - GIAO_TRACKING_RATE_LIMIT_EXEMPT (empty): comma-separated addresses or networks that are
   never limited, such as "127.0.0.1,::1" for a simulator or benchmark on the same host
-- GIAO_TRACKING_TRUST_FORWARDED_FOR (false): take the client address from the last entry of
-  X-Forwarded-For (only behind a proxy of yours that sets it; otherwise clients could
-  pick their own address and escape the limit)
 - GIAO_TRACKING_RESPONSE_FLOOR_MS (15): every tracking answer takes at least this long, so
   that its timing does not tell a known code from an unknown one
 - GIAO_TRACKING_HEARTBEAT_S (15): a comment line this often keeps proxies from closing
   an idle stream
 - GIAO_TRACKING_SSE_MAX_STREAM_S (3600): a stream ends after this long (EventSource clients
   reconnect and get the current state)
-- GIAO_TRACKING_SSE_MAX_STREAMS_PER_CLIENT (20): open streams per client address; more is 429
+- GIAO_TRACKING_SSE_MAX_STREAMS_PER_CLIENT (20): open streams per client; more is 429
+- GIAO_TRACKING_SSE_MAX_STREAMS (800): open streams of one process; more is 503 with
+  Retry-After. Below GIAO_LIMIT_CONCURRENCY (1000), so that GETs still get through when the
+  streams are at their cap
 - GIAO_TRACKING_STATUS_BATCH (500): order and dispatch events applied per transaction, at most
 - GIAO_TRACKING_LOCATION_BATCH (2000): location pings read per transaction, at most
 - GIAO_MAP_TILE_URL (empty): a tile server's URL template for the tracking page's map, such as
@@ -56,12 +58,12 @@ class TrackingSettings(CommonSettings):
                 ipaddress.ip_network(a.strip(), strict=False)  # ValueError names the bad one
         return value
 
-    trust_forwarded_for: bool = False
     response_floor_ms: float = Field(15.0, ge=0)
 
     heartbeat_s: float = Field(15.0, gt=0)
     sse_max_stream_s: float = Field(3600.0, gt=0)
     sse_max_streams_per_client: int = Field(20, ge=1)
+    sse_max_streams: int = Field(800, ge=1)
 
     status_batch: int = Field(500, ge=1)
     location_batch: int = Field(2000, ge=1)

@@ -31,7 +31,7 @@ def test_every_event_type_is_in_the_asyncapi_catalog():
 def test_models_are_frozen_and_forbid_unknown_fields():
     event = new_event(
         DeliveryDelivered,
-        subject="o1",
+        subject="6f1c2b1e-8a3e-4c1a-9b1a-1a2b3c4d5e6f",
         sequence=1,
         source="dispatch",
         data={"order_id": "6f1c2b1e-8a3e-4c1a-9b1a-1a2b3c4d5e6f", "cod_collected_vnd": 0},

@@ -4,6 +4,7 @@ environment names are the ones the code reads."""
 from __future__ import annotations
 
 import importlib
+import os
 import subprocess
 
 import pytest
@@ -70,3 +71,55 @@ def test_docker_compose_file_is_valid():
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
+
+
+REAL_SECRETS = {"GIAO_ADMIN_TOKEN": "a-real-admin-token-4f0c", "GIAO_DELIVERY_CODE_KEY": "a-real-code-key-9d1e"}
+
+
+def rendered(environment: dict[str, str]) -> dict:
+    """docker-compose.yml as Docker Compose renders it with `environment` in its own."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIAO_")} | environment
+    result = subprocess.run(
+        [need_tool("docker-compose"), "-f", str(ROOT / "docker-compose.yml"), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    return yaml.safe_load(result.stdout)
+
+
+def load_settings(service: str, environment: dict[str, str], monkeypatch) -> object:
+    """The service's settings as the service reads them in its container."""
+    for name in [n for n in os.environ if n.startswith("GIAO_")]:
+        monkeypatch.delenv(name)
+    for name, value in environment.items():
+        monkeypatch.setenv(name, "" if value is None else str(value))
+    module, name = SETTINGS[service]
+    return getattr(importlib.import_module(module), name)()
+
+
+@pytest.mark.parametrize("service", sorted(SETTINGS))
+def test_compose_runs_in_production_when_given_real_secrets(service, monkeypatch):
+    compose = rendered({"GIAO_ENV": "production", **REAL_SECRETS})
+    environment = compose["services"][service]["environment"]
+    assert environment["GIAO_ENV"] == "production"
+    settings = load_settings(service, environment, monkeypatch)
+    assert settings.env == "production"
+    for field, value in [
+        ("admin_token", REAL_SECRETS["GIAO_ADMIN_TOKEN"]),
+        ("delivery_code_key", REAL_SECRETS["GIAO_DELIVERY_CODE_KEY"]),
+    ]:
+        if field in type(settings).model_fields:
+            assert getattr(settings, field) == value
+
+
+@pytest.mark.parametrize("service", sorted(SETTINGS))
+def test_compose_in_production_without_secrets_stops_only_the_services_that_need_them(service, monkeypatch):
+    environment = rendered({"GIAO_ENV": "production"})["services"][service]["environment"]
+    if service == "tracking":
+        load_settings(service, environment, monkeypatch)  # tracking holds neither secret
+    else:
+        with pytest.raises(ValueError, match="GIAO_ADMIN_TOKEN must be set"):
+            load_settings(service, environment, monkeypatch)

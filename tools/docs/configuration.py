@@ -194,8 +194,9 @@ tests/docs/test_configuration.py fails while this file and the classes differ. -
 Every setting is an environment variable, read when a service starts (pydantic-settings; names
 are case-insensitive, written here in capitals). Each service reads the variables of
 [every service](#every-service) and its own, which carry its prefix (`GIAO_ORDERS_`,
-`GIAO_DISPATCH_`, `GIAO_TRACKING_`). A service started with `GIAO_ENV=production` refuses the
-development defaults of `GIAO_ADMIN_TOKEN` and `GIAO_DELIVERY_CODE_KEY`.
+`GIAO_DISPATCH_`, `GIAO_TRACKING_`). Unless `GIAO_ENV` is `development` or `test`, a service
+refuses to start on the public development defaults of the secrets it holds (`GIAO_ADMIN_TOKEN`
+and `GIAO_DELIVERY_CODE_KEY`: orders and dispatch; tracking holds neither).
 
 The variables that only the local scripts read (`make up`: instances, ports of the local Kafka
 and PostgreSQL, `GIAO_DISPATCH_SPLIT`, ...) and those of the tests are in
