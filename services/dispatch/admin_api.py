@@ -25,15 +25,13 @@ from fastapi import Depends, Query, Request, Response
 from shared.http import Problem, api_router, problem_responses
 
 from . import deps, domain, store, store_admin
-from .api import COURIER_APP, parse_order_id, status_view, transaction
-from .schemas import (
+from .admin_schemas import (
     AdminJob,
     CourierCreate,
     CourierCreated,
     CourierJobs,
     CourierOnMap,
     CourierPage,
-    CourierStatus,
     CourierToken,
     JobOnMap,
     JobPage,
@@ -41,6 +39,8 @@ from .schemas import (
     OfferView,
     Overview,
 )
+from .api import COURIER_APP, parse_order_id, status_view, transaction
+from .schemas import CourierStatus
 from .service import couriers
 from .service.common import JobNotFound, now_utc
 from .store_admin import Area
