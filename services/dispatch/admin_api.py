@@ -24,7 +24,7 @@ from fastapi import Depends, Query, Request, Response
 
 from shared.http import Problem, api_router, problem_responses
 
-from . import deps, domain, store, store_admin
+from . import deps, domain, store, store_admin, store_couriers
 from .admin_schemas import (
     AdminJob,
     CourierCreate,
@@ -257,7 +257,7 @@ async def revoke_token(courier_id: str, request: Request) -> Response:
     responses=problem_responses(401, 404),
 )
 async def get_courier(courier_id: str, request: Request) -> CourierStatus:
-    row = await store.courier(deps.pool(request), parse_courier_id(courier_id))
+    row = await store_couriers.courier(deps.pool(request), parse_courier_id(courier_id))
     if row is None:
         raise Problem(404, "Courier not found")
     return status_view(row)
