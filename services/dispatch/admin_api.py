@@ -1,5 +1,7 @@
-"""The ops console's admin views: couriers and open jobs in an area (paged), a courier's jobs,
-and the counters of the overview. Admin token only; the console at /ops/ polls them.
+"""The admin's routes: create a courier, re-issue or revoke their token, a courier's status and
+a job with the offers made and why; and the ops console's views: couriers and open jobs in an
+area (paged), a courier's jobs, and the counters of the overview. Admin token only; the
+console at /ops/ polls them.
 
 A page's cursor is opaque to clients (base64url of the last row's key); a malformed cursor
 or area is 422. Pages hold at most MAX_LIMIT rows, so an answer stays small and cheap
@@ -10,19 +12,37 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 from datetime import datetime, timedelta, timezone
 from typing import Literal
+from urllib.parse import quote
 from uuid import UUID
 
 import asyncpg
 import orjson
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Query, Request, Response
 
 from shared.http import Problem, api_router, problem_responses
 
-from . import deps, domain, store_admin
-from .schemas import CourierJobs, CourierOnMap, CourierPage, JobOnMap, JobPage, Overview
-from .service.common import now_utc
+from . import deps, domain, store, store_admin, store_couriers
+from .admin_schemas import (
+    AdminJob,
+    CourierCreate,
+    CourierCreated,
+    CourierJobs,
+    CourierOnMap,
+    CourierPage,
+    CourierToken,
+    JobOnMap,
+    JobPage,
+    OfferReason,
+    OfferView,
+    Overview,
+)
+from .api import COURIER_APP, parse_order_id, status_view, transaction
+from .schemas import CourierStatus
+from .service import couriers
+from .service.common import JobNotFound, now_utc
 from .store_admin import Area
 
 router = api_router()
@@ -102,6 +122,164 @@ def job_on_map(row: asyncpg.Record, now: datetime) -> JobOnMap:
         courier_id=row["courier_id"],
         offer_expires_at=row["offer_expires_at"],
     )
+
+
+def signin_link(public_url: str, token: str) -> str:
+    return f"{public_url.rstrip('/')}{COURIER_APP}/#t={quote(token, safe='')}"
+
+
+def offer_view(row: asyncpg.Record) -> OfferView:
+    summary = (
+        f"Quickest to the pickup of {row['candidates']} available courier"
+        f"{'s' if row['candidates'] != 1 else ''}: ~{row['distance_m']} m, "
+        f"~{max(1, math.ceil(row['travel_s'] / 60))} min; held {row['courier_load']} of "
+        f"{row['capacity']} before this offer"
+    )
+    return OfferView(
+        courier_id=row["courier_id"],
+        state=row["state"],
+        offered_at=row["offered_at"],
+        expires_at=row["expires_at"],
+        answered_at=row["answered_at"],
+        why=OfferReason(
+            distance_m=row["distance_m"],
+            travel_estimate_s=row["travel_s"],
+            courier_load=row["courier_load"],
+            courier_capacity=row["capacity"],
+            candidates_weighed=row["candidates"],
+            search_rings=row["search_rings"],
+            search_resolution=row["search_resolution"],
+            summary=summary,
+        ),
+    )
+
+
+def admin_job_view(job: store.Job, offers: list[asyncpg.Record]) -> AdminJob:
+    return AdminJob(
+        order_id=job.order_id,
+        tracking_code=job.tracking_code,
+        status=job.status,
+        courier_id=job.courier_id,
+        pickup=job.pickup,
+        dropoff=job.dropoff,
+        parcel=job.parcel,
+        note=job.note,
+        cod_amount_vnd=job.cod_amount_vnd,
+        fee_vnd=job.fee_vnd,
+        offer_expires_at=job.offer_expires_at,
+        placed_at=job.placed_at,
+        dispatch_deadline=job.dispatch_deadline,
+        cod_collected_vnd=job.cod_collected_vnd,
+        fail_reason=job.fail_reason,
+        cancel_reason=job.cancel_reason,
+        updated_at=job.updated_at,
+        offers=[offer_view(o) for o in offers],
+    )
+
+
+# --- couriers and jobs, one at a time --------------------------------------------------
+
+
+@router.post(
+    "/v1/admin/couriers",
+    status_code=201,
+    response_model=CourierCreated,
+    tags=["admin"],
+    summary="Create a courier (the token is shown once)",
+    dependencies=[Depends(deps.admin)],
+    responses=problem_responses(400, 401, 413, 415, 422),
+)
+async def create_courier(body: CourierCreate, request: Request) -> CourierCreated:
+    settings = deps.settings(request)
+    async with transaction(request) as conn:
+        row, token = await couriers.create_courier(
+            conn, settings, name=body.name, phone=body.phone, vehicle=body.vehicle
+        )
+    return CourierCreated(
+        id=row["id"],
+        name=row["name"],
+        token=token,
+        signin_link=signin_link(settings.public_url, token),
+        vehicle=row["vehicle"],
+        capacity=row["capacity"],
+    )
+
+
+def parse_courier_id(courier_id: str) -> UUID:
+    try:
+        return UUID(courier_id)
+    except ValueError:
+        raise Problem(404, "Courier not found") from None
+
+
+@router.post(
+    "/v1/admin/couriers/{courier_id}/token",
+    status_code=201,
+    response_model=CourierToken,
+    tags=["admin"],
+    summary="Issue a courier a new token (the old one stops working; the new one is shown once)",
+    description="For a lost or leaked phone: every instance refuses the old token within "
+    "`GIAO_DISPATCH_TOKEN_CACHE_S` seconds, and the courier app signs out on its next call.",
+    dependencies=[Depends(deps.admin)],
+    responses=problem_responses(401, 404),
+)
+async def reissue_token(courier_id: str, request: Request) -> CourierToken:
+    cid = parse_courier_id(courier_id)
+    async with transaction(request) as conn:
+        token = await couriers.replace_token(conn, cid, reissue=True)
+    if token is None:
+        raise Problem(404, "Courier not found")
+    return CourierToken(id=cid, token=token, signin_link=signin_link(deps.settings(request).public_url, token))
+
+
+@router.delete(
+    "/v1/admin/couriers/{courier_id}/token",
+    status_code=204,
+    tags=["admin"],
+    summary="Revoke a courier's token (signed out everywhere until a new one is issued)",
+    dependencies=[Depends(deps.admin)],
+    responses=problem_responses(401, 404),
+)
+async def revoke_token(courier_id: str, request: Request) -> Response:
+    cid = parse_courier_id(courier_id)
+    async with transaction(request) as conn:
+        if await couriers.replace_token(conn, cid, reissue=False) is None:
+            raise Problem(404, "Courier not found")
+    return Response(status_code=204)
+
+
+@router.get(
+    "/v1/admin/couriers/{courier_id}",
+    response_model=CourierStatus,
+    tags=["admin"],
+    summary="A courier's status, position and load",
+    dependencies=[Depends(deps.admin)],
+    responses=problem_responses(401, 404),
+)
+async def get_courier(courier_id: str, request: Request) -> CourierStatus:
+    row = await store_couriers.courier(deps.pool(request), parse_courier_id(courier_id))
+    if row is None:
+        raise Problem(404, "Courier not found")
+    return status_view(row)
+
+
+@router.get(
+    "/v1/admin/jobs/{order_id}",
+    response_model=AdminJob,
+    tags=["admin"],
+    summary="A job with every offer made and why that courier was chosen",
+    dependencies=[Depends(deps.admin)],
+    responses=problem_responses(401, 404),
+)
+async def get_job(order_id: str, request: Request) -> AdminJob:
+    oid = parse_order_id(order_id)
+    job = await store.job(deps.pool(request), oid)
+    if job is None:
+        raise JobNotFound
+    return admin_job_view(job, await store.offers_of(deps.pool(request), oid))
+
+
+# --- the console's views ------------------------------------------------------------------
 
 
 @router.get(

@@ -1,6 +1,6 @@
 """Dispatch's composition root: settings, the runtime (pool, migrations, broker, outbox
-relay), the orders consumer, the matcher's loops, and the HTTP app of api.py's routes, the
-console's admin views (admin_api.py), the courier app's and the ops console's pages."""
+relay), the orders consumer, the matcher's loops, and the HTTP app of the courier's routes
+(api.py), the admin's routes and the console's views (admin_api.py), the courier app's and the ops console's pages."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
         "services through events on `giao.dispatch.v1`.",
         runtime=runtime,
         metrics=Metrics("dispatch"),
-        # the courier's routes first, then the console's views; the pages last
+        # the courier's routes first, then the admin's and the console's; the pages last
         routers=[
             api.router,
             admin_api.router,

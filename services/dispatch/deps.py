@@ -17,7 +17,7 @@ from fastapi import Request
 from shared import secrets
 from shared.http import bearer, require_admin, unauthorized
 
-from . import store
+from . import store_couriers
 from .matcher import WorkHints
 from .settings import DispatchSettings
 
@@ -38,7 +38,7 @@ def known_couriers(pool: Callable[[], asyncpg.Pool], *, ttl_s: float) -> secrets
     remembered for `ttl_s` (a revoked token is refused within that time)."""
 
     async def lookup(digest: str) -> CourierIdentity | None:
-        row = await store.courier_by_secret_hash(pool(), digest)
+        row = await store_couriers.courier_by_secret_hash(pool(), digest)
         return None if row is None else CourierIdentity(row["id"], row["name"], row["phone"], row["vehicle"])
 
     return secrets.KnownSecrets(lookup, ttl_s=ttl_s, max_size=MAX_KNOWN_COURIERS)

@@ -8,7 +8,7 @@ import uuid
 
 import orjson
 
-from services.dispatch import store, store_matching
+from services.dispatch import store_couriers, store_matching
 from services.dispatch.service.common import grid
 from tests.dispatch.support import ADMIN, HA_LONG, Order, copy_couriers
 
@@ -116,9 +116,9 @@ async def test_capacity_given_back_by_one_statement_counts_each_unit_of_each_cou
     await dispatch.pool.execute("UPDATE couriers SET load = 3")
     async with dispatch.pool.acquire() as conn, conn.transaction():
         before = await conn.fetchval("SELECT max(capacity_at) FROM couriers WHERE id = $1", ids[two.id])
-        await store.release_couriers(conn, [ids[two.id], ids[one.id], ids[two.id]])
-        await store.release_couriers(conn, [ids[one.id]] * 2)  # one courier, two units
-        await store.release_couriers(conn, [])
+        await store_couriers.release_couriers(conn, [ids[two.id], ids[one.id], ids[two.id]])
+        await store_couriers.release_couriers(conn, [ids[one.id]] * 2)  # one courier, two units
+        await store_couriers.release_couriers(conn, [])
     loads = {
         str(r["id"]): (r["load"], r["capacity_at"])
         for r in await dispatch.pool.fetch("SELECT id, load, capacity_at FROM couriers")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from tools.bench.__main__ import Bench, parse_args
+from tools.bench.__main__ import parse_args
+from tools.bench.load import Bench
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 

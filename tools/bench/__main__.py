@@ -15,31 +15,19 @@ import argparse
 import asyncio
 import json
 import os
-import random
 import sys
 import time
-import uuid
-from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import orjson
-from aiokafka import AIOKafkaConsumer
 
 from shared.service import settle_garbage_collector
 from tools.bench.http import LeanGiao
+from tools.bench.load import ORIGIN, Bench
 from tools.bench.measure import ProcessWatch, kafka_baseline, machine_probe, postgres_baseline
-from tools.client import ApiError, Endpoints, Giao
-from tools.sim.run import percentile
+from tools.bench.report import markdown, pct
+from tools.client import Endpoints
 
 ROOT = Path(__file__).resolve().parents[2]
-# The bench works in a corner of its own (Cẩm Phả, east of Hạ Long), away from demo couriers.
-ORIGIN = (21.0100, 107.2900)
-
-
-MOBILE_PREFIXES = ("090", "091", "093", "094", "096", "097", "098")  # Vietnamese mobile networks
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -66,278 +54,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-@dataclass
-class Order:
-    id: str
-    code: str
-    delivery_code: str
-    cod: int
-    placed: float
-    sampled: bool
-    api_key: str = ""
-    accepted: float | None = None
-    picked: float | None = None
-    delivered: float | None = None
-    ping: tuple[float, float] | None = None  # (lat sent, when the 202 came back)
-    location_ms: float | None = None  # the ping -> the customer saw it
-    seen: dict[str, float] = field(default_factory=dict)
-
-
-class Bench:
-    def __init__(self, client: Giao, args: argparse.Namespace) -> None:
-        self.client = client
-        self.args = args
-        self.rng = random.Random(7)
-        self.orders: dict[str, Order] = {}
-        self.keys: list[str] = []
-        self.tokens: list[str] = []
-        self.stop = asyncio.Event()
-        self.placing = True
-        # Each order's placed and first offered time, from the events (the two topics are read
-        # side by side, so an offer may well be read before its order.placed).
-        self.placed_at: dict[str, datetime] = {}
-        self.offered_at: dict[str, datetime] = {}
-        self.errors: list[str] = []
-        # The tasks placing orders and driving jobs: the event loop holds tasks only weakly, so
-        # they are kept here until they end (and what is left is cancelled at the end of the run).
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    def spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.create_task(coro)
-        self.tasks.add(task)
-        task.add_done_callback(self.tasks.discard)
-
-    async def setup(self) -> None:
-        sem = asyncio.Semaphore(20)
-
-        async def one(coro):
-            async with sem:
-                return await coro
-
-        self.keys = [
-            m["api_key"]
-            for m in await asyncio.gather(
-                *(one(self.client.create_merchant(f"Shop bench {i}", "0912345678")) for i in range(self.args.merchants))
-            )
-        ]
-        self.tokens = [
-            c["token"]
-            for c in await asyncio.gather(
-                *(
-                    one(self.client.create_courier(f"Lê Văn Bench{i}", "0987654321", "motorbike"))
-                    for i in range(self.args.couriers)
-                )
-            )
-        ]
-        await asyncio.gather(*(one(self.client.set_status(t, True, *self._near(800))) for t in self.tokens))
-
-    def _near(self, metres: float) -> tuple[float, float]:
-        return (
-            round(ORIGIN[0] + self.rng.uniform(-1, 1) * metres / 111_000, 6),
-            round(ORIGIN[1] + self.rng.uniform(-1, 1) * metres / 104_000, 6),
-        )
-
-    # --- merchants ---------------------------------------------------------------------
-    async def place_orders(self, watchers: set) -> None:
-        interval = 1 / self.args.rate
-        start = time.monotonic()
-        n = 0
-        sem = asyncio.Semaphore(400)
-        while time.monotonic() - start < self.args.duration:
-            target = start + n * interval
-            delay = target - time.monotonic()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            n += 1
-            self.spawn(self._place(sem, watchers))
-        self.placing = False
-
-    async def _place(self, sem: asyncio.Semaphore, watchers: set) -> None:
-        async with sem:
-            lat, lng = self._near(1500)
-            dlat, dlng = self._near(3000)
-            cod = self.rng.choice([0, 120_000])
-            # A different customer on every order (the services cache parsed phone numbers, and
-            # one number throughout would make that cache look better than it is).
-            customer = f"{self.rng.choice(MOBILE_PREFIXES)}{self.rng.randrange(10**7):07d}"
-            body = {
-                "pickup": {"name": "Shop", "phone": "0912345678", "address": "Cẩm Phả", "lat": lat, "lng": lng},
-                "dropoff": {"name": "Khách", "phone": customer, "address": "Cẩm Phả", "lat": dlat, "lng": dlng},
-                "parcel": {"weight_grams": 900},
-                "cod_amount_vnd": cod,
-            }
-            try:
-                key = self.rng.choice(self.keys)
-                o = await self.client.place_order(key, body)
-            except Exception as exc:  # noqa: BLE001
-                self.errors.append(f"place: {exc!r}"[:300])
-                return
-        order = Order(
-            o["id"],
-            o["tracking_code"],
-            o["delivery_code"],
-            cod,
-            time.monotonic(),
-            sampled=self.rng.random() < self.args.sample,
-            api_key=key,
-        )
-        self.orders[order.id] = order
-        if order.sampled:
-            task = asyncio.create_task(self._follow(order))
-            watchers.add(task)
-            task.add_done_callback(watchers.discard)
-
-    # --- couriers ----------------------------------------------------------------------
-    async def courier(self, token: str) -> None:
-        """Poll for offers; each job found is driven to its end by a task of its own (accept,
-        pick up, deliver right away), so one poll per order is enough and a courier's
-        capacity is not held by jobs waiting for the next poll."""
-        active: set[str] = set()
-        done: set[str] = set()
-        await asyncio.sleep(self.rng.uniform(0, self.args.poll))
-        while not self.stop.is_set():
-            try:
-                jobs = await self.client.jobs(token)
-            except Exception as exc:  # noqa: BLE001
-                self.errors.append(f"jobs: {exc!r}"[:300])
-                jobs = []
-            for job in jobs:
-                oid = job["order_id"]
-                if oid not in active and oid not in done:
-                    active.add(oid)
-                    self.spawn(self._drive(token, job, active, done))
-            await asyncio.sleep(self.args.poll)
-
-    async def _drive(self, token: str, job: dict, active: set[str], done: set[str]) -> None:
-        status = job["status"]
-        try:
-            while status in ("offered", "assigned", "picked_up") and not self.stop.is_set():
-                status = await self._advance(token, job["order_id"], status)
-        finally:
-            active.discard(job["order_id"])
-            if status is None or status == "delivered":
-                done.add(job["order_id"])
-
-    async def _advance(self, token: str, order_id: str, status: str) -> str | None:
-        """One step; returns the job's status after it (None: stop here)."""
-        order = self.orders.get(order_id)
-        try:
-            if status == "offered":
-                await self.client.job_action(token, order_id, "accept")
-                if order:
-                    order.accepted = time.monotonic()
-                return "assigned"
-            if status == "assigned":
-                await self.client.job_action(token, order_id, "pickup")
-                if order:
-                    order.picked = time.monotonic()
-                    if order.sampled:
-                        lat, lng = self._near(2000)
-                        await self.client.send_locations(
-                            token, [{"lat": lat, "lng": lng, "at": datetime.now(UTC).isoformat()}]
-                        )
-                        order.ping = (lat, time.monotonic())
-                return "picked_up"
-            if status == "picked_up" and order:
-                if order.sampled and order.ping:
-                    # let the customer see the ping before the parcel arrives
-                    await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - order.ping[1])))
-                await self.client.job_action(
-                    token, order_id, "deliver", {"delivery_code": order.delivery_code, "cod_collected_vnd": order.cod}
-                )
-                order.delivered = time.monotonic()
-                return "delivered"
-            if status == "picked_up":
-                # Not one of this run's orders (left waiting by an earlier, interrupted run and
-                # offered to our couriers): no delivery code, so fail and return it, which frees
-                # the courier.
-                await self.client.job_action(token, order_id, "fail", {"reason": "other"})
-                await self.client.job_action(token, order_id, "return")
-                return None
-        except ApiError as exc:
-            if exc.status != 409:
-                self.errors.append(f"{status}: {exc}"[:300])
-        except Exception as exc:  # noqa: BLE001
-            self.errors.append(f"{status}: {exc!r}"[:300])
-        return None
-
-    async def cancel_undelivered(self) -> None:
-        sem = asyncio.Semaphore(50)
-
-        async def one(order: Order) -> None:
-            async with sem:
-                try:
-                    await self.client.cancel_order(order.api_key, order.id, "benchmark over", expect=(202, 409))
-                except Exception:  # noqa: BLE001 - best effort
-                    pass
-
-        await asyncio.gather(*(one(o) for o in self.orders.values() if o.delivered is None))
-
-    # --- customers ---------------------------------------------------------------------
-    async def _follow(self, order: Order) -> None:
-        deadline = time.monotonic() + 5
-        while True:
-            try:
-                async for _, state in self.client.follow(order.code):
-                    now = time.monotonic()
-                    order.seen.setdefault(state["status"], now)
-                    loc = (state.get("courier") or {}).get("location")
-                    if order.ping and loc and abs(loc["lat"] - order.ping[0]) < 1e-6 and "location" not in order.seen:
-                        order.seen["location"] = now
-                        order.location_ms = (now - order.ping[1]) * 1000
-                    if state["status"] == "delivered":
-                        return
-                return
-            except ApiError as exc:
-                if exc.status != 404 or time.monotonic() > deadline:
-                    self.errors.append(f"follow: {exc}"[:300])
-                    return
-                await asyncio.sleep(0.05)  # tracking has not heard of the parcel yet
-            except Exception as exc:  # noqa: BLE001
-                if not self.stop.is_set():
-                    self.errors.append(f"follow: {exc!r}"[:300])
-                return
-
-    # --- events: placed -> offered from the services' own timestamps -------------------
-    async def watch_events(self) -> None:
-        consumer = AIOKafkaConsumer(
-            "giao.orders.v1",
-            "giao.dispatch.v1",
-            bootstrap_servers=self.args.kafka,
-            auto_offset_reset="latest",
-            enable_auto_commit=False,
-            group_id=f"bench-{uuid.uuid4().hex[:6]}",
-            session_timeout_ms=6000,
-            heartbeat_interval_ms=1000,
-            # a fetch per 100 ms, not one per event: both clocks are the events' own
-            fetch_min_bytes=1024 * 1024,
-            fetch_max_wait_ms=100,
-        )
-        await consumer.start()
-        try:
-            while not self.stop.is_set():
-                batch = await consumer.getmany(timeout_ms=200, max_records=2000)
-                for records in batch.values():
-                    for r in records:
-                        self.note_event(orjson.loads(r.value))
-        finally:
-            await consumer.stop()
-
-    def note_event(self, e: dict) -> None:
-        if e["type"] == "order.placed":
-            self.placed_at[e["subject"]] = datetime.fromisoformat(e["occurred_at"])
-        elif e["type"] == "delivery.offered" and e["subject"] not in self.offered_at:
-            self.offered_at[e["subject"]] = datetime.fromisoformat(e["occurred_at"])
-
-    def placed_to_offered_ms(self, since: float, until: float) -> list[float]:
-        """Placed -> first offered of the orders placed between the two epoch times."""
-        return [
-            (offered - placed).total_seconds() * 1000
-            for subject, offered in self.offered_at.items()
-            if (placed := self.placed_at.get(subject)) is not None and since <= placed.timestamp() < until
-        ]
-
-
 def read_pids() -> dict[str, int]:
     """The running processes `make up` started (a service's instances apart: dispatch, dispatch-2)."""
     pids = {}
@@ -346,15 +62,6 @@ def read_pids() -> dict[str, int]:
         if pid.isdigit() and Path(f"/proc/{pid}").exists():
             pids[f.stem] = int(pid)
     return pids
-
-
-def pct(values: list[float]) -> dict[str, float | None]:
-    return {
-        "p50": percentile(values, 50),
-        "p95": percentile(values, 95),
-        "p99": percentile(values, 99),
-        "count": len(values),
-    }
 
 
 async def main(args: argparse.Namespace) -> int:
@@ -457,49 +164,6 @@ async def main(args: argparse.Namespace) -> int:
     (args.out / "latest.md").write_text(md)
     print(md)
     return 0
-
-
-def markdown(r: dict) -> str:
-    lines = [
-        "| figure | value |",
-        "| --- | --- |",
-        f"| load | {r['rate']:g} orders/s offered for {r['duration_s']:g}s ({r['warmup_s']:g}s warm-up) |",
-        f"| sustained orders/s placed → delivered | **{r['orders_per_s']}** (placed {r['placed_per_s']}/s) |",
-        f"| orders placed / delivered / errors | {r['orders_placed']} / {r['orders_delivered']} / {r['errors']} |",
-    ]
-    for key, label in (
-        ("placed_to_offered_ms", "placed → offered"),
-        ("accepted_to_tracking_ms", "accepted → in tracking"),
-        ("status_call_to_tracking_ms", "pickup call → in tracking"),
-        ("location_to_tracking_ms", "location ping → in tracking"),
-    ):
-        v = r[key]
-        lines.append(f"| {label} p50/p95/p99 ms (n) | {v['p50']} / {v['p95']} / {v['p99']} ({v['count']}) |")
-    for name, cpu in r["cpu_s"].items():
-        lines.append(f"| {name}: CPU s / peak MiB | {cpu} / {r['peak_mem_mib'].get(name, '-')} |")
-    if "cpu_ms_per_order" in r:
-        lines.append(
-            f"| CPU ms per order: services, Kafka, PostgreSQL / load generator | "
-            f"{r['cpu_ms_per_order']} / {r['generator_cpu_ms_per_order']} |"
-        )
-    before, after = r["machine_probe_s"]
-    lines.append(f"| machine probe: s to count to 10^7, before / after (lower is faster) | {before} / {after} |")
-    if "baseline_kafka_msgs_per_s" in r:
-        lines += [
-            f"| baseline Kafka produce+consume msgs/s | {r['baseline_kafka_msgs_per_s']} |",
-            f"| baseline PostgreSQL single-row commits/s | {r['baseline_pg_commits_per_s']} |",
-            f"| Giao's event rate / Kafka baseline | {r['ratio_kafka_events_to_baseline']} |",
-            f"| Giao's commit rate (est.) / PostgreSQL baseline | {r['ratio_pg_commits_to_baseline']} |",
-        ]
-    halves = (
-        f"{r['orders_per_s']} orders/s: {'yes' if r['target_throughput_met'] else 'no'}; "
-        f"p99 {r['p99_placed_to_offered_ms']} ms: {'yes' if r['target_latency_met'] else 'no'}"
-    )
-    lines.append(
-        f"| target (≥150 orders/s, p99 placed→offered < 500 ms) | "
-        f"{'met' if r['target_met'] else 'NOT met'} ({halves}) |"
-    )
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

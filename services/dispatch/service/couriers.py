@@ -34,7 +34,7 @@ from shared.events import (
 )
 from shared.outbox import add_event
 
-from .. import domain, store
+from .. import domain, store, store_couriers
 from ..settings import DispatchSettings
 from .common import SOURCE, JobNotFound, NotAllowedNow, emit, grid, now_utc, step_data, step_event
 
@@ -46,7 +46,7 @@ async def create_courier(
 ) -> tuple[asyncpg.Record, str]:
     """A new courier and their bearer token (shown once: only its hash is stored)."""
     token = secrets.new_secret("ct")
-    row = await store.insert_courier(
+    row = await store_couriers.insert_courier(
         conn,
         id=uuid4(),
         name=name,
@@ -64,7 +64,7 @@ async def replace_token(conn: asyncpg.Connection, courier_id: UUID, *, reissue: 
     nobody was given). None for an unknown courier. Instances that remembered the old token
     refuse it within `token_cache_s`."""
     token = secrets.new_secret("ct")
-    if not await store.set_courier_secret(conn, courier_id, secrets.secret_hash(token)):
+    if not await store_couriers.set_courier_secret(conn, courier_id, secrets.secret_hash(token)):
         return None
     return token if reissue else ""
 
@@ -85,9 +85,9 @@ async def set_status(
         locked = await store.lock_jobs(conn, offered)  # jobs before the courier: lock order
         still_mine = [oid for oid, j in locked.items() if j.status == domain.OFFERED and j.courier_id == courier_id]
         await store.reopen_jobs(conn, still_mine, offer_state=domain.OFFER_WITHDRAWN)
-        await store.release_couriers(conn, [courier_id] * len(still_mine))
+        await store_couriers.release_couriers(conn, [courier_id] * len(still_mine))
     cell = grid(settings).cell(lat, lng) if lat is not None and lng is not None else None
-    return await store.set_courier_status(
+    return await store_couriers.set_courier_status(
         conn,
         courier_id,
         online=online,
@@ -113,7 +113,7 @@ async def report_locations(
     latest = max(points, key=lambda p: p.at)
     carried = await store.carried_order_ids(conn, courier_id)
     cell = grid(settings).cell(latest.lat, latest.lng)
-    published = await store.move_courier(
+    published = await store_couriers.move_courier(
         conn,
         courier_id,
         lat=latest.lat,
@@ -187,7 +187,7 @@ async def decline_offer(conn: asyncpg.Connection, settings: DispatchSettings, co
     """Also allowed for an offer just past its time that the expirer has not closed yet."""
     if not await store.decline_offer(conn, order_id, courier_id):
         raise await _why_not_offer(conn, order_id, courier_id, await store.job(conn, order_id))
-    await store.release_couriers(conn, [courier_id])
+    await store_couriers.release_couriers(conn, [courier_id])
 
 
 async def _lock_own_job(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID) -> store.Job:
@@ -330,7 +330,7 @@ async def _deliver_locked(
     if check.verdict is not domain.CodeVerdict.OK:
         return DeliveryOutcome(check, None)
     job = await store.update_job(conn, order_id, status=status, cod_collected_vnd=cod_collected_vnd)
-    await store.release_couriers(conn, [courier_id])
+    await store_couriers.release_couriers(conn, [courier_id])
     await emit(
         conn,
         settings,

@@ -9,7 +9,7 @@ import asyncpg
 
 from shared.events import DeliveryExpired
 
-from .. import domain, store, store_matching
+from .. import domain, store, store_couriers, store_matching
 from ..settings import DispatchSettings
 from .common import emit_many, step_data
 
@@ -30,7 +30,7 @@ async def expire_due(conn: asyncpg.Connection, settings: DispatchSettings, limit
     stale = await store_matching.claim_expired_offers(conn, limit)
     stale_ids = [r["order_id"] for r in stale]
     await store.reopen_jobs(conn, stale_ids, offer_state=domain.OFFER_EXPIRED)
-    await store.release_couriers(
+    await store_couriers.release_couriers(
         conn, [r["courier_id"] for r in late if r["status"] == domain.OFFERED] + [r["courier_id"] for r in stale]
     )
     await emit_many(conn, settings, [(DeliveryExpired, oid, step_data(oid)) for oid in late_ids])

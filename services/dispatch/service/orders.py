@@ -21,7 +21,7 @@ from shared.events import (
 )
 from shared.inbox import Verdict, accept_many
 
-from .. import domain, store
+from .. import domain, store, store_couriers
 from ..settings import DispatchSettings
 from .common import emit_many, grid, step_data
 
@@ -107,6 +107,6 @@ async def _answer_cancels(
             status[oid] = domain.CANCELLED
         answers.append((CancelConfirmed, oid, step_data(oid)))
     await store.end_jobs(conn, list(to_cancel), status=domain.CANCELLED, reasons=list(to_cancel.values()))
-    await store.release_couriers(conn, freed_couriers)
+    await store_couriers.release_couriers(conn, freed_couriers)
     await emit_many(conn, settings, answers)
     return bool(freed_couriers)

@@ -1,0 +1,207 @@
+"""The bodies the admin's routes and the ops console's views take and give (admin_api.py)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.contract import FailReason, Vehicle
+from shared.phones import Phone
+
+from .domain import OfferState
+from .schemas import _COURIER_ID, _DROPOFF, _ORDER_ID, _PICKUP, Body, JobStatus, ParcelView, PlaceView
+
+# --- couriers ----------------------------------------------------------------------------
+
+
+class CourierCreate(Body):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"name": "Trần Văn Minh", "phone": "0912 345 678", "vehicle": "motorbike"}]},
+    )
+
+    name: str = Field(min_length=1, max_length=100, description="Full name (family name first)")
+    phone: Phone
+    vehicle: Vehicle
+
+
+class CourierToken(BaseModel):
+    id: UUID
+    token: str = Field(description="The courier's new bearer token; shown once, stored only hashed")
+    signin_link: str = Field(description="Opens the courier app signed in with the new token")
+
+
+class CourierCreated(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": _COURIER_ID,
+                    "name": "Trần Văn Minh",
+                    "token": "ct_Yb2k...shown-once",
+                    "signin_link": "https://giao.example/app/#t=ct_Yb2k...shown-once",
+                    "vehicle": "motorbike",
+                    "capacity": 3,
+                }
+            ]
+        }
+    )
+
+    id: UUID
+    name: str
+    token: str = Field(description="The courier's bearer token; shown once, stored only hashed")
+    signin_link: str = Field(
+        description="Opens the courier app signed in: the token travels in the "
+        "fragment, which browsers never send to a server"
+    )
+    vehicle: Vehicle
+    capacity: int = Field(description="Offers plus jobs the courier may hold at once")
+
+
+# --- admin ----------------------------------------------------------------------------------------
+
+
+class OfferReason(BaseModel):
+    distance_m: int = Field(description="Estimated road distance from the courier to the pickup")
+    travel_estimate_s: int = Field(description="Estimated travel time to the pickup with their vehicle")
+    courier_load: int = Field(description="Offers plus jobs the courier held before this offer")
+    courier_capacity: int
+    candidates_weighed: int = Field(description="Available couriers compared for this offer")
+    search_rings: int = Field(description="H3 rings around the pickup that were searched ...")
+    search_resolution: int = Field(description="... with cells of this H3 resolution")
+    summary: str
+
+
+class OfferView(BaseModel):
+    courier_id: UUID
+    state: OfferState
+    offered_at: datetime
+    expires_at: datetime
+    answered_at: datetime | None
+    why: OfferReason
+
+
+class AdminJob(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "order_id": _ORDER_ID,
+                    "tracking_code": "GX7K2M9QPL4T",
+                    "status": "assigned",
+                    "courier_id": _COURIER_ID,
+                    "pickup": _PICKUP,
+                    "dropoff": _DROPOFF,
+                    "parcel": {"weight_grams": 1200},
+                    "note": None,
+                    "cod_amount_vnd": 850000,
+                    "fee_vnd": 25000,
+                    "offer_expires_at": None,
+                    "placed_at": "2025-03-14T09:29:58+07:00",
+                    "dispatch_deadline": "2025-03-14T09:59:58+07:00",
+                    "cod_collected_vnd": None,
+                    "fail_reason": None,
+                    "cancel_reason": None,
+                    "updated_at": "2025-03-14T09:30:04+07:00",
+                    "offers": [
+                        {
+                            "courier_id": _COURIER_ID,
+                            "state": "accepted",
+                            "offered_at": "2025-03-14T09:30:00+07:00",
+                            "expires_at": "2025-03-14T09:30:30+07:00",
+                            "answered_at": "2025-03-14T09:30:04+07:00",
+                            "why": {
+                                "distance_m": 640,
+                                "travel_estimate_s": 91,
+                                "courier_load": 0,
+                                "courier_capacity": 3,
+                                "candidates_weighed": 7,
+                                "search_rings": 2,
+                                "search_resolution": 9,
+                                "summary": "Quickest to the pickup of 7 available couriers: ~640 m, ~2 min; "
+                                "held 0 of 3 before this offer",
+                            },
+                        }
+                    ],
+                }
+            ]
+        }
+    )
+
+    order_id: UUID
+    tracking_code: str
+    status: JobStatus
+    courier_id: UUID | None
+    pickup: PlaceView
+    dropoff: PlaceView
+    parcel: ParcelView
+    note: str | None
+    cod_amount_vnd: int
+    fee_vnd: int
+    offer_expires_at: datetime | None
+    placed_at: datetime
+    dispatch_deadline: datetime
+    cod_collected_vnd: int | None
+    fail_reason: FailReason | None
+    cancel_reason: str | None
+    updated_at: datetime
+    offers: list[OfferView]
+
+
+# --- the ops console's views (admin_api.py) ------------------------------------------------
+
+
+class CourierOnMap(BaseModel):
+    id: UUID
+    display_name: str = Field(description="Given name and the family name's initial")
+    vehicle: Vehicle
+    lat: float
+    lng: float
+    load: int = Field(description="Offers plus jobs the courier holds")
+    capacity: int
+    online: bool
+    busy: bool = Field(description="True when load has reached capacity: no more offers for now")
+
+
+class CourierPage(BaseModel):
+    items: list[CourierOnMap]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+class JobOnMap(BaseModel):
+    order_id: UUID
+    status: Literal["waiting", "offered", "assigned", "picked_up"]
+    pickup_lat: float
+    pickup_lng: float
+    placed_at: datetime
+    age_s: int = Field(description="Seconds since the order was placed")
+    courier_id: UUID | None = Field(description="Who holds the offer or the job")
+    offer_expires_at: datetime | None
+
+
+class JobPage(BaseModel):
+    items: list[JobOnMap]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+class CourierJobs(BaseModel):
+    courier_id: UUID
+    items: list[JobOnMap]
+
+
+class Overview(BaseModel):
+    waiting: int = Field(description="Orders waiting for a courier (nobody holds an offer)")
+    offers_out: int = Field(description="Offers waiting for a courier's answer")
+    oldest_waiting_s: int | None = Field(description="Age of the oldest waiting order; null when none waits")
+    in_progress: int = Field(description="Deliveries under way (assigned or picked up)")
+    expired_today: int = Field(description="Orders expired since midnight in Vietnam (UTC+7)")
+    couriers_online: int
+    outbox_backlog: int = Field(description="Events written but not yet published (counted up to 100000)")
+    dead_letters: int | None = Field(
+        description="Events this process's consumers sent to the dead-letter topic since it started; "
+        "null when this process runs no consumer"
+    )
+    at: datetime
