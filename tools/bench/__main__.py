@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -20,12 +21,14 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
+from services.orders.webhooks import EVENT_TYPES
 from shared.service import settle_garbage_collector
 from tools.bench.http import LeanGiao
 from tools.bench.load import ORIGIN, Bench
 from tools.bench.measure import ProcessWatch, kafka_baseline, machine_probe, postgres_baseline
 from tools.bench.report import markdown, pct
 from tools.client import Endpoints
+from tools.sim.webhooks import receiving
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,6 +54,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--out", type=Path, default=ROOT / "var" / "bench")
     p.add_argument("--admin-token", default="dev-admin-token")
     p.add_argument("--skip-baselines", action="store_true")
+    p.add_argument(
+        "--webhooks",
+        action="store_true",
+        help="every merchant registers a webhook endpoint (a receiver in this process verifies each delivery)",
+    )
     return p.parse_args(argv)
 
 
@@ -84,6 +92,10 @@ async def main(args: argparse.Namespace) -> int:
         settle_garbage_collector()  # as the services do: the generator's CPU is on this machine too
         print(f"setting up {args.merchants} merchants and {args.couriers} couriers ...", flush=True)
         await bench.setup()
+        hooks = contextlib.AsyncExitStack()
+        inbox = None
+        if args.webhooks:
+            inbox = await hooks.enter_async_context(receiving(client, bench.keys, list(EVENT_TYPES)))
         watchers: set = set()
         events = asyncio.create_task(bench.watch_events())
         await asyncio.sleep(1.0)  # the event watcher joins its group before the first order
@@ -105,6 +117,13 @@ async def main(args: argparse.Namespace) -> int:
         # (those already picked up refuse, and stay with their courier, costing nothing).
         await bench.cancel_undelivered()
         await asyncio.gather(*(client.set_status(t, False, *ORIGIN) for t in bench.tokens), return_exceptions=True)
+        await hooks.aclose()
+    if inbox is not None:
+        results["webhooks"] = {
+            "received": inbox.received,
+            "signatures_verified": inbox.verified,
+            "bad_signatures": inbox.bad_signatures,
+        }
 
     results["machine_probe_s"].append(machine_probe())
     # What is measured: the window after the warm-up, for throughput and latencies alike (the

@@ -191,7 +191,7 @@ async def main(args: argparse.Namespace) -> int:
             # The shop with the most orders in the script hears back through a webhook.
             shop = max(range(len(script.merchants)), key=lambda m: sum(o.merchant == m for o in script.orders))
             if not args.no_webhooks:
-                inbox = await stack.enter_async_context(receiving(client, sim.merchant_keys[shop], list(EVENT_TYPES)))
+                inbox = await stack.enter_async_context(receiving(client, [sim.merchant_keys[shop]], list(EVENT_TYPES)))
                 console.print(f"{script.merchants[shop].name} hears back through a signed webhook on 127.0.0.1")
             final, mismatches = await city(console, sim, endpoints, args, started)
             webhooks_drained = inbox is None or await drained(client, sim.merchant_keys[shop])

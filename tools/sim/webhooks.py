@@ -26,7 +26,7 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 
 @dataclass
 class Inbox:
-    secret: str = ""
+    secrets: dict[str, str] = field(default_factory=dict)  # the receiver's path -> its endpoint's secret
     received: int = 0
     verified: int = 0
     bad_signatures: int = 0
@@ -35,10 +35,10 @@ class Inbox:
     seen_ids: set[str] = field(default_factory=set)
     last_sequence: dict[str, int] = field(default_factory=dict)  # order id -> highest sequence seen
 
-    def take(self, body: bytes, headers: dict[str, str]) -> None:
+    def take(self, path: str, body: bytes, headers: dict[str, str]) -> None:
         self.received += 1
         try:
-            event = Webhook(self.secret).verify(body, headers)
+            event = Webhook(self.secrets.get(path, "whsec_" + "A" * 32)).verify(body, headers)
         except WebhookVerificationError:
             self.bad_signatures += 1
             return
@@ -73,15 +73,16 @@ class Receiver:
                 break
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         if scope["method"] == "POST":
-            self.inbox.take(body, headers)
+            self.inbox.take(scope["path"], body, headers)
         await send({"type": "http.response.start", "status": 204, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
 
 @contextlib.asynccontextmanager
-async def receiving(client: Giao, api_key: str, event_types: list[str]) -> AsyncIterator[Inbox]:
-    """Run the receiver on a free port of 127.0.0.1 and register it for the shop of `api_key`
-    (orders must allow private targets: deploy/local runs it in development with them allowed)."""
+async def receiving(client: Giao, api_keys: list[str], event_types: list[str]) -> AsyncIterator[Inbox]:
+    """Run the receiver on a free port of 127.0.0.1 and register an endpoint of its own (a path
+    each) for every shop of `api_keys` (orders must allow private targets: deploy/local runs it in
+    development with them allowed)."""
     inbox = Inbox()
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
@@ -89,14 +90,16 @@ async def receiving(client: Giao, api_key: str, event_types: list[str]) -> Async
     server = uvicorn.Server(uvicorn.Config(Receiver(inbox), log_level="warning", lifespan="off"))
     task = asyncio.create_task(server.serve(sockets=[sock]))
     try:
-        endpoint = await client.call(
-            "webhook_register",
-            "POST",
-            f"{client.endpoints.orders}/v1/webhook-endpoints",
-            token=api_key,
-            json={"url": f"http://127.0.0.1:{port}/giao", "event_types": event_types},
-        )
-        inbox.secret = endpoint["secret"]
+        for i, api_key in enumerate(api_keys):
+            path = f"/giao/{i}"
+            endpoint = await client.call(
+                "webhook_register",
+                "POST",
+                f"{client.endpoints.orders}/v1/webhook-endpoints",
+                token=api_key,
+                json={"url": f"http://127.0.0.1:{port}{path}", "event_types": event_types},
+            )
+            inbox.secrets[path] = endpoint["secret"]
         yield inbox
     finally:
         server.should_exit = True
