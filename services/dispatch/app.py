@@ -10,12 +10,13 @@ from fastapi import FastAPI
 
 from shared import maps
 from shared.app import service_app
+from shared.audit import audit_router
 from shared.events import ORDERS_TOPIC
 from shared.http import Metrics
 from shared.pages import pages_router
 from shared.service import Runtime
 
-from . import admin_api, api
+from . import admin_api, api, deps
 from .deps import known_couriers
 from .handlers import CONSUMER, OrderEvents
 from .matcher import Matcher, NoMatcherHere, WorkHints
@@ -63,6 +64,7 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
         routers=[
             api.router,
             admin_api.router,
+            audit_router(deps.admin, deps.pool),
             maps.router,
             pages_router(api.COURIER_APP, WEB / "app"),
             pages_router(OPS_CONSOLE, WEB / "ops", img_origin=maps.tile_origin(settings.map_tile_url)),

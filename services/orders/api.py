@@ -20,7 +20,6 @@ from services.orders.domain import BadCursor, CancelNotAllowed, Cursor
 from services.orders.schemas import (
     ApiKeyCreated,
     ApiKeyOut,
-    AuditPage,
     CancelIn,
     ConsoleConfigOut,
     MerchantCreated,
@@ -188,9 +187,6 @@ async def cancel_order(request: Request, order_id: str, me: CurrentMerchant, bod
     return json_response(view, 202)
 
 
-AuditCursor = Annotated[str | None, Query(pattern=r"^[0-9]{1,18}$", description="next_cursor of the last page")]
-
-
 def key_not_found() -> Problem:
     return Problem(404, "API key not found")
 
@@ -258,20 +254,6 @@ async def admin_revoke_api_key(request: Request, key_id: str) -> Response:
     except KeyNotFound:
         raise key_not_found() from None
     return Response(status_code=204)
-
-
-@router.get(
-    "/v1/admin/audit",
-    response_model=AuditPage,
-    tags=["admin"],
-    summary="What the admin did, newest first",
-    dependencies=[Depends(deps.admin)],
-    responses=problem_responses(401, 422),
-)
-async def audit_log(
-    request: Request, limit: Annotated[int, Query(ge=1, le=100)] = 50, cursor: AuditCursor = None
-) -> Response:
-    return json_response(await deps.orders(request).audit_log(limit=limit, before=int(cursor) if cursor else None))
 
 
 # --- the merchant console's settings ----------------------------------------------------

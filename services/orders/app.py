@@ -7,7 +7,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 
-from services.orders import webhook_api
+from services.orders import deps, webhook_api
 from services.orders.api import CONSOLE_PATH, router
 from services.orders.domain import IGNORED_EVENTS
 from services.orders.handlers import CONSUMER, dispatch_events_handler
@@ -16,6 +16,7 @@ from services.orders.settings import OrdersSettings
 from services.orders.webhook_service import WebhookService
 from shared import maps
 from shared.app import service_app
+from shared.audit import audit_router
 from shared.events import DISPATCH_TOPIC
 from shared.http import Metrics
 from shared.pages import pages_router
@@ -53,6 +54,7 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
         routers=[
             router,
             webhook_api.router,
+            audit_router(deps.admin, lambda request: deps.orders(request).runtime.pool),
             maps.router,
             pages_router(CONSOLE_PATH, WEB),
             pages_router(maps.WEB_PATH, maps.WEB),

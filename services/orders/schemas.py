@@ -320,19 +320,6 @@ class ApiKeyCreated(ApiKeyOut):
     api_key: str = Field(description="Shown this once; only its hash is kept")
 
 
-class AuditEntry(Output):
-    at: datetime
-    actor: str = Field(examples=["admin"])
-    action: str = Field(examples=["api_key.revoked", "merchant.created"])
-    target: str = Field(description="The id of what was acted on")
-    detail: dict[str, Any] | None
-
-
-class AuditPage(Output):
-    items: list[AuditEntry]
-    next_cursor: str | None = Field(description="Pass as `cursor` for the next (older) page; null at the end")
-
-
 # --- the merchant console ---------------------------------------------------------------
 
 

@@ -25,6 +25,7 @@ from services.orders import store
 from services.orders.domain import Cursor, Quote, new_tracking_code, placed, price, request_cancel
 from services.orders.schemas import OrderIn, QuoteIn, order_view
 from services.orders.settings import OrdersSettings
+from shared import audit
 from shared.events import ORDERS_TOPIC, OrderCancelRequested, OrderCancelRequestedData, OrderPlaced, OrderPlacedData
 from shared.http import Metrics
 from shared.outbox import add_event, event_args
@@ -127,9 +128,8 @@ class OrdersService:
             key_id=uuid4(),
             key_prefix=api_key[: self.KEY_PREFIX_LENGTH],
         )
-        await store.audit(
+        await audit.record(
             self.runtime.pool,
-            actor=self.ADMIN,
             action="merchant.created",
             target=str(merchant_id),
             detail={"name": name},
@@ -137,8 +137,6 @@ class OrdersService:
         return {"id": str(merchant_id), "name": name, "phone": phone, "api_key": api_key}
 
     # --- API keys -------------------------------------------------------------------
-
-    ADMIN = "admin"  # the audit log's actor for the admin token (one token, one admin)
 
     async def create_api_key(self, me: store.Merchant) -> dict[str, Any]:
         """Another key of this merchant (to rotate to), shown this once."""
@@ -168,30 +166,12 @@ class OrdersService:
             merchant_id = await store.revoke_api_key(conn, key_id, None)
             if merchant_id is None:
                 raise KeyNotFound()
-            await store.audit(
+            await audit.record(
                 conn,
-                actor=self.ADMIN,
                 action="api_key.revoked",
                 target=str(key_id),
                 detail={"merchant_id": str(merchant_id)},
             )
-
-    async def audit_log(self, *, limit: int, before: int | None) -> dict[str, Any]:
-        rows = await store.audit_log(self.runtime.pool, limit=limit + 1, before=before)
-        page, more = rows[:limit], len(rows) > limit
-        return {
-            "items": [
-                {
-                    "at": r["at"],
-                    "actor": r["actor"],
-                    "action": r["action"],
-                    "target": r["target"],
-                    "detail": r["detail"],
-                }
-                for r in page
-            ],
-            "next_cursor": str(page[-1]["id"]) if more else None,
-        }
 
     # --- quotes and new orders --------------------------------------------------------
 

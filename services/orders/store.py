@@ -58,7 +58,7 @@ async def merchant_by_key_hash(pool: asyncpg.Pool, api_key_hash: str) -> Merchan
     return Merchant(id=row["id"], name=row["name"]) if row else None
 
 
-# --- API keys and the admin's audit log ----------------------------------------------
+# --- API keys ----------------------------------------------------------------------
 
 
 async def insert_api_key(
@@ -96,28 +96,6 @@ async def revoke_api_key(conn: asyncpg.Connection, key_id: UUID, merchant_id: UU
 async def live_api_keys(conn: asyncpg.Connection, merchant_id: UUID) -> int:
     return await conn.fetchval(
         "SELECT count(*) FROM api_keys WHERE merchant_id = $1 AND revoked_at IS NULL", merchant_id
-    )
-
-
-async def audit(
-    conn: asyncpg.Connection | asyncpg.Pool,
-    *,
-    actor: str,
-    action: str,
-    target: str,
-    detail: dict[str, Any] | None = None,
-) -> None:
-    await conn.execute(
-        "INSERT INTO admin_audit (actor, action, target, detail) VALUES ($1, $2, $3, $4)", actor, action, target, detail
-    )
-
-
-async def audit_log(pool: asyncpg.Pool, *, limit: int, before: int | None) -> list[asyncpg.Record]:
-    return await pool.fetch(
-        """SELECT id, at, actor, action, target, detail FROM admin_audit
-                               WHERE $1::bigint IS NULL OR id < $1 ORDER BY id DESC LIMIT $2""",
-        before,
-        limit,
     )
 
 

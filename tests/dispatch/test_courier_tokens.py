@@ -49,3 +49,22 @@ async def test_tokens_of_unknown_couriers_and_without_the_admin_token(start):
     assert (await d.client.delete(f"/v1/admin/couriers/{courier.id}/token")).status_code == 401
     assert (await d.client.delete(f"/v1/admin/couriers/{courier.id}/token", headers=courier.auth)).status_code == 401
     assert await _answers(d, courier) == 200  # nothing changed
+
+
+async def test_the_admins_actions_on_couriers_are_in_the_audit_log(start):
+    d = await start(background=False)
+    courier = await d.new_courier(at=None)
+    assert (await d.client.post(f"/v1/admin/couriers/{courier.id}/token", headers=ADMIN)).status_code == 201
+    assert (await d.client.delete(f"/v1/admin/couriers/{courier.id}/token", headers=ADMIN)).status_code == 204
+    assert (await d.client.get("/v1/admin/audit")).status_code == 401
+    log = (await d.client.get("/v1/admin/audit", headers=ADMIN)).json()
+    assert [(e["action"], e["target"], e["actor"]) for e in log["items"]] == [
+        ("courier.token_revoked", courier.id, "admin"),
+        ("courier.token_reissued", courier.id, "admin"),
+        ("courier.created", courier.id, "admin"),
+    ]
+    first = (await d.client.get("/v1/admin/audit?limit=2", headers=ADMIN)).json()
+    rest = (await d.client.get(f"/v1/admin/audit?limit=2&cursor={first['next_cursor']}", headers=ADMIN)).json()
+    assert [e["action"] for e in first["items"] + rest["items"]] == [e["action"] for e in log["items"]]
+    assert rest["next_cursor"] is None
+    assert (await d.client.get("/v1/admin/audit?cursor=x", headers=ADMIN)).status_code == 422

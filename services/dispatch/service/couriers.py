@@ -15,7 +15,7 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from shared import secrets
+from shared import audit, secrets
 from shared.events import (
     CourierInfo,
     CourierLocation,
@@ -55,6 +55,7 @@ async def create_courier(
         secret_hash=secrets.secret_hash(token),
         capacity=settings.capacity(vehicle),
     )
+    await audit.record(conn, action="courier.created", target=str(row["id"]), detail={"vehicle": vehicle})
     return row, token
 
 
@@ -66,6 +67,8 @@ async def replace_token(conn: asyncpg.Connection, courier_id: UUID, *, reissue: 
     token = secrets.new_secret("ct")
     if not await store_couriers.set_courier_secret(conn, courier_id, secrets.secret_hash(token)):
         return None
+    action = "courier.token_reissued" if reissue else "courier.token_revoked"
+    await audit.record(conn, action=action, target=str(courier_id))
     return token if reissue else ""
 
 
