@@ -23,8 +23,9 @@ import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
-# Static files every service that shows a map serves (Leaflet, world-atlas, topojson-client,
-# map.js), from this one directory, under this one path.
+# Static files every service with pages serves, from this one directory, under this one path:
+# the map's (Leaflet, world-atlas, topojson-client, map.js) and what the pages have alike
+# (base.css, and ui.js, api.js, format.js, messages.js: the modules their scripts import).
 WEB = Path(__file__).parent / "web"
 WEB_PATH = "/web/shared"
 

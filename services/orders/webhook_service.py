@@ -317,34 +317,8 @@ class WebhookService:
     ) -> None:
         attempts = row["attempts"] + 1
         pool = self.runtime.pool
-        if error is None:
-            await store.record_attempt(
-                pool,
-                row["id"],
-                at=at,
-                status_code=status,
-                latency_ms=latency_ms,
-                error=None,
-                state="delivered",
-                next_attempt_at=None,
-            )
-            self.sent_total.inc()
-            return
-        self.failed_total.inc()
-        delay = next_attempt_delay(self.schedule, attempts, random.Random())
-        if delay is not None:
-            await store.record_attempt(
-                pool,
-                row["id"],
-                at=at,
-                status_code=status,
-                latency_ms=latency_ms,
-                error=error,
-                state="pending",
-                next_attempt_at=at + timedelta(seconds=delay),
-            )
-            return
-        async with pool.acquire() as conn, conn.transaction():
+
+        async def record(conn: asyncpg.Connection | asyncpg.Pool, state: str, next_attempt_at: datetime | None) -> None:
             await store.record_attempt(
                 conn,
                 row["id"],
@@ -352,9 +326,21 @@ class WebhookService:
                 status_code=status,
                 latency_ms=latency_ms,
                 error=error,
-                state="failed",
-                next_attempt_at=None,
+                state=state,
+                next_attempt_at=next_attempt_at,
             )
+
+        if error is None:
+            await record(pool, "delivered", None)
+            self.sent_total.inc()
+            return
+        self.failed_total.inc()
+        delay = next_attempt_delay(self.schedule, attempts, random.Random())
+        if delay is not None:
+            await record(pool, "pending", at + timedelta(seconds=delay))
+            return
+        async with pool.acquire() as conn, conn.transaction():
+            await record(conn, "failed", None)
             await store.disable_endpoint(conn, row["endpoint_id"], give_up_reason(attempts, error, row["created_at"]))
         log.warning(
             "webhook endpoint %s disabled: delivery %s failed %d times (%s)",

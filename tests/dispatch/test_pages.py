@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+
+from services.dispatch.app import WEB
 from shared.pages import CONTENT_SECURITY_POLICY
 from tests.dispatch.support import ADMIN
 
@@ -25,6 +28,22 @@ async def test_a_missing_page_is_404_with_the_same_headers(dispatch):
         assert "problem+json" in r.headers["content-type"]
     r = await dispatch.client.post("/app/", json={})
     assert r.status_code == 405 and r.headers["x-content-type-options"] == "nosniff"
+
+
+async def test_the_offline_shell_keeps_every_shared_file_the_app_loads(dispatch):
+    """The app's page and scripts load what the project's pages have alike from /web/shared/:
+    dispatch serves each, and the service worker keeps each (its SHARED list), or the app
+    would not open without network."""
+    app = WEB / "app"
+    pages = [app / "index.html", *(f for f in app.glob("*.js") if f.name != "sw.js")]
+    loaded = {path for page in pages for path in re.findall(r'"(/web/shared/[^"]+)"', page.read_text())}
+    worker = (app / "sw.js").read_text()
+    shared_list = re.search(r"const SHARED = \[(.*?)\];", worker, re.S)
+    assert shared_list is not None
+    assert loaded and set(re.findall(r'"([^"]+)"', shared_list.group(1))) == loaded
+    for path in sorted(loaded):
+        r = await dispatch.client.get(path)
+        assert r.status_code == 200 and r.headers["content-security-policy"] == CONTENT_SECURITY_POLICY, path
 
 
 async def test_pages_have_their_media_types(tmp_path):

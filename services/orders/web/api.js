@@ -1,7 +1,10 @@
 // The merchant API of orders, on the console's own origin. The key lives in sessionStorage
 // (this tab only, gone when it closes) and goes only in the Authorization header, never in a URL.
+import { ApiError, NetworkError, request } from "/web/shared/api.js";
+
+export { ApiError, NetworkError };
+
 const KEY = "giao.merchant.key";
-const TIMEOUT_MS = 20000;
 
 export const session = {
   key: () => sessionStorage.getItem(KEY),
@@ -9,42 +12,8 @@ export const session = {
   forget: () => sessionStorage.removeItem(KEY),
 };
 
-// No answer at all: no network, a timeout, or the connection dropped.
-export class NetworkError extends Error {}
-
-// An answer other than 2xx: its status and problem document.
-export class ApiError extends Error {
-  constructor(status, problem) {
-    super(problem?.detail || `HTTP ${status}`);
-    this.status = status;
-    this.problem = problem || {};
-  }
-}
-
-export async function call(method, path, { body, headers = {}, key = session.key() } = {}) {
-  const sent = { Authorization: `Bearer ${key}`, ...headers };
-  if (body !== undefined) sent["Content-Type"] = "application/json";
-  const timeout = new AbortController();
-  const timer = setTimeout(() => timeout.abort(), TIMEOUT_MS);
-  let response;
-  try {
-    response = await fetch(path, {
-      method, headers: sent, body: body === undefined ? undefined : JSON.stringify(body),
-      cache: "no-store", credentials: "omit", signal: timeout.signal,
-    });
-  } catch (error) {
-    throw new NetworkError(String(error));
-  } finally {
-    clearTimeout(timer);
-  }
-  let data = null;
-  try {
-    data = (response.headers.get("content-type") || "").includes("json") ? await response.json() : null;
-  } catch (error) {
-    throw new NetworkError(String(error));
-  }
-  if (!response.ok) throw new ApiError(response.status, data);
-  return data;
+export function call(method, path, { body, headers, key = session.key() } = {}) {
+  return request(method, path, { body, headers, token: key });
 }
 
 const id = encodeURIComponent;

@@ -1,10 +1,11 @@
 // The merchant console: sign in with an API key, place orders, follow them (polled), share the
 // tracking link, cancel; webhook endpoints and their delivery log; API keys.
+import { el, fillTexts, reconcile, say } from "/web/shared/ui.js";
 import { api, ApiError, NetworkError, session } from "./api.js";
 import { t } from "./messages.js";
 import { OrderForm } from "./order-form.js";
 import {
-  CANCELLABLE, deliveryRows, el, keyRow, orderDetail, orderKey, orderRow, reconcile, webhookKey, webhookRow,
+  CANCELLABLE, deliveryRows, keyRow, orderDetail, orderKey, orderRow, webhookKey, webhookRow,
 } from "./view.js";
 
 const POLL_MS = 3000;
@@ -14,17 +15,6 @@ const $ = (id) => document.getElementById(id);
 const state = { orders: [], detail: null, trackingUrl: "", tab: "orders" };
 let pollTimer = null;
 let orderForm = null;
-
-function say(text, kind = "notice") {
-  const message = $("message");
-  message.textContent = text;
-  message.dataset.kind = kind;
-}
-
-function fillTexts() {
-  document.title = t("title");
-  for (const node of document.querySelectorAll("[data-text]")) node.textContent = t(node.dataset.text);
-}
 
 // What a refusal means to the shop owner; a refused key ends the session.
 function failed(error) {
@@ -277,7 +267,7 @@ function start() {
 }
 
 async function main() {
-  fillTexts();
+  fillTexts(t);
   $("event-types").replaceChildren(...eventTypeChecks());
   $("login").addEventListener("submit", signIn);
   $("sign-out").addEventListener("click", () => signOut(t("signed_out")));

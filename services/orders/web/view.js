@@ -1,40 +1,8 @@
 // The console's rows and cards, built with DOM calls (text is never parsed as HTML: names and
 // addresses are typed by people, delivery errors come from other servers).
+import { el, fact } from "/web/shared/ui.js";
 import { formatDistance, formatMoney, formatTime } from "./format.js";
 import { t } from "./messages.js";
-
-export function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === false || value === null || value === undefined) continue;
-    if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-    else node.setAttribute(name, value === true ? "" : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child !== null && child !== undefined && child !== false) node.append(child);
-  }
-  return node;
-}
-
-// Puts `items` in `container` in order, reusing the child whose key (what it shows) is unchanged.
-export function reconcile(container, items, keyOf, build) {
-  const existing = new Map([...container.children].map((child) => [child.dataset.key, child]));
-  const wanted = items.map((item) => {
-    const key = keyOf(item);
-    const node = existing.get(key) ?? build(item);
-    node.dataset.key = key;
-    existing.delete(key);
-    return node;
-  });
-  for (const stale of existing.values()) stale.remove();
-  wanted.forEach((node, i) => {
-    if (container.children[i] !== node) container.insertBefore(node, container.children[i] ?? null);
-  });
-}
-
-function fact(label, ...value) {
-  return el("div", { class: "fact" }, el("dt", {}, label), el("dd", {}, ...value));
-}
 
 export function statusText(order) {
   const status = t(`status_${order.status}`);

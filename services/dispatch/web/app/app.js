@@ -1,6 +1,7 @@
 // The courier app: sign-in from the link, the shift switch, offers and jobs in hand. What it
 // shows comes from dispatch's courier API (polled) with the steps still waiting in the outbox
 // applied on top, so a step taken without network shows at once, marked "chờ gửi".
+import { fillTexts, reconcile, say } from "/web/shared/ui.js";
 import { alertNewOffer, unlockSound } from "./alert.js";
 import { api, ApiError, NetworkError, serverNow } from "./api.js";
 import { parseAmount, formatMoney } from "./format.js";
@@ -10,7 +11,7 @@ import * as outbox from "./outbox.js";
 import { explain } from "./problems.js";
 import * as session from "./session.js";
 import { STEP_RESULT, StepSender } from "./steps.js";
-import { jobCard, jobKey, offerCard, reconcile, tickOffer } from "./view.js";
+import { jobCard, jobKey, offerCard, tickOffer } from "./view.js";
 
 const POLL_ONLINE_MS = 2500;
 const POLL_OFFLINE_MS = 15000; // off shift: only the jobs in hand, which change only by the courier
@@ -35,17 +36,6 @@ let pollTimer = null;
 let tickTimer = null;
 
 // --- what the courier sees -------------------------------------------------------------------
-
-function say(text, kind = "notice") {
-  const message = $("message");
-  message.textContent = text;
-  message.dataset.kind = kind;
-}
-
-function fillTexts() {
-  document.title = t("title");
-  for (const node of document.querySelectorAll("[data-text]")) node.textContent = t(node.dataset.text);
-}
 
 function showSession() {
   const signedIn = session.token() !== null;
@@ -310,7 +300,7 @@ function startSession() {
 // --- start ------------------------------------------------------------------------------------
 
 async function main() {
-  fillTexts();
+  fillTexts(t);
   const before = session.token();
   if (session.takeTokenFromLink()) {
     if (before !== null && before !== session.token()) await outbox.clear(); // another courier's leftovers

@@ -1,6 +1,7 @@
 // Every text the app shows, by language. Vietnamese first; to add a language, add a table with
 // the same keys (a missing key falls back to Vietnamese) and its locale for numbers and times.
 // "{name}" in a text is replaced by the value of that name.
+import { translator } from "/web/shared/messages.js";
 
 export const MESSAGES = {
   vi: {
@@ -99,17 +100,4 @@ export const MESSAGES = {
   },
 };
 
-export const FALLBACK = "vi";
-
-function pickLanguage() {
-  const chosen = globalThis.localStorage?.getItem("giao.lang");
-  return chosen && MESSAGES[chosen] ? chosen : FALLBACK;
-}
-
-export const LANG = pickLanguage();
-export const LOCALE = MESSAGES[LANG].locale;
-
-export function t(key, params = {}) {
-  const text = MESSAGES[LANG][key] ?? MESSAGES[FALLBACK][key] ?? key;
-  return text.replace(/\{(\w+)\}/g, (whole, name) => (name in params ? String(params[name]) : whole));
-}
+export const { locale: LOCALE, t } = translator(MESSAGES);

@@ -4,11 +4,16 @@
 // opening come from the same copy). The API (/v1/...) is never cached: the app keeps what it
 // needs itself.
 
-const CACHE = "giao-courier-shell-v1";
+// A new name for every change to the list below: the old copy is then dropped on activation.
+const CACHE = "giao-courier-shell-v2";
+// The shell's files of the project's pages every service serves (/web/shared/): outside this
+// worker's scope, but fetched by its pages, so they pass through it too.
+const SHARED = ["/web/shared/base.css", "/web/shared/ui.js", "/web/shared/api.js", "/web/shared/format.js",
+  "/web/shared/messages.js"];
 const SHELL = [
   "./", "app.css", "app.js", "alert.js", "api.js", "format.js", "location.js", "messages.js", "outbox.js",
   "problems.js", "session.js", "steps.js", "view.js", "manifest.webmanifest", "icons/icon-192.png",
-  "icons/icon-512.png",
+  "icons/icon-512.png", ...SHARED,
 ];
 const SCOPE = new URL(self.registration.scope);
 const INDEX = new URL("./", SCOPE).href;
@@ -26,7 +31,8 @@ self.addEventListener("activate", (event) => {
 
 self.addEventListener("fetch", (event) => {
   const url = new URL(event.request.url);
-  if (event.request.method !== "GET" || url.origin !== SCOPE.origin || !url.pathname.startsWith(SCOPE.pathname)) return;
+  const inShell = url.pathname.startsWith(SCOPE.pathname) || SHARED.includes(url.pathname);
+  if (event.request.method !== "GET" || url.origin !== SCOPE.origin || !inShell) return;
   event.respondWith(shell(event));
 });
 

@@ -1,43 +1,11 @@
 // The cards of offers and jobs, built with DOM calls (text is never parsed as HTML: names and
 // addresses come from merchants). A card is rebuilt only when what it shows changes, so a
 // delivery code half typed survives the polls.
+import { el, fact } from "/web/shared/ui.js";
 import { formatDistance, formatKg, formatMoney } from "./format.js";
 import { LOCALE, t } from "./messages.js";
 
 export const FAIL_REASONS = ["recipient_unreachable", "address_not_found", "refused", "other"];
-
-export function el(tag, attrs = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [name, value] of Object.entries(attrs)) {
-    if (value === false || value === null || value === undefined) continue;
-    if (name.startsWith("on")) node.addEventListener(name.slice(2), value);
-    else node.setAttribute(name, value === true ? "" : String(value));
-  }
-  for (const child of children.flat()) {
-    if (child !== null && child !== undefined && child !== false) node.append(child);
-  }
-  return node;
-}
-
-// Puts `items` in `container` in order, reusing the child with the same key.
-export function reconcile(container, items, keyOf, build) {
-  const existing = new Map([...container.children].map((child) => [child.dataset.key, child]));
-  const wanted = items.map((item) => {
-    const key = keyOf(item);
-    const node = existing.get(key) ?? build(item);
-    node.dataset.key = key;
-    existing.delete(key);
-    return node;
-  });
-  for (const stale of existing.values()) stale.remove();
-  wanted.forEach((node, i) => {
-    if (container.children[i] !== node) container.insertBefore(node, container.children[i] ?? null);
-  });
-}
-
-function fact(label, value) {
-  return el("div", { class: "fact" }, el("dt", {}, label), el("dd", {}, value));
-}
 
 function codText(vnd) {
   return vnd > 0 ? formatMoney(vnd) : t("no_cod");
