@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import math
+import re
 import secrets
 import time
 from collections.abc import Awaitable, Callable
@@ -23,9 +25,18 @@ from shared.events import DeliveryCodeHash
 T = TypeVar("T")
 
 
+SECRET_BYTES = 32  # of randomness in every API key and courier token
+_SECRET_CHARS = math.ceil(SECRET_BYTES * 4 / 3)  # its URL-safe base64, unpadded
+
+
 def new_secret(prefix: str) -> str:
     """A bearer secret such as 'gk_3q...' (prefix says what it is when it shows up in a log)."""
-    return f"{prefix}_{secrets.token_urlsafe(32)}"
+    return f"{prefix}_{secrets.token_urlsafe(SECRET_BYTES)}"
+
+
+def secret_shape(prefix: str) -> re.Pattern[str]:
+    """What every secret new_secret(prefix) makes looks like, and nothing else does."""
+    return re.compile(rf"{re.escape(prefix)}_[A-Za-z0-9_-]{{{_SECRET_CHARS}}}")
 
 
 def secret_hash(secret: str) -> str:
@@ -36,30 +47,67 @@ class KnownSecrets(Generic[T]):
     """Whom a bearer secret belongs to, by its hash: looked up, then remembered for `ttl_s`.
 
     Remembering spares a query per request; forgetting after a few seconds makes a revocation
-    (on any instance) take effect on every instance within that time. Unknown secrets are not
-    remembered (a caller cannot fill the memory with them); when `max_size` are known, all are
-    forgotten."""
+    (on any instance) take effect on every instance within that time. When `max_size` are
+    known, all are forgotten.
 
-    def __init__(self, lookup: Callable[[str], Awaitable[T | None]], *, ttl_s: float, max_size: int) -> None:
+    What cannot be anyone's costs no query either: a secret not of the `shape` new_secret
+    gives (when one is given) is unknown without a lookup, and a secret looked up in vain is
+    unknown without another for `ttl_s` too (it cannot become someone's meanwhile: a new
+    secret is 256 random bits nobody can have tried before). At most `max_unknown` are kept,
+    the oldest forgotten first, so a flood of random secrets cannot fill the memory."""
+
+    def __init__(
+        self,
+        lookup: Callable[[str], Awaitable[T | None]],
+        *,
+        ttl_s: float,
+        max_size: int,
+        shape: re.Pattern[str] | None = None,
+        max_unknown: int = 10_000,
+    ) -> None:
         self._lookup = lookup
         self._ttl_s = ttl_s
         self._max_size = max_size
+        self._shape = shape
+        self._max_unknown = max_unknown
         self._known: dict[str, tuple[T, float]] = {}
+        self._unknown: dict[str, float] = {}  # digest -> until when; insertion order is age
+
+    def remembered(self, secret: str) -> T | None:
+        """The owner if this instance knows it from memory (no I/O), else None."""
+        known = self._known.get(secret_hash(secret))
+        return known[0] if known is not None and known[1] > time.monotonic() else None
 
     async def owner(self, secret: str) -> T | None:
+        if self._shape is not None and not self._shape.fullmatch(secret):
+            return None
         digest = secret_hash(secret)
         now = time.monotonic()
         known = self._known.get(digest)
         if known is not None and known[1] > now:
             return known[0]
+        unknown_until = self._unknown.get(digest)
+        if unknown_until is not None:
+            if unknown_until > now:
+                return None
+            del self._unknown[digest]
         found = await self._lookup(digest)
         if found is None:
             self._known.pop(digest, None)
+            self._remember_unknown(digest, now + self._ttl_s)
             return None
         if len(self._known) >= self._max_size:
             self._known.clear()
         self._known[digest] = (found, now + self._ttl_s)
         return found
+
+    def _remember_unknown(self, digest: str, until: float) -> None:
+        if self._ttl_s <= 0:
+            return
+        self._unknown.pop(digest, None)  # re-inserted: the youngest
+        while len(self._unknown) >= self._max_unknown:
+            del self._unknown[next(iter(self._unknown))]
+        self._unknown[digest] = until
 
 
 def new_delivery_code() -> str:

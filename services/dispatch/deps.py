@@ -19,6 +19,7 @@ from shared.http import bearer, require_admin, unauthorized
 
 from . import store_couriers
 from .matcher import WorkHints
+from .service.couriers import TOKEN_PREFIX
 from .settings import DispatchSettings
 
 # Couriers whose token was seen once are remembered (by its SHA-256) up to this many.
@@ -41,7 +42,9 @@ def known_couriers(pool: Callable[[], asyncpg.Pool], *, ttl_s: float) -> secrets
         row = await store_couriers.courier_by_secret_hash(pool(), digest)
         return None if row is None else CourierIdentity(row["id"], row["name"], row["phone"], row["vehicle"])
 
-    return secrets.KnownSecrets(lookup, ttl_s=ttl_s, max_size=MAX_KNOWN_COURIERS)
+    return secrets.KnownSecrets(
+        lookup, ttl_s=ttl_s, max_size=MAX_KNOWN_COURIERS, shape=secrets.secret_shape(TOKEN_PREFIX)
+    )
 
 
 async def current_courier(request: Request) -> CourierIdentity:

@@ -50,7 +50,7 @@ class MerchantKey(BearerScheme):
         api_key = bearer(request)
         if api_key is None:
             raise unauthorized()
-        found = await orders(request).merchant_by_api_key(api_key)
+        found = await orders(request).known_keys.owner(api_key)
         if found is None:
             raise unauthorized("Unknown API key")
         return found

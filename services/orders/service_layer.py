@@ -29,8 +29,17 @@ from shared import audit
 from shared.events import ORDERS_TOPIC, OrderCancelRequested, OrderCancelRequestedData, OrderPlaced, OrderPlacedData
 from shared.http import Metrics
 from shared.outbox import add_event, event_args
-from shared.secrets import KnownSecrets, hash_delivery_code, new_delivery_code, new_secret, secret_hash
+from shared.secrets import (
+    KnownSecrets,
+    hash_delivery_code,
+    new_delivery_code,
+    new_secret,
+    secret_hash,
+    secret_shape,
+)
 from shared.service import Runtime
+
+API_KEY_PREFIX = "gk"  # every API key is new_secret(API_KEY_PREFIX): "gk_" and 43 characters
 
 
 class OrderNotFound(Exception):
@@ -104,7 +113,10 @@ class OrdersService:
         )
         self.cancel_total = metrics.counter("orders_cancel_requests_total", "Cancel requests sent to dispatch")
         self.known_keys = KnownSecrets(
-            self._merchant_by_key_hash, ttl_s=settings.api_key_cache_s, max_size=self.MERCHANT_CACHE_SIZE
+            self._merchant_by_key_hash,
+            ttl_s=settings.api_key_cache_s,
+            max_size=self.MERCHANT_CACHE_SIZE,
+            shape=secret_shape(API_KEY_PREFIX),
         )
 
     # --- merchants ------------------------------------------------------------------
@@ -112,12 +124,9 @@ class OrdersService:
     async def _merchant_by_key_hash(self, key_hash: str) -> store.Merchant | None:
         return await store.merchant_by_key_hash(self.runtime.pool, key_hash)
 
-    async def merchant_by_api_key(self, api_key: str) -> store.Merchant | None:
-        return await self.known_keys.owner(api_key)
-
     async def create_merchant(self, *, name: str, phone: str) -> dict[str, Any]:
         """A new merchant and its API key, shown this once (only the key's hash is kept)."""
-        api_key = new_secret("gk")
+        api_key = new_secret(API_KEY_PREFIX)
         merchant_id = uuid4()
         await store.insert_merchant(
             self.runtime.pool,
@@ -140,7 +149,7 @@ class OrdersService:
 
     async def create_api_key(self, me: store.Merchant) -> dict[str, Any]:
         """Another key of this merchant (to rotate to), shown this once."""
-        api_key = new_secret("gk")
+        api_key = new_secret(API_KEY_PREFIX)
         row = await store.insert_api_key(
             self.runtime.pool,
             id=uuid4(),

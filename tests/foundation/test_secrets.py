@@ -1,11 +1,12 @@
-"""Known bearer secrets: looked up, remembered for a while when found, never when unknown."""
+"""Known bearer secrets: looked up, remembered for a while whether found or not; secrets not of
+the shape new_secret gives are never looked up."""
 
 from __future__ import annotations
 
-from shared.secrets import KnownSecrets, secret_hash
+from shared.secrets import KnownSecrets, new_secret, secret_hash, secret_shape
 
 
-async def test_a_found_secret_is_looked_up_once_an_unknown_one_every_time():
+async def test_a_found_secret_and_an_unknown_one_are_each_looked_up_once():
     owners = {secret_hash("gk_good"): "Shop Hoa Mai"}
     lookups: list[str] = []
 
@@ -15,8 +16,42 @@ async def test_a_found_secret_is_looked_up_once_an_unknown_one_every_time():
 
     known = KnownSecrets(lookup, ttl_s=60, max_size=10)
     assert [await known.owner("gk_good") for _ in range(3)] == ["Shop Hoa Mai"] * 3
+    assert known.remembered("gk_good") == "Shop Hoa Mai" and known.remembered("gk_bad") is None
     assert [await known.owner("gk_bad") for _ in range(2)] == [None, None]
-    assert lookups == [secret_hash("gk_good"), secret_hash("gk_bad"), secret_hash("gk_bad")]
+    assert lookups == [secret_hash("gk_good"), secret_hash("gk_bad")]
+
+
+async def test_secrets_of_another_shape_are_unknown_without_a_lookup():
+    lookups: list[str] = []
+
+    async def lookup(digest: str) -> str | None:
+        lookups.append(digest)
+        return None
+
+    known = KnownSecrets(lookup, ttl_s=60, max_size=10, shape=secret_shape("gk"))
+    real = new_secret("gk")
+    for malformed in ("gk_short", "ct" + real[2:], real + "x", real[:-1] + "=", real[:-1] + "\u00e9", "", " " + real):
+        assert await known.owner(malformed) is None
+    assert lookups == []
+    assert await known.owner(real) is None and lookups == [secret_hash(real)], "the right shape is looked up"
+
+
+async def test_unknown_secrets_are_remembered_for_a_while_and_at_most_so_many(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr("shared.secrets.time.monotonic", lambda: now[0])
+    lookups: list[str] = []
+
+    async def lookup(digest: str) -> str | None:
+        lookups.append(digest)
+        return None
+
+    known = KnownSecrets(lookup, ttl_s=5, max_size=10, max_unknown=2)
+    for secret in ("a", "b", "a", "c", "b", "a"):  # "c" pushes out the oldest, "a"
+        await known.owner(secret)
+    assert lookups == [secret_hash(s) for s in ("a", "b", "c", "a")]
+    now[0] += 5.1
+    await known.owner("c")
+    assert lookups[-1] == secret_hash("c"), "past its time an unknown secret is looked up again"
 
 
 async def test_when_full_every_known_secret_is_forgotten():

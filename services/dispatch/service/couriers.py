@@ -40,12 +40,14 @@ from .common import SOURCE, JobNotFound, NotAllowedNow, emit, grid, now_utc, ste
 
 # --- couriers --------------------------------------------------------------------------------
 
+TOKEN_PREFIX = "ct"  # every courier token is secrets.new_secret(TOKEN_PREFIX): "ct_" and 43 characters
+
 
 async def create_courier(
     conn: asyncpg.Connection, settings: DispatchSettings, *, name: str, phone: str, vehicle: str
 ) -> tuple[asyncpg.Record, str]:
     """A new courier and their bearer token (shown once: only its hash is stored)."""
-    token = secrets.new_secret("ct")
+    token = secrets.new_secret(TOKEN_PREFIX)
     row = await store_couriers.insert_courier(
         conn,
         id=uuid4(),
@@ -64,7 +66,7 @@ async def replace_token(conn: asyncpg.Connection, courier_id: UUID, *, reissue: 
     the courier is signed out until a token is issued again (the stored hash is then of a secret
     nobody was given). None for an unknown courier. Instances that remembered the old token
     refuse it within `token_cache_s`."""
-    token = secrets.new_secret("ct")
+    token = secrets.new_secret(TOKEN_PREFIX)
     if not await store_couriers.set_courier_secret(conn, courier_id, secrets.secret_hash(token)):
         return None
     action = "courier.token_reissued" if reissue else "courier.token_revoked"
