@@ -47,15 +47,21 @@ for s in orders dispatch tracking; do
     name=$s; ((i > 1)) && name=$s-$i
     if ((n > 1)); then
       own=$((SERVICE_PORT[$s] + 10 * i))
-      add_process "$name" "$s" "${SERVICE_PORT[$s]}" "$own" "GIAO_INSTANCE_PORT=$own"
+      # GIAO_<SERVICE>_INSTANCES tells each its share of the rate limits (shared/ratelimit.py)
+      add_process "$name" "$s" "${SERVICE_PORT[$s]}" "$own" "GIAO_INSTANCE_PORT=$own" "GIAO_${s^^}_INSTANCES=$n"
     else
       add_process "$name" "$s" "${SERVICE_PORT[$s]}"
     fi
   done
 done
 # Locally the simulator and benchmark stand in for thousands of customers from one address:
-# tracking's per-client rate limit exempts loopback here (tests of the limit use their own settings).
-export GIAO_TRACKING_RATE_LIMIT_EXEMPT="${GIAO_TRACKING_RATE_LIMIT_EXEMPT:-127.0.0.1,::1}"
+# tracking's per-client rate limit exempts loopback here (tests of the limit use their own settings),
+# and so do the per-address limits of orders and dispatch on failed authentications. Their limits
+# per merchant and per courier still apply: their defaults are far above what the two need.
+for s in orders dispatch tracking; do
+  exempt="GIAO_${s^^}_RATE_LIMIT_EXEMPT"
+  export "$exempt=${!exempt:-127.0.0.1,::1}"
+done
 # A development system: merchants' webhooks may go to a receiver on this machine (the demo's shop
 # listens on 127.0.0.1); production refuses private and loopback targets.
 export GIAO_ORDERS_WEBHOOK_ALLOW_PRIVATE="${GIAO_ORDERS_WEBHOOK_ALLOW_PRIVATE:-true}"

@@ -126,7 +126,7 @@ def status_view(row: asyncpg.Record) -> CourierStatus:
     response_model=JobList,
     tags=["courier"],
     summary="Offers waiting for an answer and jobs in progress",
-    responses=problem_responses(401),
+    responses=problem_responses(401, 429),
 )
 async def list_jobs(request: Request, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
     jobs = await store.courier_jobs(deps.pool(request), courier.id)
@@ -139,7 +139,7 @@ async def list_jobs(request: Request, courier: CourierIdentity = Depends(current
     tags=["courier"],
     summary="Accept an offer: the job becomes `assigned`",
     description="409 if the offer expired or the order went to another courier.",
-    responses=problem_responses(401, 404, 409, 413, 415),
+    responses=problem_responses(401, 404, 409, 413, 415, 429),
 )
 async def accept(order_id: str, request: Request, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
     oid = parse_order_id(order_id)
@@ -153,7 +153,7 @@ async def accept(order_id: str, request: Request, courier: CourierIdentity = Dep
     response_model=Declined,
     tags=["courier"],
     summary="Decline an offer: it goes to the next courier, never back to this one",
-    responses=problem_responses(401, 404, 409, 413, 415),
+    responses=problem_responses(401, 404, 409, 413, 415, 429),
 )
 async def decline(
     order_id: str, request: Request, courier: CourierIdentity = Depends(current_courier)
@@ -170,7 +170,7 @@ async def decline(
     response_model=Job,
     tags=["courier"],
     summary="The courier has the parcel: `picked_up`",
-    responses=problem_responses(401, 404, 409, 413, 415),
+    responses=problem_responses(401, 404, 409, 413, 415, 429),
 )
 async def pickup(order_id: str, request: Request, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
     oid = parse_order_id(order_id)
@@ -242,7 +242,7 @@ async def deliver(
     response_model=Job,
     tags=["courier"],
     summary="Report a failed delivery: `delivery_failed`",
-    responses=problem_responses(400, 401, 404, 409, 413, 415, 422),
+    responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 429),
 )
 async def fail(
     order_id: str, body: FailRequest, request: Request, courier: CourierIdentity = Depends(current_courier)
@@ -258,7 +258,7 @@ async def fail(
     response_model=Job,
     tags=["courier"],
     summary="The parcel is back with the sender: `returned`",
-    responses=problem_responses(401, 404, 409, 413, 415),
+    responses=problem_responses(401, 404, 409, 413, 415, 429),
 )
 async def return_parcel(
     order_id: str, request: Request, courier: CourierIdentity = Depends(current_courier)
@@ -277,7 +277,7 @@ async def return_parcel(
     summary="Go online (with a position) or offline",
     description="Going offline withdraws open offers (they go to the next courier); "
     "accepted jobs stay with the courier.",
-    responses=problem_responses(400, 401, 413, 415, 422),
+    responses=problem_responses(400, 401, 413, 415, 422, 429),
 )
 async def put_status(
     body: CourierStatusUpdate, request: Request, courier: CourierIdentity = Depends(current_courier)
@@ -299,7 +299,7 @@ async def put_status(
     description="Points may not be from the future beyond a small clock skew "
     f"({_DEFAULTS['location_clock_skew_s']:g} s). A `courier.location` event goes out "
     "only while the courier carries an active job, at most once per second.",
-    responses=problem_responses(400, 401, 413, 415, 422),
+    responses=problem_responses(400, 401, 413, 415, 422, 429),
 )
 async def post_locations(
     body: LocationBatch, request: Request, courier: CourierIdentity = Depends(current_courier)

@@ -14,6 +14,7 @@ from shared.audit import audit_router
 from shared.events import ORDERS_TOPIC
 from shared.http import Metrics
 from shared.pages import pages_router
+from shared.ratelimit import AddressLimits, BearerLimits, RateLimiter
 from shared.service import Runtime
 
 from . import admin_api, api, deps
@@ -52,6 +53,21 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
     else:  # HTTP only: a background process elsewhere consumes, matches and expires
         hints = NoMatcherHere()
 
+    metrics = Metrics("dispatch")
+    refused = metrics.counter("dispatch_rate_limited_total", "Requests refused with 429, by limit", ("limit",))
+    couriers = BearerLimits(
+        known_couriers(lambda: runtime.pool, ttl_s=settings.token_cache_s),
+        caller_of=lambda courier: courier.id,
+        callers=RateLimiter(settings.courier_rate_per_s, settings.courier_rate_burst, instances=settings.instances),
+        addresses=AddressLimits(
+            settings.auth_failures_per_s,
+            settings.auth_failures_burst,
+            exempt=settings.exempt_networks(),
+            refused=refused.labels("address"),
+            instances=settings.instances,
+        ),
+        refused=refused.labels("courier"),
+    )
     app = service_app(
         title="Giao dispatch",
         summary="Couriers go online, receive offers and report each step of a delivery.",
@@ -59,7 +75,7 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
         "to the nearest free courier, takes their answers and steps, and tells the other "
         "services through events on `giao.dispatch.v1`.",
         runtime=runtime,
-        metrics=Metrics("dispatch"),
+        metrics=metrics,
         # the courier's routes first, then the admin's and the console's; the pages last
         routers=[
             api.router,
@@ -71,7 +87,7 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
             pages_router(maps.WEB_PATH, maps.WEB),
         ],
         hints=hints,
-        couriers=known_couriers(lambda: runtime.pool, ttl_s=settings.token_cache_s),
+        couriers=couriers,
     )
     api.install_error_handlers(app)
     return app

@@ -1,5 +1,6 @@
-"""Dispatch's FastAPI dependencies (the courier's and the admin's credentials) and the small
-getters routes use to reach what app.py put in `request.app.state`.
+"""Dispatch's FastAPI dependencies (the courier's credentials, within the courier's and the
+client address's rate limits: shared.ratelimit.BearerLimits; the admin's credentials) and the
+small getters routes use to reach what app.py put in `request.app.state`.
 
 Routes take exactly one dependency, the caller's credentials; everything else they read
 through their `request` (a dependency costs a resolution on every request).
@@ -15,7 +16,8 @@ import asyncpg
 from fastapi import Request
 
 from shared import secrets
-from shared.http import bearer, require_admin, unauthorized
+from shared.http import require_admin
+from shared.ratelimit import BearerLimits
 
 from . import store_couriers
 from .matcher import WorkHints
@@ -48,12 +50,10 @@ def known_couriers(pool: Callable[[], asyncpg.Pool], *, ttl_s: float) -> secrets
 
 
 async def current_courier(request: Request) -> CourierIdentity:
-    """The courier the bearer token belongs to; 401 without a courier's token."""
-    token = bearer(request)
-    courier = await request.app.state.couriers.owner(token) if token is not None else None
-    if courier is None:
-        raise unauthorized()
-    return courier
+    """The courier the bearer token belongs to; 401 without a courier's token, 429 past the
+    courier's or the client address's limit."""
+    couriers: BearerLimits[CourierIdentity] = request.app.state.couriers
+    return await couriers.owner(request)
 
 
 async def admin(request: Request) -> None:

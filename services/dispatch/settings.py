@@ -35,6 +35,16 @@ Environment variables (besides the common GIAO_* ones of shared.settings):
 - GIAO_DISPATCH_LOCATION_CLOCK_SKEW_S (30): how far in the future a location's `at` may be
 - GIAO_DISPATCH_CODE_MAX_FAILURES (5): wrong delivery codes in a row before a job locks
 - GIAO_DISPATCH_CODE_LOCKOUT_S (900): how long it stays locked (429 with Retry-After)
+- GIAO_DISPATCH_COURIER_RATE_PER_S (30): requests a second one courier may make (every courier
+  route: polls, status, locations, steps), on average; more is 429 with Retry-After. The
+  benchmark's couriers make about 5 (11 at worst), a phone 2 or 3
+- GIAO_DISPATCH_COURIER_RATE_BURST (60): requests one courier may make at once after a pause
+- GIAO_DISPATCH_AUTH_FAILURES_PER_S (10): failed authentications (no token, a malformed, unknown
+  or revoked one) a second one client address may make, on average; past the burst, its
+  requests with a token this instance does not know from memory are 429 with Retry-After,
+  before any lookup
+- GIAO_DISPATCH_AUTH_FAILURES_BURST (50): failed authentications one client address may make at once
+- GIAO_DISPATCH_RATE_LIMIT_EXEMPT, GIAO_DISPATCH_INSTANCES: see shared.ratelimit.LimitSettings
 - GIAO_DISPATCH_PUBLIC_URL (""): where couriers reach dispatch (e.g. https://dispatch.giao.example),
   for the sign-in link of a new courier (`<public url>/app/#t=<token>`); empty gives a link
   relative to dispatch itself (`/app/#t=<token>`)
@@ -45,10 +55,11 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from shared.ratelimit import LimitSettings
 from shared.settings import CommonSettings, admin_token_field, delivery_code_key_field
 
 
-class DispatchSettings(CommonSettings):
+class DispatchSettings(CommonSettings, LimitSettings):
     model_config = SettingsConfigDict(env_prefix="GIAO_DISPATCH_", extra="ignore", populate_by_name=True)
 
     port: int = 8002
@@ -86,9 +97,14 @@ class DispatchSettings(CommonSettings):
     # A tile server's URL template for the operations console's map (an OpenStreetMap server you
     # run); empty draws the project's own base layer (Natural Earth land and the service area).
     map_tile_url: str = Field("", validation_alias="GIAO_MAP_TILE_URL")
-    # How long an instance trusts a courier token it looked up: a token the admin revoked stops
-    # working on every instance within this time.
+    # How long an instance trusts a courier token it looked up (a token the admin revoked stops
+    # working on every instance within this time), and refuses an unknown one without looking
+    # it up again.
     token_cache_s: float = Field(5.0, ge=0)
+    courier_rate_per_s: float = Field(30.0, gt=0)
+    courier_rate_burst: int = Field(60, ge=1)
+    auth_failures_per_s: float = Field(10.0, gt=0)
+    auth_failures_burst: int = Field(50, ge=1)
     admin_token: str = admin_token_field()
     delivery_code_key: str = delivery_code_key_field()
 

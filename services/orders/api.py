@@ -98,7 +98,7 @@ async def create_merchant(request: Request, body: MerchantIn) -> Response:
     response_model=QuoteOut,
     tags=["orders"],
     summary="What a delivery would cost",
-    responses=problem_responses(400, 401, 413, 415, 422),
+    responses=problem_responses(400, 401, 413, 415, 422, 429),
 )
 async def quote(request: Request, body: QuoteIn, _: CurrentMerchant) -> Response:
     q = deps.orders(request).quote(body)
@@ -113,7 +113,7 @@ async def quote(request: Request, body: QuoteIn, _: CurrentMerchant) -> Response
     summary="Place an order",
     description="Under an `Idempotency-Key`, a retry with the same body gets the first 201 again "
     "(header `Idempotent-Replayed: true`) and creates nothing; another body is 409.",
-    responses=problem_responses(400, 401, 409, 413, 415, 422),
+    responses=problem_responses(400, 401, 409, 413, 415, 422, 429),
 )
 async def create_order(
     request: Request, body: OrderIn, me: CurrentMerchant, idempotency_key: IdempotencyKey = None
@@ -134,7 +134,7 @@ async def create_order(
     response_model=OrderOut,
     tags=["orders"],
     summary="One of your orders",
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, 404, 429),
 )
 async def get_order(request: Request, order_id: str, me: CurrentMerchant) -> Response:
     try:
@@ -148,7 +148,7 @@ async def get_order(request: Request, order_id: str, me: CurrentMerchant) -> Res
     response_model=OrderPage,
     tags=["orders"],
     summary="Your orders, newest first",
-    responses=problem_responses(401, 422),
+    responses=problem_responses(401, 422, 429),
 )
 async def list_orders(
     request: Request,
@@ -175,7 +175,7 @@ async def list_orders(
     description='Dispatch decides: the order becomes `cancelled` (`cancellation: "done"`), or shows '
     '`cancellation: "refused"` if the parcel was already picked up. 409 once the parcel '
     "is picked up or the order is over.",
-    responses=problem_responses(400, 401, 404, 409, 413, 415, 422),
+    responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 429),
 )
 async def cancel_order(request: Request, order_id: str, me: CurrentMerchant, body: CancelIn | None = None) -> Response:
     try:
@@ -204,7 +204,7 @@ def parse_key_id(text: str) -> UUID:
     response_model=ApiKeyCreated,
     tags=["keys"],
     summary="Another API key (to rotate to)",
-    responses=problem_responses(401),
+    responses=problem_responses(401, 429),
 )
 async def create_api_key(request: Request, me: CurrentMerchant) -> Response:
     return json_response(await deps.orders(request).create_api_key(me), 201)
@@ -215,7 +215,7 @@ async def create_api_key(request: Request, me: CurrentMerchant) -> Response:
     response_model=list[ApiKeyOut],
     tags=["keys"],
     summary="Your live API keys (prefix and creation time only)",
-    responses=problem_responses(401),
+    responses=problem_responses(401, 429),
 )
 async def list_api_keys(request: Request, me: CurrentMerchant) -> Response:
     return json_response(await deps.orders(request).api_keys(me))
@@ -228,7 +228,7 @@ async def list_api_keys(request: Request, me: CurrentMerchant) -> Response:
     summary="Revoke one of your API keys",
     description="Every instance refuses it within a few seconds (`GIAO_ORDERS_API_KEY_CACHE_S`). "
     "Your last key cannot be revoked (409).",
-    responses=problem_responses(401, 404, 409),
+    responses=problem_responses(401, 404, 409, 429),
 )
 async def revoke_api_key(request: Request, key_id: str, me: CurrentMerchant) -> Response:
     try:

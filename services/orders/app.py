@@ -20,6 +20,7 @@ from shared.audit import audit_router
 from shared.events import DISPATCH_TOPIC
 from shared.http import Metrics
 from shared.pages import pages_router
+from shared.ratelimit import AddressLimits, BearerLimits, RateLimiter
 from shared.service import Runtime
 
 WEB = Path(__file__).parent / "web"  # the merchant console
@@ -43,6 +44,21 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
     webhooks = WebhookService(runtime, settings, metrics)
     runtime.loop("deliver-webhooks", webhooks.deliver_forever)
     runtime.loop("prune-webhook-deliveries", webhooks.prune_delivery_log)
+    refused = metrics.counter("orders_rate_limited_total", "Requests refused with 429, by limit", ("limit",))
+    merchant_keys = BearerLimits(
+        orders.known_keys,
+        caller_of=lambda merchant: merchant.id,  # all of a merchant's keys share its limit
+        callers=RateLimiter(settings.api_key_rate_per_s, settings.api_key_rate_burst, instances=settings.instances),
+        addresses=AddressLimits(
+            settings.auth_failures_per_s,
+            settings.auth_failures_burst,
+            exempt=settings.exempt_networks(),
+            refused=refused.labels("address"),
+            instances=settings.instances,
+        ),
+        refused=refused.labels("api_key"),
+        unknown_detail="Unknown API key",
+    )
     return service_app(
         title="Giao orders",
         summary="Local merchants place and follow their deliveries",
@@ -61,4 +77,5 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
         ],
         orders=orders,
         webhooks=webhooks,
+        merchant_keys=merchant_keys,
     )

@@ -1,5 +1,6 @@
-"""FastAPI dependencies of the orders API: who is calling (a merchant's API key, the admin
-token), and typed getters for what app.py put in `app.state`.
+"""FastAPI dependencies of the orders API: who is calling (a merchant's API key, within its
+rate limits: shared.ratelimit.BearerLimits; the admin token), and typed getters for what
+app.py put in `app.state`.
 
 The routes take the caller as their one dependency and read the rest through their `request`
 with these getters: FastAPI solves every dependency on every request, a cost the hot routes
@@ -19,7 +20,8 @@ from services.orders.service_layer import OrdersService
 from services.orders.settings import OrdersSettings
 from services.orders.store import Merchant
 from services.orders.webhook_service import WebhookService
-from shared.http import bearer, require_admin, unauthorized
+from shared.http import require_admin
+from shared.ratelimit import BearerLimits
 
 
 def orders(request: Request) -> OrdersService:
@@ -32,6 +34,10 @@ def webhooks(request: Request) -> WebhookService:
 
 def settings(request: Request) -> OrdersSettings:
     return request.app.state.settings
+
+
+def merchant_keys(request: Request) -> BearerLimits[Merchant]:
+    return request.app.state.merchant_keys
 
 
 class BearerScheme(SecurityBase):
@@ -47,13 +53,8 @@ class BearerScheme(SecurityBase):
 
 class MerchantKey(BearerScheme):
     async def __call__(self, request: Request) -> Merchant:
-        api_key = bearer(request)
-        if api_key is None:
-            raise unauthorized()
-        found = await orders(request).known_keys.owner(api_key)
-        if found is None:
-            raise unauthorized("Unknown API key")
-        return found
+        """The key's merchant; 401 for an unknown key, 429 past the merchant's or the address's limit."""
+        return await merchant_keys(request).owner(request)
 
 
 class AdminToken(BearerScheme):

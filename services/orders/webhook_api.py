@@ -49,7 +49,7 @@ def unsafe_url(exc: UnsafeTarget) -> Problem:
     tags=["webhooks"],
     summary="Register a webhook endpoint",
     description="The answer holds the signing secret, shown this once.",
-    responses=problem_responses(400, 401, 413, 415, 422),
+    responses=problem_responses(400, 401, 413, 415, 422, 429),
 )
 async def create_webhook_endpoint(request: Request, body: WebhookEndpointIn, me: CurrentMerchant) -> Response:
     try:
@@ -66,7 +66,7 @@ async def create_webhook_endpoint(request: Request, body: WebhookEndpointIn, me:
     response_model=list[WebhookEndpointOut],
     tags=["webhooks"],
     summary="Your webhook endpoints",
-    responses=problem_responses(401),
+    responses=problem_responses(401, 429),
 )
 async def list_webhook_endpoints(request: Request, me: CurrentMerchant) -> Response:
     return json_response(await deps.webhooks(request).endpoints(me.id))
@@ -77,7 +77,7 @@ async def list_webhook_endpoints(request: Request, me: CurrentMerchant) -> Respo
     response_model=WebhookEndpointOut,
     tags=["webhooks"],
     summary="One webhook endpoint (with the reason it was disabled, if it was)",
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, 404, 429),
 )
 async def get_webhook_endpoint(request: Request, endpoint_id: str, me: CurrentMerchant) -> Response:
     try:
@@ -91,7 +91,7 @@ async def get_webhook_endpoint(request: Request, endpoint_id: str, me: CurrentMe
     response_model=WebhookEndpointOut,
     tags=["webhooks"],
     summary="Change an endpoint's URL, event types or enabled flag",
-    responses=problem_responses(400, 401, 404, 413, 415, 422),
+    responses=problem_responses(400, 401, 404, 413, 415, 422, 429),
 )
 async def update_webhook_endpoint(
     request: Request, endpoint_id: str, body: WebhookEndpointPatch, me: CurrentMerchant
@@ -113,7 +113,7 @@ async def update_webhook_endpoint(
     status_code=204,
     tags=["webhooks"],
     summary="Delete an endpoint and its delivery log",
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, 404, 429),
 )
 async def delete_webhook_endpoint(request: Request, endpoint_id: str, me: CurrentMerchant) -> Response:
     try:
@@ -130,7 +130,7 @@ async def delete_webhook_endpoint(request: Request, endpoint_id: str, me: Curren
     summary="A new signing secret",
     description="The new secret is shown this once. Until `previous_secret_expires_at` every delivery "
     "carries two signatures, by the old and the new secret.",
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, 404, 429),
 )
 async def rotate_webhook_secret(request: Request, endpoint_id: str, me: CurrentMerchant) -> Response:
     try:
@@ -144,7 +144,7 @@ async def rotate_webhook_secret(request: Request, endpoint_id: str, me: CurrentM
     response_model=WebhookDeliveryPage,
     tags=["webhooks"],
     summary="The endpoint's deliveries, newest first, with their attempts",
-    responses=problem_responses(401, 404, 422),
+    responses=problem_responses(401, 404, 422, 429),
 )
 async def list_webhook_deliveries(
     request: Request,
@@ -168,7 +168,7 @@ async def list_webhook_deliveries(
     status_code=202,
     tags=["webhooks"],
     summary="Send a delivery again",
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, 404, 429),
 )
 async def redeliver_webhook(request: Request, endpoint_id: str, delivery_id: str, me: CurrentMerchant) -> Response:
     try:
@@ -184,7 +184,7 @@ async def redeliver_webhook(request: Request, endpoint_id: str, delivery_id: str
     response_model=PingOut,
     tags=["webhooks"],
     summary="Send a signed `ping` to the endpoint",
-    responses=problem_responses(401, 404),
+    responses=problem_responses(401, 404, 429),
 )
 async def ping_webhook_endpoint(request: Request, endpoint_id: str, me: CurrentMerchant) -> Response:
     try:

@@ -2,14 +2,14 @@
 
 - app.py: the composition root (settings, runtime, consumers, change feed, the app);
 - api.py: GET /v1/tracking/{code} and its Server-Sent Events stream; schemas.py: what the
-  answers look like; deps.py: the rate limit dependency and getters of the app's state;
+  answers look like; deps.py: the rate limit dependency (shared.ratelimit: a token bucket per
+  client address) and getters of the app's state;
 - page_api.py: GET /t/{code}, the customer's tracking page; page.py renders its HTML (no I/O);
   web/: its script, style and texts (the map's files are shared: shared/maps.py, shared/web/);
 - service_layer.py: a parcel by its code, the same work whether it is known or not;
 - handlers.py: order and dispatch events, and courier locations, into the read model;
 - domain.py: the projection rules, the public view and the ETA, without I/O;
 - live.py: one LISTEN connection per process fanning changes out to the open streams;
-- ratelimit.py: who the client is, and token buckets per client address;
 - rebuild.py: `python -m services.tracking rebuild`, the read model again from the topics;
 - store.py: all SQL; migrations/: the schema; settings.py: the environment variables.
 

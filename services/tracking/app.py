@@ -13,13 +13,13 @@ from prometheus_client import Gauge
 from services.tracking import api, domain, page, page_api
 from services.tracking.handlers import Projection
 from services.tracking.live import ChangeFeed, Streams
-from services.tracking.ratelimit import ClientLimits
 from services.tracking.settings import TrackingSettings
 from shared import maps
 from shared.app import service_app
 from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDERS_TOPIC
 from shared.http import Metrics
 from shared.pages import pages_router
+from shared.ratelimit import AddressLimits
 from shared.service import Runtime
 
 # Consumer names; the runtime prefixes them with the topic prefix to make the group ids.
@@ -68,7 +68,13 @@ def create_app(settings: TrackingSettings | None = None) -> FastAPI:
         max_stream_s=settings.sse_max_stream_s,
         gauge=Gauge("tracking_sse_streams", "Open Server-Sent Events streams", registry=metrics.registry),
     )
-    client_limits = ClientLimits(settings, metrics.counter("tracking_rate_limited_total", "Requests refused with 429"))
+    client_limits = AddressLimits(
+        settings.rate_limit_per_s,
+        settings.rate_limit_burst,
+        exempt=settings.exempt_networks(),
+        refused=metrics.counter("tracking_rate_limited_total", "Requests refused with 429"),
+        instances=settings.instances,
+    )
 
     return service_app(
         title="Giao tracking",

@@ -11,9 +11,8 @@ import asyncpg
 from fastapi import Request
 
 from services.tracking.live import Streams
-from services.tracking.ratelimit import ClientLimits
 from services.tracking.settings import TrackingSettings
-from shared.http import Problem
+from shared.ratelimit import AddressLimits, too_many
 
 
 async def rate_limit(request: Request) -> str:
@@ -25,7 +24,7 @@ async def rate_limit(request: Request) -> str:
     client = limits.client_of(request)
     retry_after = limits.retry_after(client)
     if retry_after:
-        raise Problem(429, "Too many requests; try again later", headers={"Retry-After": str(retry_after)})
+        raise too_many(retry_after)
     return client
 
 
@@ -37,7 +36,7 @@ def pool(request: Request) -> asyncpg.Pool:
     return request.app.state.runtime.pool
 
 
-def client_limits(request: Request) -> ClientLimits:
+def client_limits(request: Request) -> AddressLimits:
     return request.app.state.client_limits
 
 

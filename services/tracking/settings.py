@@ -10,8 +10,7 @@ Environment variables (besides the common GIAO_* ones of shared.settings):
   (an IPv6 address: its /64), the one X-Forwarded-For names when the request came through
   one of GIAO_TRUSTED_PROXIES (shared.settings)
 - GIAO_TRACKING_RATE_LIMIT_BURST (50): requests one client may make at once after a pause
-- GIAO_TRACKING_RATE_LIMIT_EXEMPT (empty): comma-separated addresses or networks that are
-  never limited, such as "127.0.0.1,::1" for a simulator or benchmark on the same host
+- GIAO_TRACKING_RATE_LIMIT_EXEMPT and GIAO_TRACKING_INSTANCES: see shared.ratelimit.LimitSettings
 - GIAO_TRACKING_RESPONSE_FLOOR_MS (15): every tracking answer takes at least this long, so
   that its timing does not tell a known code from an unknown one
 - GIAO_TRACKING_HEARTBEAT_S (15): a comment line this often keeps proxies from closing
@@ -31,15 +30,14 @@ Environment variables (besides the common GIAO_* ones of shared.settings):
 
 from __future__ import annotations
 
-import ipaddress
-
-from pydantic import Field, field_validator
+from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
+from shared.ratelimit import LimitSettings
 from shared.settings import CommonSettings
 
 
-class TrackingSettings(CommonSettings):
+class TrackingSettings(CommonSettings, LimitSettings):
     model_config = SettingsConfigDict(env_prefix="GIAO_TRACKING_", extra="ignore", populate_by_name=True)
 
     port: int = 8003
@@ -48,15 +46,6 @@ class TrackingSettings(CommonSettings):
 
     rate_limit_per_s: float = Field(20.0, gt=0)
     rate_limit_burst: int = Field(50, ge=1)
-    rate_limit_exempt: str = ""
-
-    @field_validator("rate_limit_exempt")
-    @classmethod
-    def _networks(cls, value: str) -> str:
-        for a in value.split(","):
-            if a.strip():
-                ipaddress.ip_network(a.strip(), strict=False)  # ValueError names the bad one
-        return value
 
     response_floor_ms: float = Field(15.0, ge=0)
 
@@ -69,6 +58,3 @@ class TrackingSettings(CommonSettings):
     location_batch: int = Field(2000, ge=1)
 
     map_tile_url: str = Field("", validation_alias="GIAO_MAP_TILE_URL")
-
-    def exempt_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
-        return [ipaddress.ip_network(a.strip(), strict=False) for a in self.rate_limit_exempt.split(",") if a.strip()]

@@ -37,8 +37,11 @@ FAST = {
     "GIAO_DISPATCH_MATCH_RETRY_MAX_S": "0.5",
     "GIAO_TRACKING_HEARTBEAT_S": "1",
     "GIAO_SHUTDOWN_GRACE_S": "5",
-    # The test client stands in for many customers from one address.
+    # The test client stands in for many customers from one address (the limits per merchant
+    # and per courier still apply).
     "GIAO_TRACKING_RATE_LIMIT_EXEMPT": "127.0.0.1,::1",
+    "GIAO_ORDERS_RATE_LIMIT_EXEMPT": "127.0.0.1,::1",
+    "GIAO_DISPATCH_RATE_LIMIT_EXEMPT": "127.0.0.1,::1",
 }
 
 
@@ -162,7 +165,8 @@ def start_system(infra: Infra, dispatch_instances: int = 2, extra_env: dict[str,
         system.shared_ports["dispatch"] = free_port()
     for service in SERVICES:
         for _ in range(dispatch_instances if service == "dispatch" else 1):
-            system.add(service, extra_env)
+            instances = {"GIAO_DISPATCH_INSTANCES": str(dispatch_instances)} if service == "dispatch" else {}
+            system.add(service, {**instances, **(extra_env or {})})
     for procs in system.procs.values():
         for p in procs:
             p.wait_ready()

@@ -14,8 +14,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.requests import Request
 
 from services.tracking.live import ChangeFeed, Streams, StreamsFull
-from services.tracking.ratelimit import ClientLimits
 from services.tracking.settings import TrackingSettings
+from shared.ratelimit import AddressLimits
 from shared.service import uvicorn_config
 from tests.support import eventually
 from tests.tracking.stories import Story
@@ -127,9 +127,10 @@ def request(peer: str, forwarded: str | None = None) -> Request:
     return Request({"type": "http", "method": "GET", "path": "/", "headers": headers, "client": (peer, 5000)})
 
 
-def limits(**settings: str) -> ClientLimits:
+def limits(**settings: str) -> AddressLimits:
     refused = Counter("refused", "Requests refused", registry=CollectorRegistry())
-    return ClientLimits(TrackingSettings(**settings), refused)
+    s = TrackingSettings(**settings)
+    return AddressLimits(s.rate_limit_per_s, s.rate_limit_burst, exempt=s.exempt_networks(), refused=refused)
 
 
 def test_ipv6_clients_are_keyed_by_their_64():

@@ -1,12 +1,12 @@
-"""Rate limiting without I/O: the token buckets, who a request's client is, exempt networks."""
+"""Rate limiting without I/O: the token buckets, who a request's client is, exempt networks,
+an instance's share."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter
-from starlette.requests import Request
 
-from services.tracking.ratelimit import ClientLimits, RateLimiter
-from services.tracking.settings import TrackingSettings
+from shared.ratelimit import AddressLimits, RateLimiter
+from shared.settings import networks_of
 
 
 def test_token_bucket_allows_the_burst_then_asks_to_wait():
@@ -21,7 +21,7 @@ def test_token_bucket_allows_the_burst_then_asks_to_wait():
 
 
 def test_rate_limiter_forgets_the_least_recent_clients_first():
-    limiter = RateLimiter(rate=1, burst=1, max_clients=2)
+    limiter = RateLimiter(rate=1, burst=1, max_keys=2)
     limiter.check("a", 0.0)
     limiter.check("b", 0.0)
     limiter.check("a", 0.0)  # a is now the most recent
@@ -30,19 +30,25 @@ def test_rate_limiter_forgets_the_least_recent_clients_first():
     assert limiter.check("b", 0.0) == 0, "b was forgotten and starts with a full bucket"
 
 
-def request(peer: str, forwarded: str | None = None) -> Request:
-    headers = [(b"x-forwarded-for", forwarded.encode())] if forwarded is not None else []
-    return Request({"type": "http", "method": "GET", "path": "/", "headers": headers, "client": (peer, 5000)})
+def test_each_instance_enforces_its_share_and_a_token_can_be_given_back():
+    share = RateLimiter(rate=10, burst=6, instances=3)  # 3.33/s and 2 at once here
+    assert [share.check("k", 50.0) for _ in range(3)] == [0, 0, 1]
+    assert share.check("k", 50.31) == 0, "a third of the rate"
+    share.give_back("k")
+    assert share.check("k", 50.31) == 0 and share.check("k", 50.31) == 1
+    assert RateLimiter(rate=1, burst=2, instances=4).burst == 1, "at least one request at once"
 
 
-def limits(registry: CollectorRegistry | None = None, **settings) -> ClientLimits:
+def limits(registry: CollectorRegistry | None = None, **settings) -> AddressLimits:
     refused = Counter("refused", "Requests refused", registry=registry or CollectorRegistry())
-    return ClientLimits(TrackingSettings(**settings), refused)
+    return AddressLimits(
+        settings["rate"], settings["burst"], exempt=networks_of(settings.get("exempt", "")), refused=refused
+    )
 
 
 def test_exempt_networks_pass_and_refusals_are_counted():
     registry = CollectorRegistry()
-    lim = limits(registry, rate_limit_per_s=1, rate_limit_burst=1, rate_limit_exempt="10.0.0.0/8,::1")
+    lim = limits(registry, rate=1, burst=1, exempt="10.0.0.0/8,::1")
     assert [lim.retry_after("10.1.2.3") for _ in range(3)] == [0, 0, 0]
     assert [lim.retry_after("::1") for _ in range(3)] == [0, 0, 0]
     assert lim.is_exempt("10.1.2.3") and not lim.is_exempt("203.0.113.7") and not lim.is_exempt("unknown")
