@@ -4,6 +4,8 @@ parameterized is read from the source: tests/foundation/test_static.py)."""
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import os
 import subprocess
 import sys
@@ -14,7 +16,9 @@ import httpx
 import pytest
 
 from tests.conftest import ROOT
+from tests.e2e.system import LOGS, Proc
 from tests.e2e.test_flows import City
+from tests.infra import free_port
 from tests.support import eventually
 from tools.client import ApiError, Giao
 
@@ -195,3 +199,46 @@ async def test_tracking_lookups_are_rate_limited(system):
     finally:
         strict.terminate()
         system.procs["tracking"].remove(strict)
+
+
+async def test_two_dispatch_instances_on_one_port_hold_a_couriers_limit_together(city):
+    """Two instances sharing a port (SO_REUSEPORT, as deploy/local runs them) each enforce half
+    of a courier's limit (GIAO_DISPATCH_INSTANCES=2), so together they let through no more
+    than the limit, with no I/O between them. HTTP only and a burst without refill to speak of,
+    so that the count does not depend on the machine's speed."""
+    token = (await city.client.create_courier("Phạm Văn Đức", "0912345678", "motorbike"))["token"]
+    base = city.system.procs["dispatch"][0]
+    shared = free_port()
+    strict = {
+        "GIAO_DISPATCH_PORT": str(shared),
+        "GIAO_DISPATCH_INSTANCES": "2",
+        "GIAO_DISPATCH_BACKGROUND": "false",
+        "GIAO_DISPATCH_COURIER_RATE_PER_S": "0.01",
+        "GIAO_DISPATCH_COURIER_RATE_BURST": "10",
+    }
+    pair = []
+    for i in range(2):
+        own = free_port()
+        env = {**base.env, **strict, "GIAO_INSTANCE_PORT": str(own)}
+        pair.append(Proc("dispatch", own, env, LOGS / f"{city.system.prefix}dispatch-strict-{i}.log"))
+    try:
+        for proc in pair:
+            proc.start()
+        for proc in pair:
+            proc.wait_ready()
+        url = f"http://127.0.0.1:{shared}/v1/courier/jobs"
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=20), timeout=60) as http:
+            answers = await asyncio.gather(
+                *(http.get(url, headers={"Authorization": f"Bearer {token}"}) for _ in range(60))
+            )
+            refused = []
+            for proc in pair:  # each on a port of its own
+                metrics = (await http.get(f"{proc.url}/metrics")).text.splitlines()
+                line = next(m for m in metrics if m.startswith('dispatch_rate_limited_total{limit="courier"}'))
+                refused.append(float(line.split()[-1]))
+    finally:
+        for proc in pair:
+            proc.terminate()
+    statuses = collections.Counter(r.status_code for r in answers)
+    assert all(refused) and sum(refused) == statuses[429], f"both instances refused some: {refused}, {statuses}"
+    assert statuses[200] == 10, f"5 from each, the limit's burst in all: {statuses}"
