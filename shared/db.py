@@ -53,6 +53,16 @@ def migration_files(*dirs: Path) -> list[tuple[str, Path]]:
     return files
 
 
+async def migrate_as(dsn: str, *dirs: Path) -> list[str]:
+    """`migrate` on a connection of its own: `dsn` names the database's owner role, which may
+    change its tables (the service's runtime role may not; deploy/postgres/service-database.sql)."""
+    pool = await create_pool(dsn, min_size=1, max_size=1)
+    try:
+        return await migrate(pool, *dirs)
+    finally:
+        await pool.close()
+
+
 async def migrate(pool: asyncpg.Pool, *dirs: Path) -> list[str]:
     """Apply what has not been applied yet; several processes may call this at once."""
     applied_now = []

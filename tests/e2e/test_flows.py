@@ -329,7 +329,7 @@ async def test_dispatch_instances_share_one_port(system):
             if sample.name == "http_requests_total" and sample.labels.get("route") == "/healthz"
         )
 
-    instances = [p.url for p in system.procs["dispatch"]]
+    instances = [p.ops_url for p in system.procs["dispatch"]]
     assert len(instances) == 2
     async with httpx.AsyncClient() as http:
         before = [await healthz_served(http, url) for url in instances]
