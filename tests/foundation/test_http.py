@@ -92,6 +92,27 @@ async def test_metrics_answer_on_the_ops_port_only_and_it_serves_nothing_else():
             assert (await ops.get(path)).status_code == 404, path
 
 
+async def test_errors_are_logged_by_route_never_by_path(caplog):
+    """A path may carry a tracking code: an outage or a crash logs the route's template."""
+    router = api_router()
+
+    @router.get("/v1/parcels/{code}")
+    async def parcel(code: str) -> dict:
+        raise (OSError("the database went away") if code.startswith("OUT") else RuntimeError("a bug"))
+
+    app = service_app(
+        title="probe", summary="", description="", runtime=NoRuntime(), metrics=Metrics("probe"), routers=[router]
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://t"
+    ) as c:
+        assert (await c.get("/v1/parcels/OUTK7Q2M9X4")).status_code == 503
+        assert (await c.get("/v1/parcels/BUGK7Q2M9X4")).status_code == 500
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "outage on GET /v1/parcels/{code}" in logged and "unhandled error on GET /v1/parcels/{code}" in logged
+    assert "K7Q2M9X4" not in logged
+
+
 @pytest.fixture
 async def client():
     router = api_router()
