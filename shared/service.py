@@ -30,7 +30,7 @@ from shared.inbox import forget_before
 from shared.kafka import BatchHandler, EventConsumer
 from shared.kafka_clients import Kafka, RelayProducer
 from shared.outbox import OutboxRelay
-from shared.settings import CommonSettings
+from shared.settings import DEV_ENVS, CommonSettings
 
 log = logging.getLogger(__name__)
 
@@ -109,6 +109,8 @@ class Runtime:
         if self.migration_database_url:
             await migrate_as(self.migration_database_url, *dirs)
         self._pool = await create_pool(self.database_url, max_size=self.pool_size)
+        if self.settings.env not in DEV_ENVS:
+            await self._refuse_a_superuser()
         if not self.migration_database_url:
             await migrate(self._pool, *dirs)
         await self.kafka.start()
@@ -125,6 +127,17 @@ class Runtime:
         self._tasks = [asyncio.create_task(_forever(name, run), name=name) for name, run in loops]
         self.started = True
         log.info("%s: started", self.name)
+
+    async def _refuse_a_superuser(self) -> None:
+        """Outside development and test the service runs as its own role with DML rights only
+        (deploy/postgres/service-database.sql): a superuser could read every service's data."""
+        if await self.pool.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+            await self.pool.close()
+            self._pool = None
+            raise RuntimeError(
+                f"{self.name}: refusing to run as a PostgreSQL superuser when GIAO_ENV={self.settings.env!r}: "
+                "give it its own role (docs/operations.md, PostgreSQL roles)"
+            )
 
     async def _prune_inbox(self) -> None:
         """Hourly, forget consumed event ids and subject positions older than

@@ -16,14 +16,19 @@ from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 import pytest
+import pytest_asyncio
 
 from shared.db import migrate_as
+from shared.service import Runtime
+from shared.settings import CommonSettings
 from tests import ROOT
 from tests.infra import Postgres, need_tool
 from tests.support import drop_databases
 
 ROLES_SQL = ROOT / "deploy/postgres/service-database.sql"
 MIGRATIONS = ROOT / "services"
+# One set of databases and roles for the module: making them is most of its time.
+pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,7 @@ def make_service_database(postgres: Postgres, tag: str, service: str) -> Service
     )
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def services(postgres: Postgres) -> AsyncIterator[dict[str, ServiceDatabase]]:
     tag = f"roles_{uuid.uuid4().hex[:8]}"
     made: dict[str, ServiceDatabase] = {}
@@ -140,3 +145,26 @@ async def test_a_runtime_role_writes_its_tables_but_changes_none(services):
         assert await app.fetchval("INSERT INTO later (note) VALUES ('x') RETURNING id") == 1
     finally:
         await app.close()
+
+
+async def test_outside_development_a_service_runs_as_its_role_and_refuses_a_superuser(services, postgres, kafka):
+    orders = services["orders"]
+    production = CommonSettings(env="production", kafka_bootstrap_servers=kafka.bootstrap)
+    as_superuser = postgres.dsn_for(orders.db)
+    superuser = Runtime(production, name="probe", database_url=as_superuser, migrations=None, relay=False)
+    with pytest.raises(RuntimeError, match="refusing to run as a PostgreSQL superuser"):
+        await superuser.start()
+    own_role = Runtime(
+        production,
+        name="probe",
+        database_url=orders.app_dsn,
+        migration_database_url=orders.owner_dsn,
+        migrations=MIGRATIONS / "orders" / "migrations",
+        relay=False,
+    )
+    await own_role.start()  # migrates as the owner (nothing left to apply), runs as the runtime role
+    try:
+        assert await own_role.pool.fetchval("SELECT current_user") == orders.app
+        await own_role.check_database()
+    finally:
+        await own_role.stop()
