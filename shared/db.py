@@ -69,6 +69,8 @@ async def migrate(pool: asyncpg.Pool, *dirs: Path) -> list[str]:
     async with pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
         try:
+            # deploy/postgres/service-database.sql makes the same table beforehand (so that a
+            # service's runtime role may not write it): change both together.
             await conn.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
                 name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())""")
             done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}

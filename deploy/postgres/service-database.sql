@@ -35,3 +35,10 @@ ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA public GRANT SELECT, INSERT
 ALTER DEFAULT PRIVILEGES FOR ROLE :"owner" IN SCHEMA public GRANT USAGE, SELECT ON SEQUENCES TO :"app";
 GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO :"app";
 GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO :"app";
+-- Which migrations ran is the owner's to write: the table made here as shared/db.py's migrate
+-- makes it (it then finds it there), the runtime role may only read it.
+SET ROLE :"owner";
+CREATE TABLE IF NOT EXISTS public.schema_migrations (
+    name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
+RESET ROLE;
+REVOKE INSERT, UPDATE, DELETE, TRUNCATE ON public.schema_migrations FROM :"app";

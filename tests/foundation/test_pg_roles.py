@@ -132,6 +132,10 @@ async def test_a_runtime_role_writes_its_tables_but_changes_none(services):
                 await app.execute(ddl)
         with pytest.raises(asyncpg.InsufficientPrivilegeError, match="schema_migrations"):
             await app.execute("ALTER TABLE schema_migrations OWNER TO CURRENT_USER")
+        # which migrations ran it may read, not write
+        assert await app.fetchval("SELECT count(*) FROM schema_migrations") > 0
+        with pytest.raises(asyncpg.InsufficientPrivilegeError, match="schema_migrations"):
+            await app.execute("DELETE FROM schema_migrations")
     finally:
         await app.close()
     # A later migration, as the owner: its table and sequence reach the runtime role by themselves.
