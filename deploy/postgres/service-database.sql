@@ -14,6 +14,7 @@
 -- Idempotent: deploy/local/postgres.sh runs it at every start, also on a cluster made before
 -- these roles existed (its tables, made by the superuser, become the owner's).
 \set ON_ERROR_STOP on
+SET client_min_messages = warning;  -- no "already exists, skipping" at every start
 SELECT format('CREATE ROLE %I', :'owner') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'owner') \gexec
 SELECT format('CREATE ROLE %I', :'app') WHERE NOT EXISTS (SELECT FROM pg_roles WHERE rolname = :'app') \gexec
 ALTER ROLE :"owner" LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSRLS PASSWORD :'owner_password';
@@ -25,6 +26,7 @@ REVOKE ALL ON DATABASE :"db" FROM PUBLIC;
 GRANT CONNECT ON DATABASE :"db" TO :"app";
 
 \connect :"db"
+SET client_min_messages = warning;
 ALTER SCHEMA public OWNER TO :"owner";
 REVOKE ALL ON SCHEMA public FROM PUBLIC;
 GRANT USAGE ON SCHEMA public TO :"app";
