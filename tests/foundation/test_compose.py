@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import os
 import subprocess
+from typing import Any
 
 import pytest
 import yaml
@@ -109,7 +110,7 @@ def rendered(environment: dict[str, str]) -> dict:
     return yaml.safe_load(result.stdout)
 
 
-def load_settings(service: str, environment: dict[str, str], monkeypatch) -> object:
+def load_settings(service: str, environment: dict[str, str], monkeypatch) -> Any:
     """The service's settings as the service reads them in its container."""
     for name in [n for n in os.environ if n.startswith("GIAO_")]:
         monkeypatch.delenv(name)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import inspect
 from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
@@ -40,7 +41,7 @@ OPS_PORT = 9100
 class RuntimeWithPostgresDown(NoRuntime):
     """PostgreSQL fails its check with what asyncpg's errors carry: hosts, users, DSNs."""
 
-    settings = SimpleNamespace(ops_port=OPS_PORT)
+    settings: Any = SimpleNamespace(ops_port=OPS_PORT)
 
     def ready_checks(self) -> dict:
         async def postgres() -> None:
@@ -52,7 +53,7 @@ class RuntimeWithPostgresDown(NoRuntime):
         return {"postgres": postgres, "kafka": kafka}
 
 
-def probe_app(runtime: NoRuntime) -> object:
+def probe_app(runtime: NoRuntime) -> Any:
     router = api_router()
 
     @router.get("/v1/things")

@@ -3,6 +3,8 @@ closed, and each service holds only the secrets it uses."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from services.dispatch.settings import DispatchSettings
@@ -10,10 +12,10 @@ from services.orders.settings import OrdersSettings
 from services.tracking.settings import TrackingSettings
 from shared.settings import CommonSettings
 
-REAL = {"admin_token": "a-real-admin-token", "delivery_code_key": "a-real-code-key"}
+REAL: dict[str, Any] = {"admin_token": "a-real-admin-token", "delivery_code_key": "a-real-code-key"}
 
 
-def real_database(service: str) -> dict[str, str]:
+def real_database(service: str) -> dict[str, Any]:
     """A service's database URLs as production sets them: two roles, real passwords."""
     at = f"db.internal:5432/giao_{service}"
     return {
@@ -54,7 +56,7 @@ def test_each_service_holds_only_the_secrets_it_uses():
 @pytest.mark.parametrize("cls", [OrdersSettings, DispatchSettings, TrackingSettings])
 def test_outside_development_a_service_migrates_and_runs_as_two_roles_without_public_passwords(cls, env):
     service = cls.model_config["env_prefix"].split("_")[1].lower()
-    secrets = {} if cls is TrackingSettings else REAL
+    secrets: dict[str, Any] = {} if cls is TrackingSettings else REAL
     real = real_database(service)
     prefix = f"GIAO_{service.upper()}_"
     with pytest.raises(ValueError, match=f"{prefix}DATABASE_URL carries a public development password"):
