@@ -1,14 +1,19 @@
 """The FastAPI app of a service, built the same way for all three (service_app), and the
-operational routes every one of them has (ops_router: /healthz, /readyz, /metrics)."""
+operational routes every one of them has (ops_router: /healthz, /readyz, /metrics).
+
+Each process also listens on an ops port of its own (settings.ops_port, shared/service.py's
+serve): /metrics answers there only, and only the ops routes answer there (OpsPort)."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.http import (
     FASTAPI_TELEMETRY_OFF,
@@ -19,6 +24,8 @@ from shared.http import (
     problem_response,
     problem_responses,
 )
+
+log = logging.getLogger(__name__)
 
 # /healthz, /readyz and /metrics of every service; they read the runtime and the metrics
 # from the app's state (service_app puts them there). Plain routes: probes may add
@@ -39,16 +46,42 @@ async def readyz(request: Request) -> Response:
         try:
             await check()
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
-            failed[name] = repr(exc)[:200]
+            # The answer says what is down, never why: an exception's text may name hosts, users
+            # or a DSN. The why goes to the log, for the on-call engineer.
+            log.warning("readiness: %s is down: %s", name, type(exc).__name__)
+            failed[name] = "down"
     if failed:
-        return problem_response(503, "Not ready: " + ", ".join(failed), checks=failed)
+        return problem_response(503, "Not ready: " + ", ".join(f"{n} is down" for n in failed), checks=failed)
     return JSONResponse({"status": "ready", "checks": {n: "ok" for n in checks}})
 
 
-@ops_router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse)
+# Not in the OpenAPI document, which describes the public port: /metrics is on the ops port only.
+@ops_router.get("/metrics", summary="Prometheus metrics", response_class=PlainTextResponse, include_in_schema=False)
 async def metrics_endpoint(request: Request) -> Response:
     metrics: Metrics = request.app.state.metrics
     return metrics.render()
+
+
+OPS_PATHS = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class OpsPort:
+    """ASGI middleware: a request that came in on the process's ops port reaches the ops routes
+    only, and /metrics is not found on any other port (the public one, an instance's own): what
+    the metrics tell (routes, volumes, errors) is for the operators' network, not the Internet.
+    The port a request came in on is the ASGI scope's `server`."""
+
+    def __init__(self, app: ASGIApp, ops_port: int | None) -> None:
+        self.app = app
+        self.ops_port = ops_port
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            server = scope.get("server")
+            on_ops_port = self.ops_port is not None and server is not None and server[1] == self.ops_port
+            if scope["path"] not in OPS_PATHS if on_ops_port else scope["path"] == "/metrics":
+                return await problem_response(404, "Not Found")(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 def service_app(
@@ -81,6 +114,7 @@ def service_app(
     install_problem_handlers(app)
     app.add_middleware(RequestMetrics, metrics=metrics)
     app.add_middleware(BodyGuard)
+    app.add_middleware(OpsPort, ops_port=getattr(runtime.settings, "ops_port", None))
     for router in (ops_router, *routers):
         # The routes join the app's own router rather than being included: FastAPI 0.165 keeps
         # an included router as a wrapper and matches it twice per request (once to pick it,

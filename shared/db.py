@@ -53,12 +53,24 @@ def migration_files(*dirs: Path) -> list[tuple[str, Path]]:
     return files
 
 
+async def migrate_as(dsn: str, *dirs: Path) -> list[str]:
+    """`migrate` on a connection of its own: `dsn` names the database's owner role, which may
+    change its tables (the service's runtime role may not; deploy/postgres/service-database.sql)."""
+    pool = await create_pool(dsn, min_size=1, max_size=1)
+    try:
+        return await migrate(pool, *dirs)
+    finally:
+        await pool.close()
+
+
 async def migrate(pool: asyncpg.Pool, *dirs: Path) -> list[str]:
     """Apply what has not been applied yet; several processes may call this at once."""
     applied_now = []
     async with pool.acquire() as conn:
         await conn.execute("SELECT pg_advisory_lock($1)", _MIGRATION_LOCK)
         try:
+            # deploy/postgres/service-database.sql makes the same table beforehand (so that a
+            # service's runtime role may not write it): change both together.
             await conn.execute("""CREATE TABLE IF NOT EXISTS schema_migrations (
                 name text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())""")
             done = {r["name"] for r in await conn.fetch("SELECT name FROM schema_migrations")}

@@ -161,13 +161,19 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _outage(request: Request, exc: Exception) -> JSONResponse:
         # The database (or broker) is briefly unreachable, say during a restart: not the
         # client's fault, and worth retrying in a moment.
-        log.warning("outage on %s %s: %r", request.method, request.url.path, exc)
+        log.warning("outage on %s %s: %r", request.method, _route_of(request), exc)
         return problem_response(503, "Temporarily unavailable; retry shortly", headers={"Retry-After": "1"})
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        log.exception("unhandled error on %s %s", request.method, _route_of(request))
         return problem_response(500, "Internal error; it has been logged")
+
+
+def _route_of(request: Request) -> str:
+    """The route's template (/v1/tracking/{tracking_code}), never the path itself: a path may
+    carry a tracking code, and logs hold no codes or credentials."""
+    return str(getattr(request.scope.get("route"), "path", "an unmatched path"))
 
 
 class BodyGuard:

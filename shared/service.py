@@ -25,12 +25,12 @@ import asyncpg
 import uvicorn
 from fastapi import FastAPI
 
-from shared.db import create_pool, migrate
+from shared.db import create_pool, migrate, migrate_as
 from shared.inbox import forget_before
 from shared.kafka import BatchHandler, EventConsumer
 from shared.kafka_clients import Kafka, RelayProducer
 from shared.outbox import OutboxRelay
-from shared.settings import CommonSettings
+from shared.settings import DEV_ENVS, CommonSettings
 
 log = logging.getLogger(__name__)
 
@@ -45,12 +45,15 @@ class Runtime:
         name: str,
         database_url: str,
         migrations: Path | None,
+        migration_database_url: str = "",
         pool_size: int = 20,
         relay: bool = True,
     ) -> None:
         self.settings = settings
         self.name = name
         self.database_url = database_url
+        # The owner role's URL for the migrations; empty: the runtime's role migrates too (tests).
+        self.migration_database_url = migration_database_url
         self.migrations = migrations
         self.pool_size = pool_size
         self.kafka = Kafka(settings, client_id=name)
@@ -102,9 +105,14 @@ class Runtime:
         self._loops.append((name, run))
 
     async def start(self) -> None:
-        self._pool = await create_pool(self.database_url, max_size=self.pool_size)
         dirs = [self.migrations] if self.migrations else []
-        await migrate(self._pool, *dirs)
+        if self.migration_database_url:
+            await migrate_as(self.migration_database_url, *dirs)
+        self._pool = await create_pool(self.database_url, max_size=self.pool_size)
+        if self.settings.env not in DEV_ENVS:
+            await self._refuse_a_superuser()
+        if not self.migration_database_url:
+            await migrate(self._pool, *dirs)
         await self.kafka.start()
         for consumer in self.consumers:
             await consumer.start()
@@ -119,6 +127,17 @@ class Runtime:
         self._tasks = [asyncio.create_task(_forever(name, run), name=name) for name, run in loops]
         self.started = True
         log.info("%s: started", self.name)
+
+    async def _refuse_a_superuser(self) -> None:
+        """Outside development and test the service runs as its own role with DML rights only
+        (deploy/postgres/service-database.sql): a superuser could read every service's data."""
+        if await self.pool.fetchval("SELECT rolsuper FROM pg_roles WHERE rolname = current_user"):
+            await self.pool.close()
+            self._pool = None
+            raise RuntimeError(
+                f"{self.name}: refusing to run as a PostgreSQL superuser when GIAO_ENV={self.settings.env!r}: "
+                "give it its own role (docs/operations.md, PostgreSQL roles)"
+            )
 
     async def _prune_inbox(self) -> None:
         """Hourly, forget consumed event ids and subject positions older than
@@ -261,22 +280,20 @@ def uvicorn_config(app: FastAPI, settings: CommonSettings, port: int) -> uvicorn
 def serve(app: FastAPI, settings: CommonSettings, port: int) -> None:
     """Run the app until SIGTERM/SIGINT; exit 0 after a clean graceful shutdown.
 
-    With settings.instance_port, on `port` shared with the service's other instances and on
-    the instance's own port (both serve the whole app)."""
+    One server, on `port` (shared with the service's other instances when
+    settings.instance_port is set, which it then also listens on alone) and on the process's
+    ops port (settings.ops_port): shared.app.OpsPort tells them apart."""
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     server = uvicorn.Server(uvicorn_config(app, settings, port))
     # uvicorn re-raises SIGTERM once its shutdown is done, with the handler it found at start,
     # so the process would end "killed by SIGTERM" (143) even after a clean shutdown. With a
     # no-op handler in place the process ends by itself: exit 0 means the shutdown was clean.
     signal.signal(signal.SIGTERM, lambda *_: None)
-    if settings.instance_port is None:
-        server.run()
-    else:
-        server.run(
-            sockets=[
-                listening_socket(settings.host, port, shared=True),
-                listening_socket(settings.host, settings.instance_port, shared=False),
-            ]
-        )
+    sockets = [listening_socket(settings.host, port, shared=settings.instance_port is not None)]
+    if settings.instance_port is not None:
+        sockets.append(listening_socket(settings.host, settings.instance_port, shared=False))
+    if settings.ops_port is not None:
+        sockets.append(listening_socket(settings.host, settings.ops_port, shared=False))
+    server.run(sockets=sockets)
     if not server.started:
         sys.exit(3)  # the lifespan failed to start (already logged)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -23,6 +24,14 @@ DEV_SECRETS = {
     "admin_token": ("GIAO_ADMIN_TOKEN", DEV_ADMIN_TOKEN),
     "delivery_code_key": ("GIAO_DELIVERY_CODE_KEY", DEV_DELIVERY_CODE_KEY),
 }
+
+# The public passwords of development's PostgreSQL roles (deploy/local, docker-compose.yml): the
+# superuser's and the one every service role gets there. A database URL carrying one of them is
+# refused outside development and test, like the secrets above.
+DEV_DATABASE_PASSWORD = "giao-dev"
+DEV_DATABASE_PASSWORDS = frozenset({"giao", DEV_DATABASE_PASSWORD})
+# The distance from a service's port to its ops port when GIAO_OPS_PORT is not set.
+OPS_PORT_OFFSET = 100
 
 
 def admin_token_field() -> Any:
@@ -70,9 +79,13 @@ class CommonSettings(BaseSettings):
     # Empty: nobody's X-Forwarded-For is believed (the client is the peer's address).
     trusted_proxies: str = Field("", validation_alias="GIAO_TRUSTED_PROXIES")
     # Set when several instances of a service share its port: each binds the port with
-    # SO_REUSEPORT (the kernel spreads new connections among them) and also listens alone on
-    # this one, so that a health check or a metrics scrape reaches this instance in particular.
+    # SO_REUSEPORT (the kernel spreads new connections among them) and also serves its API alone
+    # on this one, so that a client can reach this instance in particular.
     instance_port: int | None = Field(None, ge=1, le=65535, validation_alias="GIAO_INSTANCE_PORT")
+    # The port of this process alone for its operators: /metrics is served here only (404 on
+    # the public ports), besides /healthz and /readyz; nothing else is. Unset: the service's
+    # port + 100 (8101, 8102, 8103). Several processes of a service each need their own.
+    ops_port: int | None = Field(None, ge=1, le=65535, validation_alias="GIAO_OPS_PORT")
     # How long a service remembers the ids of the events it consumed and the positions of their
     # subjects: at least the topics' retention plus their segments' roll time (168 + 24 h with
     # deploy/local's Kafka), after which no event can be delivered again.
@@ -88,6 +101,13 @@ class CommonSettings(BaseSettings):
         return networks_of(self.trusted_proxies)
 
     @model_validator(mode="after")
+    def _ops_port_beside_the_service_port(self) -> CommonSettings:
+        port = getattr(self, "port", None)  # each service's own field
+        if self.ops_port is None and isinstance(port, int):
+            self.ops_port = port + OPS_PORT_OFFSET
+        return self
+
+    @model_validator(mode="after")
     def _refuse_dev_secrets_outside_development(self) -> CommonSettings:
         # Each service's settings hold only the secrets it uses (admin_token_field, ...).
         if self.env in DEV_ENVS:
@@ -98,10 +118,56 @@ class CommonSettings(BaseSettings):
                     f"{env_name} must be set: its default is public, and GIAO_ENV={self.env!r} "
                     f"is not one of {sorted(DEV_ENVS)}"
                 )
+        self._refuse_dev_database_roles()
         return self
+
+    def _refuse_dev_database_roles(self) -> None:
+        """Outside development and test a service migrates as its database's owner role and
+        runs as its runtime role (deploy/postgres/service-database.sql), neither with a
+        public password."""
+        if not hasattr(self, "database_url"):
+            return
+        prefix = str(self.model_config.get("env_prefix", "GIAO_"))
+        for field in ("database_url", "migration_database_url"):
+            url = getattr(self, field, "")
+            env_name = f"{prefix}{field}".upper()
+            if not url:
+                raise ValueError(
+                    f"{env_name} must be set when GIAO_ENV={self.env!r}: migrations run as the database's "
+                    "owner role, the service as its runtime role"
+                )
+            if database_password(url) in DEV_DATABASE_PASSWORDS:
+                raise ValueError(
+                    f"{env_name} carries a public development password, and GIAO_ENV={self.env!r} "
+                    f"is not one of {sorted(DEV_ENVS)}"
+                )
+        if database_user(self.database_url) == database_user(self.migration_database_url):  # type: ignore[attr-defined]
+            raise ValueError(f"{prefix}DATABASE_URL and {prefix}MIGRATION_DATABASE_URL must name different roles")
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}"
+
+
+def database_password(url: str) -> str | None:
+    """The password a PostgreSQL URL carries, in its authority or as `?password=`."""
+    parts = urlsplit(url)
+    return parts.password or next(iter(parse_qs(parts.query).get("password", [])), None)
+
+
+def database_user(url: str) -> str | None:
+    parts = urlsplit(url)
+    return parts.username or next(iter(parse_qs(parts.query).get("user", [])), None)
+
+
+def migration_database_url_field(service: str) -> Any:
+    """The URL migrations run with: the service's database as its owner role (a field of each
+    service's settings)."""
+    return Field(
+        "",
+        description=f"Its PostgreSQL database as the owner role, for the migrations "
+        f"(deploy/postgres/service-database.sql makes it); empty: GIAO_{service.upper()}_DATABASE_URL "
+        "migrates too (development and tests only)",
+    )
 
 
 def networks_of(text: str) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:

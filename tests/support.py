@@ -9,12 +9,19 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, TypeVar
 
 import asyncpg
+import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.kafka_clients import existing_partitions
 
 T = TypeVar("T")
+
+
+def ops_client(app: Any) -> httpx.AsyncClient:
+    """A client of the app as reached on its ops port (shared.app.OpsPort): /metrics answers there only."""
+    port = app.state.settings.ops_port
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://ops.test:{port}")
 
 
 @contextlib.asynccontextmanager

@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # The project's own PostgreSQL cluster from Debian's packages, on 127.0.0.1, one database per service.
 # Usage: deploy/local/postgres.sh install|start|stop|status
+#
+# Each service gets two roles on its database (deploy/postgres/service-database.sql): giao_<service>,
+# which the service runs as (DML only), and giao_<service>_owner, which migrates it. Their passwords
+# are GIAO_<SERVICE>_DB_PASSWORD and GIAO_<SERVICE>_DB_OWNER_PASSWORD (giao-dev, public: the
+# services refuse it outside GIAO_ENV=development/test). The services connect through the Unix
+# socket, which this development cluster trusts; over TCP the passwords are asked for.
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 PG_PORT="${GIAO_PG_PORT:-5432}"
 PG_USER="${GIAO_PG_USER:-giao}"
 PG_PASSWORD="${GIAO_PG_PASSWORD:-giao}"
-DATABASES=(giao_orders giao_dispatch giao_tracking)
+SERVICES=(orders dispatch tracking)
 DATA="$VAR/pg/data"
 LOGDIR="$LOGS/postgres"
 PIDFILE="$RUN/postgres.pid"
@@ -74,9 +80,15 @@ start() {
 psql_admin() { PGPASSWORD="$PG_PASSWORD" "$(pgbin)/psql" -h 127.0.0.1 -p "$PG_PORT" -U "$PG_USER" -d postgres -qAt "$@"; }
 
 ensure_databases() {
-  for db in "${DATABASES[@]}"; do
-    [[ -n "$(psql_admin -c "SELECT 1 FROM pg_database WHERE datname='$db'")" ]] || psql_admin -c "CREATE DATABASE $db"
+  local s password owner_password
+  for s in "${SERVICES[@]}"; do
+    password="GIAO_${s^^}_DB_PASSWORD"; owner_password="GIAO_${s^^}_DB_OWNER_PASSWORD"
+    psql_admin -v db="giao_$s" -v app="giao_$s" -v owner="giao_${s}_owner" \
+      -v app_password="${!password:-giao-dev}" -v owner_password="${!owner_password:-giao-dev}" \
+      -f "$ROOT/deploy/postgres/service-database.sql" >/dev/null
   done
+  # Only the superuser may connect to the maintenance databases: a service's role reaches its own.
+  psql_admin -c "REVOKE CONNECT ON DATABASE postgres FROM PUBLIC" -c "REVOKE CONNECT ON DATABASE template1 FROM PUBLIC"
 }
 
 stop() {

@@ -4,8 +4,10 @@
 #
 # A service may run as several instances sharing its port (GIAO_<SERVICE>_INSTANCES, 1 by
 # default): each binds the port with SO_REUSEPORT, the kernel spreads new connections among
-# them, and each also listens alone on port + 10 x its number (dispatch: 8012 and 8022) for its
-# health checks and metrics. The processes are then `dispatch`, `dispatch-2`, ... (the
+# them, and each also serves the API alone on port + 10 x its number (dispatch: 8012 and 8022).
+# Every process has an ops port of its own, 100 above the port that reaches it alone (8101,
+# 8102, 8103; instances: 8112, 8122; the split worker: 8104): /metrics answers there only, with
+# /healthz and /readyz, which this script probes there. The processes are then `dispatch`, `dispatch-2`, ... (the
 # consumers of a service share one group, so at most GIAO_KAFKA_TOPIC_PARTITIONS of them get
 # work). On this 2-core machine one instance each is the default: with two of dispatch its CPU per
 # order was 13% higher at the machine's usual speed (all processes: 2%), and the tail better
@@ -28,10 +30,12 @@ declare -A INSTANCES=([orders]="${GIAO_ORDERS_INSTANCES:-1}" [dispatch]="${GIAO_
 declare -A SERVICE=()   # process -> the service it runs
 declare -A PORT=()      # process -> the port its service answers on (shared by its instances)
 declare -A OWN_PORT=()  # process -> the port it alone listens on, when it has instances beside it
+declare -A OPS_PORT=()  # process -> its ops port (/metrics, /healthz, /readyz)
 declare -A ROLE=()      # process -> what it is beyond its service's defaults (env assignments)
 ALL=()
 add_process() {  # NAME SERVICE PORT [OWN_PORT] [ENV...]
-  ALL+=("$1"); SERVICE[$1]=$2; PORT[$1]=$3; OWN_PORT[$1]=${4:-}; ROLE[$1]="${*:5}"
+  ALL+=("$1"); SERVICE[$1]=$2; PORT[$1]=$3; OWN_PORT[$1]=${4:-}
+  OPS_PORT[$1]=$((${4:-$3} + 100)); ROLE[$1]="GIAO_OPS_PORT=${OPS_PORT[$1]} ${*:5}"
 }
 for s in orders dispatch tracking; do
   if [[ $s == dispatch && "${GIAO_DISPATCH_SPLIT:-false}" == true ]]; then
@@ -74,16 +78,22 @@ export GIAO_ORDERS_WEBHOOK_ALLOW_PRIVATE="${GIAO_ORDERS_WEBHOOK_ALLOW_PRIVATE:-t
 export GIAO_KAFKA_TOPIC_PARTITIONS="${GIAO_KAFKA_TOPIC_PARTITIONS:-2}"
 # Each service reaches the project's PostgreSQL (deploy/local/postgres.sh) through its Unix
 # socket in var/pg: on one machine a statement costs less CPU that way than over TCP on
-# loopback, on both ends. A GIAO_<SERVICE>_DATABASE_URL already set wins.
+# loopback, on both ends. It runs as its own role (giao_<service>: DML on its own database only)
+# and migrates as its database's owner (giao_<service>_owner). A URL already set wins; setting
+# GIAO_<SERVICE>_DATABASE_URL alone (a test's database) makes that role migrate too.
 for s in orders dispatch tracking; do
-  url="GIAO_${s^^}_DATABASE_URL"
-  export "$url=${!url:-postgresql://${GIAO_PG_USER:-giao}@/giao_$s?host=$VAR/pg&port=${GIAO_PG_PORT:-5432}}"
+  url="GIAO_${s^^}_DATABASE_URL" migration_url="GIAO_${s^^}_MIGRATION_DATABASE_URL"
+  socket="host=$VAR/pg&port=${GIAO_PG_PORT:-5432}"
+  if [[ -z "${!url:-}" ]]; then
+    export "$migration_url=${!migration_url:-postgresql://giao_${s}_owner@/giao_$s?$socket}"
+    export "$url=postgresql://giao_$s@/giao_$s?$socket"
+  fi
 done
 # SIGTERM lets a service finish its in-flight work (see shared/service.py); past this, SIGKILL.
 GRACE="${GIAO_STOP_GRACE_S:-30}"
 
-# The port that reaches this process and no other.
-probe_port() { echo "${OWN_PORT[$1]:-${PORT[$1]}}"; }
+# The port that reaches this process and no other, for its operators.
+probe_port() { echo "${OPS_PORT[$1]}"; }
 ready() { curl -fsS -o /dev/null --max-time 2 "http://127.0.0.1:$(probe_port "$1")/readyz"; }
 
 # Is a process sharing this one's port (this one included) running?
@@ -100,15 +110,15 @@ start_one() {
   if ! port_shared_with_ours "$s" && port_open "${PORT[$s]}"; then
     die "$s: port ${PORT[$s]} is taken by a process this project did not start"
   fi
-  if [[ -n "${OWN_PORT[$s]}" ]] && port_open "${OWN_PORT[$s]}"; then
-    die "$s: port ${OWN_PORT[$s]} is taken by a process this project did not start"
-  fi
+  local own; for own in ${OWN_PORT[$s]} ${OPS_PORT[$s]}; do
+    if port_open "$own"; then die "$s: port $own is taken by a process this project did not start"; fi
+  done
   # exec: the background subshell becomes the service, so the recorded PID is the service's own
   # and nothing of ours keeps the caller's stdout open.
   local role; read -ra role <<< "${ROLE[$s]:-}"
   (cd "$ROOT" && exec env "${role[@]}" nohup "$PY" -m "services.${SERVICE[$s]}" >> "$LOGS/$s.log" 2>&1 < /dev/null) &
   echo $! > "$pidfile"
-  say "$s: starting on 127.0.0.1:${PORT[$s]}${OWN_PORT[$s]:+ and :${OWN_PORT[$s]}} (pid $(cat "$pidfile"))"
+  say "$s: starting on 127.0.0.1:${PORT[$s]}${OWN_PORT[$s]:+ and :${OWN_PORT[$s]}}, ops :${OPS_PORT[$s]} (pid $(cat "$pidfile"))"
 }
 
 wait_ready() {

@@ -36,6 +36,7 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
         settings,
         name="dispatch",
         database_url=settings.database_url,
+        migration_database_url=settings.migration_database_url,
         migrations=MIGRATIONS,
         pool_size=settings.pool_size,
     )

@@ -3,7 +3,8 @@
 Environment variables (besides the common GIAO_* ones of shared.settings):
 
 - GIAO_DISPATCH_PORT (8002)
-- GIAO_DISPATCH_DATABASE_URL (postgresql://giao:giao@127.0.0.1:5432/giao_dispatch)
+- GIAO_DISPATCH_DATABASE_URL (postgresql://giao:giao@127.0.0.1:5432/giao_dispatch): its database
+  as the service's runtime role (DML only)
 - GIAO_DISPATCH_POOL_SIZE (30): PostgreSQL connections of one process (the outbox relay alone may
   hold up to 16 while publishing)
 - GIAO_DISPATCH_OFFER_TIMEOUT_S (30): an unanswered offer expires and goes to the next courier
@@ -56,7 +57,7 @@ from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.ratelimit import LimitSettings
-from shared.settings import CommonSettings, admin_token_field, delivery_code_key_field
+from shared.settings import CommonSettings, admin_token_field, delivery_code_key_field, migration_database_url_field
 
 
 class DispatchSettings(CommonSettings, LimitSettings):
@@ -64,6 +65,7 @@ class DispatchSettings(CommonSettings, LimitSettings):
 
     port: int = 8002
     database_url: str = "postgresql://giao:giao@127.0.0.1:5432/giao_dispatch"
+    migration_database_url: str = migration_database_url_field("dispatch")
     pool_size: int = Field(30, ge=5)
 
     offer_timeout_s: float = Field(30.0, gt=0)

@@ -32,6 +32,7 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
         settings,
         name="orders",
         database_url=settings.database_url,
+        migration_database_url=settings.migration_database_url,
         migrations=Path(__file__).parent / "migrations",
         pool_size=settings.db_pool_size,
     )

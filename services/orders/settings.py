@@ -9,7 +9,13 @@ from pydantic_settings import SettingsConfigDict
 from services.orders.domain import Tariff
 from services.orders.webhooks import DEFAULT_RETRY_SCHEDULE_S
 from shared.ratelimit import LimitSettings
-from shared.settings import DEV_ENVS, CommonSettings, admin_token_field, delivery_code_key_field
+from shared.settings import (
+    DEV_ENVS,
+    CommonSettings,
+    admin_token_field,
+    delivery_code_key_field,
+    migration_database_url_field,
+)
 
 
 class OrdersSettings(CommonSettings, LimitSettings):
@@ -17,8 +23,10 @@ class OrdersSettings(CommonSettings, LimitSettings):
 
     port: int = Field(8001, description="HTTP port")
     database_url: str = Field(
-        "postgresql://giao:giao@127.0.0.1:5432/giao_orders", description="Its PostgreSQL database"
+        "postgresql://giao:giao@127.0.0.1:5432/giao_orders",
+        description="Its PostgreSQL database as the service's runtime role (DML only)",
     )
+    migration_database_url: str = migration_database_url_field("orders")
     db_pool_size: int = Field(20, ge=2, description="Connections in the pool")
     base_fare_vnd: int = Field(15_000, ge=0, description="Every delivery's fixed part")
     per_km_vnd: int = Field(5_000, ge=0, description="Per kilometre of estimated road distance")

@@ -34,6 +34,7 @@ def create_app(settings: TrackingSettings | None = None) -> FastAPI:
         settings,
         name="tracking",
         database_url=settings.database_url,
+        migration_database_url=settings.migration_database_url,
         migrations=Path(__file__).parent / "migrations",
         pool_size=settings.pool_size,
         relay=False,

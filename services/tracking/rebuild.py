@@ -68,7 +68,9 @@ async def rebuild(settings: TrackingSettings) -> RebuildReport:
         settings, status_group, [settings.topic(ORDERS_TOPIC), settings.topic(DISPATCH_TOPIC)], to_end=False
     )
     skip = await _move_offsets(settings, location_group, [settings.topic(COURIER_LOCATIONS_TOPIC)], to_end=True)
-    pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+    # As the owner role when there is one: emptying the read model (TRUNCATE) is not the
+    # runtime role's to do.
+    pool = await create_pool(settings.migration_database_url or settings.database_url, min_size=1, max_size=2)
     try:
         await migrate(pool, Path(__file__).parent / "migrations")  # a fresh database has no tables yet
         async with pool.acquire() as conn:

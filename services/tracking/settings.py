@@ -3,7 +3,8 @@
 Environment variables (besides the common GIAO_* ones of shared.settings):
 
 - GIAO_TRACKING_PORT (8003)
-- GIAO_TRACKING_DATABASE_URL (postgresql://giao:giao@127.0.0.1:5432/giao_tracking)
+- GIAO_TRACKING_DATABASE_URL (postgresql://giao:giao@127.0.0.1:5432/giao_tracking): its database
+  as the service's runtime role (DML only)
 - GIAO_TRACKING_POOL_SIZE (20): PostgreSQL connections of one process
 - GIAO_TRACKING_RATE_LIMIT_PER_S (20): requests a second one client may make, on average
   (GETs and stream openings alike); more is 429 with Retry-After. A client is its address
@@ -34,7 +35,7 @@ from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
 from shared.ratelimit import LimitSettings
-from shared.settings import CommonSettings
+from shared.settings import CommonSettings, migration_database_url_field
 
 
 class TrackingSettings(CommonSettings, LimitSettings):
@@ -42,6 +43,7 @@ class TrackingSettings(CommonSettings, LimitSettings):
 
     port: int = 8003
     database_url: str = "postgresql://giao:giao@127.0.0.1:5432/giao_tracking"
+    migration_database_url: str = migration_database_url_field("tracking")
     pool_size: int = 20
 
     rate_limit_per_s: float = Field(20.0, gt=0)

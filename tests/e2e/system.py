@@ -1,6 +1,7 @@
 """The services as real processes (`python -m services.<name>`), on free ports, with databases
 and a topic prefix of their own, and TWO dispatch instances in one consumer group, sharing a
-port as `make up` runs them (each also has a port of its own).
+port as `make up` runs them (each also has a port of its own). Every process has an ops port of
+its own too (/metrics, /healthz, /readyz).
 
 Every test works at a spot of the map of its own (far from the others), so couriers of one
 test are never candidates for another's orders.
@@ -59,6 +60,11 @@ class Proc:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def ops_url(self) -> str:
+        """This process's ops port: its /metrics, /healthz and /readyz."""
+        return f"http://127.0.0.1:{self.env['GIAO_OPS_PORT']}"
+
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         out = self.log.open("ab")
@@ -78,7 +84,7 @@ class Proc:
             if self.popen.poll() is not None:
                 raise RuntimeError(f"{self.service} exited with {self.popen.returncode}; see {self.log}")
             try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                if httpx.get(f"{self.ops_url}/readyz", timeout=2).status_code == 200:
                     return
             except httpx.HTTPError:
                 pass
@@ -144,6 +150,7 @@ class System:
             **(extra_env or {}),
         }
         port = free_port()  # the instance's own
+        env["GIAO_OPS_PORT"] = str(free_port())
         if service in self.shared_ports:
             env[f"GIAO_{service.upper()}_PORT"] = str(self.shared_ports[service])
             env["GIAO_INSTANCE_PORT"] = str(port)

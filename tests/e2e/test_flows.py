@@ -148,6 +148,56 @@ async def test_full_lifecycle(city):
     await city.services_agree()
 
 
+async def test_logs_carry_no_credentials_codes_phones_or_addresses(city):
+    """A whole delivery, with the mistakes clients make (a wrong delivery code, an unknown
+    tracking code, a made-up token), then every log line the services wrote is searched for
+    what a log must never hold: credentials, codes, phones, addresses, names."""
+    key = await city.merchant()
+    courier = await city.courier()
+    order = await city.order()
+    await city.offer_for(courier, order["id"])
+    for action in ("accept", "pickup"):
+        await city.client.job_action(courier, order["id"], action)
+    await city.client.send_locations(courier, [{"lat": city.lat + 0.004, "lng": city.lng, "at": _now()}])
+    wrong_code = _wrong(order["delivery_code"])
+    with pytest.raises(ApiError):
+        await city.client.job_action(
+            courier, order["id"], "deliver", {"delivery_code": wrong_code, "cod_collected_vnd": 150_000}
+        )
+    made_up_token = "cr_" + uuid.uuid4().hex
+    with pytest.raises(ApiError) as refused:
+        await city.client.jobs(made_up_token)
+    assert refused.value.status == 401
+    unknown_code = "Z" + order["tracking_code"][1:]
+    await city.client.track(unknown_code, expect=(404,))
+    await city.client.job_action(
+        courier, order["id"], "deliver", {"delivery_code": order["delivery_code"], "cod_collected_vnd": 150_000}
+    )
+    await city.status(order, "delivered")
+    await city.client.track(order["tracking_code"])
+
+    never = {
+        "API key": key,
+        "courier token": courier,
+        "made-up token": made_up_token,
+        "admin token": city.system.admin_token,
+        "delivery code": order["delivery_code"],
+        "wrong delivery code": wrong_code,
+        "tracking code": order["tracking_code"],
+        "unknown tracking code": unknown_code,
+    }
+    for phone in ("0912345678", "0903123456", "0987654321"):  # as sent and as stored (E.164)
+        never[f"phone {phone}"] = phone
+        never[f"phone +84{phone[1:]}"] = "+84" + phone[1:]
+    for text in ("Lê Thánh Tông", "Cao Xanh", "Nguyễn Văn An", "Trần Văn Minh", "Shop Thu Trang"):
+        never[text] = text
+        never[f"{text} (JSON-escaped)"] = text.encode("ascii", "backslashreplace").decode().replace("\\x", "\\u00")
+    logs = {p.log.name: p.log.read_text(errors="replace") for procs in city.system.procs.values() for p in procs}
+    assert any(logs.values()), "the services wrote no log at all"
+    found = [f"{what} in {name}" for name, text in logs.items() for what, value in never.items() if value in text]
+    assert not found, found
+
+
 async def test_failure_and_return(city):
     await city.merchant()
     courier = await city.courier()
@@ -329,7 +379,7 @@ async def test_dispatch_instances_share_one_port(system):
             if sample.name == "http_requests_total" and sample.labels.get("route") == "/healthz"
         )
 
-    instances = [p.url for p in system.procs["dispatch"]]
+    instances = [p.ops_url for p in system.procs["dispatch"]]
     assert len(instances) == 2
     async with httpx.AsyncClient() as http:
         before = [await healthz_served(http, url) for url in instances]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import os
 import subprocess
+from typing import Any
 
 import pytest
 import yaml
@@ -47,18 +48,32 @@ def test_compose_service_matches_its_settings(compose, service):
     assert spec["ports"] == [f"127.0.0.1:{port}:{port}"]
     assert spec["environment"][f"GIAO_{service.upper()}_PORT"] == str(port)
     assert spec["command"] == ["python", "-m", f"services.{service}"]
-    assert str(port) in " ".join(spec["healthcheck"]["test"])
+    # probed on its ops port (the default: port + 100), not published
+    assert f"http://127.0.0.1:{port + 100}/readyz" in " ".join(spec["healthcheck"]["test"])
     dsn = spec["environment"][f"GIAO_{service.upper()}_DATABASE_URL"]
-    assert dsn.endswith(f"/giao_{service}") and "@postgres:5432/" in dsn
+    assert dsn.startswith(f"postgresql://giao_{service}:") and dsn.endswith(f"@postgres:5432/giao_{service}")
+    owner = spec["environment"][f"GIAO_{service.upper()}_MIGRATION_DATABASE_URL"]
+    assert owner.startswith(f"postgresql://giao_{service}_owner:") and owner.endswith(f"@postgres:5432/giao_{service}")
     # The stop grace period outlasts the service's own graceful shutdown (HTTP drain + each step).
     grace = float(spec["stop_grace_period"].rstrip("s"))
     assert grace > 3 * CommonSettings.model_fields["shutdown_grace_s"].default
 
 
-def test_compose_creates_every_service_database(compose):
-    initdb = (ROOT / "deploy/docker/initdb.sql").read_text()
+def test_compose_creates_every_service_database_and_its_roles(compose):
+    """deploy/docker/initdb.sh runs the same SQL as deploy/local/postgres.sh for each service,
+    with the passwords the services' URLs carry (tests/foundation/test_pg_roles.py tries it)."""
+    initdb = (ROOT / "deploy/docker/initdb.sh").read_text()
+    assert "for s in orders dispatch tracking; do" in initdb and "-f /etc/giao/service-database.sql" in initdb
+    postgres = compose["services"]["postgres"]
+    assert "./deploy/postgres/service-database.sql:/etc/giao/service-database.sql:ro" in postgres["volumes"]
+    assert "./deploy/docker/initdb.sh:/docker-entrypoint-initdb.d/initdb.sh:ro" in postgres["volumes"]
     for service in SETTINGS:
-        assert f"CREATE DATABASE giao_{service};" in initdb
+        for name, role in (("DB_PASSWORD", f"giao_{service}"), ("DB_OWNER_PASSWORD", f"giao_{service}_owner")):
+            variable = f"GIAO_{service.upper()}_{name}"
+            password = f"${{{variable}:-giao-dev}}"
+            assert postgres["environment"][variable] == password
+            urls = " ".join(compose["services"][service]["environment"].values())
+            assert f"postgresql://{role}:{password}@" in urls
     assert "127.0.0.1:9092:9092" in compose["services"]["kafka"]["ports"]
     assert compose["services"]["kafka"]["environment"]["KAFKA_GROUP_INITIAL_REBALANCE_DELAY_MS"] == 0
 
@@ -74,6 +89,11 @@ def test_docker_compose_file_is_valid():
 
 
 REAL_SECRETS = {"GIAO_ADMIN_TOKEN": "a-real-admin-token-4f0c", "GIAO_DELIVERY_CODE_KEY": "a-real-code-key-9d1e"}
+REAL_DATABASE_PASSWORDS = {
+    f"GIAO_{service.upper()}_{name}": f"{service}-{name.lower()}-7c2a"
+    for service in SETTINGS
+    for name in ("DB_PASSWORD", "DB_OWNER_PASSWORD")
+}
 
 
 def rendered(environment: dict[str, str]) -> dict:
@@ -90,7 +110,7 @@ def rendered(environment: dict[str, str]) -> dict:
     return yaml.safe_load(result.stdout)
 
 
-def load_settings(service: str, environment: dict[str, str], monkeypatch) -> object:
+def load_settings(service: str, environment: dict[str, str], monkeypatch) -> Any:
     """The service's settings as the service reads them in its container."""
     for name in [n for n in os.environ if n.startswith("GIAO_")]:
         monkeypatch.delenv(name)
@@ -102,11 +122,18 @@ def load_settings(service: str, environment: dict[str, str], monkeypatch) -> obj
 
 @pytest.mark.parametrize("service", sorted(SETTINGS))
 def test_compose_runs_in_production_when_given_real_secrets(service, monkeypatch):
-    compose = rendered({"GIAO_ENV": "production", **REAL_SECRETS})
+    compose = rendered({"GIAO_ENV": "production", **REAL_SECRETS, **REAL_DATABASE_PASSWORDS})
     environment = compose["services"][service]["environment"]
     assert environment["GIAO_ENV"] == "production"
     settings = load_settings(service, environment, monkeypatch)
     assert settings.env == "production"
+    prefix = f"GIAO_{service.upper()}_"
+    assert f":{REAL_DATABASE_PASSWORDS[prefix + 'DB_PASSWORD']}@" in settings.database_url
+    assert f":{REAL_DATABASE_PASSWORDS[prefix + 'DB_OWNER_PASSWORD']}@" in settings.migration_database_url
+    assert (
+        compose["services"]["postgres"]["environment"][f"{prefix}DB_PASSWORD"]
+        == (REAL_DATABASE_PASSWORDS[prefix + "DB_PASSWORD"])
+    )
     for field, value in [
         ("admin_token", REAL_SECRETS["GIAO_ADMIN_TOKEN"]),
         ("delivery_code_key", REAL_SECRETS["GIAO_DELIVERY_CODE_KEY"]),
@@ -117,9 +144,16 @@ def test_compose_runs_in_production_when_given_real_secrets(service, monkeypatch
 
 @pytest.mark.parametrize("service", sorted(SETTINGS))
 def test_compose_in_production_without_secrets_stops_only_the_services_that_need_them(service, monkeypatch):
-    environment = rendered({"GIAO_ENV": "production"})["services"][service]["environment"]
+    environment = rendered({"GIAO_ENV": "production", **REAL_DATABASE_PASSWORDS})["services"][service]["environment"]
     if service == "tracking":
         load_settings(service, environment, monkeypatch)  # tracking holds neither secret
     else:
         with pytest.raises(ValueError, match="GIAO_ADMIN_TOKEN must be set"):
             load_settings(service, environment, monkeypatch)
+
+
+@pytest.mark.parametrize("service", sorted(SETTINGS))
+def test_compose_in_production_refuses_the_public_database_passwords(service, monkeypatch):
+    environment = rendered({"GIAO_ENV": "production", **REAL_SECRETS})["services"][service]["environment"]
+    with pytest.raises(ValueError, match=f"GIAO_{service.upper()}_DATABASE_URL carries a public development password"):
+        load_settings(service, environment, monkeypatch)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from types import SimpleNamespace
+from typing import Any
 
 import httpx
 import pytest
@@ -31,6 +33,85 @@ class NoRuntime:
 
     def ready_checks(self) -> dict:
         return {}
+
+
+OPS_PORT = 9100
+
+
+class RuntimeWithPostgresDown(NoRuntime):
+    """PostgreSQL fails its check with what asyncpg's errors carry: hosts, users, DSNs."""
+
+    settings: Any = SimpleNamespace(ops_port=OPS_PORT)
+
+    def ready_checks(self) -> dict:
+        async def postgres() -> None:
+            raise OSError("cannot reach postgresql://giao_orders:s3cret@db.internal:5432/giao_orders")
+
+        async def kafka() -> None:
+            return None
+
+        return {"postgres": postgres, "kafka": kafka}
+
+
+def probe_app(runtime: NoRuntime) -> Any:
+    router = api_router()
+
+    @router.get("/v1/things")
+    async def things() -> dict:
+        return {}
+
+    return service_app(
+        title="probe", summary="", description="", runtime=runtime, metrics=Metrics("probe"), routers=[router]
+    )
+
+
+async def test_readiness_says_what_is_down_never_why():
+    transport = httpx.ASGITransport(app=probe_app(RuntimeWithPostgresDown()))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        r = await c.get("/readyz")
+    assert r.status_code == 503
+    assert r.json()["checks"] == {"postgres": "down"} and r.json()["detail"] == "Not ready: postgres is down"
+    for leak in ("s3cret", "db.internal", "giao_orders", "OSError"):
+        assert leak not in r.text
+
+
+async def test_metrics_answer_on_the_ops_port_only_and_it_serves_nothing_else():
+    transport = httpx.ASGITransport(app=probe_app(RuntimeWithPostgresDown()))
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://t:8001") as public,
+        httpx.AsyncClient(transport=transport, base_url=f"http://t:{OPS_PORT}") as ops,
+    ):
+        assert (await public.get("/v1/things")).status_code == 200
+        assert (await public.get("/healthz")).status_code == 200
+        assert (await public.get("/metrics")).status_code == 404
+        assert "/metrics" not in (await public.get("/openapi.json")).json()["paths"]
+        metrics = await ops.get("/metrics")
+        assert metrics.status_code == 200 and "http_requests_total" in metrics.text
+        assert (await ops.get("/healthz")).status_code == 200
+        assert (await ops.get("/readyz")).status_code == 503
+        for path in ("/v1/things", "/openapi.json", "/docs"):
+            assert (await ops.get(path)).status_code == 404, path
+
+
+async def test_errors_are_logged_by_route_never_by_path(caplog):
+    """A path may carry a tracking code: an outage or a crash logs the route's template."""
+    router = api_router()
+
+    @router.get("/v1/parcels/{code}")
+    async def parcel(code: str) -> dict:
+        raise (OSError("the database went away") if code.startswith("OUT") else RuntimeError("a bug"))
+
+    app = service_app(
+        title="probe", summary="", description="", runtime=NoRuntime(), metrics=Metrics("probe"), routers=[router]
+    )
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app, raise_app_exceptions=False), base_url="http://t"
+    ) as c:
+        assert (await c.get("/v1/parcels/OUTK7Q2M9X4")).status_code == 503
+        assert (await c.get("/v1/parcels/BUGK7Q2M9X4")).status_code == 500
+    logged = "\n".join(r.getMessage() for r in caplog.records)
+    assert "outage on GET /v1/parcels/{code}" in logged and "unhandled error on GET /v1/parcels/{code}" in logged
+    assert "K7Q2M9X4" not in logged
 
 
 @pytest.fixture

@@ -55,7 +55,8 @@ def test_services_script_runs_instances_sharing_a_port(infra, tmp_path):
     on the shared port and its own (port + 10 x its number), and a plain stop ends both."""
     if not infra.local:
         pytest.skip("the script's processes reach Kafka and PostgreSQL of deploy/local")
-    port = next(p for p in range(18102, 19000, 100) if all(_free(p + d) for d in (0, 10, 20)))
+    # the shared port, the instances' own ports and their ops ports (own + 100)
+    port = next(p for p in range(18102, 19000, 200) if all(_free(p + d) for d in (0, 10, 20, 110, 120)))
     database, prefix = f"svc_{uuid.uuid4().hex[:8]}", f"svc{uuid.uuid4().hex[:8]}."
     asyncio.run(create_databases(infra.pg_admin_dsn, [database]))
     env = {
@@ -77,13 +78,17 @@ def test_services_script_runs_instances_sharing_a_port(infra, tmp_path):
         assert started.returncode == 0, started.stderr
         assert "dispatch-2: ready" in started.stderr
         pids = [(tmp_path / "run" / f"{name}.pid").read_text().strip() for name in ("dispatch", "dispatch-2")]
-        for own in (port + 10, port + 20, port):
+        for own in (port + 110, port + 120):  # each instance's ops port
             assert httpx.get(f"http://127.0.0.1:{own}/readyz", timeout=5).status_code == 200
+            assert httpx.get(f"http://127.0.0.1:{own}/metrics", timeout=5).status_code == 200
+        for public in (port + 10, port + 20, port):
+            assert httpx.get(f"http://127.0.0.1:{public}/readyz", timeout=5).status_code == 200
+            assert httpx.get(f"http://127.0.0.1:{public}/metrics", timeout=5).status_code == 404
         with_one = {**env, "GIAO_DISPATCH_INSTANCES": "1"}  # a stop under other settings still finds both
         stopped = subprocess.run([script, "stop"], env=with_one, capture_output=True, text=True, timeout=120)
         assert stopped.returncode == 0, stopped.stderr
         assert all(not os.path.exists(f"/proc/{pid}") for pid in pids), stopped.stderr
-        assert _free(port) and _free(port + 10) and _free(port + 20)
+        assert all(_free(port + d) for d in (0, 10, 20, 110, 120))
     finally:
         run("stop")
         asyncio.run(drop_databases(infra.pg_admin_dsn, [database]))

@@ -12,6 +12,7 @@ from services.orders.schemas import OrderOut, OrderPage
 from services.orders.store import Merchant
 from shared.secrets import secret_hash
 from tests.orders.support import new_merchant, order_body
+from tests.support import ops_client
 
 
 async def place(client, merchant, **changes):
@@ -369,7 +370,7 @@ async def test_cancel_body_is_validated(client, merchant):
     assert r.status_code == 422 and r.json()["errors"][0]["loc"][1:] == ["why"]
 
 
-async def test_http_hygiene(client, merchant):
+async def test_http_hygiene(client, merchant, app):
     h = merchant["headers"]
     big = await client.post(
         "/v1/orders", content=b"{" + b" " * 70_000 + b"}", headers={**h, "Content-Type": "application/json"}
@@ -386,8 +387,11 @@ async def test_http_hygiene(client, merchant):
     assert (await client.get("/healthz")).status_code == 200
     ready = await client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {"postgres": "ok", "kafka": "ok"}
-    metrics = (await client.get("/metrics")).text
-    assert "orders_placed_total" in metrics and "http_requests_total" in metrics
+    assert (await client.get("/metrics")).status_code == 404, "on the ops port only"
+    async with ops_client(app) as ops:
+        metrics = (await ops.get("/metrics")).text
+        assert "orders_placed_total" in metrics and "http_requests_total" in metrics
+        assert (await ops.get("/v1/orders", headers=h)).status_code == 404, "the ops port serves the ops routes only"
 
 
 async def test_openapi_is_complete_with_vietnamese_examples(client):

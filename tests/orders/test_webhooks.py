@@ -15,7 +15,7 @@ from shared.events import DeliveryAssigned, DeliveryFailed, DeliveryPickedUp, De
 from tests.orders.receiver import receiver
 from tests.orders.support import new_merchant
 from tests.orders.test_flow import Dispatch, courier, place, send
-from tests.support import eventually, running
+from tests.support import eventually, ops_client, running
 
 ALL_TYPES = ["order.status_changed", "order.cancellation_answered", "order.delivery_failed", "order.returned"]
 
@@ -129,7 +129,8 @@ async def test_a_receiver_that_keeps_failing_gets_its_endpoint_disabled(client, 
         found = await eventually(disabled, what="the endpoint disabled")
         assert len(hooks.all()) == 4  # the first attempt and three retries
     assert "failed 4 times" in found["disabled_reason"] and "answered 500" in found["disabled_reason"]
-    metrics = (await client.get("/metrics")).text
+    async with ops_client(app) as ops:
+        metrics = (await ops.get("/metrics")).text
     assert "orders_webhook_delivery_failures_total 4.0" in metrics
     # Enabled again by the merchant, it forgets the reason.
     r = await client.patch(

@@ -10,7 +10,7 @@ import pytest
 from services.tracking import store
 from services.tracking.handlers import Projection
 from shared.db import create_pool
-from tests.support import eventually
+from tests.support import eventually, ops_client
 from tests.tracking.stories import Story
 from tests.tracking.support import Stream, create_topics, running, send, serving
 
@@ -98,7 +98,8 @@ async def test_clients_that_hammer_get_429_with_retry_after(settings):
             assert (await hammer.get("/v1/tracking/ZZZZZZZZZZZZ/events")).status_code == 429, "streams too"
             assert (await calm.get("/v1/tracking/ZZZZZZZZZZZZ")).status_code == 404, "per client"
             assert (await hammer.get("/healthz")).status_code == 200, "only tracking routes are limited"
-            metrics = (await calm.get("/metrics")).text
+            async with ops_client(app) as ops:
+                metrics = (await ops.get("/metrics")).text
             assert "tracking_rate_limited_total 4.0" in metrics
 
 
@@ -112,11 +113,13 @@ async def test_exempt_addresses_are_not_limited(settings):
             assert {(await client.get("/v1/tracking/ZZZZZZZZZZZZ")).status_code for _ in range(5)} == {404}
 
 
-async def test_health_readiness_metrics_and_openapi(client):
+async def test_health_readiness_metrics_and_openapi(client, app):
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["checks"] == {"postgres": "ok", "kafka": "ok"}
-    assert "http_requests_total" in (await client.get("/metrics")).text
+    assert (await client.get("/metrics")).status_code == 404, "on the ops port only"
+    async with ops_client(app) as ops:
+        assert "http_requests_total" in (await ops.get("/metrics")).text
     doc = (await client.get("/openapi.json")).json()
     get = doc["paths"]["/v1/tracking/{tracking_code}"]["get"]
     assert {"200", "404", "429"} <= set(get["responses"])
