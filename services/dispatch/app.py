@@ -1,6 +1,7 @@
 """Dispatch's composition root: settings, the runtime (pool, migrations, broker, outbox
 relay), the orders consumer, the matcher's loops, and the HTTP app of the courier's routes
-(api.py), the admin's routes and the console's views (admin_api.py), the courier app's and the ops console's pages."""
+(api.py), the admin's routes and the console's views (admin_api.py, admin_guards_api.py), the
+courier app's and the ops console's pages."""
 
 from __future__ import annotations
 
@@ -16,10 +17,11 @@ from shared.http import Metrics
 from shared.pages import pages_router
 from shared.service import Runtime
 
-from . import admin_api, api, deps
+from . import admin_api, admin_guards_api, api, deps
 from .deps import known_couriers
 from .handlers import CONSUMER, OrderEvents
 from .matcher import Matcher, NoMatcherHere, WorkHints
+from .service.common import GuardCounters
 from .settings import DispatchSettings
 
 __all__ = ["DispatchSettings", "create_app"]
@@ -52,6 +54,7 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
     else:  # HTTP only: a background process elsewhere consumes, matches and expires
         hints = NoMatcherHere()
 
+    metrics = Metrics("dispatch")
     app = service_app(
         title="Giao dispatch",
         summary="Couriers go online, receive offers and report each step of a delivery.",
@@ -59,11 +62,12 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
         "to the nearest free courier, takes their answers and steps, and tells the other "
         "services through events on `giao.dispatch.v1`.",
         runtime=runtime,
-        metrics=Metrics("dispatch"),
+        metrics=metrics,
         # the courier's routes first, then the admin's and the console's; the pages last
         routers=[
             api.router,
             admin_api.router,
+            admin_guards_api.router,
             audit_router(deps.admin, deps.pool),
             maps.router,
             pages_router(api.COURIER_APP, WEB / "app"),
@@ -73,5 +77,6 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
         hints=hints,
         couriers=known_couriers(lambda: runtime.pool, ttl_s=settings.token_cache_s),
     )
+    app.state.guard_counters = GuardCounters(metrics)
     api.install_error_handlers(app)
     return app

@@ -19,6 +19,7 @@ from shared.http import bearer, require_admin, unauthorized
 
 from . import store_couriers
 from .matcher import WorkHints
+from .service.common import GuardCounters
 from .settings import DispatchSettings
 
 # Couriers whose token was seen once are remembered (by its SHA-256) up to this many.
@@ -64,6 +65,10 @@ def settings(request: Request) -> DispatchSettings:
 
 def pool(request: Request) -> asyncpg.Pool:
     return request.app.state.runtime.pool
+
+
+def guard_counters(request: Request) -> GuardCounters:
+    return request.app.state.guard_counters
 
 
 def hints(request: Request) -> WorkHints:

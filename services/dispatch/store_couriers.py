@@ -1,4 +1,5 @@
-"""Dispatch's SQL for couriers: create one, find one by token, their status and position, and
+"""Dispatch's SQL for couriers: create one, find one by token, their status and position (with
+the check for positions no vehicle reaches), their flag and wrong delivery codes, and
 capacity given back. Every function takes a connection; the caller owns the transaction. Lock
 order and why nothing here NOTIFYs: store.py's docstring.
 """
@@ -7,12 +8,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 import asyncpg
 
-COURIER_COLUMNS = "id, name, phone, vehicle, capacity, load, online, lat, lng, position_at"
+from . import domain
+
+COURIER_COLUMNS = "id, name, phone, vehicle, capacity, load, online, lat, lng, position_at, flagged_at, flag_reason"
 
 
 async def insert_courier(
@@ -53,15 +57,18 @@ async def set_courier_status(
     online: bool,
     lat: float | None,
     lng: float | None,
+    at: datetime | None,
     cell: int | None,
     coarse_cell: int | None,
 ) -> asyncpg.Record:
-    """Online/offline; the position when one is given (kept as it was otherwise)."""
+    """Online/offline; the position when one is given (kept as it was otherwise), taken at `at`
+    by the phone's clock (None when the phone did not say: then the next point is kept
+    whatever its time, as nothing of the phone's clock is known to compare it with)."""
     row = await conn.fetchrow(
         f"""UPDATE couriers SET online = $2,
                 lat = COALESCE($3, lat), lng = COALESCE($4, lng), cell = COALESCE($5, cell),
                 coarse_cell = COALESCE($6, coarse_cell),
-                position_at = CASE WHEN $3::float8 IS NULL THEN position_at ELSE now() END,
+                position_at = CASE WHEN $3::float8 IS NULL THEN position_at ELSE $7 END,
                 capacity_at = CASE WHEN $2 THEN clock_timestamp() ELSE capacity_at END,
                 updated_at = now()
             WHERE id = $1 RETURNING {COURIER_COLUMNS}""",
@@ -71,8 +78,53 @@ async def set_courier_status(
         lng,
         cell,
         coarse_cell,
+        at,
     )
     return row
+
+
+# A reported position, in one statement (the hottest of the courier's calls). Skipped (no row)
+# when the courier's position is as new or newer by the phone's clock. Otherwise the point is
+# checked against the position it replaces, which the row already holds: further than
+# `max_mps` (their vehicle's, domain.MAX_SPEED_MPS) times the seconds between the two plus
+# `slack_m` is a jump no vehicle makes. A jump is not kept, unless it is the `flag_after`-th
+# in a row: then it is kept and the courier flagged (domain.py says why). Distances are
+# haversine's, as shared.geo's.
+_MOVE = """UPDATE couriers c SET (lat, lng, cell, coarse_cell, position_at, capacity_at, location_published_at,
+                             jumps, flagged_at, flag_reason, updated_at) = (
+        SELECT CASE WHEN v.kept THEN $2 ELSE c.lat END,
+               CASE WHEN v.kept THEN $3 ELSE c.lng END,
+               CASE WHEN v.kept THEN $4 ELSE c.cell END,
+               CASE WHEN v.kept THEN $7 ELSE c.coarse_cell END,
+               CASE WHEN v.kept THEN $5 ELSE c.position_at END,
+               CASE WHEN v.kept AND c.coarse_cell IS DISTINCT FROM $7 THEN clock_timestamp() ELSE c.capacity_at END,
+               CASE WHEN v.kept AND $6 AND (c.location_published_at IS NULL
+                                            OR c.location_published_at <= now() - interval '1 second')
+                    THEN now() ELSE c.location_published_at END,
+               CASE WHEN v.jump THEN c.jumps + 1 ELSE 0 END,
+               CASE WHEN v.flag THEN now() ELSE c.flagged_at END,
+               CASE WHEN v.flag THEN $11 ELSE c.flag_reason END,
+               now()
+        FROM (SELECT j.jump, NOT j.jump OR c.jumps + 1 >= $10::int AS kept,
+                     j.jump AND c.jumps + 1 >= $10::int AND c.flagged_at IS NULL AS flag
+              FROM (SELECT c.position_at IS NOT NULL AND c.lat IS NOT NULL
+                           AND 12742000 * asin(least(1, sqrt(
+                                   sin(radians($2::float8 - c.lat) / 2) ^ 2
+                                   + cos(radians(c.lat)) * cos(radians($2::float8))
+                                     * sin(radians($3::float8 - c.lng) / 2) ^ 2)))
+                               > $8::float8 * extract(epoch FROM $5::timestamptz - c.position_at) + $9::float8
+                           AS jump) j) v)
+    WHERE id = $1 AND (position_at IS NULL OR position_at < $5)
+    RETURNING position_at = $5 AS kept, location_published_at = now() AND position_at = $5 AS published,
+              flagged_at = now() AND flag_reason = $11 AS flagged"""
+
+
+@dataclass(frozen=True)
+class Moved:
+    kept: bool  # the point is the courier's position now
+    published: bool  # the caller should publish it (the once-per-second slot was claimed)
+    flagged: bool  # this point flagged the courier (a sustained jump)
+    ignored: str | None  # why it was not kept: "older" or "impossible_speed"
 
 
 async def move_courier(
@@ -85,21 +137,15 @@ async def move_courier(
     coarse_cell: int,
     at: datetime,
     publish_if_carrying: bool,
-) -> bool:
-    """Record a reported position unless a newer one is known. Returns whether a
-    courier.location event should go out now: the caller says whether the courier carries
-    an active job, and this claims the once-per-second slot atomically (two requests at
-    once cannot both win it)."""
-    published = await conn.fetchval(
-        """UPDATE couriers SET lat = $2, lng = $3, cell = $4, coarse_cell = $7, position_at = $5,
-                capacity_at = CASE WHEN coarse_cell IS DISTINCT FROM $7 THEN clock_timestamp() ELSE capacity_at END,
-                updated_at = now(),
-                location_published_at = CASE
-                    WHEN $6 AND (location_published_at IS NULL
-                                 OR location_published_at <= now() - interval '1 second')
-                    THEN now() ELSE location_published_at END
-            WHERE id = $1 AND (position_at IS NULL OR position_at < $5)
-            RETURNING location_published_at = now()""",
+    max_mps: float,
+    slack_m: float,
+    flag_after: int,
+) -> Moved:
+    """Record a reported position (see _MOVE). `published` says whether a courier.location
+    event should go out now: the caller says whether the courier carries an active job, and
+    this claims the once-per-second slot atomically (two requests at once cannot both win it)."""
+    row = await conn.fetchrow(
+        _MOVE,
         courier_id,
         lat,
         lng,
@@ -107,8 +153,56 @@ async def move_courier(
         at,
         publish_if_carrying,
         coarse_cell,
+        max_mps,
+        slack_m,
+        flag_after,
+        domain.IMPOSSIBLE_SPEED,
     )
-    return bool(published)
+    if row is None:
+        return Moved(False, False, False, "older")
+    kept = bool(row["kept"])
+    return Moved(kept, bool(row["published"]), bool(row["flagged"]), None if kept else domain.IMPOSSIBLE_SPEED)
+
+
+# --- flags and a courier's wrong delivery codes ------------------------------------------------
+
+
+async def count_code_failure(conn: asyncpg.Connection, courier_id: UUID, *, window_s: float) -> int:
+    """One more wrong delivery code of this courier: their count within the window (one that
+    started longer ago than `window_s` starts again at this one)."""
+    return await conn.fetchval(
+        """UPDATE couriers SET
+                code_failures = CASE WHEN code_failures_since > now() - make_interval(secs => $2)
+                                     THEN code_failures + 1 ELSE 1 END,
+                code_failures_since = CASE WHEN code_failures_since > now() - make_interval(secs => $2)
+                                           THEN code_failures_since ELSE now() END
+           WHERE id = $1 RETURNING code_failures""",
+        courier_id,
+        window_s,
+    )
+
+
+async def flag_courier(conn: asyncpg.Connection, courier_id: UUID, reason: str) -> bool:
+    """Flag a courier (no new offers) unless they are already; whether this flagged them."""
+    done = await conn.execute(
+        "UPDATE couriers SET flagged_at = now(), flag_reason = $2 WHERE id = $1 AND flagged_at IS NULL",
+        courier_id,
+        reason,
+    )
+    return done != "UPDATE 0"
+
+
+async def clear_flag(conn: asyncpg.Connection, courier_id: UUID) -> asyncpg.Record | None:
+    """The admin's clear: no flag, no jumps, no wrong codes counted; capacity appears (the
+    matcher may offer to them again at once). What was cleared, or None for an unknown courier."""
+    return await conn.fetchrow(
+        f"""UPDATE couriers c SET flagged_at = NULL, flag_reason = NULL, jumps = 0, code_failures = 0,
+                code_failures_since = NULL, {CAPACITY_APPEARS}
+           FROM (SELECT id, flag_reason, code_failures FROM couriers WHERE id = $1 FOR UPDATE) old
+           WHERE c.id = old.id
+           RETURNING old.flag_reason, old.code_failures""",
+        courier_id,
+    )
 
 
 # Capacity given back is stamped with the clock at the update, not the transaction's start: a
