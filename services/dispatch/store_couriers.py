@@ -83,40 +83,26 @@ async def set_courier_status(
     return row
 
 
-# A reported position, in one statement (the hottest of the courier's calls). Skipped (no row)
-# when the courier's position is as new or newer by the phone's clock. Otherwise the point is
-# checked against the position it replaces, which the row already holds: further than
-# `max_mps` (their vehicle's, domain.MAX_SPEED_MPS) times the seconds between the two plus
-# `slack_m` is a jump no vehicle makes. A jump is not kept, unless it is the `flag_after`-th
-# in a row: then it is kept and the courier flagged (domain.py says why). Distances are
-# haversine's, as shared.geo's.
-_MOVE = """UPDATE couriers c SET (lat, lng, cell, coarse_cell, position_at, capacity_at, location_published_at,
-                             jumps, flagged_at, flag_reason, updated_at) = (
-        SELECT CASE WHEN v.kept THEN $2 ELSE c.lat END,
-               CASE WHEN v.kept THEN $3 ELSE c.lng END,
-               CASE WHEN v.kept THEN $4 ELSE c.cell END,
-               CASE WHEN v.kept THEN $7 ELSE c.coarse_cell END,
-               CASE WHEN v.kept THEN $5 ELSE c.position_at END,
-               CASE WHEN v.kept AND c.coarse_cell IS DISTINCT FROM $7 THEN clock_timestamp() ELSE c.capacity_at END,
-               CASE WHEN v.kept AND $6 AND (c.location_published_at IS NULL
-                                            OR c.location_published_at <= now() - interval '1 second')
-                    THEN now() ELSE c.location_published_at END,
-               CASE WHEN v.jump THEN c.jumps + 1 ELSE 0 END,
-               CASE WHEN v.flag THEN now() ELSE c.flagged_at END,
-               CASE WHEN v.flag THEN $11 ELSE c.flag_reason END,
-               now()
-        FROM (SELECT j.jump, NOT j.jump OR c.jumps + 1 >= $10::int AS kept,
-                     j.jump AND c.jumps + 1 >= $10::int AND c.flagged_at IS NULL AS flag
-              FROM (SELECT c.position_at IS NOT NULL AND c.lat IS NOT NULL
-                           AND 12742000 * asin(least(1, sqrt(
-                                   sin(radians($2::float8 - c.lat) / 2) ^ 2
-                                   + cos(radians(c.lat)) * cos(radians($2::float8))
-                                     * sin(radians($3::float8 - c.lng) / 2) ^ 2)))
-                               > $8::float8 * extract(epoch FROM $5::timestamptz - c.position_at) + $9::float8
-                           AS jump) j) v)
+# A reported position, in one statement (the hottest of the courier's calls): kept unless the
+# courier's position is as new or newer by the phone's clock, or the point is a jump no vehicle
+# makes: further from the position it replaces (which the row holds) than `max_mps` (the
+# vehicle's, domain.MAX_SPEED_MPS) times the seconds between the two, plus `slack_m`.
+# Distances are haversine's, as shared.geo's. A kept point ends a run of jumps.
+_MOVE = """UPDATE couriers SET lat = $2, lng = $3, cell = $4, coarse_cell = $7, position_at = $5, jumps = 0,
+        capacity_at = CASE WHEN coarse_cell IS DISTINCT FROM $7 THEN clock_timestamp() ELSE capacity_at END,
+        updated_at = now(),
+        location_published_at = CASE
+            WHEN $6 AND (location_published_at IS NULL OR location_published_at <= now() - interval '1 second')
+            THEN now() ELSE location_published_at END
     WHERE id = $1 AND (position_at IS NULL OR position_at < $5)
-    RETURNING position_at = $5 AS kept, location_published_at = now() AND position_at = $5 AS published,
-              flagged_at = now() AND flag_reason = $11 AS flagged"""
+      AND NOT (position_at IS NOT NULL AND lat IS NOT NULL
+               AND 12742000 * asin(least(1, sqrt(sin(radians($2::float8 - lat) / 2) ^ 2
+                       + cos(radians(lat)) * cos(radians($2::float8)) * sin(radians($3::float8 - lng) / 2) ^ 2)))
+                   > $8::float8 * extract(epoch FROM $5::timestamptz - position_at) + $9::float8)
+    RETURNING location_published_at IS NOT DISTINCT FROM now()"""
+# Only for a point _MOVE did not keep (rare): a jump if the position held is older; counted.
+_JUMPED = "UPDATE couriers SET jumps = jumps + 1 WHERE id = $1 AND position_at < $2 RETURNING jumps"
+NO_SPEED_LIMIT = float("inf")
 
 
 @dataclass(frozen=True)
@@ -125,6 +111,10 @@ class Moved:
     published: bool  # the caller should publish it (the once-per-second slot was claimed)
     flagged: bool  # this point flagged the courier (a sustained jump)
     ignored: str | None  # why it was not kept: "older" or "impossible_speed"
+
+
+KEPT = Moved(True, False, False, None)
+PUBLISHED = Moved(True, True, False, None)
 
 
 async def move_courier(
@@ -143,25 +133,21 @@ async def move_courier(
 ) -> Moved:
     """Record a reported position (see _MOVE). `published` says whether a courier.location
     event should go out now: the caller says whether the courier carries an active job, and
-    this claims the once-per-second slot atomically (two requests at once cannot both win it)."""
-    row = await conn.fetchrow(
-        _MOVE,
-        courier_id,
-        lat,
-        lng,
-        cell,
-        at,
-        publish_if_carrying,
-        coarse_cell,
-        max_mps,
-        slack_m,
-        flag_after,
-        domain.IMPOSSIBLE_SPEED,
-    )
-    if row is None:
+    this claims the once-per-second slot atomically (two requests at once cannot both win it).
+    A jump is ignored, unless it is the `flag_after`-th in a row: then it is kept and the
+    courier flagged (domain.py says why)."""
+    args = (courier_id, lat, lng, cell, at, publish_if_carrying, coarse_cell)
+    published = await conn.fetchval(_MOVE, *args, max_mps, slack_m)
+    if published is not None:
+        return PUBLISHED if published else KEPT
+    jumps = await conn.fetchval(_JUMPED, courier_id, at)
+    if jumps is None:
         return Moved(False, False, False, "older")
-    kept = bool(row["kept"])
-    return Moved(kept, bool(row["published"]), bool(row["flagged"]), None if kept else domain.IMPOSSIBLE_SPEED)
+    if jumps < flag_after:
+        return Moved(False, False, False, domain.IMPOSSIBLE_SPEED)
+    published = await conn.fetchval(_MOVE, *args, NO_SPEED_LIMIT, slack_m)
+    flagged = await flag_courier(conn, courier_id, domain.IMPOSSIBLE_SPEED)
+    return Moved(True, bool(published), flagged, None)
 
 
 # --- flags and a courier's wrong delivery codes ------------------------------------------------
