@@ -157,6 +157,11 @@ async def test_a_phone_behind_the_server_compares_its_points_with_its_own_clock(
     courier = await dispatch.new_courier(at=None)
     phone_now = datetime.now(UTC) - timedelta(minutes=3)  # the phone runs three minutes behind
     lat, lng = east(0)
+    future = (datetime.now(UTC) + timedelta(minutes=5)).isoformat()
+    r = await dispatch.client.put(
+        "/v1/courier/status", headers=courier.auth, json={"online": True, "lat": lat, "lng": lng, "at": future}
+    )
+    assert r.status_code == 422 and r.json()["errors"][0]["loc"] == ["body", "at"], r.text
     r = await dispatch.client.put(
         "/v1/courier/status",
         headers=courier.auth,
