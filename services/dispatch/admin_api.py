@@ -27,6 +27,7 @@ from shared.http import Problem, api_router, problem_responses
 from . import deps, domain, store, store_admin, store_couriers
 from .admin_schemas import (
     AdminJob,
+    CodeLock,
     CourierCreate,
     CourierCreated,
     CourierJobs,
@@ -39,7 +40,7 @@ from .admin_schemas import (
     OfferView,
     Overview,
 )
-from .api import COURIER_APP, parse_order_id, status_view, transaction
+from .api import COURIER_APP, flag_view, parse_courier_id, parse_order_id, status_view, transaction
 from .schemas import CourierStatus
 from .service import couriers
 from .service.common import JobNotFound, now_utc
@@ -154,7 +155,7 @@ def offer_view(row: asyncpg.Record) -> OfferView:
     )
 
 
-def admin_job_view(job: store.Job, offers: list[asyncpg.Record]) -> AdminJob:
+def admin_job_view(job: store.Job, offers: list[asyncpg.Record], limits: domain.CodeLimits) -> AdminJob:
     return AdminJob(
         order_id=job.order_id,
         tracking_code=job.tracking_code,
@@ -174,6 +175,12 @@ def admin_job_view(job: store.Job, offers: list[asyncpg.Record]) -> AdminJob:
         cancel_reason=job.cancel_reason,
         updated_at=job.updated_at,
         offers=[offer_view(o) for o in offers],
+        delivery_code=CodeLock(
+            wrong_codes=job.code_failures_total,
+            lockouts=job.code_lockouts,
+            locked_until=job.code_locked_until,
+            held=domain.code_held(job.code_state, limits),
+        ),
     )
 
 
@@ -203,13 +210,6 @@ async def create_courier(body: CourierCreate, request: Request) -> CourierCreate
         vehicle=row["vehicle"],
         capacity=row["capacity"],
     )
-
-
-def parse_courier_id(courier_id: str) -> UUID:
-    try:
-        return UUID(courier_id)
-    except ValueError:
-        raise Problem(404, "Courier not found") from None
 
 
 @router.post(
@@ -276,7 +276,7 @@ async def get_job(order_id: str, request: Request) -> AdminJob:
     job = await store.job(deps.pool(request), oid)
     if job is None:
         raise JobNotFound
-    return admin_job_view(job, await store.offers_of(deps.pool(request), oid))
+    return admin_job_view(job, await store.offers_of(deps.pool(request), oid), deps.settings(request).code_limits())
 
 
 # --- the console's views ------------------------------------------------------------------
@@ -312,6 +312,7 @@ async def list_couriers(
             capacity=r["capacity"],
             online=r["online"],
             busy=r["load"] >= r["capacity"],
+            flag=flag_view(r),
         )
         for r in rows[:limit]
     ]

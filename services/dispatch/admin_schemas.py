@@ -12,7 +12,7 @@ from shared.contract import FailReason, Vehicle
 from shared.phones import Phone
 
 from .domain import OfferState
-from .schemas import _COURIER_ID, _DROPOFF, _ORDER_ID, _PICKUP, Body, JobStatus, ParcelView, PlaceView
+from .schemas import _COURIER_ID, _DROPOFF, _ORDER_ID, _PICKUP, Body, CourierFlag, JobStatus, ParcelView, PlaceView
 
 # --- couriers ----------------------------------------------------------------------------
 
@@ -106,6 +106,7 @@ class AdminJob(BaseModel):
                     "fail_reason": None,
                     "cancel_reason": None,
                     "updated_at": "2025-03-14T09:30:04+07:00",
+                    "delivery_code": {"wrong_codes": 0, "lockouts": 0, "locked_until": None, "held": False},
                     "offers": [
                         {
                             "courier_id": _COURIER_ID,
@@ -149,6 +150,17 @@ class AdminJob(BaseModel):
     cancel_reason: str | None
     updated_at: datetime
     offers: list[OfferView]
+    delivery_code: CodeLock
+
+
+class CodeLock(BaseModel):
+    wrong_codes: int = Field(description="Wrong delivery codes given on this job (since the admin last cleared it)")
+    lockouts: int
+    locked_until: datetime | None = Field(description="Locked for a while (past: no longer locked)")
+    held: bool = Field(
+        description="Locked until the admin clears it (`POST /v1/admin/jobs/{order_id}/code-lock/clear`): "
+        "the job's wrong codes reached the cap"
+    )
 
 
 # --- the ops console's views (admin_api.py) ------------------------------------------------
@@ -164,6 +176,7 @@ class CourierOnMap(BaseModel):
     capacity: int
     online: bool
     busy: bool = Field(description="True when load has reached capacity: no more offers for now")
+    flag: CourierFlag | None = Field(description="Set, no new offers until the admin clears it")
 
 
 class CourierPage(BaseModel):

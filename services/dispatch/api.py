@@ -21,6 +21,7 @@ from shared.http import ModelResponse, Problem, api_router, problem_response, pr
 from . import deps, domain, store
 from .deps import CourierIdentity, current_courier
 from .schemas import (
+    CourierFlag,
     CourierStatus,
     CourierStatusUpdate,
     Declined,
@@ -64,6 +65,13 @@ def parse_order_id(order_id: str) -> UUID:
         return UUID(order_id)
     except ValueError:
         raise JobNotFound from None
+
+
+def parse_courier_id(courier_id: str) -> UUID:
+    try:
+        return UUID(courier_id)
+    except ValueError:
+        raise Problem(404, "Courier not found") from None
 
 
 @asynccontextmanager
@@ -113,7 +121,12 @@ def status_view(row: asyncpg.Record) -> CourierStatus:
         lng=row["lng"],
         capacity=row["capacity"],
         load=row["load"],
+        flag=flag_view(row),
     )
+
+
+def flag_view(row: asyncpg.Record) -> CourierFlag | None:
+    return None if row["flagged_at"] is None else CourierFlag(reason=row["flag_reason"], at=row["flagged_at"])
 
 
 # --- couriers -------------------------------------------------------------------------------
@@ -188,10 +201,16 @@ async def pickup(order_id: str, request: Request, courier: CourierIdentity = Dep
         "Checks the recipient's delivery code and that `cod_collected_vnd` equals the job's "
         "`cod_amount_vnd`; either wrong is 422. Wrong codes are limited per job: after "
         f"{_DEFAULTS['code_max_failures']} wrong codes in a row the job locks for "
-        f"{_DEFAULTS['code_lockout_s']:g} s, and every attempt meanwhile (even with the right "
-        "code) is 429 with `Retry-After`. The courier can still report a failed delivery."
+        f"{_DEFAULTS['code_lockout_s']:g} s, each next lockout {_DEFAULTS['code_lockout_growth']} times "
+        f"longer (up to {_DEFAULTS['code_lockout_max_s']:g} s), and every attempt meanwhile (even with "
+        "the right code) is 429 with `Retry-After`. After "
+        f"{_DEFAULTS['code_max_failures_per_job']} wrong codes on a job in all, it is 423 until the "
+        "admin clears it. A courier with "
+        f"{_DEFAULTS['courier_code_max_failures']} wrong codes across their jobs within "
+        f"{_DEFAULTS['courier_code_window_s']:g} s gets 403 on every delivery (and no new offers) "
+        "until the admin clears them. The courier can still report a failed delivery."
     ),
-    responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 429),
+    responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 423, 429),
 )
 async def deliver(
     order_id: str, body: DeliverRequest, request: Request, courier: CourierIdentity = Depends(current_courier)
@@ -206,8 +225,24 @@ async def deliver(
     if check.verdict is domain.CodeVerdict.OK and outcome.job is not None:  # the delivered job comes with OK
         deps.hints(request).poke()
         return ModelResponse(job_view(outcome.job))
+    counters = deps.guard_counters(request)
+    for kind in outcome.lockouts:
+        counters.lockouts[kind].inc()
+    if outcome.courier_locked:
+        raise Problem(
+            403,
+            "Too many wrong delivery codes across your jobs: deliveries are paused until operations clear it",
+            title="Deliveries paused",
+        )
+    if check.verdict is domain.CodeVerdict.HELD:
+        raise Problem(
+            423,
+            "Too many wrong delivery codes for this job: it is locked until operations clear it",
+            title="Job locked",
+        )
+    now = now_utc()
     if check.verdict is domain.CodeVerdict.LOCKED and check.locked_until is not None:  # LOCKED says until when
-        wait = domain.retry_after_s(check.locked_until, now_utc())
+        wait = domain.retry_after_s(check.locked_until, now)
         raise Problem(
             429,
             f"Too many wrong delivery codes for this job; try again in {wait} s",
@@ -216,15 +251,18 @@ async def deliver(
             retry_after_s=wait,
         )
     if check.verdict is domain.CodeVerdict.WRONG_CODE:
-        left = 0 if check.locked_until else settings.code_max_failures - check.failures
-        detail = "Wrong delivery code" + (
-            f"; the job is locked for {settings.code_lockout_s:g} s"
-            if check.locked_until
-            else f"; {left} attempt{'s' if left != 1 else ''} left before a lockout"
-        )
+        counters.wrong_codes.inc()
+        limits = settings.code_limits()
+        left = domain.attempts_left(check.state, limits, now)
+        if domain.code_held(check.state, limits):
+            detail = "; the job is locked until operations clear it"
+        elif check.locked_until is not None and now < check.locked_until:
+            detail = f"; the job is locked for {domain.retry_after_s(check.locked_until, now)} s"
+        else:
+            detail = f"; {left} attempt{'s' if left != 1 else ''} left before a lockout"
         raise Problem(
             422,
-            detail,
+            "Wrong delivery code" + detail,
             title="Invalid input",
             attempts_left=left,
             errors=[{"loc": ["body", "delivery_code"], "msg": "wrong delivery code"}],
@@ -276,15 +314,26 @@ async def return_parcel(
     tags=["courier"],
     summary="Go online (with a position) or offline",
     description="Going offline withdraws open offers (they go to the next courier); "
-    "accepted jobs stay with the courier.",
+    "accepted jobs stay with the courier. A flagged courier (`flag`) may be online but gets no "
+    "new offers until the admin clears the flag.",
     responses=problem_responses(400, 401, 413, 415, 422, 429),
 )
 async def put_status(
     body: CourierStatusUpdate, request: Request, courier: CourierIdentity = Depends(current_courier)
 ) -> ModelResponse:
+    settings = deps.settings(request)
+    if body.at is not None and not domain.location_is_plausible(
+        body.at, now_utc(), timedelta(seconds=settings.location_clock_skew_s)
+    ):
+        raise Problem(
+            422,
+            "at: is in the future",
+            title="Invalid input",
+            errors=[{"loc": ["body", "at"], "msg": "is in the future"}],
+        )
     async with transaction(request) as conn:
         row = await couriers.set_status(
-            conn, deps.settings(request), courier.id, online=body.online, lat=body.lat, lng=body.lng
+            conn, settings, courier.id, online=body.online, lat=body.lat, lng=body.lng, at=body.at
         )
     deps.hints(request).poke()  # their capacity is new, or the offers they withdrew by going offline are due again
     return ModelResponse(status_view(row))
@@ -297,8 +346,13 @@ async def put_status(
     tags=["courier"],
     summary="Report positions (1..100 points; the newest is kept)",
     description="Points may not be from the future beyond a small clock skew "
-    f"({_DEFAULTS['location_clock_skew_s']:g} s). A `courier.location` event goes out "
-    "only while the courier carries an active job, at most once per second.",
+    f"({_DEFAULTS['location_clock_skew_s']:g} s). The newest point is used unless the courier's "
+    "position is as new by the phone's clock (`at` of an earlier point, or of the status) or it is "
+    "further from that position than the courier's vehicle can go (a GPS glitch is ignored; "
+    f"{_DEFAULTS['location_jump_flag_after']} such points in a row are kept and flag the courier: "
+    "no new offers until the admin clears it); the answer says which (`position_updated`, "
+    "`ignored_reason`). A `courier.location` event goes out only while the courier carries an "
+    "active job, at most once per second.",
     responses=problem_responses(400, 401, 413, 415, 422, 429),
 )
 async def post_locations(
@@ -315,7 +369,16 @@ async def post_locations(
     if future:
         raise Problem(422, "Location timestamps may not be in the future", title="Invalid input", errors=future)
     async with transaction(request) as conn:
-        published = await couriers.report_locations(
-            conn, settings, courier.id, [couriers.Point(p.lat, p.lng, p.at) for p in body.points]
+        moved, published = await couriers.report_locations(
+            conn, settings, courier.id, courier.vehicle, [couriers.Point(p.lat, p.lng, p.at) for p in body.points]
         )
-    return ModelResponse(LocationsAccepted(accepted=len(body.points), published=published), status_code=202)
+    if moved.ignored is not None:
+        deps.guard_counters(request).points_ignored[moved.ignored].inc()
+    if moved.flagged:
+        deps.guard_counters(request).flagged_for_speed.inc()
+    return ModelResponse(
+        LocationsAccepted(
+            accepted=len(body.points), published=published, position_updated=moved.kept, ignored_reason=moved.ignored
+        ),
+        status_code=202,
+    )

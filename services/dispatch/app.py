@@ -1,6 +1,7 @@
 """Dispatch's composition root: settings, the runtime (pool, migrations, broker, outbox
 relay), the orders consumer, the matcher's loops, and the HTTP app of the courier's routes
-(api.py), the admin's routes and the console's views (admin_api.py), the courier app's and the ops console's pages."""
+(api.py), the admin's routes and the console's views (admin_api.py, admin_guards_api.py), the
+courier app's and the ops console's pages."""
 
 from __future__ import annotations
 
@@ -17,10 +18,11 @@ from shared.pages import pages_router
 from shared.ratelimit import AddressLimits, BearerLimits, RateLimiter
 from shared.service import Runtime
 
-from . import admin_api, api, deps
+from . import admin_api, admin_guards_api, api, deps
 from .deps import known_couriers
 from .handlers import CONSUMER, OrderEvents
 from .matcher import Matcher, NoMatcherHere, WorkHints
+from .service.common import GuardCounters
 from .settings import DispatchSettings
 
 __all__ = ["DispatchSettings", "create_app"]
@@ -81,6 +83,7 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
         routers=[
             api.router,
             admin_api.router,
+            admin_guards_api.router,
             audit_router(deps.admin, deps.pool),
             maps.router,
             pages_router(api.COURIER_APP, WEB / "app"),
@@ -90,5 +93,6 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
         hints=hints,
         couriers=couriers,
     )
+    app.state.guard_counters = GuardCounters(metrics)
     api.install_error_handlers(app)
     return app

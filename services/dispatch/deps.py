@@ -21,6 +21,7 @@ from shared.ratelimit import BearerLimits
 
 from . import store_couriers
 from .matcher import WorkHints
+from .service.common import GuardCounters
 from .service.couriers import TOKEN_PREFIX
 from .settings import DispatchSettings
 
@@ -67,6 +68,10 @@ def settings(request: Request) -> DispatchSettings:
 
 def pool(request: Request) -> asyncpg.Pool:
     return request.app.state.runtime.pool
+
+
+def guard_counters(request: Request) -> GuardCounters:
+    return request.app.state.guard_counters
 
 
 def hints(request: Request) -> WorkHints:

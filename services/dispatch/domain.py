@@ -1,5 +1,6 @@
 """Dispatch's rules, free of I/O: the job state machine, the cancel saga's decision,
-choosing a courier, the delivery-code check and the courier's public name.
+choosing a courier, the delivery-code check, the courier's public name and what flags a
+courier (codes guessed across jobs, positions no vehicle reaches).
 
 Job statuses are the order statuses of the contract, plus two of dispatch's own before
 `assigned`: `waiting` (nobody holds an offer) and `offered` (one courier holds one). The
@@ -15,7 +16,7 @@ from enum import StrEnum
 from typing import Literal, get_args
 
 from shared import geo
-from shared.contract import FINAL_STATUSES, ORDER_STATUSES
+from shared.contract import FINAL_STATUSES, ORDER_STATUSES, VEHICLES
 
 WAITING, OFFERED, ASSIGNED, PICKED_UP = "waiting", "offered", "assigned", "picked_up"
 DELIVERED, DELIVERY_FAILED, RETURNED = "delivered", "delivery_failed", "returned"
@@ -181,14 +182,52 @@ class CodeVerdict(StrEnum):
     OK = "ok"
     WRONG_CODE = "wrong_code"
     WRONG_COD = "wrong_cod"
-    LOCKED = "locked"
+    LOCKED = "locked"  # for a while (locked_until)
+    HELD = "held"  # until the admin clears it: the job's wrong codes reached the cap
+
+
+@dataclass(frozen=True)
+class CodeLimits:
+    """How many delivery codes may be guessed. The code has 10^6 values: a fixed lockout that
+    starts afresh for ever would let ~480 guesses a day through; growing lockouts and a cap
+    per job bound the guesses on a job to `max_per_job` in all."""
+
+    max_failures: int  # wrong codes in a row before a lockout
+    lockout: timedelta  # the first lockout; each next one `growth` times longer ...
+    growth: int
+    lockout_max: timedelta  # ... up to this
+    max_per_job: int  # wrong codes on a job in all: then it is held until the admin clears it
+
+
+@dataclass(frozen=True)
+class CodeState:
+    """A job's wrong codes as stored (jobs.code_*)."""
+
+    failures: int = 0  # wrong codes since the last lockout
+    total: int = 0  # wrong codes in all (until the admin clears the job)
+    lockouts: int = 0
+    locked_until: datetime | None = None
 
 
 @dataclass(frozen=True)
 class DeliveryCheck:
     verdict: CodeVerdict
-    failures: int  # wrong codes counted since the last lockout, after this attempt
-    locked_until: datetime | None
+    state: CodeState  # after this attempt
+
+    @property
+    def locked_until(self) -> datetime | None:
+        return self.state.locked_until
+
+
+def lockout_length(lockouts: int, limits: CodeLimits) -> timedelta:
+    """The `lockouts`-th lockout of a job (1 for the first): 15 min, 1 h, 4 h, ... up to the max."""
+    growth: int = limits.growth ** max(0, lockouts - 1)
+    return min(limits.lockout_max, limits.lockout * growth)
+
+
+def code_held(state: CodeState, limits: CodeLimits) -> bool:
+    """Whether a job's code can no longer be tried at all until the admin clears it."""
+    return state.total >= limits.max_per_job
 
 
 def check_delivery(
@@ -196,27 +235,41 @@ def check_delivery(
     code_matches: bool,
     cod_collected_vnd: int,
     cod_amount_vnd: int,
-    failures: int,
-    locked_until: datetime | None,
+    state: CodeState,
     now: datetime,
-    max_failures: int,
-    lockout: timedelta,
+    limits: CodeLimits,
 ) -> DeliveryCheck:
     """Wrong codes are limited per job: after `max_failures` wrong ones in a row, no code is
-    checked until the lockout ends (so 10^6 codes cannot be tried; a right code does not
-    get through a lockout either, else the lock would tell a guesser nothing)."""
-    if locked_until is not None and now < locked_until:
-        return DeliveryCheck(CodeVerdict.LOCKED, failures, locked_until)
-    if locked_until is not None:  # the lockout is over: a fresh allowance
-        failures, locked_until = 0, None
+    checked until the lockout ends (a right code does not get through a lockout either, else
+    the lock would tell a guesser nothing); each lockout is longer than the last, and after
+    `max_per_job` wrong codes in all the job is held until the admin clears it."""
+    if code_held(state, limits):
+        return DeliveryCheck(CodeVerdict.HELD, state)
+    if state.locked_until is not None and now < state.locked_until:
+        return DeliveryCheck(CodeVerdict.LOCKED, state)
     if not code_matches:
-        failures += 1
-        if failures >= max_failures:
-            return DeliveryCheck(CodeVerdict.WRONG_CODE, 0, now + lockout)
-        return DeliveryCheck(CodeVerdict.WRONG_CODE, failures, None)
+        failures, total, lockouts, until = state.failures + 1, state.total + 1, state.lockouts, state.locked_until
+        if failures >= limits.max_failures and total < limits.max_per_job:
+            lockouts += 1
+            failures, until = 0, now + lockout_length(lockouts, limits)
+        return DeliveryCheck(CodeVerdict.WRONG_CODE, CodeState(failures, total, lockouts, until))
     if cod_collected_vnd != cod_amount_vnd:
-        return DeliveryCheck(CodeVerdict.WRONG_COD, failures, None)
-    return DeliveryCheck(CodeVerdict.OK, 0, None)
+        return DeliveryCheck(CodeVerdict.WRONG_COD, state)
+    return DeliveryCheck(CodeVerdict.OK, state)
+
+
+def attempts_left(state: CodeState, limits: CodeLimits, now: datetime) -> int:
+    """Wrong codes the courier may still give before the job locks (0 while it is locked)."""
+    if code_held(state, limits) or (state.locked_until is not None and now < state.locked_until):
+        return 0
+    return min(limits.max_failures - state.failures, limits.max_per_job - state.total)
+
+
+def courier_code_locked(failures: int, max_failures: int) -> bool:
+    """Whether a courier's wrong codes across their jobs (within the window store_couriers
+    counts them in) lock them out of deliveries and flag them, until the admin clears it:
+    a courier guessing a little on many jobs stays under every job's limit."""
+    return failures >= max_failures
 
 
 def retry_after_s(locked_until: datetime, now: datetime) -> int:
@@ -266,3 +319,21 @@ def dropoff_area(address: str, lat: float, lng: float) -> Area:
 def location_is_plausible(at: datetime, now: datetime, clock_skew: timedelta) -> bool:
     """A reported position may not be from the future (beyond the phones' clock skew)."""
     return at <= now + clock_skew
+
+
+# --- flags ---------------------------------------------------------------------------------------
+
+# Why a courier was flagged: a flagged courier gets no new offers until the admin clears it.
+FlagReason = Literal["impossible_speed", "code_guessing"]
+IMPOSSIBLE_SPEED, CODE_GUESSING = get_args(FlagReason)
+
+# Speeds (m/s) no courier on such a vehicle reaches in town, with margin: an electric bicycle
+# at 54 km/h, a motorbike at 144, a car at 180, a van at 150. A position further from the
+# last one than this speed allows (plus the GPS error, settings.location_jump_slack_m) in the
+# time between the two (by the phone's clock) is impossible.
+MAX_SPEED_MPS: dict[str, float] = {"bicycle": 15.0, "motorbike": 40.0, "car": 50.0, "van": 42.0}
+assert set(MAX_SPEED_MPS) == set(VEHICLES), "a speed limit for every vehicle of the contract"
+# Reject or flag: one impossible point is ignored (a cheap phone's GPS glitches now and then;
+# the courier is not locked out for it), and only `jump_flag_after` of them in a row flag the
+# courier (a sustained jump: a spoofed position, or a wrong point kept before). That point is
+# kept then, so the position follows the phone again while the admin looks.

@@ -12,7 +12,7 @@ from pydantic.json_schema import JsonDict
 
 from shared.contract import FailReason, Latitude, Longitude, Vehicle
 
-from .domain import JOB_STATUSES
+from .domain import JOB_STATUSES, FlagReason
 
 # Strict: `false` is not a coordinate and `0` is not a time, whatever lax parsing would make of them.
 Lat = Annotated[Latitude, Field(strict=True, examples=[20.9516])]
@@ -71,6 +71,13 @@ class CourierStatusUpdate(Body):
     online: bool = Field(strict=True)
     lat: Lat | None = Field(None, description="Required when going online")
     lng: Lng | None = Field(None, description="Required when going online")
+    at: Timestamp | None = Field(
+        None,
+        description="When the phone took the position, by the phone's clock (RFC 3339 with offset). "
+        "Give it: points reported later are kept only if newer than it by the same clock; without "
+        "it, the next point is kept whatever its time.",
+        examples=["2025-03-14T09:30:00+07:00"],
+    )
 
     @model_validator(mode="after")
     def _position_when_online(self) -> CourierStatusUpdate:
@@ -79,6 +86,14 @@ class CourierStatusUpdate(Body):
         if self.online and self.lat is None:
             raise ValueError("lat and lng are required to go online")
         return self
+
+
+class CourierFlag(BaseModel):
+    reason: FlagReason = Field(
+        description="`impossible_speed`: positions no vehicle reaches, several in a row; "
+        "`code_guessing`: too many wrong delivery codes across jobs (deliveries are refused too)"
+    )
+    at: datetime
 
 
 class CourierStatus(BaseModel):
@@ -109,6 +124,9 @@ class CourierStatus(BaseModel):
     lng: float | None
     capacity: int
     load: int = Field(description="Offers plus jobs held now")
+    flag: CourierFlag | None = Field(
+        None, description="Set, the courier gets no new offers until the admin clears it; null otherwise"
+    )
 
 
 class LocationPoint(Body):
@@ -140,6 +158,12 @@ class LocationBatch(Body):
 class LocationsAccepted(BaseModel):
     accepted: int = Field(description="Points received (only the newest one is kept)")
     published: bool = Field(description="Whether a courier.location event went out for this batch")
+    position_updated: bool = Field(description="Whether the batch's newest point is the courier's position now")
+    ignored_reason: Literal["older", "impossible_speed"] | None = Field(
+        description="Why the newest point was not used: `older`, the courier's position was taken at "
+        "the same time or later by the phone's clock; `impossible_speed`, it is further from the "
+        "last position than the courier's vehicle can go in the time between them. Null when used."
+    )
 
 
 # --- jobs --------------------------------------------------------------------------------------

@@ -34,8 +34,18 @@ Environment variables (besides the common GIAO_* ones of shared.settings):
 - GIAO_DISPATCH_ORDERS_CONSUMER_CONCURRENCY (2): batches of orders' events handled at once, each a
   transaction that ends with a matcher pass (a subject's events still apply in order)
 - GIAO_DISPATCH_LOCATION_CLOCK_SKEW_S (30): how far in the future a location's `at` may be
+- GIAO_DISPATCH_LOCATION_JUMP_SLACK_M (250): the GPS error allowed on top of the fastest speed a
+  courier's vehicle reaches (domain.MAX_SPEED_MPS) between two positions
+- GIAO_DISPATCH_LOCATION_JUMP_FLAG_AFTER (3): impossible positions in a row that flag the courier
+  (no new offers until the admin clears it); fewer are ignored
 - GIAO_DISPATCH_CODE_MAX_FAILURES (5): wrong delivery codes in a row before a job locks
-- GIAO_DISPATCH_CODE_LOCKOUT_S (900): how long it stays locked (429 with Retry-After)
+- GIAO_DISPATCH_CODE_LOCKOUT_S (900): how long the first lockout lasts (429 with Retry-After) ...
+- GIAO_DISPATCH_CODE_LOCKOUT_GROWTH (4): ... each next one this many times longer ...
+- GIAO_DISPATCH_CODE_LOCKOUT_MAX_S (86400): ... up to this
+- GIAO_DISPATCH_CODE_MAX_FAILURES_PER_JOB (20): wrong codes on a job in all; then it is locked
+  (423) until the admin clears it
+- GIAO_DISPATCH_COURIER_CODE_MAX_FAILURES (15): wrong codes of one courier across their jobs
+  within COURIER_CODE_WINDOW_S (86400) that lock them out of deliveries (403) and flag them
 - GIAO_DISPATCH_COURIER_RATE_PER_S (30): requests a second one courier may make (every courier
   route: polls, status, locations, steps), on average; more is 429 with Retry-After. The
   benchmark's couriers make about 5 (11 at worst), a phone 2 or 3
@@ -53,11 +63,15 @@ Environment variables (besides the common GIAO_* ones of shared.settings):
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from shared.ratelimit import LimitSettings
 from shared.settings import CommonSettings, admin_token_field, delivery_code_key_field, migration_database_url_field
+
+from . import domain
 
 
 class DispatchSettings(CommonSettings, LimitSettings):
@@ -93,8 +107,15 @@ class DispatchSettings(CommonSettings, LimitSettings):
     orders_consumer_concurrency: int = Field(2, ge=1)
 
     location_clock_skew_s: float = Field(30.0, ge=0)
+    location_jump_slack_m: float = Field(250.0, ge=0)
+    location_jump_flag_after: int = Field(3, ge=1)
     code_max_failures: int = Field(5, ge=1)
     code_lockout_s: float = Field(900.0, gt=0)
+    code_lockout_growth: int = Field(4, ge=1)
+    code_lockout_max_s: float = Field(86400.0, gt=0)
+    code_max_failures_per_job: int = Field(20, ge=1)
+    courier_code_max_failures: int = Field(15, ge=1)
+    courier_code_window_s: float = Field(86400.0, gt=0)
     public_url: str = ""
     # A tile server's URL template for the operations console's map (an OpenStreetMap server you
     # run); empty draws the project's own base layer (Natural Earth land and the service area).
@@ -115,6 +136,15 @@ class DispatchSettings(CommonSettings, LimitSettings):
         if self.h3_coarse_resolution >= self.h3_resolution:
             raise ValueError("h3_coarse_resolution must be coarser (smaller) than h3_resolution")
         return self
+
+    def code_limits(self) -> domain.CodeLimits:
+        return domain.CodeLimits(
+            max_failures=self.code_max_failures,
+            lockout=timedelta(seconds=self.code_lockout_s),
+            growth=self.code_lockout_growth,
+            lockout_max=timedelta(seconds=self.code_lockout_max_s),
+            max_per_job=self.code_max_failures_per_job,
+        )
 
     def capacity(self, vehicle: str) -> int:
         return int(getattr(self, f"capacity_{vehicle}"))

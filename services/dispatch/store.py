@@ -83,6 +83,14 @@ class Job:
     code_failures: int
     code_locked_until: datetime | None
     updated_at: datetime
+    code_failures_total: int
+    code_lockouts: int
+
+    @property
+    def code_state(self) -> domain.CodeState:
+        return domain.CodeState(
+            self.code_failures, self.code_failures_total, self.code_lockouts, self.code_locked_until
+        )
 
 
 JOB_COLUMNS = ", ".join(f.name for f in fields(Job))
@@ -121,6 +129,24 @@ async def insert_jobs(conn: asyncpg.Connection, rows: list[tuple]) -> None:
 
 async def job(conn: asyncpg.Connection | asyncpg.Pool, order_id: UUID) -> Job | None:
     return _job(await conn.fetchrow(f"SELECT {JOB_COLUMNS} FROM jobs WHERE order_id = $1", order_id))
+
+
+_JOB_WIDTH = len(fields(Job))
+
+
+async def job_and_courier_code_failures(
+    conn: asyncpg.Connection, order_id: UUID, courier_id: UUID
+) -> tuple[Job | None, int]:
+    """A job, and the wrong delivery codes its courier gave across their jobs (one statement)."""
+    row = await conn.fetchrow(
+        f"""SELECT {JOB_COLUMNS}, (SELECT code_failures FROM couriers WHERE id = $2) FROM jobs
+            WHERE order_id = $1""",
+        order_id,
+        courier_id,
+    )
+    if row is None:
+        return None, 0
+    return Job(*tuple(row)[:_JOB_WIDTH]), row[_JOB_WIDTH] or 0
 
 
 async def lock_job(conn: asyncpg.Connection, order_id: UUID) -> Job | None:
@@ -186,14 +212,29 @@ async def update_job(
     )
 
 
-async def record_code_check(
-    conn: asyncpg.Connection, order_id: UUID, *, failures: int, locked_until: datetime | None
-) -> None:
+async def record_code_check(conn: asyncpg.Connection, order_id: UUID, state: domain.CodeState) -> None:
     await conn.execute(
-        "UPDATE jobs SET code_failures = $2, code_locked_until = $3, updated_at = now() WHERE order_id = $1",
+        """UPDATE jobs SET code_failures = $2, code_failures_total = $3, code_lockouts = $4,
+                code_locked_until = $5, updated_at = now()
+           WHERE order_id = $1""",
         order_id,
-        failures,
-        locked_until,
+        state.failures,
+        state.total,
+        state.lockouts,
+        state.locked_until,
+    )
+
+
+async def clear_code_lock(conn: asyncpg.Connection, order_id: UUID) -> asyncpg.Record | None:
+    """Forget a job's wrong codes and lockouts (the admin's clear); the counts it had, or None
+    for an unknown job."""
+    return await conn.fetchrow(
+        """UPDATE jobs j SET code_failures = 0, code_failures_total = 0, code_lockouts = 0,
+                code_locked_until = NULL, updated_at = now()
+           FROM (SELECT order_id, code_failures_total, code_lockouts FROM jobs WHERE order_id = $1 FOR UPDATE) old
+           WHERE j.order_id = old.order_id
+           RETURNING old.code_failures_total AS wrong_codes, old.code_lockouts AS lockouts""",
+        order_id,
     )
 
 
@@ -229,13 +270,13 @@ _ADVANCE = f"""WITH changed AS (
         RETURNING {JOB_COLUMNS}){_STEP_END}"""
 
 # Delivered only if the code checks the caller made still stand: nobody counted a wrong code
-# or locked the job since the caller read it.
+# or locked the job since the caller read it (the total only grows between clears).
 _DELIVER_FROM, _DELIVER_TO = (sql_literal(s) for s in domain.TRANSITIONS[domain.Action.DELIVER])
 _DELIVER = f"""WITH changed AS (
         UPDATE jobs SET status = {_DELIVER_TO}, cod_collected_vnd = $10, code_failures = 0,
                code_locked_until = NULL, updated_at = now()
         WHERE order_id = $7 AND courier_id = $8 AND status = {_DELIVER_FROM}
-          AND code_failures = $11 AND code_locked_until IS NOT DISTINCT FROM $12
+          AND code_failures = $11 AND code_locked_until IS NOT DISTINCT FROM $12 AND code_failures_total = $13
         RETURNING {JOB_COLUMNS}){_STEP_END}"""
 
 
@@ -266,13 +307,20 @@ async def deliver_job(
     courier_id: UUID,
     *,
     cod_collected_vnd: int,
-    seen_failures: int,
-    seen_locked_until: datetime | None,
+    seen: domain.CodeState,
     event: list,
 ) -> Job | None:
     return _job(
         await conn.fetchrow(
-            _DELIVER, *event, order_id, courier_id, True, cod_collected_vnd, seen_failures, seen_locked_until
+            _DELIVER,
+            *event,
+            order_id,
+            courier_id,
+            True,
+            cod_collected_vnd,
+            seen.failures,
+            seen.locked_until,
+            seen.total,
         )
     )
 

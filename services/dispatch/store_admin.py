@@ -45,7 +45,7 @@ def _area(area: Area) -> tuple[float, float, float, float]:
 
 
 def _couriers_in_area(online: str) -> str:
-    return f"""SELECT id, name, vehicle, lat, lng, load, capacity, online FROM couriers
+    return f"""SELECT id, name, vehicle, lat, lng, load, capacity, online, flagged_at, flag_reason FROM couriers
         WHERE {online} AND {_IN_AREA} AND ($5::uuid IS NULL OR id > $5)
         ORDER BY id LIMIT $6"""
 

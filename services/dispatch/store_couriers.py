@@ -1,4 +1,5 @@
-"""Dispatch's SQL for couriers: create one, find one by token, their status and position, and
+"""Dispatch's SQL for couriers: create one, find one by token, their status and position (with
+the check for positions no vehicle reaches), their flag and wrong delivery codes, and
 capacity given back. Every function takes a connection; the caller owns the transaction. Lock
 order and why nothing here NOTIFYs: store.py's docstring.
 """
@@ -7,12 +8,15 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
 import asyncpg
 
-COURIER_COLUMNS = "id, name, phone, vehicle, capacity, load, online, lat, lng, position_at"
+from . import domain
+
+COURIER_COLUMNS = "id, name, phone, vehicle, capacity, load, online, lat, lng, position_at, flagged_at, flag_reason"
 
 
 async def insert_courier(
@@ -53,15 +57,18 @@ async def set_courier_status(
     online: bool,
     lat: float | None,
     lng: float | None,
+    at: datetime | None,
     cell: int | None,
     coarse_cell: int | None,
 ) -> asyncpg.Record:
-    """Online/offline; the position when one is given (kept as it was otherwise)."""
+    """Online/offline; the position when one is given (kept as it was otherwise), taken at `at`
+    by the phone's clock (None when the phone did not say: then the next point is kept
+    whatever its time, as nothing of the phone's clock is known to compare it with)."""
     row = await conn.fetchrow(
         f"""UPDATE couriers SET online = $2,
                 lat = COALESCE($3, lat), lng = COALESCE($4, lng), cell = COALESCE($5, cell),
                 coarse_cell = COALESCE($6, coarse_cell),
-                position_at = CASE WHEN $3::float8 IS NULL THEN position_at ELSE now() END,
+                position_at = CASE WHEN $3::float8 IS NULL THEN position_at ELSE $7 END,
                 capacity_at = CASE WHEN $2 THEN clock_timestamp() ELSE capacity_at END,
                 updated_at = now()
             WHERE id = $1 RETURNING {COURIER_COLUMNS}""",
@@ -71,8 +78,43 @@ async def set_courier_status(
         lng,
         cell,
         coarse_cell,
+        at,
     )
     return row
+
+
+# A reported position, in one statement (the hottest of the courier's calls): kept unless the
+# courier's position is as new or newer by the phone's clock, or the point is a jump no vehicle
+# makes: further from the position it replaces (which the row holds) than `max_mps` (the
+# vehicle's, domain.MAX_SPEED_MPS) times the seconds between the two, plus `slack_m`.
+# Distances are haversine's, as shared.geo's. A kept point ends a run of jumps.
+_MOVE = """UPDATE couriers SET lat = $2, lng = $3, cell = $4, coarse_cell = $7, position_at = $5, jumps = 0,
+        capacity_at = CASE WHEN coarse_cell IS DISTINCT FROM $7 THEN clock_timestamp() ELSE capacity_at END,
+        updated_at = now(),
+        location_published_at = CASE
+            WHEN $6 AND (location_published_at IS NULL OR location_published_at <= now() - interval '1 second')
+            THEN now() ELSE location_published_at END
+    WHERE id = $1 AND (position_at IS NULL OR position_at < $5)
+      AND NOT (position_at IS NOT NULL AND lat IS NOT NULL
+               AND 12742000 * asin(least(1, sqrt(sin(radians($2::float8 - lat) / 2) ^ 2
+                       + cos(radians(lat)) * cos(radians($2::float8)) * sin(radians($3::float8 - lng) / 2) ^ 2)))
+                   > $8::float8 * extract(epoch FROM $5::timestamptz - position_at) + $9::float8)
+    RETURNING location_published_at IS NOT DISTINCT FROM now()"""
+# Only for a point _MOVE did not keep (rare): a jump if the position held is older; counted.
+_JUMPED = "UPDATE couriers SET jumps = jumps + 1 WHERE id = $1 AND position_at < $2 RETURNING jumps"
+NO_SPEED_LIMIT = float("inf")
+
+
+@dataclass(frozen=True)
+class Moved:
+    kept: bool  # the point is the courier's position now
+    published: bool  # the caller should publish it (the once-per-second slot was claimed)
+    flagged: bool  # this point flagged the courier (a sustained jump)
+    ignored: str | None  # why it was not kept: "older" or "impossible_speed"
+
+
+KEPT = Moved(True, False, False, None)
+PUBLISHED = Moved(True, True, False, None)
 
 
 async def move_courier(
@@ -85,30 +127,68 @@ async def move_courier(
     coarse_cell: int,
     at: datetime,
     publish_if_carrying: bool,
-) -> bool:
-    """Record a reported position unless a newer one is known. Returns whether a
-    courier.location event should go out now: the caller says whether the courier carries
-    an active job, and this claims the once-per-second slot atomically (two requests at
-    once cannot both win it)."""
-    published = await conn.fetchval(
-        """UPDATE couriers SET lat = $2, lng = $3, cell = $4, coarse_cell = $7, position_at = $5,
-                capacity_at = CASE WHEN coarse_cell IS DISTINCT FROM $7 THEN clock_timestamp() ELSE capacity_at END,
-                updated_at = now(),
-                location_published_at = CASE
-                    WHEN $6 AND (location_published_at IS NULL
-                                 OR location_published_at <= now() - interval '1 second')
-                    THEN now() ELSE location_published_at END
-            WHERE id = $1 AND (position_at IS NULL OR position_at < $5)
-            RETURNING location_published_at = now()""",
+    max_mps: float,
+    slack_m: float,
+    flag_after: int,
+) -> Moved:
+    """Record a reported position (see _MOVE). `published` says whether a courier.location
+    event should go out now: the caller says whether the courier carries an active job, and
+    this claims the once-per-second slot atomically (two requests at once cannot both win it).
+    A jump is ignored, unless it is the `flag_after`-th in a row: then it is kept and the
+    courier flagged (domain.py says why)."""
+    args = (courier_id, lat, lng, cell, at, publish_if_carrying, coarse_cell)
+    published = await conn.fetchval(_MOVE, *args, max_mps, slack_m)
+    if published is not None:
+        return PUBLISHED if published else KEPT
+    jumps = await conn.fetchval(_JUMPED, courier_id, at)
+    if jumps is None:
+        return Moved(False, False, False, "older")
+    if jumps < flag_after:
+        return Moved(False, False, False, domain.IMPOSSIBLE_SPEED)
+    published = await conn.fetchval(_MOVE, *args, NO_SPEED_LIMIT, slack_m)
+    flagged = await flag_courier(conn, courier_id, domain.IMPOSSIBLE_SPEED)
+    return Moved(True, bool(published), flagged, None)
+
+
+# --- flags and a courier's wrong delivery codes ------------------------------------------------
+
+
+async def count_code_failure(conn: asyncpg.Connection, courier_id: UUID, *, window_s: float) -> int:
+    """One more wrong delivery code of this courier: their count within the window (one that
+    started longer ago than `window_s` starts again at this one)."""
+    return await conn.fetchval(
+        """UPDATE couriers SET
+                code_failures = CASE WHEN code_failures_since > now() - make_interval(secs => $2)
+                                     THEN code_failures + 1 ELSE 1 END,
+                code_failures_since = CASE WHEN code_failures_since > now() - make_interval(secs => $2)
+                                           THEN code_failures_since ELSE now() END
+           WHERE id = $1 RETURNING code_failures""",
         courier_id,
-        lat,
-        lng,
-        cell,
-        at,
-        publish_if_carrying,
-        coarse_cell,
+        window_s,
     )
-    return bool(published)
+
+
+async def flag_courier(conn: asyncpg.Connection, courier_id: UUID, reason: str) -> bool:
+    """Flag a courier (no new offers) unless they are already; whether this flagged them."""
+    done = await conn.execute(
+        "UPDATE couriers SET flagged_at = now(), flag_reason = $2 WHERE id = $1 AND flagged_at IS NULL",
+        courier_id,
+        reason,
+    )
+    return done != "UPDATE 0"
+
+
+async def clear_flag(conn: asyncpg.Connection, courier_id: UUID) -> asyncpg.Record | None:
+    """The admin's clear: no flag, no jumps, no wrong codes counted; capacity appears (the
+    matcher may offer to them again at once). What was cleared, or None for an unknown courier."""
+    return await conn.fetchrow(
+        f"""UPDATE couriers c SET flagged_at = NULL, flag_reason = NULL, jumps = 0, code_failures = 0,
+                code_failures_since = NULL, {CAPACITY_APPEARS}
+           FROM (SELECT id, flag_reason, code_failures FROM couriers WHERE id = $1 FOR UPDATE) old
+           WHERE c.id = old.id
+           RETURNING old.flag_reason, old.code_failures""",
+        courier_id,
+    )
 
 
 # Capacity given back is stamped with the clock at the update, not the transaction's start: a

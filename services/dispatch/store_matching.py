@@ -25,6 +25,7 @@ _CANDIDATES = """SELECT j.i, c.id, c.vehicle, c.lat, c.lng, c.load, c.capacity, 
     CROSS JOIN LATERAL (
         SELECT c.id, c.vehicle, c.lat, c.lng, c.load, c.capacity, c.cell FROM couriers c
         WHERE c.{column} = ANY (($4::bigint[])[j.i:j.i][:]) AND c.online AND c.load < c.capacity
+          AND c.flagged_at IS NULL
           AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.order_id = j.order_id AND o.courier_id = c.id)
         ORDER BY (c.lat - j.lat) ^ 2 + ((c.lng - j.lng) * cos(radians(j.lat))) ^ 2
         LIMIT $5) c"""
@@ -96,7 +97,7 @@ _CLAIM_DUE_AND_CAPACITY = f"""WITH claimed AS (
         ORDER BY next_match_at LIMIT $1 FOR UPDATE SKIP LOCKED),
     capacity AS (
         SELECT coarse_cell, sum(capacity - load)::int AS units, max(capacity_at) AS since
-        FROM couriers WHERE online AND load < capacity AND coarse_cell IS NOT NULL
+        FROM couriers WHERE online AND load < capacity AND flagged_at IS NULL AND coarse_cell IS NOT NULL
         GROUP BY coarse_cell)
     SELECT {CLAIMED_JOB_COLUMNS}, NULL::bigint AS coarse_cell, NULL::int AS units,
            NULL::timestamptz AS since, NULL::bool AS postponed
@@ -160,7 +161,7 @@ _OFFER = f"""WITH planned AS (
     reserved AS (
         UPDATE couriers c SET load = c.load + before.units, updated_at = now()
         FROM (SELECT c.id, c.load, u.units FROM couriers c JOIN units u ON u.courier_id = c.id
-              WHERE c.online AND c.load + u.units <= c.capacity
+              WHERE c.online AND c.load + u.units <= c.capacity AND c.flagged_at IS NULL
               ORDER BY c.id FOR NO KEY UPDATE OF c SKIP LOCKED) before
         WHERE c.id = before.id
         RETURNING c.id, before.load AS load_before, c.capacity),

@@ -119,11 +119,13 @@ async def test_locations_keep_the_newest_point(dispatch):
     r = await dispatch.client.post(
         "/v1/courier/locations", headers=courier.auth, json={"points": list(reversed(points))}
     )
-    assert r.status_code == 202 and r.json() == {"accepted": 100, "published": False}  # no active job
+    assert r.status_code == 202  # no active job: nothing published
+    assert r.json() == {"accepted": 100, "published": False, "position_updated": True, "ignored_reason": None}
     row = await dispatch.pool.fetchrow("SELECT lat, position_at FROM couriers WHERE id = $1", uuid.UUID(courier.id))
     assert row["lat"] == pytest.approx(newest["lat"])
     # an older batch arriving late does not move the courier back
-    await dispatch.client.post("/v1/courier/locations", headers=courier.auth, json={"points": points[:1]})
+    late = await dispatch.client.post("/v1/courier/locations", headers=courier.auth, json={"points": points[:1]})
+    assert (late.json()["position_updated"], late.json()["ignored_reason"]) == (False, "older")
     assert await dispatch.pool.fetchval(
         "SELECT lat FROM couriers WHERE id = $1", uuid.UUID(courier.id)
     ) == pytest.approx(newest["lat"])

@@ -12,6 +12,8 @@ from h3.api import basic_int as h3
 from services.dispatch import domain
 from services.dispatch.cells import Grid, SearchStep, disk, rings_covering
 from services.dispatch.domain import Action, Candidate, CodeVerdict
+from shared import geo
+from shared.contract import VEHICLES
 
 ALL_STATUSES = (
     "waiting",
@@ -178,16 +180,14 @@ def test_a_waiting_job_backs_off_up_to_a_cap():
 NOW = datetime(2025, 3, 14, 9, 30, tzinfo=UTC)
 
 
-def _check(code_matches=True, cod=100, failures=0, locked_until=None, now=NOW):
+LIMITS = domain.CodeLimits(
+    max_failures=5, lockout=timedelta(minutes=15), growth=4, lockout_max=timedelta(hours=24), max_per_job=20
+)
+
+
+def _check(code_matches=True, cod=100, state=domain.CodeState(), now=NOW):  # noqa: B008 (frozen)
     return domain.check_delivery(
-        code_matches=code_matches,
-        cod_collected_vnd=cod,
-        cod_amount_vnd=100,
-        failures=failures,
-        locked_until=locked_until,
-        now=now,
-        max_failures=5,
-        lockout=timedelta(minutes=15),
+        code_matches=code_matches, cod_collected_vnd=cod, cod_amount_vnd=100, state=state, now=now, limits=LIMITS
     )
 
 
@@ -196,25 +196,49 @@ def test_the_right_code_and_amount_deliver():
 
 
 def test_a_wrong_cod_amount_is_refused_but_not_counted_as_a_guess():
-    check = _check(cod=99, failures=2)
-    assert (check.verdict, check.failures) == (CodeVerdict.WRONG_COD, 2)
+    check = _check(cod=99, state=domain.CodeState(failures=2, total=2))
+    assert (check.verdict, check.state.failures, check.state.total) == (CodeVerdict.WRONG_COD, 2, 2)
 
 
 def test_five_wrong_codes_lock_the_job_and_a_lock_holds_even_for_the_right_code():
-    failures = 0
+    state = domain.CodeState()
     for _ in range(4):
-        check = _check(code_matches=False, failures=failures)
-        failures = check.failures
+        check = _check(code_matches=False, state=state)
+        state = check.state
         assert check.verdict is CodeVerdict.WRONG_CODE and check.locked_until is None
-    fifth = _check(code_matches=False, failures=failures)
+    fifth = _check(code_matches=False, state=state)
     assert fifth.verdict is CodeVerdict.WRONG_CODE and fifth.locked_until == NOW + timedelta(minutes=15)
-    assert (
-        _check(code_matches=True, locked_until=fifth.locked_until, now=NOW + timedelta(minutes=14)).verdict
-        is CodeVerdict.LOCKED
-    )
-    after = _check(code_matches=False, failures=0, locked_until=fifth.locked_until, now=NOW + timedelta(minutes=15))
-    assert (after.verdict, after.failures, after.locked_until) == (CodeVerdict.WRONG_CODE, 1, None)
+    assert _check(state=fifth.state, now=NOW + timedelta(minutes=14)).verdict is CodeVerdict.LOCKED
+    after = _check(code_matches=False, state=fifth.state, now=NOW + timedelta(minutes=15))
+    assert (after.verdict, after.state.failures, after.state.total) == (CodeVerdict.WRONG_CODE, 1, 6)
     assert domain.retry_after_s(fifth.locked_until, NOW + timedelta(seconds=0.5)) == 900
+
+
+def test_each_lockout_is_longer_until_the_cap_holds_the_job_for_good():
+    """15 min, 1 h, 4 h, then the 20th wrong code holds the job: time no longer unlocks it."""
+    state, now, lengths = domain.CodeState(), NOW, []
+    for _ in range(19):
+        check = _check(code_matches=False, state=state, now=now)
+        if check.state.lockouts > state.lockouts:
+            lengths.append(check.locked_until - now)
+            now = check.locked_until  # wait it out
+        state = check.state
+    assert lengths == [timedelta(minutes=15), timedelta(hours=1), timedelta(hours=4)]
+    twentieth = _check(code_matches=False, state=state, now=now)
+    assert twentieth.verdict is CodeVerdict.WRONG_CODE and domain.code_held(twentieth.state, LIMITS)
+    assert domain.attempts_left(twentieth.state, LIMITS, now) == 0
+    later = now + timedelta(days=30)
+    assert _check(state=twentieth.state, now=later).verdict is CodeVerdict.HELD  # even the right code
+    assert domain.lockout_length(9, LIMITS) == timedelta(hours=24)  # growth stops at the max
+
+
+def test_a_courier_is_locked_out_at_their_limit_of_wrong_codes_across_jobs():
+    assert not domain.courier_code_locked(14, 15) and domain.courier_code_locked(15, 15)
+
+
+def test_every_vehicle_has_a_speed_no_courier_on_it_reaches():
+    assert set(domain.MAX_SPEED_MPS) == set(VEHICLES)
+    assert all(domain.MAX_SPEED_MPS[v] > 3 * geo.SPEED_MPS[v] for v in VEHICLES)  # far above a usual pace
 
 
 # --- couriers --------------------------------------------------------------------------------------------

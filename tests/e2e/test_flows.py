@@ -295,6 +295,28 @@ async def test_offer_timeout_passes_to_the_next_courier(city):
     await city.services_agree()
 
 
+async def test_a_point_taken_just_before_going_online_shows_on_tracking(city):
+    """Issue 22 (10): the status's position was stamped with the server's clock and a point
+    stamped by a phone a little behind it was silently dropped, so tracking never showed them."""
+    await city.merchant()
+    courier = await city.courier()
+    order = await city.order()
+    await city.offer_for(courier, order["id"])
+    await city.client.job_action(courier, order["id"], "accept")
+    await city.client.job_action(courier, order["id"], "pickup")
+    await city.client.set_status(courier, True, city.lat + 0.001, city.lng)  # the app resumes the shift
+    point = {"lat": city.lat + 0.004, "lng": city.lng + 0.004, "at": _now(seconds_ago=3)}
+    answer = await city.client.send_locations(courier, [point])
+
+    async def tracking_shows_the_point():
+        t = await city.client.track(order["tracking_code"])
+        location = (t.get("courier") or {}).get("location")
+        return location if location and abs(location["lat"] - point["lat"]) < 1e-6 else None
+
+    await eventually(tracking_shows_the_point, what="tracking to show the courier at the point")
+    assert answer["position_updated"] is True and answer["ignored_reason"] is None, answer
+
+
 async def test_decline_passes_to_the_next_courier(city):
     await city.merchant()
     near = await city.courier(dlat=0.001)
@@ -390,10 +412,10 @@ async def test_dispatch_instances_share_one_port(system):
     assert sum(served) == 40 and min(served) > 0, served
 
 
-def _now() -> str:
-    from datetime import datetime
+def _now(seconds_ago: float = 0) -> str:
+    from datetime import datetime, timedelta
 
-    return datetime.now(UTC).isoformat()
+    return (datetime.now(UTC) - timedelta(seconds=seconds_ago)).isoformat()
 
 
 def _wrong(code: str) -> str:

@@ -3,6 +3,7 @@
 - couriers.py: a courier's own calls (created, online/offline, positions, answers and steps);
 - orders.py: orders' events (new jobs, and the cancel saga's answer);
 - matching.py: offering waiting jobs to the best available couriers;
+- guards.py: a wrong delivery code counted on the courier, and the admin's clears of flags and locks;
 - expiry.py: offers past their time, and orders past the dispatch window;
 - common.py: what they share (errors, events, the H3 grid).
 

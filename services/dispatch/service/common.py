@@ -1,4 +1,5 @@
-"""What dispatch's use cases share: their errors, the clock, writing events, the H3 grid."""
+"""What dispatch's use cases share: their errors, the clock, writing events, the H3 grid, the
+guards' counters."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from uuid import UUID
 import asyncpg
 
 from shared.events import DeliveryStepData, Envelope, Model
+from shared.http import Metrics
 from shared.outbox import add_event, add_events, event_args
 
 from ..cells import Grid
@@ -26,6 +28,28 @@ class NotAllowedNow(Exception):
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+class GuardCounters:
+    """What the guards against a dishonest or broken courier client count, on /metrics (for
+    alerts: docs/operations.md). Children are made once: labels() is not free on a hot route."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.wrong_codes = metrics.counter("dispatch_delivery_code_wrong_total", "Wrong delivery codes given")
+        lockouts = metrics.counter(
+            "dispatch_delivery_code_lockouts_total",
+            "Lockouts begun by wrong delivery codes: a job for a while (job_timed), a job until the admin "
+            "clears it (job_held), a courier across jobs (courier)",
+            ("kind",),
+        )
+        self.lockouts = {kind: lockouts.labels(kind) for kind in ("job_timed", "job_held", "courier")}
+        ignored = metrics.counter(
+            "dispatch_location_points_ignored_total", "Couriers' newest points not used, by why", ("reason",)
+        )
+        self.points_ignored = {reason: ignored.labels(reason) for reason in ("older", "impossible_speed")}
+        self.flagged_for_speed = metrics.counter(
+            "dispatch_couriers_flagged_impossible_speed_total", "Couriers flagged for positions no vehicle reaches"
+        )
 
 
 async def emit(

@@ -9,7 +9,7 @@ reporting positions run in the caller's transaction.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -36,6 +36,7 @@ from shared.outbox import add_event
 
 from .. import domain, store, store_couriers
 from ..settings import DispatchSettings
+from . import guards
 from .common import SOURCE, JobNotFound, NotAllowedNow, emit, grid, now_utc, step_data, step_event
 
 # --- couriers --------------------------------------------------------------------------------
@@ -82,9 +83,11 @@ async def set_status(
     online: bool,
     lat: float | None,
     lng: float | None,
+    at: datetime | None = None,
 ) -> asyncpg.Record:
     """Online or offline. Going offline withdraws the courier's open offers (those orders go to
-    the next courier at once) but leaves accepted jobs with them, to finish."""
+    the next courier at once) but leaves accepted jobs with them, to finish. `at`: when the
+    phone took the position, by its clock (later points are compared with it)."""
     if not online:
         offered = await store.open_offer_order_ids(conn, courier_id)
         locked = await store.lock_jobs(conn, offered)  # jobs before the courier: lock order
@@ -98,6 +101,7 @@ async def set_status(
         online=online,
         lat=lat,
         lng=lng,
+        at=at if lat is not None else None,
         cell=cell,
         coarse_cell=grid(settings).coarse(cell) if cell is not None else None,
     )
@@ -111,14 +115,16 @@ class Point:
 
 
 async def report_locations(
-    conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID, points: list[Point]
-) -> bool:
-    """Keep the newest position; publish it if the courier carries an active job and none was
-    published for them within the last second. Returns whether an event went out."""
+    conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID, vehicle: str, points: list[Point]
+) -> tuple[store_couriers.Moved, bool]:
+    """Keep the newest position unless the courier's position is newer by the phone's clock or
+    it is a jump no `vehicle` makes (store_couriers._MOVE); publish it if the courier carries an
+    active job and none was published for them within the last second. Returns what became of
+    the point and whether an event went out."""
     latest = max(points, key=lambda p: p.at)
     carried = await store.carried_order_ids(conn, courier_id)
     cell = grid(settings).cell(latest.lat, latest.lng)
-    published = await store_couriers.move_courier(
+    moved = await store_couriers.move_courier(
         conn,
         courier_id,
         lat=latest.lat,
@@ -127,8 +133,19 @@ async def report_locations(
         cell=cell,
         coarse_cell=grid(settings).coarse(cell),
         publish_if_carrying=bool(carried),
+        max_mps=domain.MAX_SPEED_MPS[vehicle],
+        slack_m=settings.location_jump_slack_m,
+        flag_after=settings.location_jump_flag_after,
     )
-    if published:
+    if moved.flagged:
+        await audit.record(
+            conn,
+            action="courier.flagged",
+            target=str(courier_id),
+            detail={"reason": domain.IMPOSSIBLE_SPEED},
+            actor=SOURCE,
+        )
+    if moved.published:
         await add_event(
             conn,
             CourierLocation,
@@ -139,7 +156,7 @@ async def report_locations(
                 courier_id=courier_id, order_ids=carried, lat=latest.lat, lng=latest.lng, at=latest.at
             ),
         )
-    return published
+    return moved, moved.published
 
 
 # --- a courier's answers and steps ---------------------------------------------------------------
@@ -252,10 +269,12 @@ async def pick_up(conn: asyncpg.Connection, settings: DispatchSettings, courier_
 class DeliveryOutcome:
     check: domain.DeliveryCheck
     job: store.Job | None  # the delivered job, when the check passed
+    courier_locked: bool = False  # the courier's wrong codes across jobs lock them out of deliveries
+    lockouts: tuple[str, ...] = ()  # lockouts this attempt began: "job_timed", "job_held", "courier"
 
 
 # The outcome of a deliver repeated on a delivered job.
-REPEATED = domain.DeliveryCheck(domain.CodeVerdict.OK, 0, None)
+REPEATED = domain.DeliveryCheck(domain.CodeVerdict.OK, domain.CodeState())
 
 
 async def deliver(
@@ -270,12 +289,16 @@ async def deliver(
     """Check the code and the COD amount. The common case (the right code) is a read and one
     statement that delivers only if no other call counted a wrong code meanwhile; anything
     else is decided again under the job's row lock, in a transaction of its own, which a
-    wrong code is counted in (committed even though the answer is an error)."""
-    job = await store.job(conn, order_id)
+    wrong code is counted in (committed even though the answer is an error), on the job and
+    on the courier. A courier whose wrong codes across jobs reached the limit delivers nothing
+    until the admin clears them."""
+    job, courier_failures = await store.job_and_courier_code_failures(conn, order_id, courier_id)
     if job is None or job.courier_id != courier_id:
         raise JobNotFound
     if domain.already_done(domain.Action.DELIVER, job.status):
         return DeliveryOutcome(REPEATED, job)  # delivered before: nothing is checked or counted
+    if domain.courier_code_locked(courier_failures, settings.courier_code_max_failures):
+        return DeliveryOutcome(domain.DeliveryCheck(domain.CodeVerdict.LOCKED, job.code_state), None, True)
     check = _check_code(settings, job, delivery_code, cod_collected_vnd)
     if check.verdict is domain.CodeVerdict.OK and job.status == domain.TRANSITIONS[domain.Action.DELIVER][0]:
         delivered = await store.deliver_job(
@@ -283,8 +306,7 @@ async def deliver(
             order_id,
             courier_id,
             cod_collected_vnd=cod_collected_vnd,
-            seen_failures=job.code_failures,
-            seen_locked_until=job.code_locked_until,
+            seen=job.code_state,
             event=step_event(
                 settings,
                 DeliveryDelivered,
@@ -308,11 +330,9 @@ def _check_code(
         code_matches=secrets.delivery_code_matches(delivery_code, stored, settings.delivery_code_key),
         cod_collected_vnd=cod_collected_vnd,
         cod_amount_vnd=job.cod_amount_vnd,
-        failures=job.code_failures,
-        locked_until=job.code_locked_until,
+        state=job.code_state,
         now=now_utc(),
-        max_failures=settings.code_max_failures,
-        lockout=timedelta(seconds=settings.code_lockout_s),
+        limits=settings.code_limits(),
     )
 
 
@@ -330,8 +350,12 @@ async def _deliver_locked(
         return DeliveryOutcome(REPEATED, job)  # a concurrent call delivered it
     status = _transition(domain.Action.DELIVER, job.status)
     check = _check_code(settings, job, delivery_code, cod_collected_vnd)
-    if (check.failures, check.locked_until) != (job.code_failures, job.code_locked_until):
-        await store.record_code_check(conn, order_id, failures=check.failures, locked_until=check.locked_until)
+    if check.state != job.code_state:
+        await store.record_code_check(conn, order_id, check.state)
+    if check.verdict is domain.CodeVerdict.WRONG_CODE:
+        return DeliveryOutcome(
+            check, None, lockouts=await guards.count_wrong_code(conn, settings, courier_id, job, check)
+        )
     if check.verdict is not domain.CodeVerdict.OK:
         return DeliveryOutcome(check, None)
     job = await store.update_job(conn, order_id, status=status, cod_collected_vnd=cod_collected_vnd)
