@@ -38,7 +38,7 @@ from services.orders.service_layer import (
     OrderNotFound,
 )
 from shared.contract import OrderStatus
-from shared.http import Problem, api_router, problem_responses
+from shared.http import Problem, api_router, invalid_query, problem_responses
 from shared.pages import SECURITY_HEADERS
 
 router = api_router()
@@ -160,9 +160,7 @@ async def list_orders(
     try:
         after = Cursor.decode(cursor) if cursor else None
     except BadCursor as exc:
-        raise Problem(
-            422, "Invalid fields: cursor", title="Invalid input", errors=[{"loc": ["query", "cursor"], "msg": str(exc)}]
-        ) from None
+        raise invalid_query("cursor", str(exc)) from None
     return json_response(await deps.orders(request).orders(me, status=status, limit=limit, after=after))
 
 

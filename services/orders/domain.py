@@ -21,6 +21,7 @@ from uuid import UUID
 from shared.contract import FINAL_STATUSES
 from shared.events import STATUS_AFTER
 from shared.geo import road_distance_m, travel_minutes
+from shared.inputs import instant_from_text
 
 # --- pricing ----------------------------------------------------------------------
 
@@ -181,9 +182,7 @@ class Cursor:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
             when, _, ident = raw.partition("|")
-            created_at = datetime.fromisoformat(when)
-            if created_at.tzinfo is None:
-                raise ValueError("naive time")
-            return cls(created_at=created_at, id=UUID(ident))
+            # Bounded: a hand-made 0001-01-01T00:00:00+14:00 parses, but not for PostgreSQL.
+            return cls(created_at=instant_from_text(when), id=UUID(ident))
         except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
             raise BadCursor("not a cursor this service gave out") from exc
