@@ -308,9 +308,21 @@ class ApiKeyCreated(ApiKeyOut):
 
 
 class ConsoleConfigOut(Output):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"tracking_url": "https://theodoi.giao.example"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "tracking_url": "https://theodoi.giao.example",
+                    "service_area_bounds": [[20.72, 106.42], [21.7, 108.12]],
+                }
+            ]
+        }
+    )
 
     tracking_url: str = Field(
         description="The tracking service's public base URL (no trailing slash): "
         "a recipient's link is `<tracking_url>/t/{tracking_code}`"
+    )
+    service_area_bounds: list[list[float]] = Field(
+        description="[[south, west], [north, east]] of the service area: the order form's map stays within"
     )

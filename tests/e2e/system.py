@@ -39,6 +39,8 @@ FAST = {
     "GIAO_SHUTDOWN_GRACE_S": "5",
     # The test client stands in for many customers from one address.
     "GIAO_TRACKING_RATE_LIMIT_EXEMPT": "127.0.0.1,::1",
+    # Every test has a spot of its own around the world (System.spot): the whole globe is served.
+    "GIAO_SERVICE_AREA": '{"type": "Polygon", "coordinates": [[[-180, -90], [180, -90], [180, 90], [-180, 90]]]}',
 }
 
 
