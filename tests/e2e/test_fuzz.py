@@ -246,7 +246,7 @@ def test_edge_values_in_every_field_are_4xx_problems(system, credentials):
         assert order.status_code == endpoint.status_code == 201, (order.text, endpoint.text)
         order_id, endpoint_id = order.json()["id"], endpoint.json()["id"]
         # (method, URL, who, a valid body): each value of the body in turn is replaced.
-        bodies = [
+        bodies: list[tuple[str, str, str, dict[str, Any]]] = [
             ("POST", f"{orders}/v1/admin/merchants", "admin", {"name": "Shop", "phone": "0912 345 678"}),
             (
                 "POST",

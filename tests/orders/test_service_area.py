@@ -67,7 +67,7 @@ def test_the_setting_takes_a_file_or_inline_geojson_and_stops_a_bad_one(tmp_path
         area = OrdersSettings(GIAO_SERVICE_AREA=value).area()
         assert area.contains(lat=1, lng=1) and not area.contains(*HANOI)
     for bad in (str(tmp_path / "missing.geojson"), "{not json", '{"type": "Point", "coordinates": [1, 2]}'):
-        with pytest.raises(ValidationError, match="GIAO_SERVICE_AREA|GeoJSON"):
+        with pytest.raises(ValidationError, match=r"GIAO_SERVICE_AREA|GeoJSON"):
             OrdersSettings(GIAO_SERVICE_AREA=bad)
 
 
