@@ -83,6 +83,14 @@ class ModelResponse(Response):
         return content.model_dump_json().encode()
 
 
+def invalid_query(param: str, message: str) -> Problem:
+    """The 422 of a query parameter a route parses itself (a cursor, an area), shaped like a
+    validation error's."""
+    return Problem(
+        422, f"Invalid fields: {param}", title="Invalid input", errors=[{"loc": ["query", param], "msg": message}]
+    )
+
+
 def unauthorized(detail: str = "Missing or invalid bearer credentials") -> Problem:
     return Problem(401, detail, headers={"WWW-Authenticate": "Bearer"})
 
@@ -159,10 +167,20 @@ def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(asyncpg.CannotConnectNowError)
     @app.exception_handler(asyncpg.InterfaceError)
     async def _outage(request: Request, exc: Exception) -> JSONResponse:
+        if isinstance(exc, ValueError):  # asyncpg's DataError: an argument it cannot encode
+            return await _unstorable(request, exc)
         # The database (or broker) is briefly unreachable, say during a restart: not the
         # client's fault, and worth retrying in a moment.
         log.warning("outage on %s %s: %r", request.method, _route_of(request), exc)
         return problem_response(503, "Temporarily unavailable; retry shortly", headers={"Retry-After": "1"})
+
+    @app.exception_handler(asyncpg.DataError)
+    async def _unstorable(request: Request, exc: Exception) -> JSONResponse:
+        # A value the schemas let through but PostgreSQL (or asyncpg's encoding for it) refuses:
+        # the request's fault, and retrying cannot help. shared.inputs' types are meant to stop
+        # such values first, so this is logged (the class only: the value may be personal data).
+        log.warning("unstorable value on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        return problem_response(422, "A value cannot be stored (out of range or not valid text)", title="Invalid input")
 
     @app.exception_handler(Exception)
     async def _crash(request: Request, exc: Exception) -> JSONResponse:

@@ -11,7 +11,6 @@ however many couriers are online.
 from __future__ import annotations
 
 import base64
-import binascii
 import math
 from datetime import datetime, timedelta, timezone
 from typing import Literal
@@ -22,7 +21,8 @@ import asyncpg
 import orjson
 from fastapi import Depends, Query, Request, Response
 
-from shared.http import Problem, api_router, problem_responses
+from shared.http import Problem, api_router, invalid_query, problem_responses
+from shared.inputs import instant_from_text
 
 from . import deps, domain, store, store_admin, store_couriers
 from .admin_schemas import (
@@ -56,12 +56,6 @@ CURSOR_DESCRIPTION = "`next_cursor` of the previous page; absent for the first"
 OpenStatus = Literal["waiting", "offered", "assigned", "picked_up"]
 
 
-def invalid(param: str, message: str) -> Problem:
-    return Problem(
-        422, f"{param}: {message}", title="Invalid input", errors=[{"loc": ["query", param], "msg": message}]
-    )
-
-
 def parse_bbox(bbox: str | None) -> Area:
     if bbox is None:
         return store_admin.EVERYWHERE
@@ -69,9 +63,9 @@ def parse_bbox(bbox: str | None) -> Area:
     try:
         min_lng, min_lat, max_lng, max_lat = (float(p) for p in parts)
     except ValueError:
-        raise invalid("bbox", "must be four numbers: minLng,minLat,maxLng,maxLat") from None
+        raise invalid_query("bbox", "must be four numbers: minLng,minLat,maxLng,maxLat") from None
     if not (-180 <= min_lng <= max_lng <= 180 and -90 <= min_lat <= max_lat <= 90):
-        raise invalid("bbox", "must be west <= east in [-180, 180] and south <= north in [-90, 90]")
+        raise invalid_query("bbox", "must be west <= east in [-180, 180] and south <= north in [-90, 90]")
     return Area(min_lng, min_lat, max_lng, max_lat)
 
 
@@ -82,10 +76,10 @@ def encode_cursor(*key: str) -> str:
 def decode_cursor(cursor: str, size: int) -> list[str]:
     try:
         key = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-    except (binascii.Error, ValueError):
+    except ValueError:  # binascii.Error and orjson.JSONDecodeError are ValueErrors
         key = None
     if not (isinstance(key, list) and len(key) == size and all(isinstance(k, str) for k in key)):
-        raise invalid("cursor", "not a cursor this API gave")
+        raise invalid_query("cursor", "not a cursor this API gave")
     return key
 
 
@@ -96,7 +90,7 @@ def courier_cursor(cursor: str | None) -> UUID | None:
     try:
         return UUID(courier_id)
     except ValueError:
-        raise invalid("cursor", "not a cursor this API gave") from None
+        raise invalid_query("cursor", "not a cursor this API gave") from None
 
 
 def job_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
@@ -104,12 +98,10 @@ def job_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
         return None
     placed_at, order_id = decode_cursor(cursor, 2)
     try:
-        at = datetime.fromisoformat(placed_at)
-        if at.tzinfo is None:
-            raise ValueError
-        return at, UUID(order_id)
+        # Bounded: a hand-made 0001-01-01T00:00:00+14:00 parses, but not for PostgreSQL.
+        return instant_from_text(placed_at), UUID(order_id)
     except ValueError:
-        raise invalid("cursor", "not a cursor this API gave") from None
+        raise invalid_query("cursor", "not a cursor this API gave") from None
 
 
 def job_on_map(row: asyncpg.Record, now: datetime) -> JobOnMap:
@@ -296,7 +288,7 @@ async def list_couriers(
     request: Request,
     bbox: str | None = Query(None, description=BBOX_DESCRIPTION),
     online: bool = True,
-    cursor: str | None = Query(None, description=CURSOR_DESCRIPTION),
+    cursor: str | None = Query(None, max_length=200, description=CURSOR_DESCRIPTION),
     limit: int = Query(100, ge=1, le=MAX_LIMIT),
 ) -> CourierPage:
     area, after = parse_bbox(bbox), courier_cursor(cursor)
@@ -333,7 +325,7 @@ async def list_jobs(
     request: Request,
     bbox: str | None = Query(None, description=BBOX_DESCRIPTION),
     status: OpenStatus | None = Query(None, description="Only jobs in this status"),
-    cursor: str | None = Query(None, description=CURSOR_DESCRIPTION),
+    cursor: str | None = Query(None, max_length=200, description=CURSOR_DESCRIPTION),
     limit: int = Query(100, ge=1, le=MAX_LIMIT),
 ) -> JobPage:
     area, after = parse_bbox(bbox), job_cursor(cursor)

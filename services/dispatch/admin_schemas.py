@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from shared.contract import FailReason, Vehicle
+from shared.inputs import safe_stripped
 from shared.phones import Phone
 
 from .domain import OfferState
 from .schemas import _COURIER_ID, _DROPOFF, _ORDER_ID, _PICKUP, Body, CourierFlag, JobStatus, ParcelView, PlaceView
 
 # --- couriers ----------------------------------------------------------------------------
+
+# No NUL, control characters, lone surrogates or bidi controls (shared.inputs says why).
+CourierName = Annotated[
+    str, StringConstraints(min_length=1, max_length=100, pattern=r"\S"), AfterValidator(safe_stripped)
+]
 
 
 class CourierCreate(Body):
@@ -23,7 +29,7 @@ class CourierCreate(Body):
         json_schema_extra={"examples": [{"name": "Trần Văn Minh", "phone": "0912 345 678", "vehicle": "motorbike"}]},
     )
 
-    name: str = Field(min_length=1, max_length=100, description="Full name (family name first)")
+    name: CourierName = Field(description="Full name (family name first)")
     phone: Phone
     vehicle: Vehicle
 

@@ -7,25 +7,17 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.json_schema import JsonDict
 
 from shared.contract import FailReason, Latitude, Longitude, Vehicle
+from shared.inputs import Instant
 
 from .domain import JOB_STATUSES, FlagReason
 
 # Strict: `false` is not a coordinate and `0` is not a time, whatever lax parsing would make of them.
 Lat = Annotated[Latitude, Field(strict=True, examples=[20.9516])]
 Lng = Annotated[Longitude, Field(strict=True, examples=[107.0801])]
-
-
-def _a_string(value: object) -> object:
-    if not isinstance(value, str):
-        raise ValueError("must be an RFC 3339 date-time string with an offset")
-    return value
-
-
-Timestamp = Annotated[AwareDatetime, BeforeValidator(_a_string)]
 
 
 def _a_number(value: object) -> object:
@@ -132,8 +124,9 @@ class CourierStatus(BaseModel):
 class LocationPoint(Body):
     lat: Lat
     lng: Lng
-    at: Timestamp = Field(
-        description="When the phone took the position (RFC 3339 with offset)", examples=["2025-03-14T09:30:00+07:00"]
+    at: Instant = Field(
+        description="When the phone took the position (RFC 3339 with offset, from 2000 to 2099)",
+        examples=["2025-03-14T09:30:00+07:00"],
     )
 
 

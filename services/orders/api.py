@@ -16,7 +16,7 @@ from fastapi.responses import Response
 
 from services.orders import deps
 from services.orders.deps import CurrentMerchant
-from services.orders.domain import BadCursor, CancelNotAllowed, Cursor
+from services.orders.domain import BadCursor, CancelNotAllowed, Cursor, OutsideServiceArea
 from services.orders.schemas import (
     ApiKeyCreated,
     ApiKeyOut,
@@ -38,7 +38,7 @@ from services.orders.service_layer import (
     OrderNotFound,
 )
 from shared.contract import OrderStatus
-from shared.http import Problem, api_router, problem_responses
+from shared.http import Problem, api_router, invalid_query, problem_responses
 from shared.pages import SECURITY_HEADERS
 
 router = api_router()
@@ -62,6 +62,16 @@ def parse_order_id(text: str) -> UUID:
         return UUID(text)
     except ValueError:
         raise order_not_found() from None
+
+
+def outside_service_area(exc: OutsideServiceArea) -> Problem:
+    """422 naming the place(s) outside, like a validation error of those fields."""
+    return Problem(
+        422,
+        f"Invalid fields: {', '.join(exc.places)} (outside the service area)",
+        title="Outside the service area",
+        errors=[{"loc": ["body", place], "msg": "outside the service area"} for place in exc.places],
+    )
 
 
 IdempotencyKey = Annotated[
@@ -101,7 +111,10 @@ async def create_merchant(request: Request, body: MerchantIn) -> Response:
     responses=problem_responses(400, 401, 413, 415, 422, 429),
 )
 async def quote(request: Request, body: QuoteIn, _: CurrentMerchant) -> Response:
-    q = deps.orders(request).quote(body)
+    try:
+        q = deps.orders(request).quote(body)
+    except OutsideServiceArea as exc:
+        raise outside_service_area(exc) from None
     return json_response({"fee_vnd": q.fee_vnd, "distance_m": q.distance_m, "eta_minutes": q.eta_minutes})
 
 
@@ -124,6 +137,8 @@ async def create_order(
         raise Problem(409, str(exc), title="Idempotency conflict") from None
     except DuplicateExternalId as exc:
         raise Problem(409, str(exc), title="Duplicate external_id", order_id=str(exc.order_id)) from None
+    except OutsideServiceArea as exc:
+        raise outside_service_area(exc) from None
     return json_response(
         placed.body, placed.status, headers={"Idempotent-Replayed": "true"} if placed.replayed else None
     )
@@ -160,9 +175,7 @@ async def list_orders(
     try:
         after = Cursor.decode(cursor) if cursor else None
     except BadCursor as exc:
-        raise Problem(
-            422, "Invalid fields: cursor", title="Invalid input", errors=[{"loc": ["query", "cursor"], "msg": str(exc)}]
-        ) from None
+        raise invalid_query("cursor", str(exc)) from None
     return json_response(await deps.orders(request).orders(me, status=status, limit=limit, after=after))
 
 
@@ -266,6 +279,10 @@ async def admin_revoke_api_key(request: Request, key_id: str) -> Response:
     summary="The merchant console's settings (public: no secret in them)",
 )
 async def console_config(request: Request) -> Response:
-    return json_response(
-        {"tracking_url": deps.settings(request).tracking_public_url.rstrip("/")}, headers=SECURITY_HEADERS
-    )
+    settings = deps.settings(request)
+    west, south, east, north = settings.area().bbox
+    config = {
+        "tracking_url": settings.tracking_public_url.rstrip("/"),
+        "service_area_bounds": [[south, west], [north, east]],
+    }
+    return json_response(config, headers=SECURITY_HEADERS)

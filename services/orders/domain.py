@@ -21,6 +21,7 @@ from uuid import UUID
 from shared.contract import FINAL_STATUSES
 from shared.events import STATUS_AFTER
 from shared.geo import road_distance_m, travel_minutes
+from shared.inputs import instant_from_text
 
 # --- pricing ----------------------------------------------------------------------
 
@@ -181,9 +182,117 @@ class Cursor:
         try:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
             when, _, ident = raw.partition("|")
-            created_at = datetime.fromisoformat(when)
-            if created_at.tzinfo is None:
-                raise ValueError("naive time")
-            return cls(created_at=created_at, id=UUID(ident))
+            # Bounded: a hand-made 0001-01-01T00:00:00+14:00 parses, but not for PostgreSQL.
+            return cls(created_at=instant_from_text(when), id=UUID(ident))
         except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
             raise BadCursor("not a cursor this service gave out") from exc
+
+
+# --- the service area -------------------------------------------------------------
+
+Ring = tuple[tuple[float, float], ...]  # (lng, lat) corners, GeoJSON's order; closed or not
+# A ring as its non-horizontal edges, ready for the ray cast: (lowest lat, highest lat, lng and
+# lat of one end, lng per degree of lat along it).
+Edges = tuple[tuple[float, float, float, float, float], ...]
+
+
+class OutsideServiceArea(Exception):
+    """Pickup or drop-off (named in `places`) is outside the area the service delivers in."""
+
+    def __init__(self, places: list[str]) -> None:
+        super().__init__(" and ".join(places) + " outside the service area")
+        self.places = places
+
+
+@dataclass(frozen=True)
+class ServiceArea:
+    """Where orders may start and end: GeoJSON polygons (outer ring, then holes), checked with
+    an even-odd ray cast over their edges. A few dozen corners: a few microseconds per point,
+    no I/O, no library (shapely would do the same with a C extension for one polygon)."""
+
+    polygons: tuple[tuple[Edges, tuple[Edges, ...]], ...]  # (outer ring, holes)
+    bbox: tuple[float, float, float, float]  # min lng, min lat, max lng, max lat: most points outside stop here
+
+    @classmethod
+    def from_geojson(cls, doc: Any) -> ServiceArea:
+        """From a Polygon, a MultiPolygon, or a Feature or FeatureCollection of them; ValueError
+        for anything else, or a ring of fewer than 3 corners or with a corner off the globe."""
+        polygons = _polygons(doc)
+        if not polygons:
+            raise ValueError("the service area has no polygon")
+        corners = [corner for polygon in polygons for corner in polygon[0]]
+        lngs, lats = [c[0] for c in corners], [c[1] for c in corners]
+        return cls(
+            tuple((_edges(p[0]), tuple(_edges(hole) for hole in p[1:])) for p in polygons),
+            (min(lngs), min(lats), max(lngs), max(lats)),
+        )
+
+    def contains(self, lat: float, lng: float) -> bool:
+        min_lng, min_lat, max_lng, max_lat = self.bbox
+        if not (min_lng <= lng <= max_lng and min_lat <= lat <= max_lat):
+            return False
+        for outer, holes in self.polygons:
+            if _in_ring(lng, lat, outer):
+                for hole in holes:
+                    if _in_ring(lng, lat, hole):
+                        break
+                else:
+                    return True
+        return False
+
+    def check(self, pickup: tuple[float, float], dropoff: tuple[float, float]) -> None:
+        """Raise OutsideServiceArea naming each (lat, lng) place outside."""
+        pickup_in, dropoff_in = self.contains(*pickup), self.contains(*dropoff)
+        if not (pickup_in and dropoff_in):
+            raise OutsideServiceArea(
+                [name for name, inside in (("pickup", pickup_in), ("dropoff", dropoff_in)) if not inside]
+            )
+
+
+def _edges(ring: Ring) -> Edges:
+    edges = []
+    x1, y1 = ring[-1]
+    for x2, y2 in ring:
+        if y1 != y2:  # a horizontal edge is never crossed by a horizontal ray
+            edges.append((min(y1, y2), max(y1, y2), x1, y1, (x2 - x1) / (y2 - y1)))
+        x1, y1 = x2, y2
+    return tuple(edges)
+
+
+def _in_ring(x: float, y: float, edges: Edges) -> bool:
+    """Even-odd rule: a ray from (x, y) towards +x crosses the ring's edges an odd number of times."""
+    inside = False
+    for low, high, x1, y1, dx_dy in edges:
+        if low <= y < high and x < x1 + (y - y1) * dx_dy:
+            inside = not inside
+    return inside
+
+
+def _polygons(doc: Any) -> list[tuple[Ring, ...]]:  # each: outer ring, then holes
+    kind = doc.get("type") if isinstance(doc, dict) else None
+    if kind == "FeatureCollection":
+        return [p for feature in doc.get("features") or [] for p in _polygons(feature)]
+    if kind == "Feature":
+        return _polygons(doc.get("geometry"))
+    if kind == "Polygon":
+        return [_polygon(doc.get("coordinates"))]
+    if kind == "MultiPolygon":
+        return [_polygon(p) for p in doc.get("coordinates") or []]
+    raise ValueError(f"not a GeoJSON Polygon, MultiPolygon, Feature or FeatureCollection: {kind!r}")
+
+
+def _polygon(rings: Any) -> tuple[Ring, ...]:
+    if not isinstance(rings, list) or not rings:
+        raise ValueError("a polygon is a list of rings")
+    polygon = []
+    for ring in rings:
+        try:
+            corners = tuple((float(c[0]), float(c[1])) for c in ring)
+        except (TypeError, ValueError, IndexError, KeyError):
+            raise ValueError("a corner is [lng, lat]: two numbers") from None
+        if len(set(corners)) < 3:
+            raise ValueError("a ring needs at least 3 corners")
+        if not all(-180 <= lng <= 180 and -90 <= lat <= 90 for lng, lat in corners):
+            raise ValueError("a corner is off the globe (GeoJSON is [lng, lat])")
+        polygon.append(corners)
+    return tuple(polygon)

@@ -16,31 +16,15 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstra
 
 from services.orders.domain import Cancellation
 from shared.contract import Latitude, Longitude, OrderStatus
+from shared.inputs import Address, Note, PersonName, safe_text
 from shared.phones import Phone
 
 # --- request bodies ---------------------------------------------------------------
 
 
-def storable(text: str) -> str:
-    """PostgreSQL text holds no NUL, and JSON no lone surrogate: refuse them (422, not 500)."""
-    if "\x00" in text:
-        raise ValueError("must not contain NUL characters")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text") from None
-    return text
-
-
-def stripped(text: str) -> str:
-    return storable(text).strip()
-
-
-# Lengths are checked on the text as sent (as the schema says), surrounding spaces dropped after.
-Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"\S"), AfterValidator(stripped)]
-Address = Annotated[str, StringConstraints(min_length=1, max_length=500, pattern=r"\S"), AfterValidator(stripped)]
-Text = Annotated[str, StringConstraints(max_length=1000), AfterValidator(stripped)]
-ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(storable)]
+# Every text refuses NUL, control characters, lone surrogates and bidi controls (shared.inputs
+# says why): a 422 naming the field, never a 500.
+ExternalId = Annotated[str, StringConstraints(min_length=1, max_length=64), AfterValidator(safe_text)]
 # strict: "20.95" (a string) is not a coordinate, and 1.5 is not an amount of money.
 StrictLatitude = Annotated[Latitude, Field(strict=True, examples=[20.9511])]
 StrictLongitude = Annotated[Longitude, Field(strict=True, examples=[107.0735])]
@@ -70,7 +54,7 @@ class Input(BaseModel):
 class PlaceIn(Input):
     model_config = ConfigDict(json_schema_extra={"examples": [DROPOFF_EXAMPLE]})
 
-    name: Name = Field(examples=["Nguyễn Văn An"])
+    name: PersonName = Field(examples=["Nguyễn Văn An"])
     phone: Phone = Field(description="Parsed with region VN; answered in E.164")
     address: Address = Field(examples=["45 Trần Hưng Đạo, Bãi Cháy, Hạ Long, Quảng Ninh"])
     lat: StrictLatitude
@@ -84,7 +68,7 @@ class QuotePlaceIn(Input):
 
     lat: StrictLatitude
     lng: StrictLongitude
-    name: Name | None = None
+    name: PersonName | None = None
     phone: Phone | None = None
     address: Address | None = None
 
@@ -93,7 +77,7 @@ class ParcelIn(Input):
     model_config = ConfigDict(json_schema_extra={"examples": [PARCEL_EXAMPLE]})
 
     weight_grams: int = Field(strict=True, ge=1, le=50_000, examples=[1200])
-    description: Text | None = Field(None, examples=["Áo dài lụa, hộp giấy"])
+    description: Note | None = Field(None, examples=["Áo dài lụa, hộp giấy"])
     value_vnd: int | None = Field(None, strict=True, ge=0, le=10_000_000_000, examples=[850000])
 
 
@@ -145,19 +129,19 @@ class OrderIn(Input):
         description="Cash the courier collects from the recipient",
         examples=[850000],
     )
-    note: Text | None = Field(None, examples=["Gọi trước khi giao, giao giờ hành chính"])
+    note: Note | None = Field(None, examples=["Gọi trước khi giao, giao giờ hành chính"])
 
 
 class CancelIn(Input):
     model_config = ConfigDict(json_schema_extra={"examples": [{"reason": "Khách đổi ý, không mua nữa"}]})
 
-    reason: Text | None = None
+    reason: Note | None = None
 
 
 class MerchantIn(Input):
     model_config = ConfigDict(json_schema_extra={"examples": [{"name": "Shop Hoa Mai", "phone": "0912 345 678"}]})
 
-    name: Name
+    name: PersonName
     phone: Phone
 
 
@@ -324,9 +308,21 @@ class ApiKeyCreated(ApiKeyOut):
 
 
 class ConsoleConfigOut(Output):
-    model_config = ConfigDict(json_schema_extra={"examples": [{"tracking_url": "https://theodoi.giao.example"}]})
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "tracking_url": "https://theodoi.giao.example",
+                    "service_area_bounds": [[20.72, 106.42], [21.7, 108.12]],
+                }
+            ]
+        }
+    )
 
     tracking_url: str = Field(
         description="The tracking service's public base URL (no trailing slash): "
         "a recipient's link is `<tracking_url>/t/{tracking_code}`"
+    )
+    service_area_bounds: list[list[float]] = Field(
+        description="[[south, west], [north, east]] of the service area: the order form's map stays within"
     )

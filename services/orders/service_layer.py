@@ -104,6 +104,7 @@ class OrdersService:
     def __init__(self, runtime: Runtime, settings: OrdersSettings, metrics: Metrics) -> None:
         self.runtime = runtime
         self.tariff = settings.tariff()
+        self.area = settings.area()
         self.orders_topic = settings.topic(ORDERS_TOPIC)
         self.delivery_code_key = settings.delivery_code_key
         self.idempotency_ttl = timedelta(hours=settings.idempotency_ttl_hours)
@@ -185,7 +186,9 @@ class OrdersService:
     # --- quotes and new orders --------------------------------------------------------
 
     def quote(self, body: QuoteIn | OrderIn) -> Quote:
-        """Quotes and orders are priced here alike, so a quote is what the order will cost."""
+        """Quotes and orders are checked and priced here alike, so a quote is what the order will
+        cost. OutsideServiceArea when the pickup or the drop-off is outside the service area."""
+        self.area.check((body.pickup.lat, body.pickup.lng), (body.dropoff.lat, body.dropoff.lng))
         return price(
             self.tariff,
             pickup=(body.pickup.lat, body.pickup.lng),
@@ -196,9 +199,10 @@ class OrdersService:
     async def place_order(self, me: store.Merchant, body: OrderIn, idempotency_key: str | None) -> Placed:
         """The order and its event in one statement; under an Idempotency-Key, in one
         transaction with the key and the answer a retry will get again."""
+        q = self.quote(body)  # before anything is stored
         async with self.runtime.pool.acquire() as conn:
             if not idempotency_key:
-                view = order_view(await self._insert_order(conn, me, body))  # one statement, its own transaction
+                view = order_view(await self._insert_order(conn, me, body, q))  # one statement, its own transaction
             else:
                 fingerprint = request_hash(body)
                 async with conn.transaction():
@@ -208,13 +212,14 @@ class OrdersService:
                             raise IdempotencyConflict()
                         self.replayed_total.inc()
                         return Placed(stored.status, stored.body, replayed=True)
-                    view = order_view(await self._insert_order(conn, me, body))
+                    view = order_view(await self._insert_order(conn, me, body, q))
                     await store.save_idempotent_response(conn, me.id, idempotency_key, self.CREATED, view)
         self.placed_total.inc()
         return Placed(self.CREATED, view)
 
-    async def _insert_order(self, conn: asyncpg.Connection, me: store.Merchant, body: OrderIn) -> dict[str, Any]:
-        q = self.quote(body)
+    async def _insert_order(
+        self, conn: asyncpg.Connection, me: store.Merchant, body: OrderIn, q: Quote
+    ) -> dict[str, Any]:
         now = datetime.now(UTC)
         progress = placed(now)
         order = {

@@ -3,10 +3,13 @@ shared.settings. Each field's description says what it sets."""
 
 from __future__ import annotations
 
-from pydantic import Field, model_validator
+from pathlib import Path
+
+import orjson
+from pydantic import Field, PrivateAttr, model_validator
 from pydantic_settings import SettingsConfigDict
 
-from services.orders.domain import Tariff
+from services.orders.domain import ServiceArea, Tariff
 from services.orders.webhooks import DEFAULT_RETRY_SCHEDULE_S
 from shared.ratelimit import LimitSettings
 from shared.settings import (
@@ -16,6 +19,20 @@ from shared.settings import (
     delivery_code_key_field,
     migration_database_url_field,
 )
+
+# Quảng Ninh province, where the demo (Hạ Long) and the bench (Cẩm Phả) place their orders.
+DEFAULT_SERVICE_AREA = Path(__file__).parent / "service_area.geojson"
+
+
+def load_service_area(value: str) -> ServiceArea:
+    """GIAO_SERVICE_AREA: inline GeoJSON (it starts with "{"), a GeoJSON file's path, or "" for
+    the built-in Quảng Ninh outline. ValueError says what is wrong."""
+    text = value.strip()
+    try:
+        raw = text.encode() if text.startswith("{") else Path(text or DEFAULT_SERVICE_AREA).read_bytes()
+        return ServiceArea.from_geojson(orjson.loads(raw))
+    except (OSError, orjson.JSONDecodeError) as exc:
+        raise ValueError(f"GIAO_SERVICE_AREA: {exc}") from None
 
 
 class OrdersSettings(CommonSettings, LimitSettings):
@@ -81,8 +98,23 @@ class OrdersSettings(CommonSettings, LimitSettings):
         "merchant console shares are this + /t/{tracking_code}",
     )
 
+    service_area: str = Field(
+        "",
+        validation_alias="GIAO_SERVICE_AREA",
+        description="Where pickups and drop-offs may be (else 422): GeoJSON Polygon, MultiPolygon, Feature or "
+        "FeatureCollection, inline or the path of a file; empty: Quảng Ninh province "
+        "(services/orders/service_area.geojson)",
+    )
+    _service_area: ServiceArea = PrivateAttr()
+
     admin_token: str = admin_token_field()
     delivery_code_key: str = delivery_code_key_field()
+
+    @model_validator(mode="after")
+    def _load_service_area(self) -> OrdersSettings:
+        # Read once, when the settings are: a wrong area stops the service at start, not at an order.
+        self._service_area = load_service_area(self.service_area)
+        return self
 
     @model_validator(mode="after")
     def _no_private_webhooks_in_production(self) -> OrdersSettings:
@@ -90,6 +122,9 @@ class OrdersSettings(CommonSettings, LimitSettings):
         if self.env not in DEV_ENVS and self.webhook_allow_private:
             raise ValueError(f"GIAO_ORDERS_WEBHOOK_ALLOW_PRIVATE is refused when GIAO_ENV is {self.env!r}")
         return self
+
+    def area(self) -> ServiceArea:
+        return self._service_area
 
     def tariff(self) -> Tariff:
         return Tariff(

@@ -8,14 +8,15 @@ from uuid import UUID
 
 from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
 
-from services.orders.schemas import Input, Output, storable
+from services.orders.schemas import Input, Output
 from services.orders.webhooks import EVENT_TYPES
 from services.orders.webhooks import EventType as WebhookEventType
+from shared.inputs import safe_text
 
 # --- webhook endpoints --------------------------------------------------------------
 
 WebhookUrl = Annotated[
-    str, StringConstraints(min_length=8, max_length=2000, pattern=r"^https?://\S+$"), AfterValidator(storable)
+    str, StringConstraints(min_length=8, max_length=2000, pattern=r"^https?://\S+$"), AfterValidator(safe_text)
 ]
 WebhookEventTypes = Annotated[list[WebhookEventType], Field(min_length=1, max_length=len(EVENT_TYPES))]
 

@@ -43,6 +43,8 @@ FAST = {
     "GIAO_TRACKING_RATE_LIMIT_EXEMPT": "127.0.0.1,::1",
     "GIAO_ORDERS_RATE_LIMIT_EXEMPT": "127.0.0.1,::1",
     "GIAO_DISPATCH_RATE_LIMIT_EXEMPT": "127.0.0.1,::1",
+    # Every test has a spot of its own around the world (System.spot): the whole globe is served.
+    "GIAO_SERVICE_AREA": '{"type": "Polygon", "coordinates": [[[-180, -90], [180, -90], [180, 90], [-180, 90]]]}',
 }
 
 

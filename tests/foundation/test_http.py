@@ -7,6 +7,7 @@ import inspect
 from types import SimpleNamespace
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import Query
@@ -114,6 +115,17 @@ async def test_errors_are_logged_by_route_never_by_path(caplog):
     assert "K7Q2M9X4" not in logged
 
 
+class EncodingError(asyncpg.InterfaceError, ValueError):
+    """Like asyncpg's own DataError: an argument it cannot encode (say a datetime that overflows)."""
+
+
+FAILURES = {
+    "encoding": EncodingError("invalid input for query argument $1 (date value out of range)"),
+    "nul": asyncpg.CharacterNotInRepertoireError('invalid byte sequence for encoding "UTF8": 0x00'),
+    "outage": asyncpg.CannotConnectNowError("the database system is starting up"),
+}
+
+
 @pytest.fixture
 async def client():
     router = api_router()
@@ -125,6 +137,10 @@ async def client():
     @router.post("/v1/things", status_code=201)
     async def create(thing: Thing) -> Thing:
         return thing
+
+    @router.get("/v1/fail/{kind}")
+    async def fail(kind: str) -> dict:
+        raise FAILURES[kind]
 
     app = service_app(
         title="probe", summary="", description="", runtime=NoRuntime(), metrics=Metrics("probe"), routers=[router]
@@ -187,3 +203,13 @@ def test_no_route_hops_to_a_worker_thread(service):
     routes = [r for r in app.routes if isinstance(r, APIRoute)]
     assert routes
     assert [f"{r.path}: {name}" for r in routes for name in _sync_calls(r.dependant)] == []
+
+
+async def test_a_value_the_database_cannot_take_is_422_and_an_outage_503(client):
+    # Retrying cannot help a value PostgreSQL refuses: not a 503 "retry shortly", nor a 500.
+    for kind in ("encoding", "nul"):
+        r = await client.get(f"/v1/fail/{kind}")
+        assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json"), kind
+        assert "Retry-After" not in r.headers
+    r = await client.get("/v1/fail/outage")
+    assert r.status_code == 503 and r.headers["Retry-After"] == "1"

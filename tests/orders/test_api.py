@@ -218,7 +218,6 @@ async def test_bounds_that_are_allowed(client, merchant):
         external_id="x" * 64,
         cod_amount_vnd=50_000_000,
         parcel={"weight_grams": 50_000},
-        pickup={**order_body()["pickup"], "lat": -90, "lng": 180},
     )
     assert order["cod_amount_vnd"] == 50_000_000 and order["parcel"]["weight_grams"] == 50_000
     order = await place(client, merchant, external_id=None, cod_amount_vnd=None, note=None, parcel={"weight_grams": 1})

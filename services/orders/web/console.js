@@ -277,7 +277,9 @@ async function main() {
   $("key-create").addEventListener("click", createKey);
   orderForm = new OrderForm($("order-form"), { onPlaced: placed, onError: failed, say });
   document.addEventListener("visibilitychange", () => { if (!document.hidden) poll(); });
-  state.trackingUrl = (await api.config().catch(() => ({}))).tracking_url ?? "";
+  const config = await api.config().catch(() => ({}));
+  state.trackingUrl = config.tracking_url ?? "";
+  orderForm.keepWithin(config.service_area_bounds ?? null);
   if (session.key() === null) return showSession();
   start();
 }

@@ -48,6 +48,16 @@ export class OrderForm {
     this.map = createMap(this.form.querySelector("#map"), start ? { center: [start.lat, start.lng], zoom: 14 } : {});
     this.map.on("click", (event) => this.setPoint(this.picking, { lat: event.latlng.lat, lng: event.latlng.lng }));
     for (const which of ["pickup", "dropoff"]) this.drawPoint(which);
+    this.keepWithin(this.bounds);
+  }
+
+  // The map stays within the service area's bounds ([[south, west], [north, east]], from the
+  // console's config): orders outside it are refused anyway (422).
+  keepWithin(bounds) {
+    this.bounds = bounds;
+    if (!this.map || !bounds) return;
+    this.map.setMaxBounds(bounds);
+    this.map.options.maxBoundsViscosity = 1;
   }
 
   choose(which) {
