@@ -32,6 +32,9 @@ class NoRuntime:
     def ready_checks(self) -> dict:
         return {}
 
+    def register_metrics(self, metrics: Metrics) -> None:
+        pass
+
 
 @pytest.fixture
 async def client():
