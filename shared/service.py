@@ -167,8 +167,16 @@ class Runtime:
         metrics.registry.register(HealthCollector(self.watch))
 
     async def check_database(self) -> None:
-        async with asyncio.timeout(self.READY_TIMEOUT_S):
-            await self.pool.fetchval("SELECT 1")
+        # Not asyncio.timeout: on a link that carries nothing, asyncpg's clean-up of a cancelled
+        # query (a cancel request over the same dead link) would hold the check as long as the
+        # query itself. The probe is left to end on its own.
+        probe = asyncio.ensure_future(self.pool.fetchval("SELECT 1"))
+        done, _ = await asyncio.wait({probe}, timeout=self.READY_TIMEOUT_S)
+        if not done:
+            probe.cancel()
+            probe.add_done_callback(lambda p: p.cancelled() or p.exception())  # retrieved: no warning
+            raise TimeoutError(f"PostgreSQL did not answer within {self.READY_TIMEOUT_S:.0f}s")
+        probe.result()
 
     async def check_kafka(self) -> None:
         if not await self.kafka.ping(timeout=self.READY_TIMEOUT_S):
