@@ -30,6 +30,7 @@ infra: venv
 	deploy/local/tools.sh
 	deploy/local/kafka.sh start
 	deploy/local/postgres.sh start
+	deploy/local/toxiproxy.sh start
 
 up: venv
 	deploy/local/tools.sh
@@ -39,7 +40,7 @@ down:
 	deploy/local/down.sh
 
 status:
-	-deploy/local/kafka.sh status; deploy/local/postgres.sh status; deploy/local/services.sh status
+	-deploy/local/kafka.sh status; deploy/local/postgres.sh status; deploy/local/toxiproxy.sh status; deploy/local/services.sh status
 
 demo: up
 	$(PY) -m tools.sim $(SIM_ARGS)

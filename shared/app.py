@@ -109,6 +109,7 @@ def service_app(
     app.state.runtime = runtime
     app.state.settings = runtime.settings
     app.state.metrics = metrics
+    runtime.register_metrics(metrics)
     for name, value in state.items():
         setattr(app.state, name, value)
     install_problem_handlers(app)

@@ -41,6 +41,7 @@ import asyncio
 import collections
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -58,6 +59,8 @@ log = logging.getLogger(__name__)
 
 MAX_EVENT_BYTES = 256 * 1024  # our largest event is a few KiB; anything near this is wrong
 ATTEMPTS_BEFORE_DLQ = 3
+
+_POLLING = "polling"  # the poll's entry in EventConsumer._outages while Kafka errors keep it waiting
 
 # (topic without prefix, event) pairs, in the order they were read
 Batch = list[tuple[str, Envelope]]
@@ -163,7 +166,11 @@ class EventConsumer:
         self.group_id = group_id
         self.handler = handler
         self._prefix = settings.topic_prefix
-        self.dead_lettered = 0
+        self.dead_letters: collections.Counter[str] = collections.Counter()  # original topic -> sent
+        # What an on-call engineer sees (shared.health reads it every few seconds): when a
+        # record was last handled, and since when each batch in an outage has been retrying.
+        self.last_progress = time.monotonic()
+        self._outages: dict[object, float] = {}
         self._ignore, self.ignored = frozenset(t.encode() for t in ignore), 0
         self._max_records = max_records
         self._consumer_options: dict[str, Any] = dict(
@@ -188,6 +195,38 @@ class EventConsumer:
         self._in_flight: collections.deque[_InFlight] = collections.deque()  # in the order read
         self._failed: asyncio.Task[None] | None = None  # the task of a batch that failed
         self._committer: asyncio.Task[None] | None = None
+
+    @property
+    def dead_lettered(self) -> int:
+        return sum(self.dead_letters.values())
+
+    @property
+    def retrying(self) -> list[float]:
+        """The monotonic time each batch now retrying an outage began to, oldest first."""
+        return sorted(self._outages.values())
+
+    async def lag(self) -> dict[TopicPartition, int]:
+        """Per assigned partition whose high watermark is known: the records this consumer has
+        not handled yet (not fetched yet, or fetched and still in flight). No request to the
+        broker: the high watermark is the one its last fetch answer carried (aiokafka's
+        `highwater`), so while the broker cannot be reached it is the last one seen."""
+        consumer = self._consumer
+        if consumer is None:
+            return {}
+        in_flight: collections.Counter[TopicPartition] = collections.Counter(
+            TopicPartition(r.topic, r.partition) for batch in self._in_flight for r in batch.records
+        )
+        lag: dict[TopicPartition, int] = {}
+        for tp in consumer.assignment():
+            highwater = consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:  # known at once, except while the partition's position is being reset
+                position = await asyncio.wait_for(consumer.position(tp), 0.1)
+            except (TimeoutError, KafkaError):
+                continue
+            lag[tp] = max(0, highwater - position) + in_flight[tp]
+        return lag
 
     @property
     def in_flight(self) -> int:
@@ -215,9 +254,11 @@ class EventConsumer:
                 continue
             try:
                 records = await next_records(self._consumer, timeout_ms=self.POLL_MS, max_records=self._max_records)
+                self._outages.pop(_POLLING, None)
             except ConsumerStoppedError:
                 return
             except KafkaError as exc:
+                self._outages.setdefault(_POLLING, time.monotonic())
                 log.error(
                     "%s: polling Kafka: %r; trying again in %.0fs", self.name, exc, self.PAUSE_AFTER_KAFKA_ERROR_S
                 )
@@ -305,6 +346,8 @@ class EventConsumer:
         for record in records:
             tp = TopicPartition(record.topic, record.partition)
             self._handled[tp] = max(self._handled.get(tp, 0), record.offset + 1)
+        if records:
+            self.last_progress = time.monotonic()
         if self._committer is None or self._committer.done():
             self._committer = asyncio.create_task(self._commit_loop(), name=f"{self.name}-commit")
 
@@ -379,24 +422,31 @@ class EventConsumer:
 
     async def _with_retries(self, batch: Batch) -> None:
         attempt, backoff = 0, 0.05
-        while True:
-            try:
-                await self.handler(batch)
-                return
-            except Exception as exc:  # sorted below: an outage, or the message's problem
-                if is_outage(exc):
-                    # Not the message's fault: wait for the outage to end (shutdown cancels this).
-                    log.warning(
-                        "%s: outage while handling %d events: %r; retrying in %.2fs",
-                        *(self.name, len(batch), exc, backoff),
-                    )
-                else:
-                    attempt += 1
-                    log.warning("%s: handler failed (attempt %d/%d): %r", self.name, attempt, ATTEMPTS_BEFORE_DLQ, exc)
-                    if attempt >= ATTEMPTS_BEFORE_DLQ:
-                        raise _GaveUp(repr(exc)) from exc
-            await asyncio.sleep(backoff)
-            backoff = min(backoff * 2, 2.0)
+        outage = object()  # this batch's entry in _outages while it retries an outage
+        try:
+            while True:
+                try:
+                    await self.handler(batch)
+                    return
+                except Exception as exc:  # sorted below: an outage, or the message's problem
+                    if is_outage(exc):
+                        # Not the message's fault: wait for the outage to end (shutdown cancels this).
+                        self._outages.setdefault(outage, time.monotonic())
+                        log.warning(
+                            "%s: outage while handling %d events: %r; retrying in %.2fs",
+                            *(self.name, len(batch), exc, backoff),
+                        )
+                    else:
+                        attempt += 1
+                        log.warning(
+                            "%s: handler failed (attempt %d/%d): %r", self.name, attempt, ATTEMPTS_BEFORE_DLQ, exc
+                        )
+                        if attempt >= ATTEMPTS_BEFORE_DLQ:
+                            raise _GaveUp(repr(exc)) from exc
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+        finally:
+            self._outages.pop(outage, None)
 
     async def dead_letter(self, record: ConsumerRecord, reason: str) -> None:
         log.error("%s: dead-lettering %s[%d]@%d: %s", self.name, record.topic, record.partition, record.offset, reason)
@@ -411,7 +461,7 @@ class EventConsumer:
         if len(value) > MAX_EVENT_BYTES:
             value, headers["x-truncated"] = value[:MAX_EVENT_BYTES], "true"
         await self.kafka.publish(dlq_topic(record.topic), value, key=record.key, headers=headers)
-        self.dead_lettered += 1
+        self.dead_letters[record.topic] += 1
 
 
 def _event_type(record: ConsumerRecord) -> bytes | None:

@@ -26,6 +26,8 @@ import uvicorn
 from fastapi import FastAPI
 
 from shared.db import create_pool, migrate, migrate_as
+from shared.health import HealthCollector, Watch
+from shared.http import Metrics
 from shared.inbox import forget_before
 from shared.kafka import BatchHandler, EventConsumer
 from shared.kafka_clients import Kafka, RelayProducer
@@ -65,6 +67,7 @@ class Runtime:
         self._tasks: list[asyncio.Task[None]] = []
         self._pool: asyncpg.Pool | None = None
         self.started = False
+        self.watch = Watch(settings, self.consumers, lambda: self.pool, outbox=relay)
 
     @property
     def pool(self) -> asyncpg.Pool:
@@ -121,7 +124,7 @@ class Runtime:
             await self._relay_producer.start()
             self.relay = OutboxRelay(self._pool, self._relay_producer.publish, on_failure=self._relay_producer.reset)
             await self.relay.start()
-        loops = list(self._loops)
+        loops = [*self._loops, (f"{self.name}-watch", self.watch.run)]
         if self.consumers:
             loops.append((f"{self.name}-prune-inbox", self._prune_inbox))
         self._tasks = [asyncio.create_task(_forever(name, run), name=name) for name, run in loops]
@@ -176,15 +179,33 @@ class Runtime:
         self.started = False
         log.info("%s: stopped", self.name)
 
+    READY_TIMEOUT_S = 2.0  # a server that does not answer (a blackholed link) fails the check, not hang it
+
+    def register_metrics(self, metrics: Metrics) -> None:
+        """Export the consumers' lag, retries and dead letters and the outbox backlog (shared.health)."""
+        metrics.registry.register(HealthCollector(self.watch))
+
     async def check_database(self) -> None:
-        await self.pool.fetchval("SELECT 1")
+        # Not asyncio.timeout: on a link that carries nothing, asyncpg's clean-up of a cancelled
+        # query (a cancel request over the same dead link) would hold the check as long as the
+        # query itself. The probe is left to end on its own.
+        probe = asyncio.ensure_future(self.pool.fetchval("SELECT 1"))
+        done, _ = await asyncio.wait({probe}, timeout=self.READY_TIMEOUT_S)
+        if not done:
+            probe.cancel()
+            probe.add_done_callback(lambda p: p.cancelled() or p.exception())  # retrieved: no warning
+            raise TimeoutError(f"PostgreSQL did not answer within {self.READY_TIMEOUT_S:.0f}s")
+        probe.result()
 
     async def check_kafka(self) -> None:
-        if not await self.kafka.ping(timeout=2.0):
+        if not await self.kafka.ping(timeout=self.READY_TIMEOUT_S):
             raise ConnectionError("Kafka did not answer")
 
     def ready_checks(self) -> dict[str, Callable[[], Awaitable[None]]]:
-        return {"postgres": self.check_database, "kafka": self.check_kafka}
+        checks: dict[str, Callable[[], Awaitable[None]]] = {"postgres": self.check_database, "kafka": self.check_kafka}
+        if self.consumers:
+            checks["consumers"] = self.watch.check_consumers
+        return checks
 
     def lifespan(self) -> Callable[[FastAPI], contextlib.AbstractAsyncContextManager[None]]:
         @contextlib.asynccontextmanager

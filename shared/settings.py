@@ -90,6 +90,12 @@ class CommonSettings(BaseSettings):
     # subjects: at least the topics' retention plus their segments' roll time (168 + 24 h with
     # deploy/local's Kafka), after which no event can be delivered again.
     inbox_keep_hours: float = Field(192.0, gt=0, validation_alias="GIAO_INBOX_KEEP_HOURS")
+    # How often a process looks at its consumers' lag and its outbox for /metrics and /readyz
+    # (shared.health): one query on the outbox and no request to Kafka per look.
+    health_every_s: float = Field(5.0, gt=0, validation_alias="GIAO_HEALTH_EVERY_S")
+    # Readiness turns red when a consumer has retried an outage, or had lag and handled
+    # nothing, for longer than this (giao_consumer_stuck; docs/operations.md).
+    consumer_stuck_after_s: float = Field(60.0, gt=0, validation_alias="GIAO_CONSUMER_STUCK_AFTER_S")
 
     @field_validator("trusted_proxies")
     @classmethod

@@ -6,6 +6,12 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/deploy/local/kafka/pom.xml")
 KAFKA_PORT="${GIAO_KAFKA_PORT:-9092}"
 KAFKA_CONTROLLER_PORT="${GIAO_KAFKA_CONTROLLER_PORT:-9093}"
+# A second listener for clients that reach the broker through a proxy (the fault tests'
+# Toxiproxy): it listens on GIAO_KAFKA_PROXIED_PORT and is advertised at
+# GIAO_KAFKA_PROXIED_ADVERTISED_PORT, the proxy's, so that the broker addresses a client gets
+# in metadata lead it back through the proxy. Unset: no such listener.
+KAFKA_PROXIED_PORT="${GIAO_KAFKA_PROXIED_PORT:-}"
+KAFKA_PROXIED_ADVERTISED_PORT="${GIAO_KAFKA_PROXIED_ADVERTISED_PORT:-}"
 LIBS="$CACHE/kafka-$KAFKA_VERSION/libs"
 DATA="$VAR/kafka/data"
 CONF="$VAR/kafka/server.properties"
@@ -28,6 +34,15 @@ configure() {
   mkdir -p "$DATA" "$LOGDIR"
   sed -e "s|@PORT@|$KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
       -e "s|@DATA_DIR@|$DATA|g" "$ROOT/deploy/local/kafka/server.properties.in" > "$CONF"
+  if [[ -n $KAFKA_PROXIED_PORT ]]; then
+    [[ -n $KAFKA_PROXIED_ADVERTISED_PORT ]] || die "kafka: GIAO_KAFKA_PROXIED_PORT needs GIAO_KAFKA_PROXIED_ADVERTISED_PORT"
+    # The last occurrence of a key wins in a Java properties file.
+    cat >> "$CONF" <<PROXIED
+listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,PROXIED://127.0.0.1:$KAFKA_PROXIED_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,PROXIED://127.0.0.1:$KAFKA_PROXIED_ADVERTISED_PORT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PROXIED:PLAINTEXT
+PROXIED
+  fi
   if [[ ! -f "$DATA/meta.properties" ]]; then
     local cluster_id
     cluster_id=$(java -cp "$LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)

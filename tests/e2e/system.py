@@ -121,6 +121,9 @@ class System:
     procs: dict[str, list[Proc]] = field(default_factory=dict)
     admin_token: str = "e2e-admin-token"
     shared_ports: dict[str, int] = field(default_factory=dict)  # service -> the port its instances share
+    # How the services reach Kafka and PostgreSQL when not as the test does: through a proxy
+    # that injects faults (tests/e2e/test_wire_faults.py). The test itself uses `infra`.
+    reach: Infra | None = None
     _spots: itertools.count = field(default_factory=lambda: itertools.count())
 
     def endpoints(self, dispatch_instance: int | None = None) -> Endpoints:
@@ -141,14 +144,19 @@ class System:
         n = next(self._spots)
         return -40.0 + (n // 30) * 1.0, -150.0 + (n % 30) * 10.0
 
+    def _database_url(self, service: str) -> str:
+        if self.reach is None:
+            return self.databases[service]
+        return self.reach.dsn_for(self.databases[service].rsplit("/", 1)[1])
+
     def add(self, service: str, extra_env: dict[str, str] | None = None) -> Proc:
         env = {
             **os.environ,
             **FAST,
-            "GIAO_KAFKA_BOOTSTRAP_SERVERS": self.infra.kafka_bootstrap,
+            "GIAO_KAFKA_BOOTSTRAP_SERVERS": (self.reach or self.infra).kafka_bootstrap,
             "GIAO_TOPIC_PREFIX": self.prefix,
             "GIAO_ADMIN_TOKEN": self.admin_token,
-            f"GIAO_{service.upper()}_DATABASE_URL": self.databases[service],
+            f"GIAO_{service.upper()}_DATABASE_URL": self._database_url(service),
             **(extra_env or {}),
         }
         port = free_port()  # the instance's own
@@ -165,11 +173,14 @@ class System:
         return proc
 
 
-def start_system(infra: Infra, dispatch_instances: int = 2, extra_env: dict[str, str] | None = None) -> System:
+def start_system(
+    infra: Infra, dispatch_instances: int = 2, extra_env: dict[str, str] | None = None, reach: Infra | None = None
+) -> System:
+    """`reach`: how the services reach the servers, if not as the test does (System.reach)."""
     tag = uuid.uuid4().hex[:8]
     names = {s: f"e2e_{tag}_{s}" for s in SERVICES}
     asyncio.run(create_databases(infra.pg_admin_dsn, list(names.values())))
-    system = System(infra, f"e2e{tag}.", {s: infra.dsn_for(n) for s, n in names.items()})
+    system = System(infra, f"e2e{tag}.", {s: infra.dsn_for(n) for s, n in names.items()}, reach=reach)
     if dispatch_instances > 1:
         system.shared_ports["dispatch"] = free_port()
     for service in SERVICES:

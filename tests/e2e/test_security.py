@@ -233,7 +233,7 @@ async def test_two_dispatch_instances_on_one_port_hold_a_couriers_limit_together
             )
             refused = []
             for proc in pair:  # each on a port of its own
-                metrics = (await http.get(f"{proc.url}/metrics")).text.splitlines()
+                metrics = (await http.get(f"{proc.ops_url}/metrics")).text.splitlines()
                 line = next(m for m in metrics if m.startswith('dispatch_rate_limited_total{limit="courier"}'))
                 refused.append(float(line.split()[-1]))
     finally:

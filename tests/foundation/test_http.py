@@ -35,6 +35,9 @@ class NoRuntime:
     def ready_checks(self) -> dict:
         return {}
 
+    def register_metrics(self, metrics: Metrics) -> None:
+        pass
+
 
 OPS_PORT = 9100
 

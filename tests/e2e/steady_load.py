@@ -1,0 +1,180 @@
+"""A steady load of full order lifecycles for the fault tests, and what must hold afterwards.
+
+Merchants place orders at a steady rate and couriers work them, everyone retrying through
+outages as real clients would; afterwards no event was lost or applied twice and no courier
+is over capacity (tests/e2e/test_faults.py, tests/e2e/test_wire_faults.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections import Counter
+
+import asyncpg
+import orjson
+
+from services.orders import domain as orders_domain
+from services.tracking import domain as tracking_domain
+from shared.events import DISPATCH_TOPIC, ORDERS_TOPIC
+from tests.support import read_topic
+from tools.client import ApiError, Giao
+
+FINAL = {"delivered", "returned", "cancelled", "expired"}
+
+
+class Load:
+    """Merchants place orders at a steady rate; couriers work them; everyone retries through outages."""
+
+    def __init__(self, system, client: Giao, couriers: int = 8, rate: float = 4.0) -> None:
+        self.system, self.client, self.rate = system, client, rate
+        self.n_couriers = couriers
+        self.lat, self.lng = system.spot()
+        self.key = ""
+        self.tokens: list[str] = []
+        self.orders: dict[str, dict] = {}  # id -> order as created (201)
+        self.expected: dict[str, str] = {}  # id -> the status our courier drove it to
+        self.placing = True
+        self.stop = asyncio.Event()
+        self.rng = random.Random(3)
+
+    async def retry(self, fn, *args, what: str, **kw):
+        """A client on a flaky network: retry through connection errors and 5xx/503 with a deadline."""
+        deadline = time.monotonic() + 90
+        while True:
+            try:
+                return await fn(*args, **kw)
+            except ApiError as exc:
+                if exc.status < 500 or time.monotonic() > deadline:
+                    raise
+            except Exception:  # connection refused while a service restarts
+                if time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(0.2)
+
+    async def setup(self) -> None:
+        self.key = (await self.client.create_merchant("Shop chịu lỗi", "0912345678"))["api_key"]
+        for i in range(self.n_couriers):
+            token = (await self.client.create_courier(f"Phạm Văn {i}", "0987654321", "motorbike"))["token"]
+            await self.client.set_status(token, True, self.lat + 0.001 * i, self.lng)
+            self.tokens.append(token)
+
+    async def place(self) -> None:
+        while self.placing:
+            body = {
+                "pickup": {
+                    "name": "Shop",
+                    "phone": "0912345678",
+                    "address": "Hạ Long",
+                    "lat": self.lat,
+                    "lng": self.lng,
+                },
+                "dropoff": {
+                    "name": "Khách",
+                    "phone": "0903123456",
+                    "address": "Hạ Long",
+                    "lat": self.lat + 0.01,
+                    "lng": self.lng,
+                },
+                "parcel": {"weight_grams": 500},
+                "cod_amount_vnd": 50_000,
+            }
+            key = str(uuid.uuid4())
+            # The same Idempotency-Key on every retry: an order is created once even if a 201 was lost.
+            order = await self.retry(self.client.place_order, self.key, body, idempotency_key=key, what="place")
+            self.orders[order["id"]] = order
+            await asyncio.sleep(1 / self.rate)
+
+    async def courier(self, token: str) -> None:
+        while not self.stop.is_set():
+            try:
+                jobs = await self.retry(self.client.jobs, token, what="jobs")
+            except Exception:  # noqa: BLE001
+                continue
+            for job in jobs:
+                oid, status = job["order_id"], job["status"]
+                action, body, result = {
+                    "offered": ("accept", None, "assigned"),
+                    "assigned": ("pickup", None, "picked_up"),
+                    "delivery_failed": ("return", None, "returned"),
+                }.get(status, (None, None, None))
+                if status == "picked_up":
+                    if self.rng.random() < 0.1:
+                        action, body, result = "fail", {"reason": "refused"}, "delivery_failed"
+                    else:
+                        action, body, result = (
+                            "deliver",
+                            {"delivery_code": self.orders[oid]["delivery_code"], "cod_collected_vnd": 50_000},
+                            "delivered",
+                        )
+                if action is None or oid not in self.orders:
+                    continue
+                try:
+                    await self.retry(self.client.job_action, token, oid, action, body, what=action)
+                    self.expected[oid] = result
+                except ApiError as exc:
+                    if exc.status != 409:
+                        raise
+                    # 409: the step already happened (a retried call whose first answer was
+                    # lost), or the job moved on without us (an offer that expired).
+                    job = await self.retry(self.client.admin_job, oid, what="job")
+                    if job["status"] == result:
+                        self.expected[oid] = result
+            await asyncio.sleep(0.2)
+
+
+async def no_event_lost(system) -> None:
+    """Each distinct event on a topic was applied exactly once by each service that consumes it,
+    except the types a service commits unread (never applied)."""
+    on_topic: Counter = Counter()
+    for topic in (ORDERS_TOPIC, DISPATCH_TOPIC):
+        records = await read_topic(system.infra.kafka_bootstrap, system.prefix + topic, at_least=1)
+        distinct = {e["id"]: e["type"] for e in (orjson.loads(r.value) for r in records)}
+        on_topic.update(distinct.values())
+    consumers = {"orders": DISPATCH_TOPIC, "dispatch": ORDERS_TOPIC, "tracking": None}
+    unread = {
+        "orders": orders_domain.IGNORED_EVENTS,
+        "dispatch": frozenset(),
+        "tracking": tracking_domain.IRRELEVANT_TYPES,
+    }
+    for service, only in consumers.items():
+        conn = await asyncpg.connect(system.databases[service])
+        try:
+            rows = await conn.fetch("SELECT event_type, sum(applied)::int AS n FROM inbox_applied GROUP BY event_type")
+            applied = {r["event_type"]: r["n"] for r in rows}
+            published = {
+                r["event_type"]: r["published"]
+                for r in await conn.fetch("SELECT event_type, published FROM outbox_published")
+            }
+        finally:
+            await conn.close()
+        for event_type, count in on_topic.items():
+            topic = ORDERS_TOPIC if event_type.startswith("order.") else DISPATCH_TOPIC
+            if only is None or topic == only:
+                expected = 0 if event_type in unread[service] else count
+                assert applied.get(event_type, 0) == expected, (service, event_type, applied.get(event_type), expected)
+        for event_type, count in published.items():
+            # At-least-once: the relay may publish a row again after a crash, never less than once.
+            assert count >= on_topic[event_type], (service, event_type, count, on_topic[event_type])
+
+
+async def invariants_hold(system) -> None:
+    """Each courier's load is exactly the offers and jobs it holds, within capacity; each
+    order has at most one accepted offer."""
+    conn = await asyncpg.connect(system.databases["dispatch"])
+    try:
+        wrong_load = await conn.fetch(
+            """SELECT c.id, c.load, c.capacity, count(j.order_id) AS holding
+               FROM couriers c LEFT JOIN jobs j ON j.courier_id = c.id
+                    AND j.status IN ('offered', 'assigned', 'picked_up', 'delivery_failed')
+               GROUP BY c.id HAVING c.load <> count(j.order_id) OR c.load > c.capacity"""
+        )
+        assert not wrong_load, f"couriers whose load is off: {[dict(r) for r in wrong_load]}"
+        doubled = await conn.fetch(
+            "SELECT order_id FROM offers WHERE state = 'accepted' GROUP BY order_id HAVING count(*) > 1"
+        )
+        assert not doubled, f"orders with two couriers: {doubled}"
+    finally:
+        await conn.close()
