@@ -63,7 +63,7 @@ class CourierStatusUpdate(Body):
     online: bool = Field(strict=True)
     lat: Lat | None = Field(None, description="Required when going online")
     lng: Lng | None = Field(None, description="Required when going online")
-    at: Timestamp | None = Field(
+    at: Instant | None = Field(
         None,
         description="When the phone took the position, by the phone's clock (RFC 3339 with offset). "
         "Give it: points reported later are kept only if newer than it by the same clock; without "
