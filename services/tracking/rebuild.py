@@ -1,6 +1,6 @@
 """Rebuild the read model from the topics: `python -m services.tracking rebuild`.
 
-The read model is only a projection of the events on giao.orders.v1 and giao.dispatch.v1,
+The read model is only a projection of the events on giao.order-tracking.v1 and giao.dispatch.v1,
 so it can be thrown away and made again, after a bug fix in the projection, say:
 
 1. Stop every tracking instance (the command refuses while a consumer group has members:
@@ -19,7 +19,7 @@ harmless duplicate.
 
 How far back it reaches: as far as the topics' retention, 7 days by default
 (`log.retention.hours=168` in deploy/local/kafka/server.properties.in). Orders whose
-`order.placed` is older than that come back without their tracking code and stay
+`order.trackable` is older than that come back without their tracking code and stay
 invisible (404): keep retention above the longest time a customer may still look a
 parcel up, or rebuild only within it.
 """
@@ -45,7 +45,7 @@ from services.tracking.app import LOCATION_CONSUMER, STATUS_CONSUMER
 from services.tracking.handlers import CONSUMER
 from services.tracking.settings import TrackingSettings
 from shared.db import create_pool, migrate
-from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDERS_TOPIC
+from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDER_TRACKING_TOPIC
 from shared.kafka_clients import existing_partitions
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ async def rebuild(settings: TrackingSettings) -> RebuildReport:
     status_group = f"{settings.topic_prefix}{STATUS_CONSUMER}"
     location_group = f"{settings.topic_prefix}{LOCATION_CONSUMER}"
     replay = await _move_offsets(
-        settings, status_group, [settings.topic(ORDERS_TOPIC), settings.topic(DISPATCH_TOPIC)], to_end=False
+        settings, status_group, [settings.topic(ORDER_TRACKING_TOPIC), settings.topic(DISPATCH_TOPIC)], to_end=False
     )
     skip = await _move_offsets(settings, location_group, [settings.topic(COURIER_LOCATIONS_TOPIC)], to_end=True)
     pool = await create_pool(settings.database_url, min_size=1, max_size=2)
