@@ -42,6 +42,8 @@ Environment variables (besides the common GIAO_* ones of shared.settings):
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -50,6 +52,7 @@ from shared.settings import CommonSettings, admin_token_field, delivery_code_key
 
 class DispatchSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="GIAO_DISPATCH_", extra="ignore", populate_by_name=True)
+    is_kafka_principal: ClassVar[bool] = True
 
     port: int = 8002
     database_url: str = "postgresql://giao:giao@127.0.0.1:5432/giao_dispatch"

@@ -3,6 +3,8 @@ shared.settings. Each field's description says what it sets."""
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -13,6 +15,7 @@ from shared.settings import DEV_ENVS, CommonSettings, admin_token_field, deliver
 
 class OrdersSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="GIAO_ORDERS_", extra="ignore", populate_by_name=True)
+    is_kafka_principal: ClassVar[bool] = True
 
     port: int = Field(8001, description="HTTP port")
     database_url: str = Field(

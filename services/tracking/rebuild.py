@@ -46,7 +46,7 @@ from services.tracking.handlers import CONSUMER
 from services.tracking.settings import TrackingSettings
 from shared.db import create_pool, migrate
 from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDER_TRACKING_TOPIC
-from shared.kafka_clients import existing_partitions
+from shared.kafka_clients import connection, existing_partitions
 
 log = logging.getLogger(__name__)
 
@@ -79,12 +79,10 @@ async def rebuild(settings: TrackingSettings) -> RebuildReport:
 
 
 async def _move_offsets(settings: TrackingSettings, group: str, topics: list[str], *, to_end: bool) -> dict[str, int]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**connection(settings), group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = await existing_partitions(settings.kafka_bootstrap_servers, topics)
+        tps = await existing_partitions(settings, topics)
         if not tps:
             return {}
         consumer.assign(tps)

@@ -32,6 +32,7 @@ Environment variables (besides the common GIAO_* ones of shared.settings):
 from __future__ import annotations
 
 import ipaddress
+from typing import ClassVar
 
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
@@ -41,6 +42,7 @@ from shared.settings import CommonSettings
 
 class TrackingSettings(CommonSettings):
     model_config = SettingsConfigDict(env_prefix="GIAO_TRACKING_", extra="ignore", populate_by_name=True)
+    is_kafka_principal: ClassVar[bool] = True
 
     port: int = 8003
     database_url: str = "postgresql://giao:giao@127.0.0.1:5432/giao_tracking"

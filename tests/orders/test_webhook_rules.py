@@ -81,7 +81,14 @@ def test_urls_https_in_production_and_no_credentials():
 
 def test_allowing_private_targets_is_refused_in_production():
     with pytest.raises(ValueError, match="ALLOW_PRIVATE"):
-        OrdersSettings(env="production", admin_token="a" * 32, delivery_code_key="b" * 32, webhook_allow_private=True)
+        OrdersSettings(
+            env="production",
+            admin_token="a" * 32,
+            delivery_code_key="b" * 32,
+            kafka_username="orders",
+            kafka_password="c" * 32,
+            webhook_allow_private=True,
+        )
 
 
 def test_the_retry_schedule_has_jitter_and_an_end():
