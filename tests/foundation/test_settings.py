@@ -27,7 +27,9 @@ def test_the_default_secrets_are_refused_outside_development_and_test(cls, env):
 
 
 @pytest.mark.parametrize("cls", [OrdersSettings, DispatchSettings, TrackingSettings])
-def test_every_service_needs_a_kafka_principal_of_its_own_outside_development(cls):
+def test_every_service_needs_a_kafka_principal_of_its_own_outside_development(cls, monkeypatch):
+    for name in ("GIAO_KAFKA_USERNAME", "GIAO_KAFKA_PASSWORD"):  # tests.infra may have set them
+        monkeypatch.delenv(name, raising=False)
     secrets = REAL if cls is not TrackingSettings else {}
     for kafka in [
         {},
