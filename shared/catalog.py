@@ -10,11 +10,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from shared.events import DISPATCH_TOPIC, EVENT_TYPES, ORDERS_TOPIC, TOPICS, type_name
+from shared.events import DISPATCH_TOPIC, EVENT_TYPES, ORDER_TRACKING_TOPIC, ORDERS_TOPIC, TOPICS, type_name
 
 OUT = Path(__file__).resolve().parent.parent / "docs" / "events"
 
-PRODUCERS = {ORDERS_TOPIC: "orders", DISPATCH_TOPIC: "dispatch"}
+PRODUCERS = {ORDERS_TOPIC: "orders", ORDER_TRACKING_TOPIC: "orders", DISPATCH_TOPIC: "dispatch"}
 
 
 def schemas() -> dict[str, dict[str, Any]]:

@@ -20,7 +20,11 @@ from shared.contract import FailReason, Latitude, Longitude, Vehicle
 ORDERS_TOPIC = "giao.orders.v1"
 DISPATCH_TOPIC = "giao.dispatch.v1"
 COURIER_LOCATIONS_TOPIC = "giao.courier-locations.v1"
-TOPICS = (ORDERS_TOPIC, DISPATCH_TOPIC, COURIER_LOCATIONS_TOPIC)
+# What tracking may know of a new order, without the personal data of giao.orders.v1 (names,
+# phones, addresses, notes): tracking is allowed this topic and refused that one (Kafka ACLs,
+# shared.kafka_acls).
+ORDER_TRACKING_TOPIC = "giao.order-tracking.v1"
+TOPICS = (ORDERS_TOPIC, DISPATCH_TOPIC, COURIER_LOCATIONS_TOPIC, ORDER_TRACKING_TOPIC)
 
 
 def dlq_topic(topic: str) -> str:
@@ -119,6 +123,22 @@ class OrderCancelRequestedData(OrderData):
     reason: str | None = None
 
 
+# --- giao.order-tracking.v1 (source: orders, subject: order id) -------------------
+
+
+class Point(Model):
+    lat: Latitude
+    lng: Longitude
+
+
+class OrderTrackableData(OrderData):
+    """What the tracking read model needs of a new order, and nothing personal."""
+
+    tracking_code: str
+    dropoff: Point = Field(description="The dropoff point (for the ETA; never shown)")
+    distance_m: Int4 = Field(description="Pickup to dropoff along streets (for the ETA before pickup)")
+
+
 # --- giao.dispatch.v1 (source: dispatch, subject: order id) -----------------------
 
 
@@ -211,6 +231,15 @@ class OrderCancelRequested(Envelope):
     data: OrderCancelRequestedData
 
 
+class OrderTrackable(Envelope):
+    """A merchant placed an order, as the public tracking may know it: written with its
+    order.placed (the same occurred_at), on a topic without personal data."""
+
+    topic: ClassVar[str] = ORDER_TRACKING_TOPIC
+    type: Literal["order.trackable"]
+    data: OrderTrackableData
+
+
 class DeliveryOffered(Envelope):
     """The order was offered to a courier (the order's status stays placed)."""
 
@@ -295,6 +324,7 @@ class CourierLocation(Envelope):
 AnyEvent = Annotated[
     OrderPlaced
     | OrderCancelRequested
+    | OrderTrackable
     | DeliveryOffered
     | DeliveryAssigned
     | DeliveryPickedUp
@@ -326,6 +356,7 @@ def type_name(cls: type[Envelope]) -> str:
 STATUS_AFTER: dict[str, str | None] = {
     "order.placed": "placed",
     "order.cancel_requested": None,
+    "order.trackable": "placed",
     "delivery.offered": None,
     "delivery.assigned": "assigned",
     "delivery.picked_up": "picked_up",

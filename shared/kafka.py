@@ -52,7 +52,7 @@ from aiokafka.errors import ConsumerStoppedError, KafkaError
 from pydantic import ValidationError
 
 from shared.events import Envelope, dlq_topic, parse_event
-from shared.kafka_clients import Kafka, started
+from shared.kafka_clients import Kafka, connection, started
 from shared.settings import CommonSettings
 
 log = logging.getLogger(__name__)
@@ -174,7 +174,7 @@ class EventConsumer:
         self._ignore, self.ignored = frozenset(t.encode() for t in ignore), 0
         self._max_records = max_records
         self._consumer_options: dict[str, Any] = dict(
-            bootstrap_servers=settings.kafka_bootstrap_servers,
+            **connection(settings),
             client_id=kafka.client_id,
             group_id=group_id,
             enable_auto_commit=False,  # committed by _commit_loop (the class docstring says why)

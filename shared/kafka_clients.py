@@ -28,9 +28,23 @@ def started(client: Client | None) -> Client:
     return client
 
 
+def connection(settings: CommonSettings) -> dict[str, Any]:
+    """What every Kafka client of the process is given to reach the broker: its address and,
+    when the settings name a principal, SASL/SCRAM authentication as that principal."""
+    options: dict[str, Any] = {"bootstrap_servers": settings.kafka_bootstrap_servers}
+    if settings.kafka_username:
+        options.update(
+            security_protocol="SASL_PLAINTEXT",
+            sasl_mechanism=settings.kafka_sasl_mechanism,
+            sasl_plain_username=settings.kafka_username,
+            sasl_plain_password=settings.kafka_password,
+        )
+    return options
+
+
 def new_producer(settings: CommonSettings, *, client_id: str) -> AIOKafkaProducer:
     return AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap_servers,
+        **connection(settings),
         client_id=client_id,
         acks="all",
         enable_idempotence=True,
@@ -52,9 +66,7 @@ class Kafka:
     async def start(self) -> None:
         self._producer = new_producer(self.settings, client_id=self.client_id)
         await self._producer.start()
-        self._admin = AIOKafkaAdminClient(
-            bootstrap_servers=self.settings.kafka_bootstrap_servers, client_id=self.client_id
-        )
+        self._admin = AIOKafkaAdminClient(**connection(self.settings), client_id=self.client_id)
         await self._admin.start()
 
     async def stop(self) -> None:
@@ -102,10 +114,10 @@ class Kafka:
             return False
 
 
-async def existing_partitions(bootstrap_servers: str, topics: Sequence[str]) -> list[TopicPartition]:
+async def existing_partitions(settings: CommonSettings, topics: Sequence[str]) -> list[TopicPartition]:
     """The partitions of those of `topics` that exist, by topic then partition. Asked of every
     topic: a metadata request naming a missing topic creates it (auto.create.topics.enable)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
+    admin = AIOKafkaAdminClient(**connection(settings))
     await admin.start()
     try:
         described = {t["topic"]: t for t in await admin.describe_topics() if not t["error_code"]}

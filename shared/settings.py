@@ -8,7 +8,7 @@ service adds its own with its prefix (GIAO_ORDERS_PORT, GIAO_ORDERS_DATABASE_URL
 from __future__ import annotations
 
 import ipaddress
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import parse_qs, urlsplit
 
 from pydantic import Field, field_validator, model_validator
@@ -24,6 +24,12 @@ DEV_SECRETS = {
     "admin_token": ("GIAO_ADMIN_TOKEN", DEV_ADMIN_TOKEN),
     "delivery_code_key": ("GIAO_DELIVERY_CODE_KEY", DEV_DELIVERY_CODE_KEY),
 }
+# Kafka's principals (SASL/SCRAM users) and their public development passwords: the ones
+# deploy/local/kafka.sh and docker-compose.yml create when no other is given. `admin` is the
+# super user of tooling and tests; each service is its own principal, allowed by the ACLs of
+# shared.kafka_acls only what it needs.
+KAFKA_PRINCIPALS = ("admin", "orders", "dispatch", "tracking")
+DEV_KAFKA_PASSWORDS = frozenset(f"dev-kafka-{name}" for name in KAFKA_PRINCIPALS)
 
 # The public passwords of development's PostgreSQL roles (deploy/local, docker-compose.yml): the
 # superuser's and the one every service role gets there. A database URL carrying one of them is
@@ -58,10 +64,23 @@ class CommonSettings(BaseSettings):
     """Settings every service reads. Subclasses set `env_prefix` for their own fields."""
 
     model_config = SettingsConfigDict(extra="ignore", populate_by_name=True)
+    # A service's settings: outside development and test it must name its own Kafka user (tools
+    # and tests that read only these common settings need not).
+    is_kafka_principal: ClassVar[bool] = False
 
     # development or test allow the public development secrets; any other value refuses them.
     env: str = Field("development", validation_alias="GIAO_ENV")
     kafka_bootstrap_servers: str = Field("127.0.0.1:9092", validation_alias="GIAO_KAFKA_BOOTSTRAP_SERVERS")
+    # The principal this process is to Kafka (SASL/SCRAM over SASL_PLAINTEXT): each service has its
+    # own (orders, dispatch, tracking), allowed only its topics. Empty: no authentication, for a
+    # broker without it (the tests' shared one); refused unless GIAO_ENV is development or test.
+    kafka_username: str = Field("", validation_alias="GIAO_KAFKA_USERNAME")
+    # That principal's password; deploy/local's public development ones (dev-kafka-<user>) are
+    # refused unless GIAO_ENV is development or test.
+    kafka_password: str = Field("", validation_alias="GIAO_KAFKA_PASSWORD", repr=False)
+    # SCRAM-SHA-256 or SCRAM-SHA-512 (deploy/local and the compose file create both for each user;
+    # aiokafka refuses any other name when the service starts).
+    kafka_sasl_mechanism: str = Field("SCRAM-SHA-256", validation_alias="GIAO_KAFKA_SASL_MECHANISM")
     # Prepended to every topic name; tests use it to give each test topics of its own.
     topic_prefix: str = Field("", validation_alias="GIAO_TOPIC_PREFIX")
     # Partitions of the topics a consumer creates when they do not exist yet: one consumer
@@ -125,6 +144,13 @@ class CommonSettings(BaseSettings):
                     f"is not one of {sorted(DEV_ENVS)}"
                 )
         self._refuse_dev_database_roles()
+        # Every service is a Kafka principal: without one the broker would refuse it anyway.
+        kafka_secret = self.kafka_password and self.kafka_password not in DEV_KAFKA_PASSWORDS
+        if self.is_kafka_principal and not (self.kafka_username and kafka_secret):
+            raise ValueError(
+                "GIAO_KAFKA_USERNAME and GIAO_KAFKA_PASSWORD must be set (not a public development "
+                f"password): GIAO_ENV={self.env!r} is not one of {sorted(DEV_ENVS)}"
+            )
         return self
 
     def _refuse_dev_database_roles(self) -> None:

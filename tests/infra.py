@@ -1,7 +1,10 @@
 """Where the tests' Kafka and PostgreSQL come from, each on its own, first that applies:
 1. GIAO_TEST_KAFKA_BOOTSTRAP, GIAO_TEST_PG_DSN (an admin DSN that may create databases);
 2. testcontainers, when a Docker engine answers;
-3. the project's own local servers (deploy/local), started if they are not running.
+3. the project's own local servers (deploy/local), started if they are not running. Its broker
+   requires SASL/SCRAM: the tests are its `admin` user (GIAO_KAFKA_USERNAME/PASSWORD in the
+   environment, so that every client the tests make, the services they start included, reads
+   them), which the ACLs do not restrict (tests/foundation/test_kafka_acls.py tests them).
 
 Each server is asked for only by the tests that need it (tests/conftest.py marks them `kafka`
 or `db` for it), so a run of the database tests never waits for a broker, and `make test-fast`
@@ -107,6 +110,8 @@ def kafka_server() -> Iterator[Kafka]:
             yield Kafka(container.get_bootstrap_server())
     else:
         _start_local("kafka.sh")
+        os.environ.setdefault("GIAO_KAFKA_USERNAME", "admin")
+        os.environ.setdefault("GIAO_KAFKA_PASSWORD", os.environ.get("GIAO_KAFKA_ADMIN_PASSWORD", "dev-kafka-admin"))
         yield Kafka(f"127.0.0.1:{os.environ.get('GIAO_KAFKA_PORT', '9092')}", local=True)
 
 

@@ -13,7 +13,8 @@ import httpx
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from shared.kafka_clients import existing_partitions
+from shared.kafka_clients import connection, existing_partitions
+from shared.settings import CommonSettings
 
 T = TypeVar("T")
 
@@ -22,6 +23,12 @@ def ops_client(app: Any) -> httpx.AsyncClient:
     """A client of the app as reached on its ops port (shared.app.OpsPort): /metrics answers there only."""
     port = app.state.settings.ops_port
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url=f"http://ops.test:{port}")
+
+
+def kafka_settings(bootstrap: str) -> CommonSettings:
+    """The broker at `bootstrap` as the tests reach it: as the principal GIAO_KAFKA_USERNAME
+    names when it is set (tests.infra sets it for a broker that requires one)."""
+    return CommonSettings(kafka_bootstrap_servers=bootstrap)
 
 
 @contextlib.asynccontextmanager
@@ -57,12 +64,13 @@ async def eventually(
 
 async def read_topic(bootstrap: str, topic: str, *, at_least: int = 0, timeout: float = 20.0) -> list[Any]:
     """Every record of `topic` from the beginning (no consumer group): waits for `at_least`."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    settings = kafka_settings(bootstrap)
+    consumer = AIOKafkaConsumer(**connection(settings), enable_auto_commit=False, auto_offset_reset="earliest")
     await consumer.start()
     try:
 
         async def partitions() -> list[TopicPartition]:
-            return await existing_partitions(bootstrap, [topic])
+            return await existing_partitions(settings, [topic])
 
         tps = (
             await eventually(partitions, timeout=timeout, what=f"topic {topic} to exist")
@@ -92,7 +100,7 @@ async def read_topic(bootstrap: str, topic: str, *, at_least: int = 0, timeout: 
 async def produce(
     bootstrap: str, topic: str, values: list[tuple[bytes | None, bytes]], headers: list[tuple[str, bytes]] | None = None
 ) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True)
+    producer = AIOKafkaProducer(**connection(kafka_settings(bootstrap)), acks="all", enable_idempotence=True)
     await producer.start()
     try:
         for key, value in values:
@@ -104,7 +112,7 @@ async def produce(
 async def drop_topics(bootstrap: str, prefix: str) -> None:
     """Delete a test's topics (best effort): a broker that kept every test's topics would
     carry thousands of idle partitions after a few runs, and spend CPU on them."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000)
+    admin = AIOKafkaAdminClient(**connection(kafka_settings(bootstrap)), request_timeout_ms=5000)
     try:
         await admin.start()
         names = [t for t in await admin.list_topics() if t.startswith(prefix)]

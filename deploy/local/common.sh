@@ -8,6 +8,11 @@ RUN="$VAR/run"
 LOGS="$VAR/log"
 mkdir -p "$RUN" "$LOGS"
 
+# The password of one of Kafka's SASL/SCRAM users here (broker, admin, orders, dispatch,
+# tracking): GIAO_KAFKA_<USER>_PASSWORD, else its public development one, which the services
+# refuse unless GIAO_ENV is development or test (shared/settings.py).
+kafka_password() { local v="GIAO_KAFKA_${1^^}_PASSWORD"; echo "${!v:-dev-kafka-$1}"; }
+
 say() { printf '[giao] %s\n' "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
 

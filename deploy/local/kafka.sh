@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # The real Apache Kafka broker, single-node KRaft, from its Maven Central jars, on Java 17.
-# Usage: deploy/local/kafka.sh fetch|start|stop|status
+# Usage: deploy/local/kafka.sh fetch|start|stop|status|acls
+#
+# Every client authenticates with SASL/SCRAM as one of the users created when the storage is
+# formatted (broker, admin, orders, dispatch, tracking; passwords: common.sh's kafka_password)
+# and may do only what deploy/kafka-acls.txt allows it (applied at each start, or with `acls`).
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 KAFKA_VERSION=$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/deploy/local/kafka/pom.xml")
@@ -17,6 +21,9 @@ DATA="$VAR/kafka/data"
 CONF="$VAR/kafka/server.properties"
 PIDFILE="$RUN/kafka.pid"
 LOGDIR="$LOGS/kafka"
+ACLS="$ROOT/deploy/kafka-acls.txt"
+SCRAM_USERS=(broker admin orders dispatch tracking)
+FORMATTED_WITH_USERS="$DATA/.giao-scram-users"  # storage formatted with SCRAM_USERS
 
 fetch() {
   if [[ -f "$LIBS/.complete" ]]; then return 0; fi
@@ -30,27 +37,57 @@ fetch() {
   touch "$LIBS/.complete"
 }
 
+# sed_escaped TEXT: TEXT as the replacement of a sed s||| command.
+sed_escaped() { printf '%s' "$1" | sed -e 's/[\\|&]/\\&/g'; }
+
 configure() {
   mkdir -p "$DATA" "$LOGDIR"
-  sed -e "s|@PORT@|$KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
-      -e "s|@DATA_DIR@|$DATA|g" "$ROOT/deploy/local/kafka/server.properties.in" > "$CONF"
+  local broker_password; broker_password=$(sed_escaped "$(kafka_password broker)")
+  (umask 077; sed -e "s|@PORT@|$KAFKA_PORT|g" -e "s|@CONTROLLER_PORT@|$KAFKA_CONTROLLER_PORT|g" \
+      -e "s|@DATA_DIR@|$DATA|g" -e "s|@BROKER_PASSWORD@|$broker_password|g" \
+      "$ROOT/deploy/local/kafka/server.properties.in" > "$CONF")
   if [[ -n $KAFKA_PROXIED_PORT ]]; then
     [[ -n $KAFKA_PROXIED_ADVERTISED_PORT ]] || die "kafka: GIAO_KAFKA_PROXIED_PORT needs GIAO_KAFKA_PROXIED_ADVERTISED_PORT"
-    # The last occurrence of a key wins in a Java properties file.
-    cat >> "$CONF" <<PROXIED
-listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,PROXIED://127.0.0.1:$KAFKA_PROXIED_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://127.0.0.1:$KAFKA_PORT,PROXIED://127.0.0.1:$KAFKA_PROXIED_ADVERTISED_PORT
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT,PROXIED:PLAINTEXT
+    # The last occurrence of a key wins in a Java properties file. The proxied listener takes
+    # the same SCRAM logins as the client one.
+    (umask 077; cat >> "$CONF" <<PROXIED
+listeners=CLIENT://127.0.0.1:$KAFKA_PORT,PROXIED://127.0.0.1:$KAFKA_PROXIED_PORT,CONTROLLER://127.0.0.1:$KAFKA_CONTROLLER_PORT
+advertised.listeners=CLIENT://127.0.0.1:$KAFKA_PORT,PROXIED://127.0.0.1:$KAFKA_PROXIED_ADVERTISED_PORT
+listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,CLIENT:SASL_PLAINTEXT,PROXIED:SASL_PLAINTEXT
+listener.name.proxied.scram-sha-256.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="$(kafka_password broker)";
+listener.name.proxied.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="$(kafka_password broker)";
 PROXIED
+    )
+  fi
+  if [[ -f "$DATA/meta.properties" && ! -f "$FORMATTED_WITH_USERS" ]]; then
+    die "kafka: $DATA was formatted without the SCRAM users that every client now needs; remove it (make clean-data) and start again"
   fi
   if [[ ! -f "$DATA/meta.properties" ]]; then
-    local cluster_id
-    cluster_id=$(java -cp "$LIBS/*" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
-    say "kafka: formatting storage in $DATA (cluster $cluster_id)"
+    local cluster_id user scram=()
+    # What `StorageTool random-uuid` prints (16 random bytes, base64url), without a JVM's start.
+    until [[ -n "${cluster_id:-}" && $cluster_id != -* ]]; do
+      cluster_id=$(head -c 16 /dev/urandom | base64 | tr '+/' '-_' | tr -d '=\n')
+    done
+    for user in "${SCRAM_USERS[@]}"; do
+      scram+=(--add-scram "SCRAM-SHA-256=[name=$user,password=$(kafka_password "$user")]"
+              --add-scram "SCRAM-SHA-512=[name=$user,password=$(kafka_password "$user")]")
+    done
+    say "kafka: formatting storage in $DATA (cluster $cluster_id) with users ${SCRAM_USERS[*]}"
     java -cp "$LIBS/*" -Dlog4j2.configurationFile="$ROOT/deploy/local/kafka/log4j2.properties" \
-      -Dkafka.logs.dir="$LOGDIR" kafka.tools.StorageTool format -t "$cluster_id" -c "$CONF" \
+      -Dkafka.logs.dir="$LOGDIR" kafka.tools.StorageTool format -t "$cluster_id" -c "$CONF" "${scram[@]}" \
       > "$LOGDIR/format.log" 2>&1 || { cat "$LOGDIR/format.log" >&2; die "kafka: format failed"; }
+    echo "${SCRAM_USERS[*]}" > "$FORMATTED_WITH_USERS"
   fi
+}
+
+# The ACLs of deploy/kafka-acls.txt, as the admin user (a single-file Java program on Kafka's
+# jars: no Python client has Kafka's ACL API).
+apply_acls() {
+  command -v javac >/dev/null || die "kafka: a JDK (javac) is needed to apply the ACLs (deploy/local/tools.sh installs one)"
+  KAFKA_ADMIN_PASSWORD="$(kafka_password admin)" java -XX:TieredStopAtLevel=1 -Xshare:auto -cp "$LIBS/*" \
+    -Dlog4j2.configurationFile="$ROOT/deploy/local/kafka/log4j2.properties" -Dkafka.logs.dir="$LOGDIR" \
+    "$ROOT/deploy/local/kafka/KafkaAcls.java" "127.0.0.1:$KAFKA_PORT" "$ACLS" >&2 \
+    || die "kafka: applying $ACLS failed; logs in $LOGDIR"
 }
 
 start() {
@@ -76,6 +113,7 @@ start() {
     tail -20 "$LOGDIR/server.log" >&2 || true
     die "kafka: not ready after 90 s; logs in $LOGDIR"
   fi
+  apply_acls
   say "kafka: ready (pid $(cat "$PIDFILE")); logs in $LOGDIR"
 }
 
@@ -89,6 +127,7 @@ case "${1:-}" in
   fetch) fetch ;;
   start) start ;;
   stop) stop_pid kafka "$PIDFILE" 60 ;;
+  acls) apply_acls ;;
   status) if pid_alive "$PIDFILE"; then echo "kafka: running (pid $(cat "$PIDFILE"))"; else echo "kafka: stopped"; exit 3; fi ;;
-  *) die "usage: $0 fetch|start|stop|status" ;;
+  *) die "usage: $0 fetch|start|stop|status|acls" ;;
 esac

@@ -116,7 +116,13 @@ start_one() {
   # exec: the background subshell becomes the service, so the recorded PID is the service's own
   # and nothing of ours keeps the caller's stdout open.
   local role; read -ra role <<< "${ROLE[$s]:-}"
-  (cd "$ROOT" && exec env "${role[@]}" nohup "$PY" -m "services.${SERVICE[$s]}" >> "$LOGS/$s.log" 2>&1 < /dev/null) &
+  # Each service is its own Kafka user (deploy/kafka-acls.txt: only its topics), unless the
+  # caller names one for all (the tests: admin, with topic prefixes no ACL names). Exported, not
+  # given to `env`, so that the password does not show in a process list.
+  local service=${SERVICE[$s]}
+  (cd "$ROOT" && export GIAO_KAFKA_USERNAME="${GIAO_KAFKA_USERNAME:-$service}" \
+     GIAO_KAFKA_PASSWORD="${GIAO_KAFKA_PASSWORD:-$(kafka_password "${GIAO_KAFKA_USERNAME:-$service}")}" \
+   && exec env "${role[@]}" nohup "$PY" -m "services.$service" >> "$LOGS/$s.log" 2>&1 < /dev/null) &
   echo $! > "$pidfile"
   say "$s: starting on 127.0.0.1:${PORT[$s]}${OWN_PORT[$s]:+ and :${OWN_PORT[$s]}}, ops :${OPS_PORT[$s]} (pid $(cat "$pidfile"))"
 }

@@ -64,6 +64,7 @@ Environment variables (besides the common GIAO_* ones of shared.settings):
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import ClassVar
 
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -76,6 +77,7 @@ from . import domain
 
 class DispatchSettings(CommonSettings, LimitSettings):
     model_config = SettingsConfigDict(env_prefix="GIAO_DISPATCH_", extra="ignore", populate_by_name=True)
+    is_kafka_principal: ClassVar[bool] = True
 
     port: int = 8002
     database_url: str = "postgresql://giao:giao@127.0.0.1:5432/giao_dispatch"

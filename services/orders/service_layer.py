@@ -26,9 +26,19 @@ from services.orders.domain import Cursor, Quote, new_tracking_code, placed, pri
 from services.orders.schemas import OrderIn, QuoteIn, order_view
 from services.orders.settings import OrdersSettings
 from shared import audit
-from shared.events import ORDERS_TOPIC, OrderCancelRequested, OrderCancelRequestedData, OrderPlaced, OrderPlacedData
+from shared.events import (
+    ORDERS_TOPIC,
+    Envelope,
+    OrderCancelRequested,
+    OrderCancelRequestedData,
+    OrderPlaced,
+    OrderPlacedData,
+    OrderTrackable,
+    OrderTrackableData,
+    Point,
+)
 from shared.http import Metrics
-from shared.outbox import add_event, event_args
+from shared.outbox import add_event, event_columns
 from shared.secrets import (
     KnownSecrets,
     hash_delivery_code,
@@ -106,6 +116,7 @@ class OrdersService:
         self.tariff = settings.tariff()
         self.area = settings.area()
         self.orders_topic = settings.topic(ORDERS_TOPIC)
+        self.topic_prefix = settings.topic_prefix
         self.delivery_code_key = settings.delivery_code_key
         self.idempotency_ttl = timedelta(hours=settings.idempotency_ttl_hours)
         self.placed_total = metrics.counter("orders_placed_total", "Orders placed")
@@ -244,7 +255,7 @@ class OrdersService:
             "updated_at": now,
         }
         for _ in range(self.TRACKING_CODE_TRIES):
-            if await store.insert_order(conn, order, self._placed_event(me, order)):
+            if await store.insert_order(conn, order, self._new_order_events(me, order)):
                 return order
             if body.external_id is not None:
                 existing = await store.order_id_by_external_id(conn, me.id, body.external_id)
@@ -253,27 +264,44 @@ class OrdersService:
             order["tracking_code"] = new_tracking_code()  # ~2**-59 odds of landing here
         raise RuntimeError("could not find a free tracking code")
 
-    def _placed_event(self, me: store.Merchant, order: dict[str, Any]) -> list[Any]:
-        """order.placed; the delivery code travels only as a keyed hash dispatch can check."""
-        return event_args(
-            OrderPlaced,
-            subject=str(order["id"]),
-            source="orders",
-            topic=self.orders_topic,
-            data=OrderPlacedData(
-                order_id=order["id"],
-                merchant_id=me.id,
-                tracking_code=order["tracking_code"],
-                pickup=order["pickup"],
-                dropoff=order["dropoff"],
-                parcel=order["parcel"],
-                cod_amount_vnd=order["cod_amount_vnd"],
-                fee_vnd=order["fee_vnd"],
-                distance_m=order["distance_m"],
-                note=order["note"],
-                delivery_code=hash_delivery_code(order["delivery_code"], self.delivery_code_key),
+    def _new_order_events(self, me: store.Merchant, order: dict[str, Any]) -> list[list[Any]]:
+        """order.placed, for dispatch: the delivery code travels only as a keyed hash dispatch
+        can check. order.trackable, for tracking, on a topic of its own that holds nothing
+        personal (tracking is refused giao.orders.v1)."""
+        subject = str(order["id"])
+        events: list[tuple[type[Envelope], str, Any]] = [
+            (
+                OrderPlaced,
+                subject,
+                OrderPlacedData(
+                    order_id=order["id"],
+                    merchant_id=me.id,
+                    tracking_code=order["tracking_code"],
+                    pickup=order["pickup"],
+                    dropoff=order["dropoff"],
+                    parcel=order["parcel"],
+                    cod_amount_vnd=order["cod_amount_vnd"],
+                    fee_vnd=order["fee_vnd"],
+                    distance_m=order["distance_m"],
+                    note=order["note"],
+                    delivery_code=hash_delivery_code(order["delivery_code"], self.delivery_code_key),
+                ),
             ),
-        )
+            (
+                OrderTrackable,
+                subject,
+                OrderTrackableData(
+                    order_id=order["id"],
+                    tracking_code=order["tracking_code"],
+                    dropoff=Point(lat=order["dropoff"]["lat"], lng=order["dropoff"]["lng"]),
+                    distance_m=order["distance_m"],
+                ),
+            ),
+        ]
+        return event_columns(events, source="orders", topic=self._topic)
+
+    def _topic(self, event_cls: type[Envelope]) -> str:
+        return f"{self.topic_prefix}{event_cls.topic}"
 
     # --- reading and cancelling -------------------------------------------------------
 

@@ -4,6 +4,7 @@ shared.settings. Each field's description says what it sets."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 import orjson
 from pydantic import Field, PrivateAttr, model_validator
@@ -37,6 +38,7 @@ def load_service_area(value: str) -> ServiceArea:
 
 class OrdersSettings(CommonSettings, LimitSettings):
     model_config = SettingsConfigDict(env_prefix="GIAO_ORDERS_", extra="ignore", populate_by_name=True)
+    is_kafka_principal: ClassVar[bool] = True
 
     port: int = Field(8001, description="HTTP port")
     database_url: str = Field(

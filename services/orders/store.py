@@ -17,7 +17,7 @@ import orjson
 
 from services.orders.domain import Cursor, Progress
 from services.orders.webhooks import WebhookEvent
-from shared.outbox import EVENT_IF_CHANGED
+from shared.outbox import EVENT_COLUMN_TYPES, events_from
 
 ORDER_COLUMNS = """id, merchant_id, external_id, tracking_code, delivery_code, status, fee_vnd,
     distance_m, cod_amount_vnd, pickup, dropoff, parcel, note, courier, history,
@@ -156,20 +156,25 @@ async def prune_idempotency_keys(pool: asyncpg.Pool, older_than: datetime) -> in
 # --- orders -----------------------------------------------------------------------
 
 
-# The order and its order.placed event in one statement (shared.outbox.EVENT_IF_CHANGED:
-# $1..$6 are the event's): nothing at all is written if the insert conflicts.
+# The order and its events (order.placed, order.trackable) in one statement: $1..$6 are the
+# events' columns (shared.outbox.event_columns), written only if the order was (nothing at all
+# is written if the insert conflicts).
+_NEW_ORDER_EVENTS = ", ".join(f"${i}::{t}" for i, t in enumerate(EVENT_COLUMN_TYPES, start=1))
 _INSERT_ORDER = f"""WITH changed AS (
         INSERT INTO orders ({ORDER_COLUMNS})
         VALUES ($7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)
         ON CONFLICT DO NOTHING RETURNING true AS inserted),
-    {EVENT_IF_CHANGED}
+    new_events AS (
+        SELECT * FROM unnest({_NEW_ORDER_EVENTS}) WITH ORDINALITY AS e(t, s, lane, type, head, tail, n)
+        WHERE EXISTS (SELECT FROM changed)),
+    {events_from("new_events")}
     SELECT changed.inserted FROM changed"""
 
 
-async def insert_order(conn: asyncpg.Connection, order: dict[str, Any], event: list[Any]) -> bool:
-    """Insert a new order with its event; False (and nothing written) if its external_id
-    (or, rarely, its tracking code) is taken."""
-    inserted = await conn.fetchval(_INSERT_ORDER, *event, *(order[c.strip()] for c in ORDER_COLUMNS.split(",")))
+async def insert_order(conn: asyncpg.Connection, order: dict[str, Any], events: list[list[Any]]) -> bool:
+    """Insert a new order with its events (shared.outbox.event_columns); False (and nothing
+    written) if its external_id (or, rarely, its tracking code) is taken."""
+    inserted = await conn.fetchval(_INSERT_ORDER, *events, *(order[c.strip()] for c in ORDER_COLUMNS.split(",")))
     return bool(inserted)
 
 

@@ -16,7 +16,7 @@ from services.tracking.live import ChangeFeed, Streams
 from services.tracking.settings import TrackingSettings
 from shared import maps
 from shared.app import service_app
-from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDERS_TOPIC
+from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDER_TRACKING_TOPIC
 from shared.http import Metrics
 from shared.pages import pages_router
 from shared.ratelimit import AddressLimits
@@ -46,7 +46,7 @@ def create_app(settings: TrackingSettings | None = None) -> FastAPI:
     projection = Projection(lambda: runtime.pool, on_applied=lambda kind, n: applied.labels(kind).inc(n))
     runtime.consume(
         name=STATUS_CONSUMER,
-        topics=[ORDERS_TOPIC, DISPATCH_TOPIC],
+        topics=[ORDER_TRACKING_TOPIC, DISPATCH_TOPIC],  # never giao.orders.v1: it holds personal data
         handler=projection.on_status_events,
         max_records=settings.status_batch,
         ignore=domain.IRRELEVANT_TYPES,

@@ -3,12 +3,14 @@
 A `Parcel` is the read model of one order, keyed by order id (the subject of both the
 orders and the dispatch topic). Rules:
 
-- Order-proof. Dispatch events may be consumed before `order.placed` (another topic, another
-  partition), so a parcel can exist without its tracking code; `order.placed` merges into it
+- Order-proof. Dispatch events may be consumed before `order.trackable` (another topic, another
+  partition), so a parcel can exist without its tracking code; `order.trackable` merges into it
   later and never moves the status back. Within a topic, events apply only if their
   sequence is higher than the last applied one of that topic (duplicates and stale events
   change nothing), and a status never moves back in the lifecycle or out of a final status.
 - Private. The parcel keeps nothing personal: no names, phones, addresses or delivery code.
+  Tracking never even reads them: it learns of new orders from `order.trackable` on
+  giao.order-tracking.v1, and Kafka refuses it giao.orders.v1 (shared.kafka_acls).
   The dropoff point (lat/lng) and the pickup-to-dropoff distance are kept for the ETA only
   and never shown. Of the courier it keeps the id (internal, to match location pings),
   the public short name and the vehicle.
@@ -37,13 +39,13 @@ from shared.contract import FINAL_STATUSES, Vehicle
 from shared.events import (
     COURIER_LOCATIONS_TOPIC,
     DISPATCH_TOPIC,
-    ORDERS_TOPIC,
+    ORDER_TRACKING_TOPIC,
     STATUS_AFTER,
     CourierLocation,
     DeliveryAssigned,
     Envelope,
     OrderData,
-    OrderPlaced,
+    OrderTrackable,
 )
 from shared.geo import road_distance_m, travel_minutes
 
@@ -108,14 +110,14 @@ class Point:
 @dataclass(frozen=True)
 class Parcel:
     order_id: UUID
-    tracking_code: str | None = None  # None until order.placed is consumed
+    tracking_code: str | None = None  # None until order.trackable is consumed
     status: str | None = None  # None while only non-status events are known
     timeline: tuple[Step, ...] = ()
     courier: Courier | None = None
     dropoff: Point | None = None  # for the ETA only
     distance_m: int | None = None  # pickup to dropoff along streets, for the ETA only
     location: Location | None = None
-    orders_sequence: int = 0  # last applied sequence of giao.orders.v1 for this order
+    orders_sequence: int = 0  # last applied sequence of giao.order-tracking.v1 (orders') for this order
     dispatch_sequence: int = 0  # last applied sequence of giao.dispatch.v1 for this order
     version: int = 0  # the stored row's write count (set by the store, not by these rules)
 
@@ -142,9 +144,7 @@ IRRELEVANT_TYPES = frozenset(t for t, status in STATUS_AFTER.items() if status i
 
 def relevant(topic: str, event: Envelope) -> bool:
     """Does this event change a parcel? (Offers, cancel requests and refusals do not.)"""
-    return topic in (ORDERS_TOPIC, DISPATCH_TOPIC) and (
-        event.type == "order.placed" or STATUS_AFTER.get(event.type) is not None
-    )
+    return topic in (ORDER_TRACKING_TOPIC, DISPATCH_TOPIC) and STATUS_AFTER.get(event.type) is not None
 
 
 def order_id_of(event: Envelope) -> UUID:
@@ -156,11 +156,11 @@ def order_id_of(event: Envelope) -> UUID:
 
 def apply(parcel: Parcel, topic: str, event: Envelope) -> Parcel:
     """The parcel after one event of its order. Duplicates and stale events return it unchanged."""
-    if topic == ORDERS_TOPIC:
+    if topic == ORDER_TRACKING_TOPIC:
         if event.sequence <= parcel.orders_sequence:
             return parcel
         parcel = replace(parcel, orders_sequence=event.sequence)
-        if isinstance(event, OrderPlaced):
+        if isinstance(event, OrderTrackable):
             parcel = _placed(parcel, event)
         return parcel
     if topic == DISPATCH_TOPIC:
@@ -183,7 +183,7 @@ def apply_all(parcel: Parcel, events: Iterable[tuple[str, Envelope]]) -> Parcel:
     return parcel
 
 
-def _placed(parcel: Parcel, event: OrderPlaced) -> Parcel:
+def _placed(parcel: Parcel, event: OrderTrackable) -> Parcel:
     data = event.data
     parcel = replace(
         parcel,

@@ -1,6 +1,6 @@
 """Rebuild the read model from the topics: `python -m services.tracking rebuild`.
 
-The read model is only a projection of the events on giao.orders.v1 and giao.dispatch.v1,
+The read model is only a projection of the events on giao.order-tracking.v1 and giao.dispatch.v1,
 so it can be thrown away and made again, after a bug fix in the projection, say:
 
 1. Stop every tracking instance (the command refuses while a consumer group has members:
@@ -19,7 +19,7 @@ harmless duplicate.
 
 How far back it reaches: as far as the topics' retention, 7 days by default
 (`log.retention.hours=168` in deploy/local/kafka/server.properties.in). Orders whose
-`order.placed` is older than that come back without their tracking code and stay
+`order.trackable` is older than that come back without their tracking code and stay
 invisible (404): keep retention above the longest time a customer may still look a
 parcel up, or rebuild only within it.
 """
@@ -45,8 +45,8 @@ from services.tracking.app import LOCATION_CONSUMER, STATUS_CONSUMER
 from services.tracking.handlers import CONSUMER
 from services.tracking.settings import TrackingSettings
 from shared.db import create_pool, migrate
-from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDERS_TOPIC
-from shared.kafka_clients import existing_partitions
+from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDER_TRACKING_TOPIC
+from shared.kafka_clients import connection, existing_partitions
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,7 @@ async def rebuild(settings: TrackingSettings) -> RebuildReport:
     status_group = f"{settings.topic_prefix}{STATUS_CONSUMER}"
     location_group = f"{settings.topic_prefix}{LOCATION_CONSUMER}"
     replay = await _move_offsets(
-        settings, status_group, [settings.topic(ORDERS_TOPIC), settings.topic(DISPATCH_TOPIC)], to_end=False
+        settings, status_group, [settings.topic(ORDER_TRACKING_TOPIC), settings.topic(DISPATCH_TOPIC)], to_end=False
     )
     skip = await _move_offsets(settings, location_group, [settings.topic(COURIER_LOCATIONS_TOPIC)], to_end=True)
     # As the owner role when there is one: emptying the read model (TRUNCATE) is not the
@@ -81,12 +81,10 @@ async def rebuild(settings: TrackingSettings) -> RebuildReport:
 
 
 async def _move_offsets(settings: TrackingSettings, group: str, topics: list[str], *, to_end: bool) -> dict[str, int]:
-    consumer = AIOKafkaConsumer(
-        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=group, enable_auto_commit=False
-    )
+    consumer = AIOKafkaConsumer(**connection(settings), group_id=group, enable_auto_commit=False)
     await consumer.start()
     try:
-        tps = await existing_partitions(settings.kafka_bootstrap_servers, topics)
+        tps = await existing_partitions(settings, topics)
         if not tps:
             return {}
         consumer.assign(tps)

@@ -31,6 +31,8 @@ Environment variables (besides the common GIAO_* ones of shared.settings):
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
@@ -40,6 +42,7 @@ from shared.settings import CommonSettings, migration_database_url_field
 
 class TrackingSettings(CommonSettings, LimitSettings):
     model_config = SettingsConfigDict(env_prefix="GIAO_TRACKING_", extra="ignore", populate_by_name=True)
+    is_kafka_principal: ClassVar[bool] = True
 
     port: int = 8003
     database_url: str = "postgresql://giao:giao@127.0.0.1:5432/giao_tracking"

@@ -219,7 +219,7 @@ async def courier_points(conn: asyncpg.Connection, courier_ids: Iterable[UUID]) 
 
 async def notify_changed(conn: asyncpg.Connection, codes: Iterable[str | None]) -> None:
     """Tell every listening instance (at commit) which tracking codes changed (None, the code
-    of a parcel whose order.placed is not known yet, is no one's to watch)."""
+    of a parcel whose order.trackable is not known yet, is no one's to watch)."""
     chunks: list[str] = []
     current: list[str] = []
     size = 0

@@ -88,7 +88,16 @@ def test_docker_compose_file_is_valid():
     assert result.returncode == 0, result.stderr
 
 
-REAL_SECRETS = {"GIAO_ADMIN_TOKEN": "a-real-admin-token-4f0c", "GIAO_DELIVERY_CODE_KEY": "a-real-code-key-9d1e"}
+REAL_SECRETS = {
+    "GIAO_ADMIN_TOKEN": "a-real-admin-token-4f0c",
+    "GIAO_DELIVERY_CODE_KEY": "a-real-code-key-9d1e",
+    # Kafka's users (the broker creates them, each service is one: shared/kafka_acls.py)
+    "GIAO_KAFKA_BROKER_PASSWORD": "a-real-broker-password-1",
+    "GIAO_KAFKA_ADMIN_PASSWORD": "a-real-admin-password-2",
+    "GIAO_KAFKA_ORDERS_PASSWORD": "a-real-orders-password-3",
+    "GIAO_KAFKA_DISPATCH_PASSWORD": "a-real-dispatch-password-4",
+    "GIAO_KAFKA_TRACKING_PASSWORD": "a-real-tracking-password-5",
+}
 REAL_DATABASE_PASSWORDS = {
     f"GIAO_{service.upper()}_{name}": f"{service}-{name.lower()}-7c2a"
     for service in SETTINGS
@@ -134,6 +143,10 @@ def test_compose_runs_in_production_when_given_real_secrets(service, monkeypatch
         compose["services"]["postgres"]["environment"][f"{prefix}DB_PASSWORD"]
         == (REAL_DATABASE_PASSWORDS[prefix + "DB_PASSWORD"])
     )
+    assert (settings.kafka_username, settings.kafka_password) == (
+        service,
+        REAL_SECRETS[f"GIAO_KAFKA_{service.upper()}_PASSWORD"],
+    ), "each service is its own Kafka user"
     for field, value in [
         ("admin_token", REAL_SECRETS["GIAO_ADMIN_TOKEN"]),
         ("delivery_code_key", REAL_SECRETS["GIAO_DELIVERY_CODE_KEY"]),
@@ -145,8 +158,18 @@ def test_compose_runs_in_production_when_given_real_secrets(service, monkeypatch
 @pytest.mark.parametrize("service", sorted(SETTINGS))
 def test_compose_in_production_without_secrets_stops_only_the_services_that_need_them(service, monkeypatch):
     environment = rendered({"GIAO_ENV": "production", **REAL_DATABASE_PASSWORDS})["services"][service]["environment"]
+    if service == "tracking":  # tracking holds neither the admin token nor the code key
+        with pytest.raises(ValueError, match="GIAO_KAFKA_USERNAME and GIAO_KAFKA_PASSWORD must be set"):
+            load_settings(service, environment, monkeypatch)
+    else:
+        with pytest.raises(ValueError, match="GIAO_ADMIN_TOKEN must be set"):
+            load_settings(service, environment, monkeypatch)
+    kafka_only = {k: v for k, v in REAL_SECRETS.items() if k.startswith("GIAO_KAFKA_")}
+    environment = rendered({"GIAO_ENV": "production", **REAL_DATABASE_PASSWORDS, **kafka_only})["services"][service][
+        "environment"
+    ]
     if service == "tracking":
-        load_settings(service, environment, monkeypatch)  # tracking holds neither secret
+        load_settings(service, environment, monkeypatch)  # its database and Kafka passwords are all it needs
     else:
         with pytest.raises(ValueError, match="GIAO_ADMIN_TOKEN must be set"):
             load_settings(service, environment, monkeypatch)

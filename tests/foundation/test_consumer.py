@@ -14,10 +14,10 @@ from shared.db import create_pool, migrate
 from shared.events import ORDERS_TOPIC, OrderCancelRequested, dlq_topic, new_event
 from shared.inbox import Verdict, accept
 from shared.kafka import next_records
-from shared.kafka_clients import existing_partitions
+from shared.kafka_clients import connection, existing_partitions
 from shared.service import Runtime
 from shared.settings import CommonSettings
-from tests.support import eventually, produce, read_topic
+from tests.support import eventually, kafka_settings, produce, read_topic
 
 
 @pytest.fixture
@@ -193,7 +193,7 @@ async def test_a_missing_topic_is_created_with_the_configured_partitions(infra, 
     rt.consume(name="probe", topics=[ORDERS_TOPIC], handler=handle)
     await rt.start()
     try:
-        partitions = await existing_partitions(infra.kafka_bootstrap, [settings.topic(ORDERS_TOPIC)])
+        partitions = await existing_partitions(settings, [settings.topic(ORDERS_TOPIC)])
     finally:
         await rt.stop()
     assert len(partitions) == 3
@@ -348,7 +348,7 @@ async def _equal(value, expected) -> bool:
 
 
 async def _committed_total(infra, group_id: str, topic: str) -> int:
-    admin = AIOKafkaAdminClient(bootstrap_servers=infra.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**connection(kafka_settings(infra.kafka_bootstrap)))
     await admin.start()
     try:
         offsets = await admin.list_consumer_group_offsets(group_id)

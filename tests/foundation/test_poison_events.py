@@ -57,7 +57,7 @@ async def runtime(infra, database, topic_prefix):
 
 def _placed(**changes: Any) -> tuple[uuid.UUID, bytes]:
     """An order.placed as orders writes it, then changed as a broken or hostile producer might."""
-    _, event = Story().placed()
+    _, event = Story().order_placed()
     raw = orjson.loads(event.model_dump_json())
     for path, value in changes.items():
         *parents, last = path.split("__")

@@ -25,6 +25,7 @@ def real_database(service: str) -> dict[str, Any]:
 
 
 DATABASES = {OrdersSettings: real_database("orders"), DispatchSettings: real_database("dispatch")}
+KAFKA = {"kafka_username": "orders", "kafka_password": "a-real-kafka-password"}
 
 
 @pytest.mark.parametrize("env", ["production", "prod", "staging", "Production", "PRODUCTION", " production", ""])
@@ -34,7 +35,30 @@ def test_the_default_secrets_are_refused_outside_development_and_test(cls, env):
         cls(env=env, **DATABASES[cls])
     with pytest.raises(ValueError, match="GIAO_DELIVERY_CODE_KEY must be set"):
         cls(env=env, admin_token=REAL["admin_token"], **DATABASES[cls])
-    assert cls(env=env, **REAL, **DATABASES[cls]).admin_token == REAL["admin_token"]
+    with pytest.raises(ValueError, match="GIAO_KAFKA_USERNAME and GIAO_KAFKA_PASSWORD must be set"):
+        cls(env=env, **REAL, **DATABASES[cls])
+    assert cls(env=env, **REAL, **DATABASES[cls], **KAFKA).admin_token == REAL["admin_token"]
+
+
+@pytest.mark.parametrize("cls", [OrdersSettings, DispatchSettings, TrackingSettings])
+def test_every_service_needs_a_kafka_principal_of_its_own_outside_development(cls, monkeypatch):
+    for name in ("GIAO_KAFKA_USERNAME", "GIAO_KAFKA_PASSWORD"):  # tests.infra may have set them
+        monkeypatch.delenv(name, raising=False)
+    secrets = REAL if cls is not TrackingSettings else {}
+    database = real_database(cls.model_config["env_prefix"].split("_")[1].lower())
+    for kafka in [
+        {},
+        {"kafka_username": "tracking"},
+        {"kafka_username": "tracking", "kafka_password": "dev-kafka-tracking"},  # public
+        {"kafka_username": "tracking", "kafka_password": "dev-kafka-admin"},
+    ]:
+        with pytest.raises(ValueError, match="GIAO_KAFKA_USERNAME and GIAO_KAFKA_PASSWORD must be set"):
+            cls(env="production", **secrets, **database, **kafka)
+    settings = cls(
+        env="production", **secrets, **database, kafka_username="tracking", kafka_password="s3cret-from-the-vault"
+    )
+    assert "s3cret" not in repr(settings), "the password stays out of logs"
+    assert cls(env="development").kafka_username == "", "a broker without authentication, by default"
 
 
 @pytest.mark.parametrize("env", ["development", "test"])
@@ -48,8 +72,8 @@ def test_each_service_holds_only_the_secrets_it_uses():
     assert {"admin_token", "delivery_code_key"} <= set(DispatchSettings.model_fields)
     assert not {"admin_token", "delivery_code_key"} & set(TrackingSettings.model_fields)
     assert not {"admin_token", "delivery_code_key"} & set(CommonSettings.model_fields)
-    production = TrackingSettings(env="production", **real_database("tracking"))
-    assert production.env == "production", "tracking needs no secret but its database's"
+    production = TrackingSettings(env="production", **real_database("tracking"), **KAFKA)
+    assert production.env == "production", "tracking needs no secret but its database's and its Kafka password"
 
 
 @pytest.mark.parametrize("env", ["production", "staging", ""])
@@ -69,7 +93,7 @@ def test_outside_development_a_service_migrates_and_runs_as_two_roles_without_pu
             cls(env=env, **secrets, database_url=real["database_url"], migration_database_url=owner)
     with pytest.raises(ValueError, match="must name different roles"):
         cls(env=env, **secrets, database_url=real["database_url"], migration_database_url=real["database_url"])
-    assert cls(env=env, **secrets, **real).migration_database_url == real["migration_database_url"]
+    assert cls(env=env, **secrets, **real, **KAFKA).migration_database_url == real["migration_database_url"]
 
 
 def test_every_process_has_an_ops_port_beside_its_service_port():

@@ -87,6 +87,8 @@ def test_allowing_private_targets_is_refused_in_production():
             delivery_code_key="b" * 32,
             database_url="postgresql://giao_orders:r3al@db/giao_orders",
             migration_database_url="postgresql://giao_orders_owner:r3al@db/giao_orders",
+            kafka_username="orders",
+            kafka_password="c" * 32,
             webhook_allow_private=True,
         )
 

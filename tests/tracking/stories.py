@@ -1,4 +1,4 @@
-"""One order's events as orders and dispatch publish them, built from shared.events.
+"""One order's events as orders and dispatch publish them to tracking, built from shared.events.
 
 Each `Story` numbers its events per topic the way the producers' outboxes do (1, 2, ...
 per order id), and its courier's location pings per courier id. Everything personal that
@@ -19,6 +19,7 @@ from typing import Any
 from shared.events import (
     COURIER_LOCATIONS_TOPIC,
     DISPATCH_TOPIC,
+    ORDER_TRACKING_TOPIC,
     ORDERS_TOPIC,
     CancelConfirmed,
     CancelRefused,
@@ -34,6 +35,7 @@ from shared.events import (
     Envelope,
     OrderCancelRequested,
     OrderPlaced,
+    OrderTrackable,
     new_event,
 )
 from shared.secrets import hash_delivery_code
@@ -58,7 +60,7 @@ class Story:
         self.courier_id = uuid.uuid4()
         self.code = code or new_code()
         self.vehicle = vehicle
-        self._sequences = {ORDERS_TOPIC: 0, DISPATCH_TOPIC: 0, COURIER_LOCATIONS_TOPIC: 0}
+        self._sequences = {ORDERS_TOPIC: 0, ORDER_TRACKING_TOPIC: 0, DISPATCH_TOPIC: 0, COURIER_LOCATIONS_TOPIC: 0}
         self._minute = 0
         self.code_hash = hash_delivery_code(DELIVERY_CODE, DEV_DELIVERY_CODE_KEY)
         self.pickup = {
@@ -128,6 +130,22 @@ class Story:
         )
 
     def placed(self) -> Item:
+        """The order as tracking learns of it: order.trackable (order.placed, with the personal
+        data, is on giao.orders.v1, which tracking does not read)."""
+        return self._event(
+            OrderTrackable,
+            ORDER_TRACKING_TOPIC,
+            {
+                "order_id": self.order_id,
+                "tracking_code": self.code,
+                "dropoff": {"lat": self.dropoff["lat"], "lng": self.dropoff["lng"]},
+                "distance_m": 3900,
+            },
+            source="orders",
+        )
+
+    def order_placed(self) -> Item:
+        """order.placed as orders writes it on giao.orders.v1 (for dispatch; tracking does not read it)."""
         return self._event(
             OrderPlaced,
             ORDERS_TOPIC,
@@ -148,6 +166,7 @@ class Story:
         )
 
     def cancel_requested(self) -> Item:
+        """On giao.orders.v1, which tracking does not read."""
         return self._event(
             OrderCancelRequested, ORDERS_TOPIC, {"order_id": self.order_id, "reason": "Khách đổi ý"}, source="orders"
         )
@@ -231,7 +250,6 @@ def cancelled_story(s: Story) -> list[tuple[str, Item]]:
     return [
         ("placed", s.placed()),
         ("assigned", s.assigned()),
-        ("assigned", s.cancel_requested()),
         ("cancelled", s.cancel_confirmed()),
     ]
 
@@ -245,7 +263,6 @@ def refused_cancel_story(s: Story) -> list[tuple[str, Item]]:
         ("placed", s.placed()),
         ("assigned", s.assigned()),
         ("picked_up", s.picked_up()),
-        ("picked_up", s.cancel_requested()),
         ("picked_up", s.cancel_refused()),
         ("delivered", s.delivered()),
     ]

@@ -23,6 +23,7 @@ from fastapi import FastAPI
 from services.tracking.app import create_app
 from services.tracking.settings import TrackingSettings
 from shared.events import TOPICS
+from shared.kafka_clients import connection
 from tests import support
 from tests.support import produce
 from tests.tracking.stories import Item
@@ -34,7 +35,7 @@ async def create_topics(settings: TrackingSettings) -> None:
     One partition each: events of different orders keep the order they were sent in, so a
     test can send a marker after a replay and know that the replay was consumed first.
     """
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+    admin = AIOKafkaAdminClient(**connection(settings))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(settings.topic(t), 1, 1) for t in TOPICS])

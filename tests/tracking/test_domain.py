@@ -12,7 +12,7 @@ import pytest
 from services.tracking import domain
 from services.tracking.domain import Parcel, apply_all, public_view
 from shared.contract import ORDER_STATUSES
-from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDERS_TOPIC
+from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDER_TRACKING_TOPIC
 from shared.geo import road_distance_m, travel_minutes
 from tests.tracking.stories import DROPOFF, LIFECYCLES, Story
 
@@ -46,7 +46,7 @@ def test_the_types_committed_unread_are_those_that_change_no_parcel():
     offered, assigned = s.offered(), s.assigned()
     assert domain.IRRELEVANT_TYPES >= {"delivery.offered", "order.cancel_requested", "delivery.cancel_refused"}
     assert not domain.relevant(*offered) and domain.relevant(*assigned)
-    assert {"order.placed", "delivery.assigned", "delivery.delivered"}.isdisjoint(domain.IRRELEVANT_TYPES)
+    assert {"order.trackable", "delivery.assigned", "delivery.delivered"}.isdisjoint(domain.IRRELEVANT_TYPES)
 
 
 def test_timeline_texts_are_vietnamese_and_cover_every_status():
@@ -152,7 +152,7 @@ def test_any_interleaving_with_duplicates_gives_the_same_parcel(name):
     s = Story()
     items = [item for _, item in LIFECYCLES[name](s) if item[0] != COURIER_LOCATIONS_TOPIC]
     expected = project(s, items)
-    orders = [it for it in items if it[0] == ORDERS_TOPIC]
+    orders = [it for it in items if it[0] == ORDER_TRACKING_TOPIC]
     dispatch = [it for it in items if it[0] == DISPATCH_TOPIC]
     for _ in range(200):
         assert project(s, _random_interleaving(rng, orders, dispatch)) == expected

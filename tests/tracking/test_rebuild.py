@@ -93,7 +93,10 @@ async def test_rebuild_empties_the_read_model(settings):
     async with running(settings) as app:
         await answer(app, s.code, lambda b: True)
     report = await rebuild(settings)
-    assert report.replay_from_start == {settings.topic("giao.orders.v1"): 1, settings.topic("giao.dispatch.v1"): 1}
+    assert report.replay_from_start == {
+        settings.topic("giao.order-tracking.v1"): 1,
+        settings.topic("giao.dispatch.v1"): 1,
+    }
     conn = await asyncpg.connect(settings.database_url)
     try:
         assert await conn.fetchval("SELECT count(*) FROM parcels") == 0

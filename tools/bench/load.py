@@ -17,6 +17,8 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from shared.kafka_clients import connection
+from shared.settings import CommonSettings
 from tools.client import ApiError, Giao
 
 # The bench works in a corner of its own (Cẩm Phả, east of Hạ Long), away from demo couriers.
@@ -263,7 +265,8 @@ class Bench:
         consumer = AIOKafkaConsumer(
             "giao.orders.v1",
             "giao.dispatch.v1",
-            bootstrap_servers=self.args.kafka,
+            # as GIAO_KAFKA_USERNAME: the Makefile gives the admin principal of deploy/local's broker
+            **connection(CommonSettings(kafka_bootstrap_servers=self.args.kafka)),
             auto_offset_reset="latest",
             enable_auto_commit=False,
             group_id=f"bench-{uuid.uuid4().hex[:6]}",

@@ -16,6 +16,9 @@ from pathlib import Path
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from shared.kafka_clients import connection
+from shared.settings import CommonSettings
+
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -131,11 +134,13 @@ async def kafka_baseline(bootstrap: str, messages: int, size: int = 700) -> floa
     """Messages per second to produce (acks=all, idempotent) and consume the same count."""
     topic = f"bench.baseline.{uuid.uuid4().hex[:8]}"
     payload = b"x" * size
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", enable_idempotence=True, linger_ms=2)
+    # As GIAO_KAFKA_USERNAME (the Makefile gives the admin principal of deploy/local's broker).
+    kafka = connection(CommonSettings(kafka_bootstrap_servers=bootstrap))
+    producer = AIOKafkaProducer(**kafka, acks="all", enable_idempotence=True, linger_ms=2)
     await producer.start()
     consumer = AIOKafkaConsumer(
         topic,
-        bootstrap_servers=bootstrap,
+        **kafka,
         auto_offset_reset="earliest",
         group_id=f"baseline-{uuid.uuid4().hex[:6]}",
         session_timeout_ms=6000,
