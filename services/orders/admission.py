@@ -13,9 +13,10 @@ rate this instance admits:
 
 - no limit while fewer than `admission_min_late` orders are late: an order costs two counter
   increments;
-- once that many are late, the limit becomes half the rate admitted just before, and halves
+- once that many are late, the limit becomes half the rate at which orders left the waiting
+  state lately (what dispatch clears; or half the rate admitted, if that is lower), and is cut so
   again at most once per `min(bound, 5 s)` while they stay late (a queue needs about a bound to
-  show a change of rate);
+  show a change of rate): the queue drains while intake stays open at a fair share;
 - with no late order, the limit grows by 10% (and 0.1 order/s) per refresh, and is lifted when
   it is well above what merchants ask for.
 
@@ -78,6 +79,7 @@ class AdmissionRule:
     DECREASE = 0.5  # the limit's factor when orders are late
     INCREASE = 0.1  # the limit's growth per refresh without late orders (and INCREASE orders/s)
     RELEASE = 1.5  # the limit is lifted once it is this many times what merchants ask for
+    SMOOTHING = 0.3  # weight of the latest departure rate in the smoothed one
     ACTIVE_S = 5.0  # a merchant that asked this recently has a share of the limit
     MAX_RETRY_AFTER_S = 60
 
@@ -89,21 +91,34 @@ class AdmissionRule:
         self.asked = 0  # orders asked for and admitted since the last observe
         self.admitted = 0
         self.observed_at: float | None = None
+        self.waiting: int | None = None  # at the last observe
+        # Orders per second leaving the waiting state (assigned, expired or cancelled), smoothed:
+        # the waiting count's fall plus what this instance admitted meanwhile (with several
+        # instances, what the others admitted is missed: an underestimate, the safe side).
+        self.departure_rate: float | None = None
         self.cut_at = -math.inf
         self.buckets: dict[Any, _Bucket] = {}
 
     def observe(self, now: float, backlog: Backlog) -> None:
         since, self.observed_at = self.observed_at, now
         asked, admitted, self.asked, self.admitted = self.asked, self.admitted, 0, 0
+        waiting, self.waiting = self.waiting, backlog.waiting
         if since is None or now <= since:
             return
         admitted_rate, asked_rate = admitted / (now - since), asked / (now - since)
+        if waiting is not None:
+            departures = max(0, waiting + admitted - backlog.waiting) / (now - since)
+            self.departure_rate = (
+                departures
+                if self.departure_rate is None
+                else (1 - self.SMOOTHING) * self.departure_rate + self.SMOOTHING * departures
+            )
         if backlog.late >= self.min_late:
-            if self.limit is None:
-                self.limit = max(self.min_rate, admitted_rate * self.DECREASE)
-                self.cut_at = now
-            elif now - self.cut_at >= self.cut_every_s:
-                self.limit = max(self.min_rate, self.limit * self.DECREASE)
+            if self.limit is None or now - self.cut_at >= self.cut_every_s:
+                base = admitted_rate if self.limit is None else self.limit
+                if self.departure_rate is not None:
+                    base = min(base, self.departure_rate)
+                self.limit = max(self.min_rate, base * self.DECREASE)
                 self.cut_at = now
         elif self.limit is not None and backlog.late == 0:
             self.limit = self.limit * (1 + self.INCREASE) + self.INCREASE

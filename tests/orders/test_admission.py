@@ -12,7 +12,6 @@ from services.orders.settings import OrdersSettings
 from tests.orders.support import new_merchant, order_body
 
 CALM = Backlog()
-LATE = Backlog(waiting=40, late=10, oldest_s=3.0)
 
 
 def rule() -> AdmissionRule:
@@ -34,6 +33,16 @@ def offer(r: AdmissionRule, start: float, seconds: float, rates: dict[str, float
     return admitted
 
 
+def limited(r: AdmissionRule, rates: dict[str, float], *, cleared: float) -> float:
+    """Merchants ask at these rates for a second while dispatch clears `cleared` orders/s and
+    orders are late: the limit the rule sets then (at t = 1)."""
+    r.observe(0.0, Backlog(waiting=10))
+    admitted = sum(offer(r, 0.0, 1.0, rates).values())
+    r.observe(1.0, Backlog(waiting=10 + admitted - round(cleared), late=6))
+    assert r.limit is not None
+    return r.limit
+
+
 def test_no_limit_while_few_orders_are_late():
     r = rule()
     r.observe(0.0, CALM)
@@ -42,50 +51,45 @@ def test_no_limit_while_few_orders_are_late():
     assert r.limit is None and offer(r, 1.0, 1.0, {"a": 100}) == {"a": 100}
 
 
-def test_late_orders_halve_what_was_admitted_then_halve_again_at_most_once_per_bound():
+def test_late_orders_halve_what_dispatch_clears_and_again_at_most_once_per_bound():
     r = rule()
-    r.observe(0.0, CALM)
-    offer(r, 0.0, 1.0, {"a": 40})
-    r.observe(1.0, LATE)
-    assert r.limit == pytest.approx(20)
-    r.observe(1.5, LATE)  # half a bound later: the queue cannot show the cut yet
-    assert r.limit == pytest.approx(20)
-    r.observe(2.0, LATE)
-    assert r.limit == pytest.approx(10)
+    assert limited(r, {"a": 40}, cleared=10) == pytest.approx(5)  # half of the 10/s dispatch clears
+    r.observe(1.5, Backlog(waiting=40, late=6))  # half a bound later: the queue cannot show the cut yet
+    assert r.limit == pytest.approx(5)
+    r.observe(2.0, Backlog(waiting=35, late=6))
+    assert r.limit == pytest.approx(2.5)
     for t in range(3, 20):
-        r.observe(float(t), LATE)
+        r.observe(float(t), Backlog(waiting=35, late=6))
     assert r.limit == 1.0  # never below min_rate
+
+
+def test_when_dispatch_clears_more_than_was_asked_the_cut_is_from_what_was_admitted():
+    assert limited(rule(), {"a": 8}, cleared=12) == pytest.approx(4, abs=0.5)
 
 
 def test_the_limit_holds_with_a_few_late_orders_grows_without_and_is_lifted_above_the_demand():
     r = rule()
-    r.observe(0.0, CALM)
-    offer(r, 0.0, 1.0, {"a": 40})
-    r.observe(1.0, LATE)
-    assert r.limit == pytest.approx(20)
+    assert limited(r, {"a": 40}, cleared=20) == pytest.approx(10)
     offer(r, 1.0, 1.0, {"a": 40})
     r.observe(2.0, Backlog(waiting=20, late=2, oldest_s=1.2))
-    assert r.limit == pytest.approx(20)
+    assert r.limit == pytest.approx(10)
     offer(r, 2.0, 1.0, {"a": 40})
-    r.observe(3.0, CALM)
-    assert r.limit == pytest.approx(20 * 1.1 + 0.1)
+    r.observe(3.0, Backlog(waiting=5))
+    assert r.limit == pytest.approx(10 * 1.1 + 0.1)
     t = 3.0
     while r.limit is not None:  # demand stays 40/s: lifted once the limit reaches 1.5 x 40
         offer(r, t, 0.5, {"a": 40})
         t += 0.5
-        r.observe(t, CALM)
-        assert t < 20
+        r.observe(t, Backlog(waiting=5))
+        assert t < 30
     assert offer(r, t, 1.0, {"a": 40}) == {"a": 40}
 
 
 def test_under_a_limit_each_active_merchant_gets_an_equal_share():
     r = rule()
-    r.observe(0.0, CALM)
-    offer(r, 0.0, 1.0, {"big": 36, "small": 4})
-    r.observe(1.0, LATE)
-    assert r.limit == pytest.approx(20)
-    got = offer(r, 1.0, 0.5, {"big": 36, "small": 4})  # hold the limit (the cut waits a bound)
-    r.observe(1.5, Backlog(waiting=20, late=2))
+    assert limited(r, {"big": 36, "small": 4}, cleared=40) == pytest.approx(20)
+    offer(r, 1.0, 0.5, {"big": 36, "small": 4})
+    r.observe(1.5, Backlog(waiting=20, late=2))  # a few late: the limit holds
     got = offer(r, 1.5, 10.0, {"big": 36, "small": 4})
     # An equal share is 10/s each: the small shop gets all it asks for, the big one about its share.
     assert got["small"] >= 39
@@ -94,14 +98,11 @@ def test_under_a_limit_each_active_merchant_gets_an_equal_share():
 
 def test_a_refused_order_is_told_when_to_come_back():
     r = rule()
-    r.observe(0.0, CALM)
-    offer(r, 0.0, 1.0, {"a": 4})
-    r.observe(1.0, LATE)
-    assert r.limit == pytest.approx(2)
+    assert limited(r, {"a": 4}, cleared=4) == pytest.approx(2)
     assert r.admit("a", 1.0) is None  # the bucket starts with one order
     assert r.admit("a", 1.0) == 1  # the next token comes in half a second: at least one second
     for t in range(2, 12):
-        r.observe(float(t), LATE)
+        r.observe(float(t), Backlog(waiting=20, late=6))
     assert r.limit == 1.0
     r.admit("b", 12.0)  # two merchants now share 1 order/s: one every two seconds each
     r.admit("a", 12.0)
@@ -110,15 +111,13 @@ def test_a_refused_order_is_told_when_to_come_back():
 
 def test_merchants_that_stopped_asking_give_back_their_share():
     r = rule()
-    r.observe(0.0, CALM)
-    offer(r, 0.0, 1.0, {"a": 20})
-    r.observe(1.0, LATE)
+    limited(r, {"a": 20}, cleared=20)
     for merchant in ("b", "c", "d"):
         r.admit(merchant, 1.0)
-    assert len(r.buckets) == 3
-    r.observe(1.5, Backlog(late=1))
+    assert set(r.buckets) == {"b", "c", "d"}
+    r.observe(1.5, Backlog(waiting=10, late=1))
     offer(r, 1.5, 6.0, {"a": 20})
-    r.observe(7.5, Backlog(late=1))
+    r.observe(7.5, Backlog(waiting=10, late=1))
     assert set(r.buckets) == {"a"}
 
 
