@@ -17,7 +17,7 @@ rate this instance admits:
   state lately (what dispatch clears; or half the rate admitted, if that is lower), and is cut so
   again at most once per `min(bound, 5 s)` while they stay late (a queue needs about a bound to
   show a change of rate): the queue drains while intake stays open at a fair share;
-- with no late order, the limit grows by 10% (and 0.1 order/s) per refresh, and is lifted when
+- with no late order, the limit grows by 10% (and 0.1 order/s) per second, and is lifted when
   it is well above what merchants ask for.
 
 While a limit holds, every merchant that asked in the last few seconds gets an equal share of
@@ -77,9 +77,9 @@ class AdmissionRule:
     is asked once per order. Times are seconds of one monotonic clock, passed in."""
 
     DECREASE = 0.5  # the limit's factor when orders are late
-    INCREASE = 0.1  # the limit's growth per refresh without late orders (and INCREASE orders/s)
+    INCREASE = 0.1  # the limit's growth per second without late orders (and INCREASE orders/s per second)
     RELEASE = 1.5  # the limit is lifted once it is this many times what merchants ask for
-    SMOOTHING = 0.3  # weight of the latest departure rate in the smoothed one
+    RATE_S = 2.0  # the admitted and departure rates are smoothed over about this
     ACTIVE_S = 5.0  # a merchant that asked this recently has a share of the limit
     MAX_RETRY_AFTER_S = 60
 
@@ -96,6 +96,8 @@ class AdmissionRule:
         # the waiting count's fall plus what this instance admitted meanwhile (with several
         # instances, what the others admitted is missed: an underestimate, the safe side).
         self.departure_rate: float | None = None
+        self.admitted_rate: float | None = None
+        self.asked_rate: float | None = None
         self.cut_at = -math.inf
         self.buckets: dict[Any, _Bucket] = {}
 
@@ -105,24 +107,25 @@ class AdmissionRule:
         waiting, self.waiting = self.waiting, backlog.waiting
         if since is None or now <= since:
             return
-        admitted_rate, asked_rate = admitted / (now - since), asked / (now - since)
+        dt = now - since
+        # Rates over a few seconds, not one refresh: requests and assignments come in bursts.
+        self.admitted_rate = _smooth(self.admitted_rate, admitted / dt, dt, self.RATE_S)
+        self.asked_rate = _smooth(self.asked_rate, asked / dt, dt, self.ACTIVE_S)
         if waiting is not None:
-            departures = max(0, waiting + admitted - backlog.waiting) / (now - since)
-            self.departure_rate = (
-                departures
-                if self.departure_rate is None
-                else (1 - self.SMOOTHING) * self.departure_rate + self.SMOOTHING * departures
-            )
+            departures = max(0, waiting + admitted - backlog.waiting) / dt
+            self.departure_rate = _smooth(self.departure_rate, departures, dt, self.RATE_S)
         if backlog.late >= self.min_late:
             if self.limit is None or now - self.cut_at >= self.cut_every_s:
-                base = admitted_rate if self.limit is None else self.limit
+                base = (self.admitted_rate or 0.0) if self.limit is None else self.limit
                 if self.departure_rate is not None:
                     base = min(base, self.departure_rate)
                 self.limit = max(self.min_rate, base * self.DECREASE)
                 self.cut_at = now
         elif self.limit is not None and backlog.late == 0:
-            self.limit = self.limit * (1 + self.INCREASE) + self.INCREASE
-            if self.limit >= self.RELEASE * asked_rate:
+            # Per second, not per refresh: the backlog shows a change only after about a bound.
+            grow = self.INCREASE * (now - since)
+            self.limit = self.limit * (1 + grow) + grow
+            if self.limit >= self.RELEASE * (self.asked_rate or 0.0):
                 self.limit = None
                 self.buckets.clear()
         for key in [k for k, b in self.buckets.items() if now - b.seen > self.ACTIVE_S]:
@@ -146,6 +149,13 @@ class AdmissionRule:
             self.admitted += 1
             return None
         return min(self.MAX_RETRY_AFTER_S, max(1, math.ceil((1.0 - bucket.tokens) / share)))
+
+
+def _smooth(previous: float | None, latest: float, dt: float, over_s: float) -> float:
+    """An exponential moving average over about `over_s` seconds (the first value as it is)."""
+    if previous is None:
+        return latest
+    return previous + (latest - previous) * min(1.0, dt / over_s)
 
 
 class AdmissionControl:

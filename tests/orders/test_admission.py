@@ -75,14 +75,25 @@ def test_the_limit_holds_with_a_few_late_orders_grows_without_and_is_lifted_abov
     assert r.limit == pytest.approx(10)
     offer(r, 2.0, 1.0, {"a": 40})
     r.observe(3.0, Backlog(waiting=5))
-    assert r.limit == pytest.approx(10 * 1.1 + 0.1)
-    t = 3.0
+    assert r.limit == pytest.approx(10 * 1.1 + 0.1)  # 10% and 0.1/s per second
+    offer(r, 3.0, 0.5, {"a": 40})
+    r.observe(3.5, Backlog(waiting=5))
+    assert r.limit == pytest.approx(11.1 * 1.05 + 0.05)
+    t = 3.5
     while r.limit is not None:  # demand stays 40/s: lifted once the limit reaches 1.5 x 40
         offer(r, t, 0.5, {"a": 40})
         t += 0.5
         r.observe(t, Backlog(waiting=5))
-        assert t < 30
+        assert t < 60
     assert offer(r, t, 1.0, {"a": 40}) == {"a": 40}
+
+
+def test_a_quiet_moment_does_not_lift_the_limit():
+    # Requests come in bursts: a refresh with none asked in it is not a fall in demand.
+    r = rule()
+    assert limited(r, {"a": 40}, cleared=20) == pytest.approx(10)
+    r.observe(1.25, Backlog(waiting=5))
+    assert r.limit is not None
 
 
 def test_under_a_limit_each_active_merchant_gets_an_equal_share():
