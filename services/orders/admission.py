@@ -18,7 +18,7 @@ rate this instance admits:
   again at most once per `min(bound, 5 s)` while they stay late (a queue needs about a bound to
   show a change of rate): the queue drains while intake stays open at a fair share;
 - with no late order, the limit grows by 10% (and 0.1 order/s) per second, and is lifted when
-  it is well above what merchants ask for.
+  it is above what merchants ask for (by a fifth).
 
 While a limit holds, every merchant that asked in the last few seconds gets an equal share of
 it through a token bucket of its own, so one shop cannot take all the capacity; a share a quiet
@@ -78,8 +78,8 @@ class AdmissionRule:
 
     DECREASE = 0.5  # the limit's factor when orders are late
     INCREASE = 0.1  # the limit's growth per second without late orders (and INCREASE orders/s per second)
-    RELEASE = 1.5  # the limit is lifted once it is this many times what merchants ask for
-    RATE_S = 2.0  # the admitted and departure rates are smoothed over about this
+    RELEASE = 1.2  # the limit is lifted once it is this many times what merchants ask for
+    RATE_S = 2.0  # the asked, admitted and departure rates are smoothed over about this
     ACTIVE_S = 5.0  # a merchant that asked this recently has a share of the limit
     MAX_RETRY_AFTER_S = 60
 
@@ -110,7 +110,7 @@ class AdmissionRule:
         dt = now - since
         # Rates over a few seconds, not one refresh: requests and assignments come in bursts.
         self.admitted_rate = _smooth(self.admitted_rate, admitted / dt, dt, self.RATE_S)
-        self.asked_rate = _smooth(self.asked_rate, asked / dt, dt, self.ACTIVE_S)
+        self.asked_rate = _smooth(self.asked_rate, asked / dt, dt, self.RATE_S)
         if waiting is not None:
             departures = max(0, waiting + admitted - backlog.waiting) / dt
             self.departure_rate = _smooth(self.departure_rate, departures, dt, self.RATE_S)

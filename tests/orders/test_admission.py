@@ -80,7 +80,7 @@ def test_the_limit_holds_with_a_few_late_orders_grows_without_and_is_lifted_abov
     r.observe(3.5, Backlog(waiting=5))
     assert r.limit == pytest.approx(11.1 * 1.05 + 0.05)
     t = 3.5
-    while r.limit is not None:  # demand stays 40/s: lifted once the limit reaches 1.5 x 40
+    while r.limit is not None:  # demand stays 40/s: lifted once the limit reaches 1.2 x 40
         offer(r, t, 0.5, {"a": 40})
         t += 0.5
         r.observe(t, Backlog(waiting=5))
