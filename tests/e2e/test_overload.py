@@ -17,6 +17,7 @@ seconds (and the orders placed after the overload wait a minute).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections.abc import Iterator
@@ -222,7 +223,8 @@ async def test_twice_the_knee_for_a_minute(system):
             async def offered_yet() -> bool:  # the events of the last orders on their way
                 return all(o in load.offered_at and o in load.placed_at for o in load.accepted)
 
-            await eventually(offered_yet, timeout=10, what="every accepted order offered")
+            with contextlib.suppress(AssertionError):  # judged below: one never offered is infinitely late
+                await eventually(offered_yet, timeout=10, what="every accepted order offered")
         except BaseException:
             stop.set()
             watcher.cancel()
