@@ -15,6 +15,7 @@ from fastapi import Depends, Header, Query, Request
 from fastapi.responses import Response
 
 from services.orders import deps
+from services.orders.admission import Overloaded
 from services.orders.deps import CurrentMerchant
 from services.orders.domain import BadCursor, CancelNotAllowed, Cursor, OutsideServiceArea
 from services.orders.schemas import (
@@ -125,14 +126,18 @@ async def quote(request: Request, body: QuoteIn, _: CurrentMerchant) -> Response
     tags=["orders"],
     summary="Place an order",
     description="Under an `Idempotency-Key`, a retry with the same body gets the first 201 again "
-    "(header `Idempotent-Replayed: true`) and creates nothing; another body is 409.",
-    responses=problem_responses(400, 401, 409, 413, 415, 422, 429),
+    "(header `Idempotent-Replayed: true`) and creates nothing; another body is 409. While dispatch is "
+    "behind, 503 with `Retry-After` (seconds): nothing was created, the same request may be sent again then.",
+    responses=problem_responses(400, 401, 409, 413, 415, 422, 429, 503),
 )
 async def create_order(
     request: Request, body: OrderIn, me: CurrentMerchant, idempotency_key: IdempotencyKey = None
 ) -> Response:
     try:
+        deps.admission(request).check(me.id)
         placed = await deps.orders(request).place_order(me, body, idempotency_key)
+    except Overloaded as exc:
+        raise Problem(503, str(exc), title="Overloaded", headers={"Retry-After": str(exc.retry_after_s)}) from None
     except IdempotencyConflict as exc:
         raise Problem(409, str(exc), title="Idempotency conflict") from None
     except DuplicateExternalId as exc:

@@ -1,5 +1,6 @@
 """The orders service put together: settings, runtime (pool, outbox relay, the consumer of
-dispatch's events, the idempotency-key pruning loop, the webhook delivery worker), the use cases and the HTTP app."""
+dispatch's events, the idempotency-key pruning loop, the admission backlog loop, the webhook
+delivery worker), the use cases and the HTTP app."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from pathlib import Path
 from fastapi import FastAPI
 
 from services.orders import deps, webhook_api
+from services.orders.admission import AdmissionControl
 from services.orders.api import CONSOLE_PATH, router
 from services.orders.domain import IGNORED_EVENTS
 from services.orders.handlers import CONSUMER, dispatch_events_handler
@@ -42,6 +44,8 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
     )
     orders = OrdersService(runtime, settings, metrics)
     runtime.loop("prune-idempotency-keys", orders.prune_idempotency_keys)
+    admission = AdmissionControl(runtime, settings, metrics)
+    runtime.loop("admission-backlog", admission.watch)
     webhooks = WebhookService(runtime, settings, metrics)
     runtime.loop("deliver-webhooks", webhooks.deliver_forever)
     runtime.loop("prune-webhook-deliveries", webhooks.prune_delivery_log)
@@ -77,6 +81,7 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
             pages_router(maps.WEB_PATH, maps.WEB),
         ],
         orders=orders,
+        admission=admission,
         webhooks=webhooks,
         merchant_keys=merchant_keys,
     )

@@ -16,6 +16,7 @@ from fastapi import Depends, Request
 from fastapi.openapi.models import HTTPBearer as HTTPBearerModel
 from fastapi.security.base import SecurityBase
 
+from services.orders.admission import AdmissionControl
 from services.orders.service_layer import OrdersService
 from services.orders.settings import OrdersSettings
 from services.orders.store import Merchant
@@ -26,6 +27,10 @@ from shared.ratelimit import BearerLimits
 
 def orders(request: Request) -> OrdersService:
     return request.app.state.orders
+
+
+def admission(request: Request) -> AdmissionControl:
+    return request.app.state.admission
 
 
 def webhooks(request: Request) -> WebhookService:

@@ -93,6 +93,28 @@ class OrdersSettings(CommonSettings, LimitSettings):
         30, gt=0, description="How long delivered and failed webhook deliveries stay in the delivery log"
     )
     webhook_timeout_s: float = Field(10.0, gt=0, description="Timeout of one webhook delivery")
+    admission_enabled: bool = Field(
+        True, description="Refuse new orders (503 with Retry-After) while dispatch is behind (admission.py)"
+    )
+    admission_bound_s: float = Field(
+        30.0,
+        gt=0,
+        description="An order still waiting for a courier (placed, not assigned) this long is late. It includes "
+        "the courier's time to accept an offer: keep it above that",
+    )
+    admission_min_late: int = Field(
+        50, ge=1, description="Late orders at which intake starts limiting the orders it admits"
+    )
+    admission_horizon_s: float = Field(
+        300.0,
+        gt=0,
+        description="Only orders placed within this are counted (an order no courier near can take would "
+        "otherwise count as late until it expires); keep it above the bound",
+    )
+    admission_refresh_s: float = Field(0.5, gt=0, description="How often the backlog of waiting orders is read")
+    admission_min_rate: float = Field(
+        1.0, gt=0, description="Orders per second an instance admits at least, however late dispatch is"
+    )
     tracking_public_url: str = Field(
         "http://127.0.0.1:8003",
         pattern=r"^https?://[^/?#\s]+(/[^?#\s]*)?$",
@@ -123,6 +145,13 @@ class OrdersSettings(CommonSettings, LimitSettings):
         # Fails closed like the secrets: private targets only where GIAO_ENV is development or test.
         if self.env not in DEV_ENVS and self.webhook_allow_private:
             raise ValueError(f"GIAO_ORDERS_WEBHOOK_ALLOW_PRIVATE is refused when GIAO_ENV is {self.env!r}")
+        return self
+
+    @model_validator(mode="after")
+    def _horizon_covers_the_bound(self) -> OrdersSettings:
+        # An order older than the horizon is not counted: with a shorter horizon none could be late.
+        if self.admission_horizon_s <= self.admission_bound_s:
+            raise ValueError("GIAO_ORDERS_ADMISSION_HORIZON_S must be longer than GIAO_ORDERS_ADMISSION_BOUND_S")
         return self
 
     def area(self) -> ServiceArea:

@@ -226,6 +226,17 @@ def progress_of(row: asyncpg.Record) -> Progress:
     )
 
 
+async def waiting_orders(pool: asyncpg.Pool, *, late_before: datetime, since: datetime) -> asyncpg.Record:
+    """The orders placed after `since` still waiting for a courier: how many, how many of them
+    were placed before `late_before`, and the oldest one's creation time (index orders_waiting)."""
+    return await pool.fetchrow(
+        """SELECT count(*) AS waiting, count(*) FILTER (WHERE created_at < $1) AS late, min(created_at) AS oldest
+           FROM orders WHERE status = 'placed' AND created_at > $2""",
+        late_before,
+        since,
+    )
+
+
 async def save_cancel_request(
     conn: asyncpg.Connection, order_id: UUID, progress: Progress, reason: str | None
 ) -> asyncpg.Record:

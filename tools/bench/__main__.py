@@ -7,6 +7,11 @@ process, and, in the same run, raw baselines: Kafka produce+consume with aiokafk
 PostgreSQL single-row commits per second. Results: var/bench/latest.json and latest.md.
 
     python -m tools.bench --rate 152 --duration 60 --couriers 120
+
+Knee mode (tools/bench/knee.py): the rate steps up until the target is missed, and the
+highest rate that met it is the measured capacity:
+
+    python -m tools.bench --knee --knee-start 100 --knee-step 25 --knee-step-s 30
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from pathlib import Path
 
 from services.orders.webhooks import EVENT_TYPES
 from shared.service import settle_garbage_collector
+from tools.bench import knee
 from tools.bench.http import LeanGiao
 from tools.bench.load import ORIGIN, Bench
 from tools.bench.measure import ProcessWatch, kafka_baseline, machine_probe, postgres_baseline
@@ -58,6 +64,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--webhooks",
         action="store_true",
         help="every merchant registers a webhook endpoint (a receiver in this process verifies each delivery)",
+    )
+    knee_mode = p.add_argument_group("knee mode")
+    knee_mode.add_argument("--knee", action="store_true", help="step the rate up and report the knee")
+    knee_mode.add_argument("--knee-start", type=float, default=100, help="the first step's orders/s")
+    knee_mode.add_argument("--knee-step", type=float, default=25, help="orders/s added at each step")
+    knee_mode.add_argument("--knee-step-s", type=float, default=30, help="seconds of each step")
+    knee_mode.add_argument("--knee-max", type=float, default=500, help="no step above this rate")
+    knee_mode.add_argument(
+        "--knee-past", type=int, default=0, help="steps run after the first one that missed the target"
     )
     return p.parse_args(argv)
 
@@ -99,12 +114,16 @@ async def main(args: argparse.Namespace) -> int:
         watchers: set = set()
         events = asyncio.create_task(bench.watch_events())
         await asyncio.sleep(1.0)  # the event watcher joins its group before the first order
-        print(f"load: {args.rate:g} orders/s for {args.duration:g}s ...", flush=True)
         async with ProcessWatch(read_pids()) as watch:
             t0, wall0 = time.monotonic(), time.time()
             couriers = [asyncio.create_task(bench.courier(t)) for t in bench.tokens]
-            await bench.place_orders(watchers)
-            drain_deadline = time.monotonic() + 30
+            if args.knee:
+                steps = await knee.ladder(bench, watchers, args)
+            else:
+                print(f"load: {args.rate:g} orders/s for {args.duration:g}s ...", flush=True)
+                await bench.place_orders(watchers)
+            # (in knee mode, an order counts as delivered within a step's length of being placed)
+            drain_deadline = time.monotonic() + (args.knee_step_s if args.knee else 30)
             while time.monotonic() < drain_deadline and any(o.delivered is None for o in bench.orders.values()):
                 await asyncio.sleep(0.5)
             bench.stop.set()
@@ -126,6 +145,8 @@ async def main(args: argparse.Namespace) -> int:
         }
 
     results["machine_probe_s"].append(machine_probe())
+    if args.knee:
+        return report_knee(results, bench, steps, watch, args)
     # What is measured: the window after the warm-up, for throughput and latencies alike (the
     # latencies of the orders placed in it; placed -> offered by the events' own clocks).
     window = (t0 + args.warmup, t0 + args.duration)
@@ -180,6 +201,24 @@ async def main(args: argparse.Namespace) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
     md = markdown(results)
+    (args.out / "latest.md").write_text(md)
+    print(md)
+    return 0
+
+
+def report_knee(results: dict, bench: Bench, steps: list, watch: ProcessWatch, args: argparse.Namespace) -> int:
+    for key in ("rate", "duration_s", "warmup_s"):
+        del results[key]  # the steps say what was offered and for how long
+    results.update(knee.results(bench, steps, args))
+    results.update({"mode": "knee", "knee_step_s": args.knee_step_s, "errors": len(bench.errors)})
+    results["error_samples"] = bench.errors[:10]
+    results["cpu_s"] = watch.cpu_s
+    cpu_s = [v for k, v in watch.cpu_s.items() if k != "load generator"]
+    if bench.orders and None not in cpu_s:
+        results["cpu_ms_per_order"] = round(1000 * sum(v for v in cpu_s if v is not None) / len(bench.orders), 2)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "latest.json").write_text(json.dumps(results, indent=2) + "\n")
+    md = knee.markdown(results)
     (args.out / "latest.md").write_text(md)
     print(md)
     return 0

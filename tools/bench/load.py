@@ -60,6 +60,7 @@ class Bench:
         self.placed_at: dict[str, datetime] = {}
         self.offered_at: dict[str, datetime] = {}
         self.errors: list[str] = []
+        self.refused: list[float] = []  # when intake answered 503 (admission control), monotonic
         # The tasks placing orders and driving jobs: the event loop holds tasks only weakly, so
         # they are kept here until they end (and what is left is cancelled at the end of the run).
         self.tasks: set[asyncio.Task[None]] = set()
@@ -100,12 +101,14 @@ class Bench:
         )
 
     # --- merchants ---------------------------------------------------------------------
-    async def place_orders(self, watchers: set) -> None:
-        interval = 1 / self.args.rate
+    async def place_orders(self, watchers: set, rate: float | None = None, duration: float | None = None) -> None:
+        """Orders at `rate` per second for `duration` seconds (by default --rate and --duration)."""
+        interval = 1 / (rate or self.args.rate)
+        duration = duration or self.args.duration
         start = time.monotonic()
         n = 0
         sem = asyncio.Semaphore(400)
-        while time.monotonic() - start < self.args.duration:
+        while time.monotonic() - start < duration:
             target = start + n * interval
             delay = target - time.monotonic()
             if delay > 0:
@@ -131,6 +134,12 @@ class Bench:
             try:
                 key = self.rng.choice(self.keys)
                 o = await self.client.place_order(key, body)
+            except ApiError as exc:
+                if exc.status == 503:  # admission control: dispatch is behind
+                    self.refused.append(time.monotonic())
+                else:
+                    self.errors.append(f"place: {exc}"[:300])
+                return
             except Exception as exc:  # noqa: BLE001
                 self.errors.append(f"place: {exc!r}"[:300])
                 return

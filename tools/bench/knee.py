@@ -1,0 +1,168 @@
+"""The bench's knee mode (`python -m tools.bench --knee`): the offered rate steps up (by default
++25 orders/s every 30 s from 100) until a step misses the target, and the knee is the highest
+rate before that, the system's measured capacity.
+
+A step meets the target when the p99 of placed -> offered of the orders placed in it is under
+500 ms and at least 99% of them are delivered within a step's length of being placed. An order
+not offered by the end counts as infinitely late; an order refused at intake (503, admission
+control) is not placed: the step's placed rate falls below its offered one and shows it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+
+from tools.bench.load import Bench
+
+P99_MS = 500.0
+MIN_DELIVERED = 0.99
+
+
+@dataclass(frozen=True)
+class Step:
+    offered_per_s: float
+    placed_per_s: float
+    placed: int
+    refused: int
+    not_offered: int  # placed in the step and never offered
+    p99_placed_to_offered_ms: float | None  # None: no order, or more than 1% never offered
+    delivered_share: float | None  # of the orders placed in the step; None: none placed
+
+    @property
+    def meets(self) -> bool:
+        return (
+            self.p99_placed_to_offered_ms is not None
+            and self.p99_placed_to_offered_ms < P99_MS
+            and self.delivered_share is not None
+            and self.delivered_share >= MIN_DELIVERED
+        )
+
+
+def p99(values: list[float], missing: int = 0) -> float | None:
+    """Nearest-rank p99 of the values and `missing` infinitely large ones; None if there is no
+    value, or if the p99 is one of the missing."""
+    n = len(values) + missing
+    if not values:
+        return None
+    rank = math.ceil(0.99 * n)
+    if rank > len(values):
+        return None
+    return round(sorted(values)[rank - 1], 1)
+
+
+def knee(steps: list[Step]) -> tuple[float | None, bool]:
+    """The offered rate of the last step before the first that misses the target (None if the
+    first one does), and whether a step missed it at all (if not, the knee is at least that)."""
+    best = None
+    for step in steps:
+        if not step.meets:
+            return best, True
+        best = step.offered_per_s
+    return best, False
+
+
+def step_figures(
+    bench: Bench, offered: float, window: tuple[float, float], wall_window: tuple[float, float], deliver_within: float
+) -> Step:
+    """One step's figures from what the bench saw: orders placed in the window (monotonic) and
+    their placed and first offered times from the events (wall clock)."""
+    since, until = window
+    orders = [o for o in bench.orders.values() if since <= o.placed < until]
+    placed_at = {
+        s: at for s, at in bench.placed_at.items() if wall_window[0] <= at.timestamp() < wall_window[1]
+    }  # by the events' clock, the same orders give or take those at the edges
+    latencies = [
+        (bench.offered_at[s] - at).total_seconds() * 1000 for s, at in placed_at.items() if s in bench.offered_at
+    ]
+    delivered = sum(1 for o in orders if o.delivered is not None and o.delivered - o.placed <= deliver_within)
+    span = until - since
+    return Step(
+        offered_per_s=offered,
+        placed_per_s=round(len(orders) / span, 1),
+        placed=len(orders),
+        refused=sum(1 for at in bench.refused if since <= at < until),
+        not_offered=len(placed_at) - len(latencies),
+        p99_placed_to_offered_ms=p99(latencies, len(placed_at) - len(latencies)),
+        delivered_share=round(delivered / len(orders), 4) if orders else None,
+    )
+
+
+def provisional_p99_ms(bench: Bench, wall_since: float) -> float | None:
+    """The p99 of placed -> offered of the orders placed since then, those not offered yet counted
+    at their age (less a fetch of the event watcher): at a step's end, whether it already missed."""
+    now = time.time()
+    values = []
+    for s, at in bench.placed_at.items():
+        placed = at.timestamp()
+        if placed < wall_since:
+            continue
+        offered: datetime | None = bench.offered_at.get(s)
+        values.append(
+            (offered - at).total_seconds() * 1000 if offered is not None else max(0.0, now - placed - 0.3) * 1000
+        )
+    return p99(values)
+
+
+async def ladder(bench: Bench, watchers: set, args: argparse.Namespace) -> list[tuple[float, float, float]]:
+    """Place orders step by step; stop after the first step that already missed the latency
+    target (and `--knee-past` more) or at --knee-max. The steps' (rate, monotonic start, wall start)."""
+    steps: list[tuple[float, float, float]] = []
+    rate, missed = args.knee_start, 0
+    while rate <= args.knee_max:
+        steps.append((rate, time.monotonic(), time.time()))
+        print(f"knee: {rate:g} orders/s for {args.knee_step_s:g}s ...", flush=True)
+        await bench.place_orders(watchers, rate, args.knee_step_s)
+        late = provisional_p99_ms(bench, steps[-1][2])
+        if late is None or late >= P99_MS:
+            missed += 1
+            if missed > args.knee_past:
+                break
+        rate += args.knee_step
+    return steps
+
+
+def results(bench: Bench, steps: list[tuple[float, float, float]], args: argparse.Namespace) -> dict:
+    figures = [
+        step_figures(bench, rate, (start, start + args.knee_step_s), (wall, wall + args.knee_step_s), args.knee_step_s)
+        for rate, start, wall in steps
+    ]
+    rate, reached = knee(figures)
+    return {
+        "knee_orders_per_s": rate,
+        "knee_reached": reached,
+        "knee_criteria": {"p99_placed_to_offered_ms_below": P99_MS, "delivered_share_at_least": MIN_DELIVERED},
+        "steps": [{**asdict(f), "meets": f.meets} for f in figures],
+    }
+
+
+def markdown(r: dict) -> str:
+    lines = [
+        "| offered /s | placed /s | refused | p99 placed → offered ms | delivered | not offered | meets |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for s in r["steps"]:
+        share = "-" if s["delivered_share"] is None else f"{100 * s['delivered_share']:.1f}%"
+        p99_ms = "-" if s["p99_placed_to_offered_ms"] is None else s["p99_placed_to_offered_ms"]
+        lines.append(
+            f"| {s['offered_per_s']:g} | {s['placed_per_s']} | {s['refused']} | {p99_ms} | {share} | "
+            f"{s['not_offered']} | {'yes' if s['meets'] else 'no'} |"
+        )
+    rate = r["knee_orders_per_s"]
+    if rate is None:
+        knee_text = "below the first step"
+    else:
+        knee_text = f"**{rate:g} orders/s**" + ("" if r["knee_reached"] else " at least (no step missed)")
+    before, after = r["machine_probe_s"]
+    lines += [
+        "",
+        f"Knee (p99 placed → offered < {P99_MS:g} ms and ≥ {100 * MIN_DELIVERED:g}% delivered): {knee_text}; "
+        f"steps of {r['knee_step_s']:g} s, {r['couriers']} couriers.",
+        f"Machine probe (s to count to 10^7, lower is faster) before / after: {before} / {after}.",
+    ]
+    if "cpu_ms_per_order" in r:
+        lines.append(f"CPU ms per order over the ladder (services, Kafka, PostgreSQL): {r['cpu_ms_per_order']}.")
+    return "\n".join(lines) + "\n"
