@@ -73,8 +73,7 @@ class CommonSettings(BaseSettings):
     # SO_REUSEPORT (the kernel spreads new connections among them) and also listens alone on
     # this one, so that a health check or a metrics scrape reaches this instance in particular.
     instance_port: int | None = Field(None, ge=1, le=65535, validation_alias="GIAO_INSTANCE_PORT")
-    # How long a service remembers the ids of the events it consumed and the positions of their
-    # subjects: at least the topics' retention plus their segments' roll time (168 + 24 h with
+    # How long a service remembers the position of a subject after its last event: at least the topics' retention plus their segments' roll time (168 + 24 h with
     # deploy/local's Kafka), after which no event can be delivered again.
     inbox_keep_hours: float = Field(192.0, gt=0, validation_alias="GIAO_INBOX_KEEP_HOURS")
 
