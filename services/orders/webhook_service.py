@@ -268,10 +268,15 @@ class WebhookService:
         owned = self.sender is None
         sender = self.sender or HttpxSender(self.timeout_s)
         try:
+            gauged = 0.0
             while True:
                 sent = await self.deliver_due(sender)
-                oldest = await store.oldest_pending(self.runtime.pool)
-                self.oldest_age.set(0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds())
+                # The gauge at most once a second: rounds follow each other quickly while
+                # deliveries flow, and a scrape every few seconds reads it.
+                if time.monotonic() - gauged >= 1.0:
+                    gauged = time.monotonic()
+                    oldest = await store.oldest_pending(self.runtime.pool)
+                    self.oldest_age.set(0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds())
                 if sent < self.BATCH:
                     await asyncio.sleep(self.poll_s)
         finally:
