@@ -105,8 +105,8 @@ class CommonSettings(BaseSettings):
     # the public ports), besides /healthz and /readyz; nothing else is. Unset: the service's
     # port + 100 (8101, 8102, 8103). Several processes of a service each need their own.
     ops_port: int | None = Field(None, ge=1, le=65535, validation_alias="GIAO_OPS_PORT")
-    # How long a service remembers the ids of the events it consumed and the positions of their
-    # subjects: at least the topics' retention plus their segments' roll time (168 + 24 h with
+    # How long a service remembers the position of a subject after its last event: at least
+    # the topics' retention plus their segments' roll time (168 + 24 h with
     # deploy/local's Kafka), after which no event can be delivered again.
     inbox_keep_hours: float = Field(192.0, gt=0, validation_alias="GIAO_INBOX_KEEP_HOURS")
     # How often a process looks at its consumers' lag and its outbox for /metrics and /readyz

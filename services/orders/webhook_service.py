@@ -268,10 +268,15 @@ class WebhookService:
         owned = self.sender is None
         sender = self.sender or HttpxSender(self.timeout_s)
         try:
+            gauged = 0.0
             while True:
                 sent = await self.deliver_due(sender)
-                oldest = await store.oldest_pending(self.runtime.pool)
-                self.oldest_age.set(0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds())
+                # The gauge at most once a second: rounds follow each other quickly while
+                # deliveries flow, and a scrape every few seconds reads it.
+                if time.monotonic() - gauged >= 1.0:
+                    gauged = time.monotonic()
+                    oldest = await store.oldest_pending(self.runtime.pool)
+                    self.oldest_age.set(0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds())
                 if sent < self.BATCH:
                     await asyncio.sleep(self.poll_s)
         finally:
@@ -279,12 +284,15 @@ class WebhookService:
                 await sender.aclose()
 
     async def deliver_due(self, sender: Sender) -> int:
-        """One round: claim up to BATCH due deliveries and send them concurrently."""
+        """One round: claim up to BATCH due deliveries, send them concurrently, record the
+        attempts together."""
         claimed = await store.claim_due(self.runtime.pool, self.BATCH, self.lease_s)
-        await asyncio.gather(*(self._send(sender, row) for row in claimed))
+        attempts = await asyncio.gather(*(self._send(sender, row) for row in claimed))
+        await self._record(list(zip(claimed, attempts, strict=True)))
         return len(claimed)
 
-    async def _send(self, sender: Sender, row: asyncpg.Record) -> None:
+    async def _send(self, sender: Sender, row: asyncpg.Record) -> tuple[datetime, int | None, int, str | None]:
+        """Sign and post one delivery: when, the status code, the latency and the error, if any."""
         now = datetime.now(UTC)
         secrets_ = [row["secret"]]
         if row["previous_secret"] and row["previous_secret_until"] and row["previous_secret_until"] > now:
@@ -309,43 +317,39 @@ class WebhookService:
             error = f"refused: {exc}"
         except Exception as exc:  # noqa: BLE001 - any failure to send is the attempt's error
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        latency_ms = round((time.perf_counter() - started) * 1000)
-        await self._record(row, now, status, latency_ms, error)
+        return now, status, round((time.perf_counter() - started) * 1000), error
 
-    async def _record(
-        self, row: asyncpg.Record, at: datetime, status: int | None, latency_ms: int, error: str | None
-    ) -> None:
-        attempts = row["attempts"] + 1
-        pool = self.runtime.pool
-
-        async def record(conn: asyncpg.Connection | asyncpg.Pool, state: str, next_attempt_at: datetime | None) -> None:
-            await store.record_attempt(
-                conn,
+    async def _record(self, sent: list[tuple[asyncpg.Record, tuple[datetime, int | None, int, str | None]]]) -> None:
+        """The round's attempts in one statement; a delivery that failed for the last time
+        also disables its endpoint, in a transaction of its own."""
+        kept: list[store.Attempt] = []
+        given_up: list[tuple[asyncpg.Record, store.Attempt, str]] = []
+        rng = random.Random()
+        for row, (at, status, latency_ms, error) in sent:
+            if error is None:
+                kept.append(store.Attempt(row["id"], at, status, latency_ms, None, "delivered", None))
+                continue
+            delay = next_attempt_delay(self.schedule, row["attempts"] + 1, rng)
+            if delay is not None:
+                kept.append(
+                    store.Attempt(row["id"], at, status, latency_ms, error, "pending", at + timedelta(seconds=delay))
+                )
+            else:
+                given_up.append((row, store.Attempt(row["id"], at, status, latency_ms, error, "failed", None), error))
+        await store.record_attempts(self.runtime.pool, kept)
+        delivered = sum(1 for a in kept if a.error is None)
+        self.sent_total.inc(delivered)
+        self.failed_total.inc(len(sent) - delivered)
+        for row, attempt, error in given_up:
+            async with self.runtime.pool.acquire() as conn, conn.transaction():
+                await store.record_attempts(conn, [attempt])
+                await store.disable_endpoint(
+                    conn, row["endpoint_id"], give_up_reason(row["attempts"] + 1, error, row["created_at"])
+                )
+            log.warning(
+                "webhook endpoint %s disabled: delivery %s failed %d times (%s)",
+                row["endpoint_id"],
                 row["id"],
-                at=at,
-                status_code=status,
-                latency_ms=latency_ms,
-                error=error,
-                state=state,
-                next_attempt_at=next_attempt_at,
+                row["attempts"] + 1,
+                error,
             )
-
-        if error is None:
-            await record(pool, "delivered", None)
-            self.sent_total.inc()
-            return
-        self.failed_total.inc()
-        delay = next_attempt_delay(self.schedule, attempts, random.Random())
-        if delay is not None:
-            await record(pool, "pending", at + timedelta(seconds=delay))
-            return
-        async with pool.acquire() as conn, conn.transaction():
-            await record(conn, "failed", None)
-            await store.disable_endpoint(conn, row["endpoint_id"], give_up_reason(attempts, error, row["created_at"]))
-        log.warning(
-            "webhook endpoint %s disabled: delivery %s failed %d times (%s)",
-            row["endpoint_id"],
-            row["id"],
-            attempts,
-            error,
-        )

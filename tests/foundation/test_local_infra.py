@@ -137,8 +137,7 @@ async def test_migrations_from_scratch_apply_once_when_two_processes_race(databa
         expected = (
             {("outbox", c) for c in ("id", "topic", "key", "lane", "event_type", "payload")}
             | {("event_sequences", c) for c in ("topic", "subject", "last")}
-            | {("inbox", c) for c in ("consumer", "event_id")}
-            | {("inbox_positions", c) for c in ("consumer", "topic", "subject", "sequence")}
+            | {("inbox_positions", c) for c in ("consumer", "topic", "subject", "sequence", "last_seen_at")}
         )
         assert expected <= columns
     finally:

@@ -100,7 +100,6 @@ async def test_rebuild_empties_the_read_model(settings):
     conn = await asyncpg.connect(settings.database_url)
     try:
         assert await conn.fetchval("SELECT count(*) FROM parcels") == 0
-        assert await conn.fetchval("SELECT count(*) FROM inbox WHERE consumer = 'tracking'") == 0
         assert await conn.fetchval("SELECT count(*) FROM inbox_positions WHERE consumer = 'tracking'") == 0
     finally:
         await conn.close()
