@@ -11,15 +11,17 @@ from collections.abc import Sequence
 from typing import Any
 
 from fastapi import APIRouter, FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from fastapi.routing import APIRoute
+from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from shared.http import (
+    BODY_MODELS,
     FASTAPI_TELEMETRY_OFF,
-    BodyGuard,
     Metrics,
-    RequestMetrics,
+    RequestEdge,
     install_problem_handlers,
     problem_response,
     problem_responses,
@@ -113,8 +115,7 @@ def service_app(
     for name, value in state.items():
         setattr(app.state, name, value)
     install_problem_handlers(app)
-    app.add_middleware(RequestMetrics, metrics=metrics)
-    app.add_middleware(BodyGuard)
+    app.add_middleware(RequestEdge, metrics=metrics)
     app.add_middleware(OpsPort, ops_port=getattr(runtime.settings, "ops_port", None))
     for router in (ops_router, *routers):
         # The routes join the app's own router rather than being included: FastAPI 0.165 keeps
@@ -122,7 +123,62 @@ def service_app(
         # once inside), about twice the Python calls of a small request.
         for route in router.routes:
             _add_route(app, route)
+    _document_read_bodies(app)
     return app
+
+
+def _document_read_bodies(app: FastAPI) -> None:
+    """Put the schemas of the bodies routes read with shared.http.read_body (documented by
+    json_body) in the app's OpenAPI components, where FastAPI puts a body parameter's: the
+    document is the same as with `body: Model` parameters. Extending app.openapi is FastAPI's
+    documented way to add to the document."""
+    names = sorted(
+        {
+            name
+            for route in app.routes
+            if isinstance(route, APIRoute)
+            and route.include_in_schema
+            and (name := _body_model_name(route.openapi_extra))
+        }
+    )
+    if not names:
+        return
+    generate = app.openapi
+    schemas: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        document = generate()
+        if not schemas:
+            schemas.update(_component_schemas([BODY_MODELS[n] for n in names]))
+        components = document.setdefault("components", {}).setdefault("schemas", {})
+        document["components"]["schemas"] = {k: v for k, v in sorted({**schemas, **components}.items())}
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _body_model_name(openapi_extra: dict[str, Any] | None) -> str | None:
+    """The name of the model json_body documented as the route's body, if it did."""
+    try:
+        ref = (openapi_extra or {})["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+    except (KeyError, TypeError):
+        return None
+    name = str(ref).rsplit("/", 1)[-1]
+    return name if name in BODY_MODELS else None
+
+
+def _component_schemas(models: list[type[BaseModel]]) -> dict[str, Any]:
+    """The component schemas FastAPI writes for these models as body parameters (made by
+    FastAPI itself, for routes made only for this)."""
+    routes = []
+    for model in models:
+
+        async def takes(body: Any) -> None: ...
+
+        takes.__annotations__ = {"body": model, "return": None}
+        routes.append(APIRoute(f"/{model.__name__}", takes, methods=["POST"]))
+    schemas: dict[str, Any] = get_openapi(title="", version="", routes=routes).get("components", {}).get("schemas", {})
+    return schemas
 
 
 def _add_route(app: FastAPI, route: Any) -> None:

@@ -1,8 +1,10 @@
 """Dispatch's HTTP routes for couriers from their mobile client (the admin's are admin_api.py's).
 
 Routes are thin: authenticate (deps.py), open a connection or a transaction, call the
-service, shape the answer. A job is named by its order id; a malformed id is 404 like an
-unknown one. What a courier may see of a job in each status is domain.shows_recipient's.
+service, shape the answer. A courier's bodies are read with shared.http.read_body (one pass
+of pydantic-core, documented by json_body): these routes are most of the requests. A job is
+named by its order id; a malformed id is 404 like an unknown one. What a courier may see of
+a job in each status is domain.shows_recipient's.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import asyncpg
 from fastapi import Depends, FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from shared.http import ModelResponse, Problem, api_router, problem_response, problem_responses
+from shared.http import ModelResponse, Problem, api_router, json_body, problem_response, problem_responses, read_body
 
 from . import deps, domain, store
 from .deps import CourierIdentity, current_courier
@@ -211,10 +213,12 @@ async def pickup(order_id: str, request: Request, courier: CourierIdentity = Dep
         "until the admin clears them. The courier can still report a failed delivery."
     ),
     responses=problem_responses(400, 401, 403, 404, 409, 413, 415, 422, 423, 429),
+    openapi_extra=json_body(DeliverRequest),
 )
 async def deliver(
-    order_id: str, body: DeliverRequest, request: Request, courier: CourierIdentity = Depends(current_courier)
+    order_id: str, request: Request, courier: CourierIdentity = Depends(current_courier)
 ) -> ModelResponse:
+    body = await read_body(request, DeliverRequest)
     oid = parse_order_id(order_id)
     settings = deps.settings(request)
     async with connection(request) as conn:  # a counted wrong code is committed before we answer
@@ -281,10 +285,10 @@ async def deliver(
     tags=["courier"],
     summary="Report a failed delivery: `delivery_failed`",
     responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 429),
+    openapi_extra=json_body(FailRequest),
 )
-async def fail(
-    order_id: str, body: FailRequest, request: Request, courier: CourierIdentity = Depends(current_courier)
-) -> ModelResponse:
+async def fail(order_id: str, request: Request, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
+    body = await read_body(request, FailRequest)
     oid = parse_order_id(order_id)
     async with connection(request) as conn:
         job = await couriers.fail_delivery(conn, deps.settings(request), courier.id, oid, reason=body.reason)
@@ -317,10 +321,10 @@ async def return_parcel(
     "accepted jobs stay with the courier. A flagged courier (`flag`) may be online but gets no "
     "new offers until the admin clears the flag.",
     responses=problem_responses(400, 401, 413, 415, 422, 429),
+    openapi_extra=json_body(CourierStatusUpdate),
 )
-async def put_status(
-    body: CourierStatusUpdate, request: Request, courier: CourierIdentity = Depends(current_courier)
-) -> ModelResponse:
+async def put_status(request: Request, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
+    body = await read_body(request, CourierStatusUpdate)
     settings = deps.settings(request)
     if body.at is not None and not domain.location_is_plausible(
         body.at, now_utc(), timedelta(seconds=settings.location_clock_skew_s)
@@ -354,10 +358,10 @@ async def put_status(
     "`ignored_reason`). A `courier.location` event goes out only while the courier carries an "
     "active job, at most once per second.",
     responses=problem_responses(400, 401, 413, 415, 422, 429),
+    openapi_extra=json_body(LocationBatch),
 )
-async def post_locations(
-    body: LocationBatch, request: Request, courier: CourierIdentity = Depends(current_courier)
-) -> ModelResponse:
+async def post_locations(request: Request, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
+    body = await read_body(request, LocationBatch)
     settings = deps.settings(request)
     now = now_utc()
     skew = timedelta(seconds=settings.location_clock_skew_s)

@@ -1,0 +1,305 @@
+"""CPU per request of the services' hot routes: µs of the serving process's CPU per call.
+
+    python -m tools.bench.requests -n 300 --pairs 3 /work/wt/base .
+
+For each round and each source tree given (interleaved: A B A B ...), starts the three
+services from that tree as processes (`python -m services.<name>`, one dispatch instance)
+against the shared test Kafka and PostgreSQL (GIAO_TEST_KAFKA_BOOTSTRAP, GIAO_TEST_PG_DSN),
+with databases and a topic prefix of their own; sets up a merchant, couriers online and N
+orders offered to them; then sends N calls of each hot route (8 at a time, a pooled httpx
+client) and reads the CPU time of the process that serves the route (/proc/<pid>/task/*/schedstat)
+before the batch and after it, each time once the process is quiet again (back to its idle
+rate: the events and outbox work of earlier batches, then of this one, are done). The
+process's idle CPU rate (its pollers), measured once, is taken off. Wall time means nothing on
+a shared machine; CPU time per request does. Prints the median per route and tree.
+
+All three services run because a courier's jobs come from orders' events; each figure is the
+CPU of one process only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+
+import httpx
+
+from tests.infra import free_port
+from tests.support import create_databases, drop_databases, drop_topics
+from tools.bench.load import ORIGIN
+from tools.client import Endpoints, Giao
+
+SERVICES = ("orders", "dispatch", "tracking")
+ADMIN_TOKEN = "bench-admin-token"
+CONCURRENCY = 8
+# Quiet: a window of QUIET_WINDOW_S in which the process spent at most its idle rate plus
+# QUIET_SLACK (CPU seconds per second).
+QUIET_WINDOW_S = 0.5
+QUIET_SLACK = 0.02
+QUIET_MAX_S = 60
+LOGS = Path("var/log/bench-requests")  # the services' output
+# route -> the process that serves it
+ROUTES = {
+    "POST /v1/orders": "orders",
+    "GET /v1/courier/jobs": "dispatch",
+    "POST …/accept": "dispatch",
+    "POST …/pickup": "dispatch",
+    "POST /v1/courier/locations": "dispatch",
+    "POST …/deliver": "dispatch",
+    "PUT /v1/courier/status": "dispatch",
+    "GET /v1/tracking/{code}": "tracking",
+}
+
+
+def cpu_s(pid: int) -> float:
+    """The process's CPU time: the nanoseconds on CPU of its threads (/proc/<pid>/task/*/schedstat),
+    where /proc/<pid>/stat counts 10 ms ticks, too coarse for a few hundred calls of a few
+    hundred µs. A thread that ended takes its time with it: a service's threads live as long
+    as the process does."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue  # the thread just ended
+    return total / 1e9
+
+
+class System:
+    """The three services of one source tree, on free ports, with databases of their own."""
+
+    def __init__(self, root: Path, kafka: str, pg_admin: str) -> None:
+        self.root = root
+        self.kafka = kafka
+        self.pg_admin = pg_admin
+        tag = uuid.uuid4().hex[:8]
+        self.prefix = f"rq{tag}."
+        self.databases = {s: f"rq_{tag}_{s}" for s in SERVICES}
+        self.ports = {s: free_port() for s in SERVICES}
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def url(self, service: str) -> str:
+        return f"http://127.0.0.1:{self.ports[service]}"
+
+    async def start(self) -> None:
+        await create_databases(self.pg_admin, list(self.databases.values()))
+        base = self.pg_admin.rpartition("/")[0]
+        for service in SERVICES:
+            env = {
+                **os.environ,
+                "GIAO_KAFKA_BOOTSTRAP_SERVERS": self.kafka,
+                "GIAO_TOPIC_PREFIX": self.prefix,
+                "GIAO_ADMIN_TOKEN": ADMIN_TOKEN,
+                f"GIAO_{service.upper()}_DATABASE_URL": f"{base}/{self.databases[service]}",
+                f"GIAO_{service.upper()}_PORT": str(self.ports[service]),
+                "GIAO_DISPATCH_OFFER_TIMEOUT_S": "900",
+                "GIAO_TRACKING_RATE_LIMIT_EXEMPT": "127.0.0.1,::1",
+            }
+            with (LOGS / f"{self.prefix}{service}.log").open("ab") as out:
+                self.procs[service] = subprocess.Popen(  # noqa: ASYNC220 - a setup step, before any measuring
+                    [sys.executable, "-m", f"services.{service}"],
+                    cwd=self.root,
+                    env=env,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                )
+        async with Giao(self.endpoints()) as client:
+            for service in SERVICES:
+                deadline = time.monotonic() + 90
+                while True:
+                    if self.procs[service].poll() is not None:
+                        raise RuntimeError(f"{service} of {self.root} exited; see {LOGS}")
+                    try:
+                        if (await client.http.get(f"{self.url(service)}/readyz")).status_code == 200:
+                            break
+                    except Exception:  # noqa: BLE001 - not up yet
+                        pass
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{service} of {self.root} not ready")
+                    await asyncio.sleep(0.2)
+
+    async def stop(self) -> None:
+        for proc in self.procs.values():
+            proc.send_signal(signal.SIGTERM)
+        for proc in self.procs.values():
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        await drop_databases(self.pg_admin, list(self.databases.values()))
+        await drop_topics(self.kafka, self.prefix)
+
+    def endpoints(self) -> Endpoints:
+        return Endpoints(self.url("orders"), self.url("dispatch"), self.url("tracking"), ADMIN_TOKEN)
+
+    def cpu_s(self, service: str) -> float:
+        return cpu_s(self.procs[service].pid)
+
+
+async def batch(calls: list[Callable[[], Awaitable[object]]]) -> None:
+    sem = asyncio.Semaphore(CONCURRENCY)
+
+    async def one(call: Callable[[], Awaitable[object]]) -> None:
+        async with sem:
+            await call()
+
+    await asyncio.gather(*(one(c) for c in calls))
+
+
+async def measure_round(root: Path, n: int, kafka: str, pg_admin: str) -> dict[str, float]:
+    """µs of CPU per call, by route, for the services of `root`."""
+    system = System(root, kafka, pg_admin)
+    await system.start()
+    try:
+        async with Giao(system.endpoints()) as client:
+            # uvicorn closes a connection idle for 5 s, httpx's default expiry: a pooled
+            # connection could be reused just as the server closes it.
+            await client.http.aclose()
+            limits = httpx.Limits(max_connections=CONCURRENCY * 2, keepalive_expiry=2.0)
+            client.http = httpx.AsyncClient(timeout=30, limits=limits)
+            return await _measure(system, client, n)
+    finally:
+        await system.stop()
+
+
+async def _measure(system: System, client: Giao, n: int) -> dict[str, float]:
+    lat, lng = ORIGIN
+    key = (await client.create_merchant("Shop bench", "0912345678"))["api_key"]
+    tokens = []
+    for i in range(-(-n // 3)):  # motorbikes take 3 jobs at once
+        tokens.append((await client.create_courier(f"Lê Văn Bench{i}", "0987654321", "motorbike"))["token"])
+    await batch([partial(client.set_status, t, True, lat, lng) for t in tokens])
+    # Each process's idle rate (its pollers, heartbeats): the least of a few windows.
+    idle = {s: float("inf") for s in SERVICES}
+    for _ in range(6):
+        before = {s: system.cpu_s(s) for s in SERVICES}
+        await asyncio.sleep(1)
+        idle = {s: min(idle[s], system.cpu_s(s) - before[s]) for s in SERVICES}
+
+    result: dict[str, float] = {}
+
+    async def quiet(service: str) -> None:
+        """Until the process spends no more than its idle rate (within a clock tick or two)."""
+        deadline = time.monotonic() + QUIET_MAX_S
+        while time.monotonic() < deadline:
+            cpu = system.cpu_s(service)
+            await asyncio.sleep(QUIET_WINDOW_S)
+            if (system.cpu_s(service) - cpu) / QUIET_WINDOW_S <= idle[service] + QUIET_SLACK:
+                return
+
+    async def timed(route: str, calls: list[Callable[[], Awaitable[object]]]) -> list[object]:
+        service = ROUTES[route]
+        out: list[object] = []
+
+        async def keep(call: Callable[[], Awaitable[object]]) -> None:
+            out.append(await call())
+
+        await quiet(service)  # the work earlier batches left (events consumed, outbox) is done
+        started, cpu = time.monotonic(), system.cpu_s(service)
+        await batch([partial(keep, c) for c in calls])
+        await quiet(service)  # and this batch's own
+        spent = system.cpu_s(service) - cpu - idle[service] * (time.monotonic() - started)
+        result[route] = spent / len(calls) * 1e6
+        return out
+
+    def order_body(i: int) -> dict:
+        return {
+            "pickup": {"name": "Shop", "phone": "0912345678", "address": "Cẩm Phả", "lat": lat, "lng": lng},
+            "dropoff": {
+                "name": "Khách",
+                "phone": f"09{i:08d}",
+                "address": "Cẩm Phả",
+                "lat": lat + 0.01,
+                "lng": lng + 0.01,
+            },
+            "parcel": {"weight_grams": 900},
+            "cod_amount_vnd": 0,
+        }
+
+    placed = await timed("POST /v1/orders", [partial(client.place_order, key, order_body(i)) for i in range(n)])
+    codes = {o["id"]: o["delivery_code"] for o in placed}  # type: ignore[index]
+    tracking = [o["tracking_code"] for o in placed]  # type: ignore[index]
+
+    # Every order offered to a courier (not measured), then each step of the job.
+    owner: dict[str, str] = {}
+    deadline = time.monotonic() + 120
+    while len(owner) < n:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"only {len(owner)} of {n} orders were offered")
+        await asyncio.sleep(1)
+        lists = await asyncio.gather(*(client.jobs(t) for t in tokens))
+        for token, jobs in zip(tokens, lists, strict=True):
+            owner.update({j["order_id"]: token for j in jobs if j["order_id"] in codes})
+    offered = list(owner.items())
+    turns = [tokens[i % len(tokens)] for i in range(n)]  # each courier in turn, n calls
+    await timed("GET /v1/courier/jobs", [partial(client.jobs, t) for t in turns])
+    await timed("POST …/accept", [partial(client.job_action, t, o, "accept") for o, t in offered])
+    await timed("POST …/pickup", [partial(client.job_action, t, o, "pickup") for o, t in offered])
+    at = datetime.now(UTC).isoformat()
+    await timed(
+        "POST /v1/courier/locations",
+        [partial(client.send_locations, t, [{"lat": lat, "lng": lng, "at": at}]) for t in turns],
+    )
+    await timed(
+        "POST …/deliver",
+        [
+            partial(client.job_action, t, o, "deliver", {"delivery_code": codes[o], "cod_collected_vnd": 0})
+            for o, t in offered
+        ],
+    )
+    await timed(
+        "PUT /v1/courier/status",
+        [partial(client.set_status, t, True, lat, lng) for t in turns],
+    )
+    await timed("GET /v1/tracking/{code}", [partial(client.track, c) for c in tracking])
+    return result
+
+
+async def main(args: argparse.Namespace) -> None:
+    LOGS.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - before any measuring
+    kafka = os.environ.get("GIAO_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
+    pg_admin = os.environ.get("GIAO_TEST_PG_DSN", "postgresql://giao:giao@127.0.0.1:5432/postgres")
+    roots: list[Path] = args.roots
+    runs: dict[Path, list[dict[str, float]]] = {r: [] for r in roots}
+    for round_no in range(args.pairs):
+        for root in roots:
+            figures = await measure_round(root, args.n, kafka, pg_admin)
+            runs[root].append(figures)
+            print(f"round {round_no + 1} {root}: " + ", ".join(f"{k} {v:.0f}" for k, v in figures.items()), flush=True)
+    print("\nmedian µs of the serving process's CPU per call")
+    print("| route | " + " | ".join(str(r) for r in roots) + " |")
+    print("| --- |" + " --- |" * len(roots))
+    for route in ROUTES:
+        cells = [statistics.median(f[route] for f in runs[r]) for r in roots]
+        change = f" ({(cells[-1] / cells[0] - 1) * 100:+.0f}%)" if len(cells) > 1 and cells[0] > 0 else ""
+        print(f"| {route} | " + " | ".join(f"{c:.0f}" for c in cells) + change + " |")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument(
+        "roots",
+        nargs="+",
+        type=lambda r: Path(r).resolve(),
+        help="source trees to compare (each runs its own services)",
+    )
+    parser.add_argument("-n", type=int, default=300, help="calls per route (and orders) per round")
+    parser.add_argument("--pairs", type=int, default=3, help="rounds; each runs every tree once, in turn")
+    return parser.parse_args(argv)
+
+
+if __name__ == "__main__":
+    asyncio.run(main(parse_args()))
