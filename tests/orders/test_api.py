@@ -398,7 +398,7 @@ async def test_http_hygiene(client, merchant, app):
     assert empty.status_code == 422
     assert (await client.get("/healthz")).status_code == 200
     ready = await client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"postgres": "ok", "kafka": "ok"}
+    assert ready.status_code == 200 and ready.json()["checks"] == {"postgres": "ok", "kafka": "ok", "consumers": "ok"}
     assert (await client.get("/metrics")).status_code == 404, "on the ops port only"
     async with ops_client(app) as ops:
         metrics = (await ops.get("/metrics")).text

@@ -117,7 +117,7 @@ async def test_exempt_addresses_are_not_limited(settings):
 async def test_health_readiness_metrics_and_openapi(client, app):
     assert (await client.get("/healthz")).json() == {"status": "ok"}
     ready = await client.get("/readyz")
-    assert ready.status_code == 200 and ready.json()["checks"] == {"postgres": "ok", "kafka": "ok"}
+    assert ready.status_code == 200 and ready.json()["checks"] == {"postgres": "ok", "kafka": "ok", "consumers": "ok"}
     assert (await client.get("/metrics")).status_code == 404, "on the ops port only"
     async with ops_client(app) as ops:
         assert "http_requests_total" in (await ops.get("/metrics")).text
