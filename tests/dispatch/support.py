@@ -14,7 +14,7 @@ from services.dispatch.app import create_app
 from services.dispatch.settings import DispatchSettings
 from shared.events import OrderCancelRequested, OrderPlaced, new_event
 from shared.secrets import hash_delivery_code
-from tests.support import eventually
+from tests.support import eventually, ops_client
 
 ADMIN = {"Authorization": "Bearer dev-admin-token"}
 HA_LONG = (20.9516, 107.0801)  # Hồng Gai, Hạ Long
@@ -56,6 +56,13 @@ class Dispatch:
     @property
     def pool(self):
         return self.app.state.runtime.pool
+
+    async def metrics(self) -> str:
+        """/metrics, from the ops port where it is served."""
+        async with ops_client(self.app) as ops:
+            r = await ops.get("/metrics")
+        assert r.status_code == 200
+        return r.text
 
     async def new_courier(
         self, *, name: str = "Trần Văn Minh", vehicle: str = "motorbike", at: tuple[float, float] | None = HA_LONG

@@ -55,8 +55,7 @@ async def test_lockouts_grow_and_a_job_stays_locked_after_the_cap_until_the_admi
     await _end_lockout(dispatch, order)  # time passing no longer helps: 6 wrong codes is the cap
     held = await dispatch.act(courier, order.id, "deliver", RIGHT)
     assert held.status_code == 423 and "retry-after" not in held.headers, held.text
-    assert (await dispatch.client.get("/metrics")).status_code == 200
-    metrics = (await dispatch.client.get("/metrics")).text
+    metrics = await dispatch.metrics()
     assert _metric(metrics, "dispatch_delivery_code_wrong_total") == 6
     assert _metric(metrics, 'dispatch_delivery_code_lockouts_total{kind="job_held"}') == 1
 
@@ -81,7 +80,7 @@ async def test_a_courier_guessing_across_jobs_is_locked_out_of_deliveries_and_ge
     assert refused.status_code == 403, refused.text
     shown = (await dispatch.client.get(f"/v1/admin/couriers/{guesser.id}", headers=ADMIN)).json()
     assert shown["flag"]["reason"] == "code_guessing"
-    metrics = (await dispatch.client.get("/metrics")).text
+    metrics = await dispatch.metrics()
     assert _metric(metrics, 'dispatch_delivery_code_lockouts_total{kind="courier"}') == 1
 
     # the courier finishes no job of theirs, and the next order goes to someone else

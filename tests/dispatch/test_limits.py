@@ -29,7 +29,7 @@ async def test_a_courier_over_its_rate_gets_429_with_retry_after(start):
     r = await d.client.post(f"/v1/courier/jobs/{other.id}/accept", headers=courier.auth)
     assert r.status_code == 429, "steps too"
     assert (await d.client.get("/v1/courier/jobs", headers=other.auth)).status_code == 200, "each courier its own"
-    assert 'dispatch_rate_limited_total{limit="courier"} 2.0' in (await d.client.get("/metrics")).text
+    assert 'dispatch_rate_limited_total{limit="courier"} 2.0' in await d.metrics()
 
 
 async def test_a_flood_of_made_up_tokens_costs_no_queries_past_the_address_burst(start, monkeypatch):

@@ -10,6 +10,7 @@ import pytest
 from services.orders.admission import AdmissionRule, Backlog
 from services.orders.settings import OrdersSettings
 from tests.orders.support import new_merchant, order_body
+from tests.support import ops_client
 
 CALM = Backlog()
 
@@ -168,5 +169,6 @@ async def test_a_refused_order_is_a_503_with_retry_after_and_creates_nothing(app
     assert r.headers["retry-after"] == "5" and r.json()["title"] == "Overloaded"
     listed = await client.get("/v1/orders", headers=merchant["headers"])
     assert [o["external_id"] for o in listed.json()["items"]] == ["first"]
-    metrics = (await client.get("/metrics")).text
+    async with ops_client(app) as ops:
+        metrics = (await ops.get("/metrics")).text
     assert 'orders_admission_total{decision="refused"} 1.0' in metrics

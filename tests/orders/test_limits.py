@@ -16,7 +16,7 @@ from services.orders import store
 from services.orders.app import create_app
 from services.orders.settings import OrdersSettings
 from tests.orders.support import ORDER, new_merchant, order_body
-from tests.support import running
+from tests.support import ops_client, running
 
 FLOODER = "203.0.113.9"  # one client address
 
@@ -118,7 +118,8 @@ async def test_a_merchant_over_its_rate_gets_429_with_retry_after(make_settings)
         r = await c.post("/v1/quotes", json=quote, headers=second_key)
         assert r.status_code == 429, "a merchant's keys share its limit: minting keys does not multiply it"
         assert (await c.get("/v1/orders", headers=other["headers"])).status_code == 200, "each merchant its own"
-        metrics = (await c.get("/metrics")).text
+        async with ops_client(app) as ops:
+            metrics = (await ops.get("/metrics")).text
         assert 'orders_rate_limited_total{limit="api_key"} 2.0' in metrics
 
 
