@@ -30,9 +30,10 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 
 from shared.events import DISPATCH_TOPIC, ORDERS_TOPIC
+from shared.kafka_clients import connection
 from tests.e2e.system import System, start_system, stop_system
 from tests.infra import Infra
-from tests.support import eventually
+from tests.support import eventually, kafka_settings
 from tools.client import Giao
 
 pytestmark = pytest.mark.e2e
@@ -144,7 +145,7 @@ class Load:
         consumer = AIOKafkaConsumer(
             f"{prefix}{ORDERS_TOPIC}",
             f"{prefix}{DISPATCH_TOPIC}",
-            bootstrap_servers=self.system.infra.kafka_bootstrap,
+            **connection(kafka_settings(self.system.infra.kafka_bootstrap)),
             auto_offset_reset="earliest",
             group_id=f"{prefix}overload-watch-{uuid.uuid4().hex[:6]}",
             metadata_max_age_ms=1000,

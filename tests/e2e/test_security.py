@@ -219,7 +219,7 @@ async def test_two_dispatch_instances_on_one_port_hold_a_couriers_limit_together
     pair = []
     for i in range(2):
         own = free_port()
-        env = {**base.env, **strict, "GIAO_INSTANCE_PORT": str(own)}
+        env = {**base.env, **strict, "GIAO_INSTANCE_PORT": str(own), "GIAO_OPS_PORT": str(free_port())}
         pair.append(Proc("dispatch", own, env, LOGS / f"{city.system.prefix}dispatch-strict-{i}.log"))
     try:
         for proc in pair:

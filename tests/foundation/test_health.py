@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import uuid
 
-import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.app import service_app
@@ -13,7 +12,7 @@ from shared.events import ORDERS_TOPIC, OrderCancelRequested, dlq_topic, new_eve
 from shared.http import Metrics
 from shared.service import Runtime
 from shared.settings import CommonSettings
-from tests.support import eventually, produce, read_topic
+from tests.support import eventually, ops_client, produce, read_topic
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -30,6 +29,7 @@ async def test_an_outage_shows_as_lag_and_retries_then_readiness_red_until_it_en
         topic_prefix=topic_prefix,
         shutdown_grace_s=5,
         health_every_s=0.2,
+        ops_port=9100,  # /readyz and /metrics are asked there, as the on-call does
         consumer_stuck_after_s=1.0,
     )
     rt = Runtime(settings, name="probe", database_url=database, migrations=None, relay=True)
@@ -46,7 +46,7 @@ async def test_an_outage_shows_as_lag_and_retries_then_readiness_red_until_it_en
     topic = settings.topic(ORDERS_TOPIC)
     await rt.start()
     try:
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+        async with ops_client(app) as client:
 
             async def metric(name: str, **labels: str) -> float | None:
                 return _samples((await client.get("/metrics")).text).get((name, tuple(sorted(labels.items()))))

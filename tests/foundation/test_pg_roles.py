@@ -96,7 +96,7 @@ async def test_tracking_cannot_reach_orders_database_nor_read_its_tables(service
     # Even on a connection to orders' database, tracking's role may read none of its tables.
     admin = await asyncpg.connect(postgres.dsn_for(orders.db))
     try:
-        for table in ("orders", "outbox", "inbox"):
+        for table in ("orders", "outbox", "inbox_positions"):
             privilege = "SELECT" if table == "orders" else "SELECT, INSERT"
             assert not await admin.fetchval(
                 "SELECT has_table_privilege($1, $2, $3)", tracking.app, f"public.{table}", privilege
