@@ -47,7 +47,7 @@ demo: up
 
 # Lint first: a finding fails `make test` (and CI) in seconds, before the servers start.
 test: lint infra
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest --durations=15 $(PYTEST_ARGS)
 
 # The tests marked with none of what needs a server or a browser (tests/conftest.py marks them):
 # no root, no server started, no deploy/local script run. Every test in tests/e2e is marked e2e,
