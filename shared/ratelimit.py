@@ -32,7 +32,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
 from prometheus_client import Counter
 from pydantic import Field, field_validator
@@ -120,6 +120,30 @@ class RateLimiter:
         bucket = self._buckets.get(key)
         if bucket is not None:
             bucket.tokens = min(bucket.burst, bucket.tokens + 1.0)
+
+
+class FailedAuthSettings(Protocol):
+    """What a service that takes bearer tokens sets for its limit on failed authentications."""
+
+    @property
+    def auth_failures_per_s(self) -> float: ...
+    @property
+    def auth_failures_burst(self) -> float: ...
+    @property
+    def instances(self) -> int: ...
+    def exempt_networks(self) -> list[Network]: ...
+
+
+def failed_auth_limits(settings: FailedAuthSettings, refused: Counter) -> AddressLimits:
+    """The limit per client address on failed authentications, from a service's settings (the
+    same for orders' API keys and dispatch's courier tokens)."""
+    return AddressLimits(
+        settings.auth_failures_per_s,
+        settings.auth_failures_burst,
+        exempt=settings.exempt_networks(),
+        refused=refused,
+        instances=settings.instances,
+    )
 
 
 class AddressLimits:

@@ -15,7 +15,7 @@ from shared.audit import audit_router
 from shared.events import ORDERS_TOPIC
 from shared.http import Metrics
 from shared.pages import pages_router
-from shared.ratelimit import AddressLimits, BearerLimits, RateLimiter
+from shared.ratelimit import BearerLimits, RateLimiter, failed_auth_limits
 from shared.service import Runtime
 
 from . import admin_api, admin_guards_api, api, deps
@@ -62,13 +62,7 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
         known_couriers(lambda: runtime.pool, ttl_s=settings.token_cache_s),
         caller_of=lambda courier: courier.id,
         callers=RateLimiter(settings.courier_rate_per_s, settings.courier_rate_burst, instances=settings.instances),
-        addresses=AddressLimits(
-            settings.auth_failures_per_s,
-            settings.auth_failures_burst,
-            exempt=settings.exempt_networks(),
-            refused=refused.labels("address"),
-            instances=settings.instances,
-        ),
+        addresses=failed_auth_limits(settings, refused.labels("address")),
         refused=refused.labels("courier"),
     )
     app = service_app(

@@ -22,7 +22,7 @@ from shared.audit import audit_router
 from shared.events import DISPATCH_TOPIC
 from shared.http import Metrics
 from shared.pages import pages_router
-from shared.ratelimit import AddressLimits, BearerLimits, RateLimiter
+from shared.ratelimit import BearerLimits, RateLimiter, failed_auth_limits
 from shared.service import Runtime
 
 WEB = Path(__file__).parent / "web"  # the merchant console
@@ -54,13 +54,7 @@ def create_app(settings: OrdersSettings | None = None) -> FastAPI:
         orders.known_keys,
         caller_of=lambda merchant: merchant.id,  # all of a merchant's keys share its limit
         callers=RateLimiter(settings.api_key_rate_per_s, settings.api_key_rate_burst, instances=settings.instances),
-        addresses=AddressLimits(
-            settings.auth_failures_per_s,
-            settings.auth_failures_burst,
-            exempt=settings.exempt_networks(),
-            refused=refused.labels("address"),
-            instances=settings.instances,
-        ),
+        addresses=failed_auth_limits(settings, refused.labels("address")),
         refused=refused.labels("api_key"),
         unknown_detail="Unknown API key",
     )
