@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.system import Proc, System, start_system, stop_system
+from tests.e2e.system import Proc, System, start_system, stop_cleanly, stop_system
 from tests.infra import Infra, free_port
 
 __all__ = ["Proc", "System", "free_port", "start_system", "stop_system"]  # still imported from here
@@ -16,5 +16,4 @@ __all__ = ["Proc", "System", "free_port", "start_system", "stop_system"]  # stil
 def system(infra: Infra) -> Iterator[System]:
     system = start_system(infra)
     yield system
-    codes = stop_system(system)
-    assert all(c == 0 for cs in codes.values() for c in cs), f"a service did not shut down cleanly: {codes}"
+    stop_cleanly(system)

@@ -193,6 +193,12 @@ def start_system(
     return system
 
 
+def stop_cleanly(system: System) -> None:
+    """Stop the system at the end of a test module, and check every service shut down cleanly."""
+    codes = stop_system(system)
+    assert all(c == 0 for cs in codes.values() for c in cs), f"a service did not shut down cleanly: {codes}"
+
+
 def stop_system(system: System) -> dict[str, list[int]]:
     codes = {s: [p.terminate() for p in procs] for s, procs in system.procs.items()}
     asyncio.run(drop_databases(system.infra.pg_admin_dsn, [dsn.rsplit("/", 1)[1] for dsn in system.databases.values()]))

@@ -17,7 +17,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, Page, expect
 
 from tests.e2e.browser import DESKTOP, PHONE, Visitor, chromium, require_chromium
-from tests.e2e.system import System, start_system, stop_system
+from tests.e2e.system import System, start_system, stop_cleanly
 from tests.e2e.test_flows import City
 from tests.infra import Infra
 from tests.orders.receiver import receiver
@@ -46,8 +46,7 @@ def system(infra: Infra) -> Iterator[System]:
     assert first.terminate() == 0
     system.add("orders", {**ENV, "GIAO_ORDERS_TRACKING_PUBLIC_URL": system.url_of("tracking")}).wait_ready()
     yield system
-    codes = stop_system(system)
-    assert all(c == 0 for cs in codes.values() for c in cs), f"a service did not shut down cleanly: {codes}"
+    stop_cleanly(system)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")

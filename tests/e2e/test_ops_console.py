@@ -16,7 +16,7 @@ import zxingcpp
 from playwright.async_api import expect
 
 from tests.e2e.browser import DESKTOP, PHONE, Visitor, chromium, require_chromium
-from tests.e2e.conftest import start_system, stop_system
+from tests.e2e.system import start_system, stop_cleanly
 from tests.e2e.test_flows import City
 from tests.support import eventually
 from tools.client import Giao
@@ -33,8 +33,7 @@ def system(infra):
     require_chromium()
     system = start_system(infra, extra_env={"GIAO_DISPATCH_OFFER_TIMEOUT_S": "30", "GIAO_DISPATCH_WINDOW_S": "300"})
     yield system
-    codes = stop_system(system)
-    assert all(c == 0 for cs in codes.values() for c in cs), f"a service did not shut down cleanly: {codes}"
+    stop_cleanly(system)
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
