@@ -319,7 +319,10 @@ async def return_parcel(
     summary="Go online (with a position) or offline",
     description="Going offline withdraws open offers (they go to the next courier); "
     "accepted jobs stay with the courier. A flagged courier (`flag`) may be online but gets no "
-    "new offers until the admin clears the flag.",
+    "new offers until the admin clears the flag. The position is checked as a point's is "
+    "(`POST /v1/courier/locations`): one further from the courier's last than their vehicle can "
+    "go is not used (the status still changes; `lat`/`lng` answer the position held) and counts "
+    "toward the same flag.",
     responses=problem_responses(400, 401, 413, 415, 422, 429),
     openapi_extra=json_body(CourierStatusUpdate),
 )
@@ -336,9 +339,18 @@ async def put_status(request: Request, courier: CourierIdentity = Depends(curren
             errors=[{"loc": ["body", "at"], "msg": "is in the future"}],
         )
     async with transaction(request) as conn:
-        row = await couriers.set_status(
-            conn, settings, courier.id, online=body.online, lat=body.lat, lng=body.lng, at=body.at
+        row, moved = await couriers.set_status(
+            conn,
+            settings,
+            courier.id,
+            online=body.online,
+            lat=body.lat,
+            lng=body.lng,
+            vehicle=courier.vehicle,
+            at=body.at,
         )
+    if moved is not None:
+        deps.guard_counters(request).position(moved.ignored, moved.flagged)
     deps.hints(request).poke()  # their capacity is new, or the offers they withdrew by going offline are due again
     return ModelResponse(status_view(row))
 
@@ -376,10 +388,7 @@ async def post_locations(request: Request, courier: CourierIdentity = Depends(cu
         moved, published = await couriers.report_locations(
             conn, settings, courier.id, courier.vehicle, [couriers.Point(p.lat, p.lng, p.at) for p in body.points]
         )
-    if moved.ignored is not None:
-        deps.guard_counters(request).points_ignored[moved.ignored].inc()
-    if moved.flagged:
-        deps.guard_counters(request).flagged_for_speed.inc()
+    deps.guard_counters(request).position(moved.ignored, moved.flagged)
     return ModelResponse(
         LocationsAccepted(
             accepted=len(body.points), published=published, position_updated=moved.kept, ignored_reason=moved.ignored

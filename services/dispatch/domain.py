@@ -337,3 +337,9 @@ assert set(MAX_SPEED_MPS) == set(VEHICLES), "a speed limit for every vehicle of 
 # the courier is not locked out for it), and only `jump_flag_after` of them in a row flag the
 # courier (a sustained jump: a spoofed position, or a wrong point kept before). That point is
 # kept then, so the position follows the phone again while the admin looks.
+
+
+def sustained_jump(jumps: int, flag_after: int) -> bool:
+    """Whether a run of `jumps` impossible positions in a row flags the courier (and its last
+    position is kept): a point's or a status's, they count in one run."""
+    return jumps >= flag_after

@@ -50,58 +50,33 @@ async def courier(conn: asyncpg.Connection | asyncpg.Pool, courier_id: UUID) -> 
     return await conn.fetchrow(f"SELECT {COURIER_COLUMNS} FROM couriers WHERE id = $1", courier_id)
 
 
-async def set_courier_status(
-    conn: asyncpg.Connection,
-    courier_id: UUID,
-    *,
-    online: bool,
-    lat: float | None,
-    lng: float | None,
-    at: datetime | None,
-    cell: int | None,
-    coarse_cell: int | None,
-) -> asyncpg.Record:
-    """Online/offline; the position when one is given (kept as it was otherwise), taken at `at`
-    by the phone's clock (None when the phone did not say: then the next point is kept
-    whatever its time, as nothing of the phone's clock is known to compare it with)."""
-    row = await conn.fetchrow(
-        f"""UPDATE couriers SET online = $2,
-                lat = COALESCE($3, lat), lng = COALESCE($4, lng), cell = COALESCE($5, cell),
-                coarse_cell = COALESCE($6, coarse_cell),
-                position_at = CASE WHEN $3::float8 IS NULL THEN position_at ELSE $7 END,
-                capacity_at = CASE WHEN $2 THEN clock_timestamp() ELSE capacity_at END,
-                updated_at = now()
-            WHERE id = $1 RETURNING {COURIER_COLUMNS}""",
-        courier_id,
-        online,
-        lat,
-        lng,
-        cell,
-        coarse_cell,
-        at,
-    )
-    return row
+def _jump(lat: str, lng: str, at: str, max_mps: str, slack_m: str) -> str:
+    """The one rule for positions no vehicle reaches, as SQL over the courier's row: the
+    position (`lat`, `lng`, taken at `at`: SQL expressions) is further from the one the row
+    holds than `max_mps` (the vehicle's, domain.MAX_SPEED_MPS) times the seconds between the
+    two, plus `slack_m`. Distances are haversine's, as shared.geo's."""
+    return f"""(position_at IS NOT NULL AND lat IS NOT NULL
+        AND 12742000 * asin(least(1, sqrt(sin(radians({lat}::float8 - lat) / 2) ^ 2
+                + cos(radians(lat)) * cos(radians({lat}::float8)) * sin(radians({lng}::float8 - lng) / 2) ^ 2)))
+            > {max_mps}::float8 * abs(extract(epoch FROM {at}::timestamptz - position_at)) + {slack_m}::float8)"""
 
 
 # A reported position, in one statement (the hottest of the courier's calls): kept unless the
-# courier's position is as new or newer by the phone's clock, or the point is a jump no vehicle
-# makes: further from the position it replaces (which the row holds) than `max_mps` (the
-# vehicle's, domain.MAX_SPEED_MPS) times the seconds between the two, plus `slack_m`.
-# Distances are haversine's, as shared.geo's. A kept point ends a run of jumps.
-_MOVE = """UPDATE couriers SET lat = $2, lng = $3, cell = $4, coarse_cell = $7, position_at = $5, jumps = 0,
+# courier's position is as new or newer by the phone's clock, or the point is a jump (_jump).
+# A kept point ends a run of jumps.
+_MOVE = f"""UPDATE couriers SET lat = $2, lng = $3, cell = $4, coarse_cell = $7, position_at = $5, jumps = 0,
         capacity_at = CASE WHEN coarse_cell IS DISTINCT FROM $7 THEN clock_timestamp() ELSE capacity_at END,
         updated_at = now(),
         location_published_at = CASE
             WHEN $6 AND (location_published_at IS NULL OR location_published_at <= now() - interval '1 second')
             THEN now() ELSE location_published_at END
     WHERE id = $1 AND (position_at IS NULL OR position_at < $5)
-      AND NOT (position_at IS NOT NULL AND lat IS NOT NULL
-               AND 12742000 * asin(least(1, sqrt(sin(radians($2::float8 - lat) / 2) ^ 2
-                       + cos(radians(lat)) * cos(radians($2::float8)) * sin(radians($3::float8 - lng) / 2) ^ 2)))
-                   > $8::float8 * extract(epoch FROM $5::timestamptz - position_at) + $9::float8)
+      AND NOT {_jump("$2", "$3", "$5", "$8", "$9")}
     RETURNING location_published_at IS NOT DISTINCT FROM now()"""
-# Only for a point _MOVE did not keep (rare): a jump if the position held is older; counted.
+# Only for a position not kept (rare): a point's is a jump if the position held is older (else
+# it is older itself); a status's is a jump (_STATUS kept anything else). Counted.
 _JUMPED = "UPDATE couriers SET jumps = jumps + 1 WHERE id = $1 AND position_at < $2 RETURNING jumps"
+_COUNT_JUMP = "UPDATE couriers SET jumps = jumps + 1 WHERE id = $1 RETURNING jumps"
 NO_SPEED_LIMIT = float("inf")
 
 
@@ -143,11 +118,57 @@ async def move_courier(
     jumps = await conn.fetchval(_JUMPED, courier_id, at)
     if jumps is None:
         return Moved(False, False, False, "older")
-    if jumps < flag_after:
+    if not domain.sustained_jump(jumps, flag_after):
         return Moved(False, False, False, domain.IMPOSSIBLE_SPEED)
     published = await conn.fetchval(_MOVE, *args, NO_SPEED_LIMIT, slack_m)
     flagged = await flag_courier(conn, courier_id, domain.IMPOSSIBLE_SPEED)
     return Moved(True, bool(published), flagged, None)
+
+
+# A status, in one statement: online or offline, and the position it carries (if any) unless
+# that is a jump (_jump; the row's position is read under its lock, in the sub-select); the
+# time a status without a phone time is compared at is the server's (the phone's best guess).
+# A kept position ends a run of jumps.
+_STATUS = f"""UPDATE couriers c SET online = $2,
+        lat = CASE WHEN j.kept THEN $3 ELSE c.lat END, lng = CASE WHEN j.kept THEN $4 ELSE c.lng END,
+        cell = CASE WHEN j.kept THEN $5 ELSE c.cell END,
+        coarse_cell = CASE WHEN j.kept THEN $6 ELSE c.coarse_cell END,
+        position_at = CASE WHEN j.kept THEN $7 ELSE c.position_at END,
+        jumps = CASE WHEN j.kept THEN 0 ELSE c.jumps END,
+        capacity_at = CASE WHEN $2 THEN clock_timestamp() ELSE c.capacity_at END,
+        updated_at = now()
+    FROM (SELECT id, $3::float8 IS NOT NULL AND NOT {_jump("$3", "$4", "COALESCE($7::timestamptz, now())", "$8", "$9")}
+          AS kept FROM couriers WHERE id = $1 FOR UPDATE) j
+    WHERE c.id = j.id RETURNING {", ".join("c." + col for col in COURIER_COLUMNS.split(", "))}, j.kept"""
+
+
+async def set_courier_status(
+    conn: asyncpg.Connection,
+    courier_id: UUID,
+    *,
+    online: bool,
+    lat: float | None,
+    lng: float | None,
+    at: datetime | None,
+    cell: int | None,
+    coarse_cell: int | None,
+    max_mps: float,
+    slack_m: float,
+    flag_after: int,
+) -> tuple[asyncpg.Record, Moved | None]:
+    """Online/offline; the position when one is given, taken at `at` by the phone's clock
+    (None when the phone did not say: then the next point is kept whatever its time, as
+    nothing of the phone's clock is known to compare it with). A position no vehicle reaches
+    is handled as a point's is (move_courier): ignored, and counted in the same run of jumps.
+    What became of the position: None when the status carried none."""
+    args = (courier_id, online, lat, lng, cell, coarse_cell, at)
+    row = await conn.fetchrow(_STATUS, *args, max_mps, slack_m)
+    if lat is None or row["kept"]:
+        return row, None if lat is None else KEPT
+    if not domain.sustained_jump(await conn.fetchval(_COUNT_JUMP, courier_id), flag_after):
+        return row, Moved(False, False, False, domain.IMPOSSIBLE_SPEED)
+    flagged = await flag_courier(conn, courier_id, domain.IMPOSSIBLE_SPEED)  # before: the answer shows it
+    return await conn.fetchrow(_STATUS, *args, NO_SPEED_LIMIT, slack_m), Moved(True, False, flagged, None)
 
 
 # --- flags and a courier's wrong delivery codes ------------------------------------------------

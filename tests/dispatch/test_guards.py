@@ -179,3 +179,34 @@ async def test_a_phone_behind_the_server_compares_its_points_with_its_own_clock(
 
     lng = await dispatch.pool.fetchval("SELECT lng FROM couriers WHERE id = $1", uuid.UUID(courier.id))
     assert lng == pytest.approx(east(10)[1])  # the newer point stays
+
+
+async def test_a_status_position_no_vehicle_reaches_is_ignored_and_counts_toward_the_flag(dispatch):
+    """The position a status carries is checked as a point is: the status changes, an
+    impossible position does not, and it counts in the same run of jumps as the points."""
+    courier = await dispatch.new_courier(vehicle="bicycle", at=None)
+    t0 = datetime.now(UTC) - timedelta(minutes=1)
+
+    async def status(online: bool, at: datetime, metres_east: float) -> dict:
+        lat, lng = east(metres_east)
+        body = {"online": online, "lat": lat, "lng": lng, "at": at.isoformat()}
+        r = await dispatch.client.put("/v1/courier/status", headers=courier.auth, json=body)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    async def post(point: dict) -> dict:
+        r = await dispatch.client.post("/v1/courier/locations", headers=courier.auth, json={"points": [point]})
+        assert r.status_code == 202, r.text
+        return r.json()
+
+    assert (await status(True, t0, 0))["lng"] == pytest.approx(east(0)[1])
+    jumped = await status(False, t0 + timedelta(seconds=5), 20_000)  # 20 km in 5 s on a bicycle
+    assert jumped["online"] is False and jumped["lng"] == pytest.approx(east(0)[1]) and jumped["flag"] is None
+    assert (await status(True, t0 + timedelta(seconds=10), 30))["lng"] == pytest.approx(east(30)[1])  # 6 m/s
+
+    await status(True, t0 + timedelta(seconds=15), 20_000)  # the same run: status, point, status
+    assert (await post(_point(t0 + timedelta(seconds=20), 20_010)))["ignored_reason"] == "impossible_speed"
+    third = await status(True, t0 + timedelta(seconds=25), 20_020)
+    assert third["flag"]["reason"] == "impossible_speed" and third["lng"] == pytest.approx(east(20_020)[1])
+    metrics = await dispatch.metrics()
+    assert _metric(metrics, 'dispatch_location_points_ignored_total{reason="impossible_speed"}') == 3

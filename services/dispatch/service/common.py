@@ -51,6 +51,14 @@ class GuardCounters:
             "dispatch_couriers_flagged_impossible_speed_total", "Couriers flagged for positions no vehicle reaches"
         )
 
+    def position(self, ignored: str | None, flagged: bool) -> None:
+        """A courier's position not used (`ignored`: why), or one that flagged them: a point's
+        or a status's alike."""
+        if ignored is not None:
+            self.points_ignored[ignored].inc()
+        if flagged:
+            self.flagged_for_speed.inc()
+
 
 async def emit(
     conn: asyncpg.Connection, settings: DispatchSettings, cls: type[Envelope], subject: UUID, data: Model

@@ -83,11 +83,13 @@ async def set_status(
     online: bool,
     lat: float | None,
     lng: float | None,
+    vehicle: str,
     at: datetime | None = None,
-) -> asyncpg.Record:
+) -> tuple[asyncpg.Record, store_couriers.Moved | None]:
     """Online or offline. Going offline withdraws the courier's open offers (those orders go to
     the next courier at once) but leaves accepted jobs with them, to finish. `at`: when the
-    phone took the position, by its clock (later points are compared with it)."""
+    phone took the position, by its clock (later points are compared with it). The position is
+    checked as a point's is (report_locations); what became of it, None without one."""
     if not online:
         offered = await store.open_offer_order_ids(conn, courier_id)
         locked = await store.lock_jobs(conn, offered)  # jobs before the courier: lock order
@@ -95,7 +97,7 @@ async def set_status(
         await store.reopen_jobs(conn, still_mine, offer_state=domain.OFFER_WITHDRAWN)
         await store_couriers.release_couriers(conn, [courier_id] * len(still_mine))
     cell = grid(settings).cell(lat, lng) if lat is not None and lng is not None else None
-    return await store_couriers.set_courier_status(
+    row, moved = await store_couriers.set_courier_status(
         conn,
         courier_id,
         online=online,
@@ -104,7 +106,13 @@ async def set_status(
         at=at if lat is not None else None,
         cell=cell,
         coarse_cell=grid(settings).coarse(cell) if cell is not None else None,
+        max_mps=domain.MAX_SPEED_MPS[vehicle],
+        slack_m=settings.location_jump_slack_m,
+        flag_after=settings.location_jump_flag_after,
     )
+    if moved is not None and moved.flagged:
+        await _audit_speed_flag(conn, courier_id)
+    return row, moved
 
 
 @dataclass(frozen=True)
@@ -138,13 +146,7 @@ async def report_locations(
         flag_after=settings.location_jump_flag_after,
     )
     if moved.flagged:
-        await audit.record(
-            conn,
-            action="courier.flagged",
-            target=str(courier_id),
-            detail={"reason": domain.IMPOSSIBLE_SPEED},
-            actor=SOURCE,
-        )
+        await _audit_speed_flag(conn, courier_id)
     if moved.published:
         await add_event(
             conn,
@@ -157,6 +159,12 @@ async def report_locations(
             ),
         )
     return moved, moved.published
+
+
+async def _audit_speed_flag(conn: asyncpg.Connection, courier_id: UUID) -> None:
+    await audit.record(
+        conn, action="courier.flagged", target=str(courier_id), detail={"reason": domain.IMPOSSIBLE_SPEED}, actor=SOURCE
+    )
 
 
 # --- a courier's answers and steps ---------------------------------------------------------------
