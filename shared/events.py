@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Literal, Self, TypeAlias, get_args
 from uuid import UUID
 
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field, TypeAdapter, model_validator
+from pydantic_core import PydanticCustomError
 
 from shared.contract import FailReason, Latitude, Longitude, Vehicle
 
@@ -211,7 +212,11 @@ class Envelope(Model):
             else None
         )
         if about is not None and self.subject != str(about):
-            raise ValueError(f"the subject {self.subject!r} is not the id in the data ({about})")
+            raise PydanticCustomError(  # its own kind, so that a log can name it (shared.errors)
+                "subject_mismatch",
+                "the subject {subject} is not the id in the data ({about})",
+                {"subject": self.subject, "about": str(about)},
+            )
         return self
 
 

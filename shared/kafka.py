@@ -42,6 +42,7 @@ import collections
 import contextlib
 import logging
 import time
+import traceback
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,6 +52,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 from pydantic import ValidationError
 
+from shared.errors import describe
 from shared.events import Envelope, dlq_topic, parse_event
 from shared.kafka_clients import Kafka, connection, started
 from shared.settings import CommonSettings
@@ -244,7 +246,10 @@ class EventConsumer:
 
     def _poll_ended(self, poller: asyncio.Task[None]) -> None:
         if not poller.cancelled() and poller.exception() is not None:  # a bug: say so at once
-            log.error("%s: stopped consuming", self.name, exc_info=poller.exception())
+            exc = poller.exception()
+            # The frames (no values in them) and the exception described, not its text: see shared.errors.
+            frames = "".join(traceback.format_tb(exc.__traceback__)) if exc is not None else ""
+            log.error("%s: stopped consuming: %s\n%s", self.name, describe(exc) if exc else "", frames)
 
     async def _poll(self) -> None:
         while not self._stopping.is_set():
@@ -260,7 +265,8 @@ class EventConsumer:
             except KafkaError as exc:
                 self._outages.setdefault(_POLLING, time.monotonic())
                 log.error(
-                    "%s: polling Kafka: %r; trying again in %.0fs", self.name, exc, self.PAUSE_AFTER_KAFKA_ERROR_S
+                    "%s: polling Kafka: %s; trying again in %.0fs",
+                    *(self.name, describe(exc), self.PAUSE_AFTER_KAFKA_ERROR_S),
                 )
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), self.PAUSE_AFTER_KAFKA_ERROR_S)
@@ -273,7 +279,7 @@ class EventConsumer:
                 # A dead letter could not be sent, say: rewind every partition to the batch's
                 # first record, so the next poll delivers the batch again.
                 self._seek_to_first(records)
-                log.error("%s: a batch could not be handed over (%r); reading it again", self.name, exc)
+                log.error("%s: a batch could not be handed over (%s); reading it again", self.name, describe(exc))
 
     async def _consume(self, records: list[ConsumerRecord]) -> None:
         parsed: list[tuple[ConsumerRecord, tuple[str, Envelope]]] = []
@@ -325,10 +331,10 @@ class EventConsumer:
         self._seek_to_first(record for batch in self._in_flight for record in batch.records)
         self._in_flight.clear()
         self._failed = None
+        exc = failed.exception() if not failed.cancelled() else None
         log.error(
-            "%s: a batch could not be handled (%r); reading it again",
-            self.name,
-            failed.exception() if not failed.cancelled() else "cancelled",
+            "%s: a batch could not be handled (%s); reading it again",
+            *(self.name, describe(exc) if exc is not None else "cancelled"),
         )
 
     def _seek_to_first(self, records: Iterable[ConsumerRecord]) -> None:
@@ -373,7 +379,7 @@ class EventConsumer:
                 self._handled[tp] = max(self._handled.get(tp, 0), offset)
             if isinstance(exc, asyncio.CancelledError):
                 raise
-            log.warning("%s: committing offsets: %r; trying again", self.name, exc)
+            log.warning("%s: committing offsets: %s; trying again", self.name, describe(exc))
 
     async def stop(self) -> None:
         """Stop consuming after the batch in hand, commit what was handled, close the consumer."""
@@ -403,7 +409,7 @@ class EventConsumer:
         try:
             return parse_event(value)
         except ValidationError as exc:
-            await self.dead_letter(record, "invalid event: " + _short(exc))
+            await self.dead_letter(record, "invalid event: " + describe(exc))
             return None
 
     async def _handle(self, parsed: list[tuple[ConsumerRecord, tuple[str, Envelope]]]) -> None:
@@ -433,16 +439,17 @@ class EventConsumer:
                         # Not the message's fault: wait for the outage to end (shutdown cancels this).
                         self._outages.setdefault(outage, time.monotonic())
                         log.warning(
-                            "%s: outage while handling %d events: %r; retrying in %.2fs",
-                            *(self.name, len(batch), exc, backoff),
+                            "%s: outage while handling %d events: %s; retrying in %.2fs",
+                            *(self.name, len(batch), describe(exc), backoff),
                         )
                     else:
                         attempt += 1
+                        reason = describe(exc)
                         log.warning(
-                            "%s: handler failed (attempt %d/%d): %r", self.name, attempt, ATTEMPTS_BEFORE_DLQ, exc
+                            "%s: handler failed (attempt %d/%d): %s", self.name, attempt, ATTEMPTS_BEFORE_DLQ, reason
                         )
                         if attempt >= ATTEMPTS_BEFORE_DLQ:
-                            raise _GaveUp(repr(exc)) from exc
+                            raise _GaveUp(reason) from exc
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
         finally:
@@ -483,7 +490,3 @@ class _GaveUp(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
-
-
-def _short(exc: ValidationError) -> str:
-    return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()[:10])

@@ -28,6 +28,7 @@ from uuid import uuid4
 
 import asyncpg
 
+from shared.errors import describe
 from shared.events import Envelope, EventData, type_name
 
 log = logging.getLogger(__name__)
@@ -295,7 +296,7 @@ class OutboxRelay:
                 published = await self.drain_once()
                 backoff = 0.1
             except Exception as exc:  # noqa: BLE001 - the relay must outlive any outage
-                log.warning("outbox relay: %r; retrying in %.1fs", exc, backoff)
+                log.warning("outbox relay: %s; retrying in %.1fs", describe(exc), backoff)
                 if self._stopping:
                     return
                 await asyncio.sleep(backoff)
@@ -304,7 +305,7 @@ class OutboxRelay:
                     if self._on_failure is not None:
                         await self._on_failure(exc)
                 except Exception as again:  # noqa: BLE001 - still down: the next round tries again
-                    log.warning("outbox relay: recovering: %r", again)
+                    log.warning("outbox relay: recovering: %s", describe(again))
                 continue
             if self._stopping:
                 if published == 0:

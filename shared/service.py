@@ -26,6 +26,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from shared.db import create_pool, migrate, migrate_as
+from shared.errors import describe
 from shared.health import HealthCollector, Watch
 from shared.http import Metrics
 from shared.inbox import forget_before
@@ -244,7 +245,7 @@ async def _forever(name: str, run: Callable[[], Awaitable[None]]) -> None:
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - log, wait, go on
-            log.warning("%s: %r; restarting in %.1fs", name, exc, backoff)
+            log.warning("%s: %s; restarting in %.1fs", name, describe(exc), backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
 
@@ -256,7 +257,7 @@ def _bounded(what: str) -> Iterator[None]:
     except TimeoutError:
         log.error("%s took too long; going on with shutdown", what)
     except Exception as exc:  # noqa: BLE001 - shutdown must go on
-        log.error("%s failed: %r", what, exc)
+        log.error("%s failed: %s", what, describe(exc))
 
 
 def listening_socket(host: str, port: int, *, shared: bool) -> socket.socket:

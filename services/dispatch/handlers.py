@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import asyncpg
 
+from shared.errors import describe
 from shared.kafka import TRANSIENT_ERRORS, Batch
 
 from .service import matching, orders
@@ -55,7 +56,10 @@ class OrderEvents:
                     except Exception as exc:  # the pass's own failure
                         raise _MatchingFailed from exc
         except _MatchingFailed as failed:
-            log.error("%s: matching new jobs failed (%r); applying the batch without it", CONSUMER, failed.__cause__)
+            log.error(
+                "%s: matching new jobs failed (%s); applying the batch without it",
+                *(CONSUMER, describe(failed.__cause__) if failed.__cause__ else "?"),
+            )
             async with self._pool().acquire() as conn, conn.transaction():
                 applied = await orders.apply_order_events(conn, settings, CONSUMER, batch)
         # The matcher's loop takes what this pass left: capacity a cancel gave back, or new

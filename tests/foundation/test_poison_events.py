@@ -7,12 +7,14 @@ service, the whole service stopped applying events.
 
 from __future__ import annotations
 
+import logging
 import uuid
 from typing import Any
 
 import asyncpg
 import orjson
 import pytest
+from pydantic import TypeAdapter
 
 from shared.events import ORDERS_TOPIC, Envelope, dlq_topic, parse_event
 from shared.inbox import Verdict, accept
@@ -190,3 +192,59 @@ def test_every_event_names_its_subject_in_its_data():
             parse_event(_with_subject(raw, str(uuid.uuid4())))
     _, location = story.location(20.95, 107.05)
     assert location.subject == str(story.courier_id), "courier.location's subject is its courier"
+
+
+# --- what the logs say about a message that fails --------------------------------------------
+
+
+async def test_a_failing_message_is_dead_lettered_and_the_logs_hold_none_of_its_personal_data(
+    infra, database, topic_prefix, caplog
+):
+    """Exceptions carry what they failed on: pydantic's the input, asyncpg's the query argument,
+    PostgreSQL's the value it could not cast. The consumer logs their type and where, never
+    their text: a message's names, phones and addresses stay out of the logs."""
+    settings = CommonSettings(
+        kafka_bootstrap_servers=infra.kafka_bootstrap, topic_prefix=topic_prefix, shutdown_grace_s=5
+    )
+    rt = Runtime(settings, name="probe", database_url=database, migrations=None, relay=False)
+    story = Story()
+    handled: list[int] = []
+    drop = story.dropoff
+
+    async def handle(batch):
+        for _, event in batch:
+            match event.data.distance_m:
+                case 1:  # pydantic: the input is in its text
+                    TypeAdapter(int).validate_python(f"{drop['name']}, {drop['phone']}, {drop['address']}")
+                case 2:  # asyncpg's client-side encoding error: the argument is in its text
+                    await rt.pool.fetchval("SELECT $1::int", f"{drop['name']} {drop['phone']}")
+                case 3:  # PostgreSQL's cast error: the value is in its text
+                    await rt.pool.fetchval("SELECT $1::text::int", f"{drop['address']} {drop['phone']}")
+            handled.append(event.data.distance_m)
+
+    consumer = rt.consume(name="probe", topics=[ORDERS_TOPIC], handler=handle)
+    caplog.set_level(logging.INFO)  # the services' level (GIAO_LOG_LEVEL)
+    await rt.start()
+    try:
+        topic = settings.topic(ORDERS_TOPIC)
+        _, placed = story.order_placed()
+        raw = orjson.loads(placed.model_dump_json())
+        values = [orjson.dumps(raw | {"data": raw["data"] | {"distance_m": d}}) for d in (1, 2, 3, 7)]
+        values.insert(0, orjson.dumps(raw | {"data": raw["data"] | {"fee_vnd": drop["name"]}}))  # refused on parse
+        await produce(infra.kafka_bootstrap, topic, [(str(placed.data.order_id).encode(), v) for v in values])
+
+        async def last_handled():
+            return 7 in handled
+
+        await eventually(last_handled, what="the event after the failing ones")
+        dead = await read_topic(infra.kafka_bootstrap, dlq_topic(topic), at_least=4)
+        reasons = [dict(r.headers)["x-error"].decode() for r in dead[:4]]
+        assert [r.value for r in dead[:4]] == values[:4] and consumer.dead_lettered >= 4, reasons
+        assert "ValidationError" in reasons[1] and "DataError" in reasons[2], reasons
+        assert "InvalidTextRepresentationError (SQLSTATE 22P02)" in reasons[3], reasons
+    finally:
+        await rt.stop()
+    logged = caplog.text  # each record's message and traceback, as a log handler writes them
+    assert "dead-lettering" in logged and "handler failed" in logged
+    found = [what for what, value in story.secrets().items() if value in logged + "".join(reasons)]
+    assert not found, found

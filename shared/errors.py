@@ -1,0 +1,56 @@
+"""An exception as a log line (or a dead letter's header) may show it.
+
+An exception's text often holds what it failed on: pydantic's errors their input, asyncpg's
+client-side DataError the query argument, PostgreSQL's errors the value (`invalid input syntax
+for type integer: "45 Trần Hưng Đạo ..."`) or a key (`Key (phone)=(...)`). Built from an
+event, that is a recipient's name, phone or address, which logs must never hold
+(docs/operations.md). describe() keeps what an engineer needs and no value: the type, pydantic's
+error locations and kinds, PostgreSQL's SQLSTATE and the names of what it concerns, and where
+the exception was raised. Only the servers' connection errors (no message content in them)
+keep their text.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+import asyncpg
+from aiokafka.errors import KafkaError
+from pydantic import ValidationError
+from pydantic_core import ErrorDetails
+
+MAX_PYDANTIC_ERRORS = 10
+
+# Errors about reaching a server, not about a value: their text is the server's address or
+# state, useful and free of message content.
+_TEXT_KEPT: tuple[type[BaseException], ...] = (KafkaError, ConnectionError, TimeoutError)
+
+
+def describe(exc: BaseException) -> str:
+    """`exc` without any value it carries, e.g. `DataError at store.py:120 in insert_order`,
+    `ValidationError (data.fee_vnd: int_parsing) at ...`, `UniqueViolationError (SQLSTATE 23505,
+    couriers_phone_key) at ...`."""
+    detail = _detail(exc)
+    frames = traceback.extract_tb(exc.__traceback__)
+    ours = [f for f in frames if f.filename.endswith(".py") and "site-packages" not in f.filename] or frames
+    where = f" at {ours[-1].filename.rsplit('/', 1)[-1]}:{ours[-1].lineno} in {ours[-1].name}" if ours else ""
+    return f"{type(exc).__name__}{f' ({detail})' if detail else ''}{where}"
+
+
+def _detail(exc: BaseException) -> str:
+    if isinstance(exc, ValidationError):
+        errors = exc.errors(include_url=False, include_input=False)
+        return "; ".join(_pydantic_error(e) for e in errors[:MAX_PYDANTIC_ERRORS])
+    if isinstance(exc, asyncpg.PostgresError):
+        names = (getattr(exc, a, None) for a in ("table_name", "column_name", "constraint_name"))
+        return ", ".join([f"SQLSTATE {exc.sqlstate}", *(n for n in names if n)])
+    if isinstance(exc, _TEXT_KEPT) and not isinstance(exc, ValueError):
+        return str(exc)
+    return ""
+
+
+def _pydantic_error(error: ErrorDetails) -> str:
+    where = ".".join(map(str, error["loc"])) or "(root)"
+    if error["type"] == "union_tag_invalid":  # an event's `type`: a name, no message content
+        return f"{where}: unknown tag {error.get('ctx', {}).get('tag', '')!r:.80}"
+    return f"{where}: {error['type']}"
