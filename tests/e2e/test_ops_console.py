@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import struct
 import zlib
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import pytest_asyncio
@@ -158,6 +159,40 @@ async def test_couriers_and_orders_appear_and_move_and_an_assigned_order_names_i
     await marker.click()
     jobs = page.get_by_test_id("courier-jobs")
     await expect(jobs.locator(f'[data-order-id="{order["id"]}"]')).to_have_attribute("data-status", "picked_up")
+    await clean(visitor)
+    await visitor.close()
+
+
+async def test_a_flagged_courier_shows_the_flag_and_the_admin_clears_it(browser, city):
+    created = await city.client.create_courier("Đỗ Văn Nhảy", "0987654321", "motorbike")
+    token, courier_id = created["token"], str(created["id"])
+    await city.client.set_status(token, True, city.lat + 0.002, city.lng)
+    start = datetime.now(UTC) - timedelta(seconds=10)
+    east = city.lng + 0.015  # 1.5 km in a second, three times: no motorbike does that
+    points = [(0, city.lng)] + [(s, east) for s in (1, 2, 3)]
+    for seconds, lng in points:
+        at = (start + timedelta(seconds=seconds)).isoformat()
+        await city.client.send_locations(token, [{"lat": city.lat + 0.002, "lng": lng, "at": at}])
+    admin = f"{city.system.url_of('dispatch')}/v1/admin/couriers/{courier_id}"
+    flag = (await city.client.call("admin_courier", "GET", admin, token=city.system.admin_token))["flag"]
+    assert flag["reason"] == "impossible_speed"
+
+    visitor = await console(browser, city, at=(city.lat, city.lng + 0.008))
+    page = visitor.page
+    marker = page.locator(f'[data-testid="courier-marker"][data-courier-id="{courier_id}"]')
+    await expect(marker).to_have_attribute("data-flagged", "true", timeout=WAIT_MS)
+    await marker.click()
+    shown = page.get_by_test_id("courier-flag")
+    await expect(shown).to_have_attribute("data-reason", "impossible_speed")
+    await expect(shown.get_by_test_id("courier-flag-reason")).to_contain_text("Vị trí nhảy xa bất thường")
+    await expect(shown.get_by_test_id("courier-flag-since")).to_contain_text("Từ ")
+    assert await shown.get_attribute("data-at") == flag["at"]
+
+    await page.get_by_test_id("courier-flag-clear").click()
+    await expect(page.get_by_test_id("courier-flag")).to_have_count(0, timeout=WAIT_MS)
+    await expect(page.get_by_test_id("job-explain")).to_contain_text("Đỗ Văn Nhảy")  # the courier, drawn again
+    await expect(marker).to_have_attribute("data-flagged", "false", timeout=WAIT_MS)
+    assert (await city.client.call("admin_courier", "GET", admin, token=city.system.admin_token))["flag"] is None
     await clean(visitor)
     await visitor.close()
 

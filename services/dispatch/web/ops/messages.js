@@ -23,7 +23,7 @@ export const MESSAGES = {
     counter_couriers: "Tài xế trực tuyến",
     counter_outbox: "Sự kiện chưa gửi",
     counter_dead_letters: "Thư chết (dead letters)",
-    legend: "● tài xế (Đ xe đạp, M xe máy, Ô ô tô, T xe tải): xanh = rảnh, đỏ = đã đầy · ■ đơn: vàng = chờ, tím = đang mời, xanh = đã nhận, xám = đã lấy hàng",
+    legend: "● tài xế (Đ xe đạp, M xe máy, Ô ô tô, T xe tải): xanh = rảnh, đỏ = đã đầy, viền cam = bị gắn cờ · ■ đơn: vàng = chờ, tím = đang mời, xanh = đã nhận, xám = đã lấy hàng",
 
     seconds: "{n} giây",
     minutes: "{n} phút",
@@ -43,6 +43,14 @@ export const MESSAGES = {
     courier_busy: "Đã đầy",
     courier_free: "Còn nhận được",
     courier_jobs: "Đơn của tài xế",
+    flag_title: "Tài xế bị gắn cờ",
+    flag_reason: {
+      impossible_speed: "Vị trí nhảy xa bất thường: liên tiếp nhiều vị trí mà không phương tiện nào đi kịp",
+      code_guessing: "Nhập sai mã giao hàng quá nhiều lần ở nhiều đơn (không giao được đơn nào)",
+    },
+    flag_since: "Từ {time}",
+    flag_effect: "Tài xế không nhận được đơn mới cho đến khi gỡ cờ. Hãy gọi cho tài xế trước khi gỡ.",
+    flag_clear: "Gỡ cờ",
     courier_no_jobs: "Tài xế không giữ đơn nào.",
     order_title: "Đơn {id}",
     order_status: "Trạng thái: {status}",

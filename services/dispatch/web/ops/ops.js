@@ -1,10 +1,12 @@
 // The operations console: a live map of couriers and open orders, the counters, why an order
-// went to whom, and creating couriers with their sign-in QR code.
+// went to whom, a flagged courier's flag and its clear (flag.js), and creating couriers with
+// their sign-in QR code.
 //
 // The admin token is typed once and kept in sessionStorage only (gone with the tab, never in
 // a URL); every call sends it as a bearer, and a 401 brings the sign-in form back. The page
 // polls the admin views (GET /v1/admin/overview, /couriers, /jobs) every POLL_MS for what the
 // map shows; it loads nothing from another origin.
+import { flagSection } from "./flag.js";
 import { MESSAGES, LOCALE, t } from "./messages.js";
 
 const TOKEN = "giao.ops.token";
@@ -174,8 +176,9 @@ function drawCouriers(items) {
     }
     dress(entry.marker, (el) => {
       Object.assign(el.dataset, { testid: "courier-marker", courierId: c.id, vehicle: c.vehicle,
-        load: String(c.load), capacity: String(c.capacity), busy: String(c.busy) });
+        load: String(c.load), capacity: String(c.capacity), busy: String(c.busy), flagged: String(Boolean(c.flag)) });
       el.classList.toggle("busy", state === "busy");
+      el.classList.toggle("flagged", Boolean(c.flag));
       el.classList.toggle("free", state === "free");
       el.textContent = t("vehicle_letter")[c.vehicle] || "";
       el.title = courierTitle(c);
@@ -340,7 +343,12 @@ function showCourier(courierId) {
       list.append(element("li", {}, open));
     }
     delete $("details").dataset.orderId;
+    const clear = (id) => guarded(async () => {
+      await api(`/v1/admin/couriers/${encodeURIComponent(id)}/flag/clear`, { method: "POST" });
+      await showCourier(id);
+    });
     showPanel(t("courier_title", { name: courier.name, vehicle: t("vehicle")[courier.vehicle] || courier.vehicle }),
+      ...flagSection(courier, { element, clear }),
       element("p", { text: `${t("courier_load", { load: courier.load, capacity: courier.capacity })} · `
         + (courier.load >= courier.capacity ? t("courier_busy") : t("courier_free")) }),
       element("h3", { text: t("courier_jobs") }),
