@@ -124,6 +124,10 @@ class OrderCancelRequestedData(OrderData):
     reason: str | None = None
 
 
+class OrderCodeUnlockRequestedData(OrderData):
+    merchant_id: UUID
+
+
 # --- giao.order-tracking.v1 (source: orders, subject: order id) -------------------
 
 
@@ -236,6 +240,16 @@ class OrderCancelRequested(Envelope):
     data: OrderCancelRequestedData
 
 
+class OrderCodeUnlockRequested(Envelope):
+    """The merchant asked to clear the delivery-code lock of their order's job (wrong codes
+    locked it; the recipient confirmed the courier is with them): dispatch forgets the job's
+    wrong codes and lockouts, as the admin's clear does. Nothing answers it."""
+
+    topic: ClassVar[str] = ORDERS_TOPIC
+    type: Literal["order.code_unlock_requested"]
+    data: OrderCodeUnlockRequestedData
+
+
 class OrderTrackable(Envelope):
     """A merchant placed an order, as the public tracking may know it: written with its
     order.placed (the same occurred_at), on a topic without personal data."""
@@ -329,6 +343,7 @@ class CourierLocation(Envelope):
 AnyEvent = Annotated[
     OrderPlaced
     | OrderCancelRequested
+    | OrderCodeUnlockRequested
     | OrderTrackable
     | DeliveryOffered
     | DeliveryAssigned
@@ -361,6 +376,7 @@ def type_name(cls: type[Envelope]) -> str:
 STATUS_AFTER: dict[str, str | None] = {
     "order.placed": "placed",
     "order.cancel_requested": None,
+    "order.code_unlock_requested": None,
     "order.trackable": "placed",
     "delivery.offered": None,
     "delivery.assigned": "assigned",

@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from services.orders import deps
 from services.orders.admission import Overloaded
 from services.orders.deps import CurrentMerchant
-from services.orders.domain import BadCursor, CancelNotAllowed, Cursor, OutsideServiceArea
+from services.orders.domain import BadCursor, CancelNotAllowed, Cursor, OutsideServiceArea, UnlockNotAllowed
 from services.orders.schemas import (
     ApiKeyCreated,
     ApiKeyOut,
@@ -203,6 +203,29 @@ async def cancel_order(request: Request, order_id: str, me: CurrentMerchant, bod
     except CancelNotAllowed as exc:
         raise Problem(409, str(exc), title="Not cancellable", order_status=exc.status) from None
     return json_response(view, 202)
+
+
+@router.post(
+    "/v1/orders/{order_id}/delivery-code/unlock",
+    status_code=202,
+    tags=["orders"],
+    summary="Clear the delivery-code lock of a picked-up order",
+    description="Wrong delivery codes lock the courier out of delivering the order (429 for a while, "
+    "423 after the cap). Once the recipient confirmed the courier is with them, the merchant clears "
+    "the lock: dispatch forgets the job's wrong codes and lockouts within moments (audited there as "
+    "`job.code_lock_cleared` by `merchant:<id>`). 409 unless the order is `picked_up`; asking when "
+    "nothing is locked changes nothing. A courier locked out across jobs stays so: only the admin "
+    "clears a courier.",
+    responses=problem_responses(401, 404, 409, 429),
+)
+async def unlock_delivery_code(request: Request, order_id: str, me: CurrentMerchant) -> Response:
+    try:
+        await deps.orders(request).unlock_delivery_code(me, parse_order_id(order_id))
+    except OrderNotFound:
+        raise order_not_found() from None
+    except UnlockNotAllowed as exc:
+        raise Problem(409, str(exc), title="Nothing to unlock", order_status=exc.status) from None
+    return Response(status_code=202)
 
 
 def key_not_found() -> Problem:

@@ -159,6 +159,24 @@ def request_cancel(progress: Progress) -> CancelDecision:
     return CancelDecision(replace(progress, cancellation="requested"), ask_dispatch=True)
 
 
+# A delivery code is asked only to deliver a picked-up parcel, so only then can wrong codes
+# lock the job: a merchant's clear of the lock is for that status.
+UNLOCKABLE = "picked_up"
+
+
+class UnlockNotAllowed(Exception):
+    def __init__(self, status: str) -> None:
+        super().__init__(f"An order that is {status} has no delivery code to unlock (only a picked-up parcel's)")
+        self.status = status
+
+
+def request_code_unlock(progress: Progress) -> None:
+    """The merchant asks dispatch to clear the delivery-code lock (the recipient confirmed the
+    courier is with them). Raises UnlockNotAllowed unless the parcel is picked up."""
+    if progress.status != UNLOCKABLE:
+        raise UnlockNotAllowed(progress.status)
+
+
 # --- list cursors -----------------------------------------------------------------
 
 

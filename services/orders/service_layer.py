@@ -22,7 +22,15 @@ import orjson
 from pydantic import BaseModel
 
 from services.orders import store
-from services.orders.domain import Cursor, Quote, new_tracking_code, placed, price, request_cancel
+from services.orders.domain import (
+    Cursor,
+    Quote,
+    new_tracking_code,
+    placed,
+    price,
+    request_cancel,
+    request_code_unlock,
+)
 from services.orders.schemas import OrderIn, QuoteIn, order_view
 from services.orders.settings import OrdersSettings
 from shared import audit
@@ -31,6 +39,8 @@ from shared.events import (
     Envelope,
     OrderCancelRequested,
     OrderCancelRequestedData,
+    OrderCodeUnlockRequested,
+    OrderCodeUnlockRequestedData,
     OrderPlaced,
     OrderPlacedData,
     OrderTrackable,
@@ -124,6 +134,9 @@ class OrdersService:
             "orders_idempotent_replays_total", "Requests answered from an Idempotency-Key"
         )
         self.cancel_total = metrics.counter("orders_cancel_requests_total", "Cancel requests sent to dispatch")
+        self.unlock_total = metrics.counter(
+            "orders_code_unlock_requests_total", "Merchants' clears of a delivery-code lock sent to dispatch"
+        )
         self.known_keys = KnownSecrets(
             self._merchant_by_key_hash,
             ttl_s=settings.api_key_cache_s,
@@ -341,6 +354,25 @@ class OrdersService:
         if decision.ask_dispatch:
             self.cancel_total.inc()
         return order_view(row)
+
+    async def unlock_delivery_code(self, me: store.Merchant, order_id: UUID) -> None:
+        """Ask dispatch to clear the delivery-code lock of the order's job (order.code_unlock_requested;
+        dispatch audits it); raises OrderNotFound, or domain.UnlockNotAllowed unless the parcel
+        is picked up. Asking when nothing is locked changes nothing."""
+        async with self.runtime.pool.acquire() as conn, conn.transaction():
+            row = await store.get_order(conn, me.id, order_id, for_update=True)
+            if row is None:
+                raise OrderNotFound()
+            request_code_unlock(store.progress_of(row))
+            await add_event(
+                conn,
+                OrderCodeUnlockRequested,
+                subject=str(order_id),
+                source="orders",
+                topic=self.orders_topic,
+                data=OrderCodeUnlockRequestedData(order_id=order_id, merchant_id=me.id),
+            )
+        self.unlock_total.inc()
 
     # --- housekeeping -----------------------------------------------------------------
 

@@ -180,6 +180,47 @@ async def test_wrong_delivery_codes_are_limited(city):
     assert locked.value.status == 429
 
 
+async def test_the_merchant_clears_a_delivery_code_lock_of_their_own_order(city):
+    """Through orders' API, an event and dispatch's consumer: the lock on a picked-up order
+    goes, and the courier delivers with the right code; nobody else's order, nothing before
+    the pickup."""
+    other_key = await city.merchant()
+    key = await city.merchant()
+    courier = await city.courier()
+    order = await city.order()
+    unlock = f"{city.system.url_of('orders')}/v1/orders/{order['id']}/delivery-code/unlock"
+    await city.client.call("unlock", "POST", unlock, token=key, expect=(409,))  # not picked up yet
+    await city.offer_for(courier, order["id"])
+    for action in ("accept", "pickup"):
+        await city.client.job_action(courier, order["id"], action)
+    wrong = {"delivery_code": f"{(int(order['delivery_code']) + 1) % 1_000_000:06d}", "cod_collected_vnd": 150_000}
+    right = {"delivery_code": order["delivery_code"], "cod_collected_vnd": 150_000}
+    for _ in range(6):
+        with pytest.raises(ApiError):
+            await city.client.job_action(courier, order["id"], "deliver", wrong)
+    with pytest.raises(ApiError) as locked:
+        await city.client.job_action(courier, order["id"], "deliver", right)
+    assert locked.value.status == 429
+
+    await city.status(order, "picked_up")
+    await city.client.call("unlock", "POST", unlock, token=other_key, expect=(404,))  # not theirs
+    await city.client.call("unlock", "POST", unlock, token=key, expect=(202,))
+
+    async def delivered():
+        try:
+            return await city.client.job_action(courier, order["id"], "deliver", right)
+        except ApiError as exc:
+            assert exc.status == 429, exc
+            return None
+
+    await eventually(delivered, what="the lock cleared by dispatch")
+    audit = await city.client.call(
+        "audit", "GET", f"{city.system.url_of('dispatch')}/v1/admin/audit", token=city.system.admin_token
+    )
+    cleared = [a for a in audit["items"] if a["action"] == "job.code_lock_cleared" and a["target"] == order["id"]]
+    assert [a["actor"].split(":")[0] for a in cleared] == ["merchant"], cleared
+
+
 async def test_tracking_lookups_are_rate_limited(system):
     strict = system.add(
         "tracking",

@@ -1,6 +1,7 @@
 """What the guards against a dishonest (or broken) courier app do besides their rules
 (domain.py) and counts (store*.py): a wrong delivery code counted on the courier too, with the
-flag it may raise, and the admin's clears of a courier's flag and of a job's code lock."""
+flag it may raise, and the clears of a courier's flag (the admin's) and of a job's code lock
+(the admin's or the merchant's)."""
 
 from __future__ import annotations
 
@@ -50,12 +51,13 @@ async def clear_flag(conn: asyncpg.Connection, courier_id: UUID) -> bool:
     return True
 
 
-async def clear_code_lock(conn: asyncpg.Connection, order_id: UUID) -> bool:
-    """The admin's clear of a job's wrong delivery codes and lockouts (audited), e.g. once the
-    recipient confirmed the courier is at their door; False for an unknown job."""
+async def clear_code_lock(conn: asyncpg.Connection, order_id: UUID, *, actor: str = audit.ADMIN) -> bool:
+    """The admin's (or the merchant's, through orders: `actor` `merchant:<id>`) clear of a
+    job's wrong delivery codes and lockouts (audited), e.g. once the recipient confirmed the
+    courier is at their door; False for an unknown job."""
     cleared = await store.clear_code_lock(conn, order_id)
     if cleared is None:
         return False
     detail = {"wrong_codes": cleared["wrong_codes"], "lockouts": cleared["lockouts"]}
-    await audit.record(conn, action="job.code_lock_cleared", target=str(order_id), detail=detail)
+    await audit.record(conn, action="job.code_lock_cleared", target=str(order_id), detail=detail, actor=actor)
     return True

@@ -1,5 +1,6 @@
-"""Orders' events: new jobs from order.placed, and the cancel saga's answer to
-order.cancel_requested, applied in the orders consumer's transaction."""
+"""Orders' events: new jobs from order.placed, the cancel saga's answer to
+order.cancel_requested, and the merchant's clear of a delivery-code lock
+(order.code_unlock_requested), applied in the orders consumer's transaction."""
 
 from __future__ import annotations
 
@@ -17,12 +18,14 @@ from shared.events import (
     Envelope,
     Model,
     OrderCancelRequested,
+    OrderCodeUnlockRequested,
     OrderPlaced,
 )
 from shared.inbox import Verdict, accept_many
 
 from .. import domain, store, store_couriers
 from ..settings import DispatchSettings
+from . import guards
 from .common import emit_many, grid, step_data
 
 
@@ -36,7 +39,8 @@ async def apply_order_events(
     conn: asyncpg.Connection, settings: DispatchSettings, consumer: str, batch: list[tuple[str, Envelope]]
 ) -> Applied:
     """Apply a batch of giao.orders.v1 events in the caller's one transaction: new jobs from
-    order.placed, and the cancel saga's answer to order.cancel_requested."""
+    order.placed, the cancel saga's answer to order.cancel_requested, and a merchant's clear of
+    a job's delivery-code lock (an unknown job has nothing to clear)."""
     placed: list[OrderPlaced] = []
     cancels: list[OrderCancelRequested] = []
     # The inbox judges the whole batch in a few statements (not three per event).
@@ -48,6 +52,8 @@ async def apply_order_events(
             placed.append(event)
         elif isinstance(event, OrderCancelRequested):
             cancels.append(event)
+        elif isinstance(event, OrderCodeUnlockRequested):
+            await guards.clear_code_lock(conn, event.data.order_id, actor=f"merchant:{event.data.merchant_id}")
     if placed:
         await store.insert_jobs(conn, [_job_row(settings, e) for e in placed])
     freed = await _answer_cancels(conn, settings, cancels) if cancels else False
