@@ -42,6 +42,7 @@ export const MESSAGES = {
     courier_load: "Đang giữ {load}/{capacity} đơn",
     courier_busy: "Đã đầy",
     courier_free: "Còn nhận được",
+    courier_paused: "Tạm dừng nhận đơn mới (bị gắn cờ)",
     courier_jobs: "Đơn của tài xế",
     flag_title: "Tài xế bị gắn cờ",
     flag_reason: {

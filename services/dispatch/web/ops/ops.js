@@ -350,7 +350,7 @@ function showCourier(courierId) {
     showPanel(t("courier_title", { name: courier.name, vehicle: t("vehicle")[courier.vehicle] || courier.vehicle }),
       ...flagSection(courier, { element, clear }),
       element("p", { text: `${t("courier_load", { load: courier.load, capacity: courier.capacity })} · `
-        + (courier.load >= courier.capacity ? t("courier_busy") : t("courier_free")) }),
+        + t(courier.flag ? "courier_paused" : courier.load >= courier.capacity ? "courier_busy" : "courier_free") }),
       element("h3", { text: t("courier_jobs") }),
       held.items.length ? list : element("p", { text: t("courier_no_jobs") }));
   });
