@@ -216,7 +216,7 @@ async def cancel_order(request: Request, order_id: str, me: CurrentMerchant, bod
     "`job.code_lock_cleared` by `merchant:<id>`). 409 unless the order is `picked_up`; asking when "
     "nothing is locked changes nothing. A courier locked out across jobs stays so: only the admin "
     "clears a courier.",
-    responses=problem_responses(401, 404, 409, 429),
+    responses=problem_responses(400, 401, 404, 409, 413, 415, 422, 429),
 )
 async def unlock_delivery_code(request: Request, order_id: str, me: CurrentMerchant) -> Response:
     try:
