@@ -82,13 +82,14 @@ class HttpxSender:
         self.timeout_s = timeout_s
         self.limits = httpx.Limits(max_connections=None, max_keepalive_connections=per_endpoint)
         self.tls = httpx.create_ssl_context(trust_env=False)
-        self.clients: OrderedDict[str, httpx.AsyncClient] = OrderedDict()
+        # URL -> its client and the URL parsed once (httpx parses a string on every request).
+        self.clients: OrderedDict[str, tuple[httpx.AsyncClient, httpx.URL]] = OrderedDict()
         self.busy: Counter[str] = Counter()
 
-    def _client(self, url: str) -> httpx.AsyncClient:
-        client = self.clients.get(url)
-        if client is None:
-            client = self.clients[url] = httpx.AsyncClient(
+    def _client(self, url: str) -> tuple[httpx.AsyncClient, httpx.URL]:
+        found = self.clients.get(url)
+        if found is None:
+            client = httpx.AsyncClient(
                 verify=self.tls,
                 timeout=self.timeout_s,
                 follow_redirects=False,
@@ -96,27 +97,28 @@ class HttpxSender:
                 headers={"User-Agent": "Giao-Webhooks/1"},
                 limits=self.limits,
             )
+            found = self.clients[url] = (client, httpx.URL(url))
         else:
             self.clients.move_to_end(url)
-        return client
+        return found
 
     async def _close_idle_clients(self) -> None:
         """Close the least recently used clients with nothing in flight, down to MAX_CLIENTS."""
         for url in list(self.clients):
             if len(self.clients) <= self.MAX_CLIENTS:
                 return
-            client = self.clients.get(url)
-            if client is not None and not self.busy[url]:
+            found = self.clients.get(url)
+            if found is not None and not self.busy[url]:
                 del self.clients[url], self.busy[url]
-                await client.aclose()
+                await found[0].aclose()
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
-        client = self._client(url)
+        client, parsed = self._client(url)
         self.busy[url] += 1
         try:
             async with (
                 asyncio.timeout(self.timeout_s),
-                client.stream("POST", url, content=body, headers=headers) as response,
+                client.stream("POST", parsed, content=body, headers=headers) as response,
             ):
                 read = 0
                 async for chunk in response.aiter_raw():
@@ -131,7 +133,7 @@ class HttpxSender:
 
     async def aclose(self) -> None:
         while self.clients:
-            await self.clients.popitem()[1].aclose()
+            await self.clients.popitem()[1][0].aclose()
 
 
 class DnsResolver:
