@@ -96,8 +96,8 @@ class OrdersSettings(CommonSettings, LimitSettings):
     webhook_endpoint_concurrency: int = Field(
         8,
         ge=1,
-        description="Deliveries in flight at once to one webhook endpoint, at most (of the 50 a worker sends at "
-        "once): a slow or silent endpoint holds no more of them",
+        description="Deliveries in flight at once to one webhook endpoint from one instance, at most (of the 50 "
+        "its worker sends at once): a slow or silent endpoint holds no more of them",
     )
     admission_enabled: bool = Field(
         True, description="Refuse new orders (503 with Retry-After) while dispatch is behind (admission.py)"
