@@ -73,10 +73,14 @@ class HttpxSender:
     one counts them all again, on every request and every answer. One client holding the 50
     connections of a round spent 3-5 ms of CPU per delivery in that alone; a URL has at most
     `per_endpoint` deliveries in flight (the claim sees to it), so its client holds that many.
-    The least recently used idle clients are closed past MAX_CLIENTS."""
+    A client unused for IDLE_CLIENT_S is closed (close_unused, every second), and the least
+    recently used ones past MAX_CLIENTS at once."""
 
     ANSWER_READ_BYTES = 16 * 1024
     MAX_CLIENTS = 500
+    # Past httpcore's keep-alive (an idle connection expires after 5 s), a client unused this long
+    # holds nothing worth keeping but open sockets.
+    IDLE_CLIENT_S = 10.0
 
     def __init__(self, timeout_s: float, per_endpoint: int) -> None:
         self.timeout_s = timeout_s
@@ -85,6 +89,7 @@ class HttpxSender:
         # URL -> its client and the URL parsed once (httpx parses a string on every request).
         self.clients: OrderedDict[str, tuple[httpx.AsyncClient, httpx.URL]] = OrderedDict()
         self.busy: Counter[str] = Counter()
+        self.last_used: dict[str, float] = {}
 
     def _client(self, url: str) -> tuple[httpx.AsyncClient, httpx.URL]:
         found = self.clients.get(url)
@@ -102,14 +107,17 @@ class HttpxSender:
             self.clients.move_to_end(url)
         return found
 
-    async def _close_idle_clients(self) -> None:
-        """Close the least recently used clients with nothing in flight, down to MAX_CLIENTS."""
-        for url in list(self.clients):
-            if len(self.clients) <= self.MAX_CLIENTS:
-                return
+    async def close_unused(self) -> None:
+        """Close the clients with nothing in flight that went unused for IDLE_CLIENT_S, and the
+        least recently used ones past MAX_CLIENTS."""
+        unused_since = time.monotonic() - self.IDLE_CLIENT_S
+        for url in list(self.clients):  # least recently used first
             found = self.clients.get(url)
-            if found is not None and not self.busy[url]:
+            if found is None or self.busy[url]:
+                continue
+            if len(self.clients) > self.MAX_CLIENTS or self.last_used.get(url, 0.0) < unused_since:
                 del self.clients[url], self.busy[url]
+                self.last_used.pop(url, None)
                 await found[0].aclose()
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
@@ -128,8 +136,9 @@ class HttpxSender:
                 return response.status_code
         finally:
             self.busy[url] -= 1
+            self.last_used[url] = time.monotonic()
             if len(self.clients) > self.MAX_CLIENTS:
-                await self._close_idle_clients()
+                await self.close_unused()
 
     async def aclose(self) -> None:
         while self.clients:
@@ -340,6 +349,8 @@ class WebhookService:
                 # deliveries flow, and a scrape every few seconds reads it.
                 if time.monotonic() - gauged >= 1.0:
                     gauged = time.monotonic()
+                    if isinstance(sender, HttpxSender):
+                        await sender.close_unused()
                     oldest = await store.oldest_pending(self.runtime.pool)
                     self.oldest_age.set(0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds())
         finally:

@@ -12,6 +12,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from services.orders.app import create_app
 from services.orders.settings import OrdersSettings
+from services.orders.webhook_service import HttpxSender
 from shared.events import DeliveryAssigned, DeliveryFailed, DeliveryPickedUp, DeliveryReturned
 from tests.orders.receiver import receiver
 from tests.orders.support import new_merchant
@@ -287,3 +288,19 @@ async def test_a_silent_endpoint_holds_only_its_own_places(client, merchant, set
         )
     assert in_flight == settings.webhook_endpoint_concurrency
     assert answered == 0  # its first attempts were still waiting for an answer
+
+
+async def test_the_sender_closes_the_clients_it_no_longer_uses(monkeypatch):
+    sender = HttpxSender(timeout_s=10, per_endpoint=8)
+    monkeypatch.setattr(sender, "MAX_CLIENTS", 2)
+    try:
+        with receiver() as hooks:
+            for path in ("a", "b", "c", "a"):
+                assert await sender.post(f"{hooks.url}/{path}", b"{}", {}) == 200
+            # A client per URL; past MAX_CLIENTS the least recently used went (a, then b).
+            assert list(sender.clients) == [f"{hooks.url}/c", f"{hooks.url}/a"]
+            monkeypatch.setattr(sender, "IDLE_CLIENT_S", 0.0)
+            await sender.close_unused()
+            assert not sender.clients
+    finally:
+        await sender.aclose()
