@@ -12,7 +12,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from services.orders.app import create_app
 from services.orders.settings import OrdersSettings
-from services.orders.webhook_service import HttpxSender
+from services.orders.webhook_http import HttpxSender
 from shared.events import DeliveryAssigned, DeliveryFailed, DeliveryPickedUp, DeliveryReturned
 from tests.orders.receiver import receiver
 from tests.orders.support import new_merchant
