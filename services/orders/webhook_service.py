@@ -12,19 +12,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import socket
 import time
+from collections import Counter
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 from uuid import UUID, uuid4
 
 import asyncpg
-import httpx
 from prometheus_client import Gauge
 
 from services.orders import webhook_store as store
 from services.orders.settings import OrdersSettings
+from services.orders.webhook_http import DnsResolver, HttpxSender, Resolver, Sender
 from services.orders.webhooks import (
     PING,
     UnsafeTarget,
@@ -45,65 +45,6 @@ log = logging.getLogger(__name__)
 
 class EndpointNotFound(Exception):
     """No endpoint of this merchant has that id (or no delivery of it that one)."""
-
-
-# --- the world outside, behind small interfaces (tests can give their own) --------
-
-
-class Sender(Protocol):
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
-        """POST and return the status code; raise on a transport error or a timeout."""
-
-
-class Resolver(Protocol):
-    async def resolve(self, host: str, port: int) -> list[str]:
-        """The addresses `host` resolves to."""
-
-
-class HttpxSender:
-    """One pooled client for every delivery: redirects not followed (a 3xx is a failure), no proxy
-    from the environment (the address checked is the one called), and the whole exchange within
-    the timeout (10 s). A small answer is read to its end, so that its connection goes back to
-    the pool (an unread body closes it: a new TCP connection per delivery cost more CPU than the
-    rest of the delivery); a larger one is dropped unread, with its connection."""
-
-    ANSWER_READ_BYTES = 16 * 1024
-
-    def __init__(self, timeout_s: float) -> None:
-        self.timeout_s = timeout_s
-        self.client = httpx.AsyncClient(
-            timeout=timeout_s,
-            follow_redirects=False,
-            trust_env=False,
-            headers={"User-Agent": "Giao-Webhooks/1"},
-            # Keep as many connections as a round sends at once (httpx keeps 20 by default:
-            # a round of 50 closed 30 of them and opened them again at the next round).
-            limits=httpx.Limits(max_connections=100, max_keepalive_connections=100),
-        )
-
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
-        async with (
-            asyncio.timeout(self.timeout_s),
-            self.client.stream("POST", url, content=body, headers=headers) as response,
-        ):
-            read = 0
-            async for chunk in response.aiter_raw():
-                read += len(chunk)
-                if read > self.ANSWER_READ_BYTES:
-                    break
-            return response.status_code
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
-
-class DnsResolver:
-    async def resolve(self, host: str, port: int) -> list[str]:
-        try:
-            infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        except (OSError, UnicodeError, ValueError):  # unknown, or not a name IDNA can encode
-            return []
-        return [str(info[4][0]) for info in infos]
 
 
 def endpoint_view(row: asyncpg.Record, *, with_secret: bool = False) -> dict[str, Any]:
@@ -136,8 +77,13 @@ def delivery_view(row: asyncpg.Record) -> dict[str, Any]:
     }
 
 
+# When an attempt was made, the status code, the latency (ms) and the error, if any.
+Sent = tuple[datetime, int | None, int, str | None]
+
+
 class WebhookService:
-    BATCH = 50  # deliveries claimed at once
+    IN_FLIGHT = 50  # deliveries sent at once, at most
+    SETTLE_S = 0.05  # once one delivery in flight is done, how long the others may take to join its record
 
     def __init__(
         self,
@@ -155,6 +101,7 @@ class WebhookService:
         self.overlap_hours = settings.webhook_secret_overlap_hours
         self.poll_s = settings.webhook_poll_s
         self.timeout_s = settings.webhook_timeout_s
+        self.per_endpoint = settings.webhook_endpoint_concurrency
         self.log_keep = timedelta(days=settings.webhook_log_keep_days)
         # A claimed delivery comes back after this if its worker died: longer than a send can take.
         self.lease_s = 2 * self.timeout_s + 5
@@ -283,34 +230,56 @@ class WebhookService:
             await asyncio.sleep(self.PRUNE_EVERY_S)
 
     async def deliver_forever(self) -> None:
-        """Send due deliveries; when none are due, wait `webhook_poll_s` (a runtime loop)."""
+        """Send due deliveries, up to IN_FLIGHT at once (a runtime loop)."""
         owned = self.sender is None
-        sender = self.sender or HttpxSender(self.timeout_s)
+        sender = self.sender or HttpxSender(self.timeout_s, self.per_endpoint)
+        in_flight: dict[asyncio.Task[Sent], asyncpg.Record] = {}
         try:
             gauged = 0.0
             while True:
-                sent = await self.deliver_due(sender)
-                # The gauge at most once a second: rounds follow each other quickly while
+                await self.deliver_due(sender, in_flight)
+                # The gauge at most once a second: turns follow each other quickly while
                 # deliveries flow, and a scrape every few seconds reads it.
                 if time.monotonic() - gauged >= 1.0:
                     gauged = time.monotonic()
+                    if isinstance(sender, HttpxSender):
+                        await sender.close_unused()
                     oldest = await store.oldest_pending(self.runtime.pool)
                     self.oldest_age.set(0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds())
-                if sent < self.BATCH:
-                    await asyncio.sleep(self.poll_s)
         finally:
+            # The deliveries still in flight stay leased: they come back when their lease ends.
+            for task in in_flight:
+                task.cancel()
+            await asyncio.gather(*in_flight, return_exceptions=True)
             if owned and isinstance(sender, HttpxSender):
                 await sender.aclose()
 
-    async def deliver_due(self, sender: Sender) -> int:
-        """One round: claim up to BATCH due deliveries, send them concurrently, record the
-        attempts together."""
-        claimed = await store.claim_due(self.runtime.pool, self.BATCH, self.lease_s)
-        attempts = await asyncio.gather(*(self._send(sender, row) for row in claimed))
-        await self._record(list(zip(claimed, attempts, strict=True)))
+    async def deliver_due(self, sender: Sender, in_flight: dict[asyncio.Task[Sent], asyncpg.Record]) -> int:
+        """One turn: claim due deliveries for the free places (at most `per_endpoint` in flight to
+        one endpoint), start sending them, wait until some of those in flight are done (or
+        `webhook_poll_s`), and record those together. No turn waits for the slowest delivery: a
+        silent endpoint holds its own places until its timeout, not everyone's."""
+        free = self.IN_FLIGHT - len(in_flight)
+        claimed: list[asyncpg.Record] = []
+        if free > 0:
+            busy = Counter(row["endpoint_id"] for row in in_flight.values())
+            claimed = await store.claim_due(
+                self.runtime.pool, free, self.lease_s, per_endpoint=self.per_endpoint, in_flight=dict(busy)
+            )
+            for row in claimed:
+                in_flight[asyncio.create_task(self._send(sender, row))] = row
+        if not in_flight:
+            await asyncio.sleep(self.poll_s)
+            return 0
+        done, waiting = await asyncio.wait(in_flight, timeout=self.poll_s, return_when=asyncio.FIRST_COMPLETED)
+        if done and waiting:
+            # Deliveries sent together mostly end together: record them in one statement.
+            more, _ = await asyncio.wait(waiting, timeout=self.SETTLE_S)
+            done |= more
+        await self._record([(in_flight.pop(task), task.result()) for task in done])
         return len(claimed)
 
-    async def _send(self, sender: Sender, row: asyncpg.Record) -> tuple[datetime, int | None, int, str | None]:
+    async def _send(self, sender: Sender, row: asyncpg.Record) -> Sent:
         """Sign and post one delivery: when, the status code, the latency and the error, if any."""
         now = datetime.now(UTC)
         secrets_ = [row["secret"]]
@@ -338,8 +307,8 @@ class WebhookService:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return now, status, round((time.perf_counter() - started) * 1000), error
 
-    async def _record(self, sent: list[tuple[asyncpg.Record, tuple[datetime, int | None, int, str | None]]]) -> None:
-        """The round's attempts in one statement; a delivery that failed for the last time
+    async def _record(self, sent: list[tuple[asyncpg.Record, Sent]]) -> None:
+        """These attempts in one statement; a delivery that failed for the last time
         also disables its endpoint, in a transaction of its own."""
         kept: list[store.Attempt] = []
         given_up: list[tuple[asyncpg.Record, store.Attempt, str]] = []

@@ -119,25 +119,44 @@ async def insert_delivery(
 
 
 # Due deliveries of enabled endpoints, but never one while an earlier delivery of the same order
-# to the same endpoint is still pending (an order's deliveries leave in order). SKIP LOCKED lets
-# several instances claim at once; the claim pushes next_attempt_at forward by a lease, so a row
-# whose worker died comes back when the lease ends.
-_CLAIM = """UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2)
-    FROM webhook_endpoints e
-    WHERE d.id IN (
-        SELECT c.id FROM webhook_deliveries c
+# to the same endpoint is still pending (an order's deliveries leave in order), and no more for one
+# endpoint than it may have in flight ($3: its limit; $4/$5: the endpoints with deliveries in
+# flight and how many). The window counts within the first due rows only ($6 of them, in the due
+# index's order), so a backlog costs no full scan. SKIP LOCKED lets several instances claim at
+# once; the claim pushes next_attempt_at forward by a lease, so a row whose worker died comes
+# back when the lease ends.
+_CLAIM = """WITH busy AS (SELECT * FROM unnest($4::uuid[], $5::int[]) AS b(endpoint_id, n)),
+    candidate AS (
+        SELECT c.id, c.endpoint_id, c.next_attempt_at, c.position FROM webhook_deliveries c
         WHERE c.state = 'pending' AND c.next_attempt_at <= now()
+          AND NOT EXISTS (SELECT 1 FROM busy b WHERE b.endpoint_id = c.endpoint_id AND b.n >= $3)
           AND NOT EXISTS (SELECT 1 FROM webhook_deliveries p
                           WHERE p.endpoint_id = c.endpoint_id AND p.order_id = c.order_id
                             AND p.state = 'pending' AND p.position < c.position)
-        ORDER BY c.next_attempt_at, c.position LIMIT $1 FOR UPDATE OF c SKIP LOCKED)
+        ORDER BY c.next_attempt_at, c.position LIMIT $6),
+    allowed AS (
+        SELECT r.id FROM (SELECT k.*, row_number() OVER (PARTITION BY k.endpoint_id
+                                                          ORDER BY k.next_attempt_at, k.position) AS nth
+                          FROM candidate k) r
+        LEFT JOIN busy b ON b.endpoint_id = r.endpoint_id
+        WHERE r.nth + coalesce(b.n, 0) <= $3
+        ORDER BY r.next_attempt_at, r.position LIMIT $1)
+    UPDATE webhook_deliveries d SET next_attempt_at = now() + make_interval(secs => $2)
+    FROM webhook_endpoints e
+    WHERE d.id IN (SELECT c.id FROM webhook_deliveries c
+                   WHERE c.id IN (SELECT id FROM allowed) AND c.state = 'pending' AND c.next_attempt_at <= now()
+                   FOR UPDATE OF c SKIP LOCKED)
       AND e.id = d.endpoint_id AND e.enabled
     RETURNING d.id, d.endpoint_id, d.event_type, d.payload::text AS body, d.attempts, d.created_at,
               e.url, e.secret, e.previous_secret, e.previous_secret_until"""
 
 
-async def claim_due(pool: asyncpg.Pool, limit: int, lease_s: float) -> list[asyncpg.Record]:
-    return await pool.fetch(_CLAIM, limit, lease_s)
+async def claim_due(
+    pool: asyncpg.Pool, limit: int, lease_s: float, *, per_endpoint: int, in_flight: dict[UUID, int]
+) -> list[asyncpg.Record]:
+    """Up to `limit` due deliveries, leased for `lease_s`; at most `per_endpoint` in flight to one
+    endpoint, counting those `in_flight` already (endpoint id -> deliveries)."""
+    return await pool.fetch(_CLAIM, limit, lease_s, per_endpoint, list(in_flight), list(in_flight.values()), 4 * limit)
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ webhook_store.py.
 from __future__ import annotations
 
 import base64
+import functools
 import ipaddress
 import random
 import secrets
@@ -102,10 +103,16 @@ def new_signing_secret() -> str:
     return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
+@functools.lru_cache(maxsize=1024)
+def _signer(secret: str) -> Webhook:
+    """The signer of a secret (it decodes the secret once: a worker signs with the same few often)."""
+    return Webhook(secret)
+
+
 def signature_header(secrets_: Iterable[str], msg_id: str, at: datetime, body: str) -> str:
     """`webhook-signature`: one `v1,<base64>` per secret, space-separated (during a rotation's
     overlap the old and the new secret both sign, and a receiver holding either verifies)."""
-    return " ".join(Webhook(s).sign(msg_id=msg_id, timestamp=at, data=body) for s in secrets_)
+    return " ".join(_signer(s).sign(msg_id=msg_id, timestamp=at, data=body) for s in secrets_)
 
 
 # --- retries -----------------------------------------------------------------------

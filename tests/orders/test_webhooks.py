@@ -3,6 +3,7 @@ test_flow.py) move orders along, and a local receiver gets signed deliveries."""
 
 from __future__ import annotations
 
+import socket
 from typing import Any
 from uuid import UUID
 
@@ -11,6 +12,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from services.orders.app import create_app
 from services.orders.settings import OrdersSettings
+from services.orders.webhook_http import HttpxSender
 from shared.events import DeliveryAssigned, DeliveryFailed, DeliveryPickedUp, DeliveryReturned
 from tests.orders.receiver import receiver
 from tests.orders.support import new_merchant
@@ -256,3 +258,49 @@ async def test_a_redirect_is_a_failed_attempt_not_followed(client, merchant, set
         delivery = await eventually(delivered, what="the ping delivered")
     assert [(a["status_code"], a["error"]) for a in delivery["attempts"]] == [(302, "answered 302"), (200, None)]
     assert len(hooks.all()) == 2
+
+
+async def test_a_silent_endpoint_holds_only_its_own_places(client, merchant, settings, app):
+    # An endpoint that takes connections and never answers: each of its deliveries waits for the
+    # timeout (10 s), at most webhook_endpoint_concurrency of them at once, and meanwhile another
+    # endpoint's deliveries leave (one worker turn used to wait for its slowest delivery).
+    pool = app.state.runtime.pool
+    with socket.socket() as silent, receiver() as hooks:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(100)
+        mute = await add_endpoint(client, merchant, f"http://127.0.0.1:{silent.getsockname()[1]}/hooks")
+        heard = await add_endpoint(client, merchant, hooks.url)
+        await pool.execute(  # more than the worker sends at once
+            """INSERT INTO webhook_deliveries (id, endpoint_id, event_type, payload)
+               SELECT gen_random_uuid(), $1, 'ping', '{}' FROM generate_series(1, 60)""",
+            UUID(mute["id"]),
+        )
+        leased = """SELECT count(*) FROM webhook_deliveries
+                    WHERE endpoint_id = $1 AND next_attempt_at > now() + interval '5 seconds'"""
+        await eventually(lambda: pool.fetchval(leased, UUID(mute["id"])), what="the silent endpoint's deliveries sent")
+        await client.post(f"/v1/webhook-endpoints/{heard['id']}/test", headers=merchant["headers"])
+        await eventually(lambda: _async(hooks.all()), timeout=5.0, what="the other endpoint's ping")
+        in_flight = await pool.fetchval(leased, UUID(mute["id"]))
+        answered = await pool.fetchval(
+            """SELECT count(*) FROM webhook_attempts a JOIN webhook_deliveries d ON d.id = a.delivery_id
+               WHERE d.endpoint_id = $1""",
+            UUID(mute["id"]),
+        )
+    assert in_flight == settings.webhook_endpoint_concurrency
+    assert answered == 0  # its first attempts were still waiting for an answer
+
+
+async def test_the_sender_closes_the_clients_it_no_longer_uses(monkeypatch):
+    sender = HttpxSender(timeout_s=10, per_endpoint=8)
+    monkeypatch.setattr(sender, "MAX_CLIENTS", 2)
+    try:
+        with receiver() as hooks:
+            for path in ("a", "b", "c", "a"):
+                assert await sender.post(f"{hooks.url}/{path}", b"{}", {}) == 200
+            # A client per URL; past MAX_CLIENTS the least recently used went (a, then b).
+            assert list(sender.clients) == [f"{hooks.url}/c", f"{hooks.url}/a"]
+            monkeypatch.setattr(sender, "IDLE_CLIENT_S", 0.0)
+            await sender.close_unused()
+            assert not sender.clients
+    finally:
+        await sender.aclose()
