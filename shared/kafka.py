@@ -180,11 +180,12 @@ class EventConsumer:
             client_id=kafka.client_id,
             group_id=group_id,
             enable_auto_commit=False,  # committed by _commit_loop (the class docstring says why)
-            # Let the broker gather records for up to 50 ms (or 64 KiB) per fetch: under load a
-            # batch then holds several events (one transaction applies them all) instead of
-            # one fetch, one batch and one transaction per event; it adds at most 50 ms.
+            # Let the broker gather records for up to kafka_fetch_wait_ms (or 64 KiB) per
+            # fetch: under load a batch then holds several events (one transaction applies them
+            # all) instead of one fetch, one batch and one transaction per event, and an idle
+            # consumer asks less often; it adds at most that wait to the hop.
             fetch_min_bytes=64 * 1024,
-            fetch_max_wait_ms=50,
+            fetch_max_wait_ms=settings.kafka_fetch_wait_ms,
             auto_offset_reset="earliest",  # a new group must not miss events sent before it
             session_timeout_ms=session_timeout_ms,
             heartbeat_interval_ms=max(500, session_timeout_ms // 6),
