@@ -11,7 +11,7 @@ PostgreSQL single-row commits per second. Results: var/bench/latest.json and lat
 Knee mode (tools/bench/knee.py): the rate steps up until the target is missed, and the
 highest rate that met it is the measured capacity:
 
-    python -m tools.bench --knee --knee-start 100 --knee-step 25 --knee-step-s 30
+    python -m tools.bench --knee --knee-start 25 --knee-step 25 --knee-step-s 30
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     knee_mode = p.add_argument_group("knee mode")
     knee_mode.add_argument("--knee", action="store_true", help="step the rate up and report the knee")
-    knee_mode.add_argument("--knee-start", type=float, default=100, help="the first step's orders/s")
+    knee_mode.add_argument("--knee-start", type=float, default=25, help="the first step's orders/s")
     knee_mode.add_argument("--knee-step", type=float, default=25, help="orders/s added at each step")
     knee_mode.add_argument("--knee-step-s", type=float, default=30, help="seconds of each step")
     knee_mode.add_argument("--knee-max", type=float, default=500, help="no step above this rate")

@@ -1,5 +1,5 @@
 """The bench's knee mode (`python -m tools.bench --knee`): the offered rate steps up (by default
-+25 orders/s every 30 s from 100) until a step misses the target, and the knee is the highest
++25 orders/s every 30 s from 25) until a step misses the target, and the knee is the highest
 rate before that, the system's measured capacity.
 
 A step meets the target when the p99 of placed -> offered of the orders placed in it is under
