@@ -31,7 +31,7 @@ from aiokafka import AIOKafkaConsumer
 
 from shared.events import DISPATCH_TOPIC, ORDERS_TOPIC
 from shared.kafka_clients import connection
-from tests.e2e.system import System, start_system, stop_system
+from tests.e2e.system import System, start_system, stop_cleanly
 from tests.infra import Infra
 from tests.support import eventually, kafka_settings
 from tools.client import Giao
@@ -68,8 +68,7 @@ OVERLOAD = {
 def system(infra: Infra) -> Iterator[System]:
     system = start_system(infra, dispatch_instances=1, extra_env=OVERLOAD)
     yield system
-    codes = stop_system(system)
-    assert all(c == 0 for cs in codes.values() for c in cs), f"a service did not shut down cleanly: {codes}"
+    stop_cleanly(system)
 
 
 @dataclass

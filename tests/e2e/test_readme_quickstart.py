@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.docs.readme import quickstart_script
-from tests.e2e.conftest import start_system, stop_system
+from tests.e2e.system import start_system, stop_cleanly
 from tests.infra import need_tool
 from tests.support import eventually
 
@@ -29,8 +29,7 @@ RESULT = "QUICKSTART-RESULT"
 def system(infra):
     system = start_system(infra, extra_env=README_TIMINGS)
     yield system
-    codes = stop_system(system)
-    assert all(c == 0 for cs in codes.values() for c in cs), f"a service did not shut down cleanly: {codes}"
+    stop_cleanly(system)
 
 
 def tracking_events(output: str) -> list[dict]:
