@@ -5,14 +5,18 @@ from __future__ import annotations
 
 import random
 from datetime import UTC, datetime
+from types import SimpleNamespace
+from typing import Any, cast
 from uuid import uuid4
 
 import asyncpg
 import pytest
 from standardwebhooks.webhooks import Webhook
 
+from services.orders import webhook_store
 from services.orders.domain import Progress
 from services.orders.settings import OrdersSettings
+from services.orders.webhook_service import WebhookService
 from services.orders.webhooks import (
     UnsafeTarget,
     check_addresses,
@@ -23,6 +27,8 @@ from services.orders.webhooks import (
     unsafe_address,
     webhook_events,
 )
+from shared.http import Metrics
+from shared.service import Runtime
 from tests.support import eventually
 
 AT = datetime(2024, 5, 6, 2, 0, tzinfo=UTC)
@@ -176,3 +182,52 @@ async def test_a_target_that_became_private_is_refused_at_delivery(client, merch
     delivery = await eventually(refused, what="the refused attempt")
     assert delivery["attempts"][0]["status_code"] is None
     assert "refused: 127.0.0.1 resolves to 127.0.0.1" in delivery["attempts"][0]["error"]
+
+
+async def test_a_round_of_deliveries_looks_each_host_up_once(monkeypatch):
+    # Four deliveries to one host and one to another, claimed together: two lookups, made at
+    # delivery time; the host that now resolves inside is refused, the other one is posted to.
+    class CountingResolver:
+        def __init__(self) -> None:
+            self.asked: list[tuple[str, int]] = []
+
+        async def resolve(self, host: str, port: int) -> list[str]:
+            self.asked.append((host, port))
+            return ["10.0.0.5"] if host == "inside.example" else ["93.184.215.14"]
+
+    class RecordingSender:
+        def __init__(self) -> None:
+            self.posted: list[str] = []
+
+        async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+            self.posted.append(url)
+            return 204
+
+    urls = ["https://hooks.example/a", "https://hooks.example/b", "https://inside.example/h"]
+    rows = [
+        {"id": uuid4(), "endpoint_id": uuid4(), "body": "{}", "attempts": 0, "created_at": AT, "url": url}
+        | {"secret": new_signing_secret(), "previous_secret": None, "previous_secret_until": None}
+        for url in urls[:2] * 2 + urls[2:]
+    ]
+    recorded: list[webhook_store.Attempt] = []
+
+    async def claim_due(*args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        claimed, rows[:] = rows[:], []
+        return claimed
+
+    async def record_attempts(conn: Any, attempts: list[webhook_store.Attempt]) -> None:
+        recorded.extend(attempts)
+
+    monkeypatch.setattr(webhook_store, "claim_due", claim_due)
+    monkeypatch.setattr(webhook_store, "record_attempts", record_attempts)
+    resolver, sender = CountingResolver(), RecordingSender()
+    settings = OrdersSettings(webhook_poll_s=5.0)
+    service = WebhookService(cast(Runtime, SimpleNamespace(pool=None)), settings, Metrics("orders"), resolver=resolver)
+    in_flight: dict[Any, Any] = {}
+    await service.deliver_due(sender, in_flight)
+    while in_flight:
+        await service.deliver_due(sender, in_flight)
+    assert sorted(resolver.asked) == [("hooks.example", 443), ("inside.example", 443)]
+    assert sorted(sender.posted) == sorted(urls[:2] * 2)
+    errors = sorted(str(a.error) for a in recorded)
+    assert errors == ["None"] * 4 + ["refused: inside.example resolves to 10.0.0.5: 10.0.0.5 is a private address"]
