@@ -19,15 +19,21 @@ from .store import OFFERED, WAITING, sql_list
 
 # Available couriers near many pickups at once: one row per job (its pickup and its cells, padded
 # with 0, which is no H3 cell, to a rectangular array), each job's nearest couriers found
-# through the partial index by a lateral lookup.
+# through the partial index by a lateral lookup. The job's cells and its longitude scale are
+# computed once per job (OFFSET 0 keeps the subquery from being folded into the lookup, which
+# sliced the array again for every courier it looked at), and the distance is products rather
+# than powers: half the statement's CPU, measured with 20 jobs among 120 couriers.
 _CANDIDATES = """SELECT j.i, c.id, c.vehicle, c.lat, c.lng, c.load, c.capacity, c.cell
-    FROM unnest($1::uuid[], $2::float8[], $3::float8[]) WITH ORDINALITY AS j(order_id, lat, lng, i)
+    FROM (SELECT j.*, ($4::bigint[])[j.i:j.i][:] AS cells, cos(radians(j.lat)) AS lng_scale
+          FROM unnest($1::uuid[], $2::float8[], $3::float8[]) WITH ORDINALITY AS j(order_id, lat, lng, i)
+          OFFSET 0) j
     CROSS JOIN LATERAL (
         SELECT c.id, c.vehicle, c.lat, c.lng, c.load, c.capacity, c.cell FROM couriers c
-        WHERE c.{column} = ANY (($4::bigint[])[j.i:j.i][:]) AND c.online AND c.load < c.capacity
+        WHERE c.{column} = ANY (j.cells) AND c.online AND c.load < c.capacity
           AND c.flagged_at IS NULL
           AND NOT EXISTS (SELECT 1 FROM offers o WHERE o.order_id = j.order_id AND o.courier_id = c.id)
-        ORDER BY (c.lat - j.lat) ^ 2 + ((c.lng - j.lng) * cos(radians(j.lat))) ^ 2
+        ORDER BY (c.lat - j.lat) * (c.lat - j.lat)
+                 + (c.lng - j.lng) * j.lng_scale * (c.lng - j.lng) * j.lng_scale
         LIMIT $5) c"""
 # Public: tests EXPLAIN it to prove the per-cell search uses its index.
 CANDIDATES_BY_CELL = _CANDIDATES.format(column="cell")
