@@ -23,6 +23,7 @@ from . import store_couriers
 from .matcher import WorkHints
 from .service.common import GuardCounters
 from .service.couriers import TOKEN_PREFIX
+from .service.delivery import KnownTerms
 from .settings import DispatchSettings
 
 # Couriers whose token was seen once are remembered (by its SHA-256) up to this many.
@@ -72,6 +73,11 @@ def pool(request: Request) -> asyncpg.Pool:
 
 def guard_counters(request: Request) -> GuardCounters:
     return request.app.state.guard_counters
+
+
+def known_terms(request: Request) -> KnownTerms:
+    """The delivery terms of jobs this process saw accepted or picked up (deliver's first try)."""
+    return request.app.state.known_terms
 
 
 def hints(request: Request) -> WorkHints:
