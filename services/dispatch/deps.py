@@ -40,14 +40,22 @@ class CourierIdentity:
 
 def known_couriers(pool: Callable[[], asyncpg.Pool], *, ttl_s: float) -> secrets.KnownSecrets[CourierIdentity]:
     """Who holds a courier bearer token: looked up by its hash (a unique index), then
-    remembered for `ttl_s` (a revoked token is refused within that time)."""
+    remembered for `ttl_s` (a revoked token is refused within that time), renewed along
+    with other lookups (KnownSecrets' lookup_many)."""
+
+    async def lookup_many(digests: list[str]) -> dict[str, CourierIdentity]:
+        rows = await store_couriers.couriers_by_secret_hashes(pool(), digests)
+        return {r["secret_hash"]: CourierIdentity(r["id"], r["name"], r["phone"], r["vehicle"]) for r in rows}
 
     async def lookup(digest: str) -> CourierIdentity | None:
-        row = await store_couriers.courier_by_secret_hash(pool(), digest)
-        return None if row is None else CourierIdentity(row["id"], row["name"], row["phone"], row["vehicle"])
+        return (await lookup_many([digest])).get(digest)
 
     return secrets.KnownSecrets(
-        lookup, ttl_s=ttl_s, max_size=MAX_KNOWN_COURIERS, shape=secrets.secret_shape(TOKEN_PREFIX)
+        lookup,
+        ttl_s=ttl_s,
+        max_size=MAX_KNOWN_COURIERS,
+        shape=secrets.secret_shape(TOKEN_PREFIX),
+        lookup_many=lookup_many,  # couriers poll every second: their tokens are renewed together
     )
 
 
