@@ -84,6 +84,7 @@ class KnownSecrets(Generic[T]):
         self._known: dict[str, tuple[T, float]] = {}
         self._unknown: dict[str, float] = {}  # digest -> until when; insertion order is age
         self._used: set[str] = set()  # known digests used since their lookup (with lookup_many)
+        self._scanned_at = -math.inf  # when _used was last scanned for renewals
 
     def remembered(self, secret: str) -> T | None:
         """The owner if this instance knows it from memory (no I/O), else None."""
@@ -128,7 +129,13 @@ class KnownSecrets(Generic[T]):
         return found
 
     def _due(self, digest: str, now: float) -> list[str]:
-        """The digests used since their lookup that lapse within half the TTL (not `digest`)."""
+        """The digests used since their lookup that lapse within half the TTL (not `digest`).
+        Scanned at most every quarter TTL: what the last scan left lapses half a TTL after it
+        at the soonest, so a later scan can still renew it, and a run of lookups of unknown
+        secrets does not scan every known secret each time."""
+        if now - self._scanned_at < self._ttl_s / 4:
+            return []
+        self._scanned_at = now
         soon = now + self._ttl_s / 2
         due = []
         for d in self._used:
