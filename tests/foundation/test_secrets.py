@@ -113,3 +113,30 @@ async def test_a_lookup_renews_the_secrets_in_use_that_lapse_soon_and_forgets_th
     assert known.remembered("c") is None, "the unused one lapsed"
     now[0] += 4.1  # (b's lookup renewed a again, in use and due)
     assert known.remembered("a") is None, "a renewal lasts the TTL, no longer"
+
+
+async def test_lookups_look_for_renewals_at_most_every_quarter_ttl(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr("shared.secrets.time.monotonic", lambda: now[0])
+    owners = {secret_hash(s): s.upper() for s in ("a", "b")}
+    queries: list[list[str]] = []
+
+    async def lookup_many(digests: list[str]) -> dict[str, str]:
+        queries.append(digests)
+        return {d: owners[d] for d in digests if d in owners}
+
+    async def lookup(digest: str) -> str | None:
+        raise AssertionError("lookup_many does the lookups")
+
+    known = KnownSecrets(lookup, ttl_s=4, max_size=10, lookup_many=lookup_many)
+    assert await known.owner("a") == "A"
+    now[0] += 1.0
+    assert await known.owner("b") == "B"
+    now[0] += 1.5
+    assert known.remembered("a") == "A" and known.remembered("b") == "B"  # both in use
+    assert await known.owner("x") is None
+    assert queries[-1] == [secret_hash("x"), secret_hash("a")], "a is due, b not yet"
+    now[0] += 0.7  # b is due now, but the last scan was less than a quarter TTL ago
+    assert await known.owner("y") is None and queries[-1] == [secret_hash("y")]
+    now[0] += 0.3
+    assert await known.owner("z") is None and queries[-1] == [secret_hash("z"), secret_hash("b")]
