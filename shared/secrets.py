@@ -54,7 +54,14 @@ class KnownSecrets(Generic[T]):
     gives (when one is given) is unknown without a lookup, and a secret looked up in vain is
     unknown without another for `ttl_s` too (it cannot become someone's meanwhile: a new
     secret is 256 random bits nobody can have tried before). At most `max_unknown` are kept,
-    the oldest forgotten first, so a flood of random secrets cannot fill the memory."""
+    the oldest forgotten first, so a flood of random secrets cannot fill the memory.
+
+    With `lookup_many` (the owners of several hashes in one query: those found), a lookup
+    also renews, in the same query, the secrets used since they were last looked up that
+    lapse within half the TTL (at most `max_renewed`): many callers each using their secret
+    every second then cost a query every half TTL or so, not one each per TTL. A renewed
+    secret is remembered for `ttl_s` from its renewal's query, so a revocation still takes
+    effect within `ttl_s`; one found revoked is forgotten at once."""
 
     def __init__(
         self,
@@ -64,19 +71,30 @@ class KnownSecrets(Generic[T]):
         max_size: int,
         shape: re.Pattern[str] | None = None,
         max_unknown: int = 10_000,
+        lookup_many: Callable[[list[str]], Awaitable[dict[str, T]]] | None = None,
+        max_renewed: int = 1000,
     ) -> None:
         self._lookup = lookup
         self._ttl_s = ttl_s
         self._max_size = max_size
         self._shape = shape
         self._max_unknown = max_unknown
+        self._lookup_many = lookup_many
+        self._max_renewed = max_renewed
         self._known: dict[str, tuple[T, float]] = {}
         self._unknown: dict[str, float] = {}  # digest -> until when; insertion order is age
+        self._used: set[str] = set()  # known digests used since their lookup (with lookup_many)
+        self._scanned_at = -math.inf  # when _used was last scanned for renewals
 
     def remembered(self, secret: str) -> T | None:
         """The owner if this instance knows it from memory (no I/O), else None."""
-        known = self._known.get(secret_hash(secret))
-        return known[0] if known is not None and known[1] > time.monotonic() else None
+        digest = secret_hash(secret)
+        known = self._known.get(digest)
+        if known is None or known[1] <= time.monotonic():
+            return None
+        if self._lookup_many is not None:
+            self._used.add(digest)
+        return known[0]
 
     async def owner(self, secret: str) -> T | None:
         if self._shape is not None and not self._shape.fullmatch(secret):
@@ -85,21 +103,57 @@ class KnownSecrets(Generic[T]):
         now = time.monotonic()
         known = self._known.get(digest)
         if known is not None and known[1] > now:
+            if self._lookup_many is not None:
+                self._used.add(digest)
             return known[0]
         unknown_until = self._unknown.get(digest)
         if unknown_until is not None:
             if unknown_until > now:
                 return None
             del self._unknown[digest]
-        found = await self._lookup(digest)
+        if self._lookup_many is None:
+            found = await self._lookup(digest)
+        else:
+            renewed = self._due(digest, now)
+            owners = await self._lookup_many([digest, *renewed])
+            found = owners.get(digest)
+            self._renew(renewed, owners, now)
         if found is None:
             self._known.pop(digest, None)
             self._remember_unknown(digest, now + self._ttl_s)
             return None
         if len(self._known) >= self._max_size:
             self._known.clear()
+            self._used.clear()
         self._known[digest] = (found, now + self._ttl_s)
         return found
+
+    def _due(self, digest: str, now: float) -> list[str]:
+        """The digests used since their lookup that lapse within half the TTL (not `digest`).
+        Scanned at most every quarter TTL: what the last scan left lapses half a TTL after it
+        at the soonest, so a later scan can still renew it, and a run of lookups of unknown
+        secrets does not scan every known secret each time."""
+        if now - self._scanned_at < self._ttl_s / 4:
+            return []
+        self._scanned_at = now
+        soon = now + self._ttl_s / 2
+        due = []
+        for d in self._used:
+            known = self._known.get(d)
+            if d != digest and known is not None and known[1] <= soon:
+                due.append(d)
+                if len(due) >= self._max_renewed:
+                    break
+        return due
+
+    def _renew(self, digests: list[str], owners: dict[str, T], since: float) -> None:
+        for d in digests:
+            self._used.discard(d)
+            owner = owners.get(d)
+            if owner is None:
+                self._known.pop(d, None)  # revoked meanwhile
+            else:
+                self._known[d] = (owner, since + self._ttl_s)
 
     def _remember_unknown(self, digest: str, until: float) -> None:
         if self._ttl_s <= 0:

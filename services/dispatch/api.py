@@ -5,6 +5,8 @@ service, shape the answer. A courier's bodies are read with shared.http.read_bod
 of pydantic-core, documented by json_body): these routes are most of the requests. A job is
 named by its order id; a malformed id is 404 like an unknown one. What a courier may see of
 a job in each status is domain.shows_recipient's.
+
+Over 400 lines: deliver's answers (one per verdict) are the contract's, spelled where they are sent.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ from .schemas import (
     LocationBatch,
     LocationsAccepted,
 )
-from .service import couriers
+from .service import couriers, delivery
 from .service.common import JobNotFound, NotAllowedNow, now_utc
 from .settings import DispatchSettings
 
@@ -160,6 +162,7 @@ async def accept(order_id: str, request: Request, courier: CourierIdentity = Dep
     oid = parse_order_id(order_id)
     async with connection(request) as conn:
         job = await couriers.accept_offer(conn, deps.settings(request), courier, oid)
+    deps.known_terms(request).remember(job)
     return ModelResponse(job_view(job))
 
 
@@ -191,6 +194,7 @@ async def pickup(order_id: str, request: Request, courier: CourierIdentity = Dep
     oid = parse_order_id(order_id)
     async with connection(request) as conn:
         job = await couriers.pick_up(conn, deps.settings(request), courier.id, oid)
+    deps.known_terms(request).remember(job)
     return ModelResponse(job_view(job))
 
 
@@ -221,12 +225,20 @@ async def deliver(
     body = await read_body(request, DeliverRequest)
     oid = parse_order_id(order_id)
     settings = deps.settings(request)
+    known = deps.known_terms(request)
     async with connection(request) as conn:  # a counted wrong code is committed before we answer
-        outcome = await couriers.deliver(
-            conn, settings, courier.id, oid, delivery_code=body.delivery_code, cod_collected_vnd=body.cod_collected_vnd
+        outcome = await delivery.deliver(
+            conn,
+            settings,
+            courier.id,
+            oid,
+            delivery_code=body.delivery_code,
+            cod_collected_vnd=body.cod_collected_vnd,
+            terms=known.get(oid),
         )
     check = outcome.check
     if check.verdict is domain.CodeVerdict.OK and outcome.job is not None:  # the delivered job comes with OK
+        known.forget(oid)
         deps.hints(request).poke()
         return ModelResponse(job_view(outcome.job))
     counters = deps.guard_counters(request)

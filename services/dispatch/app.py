@@ -23,6 +23,7 @@ from .deps import known_couriers
 from .handlers import CONSUMER, OrderEvents
 from .matcher import Matcher, NoMatcherHere, WorkHints
 from .service.common import GuardCounters
+from .service.delivery import KnownTerms
 from .settings import DispatchSettings
 
 __all__ = ["DispatchSettings", "create_app"]
@@ -88,5 +89,6 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
         couriers=couriers,
     )
     app.state.guard_counters = GuardCounters(metrics)
+    app.state.known_terms = KnownTerms()
     api.install_error_handlers(app)
     return app

@@ -23,6 +23,7 @@ from . import store_couriers
 from .matcher import WorkHints
 from .service.common import GuardCounters
 from .service.couriers import TOKEN_PREFIX
+from .service.delivery import KnownTerms
 from .settings import DispatchSettings
 
 # Couriers whose token was seen once are remembered (by its SHA-256) up to this many.
@@ -39,14 +40,22 @@ class CourierIdentity:
 
 def known_couriers(pool: Callable[[], asyncpg.Pool], *, ttl_s: float) -> secrets.KnownSecrets[CourierIdentity]:
     """Who holds a courier bearer token: looked up by its hash (a unique index), then
-    remembered for `ttl_s` (a revoked token is refused within that time)."""
+    remembered for `ttl_s` (a revoked token is refused within that time), renewed along
+    with other lookups (KnownSecrets' lookup_many)."""
+
+    async def lookup_many(digests: list[str]) -> dict[str, CourierIdentity]:
+        rows = await store_couriers.couriers_by_secret_hashes(pool(), digests)
+        return {r["secret_hash"]: CourierIdentity(r["id"], r["name"], r["phone"], r["vehicle"]) for r in rows}
 
     async def lookup(digest: str) -> CourierIdentity | None:
-        row = await store_couriers.courier_by_secret_hash(pool(), digest)
-        return None if row is None else CourierIdentity(row["id"], row["name"], row["phone"], row["vehicle"])
+        return (await lookup_many([digest])).get(digest)
 
     return secrets.KnownSecrets(
-        lookup, ttl_s=ttl_s, max_size=MAX_KNOWN_COURIERS, shape=secrets.secret_shape(TOKEN_PREFIX)
+        lookup,
+        ttl_s=ttl_s,
+        max_size=MAX_KNOWN_COURIERS,
+        shape=secrets.secret_shape(TOKEN_PREFIX),
+        lookup_many=lookup_many,  # couriers poll every second: their tokens are renewed together
     )
 
 
@@ -72,6 +81,11 @@ def pool(request: Request) -> asyncpg.Pool:
 
 def guard_counters(request: Request) -> GuardCounters:
     return request.app.state.guard_counters
+
+
+def known_terms(request: Request) -> KnownTerms:
+    """The delivery terms of jobs this process saw accepted or picked up (deliver's first try)."""
+    return request.app.state.known_terms
 
 
 def hints(request: Request) -> WorkHints:

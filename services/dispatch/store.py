@@ -10,6 +10,8 @@ and only ever takes locks with SKIP LOCKED, so it never waits at all.
 Statuses and offer states come from domain.py, written into the statements once as literals
 (sql_literal, sql_list): a parameter there would keep PostgreSQL from using the partial indexes whose
 predicates name them.
+
+Over 400 lines: a courier's single-statement steps share _STEP_END and read best together.
 """
 
 from __future__ import annotations
@@ -280,6 +282,20 @@ _DELIVER = f"""WITH changed AS (
         RETURNING {JOB_COLUMNS}){_STEP_END}"""
 
 
+# Delivered at the first try, with no read before: only if no wrong code was ever counted on
+# the job (nothing locked or held), the code the caller checked was checked against this job's
+# own salt and hash, the COD amount is the collected one, and the courier is not locked out
+# of deliveries (their wrong codes across jobs, as the read path compares them). Anything
+# else changes nothing, and the caller decides by the read path.
+_DELIVER_FIRST_TRY = f"""WITH changed AS (
+        UPDATE jobs SET status = {_DELIVER_TO}, cod_collected_vnd = $10, updated_at = now()
+        WHERE order_id = $7 AND courier_id = $8 AND status = {_DELIVER_FROM}
+          AND code_failures = 0 AND code_failures_total = 0 AND code_locked_until IS NULL
+          AND code_salt = $11 AND code_hash = $12 AND cod_amount_vnd = $10
+          AND COALESCE((SELECT code_failures FROM couriers WHERE id = $8), 0) < $13
+        RETURNING {JOB_COLUMNS}){_STEP_END}"""
+
+
 async def accept_offer(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID, event: list) -> Job | None:
     """The job, now assigned, if it was offered to this courier and the offer is still open."""
     return _job(await conn.fetchrow(_ACCEPT, *event, order_id, courier_id, False))
@@ -323,6 +339,22 @@ async def deliver_job(
             seen.total,
         )
     )
+
+
+async def deliver_first_try(
+    conn: asyncpg.Connection,
+    order_id: UUID,
+    courier_id: UUID,
+    *,
+    cod_collected_vnd: int,
+    code_salt: str,
+    code_hash: str,
+    courier_max_failures: int,
+    event: list,
+) -> Job | None:
+    """The job, delivered, if _DELIVER_FIRST_TRY's conditions hold; None (nothing written) otherwise."""
+    args = (order_id, courier_id, True, cod_collected_vnd, code_salt, code_hash, courier_max_failures)
+    return _job(await conn.fetchrow(_DELIVER_FIRST_TRY, *event, *args))
 
 
 async def decline_offer(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID) -> bool:

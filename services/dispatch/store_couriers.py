@@ -34,9 +34,13 @@ async def insert_courier(
     )
 
 
-async def courier_by_secret_hash(conn: asyncpg.Connection | asyncpg.Pool, secret_hash: str) -> asyncpg.Record | None:
-    return await conn.fetchrow(
-        "SELECT id, name, phone, vehicle, capacity FROM couriers WHERE secret_hash = $1", secret_hash
+async def couriers_by_secret_hashes(
+    conn: asyncpg.Connection | asyncpg.Pool, secret_hashes: list[str]
+) -> list[asyncpg.Record]:
+    """The couriers holding these tokens (by their hashes), those that exist."""
+    return await conn.fetch(
+        "SELECT secret_hash, id, name, phone, vehicle FROM couriers WHERE secret_hash = ANY($1::text[])",
+        secret_hashes,
     )
 
 

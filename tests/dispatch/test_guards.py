@@ -67,6 +67,24 @@ async def test_lockouts_grow_and_a_job_stays_locked_after_the_cap_until_the_admi
     assert (await dispatch.act(courier, order.id, "deliver", RIGHT)).status_code == 200
 
 
+async def test_a_locked_out_courier_cannot_deliver_a_job_with_no_wrong_code_either(start):
+    """The right code on a job never guessed on, just picked up (deliver's first try, without
+    a read), is refused all the same once the courier's wrong codes across jobs reached the limit."""
+    dispatch = await start(courier_code_max_failures=2)
+    guesser = await dispatch.new_courier(name="Lê Văn Đoán")
+    orders = [Order(code="123456", cod_amount_vnd=0) for _ in range(3)]
+    for order in orders:
+        await _carrying(dispatch, guesser, order)
+    for order in orders[:2]:
+        assert (await dispatch.act(guesser, order.id, "deliver", WRONG)).status_code == 422
+    refused = await dispatch.act(guesser, orders[2].id, "deliver", RIGHT)
+    assert refused.status_code == 403, refused.text
+    job = await dispatch.pool.fetchrow(
+        "SELECT status, code_failures_total FROM jobs WHERE order_id = $1", uuid.UUID(orders[2].id)
+    )
+    assert (job["status"], job["code_failures_total"]) == ("picked_up", 0)
+
+
 async def test_a_courier_guessing_across_jobs_is_locked_out_of_deliveries_and_gets_no_offers(start):
     dispatch = await start(courier_code_max_failures=3)
     guesser = await dispatch.new_courier(name="Lê Văn Đoán")

@@ -35,13 +35,13 @@ async def test_a_courier_over_its_rate_gets_429_with_retry_after(start):
 async def test_a_flood_of_made_up_tokens_costs_no_queries_past_the_address_burst(start, monkeypatch):
     d = await start(auth_failures_per_s=0.01, auth_failures_burst=5, background=False)
     lookups: list[str] = []
-    lookup = store_couriers.courier_by_secret_hash
+    lookup = store_couriers.couriers_by_secret_hashes
 
-    async def counted(pool, digest: str):
-        lookups.append(digest)
-        return await lookup(pool, digest)
+    async def counted(pool, digests: list[str]):
+        lookups.extend(digests)
+        return await lookup(pool, digests)
 
-    monkeypatch.setattr(store_couriers, "courier_by_secret_hash", counted)
+    monkeypatch.setattr(store_couriers, "couriers_by_secret_hashes", counted)
     transport = httpx.ASGITransport(app=d.app, client=(FLOODER, 5000))
     async with httpx.AsyncClient(transport=transport, base_url="http://dispatch.test") as flood:
         for token in ("ct_not-a-token", "gk_" + made_up_token()[3:], ""):

@@ -84,3 +84,59 @@ async def test_a_found_secret_is_looked_up_again_once_its_time_is_over(monkeypat
     now[0] += 0.2
     assert await known.owner("ct_token") is None  # past its time: looked up again, and gone
     assert len(lookups) == 2
+
+
+async def test_a_lookup_renews_the_secrets_in_use_that_lapse_soon_and_forgets_the_revoked(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr("shared.secrets.time.monotonic", lambda: now[0])
+    owners = {secret_hash(s): s.upper() for s in ("a", "b", "c", "d")}
+    queries: list[list[str]] = []
+
+    async def lookup_many(digests: list[str]) -> dict[str, str]:
+        queries.append(digests)
+        return {d: owners[d] for d in digests if d in owners}
+
+    async def lookup(digest: str) -> str | None:
+        raise AssertionError("lookup_many does the lookups")
+
+    known = KnownSecrets(lookup, ttl_s=4, max_size=10, lookup_many=lookup_many)
+    for s in ("a", "b", "c"):
+        assert await known.owner(s) == s.upper()
+    now[0] += 2.5  # a, b and c lapse within half the TTL
+    assert known.remembered("a") == "A" and known.remembered("b") == "B"  # in use; c is not
+    del owners[secret_hash("b")]  # b revoked
+    assert await known.owner("d") == "D"
+    assert sorted(queries[-1]) == sorted(secret_hash(s) for s in ("d", "a", "b")), "c was not used: not renewed"
+    now[0] += 2.0  # past the first lookups' time, within the renewal's
+    assert known.remembered("a") == "A", "renewed for the TTL from its renewal"
+    assert known.remembered("b") is None and await known.owner("b") is None, "the revoked one is refused at once"
+    assert known.remembered("c") is None, "the unused one lapsed"
+    now[0] += 4.1  # (b's lookup renewed a again, in use and due)
+    assert known.remembered("a") is None, "a renewal lasts the TTL, no longer"
+
+
+async def test_lookups_look_for_renewals_at_most_every_quarter_ttl(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr("shared.secrets.time.monotonic", lambda: now[0])
+    owners = {secret_hash(s): s.upper() for s in ("a", "b")}
+    queries: list[list[str]] = []
+
+    async def lookup_many(digests: list[str]) -> dict[str, str]:
+        queries.append(digests)
+        return {d: owners[d] for d in digests if d in owners}
+
+    async def lookup(digest: str) -> str | None:
+        raise AssertionError("lookup_many does the lookups")
+
+    known = KnownSecrets(lookup, ttl_s=4, max_size=10, lookup_many=lookup_many)
+    assert await known.owner("a") == "A"
+    now[0] += 1.0
+    assert await known.owner("b") == "B"
+    now[0] += 1.5
+    assert known.remembered("a") == "A" and known.remembered("b") == "B"  # both in use
+    assert await known.owner("x") is None
+    assert queries[-1] == [secret_hash("x"), secret_hash("a")], "a is due, b not yet"
+    now[0] += 0.7  # b is due now, but the last scan was less than a quarter TTL ago
+    assert await known.owner("y") is None and queries[-1] == [secret_hash("y")]
+    now[0] += 0.3
+    assert await known.owner("z") is None and queries[-1] == [secret_hash("z"), secret_hash("b")]

@@ -12,6 +12,7 @@ from shared.events import DeliveryStepData, Envelope, Model
 from shared.http import Metrics
 from shared.outbox import add_event, add_events, event_args
 
+from .. import domain
 from ..cells import Grid
 from ..settings import DispatchSettings
 
@@ -24,6 +25,14 @@ class JobNotFound(Exception):
 
 class NotAllowedNow(Exception):
     """The job's status (or the offer's) does not allow this now: 409."""
+
+
+def transition(action: domain.Action, status: str) -> str:
+    """The status `action` takes a job in `status` to; NotAllowedNow (409) saying why not."""
+    try:
+        return domain.next_status(action, status)
+    except domain.TransitionNotAllowed as exc:
+        raise NotAllowedNow(str(exc)) from None
 
 
 def now_utc() -> datetime:

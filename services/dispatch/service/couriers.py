@@ -22,9 +22,6 @@ from shared.events import (
     CourierLocationData,
     DeliveryAssigned,
     DeliveryAssignedData,
-    DeliveryCodeHash,
-    DeliveryDelivered,
-    DeliveryDeliveredData,
     DeliveryFailed,
     DeliveryFailedData,
     DeliveryPickedUp,
@@ -36,8 +33,7 @@ from shared.outbox import add_event
 
 from .. import domain, store, store_couriers
 from ..settings import DispatchSettings
-from . import guards
-from .common import SOURCE, JobNotFound, NotAllowedNow, emit, grid, now_utc, step_data, step_event
+from .common import SOURCE, JobNotFound, NotAllowedNow, grid, step_data, step_event, transition
 
 # --- couriers --------------------------------------------------------------------------------
 
@@ -220,20 +216,6 @@ async def decline_offer(conn: asyncpg.Connection, settings: DispatchSettings, co
     await store_couriers.release_couriers(conn, [courier_id])
 
 
-async def _lock_own_job(conn: asyncpg.Connection, order_id: UUID, courier_id: UUID) -> store.Job:
-    job = await store.lock_job(conn, order_id)
-    if job is None or job.courier_id != courier_id:
-        raise JobNotFound
-    return job
-
-
-def _transition(action: domain.Action, status: str) -> str:
-    try:
-        return domain.next_status(action, status)
-    except domain.TransitionNotAllowed as exc:
-        raise NotAllowedNow(str(exc)) from None
-
-
 async def _advance(
     conn: asyncpg.Connection,
     settings: DispatchSettings,
@@ -262,7 +244,7 @@ async def _advance(
             raise JobNotFound
         if domain.already_done(action, current.status):
             return current
-        _transition(action, current.status)  # raises 409 with the reason
+        transition(action, current.status)  # raises 409 with the reason
         raise NotAllowedNow(f"Cannot {action.value} the job now")  # it changed meanwhile
     return job
 
@@ -271,111 +253,6 @@ async def pick_up(conn: asyncpg.Connection, settings: DispatchSettings, courier_
     return await _advance(
         conn, settings, domain.Action.PICKUP, courier_id, order_id, (DeliveryPickedUp, step_data(order_id))
     )
-
-
-@dataclass(frozen=True)
-class DeliveryOutcome:
-    check: domain.DeliveryCheck
-    job: store.Job | None  # the delivered job, when the check passed
-    courier_locked: bool = False  # the courier's wrong codes across jobs lock them out of deliveries
-    lockouts: tuple[str, ...] = ()  # lockouts this attempt began: "job_timed", "job_held", "courier"
-
-
-# The outcome of a deliver repeated on a delivered job.
-REPEATED = domain.DeliveryCheck(domain.CodeVerdict.OK, domain.CodeState())
-
-
-async def deliver(
-    conn: asyncpg.Connection,
-    settings: DispatchSettings,
-    courier_id: UUID,
-    order_id: UUID,
-    *,
-    delivery_code: str,
-    cod_collected_vnd: int,
-) -> DeliveryOutcome:
-    """Check the code and the COD amount. The common case (the right code) is a read and one
-    statement that delivers only if no other call counted a wrong code meanwhile; anything
-    else is decided again under the job's row lock, in a transaction of its own, which a
-    wrong code is counted in (committed even though the answer is an error), on the job and
-    on the courier. A courier whose wrong codes across jobs reached the limit delivers nothing
-    until the admin clears them."""
-    job, courier_failures = await store.job_and_courier_code_failures(conn, order_id, courier_id)
-    if job is None or job.courier_id != courier_id:
-        raise JobNotFound
-    if domain.already_done(domain.Action.DELIVER, job.status):
-        return DeliveryOutcome(REPEATED, job)  # delivered before: nothing is checked or counted
-    if domain.courier_code_locked(courier_failures, settings.courier_code_max_failures):
-        return DeliveryOutcome(domain.DeliveryCheck(domain.CodeVerdict.LOCKED, job.code_state), None, True)
-    check = _check_code(settings, job, delivery_code, cod_collected_vnd)
-    if check.verdict is domain.CodeVerdict.OK and job.status == domain.TRANSITIONS[domain.Action.DELIVER][0]:
-        delivered = await store.deliver_job(
-            conn,
-            order_id,
-            courier_id,
-            cod_collected_vnd=cod_collected_vnd,
-            seen=job.code_state,
-            event=step_event(
-                settings,
-                DeliveryDelivered,
-                order_id,
-                DeliveryDeliveredData(order_id=order_id, cod_collected_vnd=cod_collected_vnd),
-            ),
-        )
-        if delivered is not None:
-            return DeliveryOutcome(check, delivered)
-    async with conn.transaction():
-        return await _deliver_locked(
-            conn, settings, courier_id, order_id, delivery_code=delivery_code, cod_collected_vnd=cod_collected_vnd
-        )
-
-
-def _check_code(
-    settings: DispatchSettings, job: store.Job, delivery_code: str, cod_collected_vnd: int
-) -> domain.DeliveryCheck:
-    stored = DeliveryCodeHash(salt=job.code_salt, hash=job.code_hash)
-    return domain.check_delivery(
-        code_matches=secrets.delivery_code_matches(delivery_code, stored, settings.delivery_code_key),
-        cod_collected_vnd=cod_collected_vnd,
-        cod_amount_vnd=job.cod_amount_vnd,
-        state=job.code_state,
-        now=now_utc(),
-        limits=settings.code_limits(),
-    )
-
-
-async def _deliver_locked(
-    conn: asyncpg.Connection,
-    settings: DispatchSettings,
-    courier_id: UUID,
-    order_id: UUID,
-    *,
-    delivery_code: str,
-    cod_collected_vnd: int,
-) -> DeliveryOutcome:
-    job = await _lock_own_job(conn, order_id, courier_id)
-    if domain.already_done(domain.Action.DELIVER, job.status):
-        return DeliveryOutcome(REPEATED, job)  # a concurrent call delivered it
-    status = _transition(domain.Action.DELIVER, job.status)
-    check = _check_code(settings, job, delivery_code, cod_collected_vnd)
-    if check.state != job.code_state:
-        await store.record_code_check(conn, order_id, check.state)
-    if check.verdict is domain.CodeVerdict.WRONG_CODE:
-        return DeliveryOutcome(
-            check, None, lockouts=await guards.count_wrong_code(conn, settings, courier_id, job, check)
-        )
-    if check.verdict is not domain.CodeVerdict.OK:
-        return DeliveryOutcome(check, None)
-    job = await store.update_job(conn, order_id, status=status, cod_collected_vnd=cod_collected_vnd)
-    await store_couriers.release_couriers(conn, [courier_id])
-    await emit(
-        conn,
-        settings,
-        DeliveryDelivered,
-        order_id,
-        DeliveryDeliveredData(order_id=order_id, cod_collected_vnd=cod_collected_vnd),
-    )
-    return DeliveryOutcome(check, job)
 
 
 async def fail_delivery(
