@@ -82,7 +82,6 @@ Sent = tuple[datetime, int | None, int, str | None]
 
 
 class WebhookService:
-    IN_FLIGHT = 50  # deliveries sent at once, at most
     SETTLE_S = 0.05  # once one delivery in flight is done, how long the others may take to join its record
 
     def __init__(
@@ -102,6 +101,7 @@ class WebhookService:
         self.poll_s = settings.webhook_poll_s
         self.timeout_s = settings.webhook_timeout_s
         self.per_endpoint = settings.webhook_endpoint_concurrency
+        self.max_in_flight = settings.webhook_in_flight  # deliveries sent at once, at most
         self.log_keep = timedelta(days=settings.webhook_log_keep_days)
         # A claimed delivery comes back after this if its worker died: longer than a send can take.
         self.lease_s = 2 * self.timeout_s + 5
@@ -230,7 +230,7 @@ class WebhookService:
             await asyncio.sleep(self.PRUNE_EVERY_S)
 
     async def deliver_forever(self) -> None:
-        """Send due deliveries, up to IN_FLIGHT at once (a runtime loop)."""
+        """Send due deliveries, up to `webhook_in_flight` at once (a runtime loop)."""
         owned = self.sender is None
         sender = self.sender or HttpxSender(self.timeout_s, self.per_endpoint)
         in_flight: dict[asyncio.Task[Sent], asyncpg.Record] = {}
@@ -259,7 +259,7 @@ class WebhookService:
         one endpoint), start sending them, wait until some of those in flight are done (or
         `webhook_poll_s`), and record those together. No turn waits for the slowest delivery: a
         silent endpoint holds its own places until its timeout, not everyone's."""
-        free = self.IN_FLIGHT - len(in_flight)
+        free = self.max_in_flight - len(in_flight)
         claimed: list[asyncpg.Record] = []
         if free > 0:
             busy = Counter(row["endpoint_id"] for row in in_flight.values())

@@ -3,6 +3,7 @@ with the default settings (private targets not allowed)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from datetime import UTC, datetime
 from types import SimpleNamespace
@@ -231,3 +232,44 @@ async def test_a_round_of_deliveries_looks_each_host_up_once(monkeypatch):
     assert sorted(sender.posted) == sorted(urls[:2] * 2)
     errors = sorted(str(a.error) for a in recorded)
     assert errors == ["None"] * 4 + ["refused: inside.example resolves to 10.0.0.5: 10.0.0.5 is a private address"]
+
+
+async def test_the_worker_keeps_as_many_deliveries_in_flight_as_its_setting(monkeypatch):
+    """Throughput is what is in flight over the endpoints' latency: the worker claims for every
+    free place up to GIAO_ORDERS_WEBHOOK_IN_FLIGHT, and no more."""
+
+    class SilentSender:  # answers nothing until released: every delivery stays in flight
+        def __init__(self) -> None:
+            self.release = asyncio.Event()
+
+        async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+            await self.release.wait()
+            return 204
+
+    asked: list[int] = []
+
+    async def claim_due(pool: Any, limit: int, *args: Any, **kwargs: Any) -> list[dict[str, Any]]:
+        asked.append(limit)
+        return [
+            {"id": uuid4(), "endpoint_id": uuid4(), "body": "{}", "attempts": 0, "created_at": AT}
+            | {"url": f"https://hooks.example/{i}", "secret": new_signing_secret()}
+            | {"previous_secret": None, "previous_secret_until": None}
+            for i in range(limit if len(asked) == 1 else 0)
+        ]
+
+    async def record_attempts(conn: Any, attempts: list[webhook_store.Attempt]) -> None:
+        pass
+
+    monkeypatch.setattr(webhook_store, "claim_due", claim_due)
+    monkeypatch.setattr(webhook_store, "record_attempts", record_attempts)
+    settings = OrdersSettings(webhook_poll_s=0.01, webhook_in_flight=120, webhook_allow_private=True)
+    service = WebhookService(cast(Runtime, SimpleNamespace(pool=None)), settings, Metrics("orders"))
+    sender, in_flight = SilentSender(), {}
+    await service.deliver_due(sender, in_flight)
+    await service.deliver_due(sender, in_flight)
+    assert asked == [120] and len(in_flight) == 120  # full: the second turn claimed nothing
+    sender.release.set()
+    while in_flight:
+        await service.deliver_due(sender, in_flight)
+    await service.deliver_due(sender, in_flight)
+    assert asked == [120, 120]  # every place free again
