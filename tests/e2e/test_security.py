@@ -233,10 +233,12 @@ async def test_tracking_lookups_are_rate_limited(system):
     try:
         strict.wait_ready()
         async with httpx.AsyncClient() as http:
-            statuses = [(await http.get(f"{strict.url}/v1/tracking/NOSUCHCODE23")).status_code for _ in range(30)]
-            limited = await http.get(f"{strict.url}/v1/tracking/NOSUCHCODE23")
-        assert statuses[0] == 404 and 429 in statuses
-        assert limited.status_code == 429 and int(limited.headers["Retry-After"]) >= 1
+            answers = [await http.get(f"{strict.url}/v1/tracking/NOSUCHCODE23") for _ in range(30)]
+        # Past the burst of 10 most are refused; one may pass now and then, as the bucket
+        # refills at 5/s (a 31st request right after the 30th could be that one).
+        limited = [a for a in answers if a.status_code == 429]
+        assert answers[0].status_code == 404 and len(limited) >= 10, [a.status_code for a in answers]
+        assert all(int(a.headers["Retry-After"]) >= 1 for a in limited)
     finally:
         strict.terminate()
         system.procs["tracking"].remove(strict)
