@@ -86,10 +86,12 @@ async def test_a_found_secret_is_looked_up_again_once_its_time_is_over(monkeypat
     assert len(lookups) == 2
 
 
-async def test_a_lookup_renews_the_secrets_in_use_that_lapse_soon_and_forgets_the_revoked(monkeypatch):
+def _renewing(monkeypatch, names: tuple[str, ...]):
+    """A KnownSecrets with lookup_many (TTL 4 s) on a clock the test moves: the clock, the
+    owners it finds (the upper-cased name of each secret), and the digests of each query."""
     now = [1000.0]
     monkeypatch.setattr("shared.secrets.time.monotonic", lambda: now[0])
-    owners = {secret_hash(s): s.upper() for s in ("a", "b", "c", "d")}
+    owners = {secret_hash(s): s.upper() for s in names}
     queries: list[list[str]] = []
 
     async def lookup_many(digests: list[str]) -> dict[str, str]:
@@ -99,7 +101,11 @@ async def test_a_lookup_renews_the_secrets_in_use_that_lapse_soon_and_forgets_th
     async def lookup(digest: str) -> str | None:
         raise AssertionError("lookup_many does the lookups")
 
-    known = KnownSecrets(lookup, ttl_s=4, max_size=10, lookup_many=lookup_many)
+    return now, owners, queries, KnownSecrets(lookup, ttl_s=4, max_size=10, lookup_many=lookup_many)
+
+
+async def test_a_lookup_renews_the_secrets_in_use_that_lapse_soon_and_forgets_the_revoked(monkeypatch):
+    now, owners, queries, known = _renewing(monkeypatch, ("a", "b", "c", "d"))
     for s in ("a", "b", "c"):
         assert await known.owner(s) == s.upper()
     now[0] += 2.5  # a, b and c lapse within half the TTL
@@ -116,19 +122,7 @@ async def test_a_lookup_renews_the_secrets_in_use_that_lapse_soon_and_forgets_th
 
 
 async def test_lookups_look_for_renewals_at_most_every_quarter_ttl(monkeypatch):
-    now = [1000.0]
-    monkeypatch.setattr("shared.secrets.time.monotonic", lambda: now[0])
-    owners = {secret_hash(s): s.upper() for s in ("a", "b")}
-    queries: list[list[str]] = []
-
-    async def lookup_many(digests: list[str]) -> dict[str, str]:
-        queries.append(digests)
-        return {d: owners[d] for d in digests if d in owners}
-
-    async def lookup(digest: str) -> str | None:
-        raise AssertionError("lookup_many does the lookups")
-
-    known = KnownSecrets(lookup, ttl_s=4, max_size=10, lookup_many=lookup_many)
+    now, _, queries, known = _renewing(monkeypatch, ("a", "b"))
     assert await known.owner("a") == "A"
     now[0] += 1.0
     assert await known.owner("b") == "B"
