@@ -4,11 +4,14 @@ HTTP client that posts deliveries, and the resolver that the address policy asks
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import time
-from collections import Counter, OrderedDict
+from collections import OrderedDict
+from dataclasses import dataclass, field
 from typing import Protocol
 
+import httpcore
 import httpx
 
 
@@ -22,98 +25,129 @@ class Resolver(Protocol):
         """The addresses `host` resolves to."""
 
 
-class HttpxSender:
-    """A pooled httpx transport per endpoint URL, all sharing one TLS context: redirects not
-    followed (a 3xx is a failure), no proxy from the environment (the address checked is the one
-    called), and the whole exchange within the timeout (10 s). A small answer is read to its end,
-    so that its connection goes back to the pool (an unread body closes it: a new TCP connection
-    per delivery cost more CPU than the rest of the delivery); a larger one is dropped unread,
-    with its connection.
+@dataclass
+class _Target:
+    """One webhook URL: parsed once, the fixed headers of every request to it, and its idle
+    connections (most recently used last)."""
 
-    Why the transport (httpx's public transport API) and not an AsyncClient: a delivery needs
-    none of what the client adds around it (cookies, auth, redirects, event hooks, merged
-    defaults, a timeout per read and write on top of ours), and that machinery cost a fifth of
-    a delivery's CPU. The transport is what the client would call underneath, with the same pool.
+    url: httpcore.URL
+    origin: httpcore.Origin
+    headers: list[tuple[bytes, bytes]]
+    idle: list[httpcore.AsyncHTTPConnection] = field(default_factory=list)
+    busy: int = 0
+    last_used: float = 0.0
 
-    Why one per URL: httpcore's pool looks at every connection it holds, and for each idle one
-    counts them all again, on every request and every answer. One pool holding the 50
-    connections of a round spent 3-5 ms of CPU per delivery in that alone; a URL has at most
-    `per_endpoint` deliveries in flight (the claim sees to it), so its pool holds that many.
-    A transport unused for IDLE_CLIENT_S is closed (close_unused, every second), and the least
-    recently used ones past MAX_CLIENTS at once."""
+
+class HttpSender:
+    """Posts deliveries with httpcore (httpx's own HTTP layer), keeping up to `per_endpoint`
+    keep-alive connections per URL: redirects not followed (a 3xx is a failure), no proxy from
+    the environment (the address checked is the one called), the whole exchange within the
+    timeout (10 s), one TLS context for all. A small answer is read to its end, so that its
+    connection can serve the next delivery (a new TCP connection per delivery cost more CPU than
+    the rest of the delivery); after a larger one the connection is closed unread.
+
+    Why httpcore's connections and not httpx's client or a pool of theirs: a delivery needs none
+    of what the client adds (cookies, auth, redirects, hooks, merged defaults: a fifth of a
+    delivery's CPU), and the pool, on every request and again on every answer, asks each
+    connection it holds whether the server closed it, a poll of its socket each: with the 8 a
+    URL may hold, that was a quarter of a delivery's CPU. Here a connection is asked once, when
+    it is taken for a delivery. The claim keeps at most `per_endpoint` deliveries of one
+    endpoint in flight, so that is all the connections a URL needs. A URL unused for
+    IDLE_CLIENT_S has its connections closed (close_unused, every second), and so have the
+    least recently used URLs past MAX_CLIENTS."""
 
     ANSWER_READ_BYTES = 16 * 1024
     MAX_CLIENTS = 500
-    # Past httpcore's keep-alive (an idle connection expires after 5 s), a transport unused this
-    # long holds nothing worth keeping but open sockets.
+    KEEPALIVE_S = 5.0  # an idle connection older than this is not reused (httpx's default)
+    # Past the keep-alive, a URL unused this long holds nothing worth keeping but open sockets.
     IDLE_CLIENT_S = 10.0
     USER_AGENT = b"Giao-Webhooks/1"
 
     def __init__(self, timeout_s: float, per_endpoint: int) -> None:
         self.timeout_s = timeout_s
-        self.limits = httpx.Limits(max_connections=None, max_keepalive_connections=per_endpoint)
+        self.per_endpoint = per_endpoint
         self.tls = httpx.create_ssl_context(trust_env=False)
-        # URL -> its transport, the URL parsed once and the headers of every request to it.
-        self.clients: OrderedDict[str, tuple[httpx.AsyncHTTPTransport, httpx.URL, list[tuple[bytes, bytes]]]] = (
-            OrderedDict()
-        )
-        self.busy: Counter[str] = Counter()
-        self.last_used: dict[str, float] = {}
+        self.targets: OrderedDict[str, _Target] = OrderedDict()  # least recently used first
 
-    def _client(self, url: str) -> tuple[httpx.AsyncHTTPTransport, httpx.URL, list[tuple[bytes, bytes]]]:
-        found = self.clients.get(url)
+    def _target(self, url: str) -> _Target:
+        found = self.targets.get(url)
         if found is None:
-            transport = httpx.AsyncHTTPTransport(verify=self.tls, trust_env=False, limits=self.limits)
-            parsed = httpx.URL(url)
-            fixed = [(b"host", parsed.netloc), (b"user-agent", self.USER_AGENT)]
-            found = self.clients[url] = (transport, parsed, fixed)
+            parsed = httpcore.URL(url)
+            host = httpx.URL(url).netloc  # Host: as httpx writes it (IDNA, the port if not the default)
+            found = self.targets[url] = _Target(
+                parsed, parsed.origin, [(b"host", host), (b"user-agent", self.USER_AGENT)]
+            )
         else:
-            self.clients.move_to_end(url)
+            self.targets.move_to_end(url)
         return found
 
     async def close_unused(self) -> None:
-        """Close the clients with nothing in flight that went unused for IDLE_CLIENT_S, and the
-        least recently used ones past MAX_CLIENTS."""
+        """Close the connections of the URLs with nothing in flight that went unused for
+        IDLE_CLIENT_S, and of the least recently used ones past MAX_CLIENTS."""
         unused_since = time.monotonic() - self.IDLE_CLIENT_S
-        for url in list(self.clients):  # least recently used first
-            found = self.clients.get(url)
-            if found is None or self.busy[url]:
+        for url in list(self.targets):  # least recently used first
+            target = self.targets[url]
+            if target.busy:
                 continue
-            if len(self.clients) > self.MAX_CLIENTS or self.last_used.get(url, 0.0) < unused_since:
-                del self.clients[url], self.busy[url]
-                self.last_used.pop(url, None)
-                await found[0].aclose()
+            if len(self.targets) > self.MAX_CLIENTS or target.last_used < unused_since:
+                del self.targets[url]
+                await _close_all(target.idle)
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
-        transport, parsed, fixed = self._client(url)
-        # Every header given as bytes, Host and Content-Length too: httpx then has nothing to
-        # add or encode (a Request built from str headers and `content` cost 4x more).
-        raw = [*fixed, (b"content-length", b"%d" % len(body))]
+        target = self._target(url)
+        # Every header given as bytes, Host and Content-Length too: nothing left to add or encode.
+        raw = [*target.headers, (b"content-length", b"%d" % len(body))]
         raw += [(k.encode(), v.encode()) for k, v in headers.items()]
-        request = httpx.Request("POST", parsed, headers=raw, stream=httpx.ByteStream(body))
-        self.busy[url] += 1
+        request = httpcore.Request(b"POST", target.url, headers=raw, content=body)
+        connection = None
+        target.busy += 1
         try:
             async with asyncio.timeout(self.timeout_s):
-                response = await transport.handle_async_request(request)
-                assert isinstance(response.stream, httpx.AsyncByteStream)  # as a transport answers
+                connection = await self._take(target)
+                response = await connection.handle_async_request(request)
                 try:
                     read = 0
-                    async for chunk in response.stream:
+                    async for chunk in response.aiter_stream():
                         read += len(chunk)
                         if read > self.ANSWER_READ_BYTES:
                             break
                 finally:
                     await response.aclose()
-                return response.status_code
+        except BaseException:
+            if connection is not None:
+                await _close_all([connection])
+            raise
         finally:
-            self.busy[url] -= 1
-            self.last_used[url] = time.monotonic()
-            if len(self.clients) > self.MAX_CLIENTS:
-                await self.close_unused()
+            target.busy -= 1
+            target.last_used = time.monotonic()
+        if connection.is_idle() and len(target.idle) < self.per_endpoint:
+            target.idle.append(connection)
+        else:
+            await _close_all([connection])
+        if len(self.targets) > self.MAX_CLIENTS:
+            await self.close_unused()
+        return response.status
+
+    async def _take(self, target: _Target) -> httpcore.AsyncHTTPConnection:
+        """An idle connection of the target that the server has not closed (the stale ones taken
+        on the way are closed), or a new one."""
+        while target.idle:
+            connection = target.idle.pop()
+            if connection.is_available() and not connection.has_expired():
+                return connection
+            await _close_all([connection])
+        return httpcore.AsyncHTTPConnection(target.origin, ssl_context=self.tls, keepalive_expiry=self.KEEPALIVE_S)
 
     async def aclose(self) -> None:
-        while self.clients:
-            await self.clients.popitem()[1][0].aclose()
+        while self.targets:
+            await _close_all(self.targets.popitem()[1].idle)
+
+
+async def _close_all(connections: list[httpcore.AsyncHTTPConnection]) -> None:
+    """Close these connections; one that fails to close is gone all the same."""
+    while connections:
+        with contextlib.suppress(Exception):
+            await connections.pop().aclose()
 
 
 class DnsResolver:

@@ -24,7 +24,7 @@ from prometheus_client import Gauge
 
 from services.orders import webhook_store as store
 from services.orders.settings import OrdersSettings
-from services.orders.webhook_http import DnsResolver, HttpxSender, Resolver, Sender
+from services.orders.webhook_http import DnsResolver, HttpSender, Resolver, Sender
 from services.orders.webhooks import (
     PING,
     UnsafeTarget,
@@ -232,7 +232,7 @@ class WebhookService:
     async def deliver_forever(self) -> None:
         """Send due deliveries, up to `webhook_in_flight` at once (a runtime loop)."""
         owned = self.sender is None
-        sender = self.sender or HttpxSender(self.timeout_s, self.per_endpoint)
+        sender = self.sender or HttpSender(self.timeout_s, self.per_endpoint)
         in_flight: dict[asyncio.Task[Sent], asyncpg.Record] = {}
         try:
             gauged = 0.0
@@ -242,7 +242,7 @@ class WebhookService:
                 # deliveries flow, and a scrape every few seconds reads it.
                 if time.monotonic() - gauged >= 1.0:
                     gauged = time.monotonic()
-                    if isinstance(sender, HttpxSender):
+                    if isinstance(sender, HttpSender):
                         await sender.close_unused()
                     oldest = await store.oldest_pending(self.runtime.pool)
                     self.oldest_age.set(0 if oldest is None else (datetime.now(UTC) - oldest).total_seconds())
@@ -251,7 +251,7 @@ class WebhookService:
             for task in in_flight:
                 task.cancel()
             await asyncio.gather(*in_flight, return_exceptions=True)
-            if owned and isinstance(sender, HttpxSender):
+            if owned and isinstance(sender, HttpSender):
                 await sender.aclose()
 
     async def deliver_due(self, sender: Sender, in_flight: dict[asyncio.Task[Sent], asyncpg.Record]) -> int:

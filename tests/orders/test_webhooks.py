@@ -3,7 +3,10 @@ test_flow.py) move orders along, and a local receiver gets signed deliveries."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import socket
+from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
@@ -12,7 +15,7 @@ from standardwebhooks.webhooks import WebhookVerificationError
 
 from services.orders.app import create_app
 from services.orders.settings import OrdersSettings
-from services.orders.webhook_http import HttpxSender
+from services.orders.webhook_http import HttpSender
 from shared.events import DeliveryAssigned, DeliveryFailed, DeliveryPickedUp, DeliveryReturned
 from tests.orders.receiver import receiver
 from tests.orders.support import new_merchant
@@ -291,16 +294,102 @@ async def test_a_silent_endpoint_holds_only_its_own_places(client, merchant, set
 
 
 async def test_the_sender_closes_the_clients_it_no_longer_uses(monkeypatch):
-    sender = HttpxSender(timeout_s=10, per_endpoint=8)
+    sender = HttpSender(timeout_s=10, per_endpoint=8)
     monkeypatch.setattr(sender, "MAX_CLIENTS", 2)
     try:
         with receiver() as hooks:
             for path in ("a", "b", "c", "a"):
                 assert await sender.post(f"{hooks.url}/{path}", b"{}", {}) == 200
             # A client per URL; past MAX_CLIENTS the least recently used went (a, then b).
-            assert list(sender.clients) == [f"{hooks.url}/c", f"{hooks.url}/a"]
+            assert list(sender.targets) == [f"{hooks.url}/c", f"{hooks.url}/a"]
             monkeypatch.setattr(sender, "IDLE_CLIENT_S", 0.0)
             await sender.close_unused()
-            assert not sender.clients
+            assert not sender.targets
+    finally:
+        await sender.aclose()
+
+
+@contextlib.asynccontextmanager
+async def keep_alive_receiver(
+    answer_body: bytes = b"ok", *, hang_up: bool = False
+) -> AsyncIterator[tuple[str, list[int]]]:
+    """An HTTP/1.1 keep-alive receiver on 127.0.0.1: its URL, and the requests each connection
+    served (one entry per connection, made negative once the receiver closed it), for tests of
+    the sender's connection reuse. With `hang_up`, it closes each connection after one answer
+    without saying so (as a server whose keep-alive ran out does)."""
+    served: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served.append(0)
+        me = len(served) - 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+                await reader.readexactly(length)
+                served[me] += 1
+                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(answer_body), answer_body))
+                await writer.drain()
+                if hang_up:
+                    break
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass  # the sender closed its connection
+        finally:
+            writer.close()
+            served[me] = -served[me]
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    try:
+        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook", served
+    finally:
+        server.close()
+
+
+async def test_the_sender_reuses_its_connections_and_keeps_no_more_than_an_endpoint_may_use():
+    sender = HttpSender(timeout_s=10, per_endpoint=3)
+    try:
+        async with keep_alive_receiver() as (url, served):
+            for _ in range(4):
+                assert await sender.post(url, b"{}", {}) == 200
+            assert served == [4]  # one after the other: one connection
+            assert await asyncio.gather(*(sender.post(url, b"{}", {}) for _ in range(5))) == [200] * 5
+            assert sum(served) == 9 and len(served) <= 5
+            assert len(sender.targets[url].idle) == 3  # kept: per_endpoint, the others closed
+            before = len(served)
+            for _ in range(3):
+                assert await sender.post(url, b"{}", {}) == 200
+            assert len(served) == before  # the kept ones served these
+    finally:
+        await sender.aclose()
+
+
+async def test_a_connection_after_a_large_answer_is_closed_not_reused():
+    sender = HttpSender(timeout_s=10, per_endpoint=3)
+    try:
+        async with keep_alive_receiver(answer_body=b"x" * (HttpSender.ANSWER_READ_BYTES * 4)) as (url, served):
+            assert await sender.post(url, b"{}", {}) == 200
+            assert await sender.post(url, b"{}", {}) == 200
+            assert served[0] == -1 and abs(served[1]) == 1  # the first closed after its one answer
+            assert not sender.targets[url].idle
+    finally:
+        await sender.aclose()
+
+
+async def test_a_connection_the_receiver_closed_is_not_used_again():
+    sender = HttpSender(timeout_s=10, per_endpoint=3)
+    try:
+        async with keep_alive_receiver(hang_up=True) as (url, served):
+            assert await sender.post(url, b"{}", {}) == 200
+
+            async def hung_up() -> bool:
+                return served == [-1]
+
+            await eventually(hung_up, what="the receiver to hang up")
+            assert await sender.post(url, b"{}", {}) == 200  # on a new connection, not the closed one
+            assert served[1:] in ([1], [-1])
     finally:
         await sender.aclose()
