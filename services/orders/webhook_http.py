@@ -6,10 +6,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 import time
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import httpcore
 import httpx
@@ -23,6 +25,67 @@ class Sender(Protocol):
 class Resolver(Protocol):
     async def resolve(self, host: str, port: int) -> list[str]:
         """The addresses `host` resolves to."""
+
+
+class AsyncioStream(httpcore.AsyncNetworkStream):
+    """An httpcore network stream on asyncio's own streams (httpcore's network-backend API).
+
+    Why not httpcore's default (anyio's streams): each read and write there runs in a cancel
+    scope of its own with a checkpoint, which cost as much CPU as h11's work on the request.
+    Here a write hands the bytes to the transport and waits only if its buffer is full. The
+    per-call timeouts are not used: the sender bounds the whole exchange (HttpSender.post)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader = reader
+        self.writer = writer
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:
+        return await self.reader.read(max_bytes)
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:
+        if buffer:
+            self.writer.write(buffer)
+            await self.writer.drain()
+
+    async def aclose(self) -> None:
+        self.writer.close()
+
+    async def start_tls(
+        self, ssl_context: ssl.SSLContext, server_hostname: str | None = None, timeout: float | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        await self.writer.start_tls(ssl_context, server_hostname=server_hostname)
+        return self
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            # Asked of an idle connection: the server closed it (or broke it). The transport
+            # reads as data comes, so what came is in the reader, not the socket.
+            return self.reader.at_eof() or self.reader.exception() is not None
+        name = {"client_addr": "sockname", "server_addr": "peername"}.get(info, info)
+        return self.writer.get_extra_info(name)
+
+
+class AsyncioBackend(httpcore.AsyncNetworkBackend):
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,
+        local_address: str | None = None,
+        socket_options: Iterable[Any] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        reader, writer = await asyncio.open_connection(
+            host, port, local_addr=(local_address, 0) if local_address else None
+        )
+        return AsyncioStream(reader, writer)
+
+    async def connect_unix_socket(
+        self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
+    ) -> httpcore.AsyncNetworkStream:
+        raise NotImplementedError("webhooks go to http(s) URLs")
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
 
 
 @dataclass
@@ -67,6 +130,7 @@ class HttpSender:
         self.timeout_s = timeout_s
         self.per_endpoint = per_endpoint
         self.tls = httpx.create_ssl_context(trust_env=False)
+        self.network = AsyncioBackend()
         self.targets: OrderedDict[str, _Target] = OrderedDict()  # least recently used first
 
     def _target(self, url: str) -> _Target:
@@ -136,7 +200,9 @@ class HttpSender:
             if connection.is_available() and not connection.has_expired():
                 return connection
             await _close_all([connection])
-        return httpcore.AsyncHTTPConnection(target.origin, ssl_context=self.tls, keepalive_expiry=self.KEEPALIVE_S)
+        return httpcore.AsyncHTTPConnection(
+            target.origin, ssl_context=self.tls, keepalive_expiry=self.KEEPALIVE_S, network_backend=self.network
+        )
 
     async def aclose(self) -> None:
         while self.targets:

@@ -6,11 +6,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import ssl
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
 import pytest
+import trustme
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from services.orders.app import create_app
@@ -393,3 +395,30 @@ async def test_a_connection_the_receiver_closed_is_not_used_again():
             assert served[1:] in ([1], [-1])
     finally:
         await sender.aclose()
+
+
+async def test_the_sender_speaks_tls_and_checks_the_receivers_certificate():
+    authority = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server_tls)
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(Exception):
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = next(int(x.split(b":")[1]) for x in head.split(b"\r\n") if x.lower().startswith(b"content-length"))
+            await reader.readexactly(length)
+            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_tls)
+    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
+    sender = HttpSender(timeout_s=10, per_endpoint=2)
+    try:
+        with pytest.raises(ssl.SSLCertVerificationError):  # a certificate no public authority signed
+            await sender.post(url, b"{}", {})
+        authority.configure_trust(sender.tls)  # as if the test authority were a public one
+        assert await sender.post(url, b"{}", {}) == 204
+    finally:
+        await sender.aclose()
+        server.close()
