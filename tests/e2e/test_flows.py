@@ -91,7 +91,7 @@ class City:
             for order in self.orders:
                 o = await self.client.get_order(self.key, order["id"])
                 t = await self.tracked(order)
-                assert o["status"] == t.get("status"), (order["id"], o["status"], t["status"])
+                assert o["status"] == t.get("status"), (order["id"], o["status"], t.get("status"))
             return True
 
         await eventually(agree, timeout=10, what="orders and tracking to agree")
