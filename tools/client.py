@@ -206,6 +206,12 @@ class Giao:
     async def track(self, code: str, expect: tuple[int, ...] = (200,)) -> dict:
         return await self.call("track", "GET", f"{self.endpoints.tracking}/v1/tracking/{code}", expect=expect)
 
+    async def parcel(self, code: str) -> dict:
+        """The parcel as tracking shows it, or {} while tracking does not know the code (it
+        learns of an order from Kafka, a moment after the order was placed)."""
+        answer = await self.track(code, expect=(200, 404))
+        return answer if answer.get("tracking_code") == code else {}
+
     async def follow(self, code: str) -> AsyncIterator[tuple[str, dict]]:
         """Server-Sent Events of one parcel: (event name, data) until the server ends the stream."""
         url = f"{self.endpoints.tracking}/v1/tracking/{code}/events"

@@ -105,8 +105,7 @@ async def admin_courier(city: City, courier_id: str) -> dict:
 
 async def tracking_timeline(city: City, order: dict) -> list[str]:
     """The statuses tracking shows ([] while it has not consumed the order's first event)."""
-    parcel = await city.client.track(order["tracking_code"], expect=(200, 404))
-    return [step["status"] for step in parcel.get("timeline", [])]
+    return [step["status"] for step in (await city.client.parcel(order["tracking_code"])).get("timeline", [])]
 
 
 def wrong(code: str) -> str:

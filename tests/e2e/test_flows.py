@@ -78,19 +78,13 @@ class City:
 
         return await eventually(reached, timeout=timeout, what=f"order {order['id']} {expected}")
 
-    async def tracked(self, order: dict) -> dict:
-        """The parcel as tracking shows it; {} while tracking has not yet consumed its first event
-        (tracking learns of an order from Kafka, so a fast test can ask before it knows)."""
-        answer = await self.client.track(order["tracking_code"], expect=(200, 404))
-        return answer if answer.get("tracking_code") == order["tracking_code"] else {}
-
     async def services_agree(self) -> None:
         """orders and tracking show the same status for every order of this test."""
 
         async def agree():
             for order in self.orders:
                 o = await self.client.get_order(self.key, order["id"])
-                t = await self.tracked(order)
+                t = await self.client.parcel(order["tracking_code"])
                 assert o["status"] == t.get("status"), (order["id"], o["status"], t.get("status"))
             return True
 
@@ -118,7 +112,7 @@ async def test_full_lifecycle(city):
     await city.client.send_locations(courier, [{"lat": city.lat + 0.005, "lng": city.lng + 0.005, "at": _now()}])
 
     async def tracking_shows_location():
-        t = await city.tracked(order)
+        t = await city.client.parcel(order["tracking_code"])
         return t if t.get("status") == "picked_up" and t["courier"] and t["courier"]["location"] else None
 
     on_the_way = await eventually(tracking_shows_location, what="tracking to show the courier's location")
@@ -144,7 +138,7 @@ async def test_full_lifecycle(city):
     assert [h["status"] for h in done["history"]] == ["placed", "assigned", "picked_up", "delivered"]
 
     async def tracking_delivered():
-        t = await city.tracked(order)
+        t = await city.client.parcel(order["tracking_code"])
         return t if t.get("status") == "delivered" else None
 
     final = await eventually(tracking_delivered, what="tracking to show delivered")
@@ -181,7 +175,7 @@ async def test_logs_carry_no_credentials_codes_phones_or_addresses(city):
         courier, order["id"], "deliver", {"delivery_code": order["delivery_code"], "cod_collected_vnd": 150_000}
     )
     await city.status(order, "delivered")
-    await eventually(lambda: city.tracked(order), what="tracking to know the order")  # a lookup in its log
+    await eventually(lambda: city.client.parcel(code), what="tracking to know the order")  # a lookup in its log
 
     never = {
         "API key": key,
@@ -316,7 +310,7 @@ async def test_a_point_taken_just_before_going_online_shows_on_tracking(city):
     answer = await city.client.send_locations(courier, [point])
 
     async def tracking_shows_the_point():
-        t = await city.tracked(order)
+        t = await city.client.parcel(order["tracking_code"])
         location = (t.get("courier") or {}).get("location")
         return location if location and abs(location["lat"] - point["lat"]) < 1e-6 else None
 

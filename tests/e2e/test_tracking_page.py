@@ -42,7 +42,7 @@ async def tracked(city: City, code: str) -> None:
     """Tracking has consumed the order's placement: its page is there."""
 
     async def known():
-        return (await city.client.track(code, expect=(200, 404))).get("tracking_code")
+        return await city.client.parcel(code)
 
     await eventually(known, what=f"tracking to know {code}")
 
@@ -130,7 +130,7 @@ async def test_the_open_page_follows_a_delivery_live_and_shows_nothing_private(c
         await city.client.job_action(courier, order_id, "accept")
 
         async def assigned():
-            return (await city.client.track(code, expect=(200, 404))).get("status") == "assigned"
+            return (await city.client.parcel(code)).get("status") == "assigned"
 
         await eventually(assigned, what=f"tracking to show {code} assigned")
         for v in visitors:

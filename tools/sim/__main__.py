@@ -114,8 +114,7 @@ async def agreement(sim: Simulation) -> tuple[dict[str, int], list[str]]:
             deadline = time.monotonic() + 10
             while True:
                 o = await sim.client.get_order(order.api_key, order.id)
-                t = await sim.client.track(order.tracking_code, expect=(200, 404))
-                tracked_status = t.get("status") if isinstance(t, dict) else None
+                tracked_status = (await sim.client.parcel(order.tracking_code)).get("status")
                 expected_ok = o["status"] == order.expected or (order.expected == "placed" and o["status"] == "expired")
                 if o["status"] == tracked_status and expected_ok:
                     final[o["status"]] = final.get(o["status"], 0) + 1
