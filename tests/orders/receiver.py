@@ -1,12 +1,17 @@
-"""A webhook receiver on 127.0.0.1 (a free port), as a merchant would run one: it verifies every
-delivery with the `standardwebhooks` package and keeps what it received."""
+"""Webhook receivers on 127.0.0.1 (a free port): `receiver`, as a merchant would run one, verifies
+every delivery with the `standardwebhooks` package and keeps what it received;
+`keep_alive_receiver` keeps its connections open and counts what each served, for the sender's
+own tests."""
 
 from __future__ import annotations
 
+import asyncio
+import ssl
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -75,3 +80,44 @@ def receiver(answer: Callable[[int], int] = lambda _: 200) -> Iterator[Receiver]
     finally:
         server.shutdown()
         server.server_close()
+
+
+@asynccontextmanager
+async def keep_alive_receiver(
+    answer_body: bytes = b"ok", *, status: int = 200, hang_up: bool = False, tls: ssl.SSLContext | None = None
+) -> AsyncIterator[tuple[str, list[int]]]:
+    """An HTTP/1.1 keep-alive receiver on 127.0.0.1: its URL, and the requests each connection
+    served (one entry per connection, made negative once the receiver closed it), for tests of
+    the sender's connection reuse. With `hang_up`, it closes each connection after one answer
+    without saying so (as a server whose keep-alive ran out does); with `tls`, it speaks HTTPS."""
+    status_line = b"HTTP/1.1 %d %s\r\n" % (status, HTTPStatus(status).phrase.encode())
+    served: list[int] = []
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        served.append(0)
+        me = len(served) - 1
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+                await reader.readexactly(length)
+                served[me] += 1
+                writer.write(status_line + b"content-length: %d\r\n\r\n%s" % (len(answer_body), answer_body))
+                await writer.drain()
+                if hang_up:
+                    break
+        except (asyncio.IncompleteReadError, OSError):
+            pass  # the sender closed its connection (or broke it off)
+        finally:
+            writer.close()
+            served[me] = -served[me]
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=tls)
+    try:
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook", served
+    finally:
+        server.close()

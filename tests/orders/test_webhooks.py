@@ -4,10 +4,8 @@ test_flow.py) move orders along, and a local receiver gets signed deliveries."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import ssl
-from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
@@ -19,7 +17,7 @@ from services.orders.app import create_app
 from services.orders.settings import OrdersSettings
 from services.orders.webhook_http import HttpSender
 from shared.events import DeliveryAssigned, DeliveryFailed, DeliveryPickedUp, DeliveryReturned
-from tests.orders.receiver import receiver
+from tests.orders.receiver import keep_alive_receiver, receiver
 from tests.orders.support import new_merchant
 from tests.orders.test_flow import Dispatch, courier, place, send
 from tests.support import eventually, ops_client, running
@@ -311,46 +309,6 @@ async def test_the_sender_closes_the_clients_it_no_longer_uses(monkeypatch):
         await sender.aclose()
 
 
-@contextlib.asynccontextmanager
-async def keep_alive_receiver(
-    answer_body: bytes = b"ok", *, hang_up: bool = False
-) -> AsyncIterator[tuple[str, list[int]]]:
-    """An HTTP/1.1 keep-alive receiver on 127.0.0.1: its URL, and the requests each connection
-    served (one entry per connection, made negative once the receiver closed it), for tests of
-    the sender's connection reuse. With `hang_up`, it closes each connection after one answer
-    without saying so (as a server whose keep-alive ran out does)."""
-    served: list[int] = []
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        served.append(0)
-        me = len(served) - 1
-        try:
-            while True:
-                head = await reader.readuntil(b"\r\n\r\n")
-                length = next(
-                    int(line.split(b":")[1])
-                    for line in head.split(b"\r\n")
-                    if line.lower().startswith(b"content-length")
-                )
-                await reader.readexactly(length)
-                served[me] += 1
-                writer.write(b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(answer_body), answer_body))
-                await writer.drain()
-                if hang_up:
-                    break
-        except (asyncio.IncompleteReadError, ConnectionError):
-            pass  # the sender closed its connection
-        finally:
-            writer.close()
-            served[me] = -served[me]
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0)
-    try:
-        yield f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook", served
-    finally:
-        server.close()
-
-
 async def test_the_sender_reuses_its_connections_and_keeps_no_more_than_an_endpoint_may_use():
     sender = HttpSender(timeout_s=10, per_endpoint=3)
     try:
@@ -401,24 +359,12 @@ async def test_the_sender_speaks_tls_and_checks_the_receivers_certificate():
     authority = trustme.CA()
     server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     authority.issue_cert("127.0.0.1").configure_cert(server_tls)
-
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        with contextlib.suppress(Exception):
-            head = await reader.readuntil(b"\r\n\r\n")
-            length = next(int(x.split(b":")[1]) for x in head.split(b"\r\n") if x.lower().startswith(b"content-length"))
-            await reader.readexactly(length)
-            writer.write(b"HTTP/1.1 204 No Content\r\n\r\n")
-            await writer.drain()
-        writer.close()
-
-    server = await asyncio.start_server(serve, "127.0.0.1", 0, ssl=server_tls)
-    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}/hook"
     sender = HttpSender(timeout_s=10, per_endpoint=2)
     try:
-        with pytest.raises(ssl.SSLCertVerificationError):  # a certificate no public authority signed
-            await sender.post(url, b"{}", {})
-        authority.configure_trust(sender.tls)  # as if the test authority were a public one
-        assert await sender.post(url, b"{}", {}) == 204
+        async with keep_alive_receiver(b"", status=204, tls=server_tls) as (url, _):
+            with pytest.raises(ssl.SSLCertVerificationError):  # a certificate no public authority signed
+                await sender.post(url, b"{}", {})
+            authority.configure_trust(sender.tls)  # as if the test authority were a public one
+            assert await sender.post(url, b"{}", {}) == 204
     finally:
         await sender.aclose()
-        server.close()
