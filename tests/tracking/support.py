@@ -56,17 +56,22 @@ def free_port() -> int:
 
 
 @contextlib.asynccontextmanager
-async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
-    """The app behind a real uvicorn server on a free port (its runtime already started)."""
-    config = uvicorn.Config(
-        app, host="127.0.0.1", port=free_port(), lifespan="off", log_level="warning", timeout_graceful_shutdown=1
+async def serving(app: FastAPI, config: uvicorn.Config | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    """The app behind a real uvicorn server (its runtime already started): on a free port, or
+    as `config` says (such as shared.service's production configuration)."""
+    config = config or uvicorn.Config(
+        app, host="127.0.0.1", port=free_port(), log_level="warning", timeout_graceful_shutdown=1
     )
+    config.lifespan = "off"  # the runtime is started by `running`
     srv = uvicorn.Server(config)
     task = asyncio.create_task(srv.serve())
-    while not srv.started:
+
+    async def started() -> bool:
         if task.done():
-            task.result()
-        await asyncio.sleep(0.01)
+            task.result()  # it failed to start: say why
+        return srv.started
+
+    await support.eventually(started, what="uvicorn to start")
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{config.port}", timeout=10) as c:
             yield c

@@ -4,11 +4,8 @@ process, and who a client is (IPv6 networks, addresses forwarded by trusted prox
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator
 
 import httpx
-import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.requests import Request
@@ -144,31 +141,6 @@ def test_ipv6_clients_are_keyed_by_their_64():
     assert lim.client_of(request("203.0.113.7", "198.51.100.1")) == "203.0.113.7", "X-Forwarded-For is uvicorn's"
 
 
-@contextlib.asynccontextmanager
-async def _served_as_in_production(app, settings) -> AsyncIterator[httpx.AsyncClient]:
-    """The app behind uvicorn configured as shared.service.serve configures it."""
-    config = uvicorn_config(app, settings, free_port())
-    config.lifespan = "off"  # the runtime is already started by `running`
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    await eventually(_started(server, task), what="uvicorn to start")
-    try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{config.port}", timeout=10) as http:
-            yield http
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-
-
-def _started(server: uvicorn.Server, task: asyncio.Task[None]):
-    async def check() -> bool:
-        if task.done():
-            task.result()
-        return server.started
-
-    return check
-
-
 async def _statuses(http: httpx.AsyncClient, *forwarded_for: str) -> list[int]:
     return [
         (await http.get("/v1/tracking/ZZZZZZZZZZZZ", headers={"X-Forwarded-For": f})).status_code for f in forwarded_for
@@ -179,14 +151,14 @@ async def test_x_forwarded_for_is_believed_only_from_trusted_proxies(settings):
     # One request per client: a second from the same client is 429.
     strict = settings.model_copy(update={"rate_limit_per_s": 0.001, "rate_limit_burst": 1})
     behind_proxy = strict.model_copy(update={"trusted_proxies": "127.0.0.1/32, 10.0.0.0/8"})
-    async with running(behind_proxy) as app, _served_as_in_production(app, behind_proxy) as http:
+    async with running(behind_proxy) as app, serving(app, uvicorn_config(app, behind_proxy, free_port())) as http:
         # The right-most address outside our proxies is the client; what it wrote to the left
         # of it is not believed, and an address of our own proxies is passed over.
         assert await _statuses(
             http, "198.51.100.1, 203.0.113.7", "198.51.100.1, 203.0.113.8", "6.6.6.6, 203.0.113.7, 10.0.0.2"
         ) == [404, 404, 429]
     direct = strict.model_copy(update={"trusted_proxies": ""})
-    async with running(direct) as app, _served_as_in_production(app, direct) as http:
+    async with running(direct) as app, serving(app, uvicorn_config(app, direct, free_port())) as http:
         # Nobody is trusted (the default, whatever uvicorn's own default): the peer is the client.
         assert await _statuses(http, "203.0.113.7", "203.0.113.8") == [404, 429]
 
