@@ -30,7 +30,7 @@ from services.orders.webhooks import EVENT_TYPES
 from shared.service import settle_garbage_collector
 from tools.bench import knee
 from tools.bench.http import LeanGiao
-from tools.bench.load import ORIGIN, Bench
+from tools.bench.load import Bench
 from tools.bench.measure import ProcessWatch, kafka_baseline, machine_probe, postgres_baseline
 from tools.bench.report import markdown, pct
 from tools.client import Endpoints
@@ -135,7 +135,7 @@ async def main(args: argparse.Namespace) -> int:
         # Leave nothing behind for the next run: orders not delivered by now are cancelled
         # (those already picked up refuse, and stay with their courier, costing nothing).
         await bench.cancel_undelivered()
-        await asyncio.gather(*(client.set_status(t, False, *ORIGIN) for t in bench.tokens), return_exceptions=True)
+        await bench.go_offline()
         await hooks.aclose()
     if inbox is not None:
         results["webhooks"] = {

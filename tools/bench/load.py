@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import random
 import time
 import uuid
@@ -23,6 +24,7 @@ from tools.client import ApiError, Giao
 
 # The bench works in a corner of its own (Cẩm Phả, east of Hạ Long), away from demo couriers.
 ORIGIN = (21.0100, 107.2900)
+STEP_M = 100  # a courier's move between two pings, at most, in each axis (see Bench._move)
 
 
 MOBILE_PREFIXES = ("090", "091", "093", "094", "096", "097", "098")  # Vietnamese mobile networks
@@ -53,6 +55,11 @@ class Bench:
         self.orders: dict[str, Order] = {}
         self.keys: list[str] = []
         self.tokens: list[str] = []
+        # Where each courier is (token: lat, lng): a courier's pings move it a plausible step,
+        # as a phone's would. Points scattered at random made dispatch flag most couriers for
+        # impossible speed within a minute at 150 orders/s (three jumps in a row), and capacity
+        # vanished with them.
+        self.positions: dict[str, tuple[float, float]] = {}
         self.stop = asyncio.Event()
         self.placing = True
         # Each order's placed and first offered time, from the events (the two topics are read
@@ -92,13 +99,35 @@ class Bench:
                 )
             )
         ]
-        await asyncio.gather(*(one(self.client.set_status(t, True, *self._near(800))) for t in self.tokens))
+        self.positions = {t: self._near(800) for t in self.tokens}
+        await asyncio.gather(*(one(self.client.set_status(t, True, *self.positions[t])) for t in self.tokens))
+
+    async def go_offline(self) -> None:
+        """Every courier offline where they are (a status is a position too, checked as one)."""
+        await asyncio.gather(
+            *(self.client.set_status(t, False, *self.positions.get(t, ORIGIN)) for t in self.tokens),
+            return_exceptions=True,
+        )
 
     def _near(self, metres: float) -> tuple[float, float]:
         return (
             round(ORIGIN[0] + self.rng.uniform(-1, 1) * metres / 111_000, 6),
             round(ORIGIN[1] + self.rng.uniform(-1, 1) * metres / 104_000, 6),
         )
+
+    def _move(self, token: str) -> tuple[float, float]:
+        """The courier's next position: a step of at most STEP_M in each axis (within dispatch's
+        GPS slack, so plausible however soon it follows the last), back toward the origin in an
+        axis where the courier strayed past 2 km."""
+        lat, lng = self.positions[token]
+        dlat = self.rng.uniform(-1, 1) * STEP_M / 111_000
+        dlng = self.rng.uniform(-1, 1) * STEP_M / 104_000
+        if abs(lat - ORIGIN[0]) * 111_000 > 2000:
+            dlat = math.copysign(dlat, ORIGIN[0] - lat)
+        if abs(lng - ORIGIN[1]) * 104_000 > 2000:
+            dlng = math.copysign(dlng, ORIGIN[1] - lng)
+        self.positions[token] = (round(lat + dlat, 6), round(lng + dlng, 6))
+        return self.positions[token]
 
     # --- merchants ---------------------------------------------------------------------
     async def place_orders(self, watchers: set, rate: float | None = None, duration: float | None = None) -> None:
@@ -203,10 +232,13 @@ class Bench:
                 if order:
                     order.picked = time.monotonic()
                     if order.sampled:
-                        lat, lng = self._near(2000)
-                        await self.client.send_locations(
+                        lat, lng = self._move(token)
+                        answer = await self.client.send_locations(
                             token, [{"lat": lat, "lng": lng, "at": datetime.now(UTC).isoformat()}]
                         )
+                        # (two pings of one courier may arrive out of order: "older" is fine)
+                        if answer.get("ignored_reason") == "impossible_speed":  # the bench moved it wrong
+                            self.errors.append("location ignored: impossible_speed")
                         order.ping = (lat, time.monotonic())
                 return "picked_up"
             if status == "picked_up" and order:
