@@ -1,11 +1,14 @@
-"""The benchmark's own accounting of placed -> offered (no servers: its arithmetic)."""
+"""The benchmark's own accounting of placed -> offered and its couriers' moves (no servers)."""
 
 from __future__ import annotations
 
+import itertools
 from datetime import UTC, datetime, timedelta
 
+from services.dispatch.settings import DispatchSettings
+from shared.geo import haversine_m
 from tools.bench.__main__ import parse_args
-from tools.bench.load import Bench
+from tools.bench.load import ORIGIN, Bench
 
 T0 = datetime(2026, 11, 29, 12, 0, tzinfo=UTC)
 
@@ -36,3 +39,18 @@ def test_only_orders_placed_inside_the_measured_window_count():
         bench.note_event(_event("delivery.offered", subject, placed + timedelta(milliseconds=100 * (i + 1))))
     assert bench.placed_to_offered_ms(T0.timestamp() + 5, T0.timestamp() + 10) == [200.0]
     assert bench.placed_to_offered_ms(T0.timestamp() + 20, T0.timestamp() + 30) == []
+
+
+def test_a_bench_courier_moves_as_a_phone_would_however_soon_it_pings_again():
+    # Dispatch ignores a point no vehicle reaches from the last one and flags the courier at
+    # the third in a row: the bench's couriers once pinged random points and got flagged by the
+    # dozen, which took their capacity out of the bench (the knee read 125 orders/s, not 200+).
+    slack_m = DispatchSettings.model_fields["location_jump_slack_m"].default
+    bench = Bench(client=None, args=parse_args([]))
+    bench.positions = {"t": (ORIGIN[0] + 0.05, ORIGIN[1])}  # 5.5 km north: strayed far
+    path = [bench.positions["t"]] + [bench.move("t") for _ in range(2000)]
+    steps = [haversine_m(*a, *b) for a, b in itertools.pairwise(path)]
+    assert max(steps) < slack_m  # plausible even for two pings in the same second
+    assert len(set(path)) == len(path)  # every ping a new point (tracking tells them apart)
+    assert haversine_m(*path[-1], *ORIGIN) < 3000  # back near the origin, and it stays there
+    assert all(haversine_m(*p, *ORIGIN) < 3000 for p in path[-1000:])

@@ -24,7 +24,7 @@ from tools.client import ApiError, Giao
 
 # The bench works in a corner of its own (Cẩm Phả, east of Hạ Long), away from demo couriers.
 ORIGIN = (21.0100, 107.2900)
-STEP_M = 100  # a courier's move between two pings, at most, in each axis (see Bench._move)
+STEP_M = 100  # a courier's move between two pings, at most, in each axis (see Bench.move)
 
 
 MOBILE_PREFIXES = ("090", "091", "093", "094", "096", "097", "098")  # Vietnamese mobile networks
@@ -115,7 +115,7 @@ class Bench:
             round(ORIGIN[1] + self.rng.uniform(-1, 1) * metres / 104_000, 6),
         )
 
-    def _move(self, token: str) -> tuple[float, float]:
+    def move(self, token: str) -> tuple[float, float]:
         """The courier's next position: a step of at most STEP_M in each axis (within dispatch's
         GPS slack, so plausible however soon it follows the last), back toward the origin in an
         axis where the courier strayed past 2 km."""
@@ -232,7 +232,7 @@ class Bench:
                 if order:
                     order.picked = time.monotonic()
                     if order.sampled:
-                        lat, lng = self._move(token)
+                        lat, lng = self.move(token)
                         answer = await self.client.send_locations(
                             token, [{"lat": lat, "lng": lng, "at": datetime.now(UTC).isoformat()}]
                         )
