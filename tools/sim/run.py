@@ -2,7 +2,8 @@
 customers watch. Only public HTTP APIs are used (tools.client).
 
 City time runs `speedup` times faster than real time: a courier moves `speedup` city
-seconds of road per real second and sends one location point per city second.
+seconds of road per real second and sends one location point per city second, in batches
+small enough that no batch moves the courier further than GPS error (Simulation.ride_batch_s).
 """
 
 from __future__ import annotations
@@ -18,6 +19,12 @@ from datetime import UTC, datetime, timedelta
 from shared.geo import SPEED_MPS, haversine_m
 from tools.client import ApiError, Giao
 from tools.sim.city import FAIL_REASONS, CourierPlan, OrderPlan, Script
+
+# The furthest a riding courier moves between two location batches. Phones stamp points with
+# real time, and dispatch ignores a point further from the last one than the vehicle can go in
+# between plus 250 m of GPS error (three in a row flag the courier): at city pace the moves are
+# `speedup` times too fast for any vehicle, so each batch stays within that error instead.
+BATCH_MOVE_M = 200
 
 FINAL = {"delivered", "returned", "cancelled", "expired"}
 
@@ -59,12 +66,15 @@ class Simulation:
         self.script = script
         self.speedup = speedup
         self.poll_s = poll_s
+        # Real seconds between a riding courier's location batches (see BATCH_MOVE_M).
+        self.ride_batch_s = min(poll_s, BATCH_MOVE_M / (speedup * max(SPEED_MPS.values())))
         self.orders: dict[str, Tracked] = {}
         self.counters = Counters()
         self.merchant_keys: list[str] = []
         self.courier_tokens: list[str] = []
         self.courier_links: list[str] = []  # each courier's one-time sign-in link to the courier app
         self.courier_busy: set[int] = set()
+        self.positions: dict[int, list[float]] = {}  # each courier's [lat, lng], moved as they ride
         self.started = 0.0
         self.placing_done = asyncio.Event()
         self.stop = asyncio.Event()
@@ -160,7 +170,7 @@ class Simulation:
     async def _courier(self, index: int, plan: CourierPlan) -> None:
         token = self.courier_tokens[index]
         rng = random.Random(plan.seed)
-        pos = [plan.lat, plan.lng]
+        pos = self.positions[index] = [plan.lat, plan.lng]
         await self.client.set_status(token, True, *pos)
         decided: set[str] = set()
         while not self.stop.is_set():
@@ -197,12 +207,12 @@ class Simulation:
         order = self.orders.get(job["order_id"])
         oid = job["order_id"]
         if job["status"] == "assigned":
-            await self._ride(token, plan, pos, job["pickup"]["lat"], job["pickup"]["lng"])
+            await self.ride(token, plan, pos, job["pickup"]["lat"], job["pickup"]["lng"])
             if await self._act(token, oid, "pickup", expect=(200, 404, 409)) == 200 and order:
                 order.expected = "picked_up"
                 order.actions["picked_up"] = time.monotonic()
         elif job["status"] == "picked_up":
-            await self._ride(token, plan, pos, job["dropoff"]["lat"], job["dropoff"]["lng"])
+            await self.ride(token, plan, pos, job["dropoff"]["lat"], job["dropoff"]["lng"])
             if rng.random() < plan.fail_probability:
                 if (
                     await self._act(token, oid, "fail", {"reason": rng.choice(FAIL_REASONS)}, expect=(200, 409)) == 200
@@ -228,7 +238,7 @@ class Simulation:
                 order.actions["delivered"] = time.monotonic()
                 self.counters.delivered += 1
         elif job["status"] == "delivery_failed":
-            await self._ride(token, plan, pos, job["pickup"]["lat"], job["pickup"]["lng"])
+            await self.ride(token, plan, pos, job["pickup"]["lat"], job["pickup"]["lng"])
             if await self._act(token, oid, "return", expect=(200, 409)) == 200 and order:
                 order.expected = "returned"
                 order.actions["returned"] = time.monotonic()
@@ -246,8 +256,9 @@ class Simulation:
             self.counters.errors.append(f"{action}: {exc!r}")
         return None
 
-    async def _ride(self, token, plan, pos, lat, lng) -> None:
-        """Move at the vehicle's speed, one location point per city second, a batch per real second."""
+    async def ride(self, token, plan, pos, lat, lng) -> None:
+        """Move at the vehicle's city speed, one location point per city second, a batch every
+        `ride_batch_s` real seconds."""
         speed = SPEED_MPS[plan.vehicle]
         while not self.stop.is_set():
             remaining = haversine_m(pos[0], pos[1], lat, lng)
@@ -255,7 +266,8 @@ class Simulation:
                 return
             points = []
             now = datetime.now(UTC)
-            for k in range(min(100, max(1, int(self.speedup * self.poll_s)))):
+            per_batch = min(100, max(1, int(self.speedup * self.ride_batch_s)))
+            for k in range(per_batch):
                 step = min(1.0, speed / max(remaining, 1e-9))
                 pos[0] += (lat - pos[0]) * step
                 pos[1] += (lng - pos[1]) * step
@@ -264,17 +276,22 @@ class Simulation:
                     {
                         "lat": round(pos[0], 6),
                         "lng": round(pos[1], 6),
-                        "at": (now - timedelta(milliseconds=10 * (100 - k))).isoformat(),
+                        # spread over the real time the batch stands for, the newest now
+                        "at": (
+                            now - (per_batch - 1 - k) * timedelta(seconds=self.ride_batch_s) / per_batch
+                        ).isoformat(),
                     }
                 )
                 if remaining < 15:
                     break
             try:
-                await self.client.send_locations(token, points)
+                answer = await self.client.send_locations(token, points)
                 self.counters.locations_sent += len(points)
+                if answer.get("ignored_reason") == "impossible_speed":  # the simulation moved it too far
+                    self.counters.errors.append("locations: ignored, impossible speed")
             except Exception as exc:  # noqa: BLE001
                 self.counters.errors.append(f"locations: {exc}")
-            await self._wait(self.poll_s)
+            await self._wait(self.ride_batch_s)
 
     async def _wait(self, seconds: float) -> None:
         try:
@@ -284,7 +301,9 @@ class Simulation:
 
     async def _offline(self, index: int) -> None:
         plan = self.script.couriers[index]
-        await self.client.set_status(self.courier_tokens[index], False, plan.lat, plan.lng)
+        # where they are: a status's position is checked as a point's is
+        lat, lng = self.positions.get(index, (plan.lat, plan.lng))
+        await self.client.set_status(self.courier_tokens[index], False, lat, lng)
 
     # --- customers ---------------------------------------------------------------------
     async def _customer(self, order: Tracked) -> None:
