@@ -25,6 +25,7 @@ from services.orders import store
 from services.orders.domain import (
     Cursor,
     Quote,
+    new_order_id,
     new_tracking_code,
     placed,
     price,
@@ -247,7 +248,7 @@ class OrdersService:
         now = datetime.now(UTC)
         progress = placed(now)
         order = {
-            "id": uuid4(),
+            "id": new_order_id(),
             "merchant_id": me.id,
             "external_id": body.external_id,
             "tracking_code": new_tracking_code(),
