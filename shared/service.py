@@ -17,9 +17,11 @@ import logging
 import signal
 import socket
 import sys
+import traceback
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import uvicorn
@@ -165,7 +167,16 @@ class Runtime:
                 await asyncio.wait_for(consumer.stop(), grace)
         for task in self._tasks:
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._tasks:
+            # Bounded like every step: a loop that does not end when cancelled is named, with
+            # where it waits, and the shutdown goes on. (A shutdown once hung past the kill
+            # after its consumers stopped, and the log said nothing more.)
+            _, stuck = await asyncio.wait(self._tasks, timeout=grace)
+            for task in stuck:
+                log.error(
+                    "%s: the loop %s did not end when cancelled; going on with shutdown. It waits in:\n%s",
+                    *(self.name, task.get_name(), _stack(task)),
+                )
         if self.relay:
             with _bounded(f"{self.name}: draining the outbox"):
                 await asyncio.wait_for(self.relay.stop(), grace)
@@ -248,6 +259,17 @@ async def _forever(name: str, run: Callable[[], Awaitable[None]]) -> None:
             log.warning("%s: %s; restarting in %.1fs", name, describe(exc), backoff)
             await asyncio.sleep(backoff)
             backoff = min(backoff * 2, 5.0)
+
+
+def _stack(task: asyncio.Task[None]) -> str:
+    """Where a task waits: its chain of awaits, outermost first, as a traceback reads (the
+    task's own print_stack shows a suspended coroutine's outermost frame only)."""
+    frames = []
+    awaited: Any = task.get_coro()
+    while awaited is not None and getattr(awaited, "cr_frame", None) is not None:
+        frames.append((awaited.cr_frame, awaited.cr_frame.f_lineno))
+        awaited = awaited.cr_await
+    return "".join(traceback.StackSummary.extract(frames).format())
 
 
 @contextlib.contextmanager
