@@ -25,6 +25,7 @@ from tools.client import ApiError, Giao
 # The bench works in a corner of its own (Cẩm Phả, east of Hạ Long), away from demo couriers.
 ORIGIN = (21.0100, 107.2900)
 STEP_M = 100  # a courier's move between two pings, at most, in each axis (see Bench.move)
+M_PER_DEG_LAT, M_PER_DEG_LNG = 111_000, 104_000  # metres per degree at the origin's latitude
 
 
 MOBILE_PREFIXES = ("090", "091", "093", "094", "096", "097", "098")  # Vietnamese mobile networks
@@ -111,8 +112,8 @@ class Bench:
 
     def _near(self, metres: float) -> tuple[float, float]:
         return (
-            round(ORIGIN[0] + self.rng.uniform(-1, 1) * metres / 111_000, 6),
-            round(ORIGIN[1] + self.rng.uniform(-1, 1) * metres / 104_000, 6),
+            round(ORIGIN[0] + self.rng.uniform(-1, 1) * metres / M_PER_DEG_LAT, 6),
+            round(ORIGIN[1] + self.rng.uniform(-1, 1) * metres / M_PER_DEG_LNG, 6),
         )
 
     def move(self, token: str) -> tuple[float, float]:
@@ -120,11 +121,11 @@ class Bench:
         GPS slack, so plausible however soon it follows the last), back toward the origin in an
         axis where the courier strayed past 2 km."""
         lat, lng = self.positions[token]
-        dlat = self.rng.uniform(-1, 1) * STEP_M / 111_000
-        dlng = self.rng.uniform(-1, 1) * STEP_M / 104_000
-        if abs(lat - ORIGIN[0]) * 111_000 > 2000:
+        dlat = self.rng.uniform(-1, 1) * STEP_M / M_PER_DEG_LAT
+        dlng = self.rng.uniform(-1, 1) * STEP_M / M_PER_DEG_LNG
+        if abs(lat - ORIGIN[0]) * M_PER_DEG_LAT > 2000:
             dlat = math.copysign(dlat, ORIGIN[0] - lat)
-        if abs(lng - ORIGIN[1]) * 104_000 > 2000:
+        if abs(lng - ORIGIN[1]) * M_PER_DEG_LNG > 2000:
             dlng = math.copysign(dlng, ORIGIN[1] - lng)
         self.positions[token] = (round(lat + dlat, 6), round(lng + dlng, 6))
         return self.positions[token]
