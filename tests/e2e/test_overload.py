@@ -1,6 +1,7 @@
 """End to end: at twice the system's capacity for a minute, intake refuses what dispatch cannot
 take (503 with Retry-After), the orders it accepts are offered to a courier within 2 s, none is
-lost, each of two merchants gets its share, and latency is back to normal soon after.
+lost, each of two merchants gets its share, couriers' calls and the tracking page keep their
+latency meanwhile, and placed -> offered is back to normal soon after.
 
 The knee is made small and known by construction: four bicycle couriers (capacity one job each)
 who hold every job HOLD_S before delivering it. The system cannot deliver more than
@@ -27,9 +28,10 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeVar
 
 import httpx
 import orjson
@@ -45,9 +47,13 @@ from tools.client import Giao
 
 pytestmark = pytest.mark.e2e
 
+T = TypeVar("T")
+
 COURIERS = 4
 HOLD_S = 1.0  # a courier's time with a parcel: the knee is at most COURIERS / HOLD_S
 POLL_S = 0.3
+TRACKING_EVERY_S = 0.25
+LATENCY_KEPT_S = 0.5
 CALM_RATE = 1.0  # orders/s well under the knee, before and after the overload
 CALM_S = 6.0
 OVERLOAD_RATE = 6.0  # orders/s, from two merchants: BIG_SHARE of them from one
@@ -94,6 +100,16 @@ class Load:
     offered_at: dict[str, datetime] = field(default_factory=dict)
     errors: list[str] = field(default_factory=list)
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    tracking_codes: list[str] = field(default_factory=list)
+    # The paths that must keep their latency through the overload: (when started: monotonic, seconds)
+    courier_calls: list[tuple[float, float]] = field(default_factory=list)
+    tracking_reads: list[tuple[float, float]] = field(default_factory=list)
+
+    async def timed(self, calls: list[tuple[float, float]], call: Awaitable[T]) -> T:
+        started = time.monotonic()
+        result = await call
+        calls.append((started, time.monotonic() - started))
+        return result
 
     def body(self) -> dict:
         lat, lng = self.spot
@@ -129,6 +145,7 @@ class Load:
         if "id" in answer:
             self.accepted[answer["id"]] = (merchant, asked_at)
             self.delivery_codes[answer["id"]] = answer["delivery_code"]
+            self.tracking_codes.append(answer["tracking_code"])
         else:
             assert answer["status"] == 503 and answer["title"] == "Overloaded", answer
             self.refused.append((merchant, asked_at))
@@ -186,21 +203,28 @@ async def courier(load: Load, token: str, stop: asyncio.Event) -> None:
     client = load.client
     while not stop.is_set():
         try:
-            for job in await client.jobs(token):
+            for job in await load.timed(load.courier_calls, client.jobs(token)):
                 order_id = job["order_id"]
                 if job["status"] == "offered":
-                    await client.job_action(token, order_id, "accept")
+                    await load.timed(load.courier_calls, client.job_action(token, order_id, "accept"))
                     await asyncio.sleep(HOLD_S)
-                    await client.job_action(token, order_id, "pickup")
-                    await client.job_action(
-                        token,
-                        order_id,
-                        "deliver",
-                        {"delivery_code": load.delivery_codes[order_id], "cod_collected_vnd": 0},
-                    )
+                    await load.timed(load.courier_calls, client.job_action(token, order_id, "pickup"))
+                    code = {"delivery_code": load.delivery_codes[order_id], "cod_collected_vnd": 0}
+                    await load.timed(load.courier_calls, client.job_action(token, order_id, "deliver", code))
         except Exception as exc:  # noqa: BLE001 - counted, and the test fails on it
             load.errors.append(f"courier: {exc!r}"[:300])
         await asyncio.sleep(POLL_S)
+
+
+async def customer(load: Load, stop: asyncio.Event) -> None:
+    """Follows the newest parcel on its tracking page, as a customer refreshing it would."""
+    while not stop.is_set():
+        if load.tracking_codes:
+            try:
+                await load.timed(load.tracking_reads, load.client.parcel(load.tracking_codes[-1]))
+            except Exception as exc:  # noqa: BLE001 - counted, and the test fails on it
+                load.errors.append(f"customer: {exc!r}"[:300])
+        await asyncio.sleep(TRACKING_EVERY_S)
 
 
 def p99(values: list[float]) -> float:
@@ -221,6 +245,7 @@ async def test_twice_the_knee_for_a_minute(system):
         watcher = asyncio.create_task(load.watch_events(ready))
         await ready.wait()
         couriers = [asyncio.create_task(courier(load, t, stop)) for t in tokens]
+        couriers.append(asyncio.create_task(customer(load, stop)))
         phases: dict[str, list[str]] = {}
         try:
             # Calm (what normal latency is on this machine now), twice the knee for a minute, calm again.
@@ -257,6 +282,18 @@ async def test_twice_the_knee_for_a_minute(system):
         asked = {"big": OVERLOAD_S * OVERLOAD_RATE * BIG_SHARE, "small": OVERLOAD_S * OVERLOAD_RATE * (1 - BIG_SHARE)}
         got = {m: sum(1 for o in over if load.accepted[o][0] == m) for m in asked}
         print(f"overload: accepted {got} of {asked}; refused {len(load.refused)}")
+
+        # The couriers' calls and a customer's tracking page kept their latency through the
+        # overload: p99 within LATENCY_KEPT_S (or twice the calm phase's, on a machine too busy for
+        # that). Measured: 8-16 ms and 21-22 ms, with admission control or without (the overload
+        # here is of couriers, not of the machine): this holds the growing queue of waiting jobs
+        # (about 200 without admission) from slowing the paths a courier and a customer wait on.
+        for path, calls in (("courier calls", load.courier_calls), ("tracking reads", load.tracking_reads)):
+            before = [s for at, s in calls if at < started]
+            during = [s for at, s in calls if started <= at < ended]
+            print(f"{path}: p99 {p99(before):.3f} s calm ({len(before)}), {p99(during):.3f} s overload ({len(during)})")
+            assert len(during) >= OVERLOAD_S, (path, len(during))
+            assert p99(during) <= max(LATENCY_KEPT_S, 2 * p99(before)), (path, p99(before), p99(during))
 
         # Intake refused what dispatch could not take, and what it accepted was offered within 2 s.
         assert load.refused and len(over) >= OVERLOAD_S * 0.25, (len(over), len(load.refused))
