@@ -87,7 +87,10 @@ class CommonSettings(BaseSettings):
     # instance per partition at most, so this caps how many instances share a topic's work.
     kafka_topic_partitions: int = Field(6, ge=1, validation_alias="GIAO_KAFKA_TOPIC_PARTITIONS")
     log_level: str = Field("INFO", validation_alias="GIAO_LOG_LEVEL")
-    # Seconds a SIGTERM may take: stop taking work, finish in-flight work, commit offsets.
+    # Seconds each of a SIGTERM's two phases may take: finishing the requests in flight, then
+    # everything else together (consumers commit their offsets, loops end, the outbox drains,
+    # clients close; a step still running at the end is named in the log and left). The kill
+    # must come later than twice this.
     shutdown_grace_s: float = Field(10.0, validation_alias="GIAO_SHUTDOWN_GRACE_S")
     host: str = Field("127.0.0.1", validation_alias="GIAO_HOST")
     # Connections and requests one process serves at once (uvicorn's limit_concurrency); more
