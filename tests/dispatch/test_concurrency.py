@@ -123,7 +123,10 @@ async def test_accepts_declines_cancels_and_deliveries_at_once_through_two_insta
     assert await sampler > 0
 
     assert statuses[500] == 0, statuses
-    assert statuses[200] > 0 and statuses[409] > 0, statuses
+    # Steps went through (a 409, an offer or job gone under a courier's call, needs a cancel to land
+    # between a courier's poll and its call: timing decides, and a clean-clone run had 278 calls and
+    # none; test_accept_races_cancel_on_every_order races a cancel against accepts on every order).
+    assert statuses[200] > 0, statuses
     await assert_invariants(a.pool)
     final = Counter(r["status"] for r in await a.pool.fetch("SELECT status FROM jobs"))
     assert set(final) <= {"delivered", "cancelled"} and final["cancelled"] <= 15, final
