@@ -11,6 +11,12 @@ ROAD_FACTOR = 1.3
 SPEED_MPS = {"bicycle": 3.5, "motorbike": 7.0, "car": 6.0, "van": 5.5}
 
 
+def metres_per_degree(lat: float) -> tuple[float, float]:
+    """Metres per degree of latitude and of longitude at `lat`: the flat approximation that
+    offsets of a few kilometres need (the simulated city, the benchmark's couriers)."""
+    return 111_320.0, 111_320.0 * math.cos(math.radians(lat))
+
+
 def haversine_m(lat1: float, lng1: float, lat2: float, lng2: float) -> float:
     p1, p2 = math.radians(lat1), math.radians(lat2)
     dp, dl = p2 - p1, math.radians(lng2 - lng1)

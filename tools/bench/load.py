@@ -18,6 +18,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer
 
+from shared.geo import metres_per_degree
 from shared.kafka_clients import connection
 from shared.settings import CommonSettings
 from tools.client import ApiError, Giao
@@ -25,7 +26,7 @@ from tools.client import ApiError, Giao
 # The bench works in a corner of its own (Cẩm Phả, east of Hạ Long), away from demo couriers.
 ORIGIN = (21.0100, 107.2900)
 STEP_M = 100  # a courier's move between two pings, at most, in each axis (see Bench.move)
-M_PER_DEG_LAT, M_PER_DEG_LNG = 111_000, 104_000  # metres per degree at the origin's latitude
+M_PER_DEG_LAT, M_PER_DEG_LNG = metres_per_degree(ORIGIN[0])
 
 
 MOBILE_PREFIXES = ("090", "091", "093", "094", "096", "097", "098")  # Vietnamese mobile networks

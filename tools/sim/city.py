@@ -11,6 +11,7 @@ import random
 from dataclasses import dataclass, field
 
 from shared.contract import FAIL_REASONS as CONTRACT_FAIL_REASONS
+from shared.geo import metres_per_degree
 from shared.maps import NEIGHBOURHOODS  # the city's neighbourhoods, as the service area draws them
 
 STREETS = [
@@ -141,8 +142,9 @@ def phone(rng: random.Random) -> str:
 def near(rng: random.Random, lat: float, lng: float, max_m: float, min_m: float = 0) -> tuple[float, float]:
     distance = rng.uniform(min_m, max_m)
     bearing = rng.uniform(0, 2 * math.pi)
-    dlat = distance * math.cos(bearing) / 111_320
-    dlng = distance * math.sin(bearing) / (111_320 * math.cos(math.radians(lat)))
+    per_lat, per_lng = metres_per_degree(lat)
+    dlat = distance * math.cos(bearing) / per_lat
+    dlng = distance * math.sin(bearing) / per_lng
     return round(lat + dlat, 6), round(lng + dlng, 6)
 
 
