@@ -4,8 +4,9 @@
 
 For each round and each source tree given (interleaved: A B A B ...), starts the three
 services from that tree as processes (`python -m services.<name>`, one dispatch instance)
-against the shared test Kafka and PostgreSQL (GIAO_TEST_KAFKA_BOOTSTRAP, GIAO_TEST_PG_DSN),
-with databases and a topic prefix of their own; sets up a merchant, couriers online and N
+against Kafka and PostgreSQL found as the tests find them (tests.infra: GIAO_TEST_KAFKA_BOOTSTRAP
+and GIAO_TEST_PG_DSN, else the project's local servers, started if need be, as the broker's admin
+user), with databases and a topic prefix of their own; sets up a merchant, couriers online and N
 orders offered to them; then sends N calls of each hot route (8 at a time, a pooled httpx
 client) and reads the CPU time of the process that serves the route (/proc/<pid>/task/*/schedstat)
 before the batch and after it, each time once the process is quiet again (back to its idle
@@ -35,7 +36,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.infra import free_port
+from tests.infra import free_port, kafka_server, postgres_server
 from tests.support import create_databases, drop_databases, drop_topics
 from tools.bench.load import ORIGIN
 from tools.client import Endpoints, Giao
@@ -105,6 +106,12 @@ class System:
                 f"GIAO_{service.upper()}_PORT": str(self.ports[service]),
                 "GIAO_DISPATCH_OFFER_TIMEOUT_S": "900",
                 "GIAO_TRACKING_RATE_LIMIT_EXEMPT": "127.0.0.1,::1",
+                # One merchant and a few couriers make every call here, faster than any one
+                # of them may (the limiters still run on every request, as in production).
+                "GIAO_ORDERS_API_KEY_RATE_PER_S": "100000",
+                "GIAO_ORDERS_API_KEY_RATE_BURST": "100000",
+                "GIAO_DISPATCH_COURIER_RATE_PER_S": "100000",
+                "GIAO_DISPATCH_COURIER_RATE_BURST": "100000",
             }
             with (LOGS / f"{self.prefix}{service}.log").open("ab") as out:
                 self.procs[service] = subprocess.Popen(  # noqa: ASYNC220 - a setup step, before any measuring
@@ -270,8 +277,11 @@ async def _measure(system: System, client: Giao, n: int) -> dict[str, float]:
 
 async def main(args: argparse.Namespace) -> None:
     LOGS.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - before any measuring
-    kafka = os.environ.get("GIAO_TEST_KAFKA_BOOTSTRAP", "127.0.0.1:9092")
-    pg_admin = os.environ.get("GIAO_TEST_PG_DSN", "postgresql://giao:giao@127.0.0.1:5432/postgres")
+    with postgres_server() as postgres, kafka_server() as broker:
+        await compare(args, broker.bootstrap, postgres.admin_dsn)
+
+
+async def compare(args: argparse.Namespace, kafka: str, pg_admin: str) -> None:
     roots: list[Path] = args.roots
     runs: dict[Path, list[dict[str, float]]] = {r: [] for r in roots}
     for round_no in range(args.pairs):
