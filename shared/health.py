@@ -160,3 +160,26 @@ class HealthCollector(Collector):
             yield GaugeMetricFamily(
                 "giao_outbox_oldest_seconds", "Age of the oldest unpublished outbox row", value=watch.outbox_oldest_s
             )
+
+
+@dataclass(frozen=True)
+class Count:
+    """A counter a component keeps as a plain int (nothing done per event for the metrics),
+    exported as `<name>_total`; `read` answers None while the component is not there."""
+
+    name: str
+    doc: str
+    read: Callable[[], int | None]
+
+
+class CountsCollector(Collector):
+    """Counts, read at scrape time."""
+
+    def __init__(self, *counts: Count) -> None:
+        self.counts = counts
+
+    def collect(self) -> Iterator[Metric]:
+        for count in self.counts:
+            value = count.read()
+            if value is not None:
+                yield CounterMetricFamily(count.name, count.doc, value=value)

@@ -29,7 +29,7 @@ from fastapi import FastAPI
 
 from shared.db import create_pool, migrate, migrate_as
 from shared.errors import describe
-from shared.health import HealthCollector, Watch
+from shared.health import Count, CountsCollector, HealthCollector, Watch
 from shared.http import Metrics
 from shared.inbox import forget_before
 from shared.kafka import BatchHandler, EventConsumer
@@ -196,8 +196,24 @@ class Runtime:
     READY_TIMEOUT_S = 2.0  # a server that does not answer (a blackholed link) fails the check, not hang it
 
     def register_metrics(self, metrics: Metrics) -> None:
-        """Export the consumers' lag, retries and dead letters and the outbox backlog (shared.health)."""
+        """Export the consumers' lag, retries and dead letters, the outbox backlog (shared.health)
+        and what the relay did."""
         metrics.registry.register(HealthCollector(self.watch))
+        if self._with_relay:  # the relay starts with the runtime: nothing to count before
+            metrics.registry.register(
+                CountsCollector(
+                    Count(
+                        "giao_outbox_published",
+                        "Events the relay published",
+                        lambda: self.relay.published if self.relay else None,
+                    ),
+                    Count(
+                        "giao_outbox_drains",
+                        "Times the relay read the outbox, empty reads included",
+                        lambda: self.relay.drains if self.relay else None,
+                    ),
+                )
+            )
 
     async def check_database(self) -> None:
         # Not asyncio.timeout: on a link that carries nothing, asyncpg's clean-up of a cancelled

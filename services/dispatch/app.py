@@ -43,9 +43,11 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
         migrations=MIGRATIONS,
         pool_size=settings.pool_size,
     )
+    metrics = Metrics("dispatch")
     hints: WorkHints
     if settings.background:
         matcher = hints = Matcher(settings)
+        metrics.registry.register(matcher.counts())
         runtime.consume(
             name=CONSUMER,
             topics=[ORDERS_TOPIC],
@@ -57,7 +59,6 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
     else:  # HTTP only: a background process elsewhere consumes, matches and expires
         hints = NoMatcherHere()
 
-    metrics = Metrics("dispatch")
     refused = metrics.counter("dispatch_rate_limited_total", "Requests refused with 429, by limit", ("limit",))
     couriers = BearerLimits(
         known_couriers(lambda: runtime.pool, ttl_s=settings.token_cache_s),

@@ -27,6 +27,8 @@ from typing import Protocol
 
 import asyncpg
 
+from shared.health import Count, CountsCollector
+
 from . import store_matching
 from .service.common import now_utc
 from .service.expiry import expire_due
@@ -53,6 +55,21 @@ class Matcher:
     def poke(self) -> None:
         """Something changed that may allow an offer: match now."""
         self._wake.set()
+
+    def counts(self) -> CountsCollector:
+        """What the loops did, for /metrics."""
+        return CountsCollector(
+            Count("dispatch_matcher_passes", "Passes of the matching loop", lambda: self.passes),
+            Count(
+                "dispatch_matcher_offers",
+                "Offers the matching loop made (the orders consumer's own pass offers most new orders)",
+                lambda: self.offered,
+            ),
+            Count("dispatch_offers_expired", "Offers closed unanswered past their time", lambda: self.offers_expired),
+            Count(
+                "dispatch_orders_expired", "Orders nobody took within the dispatch window", lambda: self.orders_expired
+            ),
+        )
 
     async def run_matching(self, pool: asyncpg.Pool) -> None:
         parallel = 1

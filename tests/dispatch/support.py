@@ -35,6 +35,11 @@ async def events_written(pool) -> dict[str, int]:
     return {r["event_type"]: r["n"] for r in rows}
 
 
+def metric(text: str, name: str) -> float:
+    """The value of a metric in /metrics' text, summed over the lines that start with `name`."""
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
+
+
 def fast_settings(infra, database: str, topic_prefix: str, **overrides: Any) -> DispatchSettings:
     knobs: dict[str, Any] = dict(
         offer_timeout_s=5, window_s=60, poll_s=0.1, match_retry_base_s=0.05, match_retry_max_s=0.2, pool_size=10

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from shared.events import DISPATCH_TOPIC
-from tests.dispatch.support import ADMIN, HA_LONG, Order, east, events_written
+from tests.dispatch.support import ADMIN, HA_LONG, Order, east, events_written, metric
 from tests.support import eventually, read_topic
 
 # --- couriers ---------------------------------------------------------------------------------------
@@ -248,6 +248,11 @@ async def test_declined_and_expired_offers_go_to_the_next_courier_and_never_back
     ]
     loads = await dispatch.pool.fetch("SELECT id::text, load FROM couriers")
     assert {r["id"]: r["load"] for r in loads} == {first.id: 0, second.id: 0, third.id: 1}
+    # the first offer was the orders consumer's; the next two the matching loop's
+    metrics = await dispatch.metrics()
+    assert metric(metrics, "dispatch_offers_expired_total") == 1
+    assert metric(metrics, "dispatch_matcher_offers_total") == 2
+    assert metric(metrics, "dispatch_matcher_passes_total") >= 2
 
 
 async def test_an_order_nobody_accepts_expires_after_the_window(start):
@@ -260,6 +265,7 @@ async def test_an_order_nobody_accepts_expires_after_the_window(start):
     await eventually(lambda: _is(dispatch, lonely.id, "expired"), timeout=10, what="lonely order expired")
     assert await dispatch.pool.fetchval("SELECT load FROM couriers") == 0
     assert (await dispatch.act(courier, order.id, "accept")).status_code == 409
+    assert metric(await dispatch.metrics(), "dispatch_orders_expired_total") == 2
 
 
 async def _is(dispatch, order_id: str, status: str) -> bool:

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from tests.dispatch.support import ADMIN, Order, east
+from tests.dispatch.support import ADMIN, Order, east, metric
 
 WRONG = {"delivery_code": "654321", "cod_collected_vnd": 0}
 RIGHT = {"delivery_code": "123456", "cod_collected_vnd": 0}
@@ -27,10 +27,6 @@ async def _end_lockout(dispatch, order: Order) -> None:
     await dispatch.pool.execute(
         "UPDATE jobs SET code_locked_until = now() - interval '1 second' WHERE order_id = $1", uuid.UUID(order.id)
     )
-
-
-def _metric(text: str, name: str) -> float:
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(name))
 
 
 # --- delivery codes -------------------------------------------------------------------------------
@@ -56,8 +52,8 @@ async def test_lockouts_grow_and_a_job_stays_locked_after_the_cap_until_the_admi
     held = await dispatch.act(courier, order.id, "deliver", RIGHT)
     assert held.status_code == 423 and "retry-after" not in held.headers, held.text
     metrics = await dispatch.metrics()
-    assert _metric(metrics, "dispatch_delivery_code_wrong_total") == 6
-    assert _metric(metrics, 'dispatch_delivery_code_lockouts_total{kind="job_held"}') == 1
+    assert metric(metrics, "dispatch_delivery_code_wrong_total") == 6
+    assert metric(metrics, 'dispatch_delivery_code_lockouts_total{kind="job_held"}') == 1
 
     clear = f"/v1/admin/jobs/{order.id}/code-lock/clear"
     assert (await dispatch.client.post(clear)).status_code == 401
@@ -99,7 +95,7 @@ async def test_a_courier_guessing_across_jobs_is_locked_out_of_deliveries_and_ge
     shown = (await dispatch.client.get(f"/v1/admin/couriers/{guesser.id}", headers=ADMIN)).json()
     assert shown["flag"]["reason"] == "code_guessing"
     metrics = await dispatch.metrics()
-    assert _metric(metrics, 'dispatch_delivery_code_lockouts_total{kind="courier"}') == 1
+    assert metric(metrics, 'dispatch_delivery_code_lockouts_total{kind="courier"}') == 1
 
     # the courier finishes no job of theirs, and the next order goes to someone else
     for order in orders:
@@ -227,4 +223,4 @@ async def test_a_status_position_no_vehicle_reaches_is_ignored_and_counts_toward
     third = await status(True, t0 + timedelta(seconds=25), 20_020)
     assert third["flag"]["reason"] == "impossible_speed" and third["lng"] == pytest.approx(east(20_020)[1])
     metrics = await dispatch.metrics()
-    assert _metric(metrics, 'dispatch_location_points_ignored_total{reason="impossible_speed"}') == 3
+    assert metric(metrics, 'dispatch_location_points_ignored_total{reason="impossible_speed"}') == 3

@@ -98,8 +98,30 @@ async def test_an_outage_shows_as_lag_and_retries_then_readiness_red_until_it_en
 
             await eventually(caught_up, timeout=10, what="lag back to 0")
 
-            # Rows the relay has not published: their count and the age of the oldest.
+            # What the relay did: reads of the outbox (empty ones too) and events published.
             assert rt.relay is not None
+            assert await metric("giao_outbox_published_total") == 0
+            assert (await metric("giao_outbox_drains_total") or 0) >= 1, "the relay reads the outbox when idle too"
+            other = str(uuid.uuid4())
+            relayed_event = new_event(
+                OrderCancelRequested,
+                subject=other,
+                sequence=1,
+                source="orders",
+                data={"order_id": other, "reason": "y"},
+            )
+            await rt.pool.execute(
+                "INSERT INTO outbox (topic, key, lane, event_type, payload) VALUES ($1, $2, 0, $3, $4)",
+                *(topic, other, relayed_event.type, relayed_event.model_dump_json().encode()),
+            )
+            rt.relay.hint()
+
+            async def relayed() -> bool:
+                return await metric("giao_outbox_published_total") == 1 and handled == ["x", "y"]
+
+            await eventually(relayed, timeout=10, what="the outbox row published, counted and handled")
+
+            # Rows the relay has not published: their count and the age of the oldest.
             await rt.relay.stop()
             await rt.pool.execute(
                 """INSERT INTO outbox (topic, key, lane, event_type, payload, created_at)
