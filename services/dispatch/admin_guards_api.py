@@ -31,7 +31,7 @@ async def clear_courier_flag(courier_id: str, request: Request) -> Response:
     async with transaction(request) as conn:
         if not await guards.clear_flag(conn, cid):
             raise Problem(404, "Courier not found")
-    deps.hints(request).poke()  # capacity appeared: the matcher may offer to them at once
+    deps.hints(request).capacity_appeared()  # the matcher may offer to them at once
     return Response(status_code=204)
 
 

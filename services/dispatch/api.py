@@ -239,7 +239,7 @@ async def deliver(
     check = outcome.check
     if check.verdict is domain.CodeVerdict.OK and outcome.job is not None:  # the delivered job comes with OK
         known.forget(oid)
-        deps.hints(request).poke()
+        deps.hints(request).capacity_appeared()
         return ModelResponse(job_view(outcome.job))
     counters = deps.guard_counters(request)
     for kind in outcome.lockouts:
@@ -320,7 +320,7 @@ async def return_parcel(
     oid = parse_order_id(order_id)
     async with connection(request) as conn:
         job = await couriers.return_parcel(conn, deps.settings(request), courier.id, oid)
-    deps.hints(request).poke()
+    deps.hints(request).capacity_appeared()
     return ModelResponse(job_view(job))
 
 

@@ -51,7 +51,7 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
         runtime.consume(
             name=CONSUMER,
             topics=[ORDERS_TOPIC],
-            handler=OrderEvents(settings, lambda: runtime.pool, matcher.poke),
+            handler=OrderEvents(settings, lambda: runtime.pool, matcher),
             concurrency=settings.orders_consumer_concurrency,
         )
         runtime.loop("dispatch-matching", lambda: matcher.run_matching(runtime.pool))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Protocol
 
 import asyncpg
 
@@ -16,6 +17,16 @@ from .settings import DispatchSettings
 CONSUMER = "dispatch-orders"
 
 log = logging.getLogger(__name__)
+
+
+class MatchingLoop(Protocol):
+    """The matcher's loop of this process (matcher.Matcher), as the consumer tells it."""
+
+    def poke(self) -> None:
+        """Work is waiting that this pass left."""
+
+    def saw(self, *passes: matching.MatchResult) -> None:
+        """What this pass found (whether jobs wait for want of a courier)."""
 
 
 class OrderEvents:
@@ -33,12 +44,10 @@ class OrderEvents:
     but a pass that fails for a reason of its own must not cost orders their events, so the
     batch is then applied without it and the matcher's loop offers the new jobs."""
 
-    def __init__(
-        self, settings: DispatchSettings, pool: Callable[[], asyncpg.Pool], on_new_work: Callable[[], None]
-    ) -> None:
+    def __init__(self, settings: DispatchSettings, pool: Callable[[], asyncpg.Pool], loop: MatchingLoop) -> None:
         self.settings = settings
         self._pool = pool
-        self._on_new_work = on_new_work
+        self._loop = loop
 
     async def __call__(self, batch: Batch) -> None:
         settings = self.settings
@@ -62,10 +71,12 @@ class OrderEvents:
             )
             async with self._pool().acquire() as conn, conn.transaction():
                 applied = await orders.apply_order_events(conn, settings, CONSUMER, batch)
+        if matched is not None:
+            self._loop.saw(matched)
         # The matcher's loop takes what this pass left: capacity a cancel gave back, or new
         # jobs when the pass failed or claimed all it could (a backlog may be waiting).
         if applied.freed or (applied.placed and (matched is None or matched.claimed >= limit)):
-            self._on_new_work()
+            self._loop.poke()
 
 
 class _MatchingFailed(Exception):

@@ -2,12 +2,13 @@
 
 - matching: offers waiting orders to couriers. A new order is usually offered before this loop
   hears of it, by the same pass run in the orders consumer's transaction (handlers.py); this
-  loop takes the rest. Poked in-process when this instance creates work (capacity given back,
-  a courier online, an order the consumer's pass left), and at the latest when the next
-  postponed order is due or `match_poll_s` passed. Each pass finds in the database where
-  capacity appeared since the postponed jobs were last tried, whichever process it appeared
-  in, so any instance (or a background process beside HTTP-only ones) serves them, oldest
-  first.
+  loop takes the rest. Poked in-process when this instance creates work (a courier online, an
+  offer declined, an order the consumer's pass left), told when a courier's capacity comes
+  back (it passes then only while jobs are postponed for want of a courier: see
+  `capacity_appeared`), and passes at the latest when the next postponed order is due or
+  `match_poll_s` passed. Each pass finds in the database where capacity appeared since the
+  postponed jobs were last tried, whichever process it appeared in, so any instance (or a
+  background process beside HTTP-only ones) serves them, oldest first.
 - expiry: closes offers past their time (their orders go to the next courier) and expires
   orders past the dispatch window; it sleeps until the next deadline or `poll_s`.
 
@@ -38,9 +39,13 @@ from .settings import DispatchSettings
 
 class WorkHints(Protocol):
     """What the HTTP routes tell the matcher of their process: something changed that may
-    allow an offer (capacity given back, a courier online, an offer declined)."""
+    allow an offer."""
 
-    def poke(self) -> None: ...
+    def poke(self) -> None:
+        """Jobs are due now (an offer declined, a courier online or off with offers withdrawn)."""
+
+    def capacity_appeared(self) -> None:
+        """A courier can take more than before (a delivery or a return)."""
 
 
 class Matcher:
@@ -51,10 +56,30 @@ class Matcher:
         self.passes = 0  # matching passes finished (several run at once while a backlog lasts)
         self.offers_expired = 0
         self.orders_expired = 0
+        # Whether jobs wait for want of a courier, as the latest pass saw (True until one ran).
+        self._waiting_for_capacity = True
 
     def poke(self) -> None:
-        """Something changed that may allow an offer: match now."""
+        """Jobs are due now: match now."""
         self._wake.set()
+
+    def capacity_appeared(self) -> None:
+        """Capacity that comes back serves only jobs postponed for want of a courier (new and
+        due jobs have wake-ups of their own), so it wakes the loop only while the latest pass
+        saw such jobs. At 152 orders/s every delivery used to start a pass (half a pass per
+        order, four round trips each) that had nothing to do. Postponed by another instance
+        after that pass: its next pass, within `match_poll_s`, serves them (it reads where
+        capacity appeared from the database)."""
+        if self._waiting_for_capacity:
+            self._wake.set()
+
+    @property
+    def waiting_for_capacity(self) -> bool:
+        return self._waiting_for_capacity
+
+    def saw(self, *passes: MatchResult) -> None:
+        """What the passes that just ended (this loop's or the orders consumer's) found."""
+        self._waiting_for_capacity = any(p.waiting_for_capacity for p in passes)
 
     def counts(self) -> CountsCollector:
         """What the loops did, for /metrics."""
@@ -84,6 +109,7 @@ class Matcher:
             if failed:
                 raise failed[0]  # after every pass ended (the loop is restarted by the runtime)
             passes = [r for r in results if not isinstance(r, BaseException)]
+            self.saw(*passes)
             self.offered += sum(r.offered for r in passes)
             self.passes += len(passes)
             if any(r.claimed >= self.settings.match_batch for r in passes) and any(r.offered for r in passes):
@@ -116,6 +142,9 @@ class NoMatcherHere:
     couriers change is in the database, where a background process's matcher finds it."""
 
     def poke(self) -> None:
+        pass
+
+    def capacity_appeared(self) -> None:
         pass
 
 

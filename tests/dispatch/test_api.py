@@ -5,6 +5,7 @@ in test_integration.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -419,6 +420,43 @@ async def test_capacity_coming_free_nearby_is_offered_at_once_whatever_the_backo
     await dispatch.offer_for(newcomer, lonely)
 
 
+async def test_a_delivery_wakes_the_matcher_only_while_orders_wait_for_a_courier(start):
+    # No pass comes from a timer here (a minute between looks, a 30 s backoff): only from a wake-up.
+    dispatch = await start(poll_s=60, match_poll_s=60, match_retry_base_s=30, match_retry_max_s=30)
+    bicycle = await dispatch.new_courier(name="Mai Văn Đạp", vehicle="bicycle")  # one parcel at a time
+
+    async def deliver(order_id: str) -> None:
+        for action, body in (
+            ("accept", None),
+            ("pickup", None),
+            ("deliver", {"delivery_code": "482913", "cod_collected_vnd": 0}),
+        ):
+            assert (await dispatch.act(bicycle, order_id, action, body)).status_code == 200
+
+    async def passes() -> float:
+        return metric(await dispatch.metrics(), "dispatch_matcher_passes_total")
+
+    first, second = await dispatch.place(Order(cod_amount_vnd=0)), await dispatch.place(Order(cod_amount_vnd=0))
+    held = (await eventually(lambda: dispatch.jobs(bicycle), what="an offer"))[0]["order_id"]
+    other = second if held == first.id else first
+    await eventually(lambda: _backed_off(dispatch, other.id), what="the other order waiting for a courier")
+    await deliver(held)
+    await dispatch.offer_for(bicycle, other)  # woken by the delivery: the backoff alone would take 30 s
+    matcher = dispatch.app.state.hints
+    assert matcher.waiting_for_capacity
+    await deliver(other.id)  # the pass that offered it had seen it waiting: this wakes the loop once more,
+    await eventually(lambda: _not(matcher.waiting_for_capacity), what="a pass that finds nobody waiting")
+
+    third = await dispatch.place(Order(cod_amount_vnd=0))  # offered by the consumer's own pass
+    await dispatch.offer_for(bicycle, third)
+    before = await passes()
+    await deliver(third.id)
+    # Nothing waits for a courier now: the delivery starts no pass. (Absence is observed for a
+    # bounded time; a pass it had started would have ended within it.)
+    await asyncio.sleep(0.5)
+    assert await passes() == before
+
+
 async def test_the_matcher_of_another_process_finds_capacity_an_http_only_process_gave_back(start):
     # The same as above with dispatch split in two: couriers talk to an HTTP-only process (no
     # matcher there), orders reach a background one that consumes and matches.
@@ -461,6 +499,10 @@ async def test_an_order_that_waited_gets_capacity_before_a_newer_one(start):
     newer = await worker.place(Order(cod_amount_vnd=0))
     await api.offer_for(bicycle, waited)
     assert await api.job_status(newer.id) == "waiting"
+
+
+async def _not(value: bool) -> bool:
+    return not value
 
 
 async def _backed_off(dispatch, order_id: str) -> bool:

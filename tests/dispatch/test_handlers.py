@@ -3,6 +3,8 @@ that records them, and a failing matcher pass costs no order its event."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
 import asyncpg
 import pytest
 
@@ -21,30 +23,46 @@ async def quiet(start):
     """A dispatch whose matcher loop sleeps (a minute between looks) unless poked: what the
     handler does not do itself stays undone, and the handler below pokes nobody."""
     d = await start(poll_s=60, match_poll_s=60)
-    pokes: list[int] = []
-    return d, OrderEvents(d.settings, lambda: d.pool, on_new_work=lambda: pokes.append(1)), pokes
+    loop = Loop()
+    return d, OrderEvents(d.settings, lambda: d.pool, loop), loop
+
+
+@dataclass
+class Loop:
+    """What the handler tells the matcher's loop: pokes, and what its passes found."""
+
+    pokes: list[int] = field(default_factory=list)
+    seen: list[matching.MatchResult] = field(default_factory=list)
+
+    def poke(self) -> None:
+        self.pokes.append(1)
+
+    def saw(self, *passes: matching.MatchResult) -> None:
+        self.seen.extend(passes)
 
 
 async def test_a_new_order_is_offered_before_its_batch_commits(quiet):
-    d, handle, pokes = quiet
+    d, handle, loop = quiet
     courier = await d.new_courier()
     first, second = Order(), Order()
     await handle(placed(first) + placed(second))
     assert [await d.job_status(o.id) for o in (first, second)] == ["offered", "offered"]
     assert {j["order_id"] for j in await d.jobs(courier)} == {first.id, second.id}
-    assert pokes == [], "nothing left for the matcher's loop"
+    assert loop.pokes == [], "nothing left for the matcher's loop"
+    assert [p.waiting_for_capacity for p in loop.seen] == [False]
 
 
 async def test_an_order_nobody_can_take_is_postponed_for_the_matcher_s_loop(quiet):
-    d, handle, pokes = quiet
+    d, handle, loop = quiet
     order = Order()
     await handle(placed(order))
     attempts = await d.pool.fetchval("SELECT match_attempts FROM jobs WHERE order_id = $1::uuid", order.id)
-    assert (await d.job_status(order.id), attempts, pokes) == ("waiting", 1, [])
+    assert (await d.job_status(order.id), attempts, loop.pokes) == ("waiting", 1, [])
+    assert [p.waiting_for_capacity for p in loop.seen] == [True], "capacity that comes back is for it"
 
 
 async def test_a_failing_pass_leaves_the_new_jobs_to_the_matcher_s_loop(quiet, monkeypatch):
-    d, handle, pokes = quiet
+    d, handle, loop = quiet
     await d.new_courier()
 
     async def broken(*args, **kwargs):
@@ -53,11 +71,11 @@ async def test_a_failing_pass_leaves_the_new_jobs_to_the_matcher_s_loop(quiet, m
     monkeypatch.setattr(matching, "match_waiting", broken)
     order = Order()
     await handle(placed(order))  # does not raise
-    assert (await d.job_status(order.id), pokes) == ("waiting", [1])
+    assert (await d.job_status(order.id), loop.pokes) == ("waiting", [1])
 
 
 async def test_an_outage_during_the_pass_fails_the_batch_for_the_consumer_to_retry(quiet, monkeypatch):
-    d, handle, pokes = quiet
+    d, handle, loop = quiet
 
     async def deadlocked(*args, **kwargs):
         raise asyncpg.DeadlockDetectedError("deadlock detected")
@@ -66,4 +84,4 @@ async def test_an_outage_during_the_pass_fails_the_batch_for_the_consumer_to_ret
     order = Order()
     with pytest.raises(asyncpg.DeadlockDetectedError):
         await handle(placed(order))
-    assert (await d.job_status(order.id), pokes) == (None, []), "rolled back, to be applied again"
+    assert (await d.job_status(order.id), loop.pokes) == (None, []), "rolled back, to be applied again"

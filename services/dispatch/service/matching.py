@@ -25,6 +25,9 @@ class MatchResult:
     offered: int
     postponed: int
     claimed: int
+    # Jobs wait for want of a courier (postponed by this pass or before), or may: nobody was
+    # available to tell.
+    waiting_for_capacity: bool
 
 
 # Capacity in a coarse cell can serve the waiting jobs within this many coarse rings of it
@@ -77,7 +80,8 @@ async def match_waiting(conn: asyncpg.Connection, settings: DispatchSettings, ba
         if job.order_id not in offered
     ]
     await store_matching.postpone_jobs(conn, postponed)
-    return MatchResult(len(offers), len(postponed), len(jobs))
+    waiting = bool(postponed) or not available or available[0]["postponed"]
+    return MatchResult(len(offers), len(postponed), len(jobs), waiting)
 
 
 @dataclass(frozen=True)
