@@ -25,7 +25,10 @@ class MatchingLoop(Protocol):
     def poke(self) -> None:
         """Work is waiting that this pass left."""
 
-    def saw(self, *passes: matching.MatchResult) -> None:
+    def pass_begins(self) -> int:
+        """A mark to give back with what the pass found."""
+
+    def saw(self, began: int, *passes: matching.MatchResult) -> None:
         """What this pass found (whether jobs wait for want of a courier)."""
 
 
@@ -54,6 +57,7 @@ class OrderEvents:
         matched: matching.MatchResult | None = None
         # Room for the whole batch's new jobs in one pass (with the backlog's oldest first).
         limit = max(settings.match_batch, len(batch))
+        began = self._loop.pass_begins()
         try:
             async with self._pool().acquire() as conn, conn.transaction():
                 applied = await orders.apply_order_events(conn, settings, CONSUMER, batch)
@@ -72,7 +76,7 @@ class OrderEvents:
             async with self._pool().acquire() as conn, conn.transaction():
                 applied = await orders.apply_order_events(conn, settings, CONSUMER, batch)
         if matched is not None:
-            self._loop.saw(matched)
+            self._loop.saw(began, matched)
         # The matcher's loop takes what this pass left: capacity a cancel gave back, or new
         # jobs when the pass failed or claimed all it could (a backlog may be waiting).
         if applied.freed or (applied.placed and (matched is None or matched.claimed >= limit)):

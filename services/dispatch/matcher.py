@@ -56,8 +56,10 @@ class Matcher:
         self.passes = 0  # matching passes finished (several run at once while a backlog lasts)
         self.offers_expired = 0
         self.orders_expired = 0
-        # Whether jobs wait for want of a courier, as the latest pass saw (True until one ran).
+        # Whether jobs wait for want of a courier, as the passes saw (True until one ran), and
+        # how many passes reported such jobs so far.
         self._waiting_for_capacity = True
+        self._waiting_reports = 0
 
     def poke(self) -> None:
         """Jobs are due now: match now."""
@@ -77,9 +79,19 @@ class Matcher:
     def waiting_for_capacity(self) -> bool:
         return self._waiting_for_capacity
 
-    def saw(self, *passes: MatchResult) -> None:
-        """What the passes that just ended (this loop's or the orders consumer's) found."""
-        self._waiting_for_capacity = any(p.waiting_for_capacity for p in passes)
+    def pass_begins(self) -> int:
+        """A mark, taken before a pass reads, to give back with what it found (`saw`)."""
+        return self._waiting_reports
+
+    def saw(self, began: int, *passes: MatchResult) -> None:
+        """What passes (this loop's or the orders consumer's) found. Passes overlap: one that
+        found nobody waiting says so only if no pass reported waiting jobs since it began
+        (those may have been postponed after it read)."""
+        if any(p.waiting_for_capacity for p in passes):
+            self._waiting_for_capacity = True
+            self._waiting_reports += 1
+        elif began == self._waiting_reports:
+            self._waiting_for_capacity = False
 
     def counts(self) -> CountsCollector:
         """What the loops did, for /metrics."""
@@ -104,12 +116,13 @@ class Matcher:
             # (a pass claimed a full batch), several passes run at once, each its own
             # transaction. They share the queue like instances do: jobs and couriers are
             # claimed with SKIP LOCKED, so no job is taken twice and nobody waits.
+            began = self.pass_begins()
             results = await asyncio.gather(*(self._pass(pool) for _ in range(parallel)), return_exceptions=True)
             failed = [r for r in results if isinstance(r, BaseException)]
             if failed:
                 raise failed[0]  # after every pass ended (the loop is restarted by the runtime)
             passes = [r for r in results if not isinstance(r, BaseException)]
-            self.saw(*passes)
+            self.saw(began, *passes)
             self.offered += sum(r.offered for r in passes)
             self.passes += len(passes)
             if any(r.claimed >= self.settings.match_batch for r in passes) and any(r.offered for r in passes):

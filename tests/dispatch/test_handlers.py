@@ -37,7 +37,10 @@ class Loop:
     def poke(self) -> None:
         self.pokes.append(1)
 
-    def saw(self, *passes: matching.MatchResult) -> None:
+    def pass_begins(self) -> int:
+        return len(self.seen)
+
+    def saw(self, began: int, *passes: matching.MatchResult) -> None:
         self.seen.extend(passes)
 
 
