@@ -67,11 +67,11 @@ class Matcher:
 
     def capacity_appeared(self) -> None:
         """Capacity that comes back serves only jobs postponed for want of a courier (new and
-        due jobs have wake-ups of their own), so it wakes the loop only while the latest pass
-        saw such jobs. At 152 orders/s every delivery used to start a pass (half a pass per
-        order, four round trips each) that had nothing to do. Postponed by another instance
-        after that pass: its next pass, within `match_poll_s`, serves them (it reads where
-        capacity appeared from the database)."""
+        due jobs have wake-ups of their own), so it wakes the loop only while the passes saw
+        such jobs: a pass on every delivery, a transaction of four round trips, found nothing
+        to do in a whole bench run. Jobs another instance postponed since are served by this
+        loop's next timed pass (`match_poll_s`), which reads where capacity appeared from the
+        database."""
         if self._waiting_for_capacity:
             self._wake.set()
 
