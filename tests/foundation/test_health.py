@@ -23,6 +23,13 @@ def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     }
 
 
+def _cancel_request(reason: str) -> tuple[str, OrderCancelRequested]:
+    """An event of a new order (its id, the event) that the probe's handler records by reason."""
+    subject = str(uuid.uuid4())
+    data = {"order_id": subject, "reason": reason}
+    return subject, new_event(OrderCancelRequested, subject=subject, sequence=1, source="orders", data=data)
+
+
 async def test_an_outage_shows_as_lag_and_retries_then_readiness_red_until_it_ends(infra, database, topic_prefix):
     settings = CommonSettings(
         kafka_bootstrap_servers=infra.kafka_bootstrap,
@@ -52,14 +59,7 @@ async def test_an_outage_shows_as_lag_and_retries_then_readiness_red_until_it_en
                 return _samples((await client.get("/metrics")).text).get((name, tuple(sorted(labels.items()))))
 
             assert (await client.get("/readyz")).status_code == 200
-            subject = str(uuid.uuid4())
-            event = new_event(
-                OrderCancelRequested,
-                subject=subject,
-                sequence=1,
-                source="orders",
-                data={"order_id": subject, "reason": "x"},
-            )
+            subject, event = _cancel_request("x")
             await produce(infra.kafka_bootstrap, topic, [(subject.encode(), event.model_dump_json().encode())])
             await produce(infra.kafka_bootstrap, topic, [(b"k", b"not an event")])
 
@@ -102,14 +102,7 @@ async def test_an_outage_shows_as_lag_and_retries_then_readiness_red_until_it_en
             assert rt.relay is not None
             assert await metric("giao_outbox_published_total") == 0
             assert (await metric("giao_outbox_drains_total") or 0) >= 1, "the relay reads the outbox when idle too"
-            other = str(uuid.uuid4())
-            relayed_event = new_event(
-                OrderCancelRequested,
-                subject=other,
-                sequence=1,
-                source="orders",
-                data={"order_id": other, "reason": "y"},
-            )
+            other, relayed_event = _cancel_request("y")
             await rt.pool.execute(
                 "INSERT INTO outbox (topic, key, lane, event_type, payload) VALUES ($1, $2, 0, $3, $4)",
                 *(topic, other, relayed_event.type, relayed_event.model_dump_json().encode()),
