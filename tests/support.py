@@ -10,11 +10,14 @@ from typing import Any, TypeVar
 
 import asyncpg
 import httpx
+import orjson
+import uvicorn
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 from shared.kafka_clients import connection, existing_partitions
 from shared.settings import CommonSettings
+from tests.infra import free_port
 
 T = TypeVar("T")
 
@@ -139,3 +142,70 @@ async def _as_admin(admin_dsn: str, statements: list[str]) -> None:
             await admin.execute(statement)
     finally:
         await admin.close()
+
+
+@contextlib.asynccontextmanager
+async def serving(app: Any, config: uvicorn.Config | None = None) -> AsyncIterator[httpx.AsyncClient]:
+    """The app behind a real uvicorn server (its runtime already started): on a free port, or
+    as `config` says (such as shared.service's production configuration). Streams need one:
+    httpx's ASGI transport buffers the whole response."""
+    config = config or uvicorn.Config(
+        app, host="127.0.0.1", port=free_port(), log_level="warning", timeout_graceful_shutdown=1
+    )
+    config.lifespan = "off"  # the runtime is started by `running`
+    srv = uvicorn.Server(config)
+    task = asyncio.create_task(srv.serve())
+
+    async def started() -> bool:
+        if task.done():
+            task.result()  # it failed to start: say why
+        return srv.started
+
+    await eventually(started, what="uvicorn to start")
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{config.port}", timeout=10) as c:
+            yield c
+    finally:
+        srv.should_exit = True
+        await asyncio.wait_for(task, 10)
+
+
+class EventStream:
+    """Reads one Server-Sent Events stream in the background: raw text, and the events as
+    (name, data), data parsed as JSON."""
+
+    def __init__(self, http: httpx.AsyncClient, path: str, headers: dict[str, str] | None = None) -> None:
+        self.raw: list[str] = []
+        self.events: list[tuple[str, Any]] = []
+        self.comments = 0
+        self.status: int | None = None
+        self.ended = asyncio.Event()
+        self._task = asyncio.create_task(self._read(http, path, headers or {}))
+
+    async def _read(self, http: httpx.AsyncClient, path: str, headers: dict[str, str]) -> None:
+        try:
+            async with http.stream("GET", path, headers=headers, timeout=httpx.Timeout(10, read=30)) as response:
+                self.status = response.status_code
+                name, data = "message", []
+                async for line in response.aiter_lines():
+                    self.raw.append(line)
+                    if line == "":
+                        if data:
+                            self.events.append((name, orjson.loads("\n".join(data))))
+                        name, data = "message", []
+                    elif line.startswith(":"):
+                        self.comments += 1
+                    elif line.startswith("event:"):
+                        name = line[6:].strip()
+                    elif line.startswith("data:"):
+                        data.append(line[5:].strip())
+        finally:
+            self.ended.set()
+
+    async def finished(self, timeout: float = 20) -> None:
+        await asyncio.wait_for(self._task, timeout)
+
+    async def close(self) -> None:
+        self._task.cancel()
+        with contextlib.suppress(BaseException):
+            await self._task

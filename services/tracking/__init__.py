@@ -9,7 +9,7 @@
 - service_layer.py: a parcel by its code, the same work whether it is known or not;
 - handlers.py: order and dispatch events, and courier locations, into the read model;
 - domain.py: the projection rules, the public view and the ETA, without I/O;
-- live.py: one LISTEN connection per process fanning changes out to the open streams;
+- live.py: the open streams, fed by shared.live (one LISTEN connection per process);
 - rebuild.py: `python -m services.tracking rebuild`, the read model again from the topics;
 - store.py: all SQL; migrations/: the schema; settings.py: the environment variables.
 

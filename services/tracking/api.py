@@ -20,11 +20,11 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 
 from services.tracking import deps
-from services.tracking.live import StreamsFull
 from services.tracking.schemas import SSE_EXAMPLE, TrackingView
 from services.tracking.service_layer import lookup
 from services.tracking.settings import TrackingSettings
 from shared.http import Problem, api_router, problem_response, problem_responses
+from shared.live import StreamsFull
 
 router = api_router()
 

@@ -12,7 +12,7 @@ from prometheus_client import Gauge
 
 from services.tracking import api, domain, page, page_api
 from services.tracking.handlers import Projection
-from services.tracking.live import ChangeFeed, Streams
+from services.tracking.live import Streams, change_feed
 from services.tracking.settings import TrackingSettings
 from shared import maps
 from shared.app import service_app
@@ -58,7 +58,7 @@ def create_app(settings: TrackingSettings | None = None) -> FastAPI:
         max_records=settings.location_batch,
     )
 
-    feed = ChangeFeed(settings.database_url, lambda: runtime.pool)
+    feed = change_feed(settings.database_url, lambda: runtime.pool)
     runtime.loop("tracking-listen", feed.listen)
     runtime.loop("tracking-deliver", feed.deliver)
     streams = Streams(

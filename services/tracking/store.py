@@ -15,10 +15,10 @@ import asyncpg
 import orjson
 
 from services.tracking.domain import Courier, Location, LocationFix, Parcel, Point, Step
+from shared import live
 from shared.inbox import forget_consumer
 
 CHANGES_CHANNEL = "giao_tracking_changes"
-_NOTIFY_PAYLOAD_MAX = 7000  # PostgreSQL refuses payloads of 8000 bytes and more
 
 _COLUMNS = """order_id, tracking_code, status, timeline, courier_id, courier_display_name,
     courier_vehicle, dropoff_lat, dropoff_lng, distance_m, location_lat, location_lng,
@@ -220,19 +220,7 @@ async def courier_points(conn: asyncpg.Connection, courier_ids: Iterable[UUID]) 
 async def notify_changed(conn: asyncpg.Connection, codes: Iterable[str | None]) -> None:
     """Tell every listening instance (at commit) which tracking codes changed (None, the code
     of a parcel whose order.trackable is not known yet, is no one's to watch)."""
-    chunks: list[str] = []
-    current: list[str] = []
-    size = 0
-    for code in sorted({c for c in codes if c is not None}):
-        if size + len(code) + 1 > _NOTIFY_PAYLOAD_MAX and current:
-            chunks.append(",".join(current))
-            current, size = [], 0
-        current.append(code)
-        size += len(code) + 1
-    if current:
-        chunks.append(",".join(current))
-    if chunks:
-        await conn.execute("SELECT pg_notify($1, c) FROM unnest($2::text[]) AS c", CHANGES_CHANNEL, chunks)
+    await live.notify(conn, CHANGES_CHANNEL, codes)
 
 
 # --- the readers' side --------------------------------------------------------------

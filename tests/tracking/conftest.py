@@ -11,7 +11,8 @@ import pytest
 from fastapi import FastAPI
 
 from services.tracking.settings import TrackingSettings
-from tests.tracking.support import create_topics, running, serving
+from tests.support import serving
+from tests.tracking.support import create_topics, running
 
 
 @pytest.fixture

@@ -10,9 +10,9 @@ import pytest
 from services.tracking import store
 from services.tracking.handlers import Projection
 from shared.db import create_pool
-from tests.support import eventually, ops_client
+from tests.support import eventually, ops_client, serving
 from tests.tracking.stories import Story
-from tests.tracking.support import Stream, create_topics, running, send, serving
+from tests.tracking.support import Stream, create_topics, running, send
 
 
 async def known(settings, client, *items, status: str = "placed") -> None:

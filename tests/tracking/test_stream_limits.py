@@ -10,13 +10,15 @@ from fastapi import FastAPI
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from starlette.requests import Request
 
-from services.tracking.live import ChangeFeed, Streams, StreamsFull
+from services.tracking.live import Streams, change_feed
 from services.tracking.settings import TrackingSettings
+from shared.live import StreamsFull
 from shared.ratelimit import AddressLimits
 from shared.service import uvicorn_config
-from tests.support import eventually
+from tests.infra import free_port
+from tests.support import eventually, serving
 from tests.tracking.stories import Story
-from tests.tracking.support import Stream, free_port, running, send, serving
+from tests.tracking.support import Stream, running, send
 
 
 async def _known(settings, http: httpx.AsyncClient) -> Story:
@@ -91,7 +93,7 @@ async def test_a_refused_or_unknown_stream_gives_its_slot_back(settings):
 
 
 def _streams(**limits) -> Streams:
-    feed = ChangeFeed("postgresql://unused", lambda: None)  # type: ignore[arg-type,return-value]
+    feed = change_feed("postgresql://unused", lambda: None)  # type: ignore[arg-type,return-value]
     gauge = Gauge("streams", "Open streams", registry=CollectorRegistry())
     return Streams(feed, lambda: None, max_stream_s=60, gauge=gauge, **limits)  # type: ignore[arg-type,return-value]
 
