@@ -18,13 +18,17 @@ from uuid import UUID
 
 import asyncpg
 from fastapi import Depends, FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
+from sse_starlette import EventSourceResponse, ServerSentEvent
+from starlette.background import BackgroundTask
 
 from shared.http import ModelResponse, Problem, api_router, json_body, problem_response, problem_responses, read_body
+from shared.live import StreamsFull
 
 from . import deps, domain, store
 from .deps import CourierIdentity, current_courier
 from .schemas import (
+    JOBS_SSE_EXAMPLE,
     CourierFlag,
     CourierStatus,
     CourierStatusUpdate,
@@ -46,6 +50,8 @@ router = api_router()
 # Where dispatch serves the courier app (app.py), and the link that opens it signed in: the
 # token rides in the fragment, which a browser never sends, so it reaches no server's log.
 COURIER_APP = "/app"
+
+RETRY_STREAM = {"Retry-After": "5"}
 
 # The documentation states the defaults (a deployment may set others).
 _DEFAULTS = {name: field.default for name, field in DispatchSettings.model_fields.items()}
@@ -148,6 +154,53 @@ def flag_view(row: asyncpg.Record) -> CourierFlag | None:
 async def list_jobs(request: Request, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
     jobs = await store.courier_jobs(deps.pool(request), courier.id)
     return ModelResponse(JobList(items=[job_view(j) for j in jobs]))
+
+
+@router.get(
+    "/v1/courier/jobs/events",
+    tags=["courier"],
+    summary="Offers and jobs as others change them (Server-Sent Events)",
+    description=(
+        "`event: jobs` events carry the same document as `GET /v1/courier/jobs`: the current "
+        "list on connect, then the new list each time someone else changed it (an offer made, "
+        "withdrawn or expired, a job cancelled); the courier's own steps are answered by their "
+        f"own calls. A comment line (`: ping`) is sent every {_DEFAULTS['stream_heartbeat_s']:g} s; "
+        f"the stream ends after {_DEFAULTS['stream_max_s']:g} s and the app opens another. Past "
+        f"{_DEFAULTS['streams_per_courier']} open streams of one courier 429, past the process's "
+        "cap 503, both with Retry-After: poll `GET /v1/courier/jobs` meanwhile."
+    ),
+    response_class=EventSourceResponse,
+    responses={
+        200: {
+            "description": "The stream",
+            "content": {"text/event-stream": {"schema": {"type": "string"}, "example": JOBS_SSE_EXAMPLE}},
+        },
+        **problem_responses(401, 429, 503),
+    },
+)
+async def stream_jobs(request: Request, courier: CourierIdentity = Depends(current_courier)) -> Response:
+    streams = deps.streams(request)
+    try:
+        slot = streams.reserve(str(courier.id))
+    except StreamsFull as full:
+        if full.everyone:
+            raise Problem(503, "Too many open streams; poll the jobs meanwhile", headers=RETRY_STREAM) from None
+        raise Problem(429, "Too many open streams of this courier", headers=RETRY_STREAM) from None
+    settings = deps.settings(request)
+    return EventSourceResponse(
+        _job_events(streams.jobs(slot, courier.id)),
+        ping=settings.stream_heartbeat_s,
+        headers={"Cache-Control": "no-store"},
+        ping_message_factory=lambda: ServerSentEvent(comment="ping"),
+        # The stream's own end releases the slot; this covers a response that ended before
+        # the stream began (the client left at once).
+        background=BackgroundTask(slot.release),
+    )
+
+
+async def _job_events(lists: AsyncIterator[list[store.Job]]) -> AsyncIterator[ServerSentEvent]:
+    async for jobs in lists:
+        yield ServerSentEvent(event="jobs", data=JobList(items=[job_view(j) for j in jobs]).model_dump_json())
 
 
 @router.post(

@@ -1,13 +1,14 @@
 """Dispatch's composition root: settings, the runtime (pool, migrations, broker, outbox
-relay), the orders consumer, the matcher's loops, and the HTTP app of the courier's routes
-(api.py), the admin's routes and the console's views (admin_api.py, admin_guards_api.py), the
-courier app's and the ops console's pages."""
+relay), the orders consumer, the matcher's loops, the couriers' streams of offers (live.py), and
+the HTTP app of the courier's routes (api.py), the admin's routes and the console's views
+(admin_api.py, admin_guards_api.py), the courier app's and the ops console's pages."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 from fastapi import FastAPI
+from prometheus_client import Gauge
 
 from shared import maps
 from shared.app import service_app
@@ -21,6 +22,7 @@ from shared.service import Runtime
 from . import admin_api, admin_guards_api, api, deps
 from .deps import known_couriers
 from .handlers import CONSUMER, OrderEvents
+from .live import CourierStreams, change_feed
 from .matcher import Matcher, NoMatcherHere, WorkHints
 from .service.common import GuardCounters
 from .service.delivery import KnownTerms
@@ -59,6 +61,18 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
     else:  # HTTP only: a background process elsewhere consumes, matches and expires
         hints = NoMatcherHere()
 
+    feed = change_feed(settings.database_url, lambda: runtime.pool)
+    runtime.loop("dispatch-listen", feed.listen)
+    runtime.loop("dispatch-stream", feed.deliver)
+    streams = CourierStreams(
+        feed,
+        lambda: runtime.pool,
+        max_per_courier=settings.streams_per_courier,
+        max_open=settings.streams_max,
+        max_stream_s=settings.stream_max_s,
+        gauge=Gauge("dispatch_courier_streams", "Couriers' open streams of offers", registry=metrics.registry),
+    )
+
     refused = metrics.counter("dispatch_rate_limited_total", "Requests refused with 429, by limit", ("limit",))
     couriers = BearerLimits(
         known_couriers(lambda: runtime.pool, ttl_s=settings.token_cache_s),
@@ -88,6 +102,8 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
         ],
         hints=hints,
         couriers=couriers,
+        feed=feed,
+        streams=streams,
     )
     app.state.guard_counters = GuardCounters(metrics)
     app.state.known_terms = KnownTerms()

@@ -20,6 +20,7 @@ from shared.http import require_admin
 from shared.ratelimit import BearerLimits
 
 from . import store_couriers
+from .live import CourierStreams
 from .matcher import WorkHints
 from .service.common import GuardCounters
 from .service.couriers import TOKEN_PREFIX
@@ -91,3 +92,7 @@ def known_terms(request: Request) -> KnownTerms:
 def hints(request: Request) -> WorkHints:
     """This process's matcher, to poke when a route made work for it (or nobody, see matcher.py)."""
     return request.app.state.hints
+
+
+def streams(request: Request) -> CourierStreams:
+    return request.app.state.streams

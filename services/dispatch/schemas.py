@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 from uuid import UUID
 
+import orjson
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 from pydantic.json_schema import JsonDict
 
@@ -242,6 +243,14 @@ class Job(BaseModel):
 
 class JobList(BaseModel):
     items: list[Job]
+
+
+# GET /v1/courier/jobs/events, as the OpenAPI document shows it: the list, a ping, a new offer.
+_OFFER_EXAMPLE = Job.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index]
+JOBS_SSE_EXAMPLE = (
+    'event: jobs\ndata: {"items":[]}\n\n: ping\n\n'
+    "event: jobs\ndata: " + orjson.dumps({"items": [_OFFER_EXAMPLE]}).decode() + "\n\n"
+)
 
 
 class Declined(BaseModel):

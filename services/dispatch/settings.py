@@ -56,6 +56,13 @@ Environment variables (besides the common GIAO_* ones of shared.settings):
   before any lookup
 - GIAO_DISPATCH_AUTH_FAILURES_BURST (50): failed authentications one client address may make at once
 - GIAO_DISPATCH_RATE_LIMIT_EXEMPT, GIAO_DISPATCH_INSTANCES: see shared.ratelimit.LimitSettings
+- GIAO_DISPATCH_STREAM_HEARTBEAT_S (15): a comment line on every courier's open stream of offers
+  (GET /v1/courier/jobs/events) this often, so that proxies and phones keep it open
+- GIAO_DISPATCH_STREAM_MAX_S (900): a courier's stream ends after this; the app opens another
+- GIAO_DISPATCH_STREAMS_PER_COURIER (3): open streams one courier may hold in one process (a
+  phone reconnecting before its old stream was noticed gone); more is 429 with Retry-After
+- GIAO_DISPATCH_STREAMS_MAX (5000): open courier streams one process holds; more is 503 with
+  Retry-After (the app polls meanwhile)
 - GIAO_DISPATCH_PUBLIC_URL (""): where couriers reach dispatch (e.g. https://dispatch.giao.example),
   for the sign-in link of a new courier (`<public url>/app/#t=<token>`); empty gives a link
   relative to dispatch itself (`/app/#t=<token>`)
@@ -130,6 +137,10 @@ class DispatchSettings(CommonSettings, LimitSettings):
     courier_rate_burst: int = Field(60, ge=1)
     auth_failures_per_s: float = Field(10.0, gt=0)
     auth_failures_burst: int = Field(50, ge=1)
+    stream_heartbeat_s: float = Field(15.0, gt=0)
+    stream_max_s: float = Field(900.0, gt=0)
+    streams_per_courier: int = Field(3, ge=1)
+    streams_max: int = Field(5000, ge=1)
     admin_token: str = admin_token_field()
     delivery_code_key: str = delivery_code_key_field()
 

@@ -25,15 +25,21 @@ from uuid import UUID
 import asyncpg
 import orjson
 
+from shared import live
 from shared.outbox import EVENT_IF_CHANGED
 
 from . import domain
 from .store_couriers import CAPACITY_APPEARS
 
-# Nothing here NOTIFYs: PostgreSQL serializes the commits of notifying transactions on one
-# cluster-wide lock. Statements that give capacity back stamp the courier's capacity_at, where
-# the matcher of any process finds it (store_matching.claim_due_and_capacity); the caller pokes
-# its own process's matcher, if it has one, to look now.
+# Only what others do to a courier's jobs NOTIFYs (notify_couriers: offers made, withdrawn or
+# expired, jobs cancelled; a few transactions a second): PostgreSQL serializes the commits of
+# notifying transactions on one cluster-wide lock, so a courier's own steps never do. Statements
+# that give capacity back stamp the courier's capacity_at, where the matcher of any process finds
+# it (store_matching.claim_due_and_capacity); the caller pokes its own process's matcher, if it
+# has one, to look now.
+
+# Where notify_couriers announces couriers whose offers or jobs someone else changed (live.py).
+COURIER_JOBS_CHANNEL = "giao_dispatch_courier_jobs"
 
 
 def sql_literal(value: str) -> str:
@@ -164,16 +170,37 @@ async def lock_jobs(conn: asyncpg.Connection, order_ids: Sequence[UUID]) -> dict
     return {r["order_id"]: Job(*r) for r in rows}
 
 
-# (the same list as the partial index jobs_by_active_courier, which it reads)
-_COURIER_JOBS = f"""SELECT {JOB_COLUMNS} FROM jobs
-    WHERE courier_id = $1 AND status IN {HOLDS_CAPACITY}
+def _courier_jobs(courier: str) -> str:
+    # (the same list as the partial index jobs_by_active_courier, which it reads)
+    return f"""SELECT {JOB_COLUMNS} FROM jobs
+    WHERE courier_id {courier} AND status IN {HOLDS_CAPACITY}
       AND (status <> {OFFERED} OR offer_expires_at > now())
     ORDER BY placed_at"""
+
+
+_COURIER_JOBS = _courier_jobs("= $1")
+_JOBS_OF_COURIERS = _courier_jobs("= ANY($1::uuid[])")
 
 
 async def courier_jobs(conn: asyncpg.Connection | asyncpg.Pool, courier_id: UUID) -> list[Job]:
     """A courier's open offers (not yet past their time) and jobs in progress."""
     return [Job(*r) for r in await conn.fetch(_COURIER_JOBS, courier_id)]
+
+
+async def jobs_of_couriers(
+    conn: asyncpg.Connection | asyncpg.Pool, courier_ids: Sequence[UUID]
+) -> dict[UUID, list[Job]]:
+    """courier_jobs of each of these couriers, in one statement (one with none has an empty list)."""
+    found: dict[UUID, list[Job]] = {c: [] for c in courier_ids}
+    for r in await conn.fetch(_JOBS_OF_COURIERS, list(courier_ids)):
+        found[r["courier_id"]].append(Job(*r))
+    return found
+
+
+async def notify_couriers(conn: asyncpg.Connection, courier_ids: Iterable[object]) -> None:
+    """Tell every dispatch instance, at commit, that someone changed these couriers' offers or
+    jobs (their open streams send the new list)."""
+    await live.notify(conn, COURIER_JOBS_CHANNEL, (str(c) for c in courier_ids if c is not None))
 
 
 async def carried_order_ids(conn: asyncpg.Connection, courier_id: UUID) -> list[UUID]:

@@ -30,8 +30,8 @@ async def expire_due(conn: asyncpg.Connection, settings: DispatchSettings, limit
     stale = await store_matching.claim_expired_offers(conn, limit)
     stale_ids = [r["order_id"] for r in stale]
     await store.reopen_jobs(conn, stale_ids, offer_state=domain.OFFER_EXPIRED)
-    await store_couriers.release_couriers(
-        conn, [r["courier_id"] for r in late if r["status"] == domain.OFFERED] + [r["courier_id"] for r in stale]
-    )
+    withdrawn_from = [r["courier_id"] for r in late if r["status"] == domain.OFFERED] + [r["courier_id"] for r in stale]
+    await store_couriers.release_couriers(conn, withdrawn_from)
+    await store.notify_couriers(conn, withdrawn_from)
     await emit_many(conn, settings, [(DeliveryExpired, oid, step_data(oid)) for oid in late_ids])
     return ExpiryResult(len(late_ids), len(stale_ids))

@@ -14,7 +14,7 @@ import asyncpg
 from shared.events import DeliveryOffered, DeliveryOfferedData
 from shared.outbox import event_columns
 
-from .. import cells, domain, store_matching
+from .. import cells, domain, store, store_matching
 from ..cells import Grid, SearchStep
 from ..settings import DispatchSettings
 from .common import SOURCE, grid, now_utc
@@ -277,4 +277,5 @@ async def _offer_all(
         pending = [o.order_id for o in chosen if o.choice.candidate.courier_id not in reserved]
         if not pending:
             break
+    await store.notify_couriers(conn, {o.choice.candidate.courier_id for o in offers})  # their streams
     return offers

@@ -114,5 +114,6 @@ async def _answer_cancels(
         answers.append((CancelConfirmed, oid, step_data(oid)))
     await store.end_jobs(conn, list(to_cancel), status=domain.CANCELLED, reasons=list(to_cancel.values()))
     await store_couriers.release_couriers(conn, freed_couriers)
+    await store.notify_couriers(conn, freed_couriers)
     await emit_many(conn, settings, answers)
     return bool(freed_couriers)

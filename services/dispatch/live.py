@@ -1,0 +1,66 @@
+"""A courier's offers and jobs as they change, for their Server-Sent Events stream: fed by
+shared.live's change feed of courier ids (store.notify_couriers at commit: offers made, withdrawn
+or expired, jobs cancelled, on whichever instance), one LISTEN connection per process.
+
+A courier's own steps notify nothing: the answer of the step carries the job. The stream gives
+the list as GET /v1/courier/jobs does: the current one on connect, then each different one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from uuid import UUID
+
+import asyncpg
+from prometheus_client import Gauge
+
+from shared.live import ChangeFeed, Slot, StreamSlots
+
+from . import store
+
+
+def change_feed(dsn: str, pool: Callable[[], asyncpg.Pool]) -> ChangeFeed[list[store.Job]]:
+    """The offers and jobs of the watched couriers (keys: their ids as text)."""
+
+    async def read(pool: asyncpg.Pool, courier_ids: list[str]) -> Iterable[tuple[str, list[store.Job]]]:
+        found = await store.jobs_of_couriers(pool, [UUID(c) for c in courier_ids])
+        return [(str(c), jobs) for c, jobs in found.items()]
+
+    return ChangeFeed(dsn, pool, channel=store.COURIER_JOBS_CHANNEL, read=read)
+
+
+class CourierStreams(StreamSlots):
+    """The couriers' open streams in this process (a few per courier: a phone that reconnects
+    before its old stream timed out), and what each one sends."""
+
+    def __init__(
+        self,
+        feed: ChangeFeed[list[store.Job]],
+        pool: Callable[[], asyncpg.Pool],
+        *,
+        max_per_courier: int,
+        max_open: int,
+        max_stream_s: float,
+        gauge: Gauge,
+    ) -> None:
+        super().__init__(max_per_client=max_per_courier, max_open=max_open, gauge=gauge)
+        self._feed = feed
+        self._pool = pool
+        self._max_stream_s = max_stream_s
+
+    async def jobs(self, slot: Slot, courier_id: UUID) -> AsyncIterator[list[store.Job]]:
+        """The courier's offers and jobs now, then each time others changed them; it ends after
+        max_stream_s (the client reconnects). Its end releases `slot`."""
+        try:
+            # Watch first, then read: no change can fall between the two.
+            with self._feed.watch(str(courier_id)) as watcher:
+                current = await store.courier_jobs(self._pool(), courier_id)
+                deadline = time.monotonic() + self._max_stream_s
+                yield current
+                while (fresh := await watcher.next(timeout=deadline - time.monotonic())) is not None:
+                    if fresh != current:
+                        current = fresh
+                        yield current
+        finally:
+            slot.release()
