@@ -214,8 +214,20 @@ class Giao:
 
     async def follow(self, code: str) -> AsyncIterator[tuple[str, dict]]:
         """Server-Sent Events of one parcel: (event name, data) until the server ends the stream."""
-        url = f"{self.endpoints.tracking}/v1/tracking/{code}/events"
-        async with self.http.stream("GET", url, timeout=httpx.Timeout(10.0, read=None)) as response:
+        async for event in self._events(f"{self.endpoints.tracking}/v1/tracking/{code}/events"):
+            yield event
+
+    async def job_lists(self, token: str) -> AsyncIterator[list[dict]]:
+        """A courier's offers and jobs as dispatch pushes them: the list now, then each new one,
+        until the server ends the stream."""
+        async for event, data in self._events(f"{self.endpoints.dispatch}/v1/courier/jobs/events", token=token):
+            if event == "jobs":
+                yield data["items"]
+
+    async def _events(self, url: str, token: str | None = None) -> AsyncIterator[tuple[str, dict]]:
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        timeout = httpx.Timeout(10.0, read=None)
+        async with self.http.stream("GET", url, headers=headers, timeout=timeout) as response:
             if response.status_code != 200:
                 raise ApiError("GET", url, response.status_code, await response.aread())
             event, data = "message", list[str]()

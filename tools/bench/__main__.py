@@ -49,7 +49,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--warmup", type=float, default=10, help="seconds at the start not measured")
     p.add_argument("--couriers", type=int, default=120)
     p.add_argument("--merchants", type=int, default=20)
-    p.add_argument("--poll", type=float, default=1.0, help="a courier's job poll interval, seconds")
+    p.add_argument(
+        "--poll", type=float, default=0.0, help="a courier's job poll interval, seconds (0: the stream of offers)"
+    )
     p.add_argument("--sample", type=float, default=0.05, help="share of orders followed over SSE")
     p.add_argument("--baseline-messages", type=int, default=50_000)
     # The same ports `make up` uses (deploy/local honours GIAO_KAFKA_PORT and GIAO_PG_PORT).
@@ -127,6 +129,8 @@ async def main(args: argparse.Namespace) -> int:
             while time.monotonic() < drain_deadline and any(o.delivered is None for o in bench.orders.values()):
                 await asyncio.sleep(0.5)
             bench.stop.set()
+            for courier in couriers:  # a stream waits for its next list: leave it now
+                courier.cancel()
             await asyncio.gather(*couriers, return_exceptions=True)
         leftovers = [*watchers, *bench.tasks, events]
         for task in leftovers:

@@ -191,24 +191,32 @@ class Bench:
 
     # --- couriers ----------------------------------------------------------------------
     async def courier(self, token: str) -> None:
-        """Poll for offers; each job found is driven to its end by a task of its own (accept,
-        pick up, deliver right away), so one poll per order is enough and a courier's
-        capacity is not held by jobs waiting for the next poll."""
+        """Take offers as the app does, pushed on the courier's stream (or, with --poll, by
+        polling every that many seconds); each job found is driven to its end by a task of its
+        own (accept, pick up, deliver right away), so a courier's capacity is not held by jobs
+        waiting for the next list."""
         active: set[str] = set()
         done: set[str] = set()
-        await asyncio.sleep(self.rng.uniform(0, self.args.poll))
+        await asyncio.sleep(self.rng.uniform(0, self.args.poll or 1.0))
         while not self.stop.is_set():
             try:
-                jobs = await self.client.jobs(token)
+                if self.args.poll:
+                    self._take(token, await self.client.jobs(token), active, done)
+                else:
+                    async for jobs in self.client.job_lists(token):
+                        self._take(token, jobs, active, done)
             except Exception as exc:  # noqa: BLE001
+                if self.stop.is_set():
+                    return
                 self.errors.append(f"jobs: {exc!r}"[:300])
-                jobs = []
-            for job in jobs:
-                oid = job["order_id"]
-                if oid not in active and oid not in done:
-                    active.add(oid)
-                    self.spawn(self._drive(token, job, active, done))
-            await asyncio.sleep(self.args.poll)
+            await asyncio.sleep(self.args.poll or 1.0)  # the next poll; a stream that ended, opened again
+
+    def _take(self, token: str, jobs: list[dict], active: set[str], done: set[str]) -> None:
+        for job in jobs:
+            oid = job["order_id"]
+            if oid not in active and oid not in done:
+                active.add(oid)
+                self.spawn(self._drive(token, job, active, done))
 
     async def _drive(self, token: str, job: dict, active: set[str], done: set[str]) -> None:
         status = job["status"]
