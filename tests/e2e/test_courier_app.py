@@ -15,10 +15,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import expect
+from playwright.async_api import Locator, Page, Request, expect
 
 from tests.e2e.browser import SLOW_3G, Phone, chromium, require_chromium
 from tests.e2e.system import start_system, stop_cleanly
@@ -29,6 +30,7 @@ from tools.client import Giao
 pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.asyncio(loop_scope="module")]
 
 OFFER_TIMEOUT_S = 10  # long enough for a phone polling every 2.5 s to show the offer and a tap
+STREAM_MAX_S = 20  # the server ends a courier's stream of offers after this; the app opens another
 WAIT_MS = 15_000
 RECIPIENT = ("Nguyễn Văn An", "903123456", "Cao Xanh")  # what City.order's drop-off says
 
@@ -37,7 +39,12 @@ RECIPIENT = ("Nguyễn Văn An", "903123456", "Cao Xanh")  # what City.order's d
 def system(infra):
     require_chromium()
     system = start_system(
-        infra, extra_env={"GIAO_DISPATCH_OFFER_TIMEOUT_S": str(OFFER_TIMEOUT_S), "GIAO_DISPATCH_WINDOW_S": "300"}
+        infra,
+        extra_env={
+            "GIAO_DISPATCH_OFFER_TIMEOUT_S": str(OFFER_TIMEOUT_S),
+            "GIAO_DISPATCH_WINDOW_S": "300",
+            "GIAO_DISPATCH_STREAM_MAX_S": str(STREAM_MAX_S),
+        },
     )
     yield system
     stop_cleanly(system)
@@ -110,6 +117,57 @@ async def tracking_timeline(city: City, order: dict) -> list[str]:
 
 def wrong(code: str) -> str:
     return f"{(int(code) + 1) % 1_000_000:06d}"
+
+
+def is_poll(request: Request) -> bool:
+    return request.method == "GET" and urlsplit(request.url).path == "/v1/courier/jobs"
+
+
+def is_stream(request: Request) -> bool:
+    return request.method == "GET" and urlsplit(request.url).path == "/v1/courier/jobs/events"
+
+
+class Traffic:
+    """The page's requests, and the ends of its streams of offers, in the order the browser
+    reported them."""
+
+    def __init__(self, page: Page) -> None:
+        self.log: list[tuple[str, Request]] = []
+        page.on("request", lambda r: self.log.append(("sent", r)))
+        # Chromium reports a stream the server ended as failed (net::ERR_ABORTED), not finished.
+        page.on("requestfinished", self._ended)
+        page.on("requestfailed", self._ended)
+
+    def _ended(self, request: Request) -> None:
+        if is_stream(request):
+            self.log.append(("ended", request))
+
+    def mark(self) -> int:
+        return len(self.log)
+
+    def polls(self, since: int) -> list[str]:
+        return [r.url for kind, r in self.log[since:] if kind == "sent" and is_poll(r)]
+
+    def streams(self, since: int = 0) -> list[Request]:
+        return [r for kind, r in self.log[since:] if kind == "sent" and is_stream(r)]
+
+    async def stream_ended(self) -> int:
+        """Where the log goes on after the first stream's end (0 before that)."""
+        return next((i + 1 for i, (kind, _) in enumerate(self.log) if kind == "ended"), 0)
+
+
+async def stream_up(phone: Phone) -> None:
+    """The app holds its stream of offers and its first event has come (polls slowed down)."""
+    await expect(phone.page.locator("#offers")).to_have_attribute("data-push", "live", timeout=WAIT_MS)
+
+
+async def offer_by_push(city: City, phone: Phone, traffic: Traffic, since: int) -> Locator:
+    """An order placed now shows as an offer with no poll since `since`: it came by the stream."""
+    order = await city.order()
+    offer = phone.offer(order["id"])
+    await expect(offer).to_be_visible(timeout=WAIT_MS)
+    assert traffic.polls(since) == []
+    return offer
 
 
 # --- signing in -------------------------------------------------------------------------------
@@ -262,6 +320,62 @@ async def test_an_offer_left_unanswered_disappears_when_it_expires(city, on_shif
     await expect(offer).to_have_count(0, timeout=(OFFER_TIMEOUT_S + 5) * 1000)
     offers = (await city.client.admin_job(order["id"]))["offers"]
     assert [o["state"] for o in offers] == ["expired"]
+
+
+async def test_on_shift_offers_come_by_push_without_polls_until_the_shift_ends(city, on_shift):
+    phone = on_shift.phone
+    traffic = Traffic(phone.page)
+    await stream_up(phone)
+    streams = [r for r in phone.requests if is_stream(r)]
+    assert streams and (await streams[0].all_headers())["authorization"] == f"Bearer {on_shift.token}"
+    since = traffic.mark()
+    offer = await offer_by_push(city, phone, traffic, since)
+
+    # Three more seconds of the offer's countdown and still no poll: the 2.5 s polls stopped.
+    countdown = offer.get_by_test_id("offer-countdown")
+    left = int(re.findall(r"\d+", await countdown.inner_text())[0])
+    assert left > 4
+    later = "|".join(str(n) for n in range(left - 2))
+    await expect(countdown).to_have_text(re.compile(rf"Còn ({later}) giây"), timeout=WAIT_MS)
+    assert traffic.polls(since) == []
+
+    # Off shift the app closes its stream: it ends before the server would have ended it.
+    stream = [r for r in phone.requests if is_stream(r)][-1]
+    async with phone.page.expect_event("requestfailed", lambda r: r == stream, timeout=WAIT_MS):
+        await phone.testid("online-toggle").click()
+    assert time.time() * 1000 - stream.timing["startTime"] < STREAM_MAX_S * 1000
+    await expect(phone.testid("online-toggle")).to_have_attribute("aria-checked", "false")
+    await expect(phone.page.locator("#offers")).not_to_have_attribute("data-push", "live")
+
+
+async def test_after_the_network_returns_the_stream_is_back_and_pushes_offers(city, on_shift):
+    phone = on_shift.phone
+    traffic = Traffic(phone.page)
+    await stream_up(phone)
+    await phone.network(up=False)
+    await expect(phone.page.locator("#offline-banner")).to_be_visible()
+    await expect(phone.page.locator("#offers")).not_to_have_attribute("data-push", "live")
+    await expect(phone.testid("online-toggle")).to_have_attribute("aria-checked", "true")  # still on shift
+    await phone.network(up=True)
+    await expect(phone.page.locator("#offline-banner")).to_be_hidden(timeout=WAIT_MS)
+    await stream_up(phone)
+    assert traffic.streams(), "no new stream"
+    await offer_by_push(city, phone, traffic, traffic.mark())
+
+
+async def test_a_stream_the_server_ends_is_opened_again_before_any_poll(city, on_shift):
+    phone = on_shift.phone
+    traffic = Traffic(phone.page)
+    await stream_up(phone)
+    ended = await eventually(traffic.stream_ended, timeout=STREAM_MAX_S + 10, what="the server to end the stream")
+
+    async def reopened() -> bool:
+        return len(traffic.streams(ended)) > 0
+
+    await eventually(reopened, timeout=5, what="a new stream")
+    await stream_up(phone)
+    await offer_by_push(city, phone, traffic, ended)  # no fast polls in between either
+    assert len(traffic.streams(ended)) == 1
 
 
 async def test_a_reopened_app_keeps_the_shift_and_the_jobs_in_hand(city, on_shift):

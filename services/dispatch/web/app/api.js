@@ -25,6 +25,29 @@ export function call(method, path, body) {
   return request(method, path, { body, token: token(), onAnswer: learnClock });
 }
 
+// The courier's stream of offers and jobs (stream.js reads it): the answer itself once it is a
+// stream; a refusal is an ApiError whose `retryAfterS` is the server's Retry-After (0 if none).
+// fetch, not EventSource, which cannot send the Authorization header.
+export async function jobEvents(signal) {
+  let response;
+  try {
+    response = await fetch("/v1/courier/jobs/events", {
+      headers: { Authorization: `Bearer ${token()}`, Accept: "text/event-stream" },
+      cache: "no-store", credentials: "omit", signal,
+    });
+  } catch (error) {
+    throw new NetworkError(String(error));
+  }
+  learnClock(response);
+  if (!response.ok || !(response.headers.get("content-type") || "").startsWith("text/event-stream")) {
+    const problem = await response.json().catch(() => null);
+    const error = new ApiError(response.status, problem);
+    error.retryAfterS = Number(response.headers.get("retry-after")) || 0;
+    throw error;
+  }
+  return response;
+}
+
 export const api = {
   jobs: () => call("GET", "/v1/courier/jobs"),
   status: (online, position) => call("PUT", "/v1/courier/status",

@@ -1,6 +1,7 @@
 // The courier app: sign-in from the link, the shift switch, offers and jobs in hand. What it
-// shows comes from dispatch's courier API (polled) with the steps still waiting in the outbox
-// applied on top, so a step taken without network shows at once, marked "chờ gửi".
+// shows comes from dispatch's courier API (pushed on shift through a stream of events, polled
+// otherwise) with the steps still waiting in the outbox applied on top, so a step taken
+// without network shows at once, marked "chờ gửi".
 import { fillTexts, reconcile, say } from "/web/shared/ui.js";
 import { alertNewOffer, unlockSound } from "./alert.js";
 import { api, ApiError, NetworkError, serverNow } from "./api.js";
@@ -11,10 +12,13 @@ import * as outbox from "./outbox.js";
 import { explain } from "./problems.js";
 import * as session from "./session.js";
 import { STEP_RESULT, StepSender } from "./steps.js";
+import { JobStream } from "./stream.js";
 import { jobCard, jobKey, offerCard, tickOffer } from "./view.js";
 
-const POLL_ONLINE_MS = 2500;
+const POLL_ONLINE_MS = 2500; // on shift while the stream of offers is down
+const POLL_PUSHED_MS = 30000; // on shift with the stream up: a slow poll only to reconcile
 const POLL_OFFLINE_MS = 15000; // off shift: only the jobs in hand, which change only by the courier
+const STEP_SETTLE_MS = 3000; // a push this soon after a step's answer may have left before the step
 const ON_SHIFT = "giao.online";
 const JOBS = "giao.jobs"; // the jobs in hand as last seen, to open the app without network
 
@@ -27,11 +31,13 @@ const state = {
   queued: [],
   unreachable: false, // the last request found no network although the browser thinks it has some
   seenOffers: new Set(),
-  version: 0, // bumped by every answer that changes a job, so an older poll's answer is ignored
+  version: 0, // bumped by every step's answer and every push, so an older poll's answer is ignored
+  steppedAt: -Infinity, // when the last step's answer changed a job (performance.now())
 };
 
 let tracker = null;
 let sender = null;
+let stream = null;
 let pollTimer = null;
 let tickTimer = null;
 
@@ -121,8 +127,14 @@ function setJobs(jobs) {
   }
 }
 
-function updateJob(job) {
+// A step's answer changed the jobs: newer than any poll still on its way.
+function stepped() {
   state.version += 1;
+  state.steppedAt = performance.now();
+}
+
+function updateJob(job) {
+  stepped();
   setJobs(job ? [...state.jobs.filter((j) => j.order_id !== job.order_id), job] : state.jobs);
 }
 
@@ -136,6 +148,25 @@ function failed(error, action, job) {
   if (error instanceof ApiError && error.status === 401) return endSession(t("session_ended"));
   if (error instanceof NetworkError) reached(false);
   say(explain(error, action, job), "error");
+}
+
+// A `jobs` event of the stream: as a poll's answer, and newer than any poll still on its way;
+// unless it may predate the courier's last step (on another connection): then a poll asks.
+function pushed(items) {
+  reached(true);
+  if (performance.now() - state.steppedAt < STEP_SETTLE_MS) return poll();
+  state.version += 1;
+  setJobs(items);
+}
+
+function nextPollMs() {
+  if (!state.online) return POLL_OFFLINE_MS;
+  return stream?.live ? POLL_PUSHED_MS : POLL_ONLINE_MS;
+}
+
+function schedulePoll() {
+  clearTimeout(pollTimer);
+  pollTimer = setTimeout(poll, nextPollMs());
 }
 
 async function poll() {
@@ -152,7 +183,7 @@ async function poll() {
       if (error instanceof NetworkError) reached(false);
     }
   }
-  pollTimer = setTimeout(poll, state.online ? POLL_ONLINE_MS : POLL_OFFLINE_MS);
+  schedulePoll();
 }
 
 // --- the courier's actions --------------------------------------------------------------------
@@ -183,7 +214,7 @@ async function decline(job) {
 }
 
 function forgetOffer(job) {
-  state.version += 1;
+  stepped();
   setJobs(state.jobs.filter((j) => j.order_id !== job.order_id));
 }
 
@@ -224,6 +255,7 @@ async function toggleShift() {
     localStorage.setItem(ON_SHIFT, "1");
     showSession();
     say(t("shift_started"));
+    stream?.open();
     poll();
   } catch (error) {
     phone.stop();
@@ -241,10 +273,11 @@ async function endShift() {
     return failed(error, "status");
   }
   tracker?.stop();
+  stream?.close();
   state.online = false;
   localStorage.removeItem(ON_SHIFT);
   say(t("shift_ended"));
-  state.version += 1;
+  stepped();
   setJobs(state.jobs.filter((j) => j.status !== "offered")); // going offline withdrew them
   poll();
 }
@@ -264,11 +297,12 @@ async function resumeShift() {
 }
 
 async function endSession(notice) {
+  stream?.close();
   tracker?.dispose();
   sender?.dispose();
   clearTimeout(pollTimer);
   clearInterval(tickTimer);
-  tracker = sender = null;
+  tracker = sender = stream = null;
   session.forget();
   await outbox.clear();
   Object.assign(state, { online: false, jobs: [], queued: [], seenOffers: new Set() });
@@ -289,11 +323,19 @@ function startSession() {
     onRejected: (step, error) => { failed(error, step.action, state.jobs.find((j) => j.order_id === step.orderId)); poll(); },
     onUnauthorized: () => endSession(t("session_ended")),
   });
+  stream = new JobStream({
+    onJobs: pushed,
+    onLive: (live) => { $("offers").dataset.push = live ? "live" : "off"; schedulePoll(); },
+    onUnauthorized: () => endSession(t("session_ended")),
+  });
   tickTimer = setInterval(tick, 1000);
   render();
   const steps = sender;
   steps.load().then(() => steps.send());
-  if (state.online) resumeShift();
+  if (state.online) {
+    resumeShift();
+    stream.open();
+  }
   poll();
 }
 
@@ -316,9 +358,13 @@ async function main() {
     say(t("back_online"));
     showNetwork();
     sender?.send();
+    stream?.renew();
     poll();
   });
-  window.addEventListener("offline", showNetwork);
+  window.addEventListener("offline", () => {
+    showNetwork();
+    stream?.renew(); // the stream in hand is dead; a new one once the network is back
+  });
   document.addEventListener("visibilitychange", () => { if (!document.hidden) poll(); });
   navigator.serviceWorker?.register("sw.js").catch(() => {});
   if (session.token() === null) {

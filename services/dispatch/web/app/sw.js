@@ -5,14 +5,14 @@
 // needs itself.
 
 // A new name for every change to the list below: the old copy is then dropped on activation.
-const CACHE = "giao-courier-shell-v2";
+const CACHE = "giao-courier-shell-v3";
 // The shell's files of the project's pages every service serves (/web/shared/): outside this
 // worker's scope, but fetched by its pages, so they pass through it too.
 const SHARED = ["/web/shared/base.css", "/web/shared/ui.js", "/web/shared/api.js", "/web/shared/format.js",
   "/web/shared/messages.js"];
 const SHELL = [
   "./", "app.css", "app.js", "alert.js", "api.js", "format.js", "location.js", "messages.js", "outbox.js",
-  "problems.js", "session.js", "steps.js", "view.js", "manifest.webmanifest", "icons/icon-192.png",
+  "problems.js", "session.js", "steps.js", "stream.js", "view.js", "manifest.webmanifest", "icons/icon-192.png",
   "icons/icon-512.png", ...SHARED,
 ];
 const SCOPE = new URL(self.registration.scope);
