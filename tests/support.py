@@ -186,7 +186,7 @@ class EventStream:
         try:
             async with http.stream("GET", path, headers=headers, timeout=httpx.Timeout(10, read=30)) as response:
                 self.status = response.status_code
-                name, data = "message", []
+                name, data = "message", list[str]()
                 async for line in response.aiter_lines():
                     self.raw.append(line)
                     if line == "":
