@@ -104,7 +104,8 @@ async def main(args: argparse.Namespace) -> int:
         print("baseline: PostgreSQL single-row commits ...", flush=True)
         results["baseline_pg_commits_per_s"] = await postgres_baseline(args.pg_dsn)
     endpoints = Endpoints(admin_token=args.admin_token)
-    async with LeanGiao(endpoints, max_connections=400) as client:
+    # (a connection per courier's stream on top of the calls')
+    async with LeanGiao(endpoints, max_connections=400 + args.couriers) as client:
         bench = Bench(client, args)
         settle_garbage_collector()  # as the services do: the generator's CPU is on this machine too
         print(f"setting up {args.merchants} merchants and {args.couriers} couriers ...", flush=True)
