@@ -61,8 +61,9 @@ Environment variables (besides the common GIAO_* ones of shared.settings):
 - GIAO_DISPATCH_STREAM_MAX_S (900): a courier's stream ends after this; the app opens another
 - GIAO_DISPATCH_STREAMS_PER_COURIER (3): open streams one courier may hold in one process (a
   phone reconnecting before its old stream was noticed gone); more is 429 with Retry-After
-- GIAO_DISPATCH_STREAMS_MAX (5000): open courier streams one process holds; more is 503 with
-  Retry-After (the app polls meanwhile)
+- GIAO_DISPATCH_STREAMS_MAX (800): open courier streams one process holds; more is 503 with
+  Retry-After (the app polls meanwhile). Below GIAO_LIMIT_CONCURRENCY (1000), which counts every
+  open connection: raise both for more couriers per process
 - GIAO_DISPATCH_PUBLIC_URL (""): where couriers reach dispatch (e.g. https://dispatch.giao.example),
   for the sign-in link of a new courier (`<public url>/app/#t=<token>`); empty gives a link
   relative to dispatch itself (`/app/#t=<token>`)
@@ -140,7 +141,7 @@ class DispatchSettings(CommonSettings, LimitSettings):
     stream_heartbeat_s: float = Field(15.0, gt=0)
     stream_max_s: float = Field(900.0, gt=0)
     streams_per_courier: int = Field(3, ge=1)
-    streams_max: int = Field(5000, ge=1)
+    streams_max: int = Field(800, ge=1)
     admin_token: str = admin_token_field()
     delivery_code_key: str = delivery_code_key_field()
 

@@ -11,6 +11,7 @@ from typing import Any
 
 import httpx
 
+from services.dispatch.settings import DispatchSettings
 from tests.dispatch.support import Courier, Dispatch, Order
 from tests.support import EventStream, eventually, serving
 
@@ -123,3 +124,10 @@ async def test_streams_are_limited_per_courier_and_per_process_and_need_a_courie
 
 async def _open(dispatch: Dispatch, count: int) -> bool:
     return dispatch.app.state.streams.open == count
+
+
+def test_the_process_caps_its_streams_below_its_connections():
+    settings = DispatchSettings()
+    # uvicorn answers 503 past limit_concurrency open connections, streams included: the
+    # streams' own cap comes first, so that the couriers' calls still get through.
+    assert settings.streams_max < settings.limit_concurrency
