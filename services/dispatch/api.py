@@ -22,12 +22,22 @@ from fastapi.responses import JSONResponse, Response
 from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 
-from shared.http import ModelResponse, Problem, api_router, json_body, problem_response, problem_responses, read_body
+from shared.http import (
+    ModelResponse,
+    Problem,
+    api_router,
+    bearer,
+    json_body,
+    problem_response,
+    problem_responses,
+    read_body,
+)
 from shared.live import StreamsFull
 
 from . import deps, domain, store
 from .deps import CourierIdentity, current_courier
 from .schemas import (
+    JOBS_SSE_EVENT,
     JOBS_SSE_EXAMPLE,
     CourierFlag,
     CourierStatus,
@@ -173,7 +183,7 @@ async def list_jobs(request: Request, courier: CourierIdentity = Depends(current
     responses={
         200: {
             "description": "The stream",
-            "content": {"text/event-stream": {"schema": {"type": "string"}, "example": JOBS_SSE_EXAMPLE}},
+            "content": {"text/event-stream": {"schema": JOBS_SSE_EVENT, "example": JOBS_SSE_EXAMPLE}},
         },
         **problem_responses(401, 429, 503),
     },
@@ -187,8 +197,13 @@ async def stream_jobs(request: Request, courier: CourierIdentity = Depends(curre
             raise Problem(503, "Too many open streams; poll the jobs meanwhile", headers=RETRY_STREAM) from None
         raise Problem(429, "Too many open streams of this courier", headers=RETRY_STREAM) from None
     settings = deps.settings(request)
+    token, known = bearer(request), deps.known_couriers_of(request)
+
+    async def signed_in() -> bool:  # the token still the courier's (remembered token_cache_s)
+        return token is not None and getattr(await known.owner(token), "id", None) == courier.id
+
     return EventSourceResponse(
-        _job_events(streams.jobs(slot, courier.id)),
+        _job_events(streams.jobs(slot, courier.id, signed_in)),
         ping=settings.stream_heartbeat_s,
         headers={"Cache-Control": "no-store"},
         ping_message_factory=lambda: ServerSentEvent(comment="ping"),

@@ -96,3 +96,10 @@ def hints(request: Request) -> WorkHints:
 
 def streams(request: Request) -> CourierStreams:
     return request.app.state.streams
+
+
+def known_couriers_of(request: Request) -> secrets.KnownSecrets[CourierIdentity]:
+    """Who holds which courier token, as this process remembers it (for a stream that outlives
+    the request's own check)."""
+    couriers: BearerLimits[CourierIdentity] = request.app.state.couriers
+    return couriers.known

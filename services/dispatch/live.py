@@ -9,7 +9,7 @@ the list as GET /v1/courier/jobs does: the current one on connect, then each dif
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from uuid import UUID
 
 import asyncpg
@@ -49,9 +49,12 @@ class CourierStreams(StreamSlots):
         self._pool = pool
         self._max_stream_s = max_stream_s
 
-    async def jobs(self, slot: Slot, courier_id: UUID) -> AsyncIterator[list[store.Job]]:
-        """The courier's offers and jobs now, then each time others changed them; it ends after
-        max_stream_s (the client reconnects). Its end releases `slot`."""
+    async def jobs(
+        self, slot: Slot, courier_id: UUID, signed_in: Callable[[], Awaitable[bool]]
+    ) -> AsyncIterator[list[store.Job]]:
+        """The courier's offers and jobs now, then each time others changed them, while
+        `signed_in` (a token revoked meanwhile gets nothing more); it ends after max_stream_s
+        (the client reconnects). Its end releases `slot`."""
         try:
             # Watch first, then read: no change can fall between the two.
             with self._feed.watch(str(courier_id)) as watcher:
@@ -60,6 +63,8 @@ class CourierStreams(StreamSlots):
                 yield current
                 while (fresh := await watcher.next(timeout=deadline - time.monotonic())) is not None:
                     if fresh != current:
+                        if not await signed_in():
+                            return
                         current = fresh
                         yield current
         finally:

@@ -245,7 +245,16 @@ class JobList(BaseModel):
     items: list[Job]
 
 
-# GET /v1/courier/jobs/events, as the OpenAPI document shows it: the list, a ping, a new offer.
+# GET /v1/courier/jobs/events, as the OpenAPI document shows it: each event (its data a JobList
+# in JSON), and a stream of the list, a ping, a new offer.
+JOBS_SSE_EVENT = {
+    "type": "object",
+    "properties": {
+        "event": {"const": "jobs"},
+        "data": {"type": "string", "contentMediaType": "application/json", "description": "A JobList"},
+    },
+    "required": ["event", "data"],
+}
 _OFFER_EXAMPLE = Job.model_config["json_schema_extra"]["examples"][0]  # type: ignore[index]
 JOBS_SSE_EXAMPLE = (
     'event: jobs\ndata: {"items":[]}\n\n: ping\n\n'

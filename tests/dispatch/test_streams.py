@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from services.dispatch.settings import DispatchSettings
-from tests.dispatch.support import Courier, Dispatch, Order
+from tests.dispatch.support import ADMIN, Courier, Dispatch, Order
 from tests.support import EventStream, eventually, serving
 
 PATH = "/v1/courier/jobs/events"
@@ -89,6 +89,20 @@ async def test_an_offer_made_by_another_instance_reaches_the_stream_and_so_does_
         # Unanswered, the offer expires (in the worker) and goes; then to the same courier
         # again? No: a courier is never asked twice, so the list stays empty.
         assert await stream.sent(3) == []
+
+
+async def test_a_revoked_token_gets_nothing_more_on_its_open_stream(start):
+    dispatch = await start(token_cache_s=0)
+    courier = await dispatch.new_courier()
+    await _listening(dispatch)
+    async with serving(dispatch.app) as http, stream_of(http, courier) as stream:
+        assert await stream.sent(1) == []
+        revoked = await dispatch.client.delete(f"/v1/admin/couriers/{courier.id}/token", headers=ADMIN)
+        assert revoked.status_code == 204
+        order = await dispatch.place(Order(cod_amount_vnd=0))
+        assert await dispatch.job_status(order.id) == "offered"  # offered to them, not shown to the phone
+        await stream.finished(timeout=10)
+        assert stream.lists() == [[]]
 
 
 async def test_heartbeats_and_the_streams_end_after_its_time(start):
