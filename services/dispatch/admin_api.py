@@ -218,7 +218,7 @@ async def create_courier(body: CourierCreate, request: Request) -> CourierCreate
 async def reissue_token(courier_id: str, request: Request) -> CourierToken:
     cid = parse_courier_id(courier_id)
     async with transaction(request) as conn:
-        token = await couriers.replace_token(conn, cid, reissue=True)
+        token = await couriers.replace_token(conn, deps.settings(request), cid, reissue=True)
     if token is None:
         raise Problem(404, "Courier not found")
     return CourierToken(id=cid, token=token, signin_link=signin_link(deps.settings(request).public_url, token))
@@ -235,8 +235,9 @@ async def reissue_token(courier_id: str, request: Request) -> CourierToken:
 async def revoke_token(courier_id: str, request: Request) -> Response:
     cid = parse_courier_id(courier_id)
     async with transaction(request) as conn:
-        if await couriers.replace_token(conn, cid, reissue=False) is None:
+        if await couriers.replace_token(conn, deps.settings(request), cid, reissue=False) is None:
             raise Problem(404, "Courier not found")
+    deps.hints(request).poke()  # after the commit: the offers it withdrew are due again
     return Response(status_code=204)
 
 

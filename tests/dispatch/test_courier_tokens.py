@@ -1,11 +1,12 @@
 """The admin revokes or re-issues a courier's token: every instance refuses the old one within
-GIAO_DISPATCH_TOKEN_CACHE_S, even one that had it remembered (the courier app then signs out)."""
+GIAO_DISPATCH_TOKEN_CACHE_S, even one that had it remembered (the courier app then signs out);
+a revoked courier goes offline and their open offers go on at once."""
 
 from __future__ import annotations
 
 import uuid
 
-from tests.dispatch.support import ADMIN, Courier
+from tests.dispatch.support import ADMIN, Courier, Order, east
 from tests.support import eventually
 
 CACHE_S = 0.5
@@ -27,6 +28,18 @@ async def test_a_revoked_token_is_refused_by_every_instance_within_the_cache_tim
         return [await _answers(a, courier), await _answers(b, courier)] == [401, 401]
 
     await eventually(refused_by_both, timeout=5 * CACHE_S + 5, what="both instances to refuse the old token")
+
+
+async def test_a_revoked_courier_goes_offline_and_their_offer_to_the_next_courier_at_once(start):
+    d = await start(offer_timeout_s=120)  # an offer left to time out would wait two minutes
+    lost = await d.new_courier(name="Trần Văn Mất", vehicle="bicycle")
+    order = await d.place(Order(cod_amount_vnd=0))
+    await d.offer_for(lost, order)
+    assert (await d.client.delete(f"/v1/admin/couriers/{lost.id}/token", headers=ADMIN)).status_code == 204
+    status = (await d.client.get(f"/v1/admin/couriers/{lost.id}", headers=ADMIN)).json()
+    assert status["online"] is False and status["load"] == 0
+    other = await d.new_courier(name="Lê Thị Hoa", at=east(300))
+    await d.offer_for(other, order)
 
 
 async def test_a_reissued_token_works_and_the_old_one_does_not(start):

@@ -91,16 +91,17 @@ async def test_an_offer_made_by_another_instance_reaches_the_stream_and_so_does_
         assert await stream.sent(3) == []
 
 
-async def test_a_revoked_token_gets_nothing_more_on_its_open_stream(start):
+async def test_a_replaced_token_gets_nothing_more_on_its_open_stream(start):
     dispatch = await start(token_cache_s=0)
     courier = await dispatch.new_courier()
     await _listening(dispatch)
     async with serving(dispatch.app) as http, stream_of(http, courier) as stream:
         assert await stream.sent(1) == []
-        revoked = await dispatch.client.delete(f"/v1/admin/couriers/{courier.id}/token", headers=ADMIN)
-        assert revoked.status_code == 204
+        # A new phone: a new token; the courier stays online, the old phone's stream goes quiet.
+        reissued = await dispatch.client.post(f"/v1/admin/couriers/{courier.id}/token", headers=ADMIN)
+        assert reissued.status_code == 201
         order = await dispatch.place(Order(cod_amount_vnd=0))
-        assert await dispatch.job_status(order.id) == "offered"  # offered to them, not shown to the phone
+        assert await dispatch.job_status(order.id) == "offered"  # offered to them, not shown to the old phone
         await stream.finished(timeout=10)
         assert stream.lists() == [[]]
 

@@ -58,11 +58,20 @@ async def create_courier(
     return row, token
 
 
-async def replace_token(conn: asyncpg.Connection, courier_id: UUID, *, reissue: bool) -> str | None:
+async def replace_token(
+    conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID, *, reissue: bool
+) -> str | None:
     """Revoke a courier's token. With `reissue`, the new token is returned (shown once); without,
     the courier is signed out until a token is issued again (the stored hash is then of a secret
-    nobody was given). None for an unknown courier. Instances that remembered the old token
-    refuse it within `token_cache_s`."""
+    nobody was given) and goes offline, their open offers to the next courier at once (a phone
+    that cannot answer must not hold orders until the offers time out; accepted jobs stay with
+    them, as when going offline). None for an unknown courier. Instances that remembered the
+    old token refuse it within `token_cache_s`."""
+    if not reissue:
+        row = await store_couriers.courier(conn, courier_id)
+        if row is None:
+            return None
+        await set_status(conn, settings, courier_id, online=False, lat=None, lng=None, vehicle=row["vehicle"])
     token = secrets.new_secret(TOKEN_PREFIX)
     if not await store_couriers.set_courier_secret(conn, courier_id, secrets.secret_hash(token)):
         return None
