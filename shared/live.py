@@ -12,7 +12,7 @@ changes may have been missed meanwhile.
 
 `StreamSlots` counts the open streams, of each client and of the process: a slot is reserved
 before the request's first await, so a burst of openings cannot all pass the count before any
-of them is counted. Each service builds its own events on these two.
+of them is counted; `FeedStreams` joins the two, and each service adds its own events.
 """
 
 from __future__ import annotations
@@ -227,3 +227,23 @@ class StreamSlots:
             del self._open[client]
         self.open -= 1
         self._gauge.dec()
+
+
+class FeedStreams(StreamSlots, Generic[V]):
+    """Streams counted by StreamSlots that follow one change feed and end after max_stream_s
+    (the client opens another); each service adds the events its streams send."""
+
+    def __init__(
+        self,
+        feed: ChangeFeed[V],
+        pool: Callable[[], asyncpg.Pool],
+        *,
+        max_per_client: int,
+        max_open: int,
+        max_stream_s: float,
+        gauge: Gauge,
+    ) -> None:
+        super().__init__(max_per_client=max_per_client, max_open=max_open, gauge=gauge)
+        self._feed = feed
+        self._pool = pool
+        self._max_stream_s = max_stream_s

@@ -67,7 +67,7 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
     streams = CourierStreams(
         feed,
         lambda: runtime.pool,
-        max_per_courier=settings.streams_per_courier,
+        max_per_client=settings.streams_per_courier,
         max_open=settings.streams_max,
         max_stream_s=settings.stream_max_s,
         gauge=Gauge("dispatch_courier_streams", "Couriers' open streams of offers", registry=metrics.registry),

@@ -13,9 +13,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from uuid import UUID
 
 import asyncpg
-from prometheus_client import Gauge
 
-from shared.live import ChangeFeed, Slot, StreamSlots
+from shared.live import ChangeFeed, FeedStreams, Slot
 
 from . import store
 
@@ -30,24 +29,9 @@ def change_feed(dsn: str, pool: Callable[[], asyncpg.Pool]) -> ChangeFeed[list[s
     return ChangeFeed(dsn, pool, channel=store.COURIER_JOBS_CHANNEL, read=read)
 
 
-class CourierStreams(StreamSlots):
+class CourierStreams(FeedStreams[list[store.Job]]):
     """The couriers' open streams in this process (a few per courier: a phone that reconnects
     before its old stream timed out), and what each one sends."""
-
-    def __init__(
-        self,
-        feed: ChangeFeed[list[store.Job]],
-        pool: Callable[[], asyncpg.Pool],
-        *,
-        max_per_courier: int,
-        max_open: int,
-        max_stream_s: float,
-        gauge: Gauge,
-    ) -> None:
-        super().__init__(max_per_client=max_per_courier, max_open=max_open, gauge=gauge)
-        self._feed = feed
-        self._pool = pool
-        self._max_stream_s = max_stream_s
 
     async def jobs(
         self, slot: Slot, courier_id: UUID, signed_in: Callable[[], Awaitable[bool]]

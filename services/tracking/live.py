@@ -14,12 +14,11 @@ from typing import Any
 
 import asyncpg
 import orjson
-from prometheus_client import Gauge
 from sse_starlette import ServerSentEvent
 
 from services.tracking import domain, store
 from services.tracking.domain import Parcel
-from shared.live import ChangeFeed, Slot, StreamSlots
+from shared.live import ChangeFeed, FeedStreams, Slot
 
 
 def change_feed(dsn: str, pool: Callable[[], asyncpg.Pool]) -> ChangeFeed[Parcel]:
@@ -38,23 +37,8 @@ def change_feed(dsn: str, pool: Callable[[], asyncpg.Pool]) -> ChangeFeed[Parcel
 END_RETRY_MS = 86_400_000
 
 
-class Streams(StreamSlots):
+class Streams(FeedStreams[Parcel]):
     """The open SSE streams of this process: how many each client has, and their events."""
-
-    def __init__(
-        self,
-        feed: ChangeFeed[Parcel],
-        pool: Callable[[], asyncpg.Pool],
-        *,
-        max_per_client: int,
-        max_open: int,
-        max_stream_s: float,
-        gauge: Gauge,
-    ) -> None:
-        super().__init__(max_per_client=max_per_client, max_open=max_open, gauge=gauge)
-        self._feed = feed
-        self._pool = pool
-        self._max_stream_s = max_stream_s
 
     async def events(self, slot: Slot, parcel: Parcel) -> AsyncIterator[ServerSentEvent]:
         """The stream of `parcel` (found by its code): its state now, then each visible change,
