@@ -52,6 +52,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument(
         "--poll", type=float, default=0.0, help="a courier's job poll interval, seconds (0: the stream of offers)"
     )
+    # A courier told of offers at once (the stream) and delivering at once did one central
+    # courier's 30 jobs a second: over the per-courier limit (30 requests/s), 429s and orders
+    # left undelivered. At 0.5 s a motorbike (3 at once) does at most 6 jobs a second.
+    p.add_argument("--ride", type=float, default=0.5, help="seconds between a courier's pickup and delivery of a job")
     p.add_argument("--sample", type=float, default=0.05, help="share of orders followed over SSE")
     p.add_argument("--baseline-messages", type=int, default=50_000)
     # The same ports `make up` uses (deploy/local honours GIAO_KAFKA_PORT and GIAO_PG_PORT).

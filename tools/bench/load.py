@@ -252,9 +252,10 @@ class Bench:
                         order.ping = (lat, time.monotonic())
                 return "picked_up"
             if status == "picked_up" and order:
-                if order.sampled and order.ping:
-                    # let the customer see the ping before the parcel arrives
-                    await asyncio.sleep(max(0.0, 1.0 - (time.monotonic() - order.ping[1])))
+                ride = self.args.ride
+                if order.sampled and order.ping:  # let the customer see the ping before the parcel arrives
+                    ride = max(ride, 1.0 - (time.monotonic() - order.ping[1]))
+                await asyncio.sleep(ride)
                 await self.client.job_action(
                     token, order_id, "deliver", {"delivery_code": order.delivery_code, "cod_collected_vnd": order.cod}
                 )
