@@ -6,12 +6,18 @@ const TIMEOUT_MS = 20000; // a slow 3G answer still arrives; a dead connection d
 // No answer at all: no network, a timeout, or the connection dropped before the answer.
 export class NetworkError extends Error {}
 
-// An answer other than 2xx: its status and problem document (detail, errors, attempts_left, ...).
+// An answer other than 2xx: its status, problem document (detail, errors, attempts_left, ...)
+// and the server's Retry-After in seconds (0 if none).
 export class ApiError extends Error {
-  constructor(status, problem) {
+  constructor(status, problem, retryAfterS = 0) {
     super(problem?.detail || `HTTP ${status}`);
     this.status = status;
     this.problem = problem || {};
+    this.retryAfterS = retryAfterS;
+  }
+
+  static of(response, problem) {
+    return new ApiError(response.status, problem, Number(response.headers.get("retry-after")) || 0);
   }
 }
 
@@ -39,6 +45,6 @@ export async function request(method, path, { body, headers = {}, token, onAnswe
   } catch (error) {
     throw new NetworkError(String(error)); // the answer was cut off
   }
-  if (!response.ok) throw new ApiError(response.status, data);
+  if (!response.ok) throw ApiError.of(response, data);
   return data;
 }

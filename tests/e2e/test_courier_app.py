@@ -481,6 +481,51 @@ async def test_a_step_taken_offline_waits_and_reaches_dispatch_and_tracking_once
         await city.services_agree()
 
 
+async def test_a_step_over_the_rate_waits_the_retry_after_and_a_locked_job_does_not(city, browser):
+    async with courier_phone(city, browser, service_workers="block") as courier:  # routes see no worker's requests
+        phone = courier.phone
+        await go_online(courier)
+        order = await city.order(cod=0)
+        await phone.offer(order["id"]).get_by_test_id("offer-accept").click(timeout=WAIT_MS)
+        job = phone.job(order["id"])
+        await expect(job).to_have_attribute("data-status", "assigned", timeout=WAIT_MS)
+
+        sent: list[float] = []
+
+        async def too_many_first(route):
+            sent.append(time.monotonic())
+            if len(sent) == 1:  # longer than the app's own first wait (2 s): only the header explains waiting it
+                problem = {"type": "about:blank", "title": "Too Many Requests", "status": 429, "detail": "slow down"}
+                await route.fulfill(status=429, headers={"Retry-After": "4"}, json=problem)
+            else:
+                await route.continue_()
+
+        await phone.page.route("**/v1/courier/jobs/*/pickup", too_many_first)
+        await job.get_by_test_id("job-pickup").click()
+        await expect(job).to_have_attribute("data-pending", "true", timeout=WAIT_MS)  # kept, not dropped
+        await expect(phone.testid("message")).to_have_text("Máy chủ đang bận: bước này đang chờ và sẽ tự gửi lại.")
+        await expect(job).to_have_attribute("data-pending", "false", timeout=WAIT_MS)
+        await expect(job).to_have_attribute("data-status", "picked_up")
+        assert len(sent) == 2 and sent[1] - sent[0] >= 3.9
+        assert (await city.client.admin_job(order["id"]))["status"] == "picked_up"
+
+        # A 429 about the job (locked after 5 wrong codes, for 15 min) is no rate: the step is
+        # dropped and said, not kept to send the same code again when the lock ends.
+        for left in (4, 3, 2, 1, 0):
+            await job.get_by_test_id("delivery-code").fill(wrong(order["delivery_code"]))
+            await job.get_by_test_id("job-deliver").click()
+            said = f"Sai mã giao hàng. Còn {left} lần thử." if left else "Sai mã giao hàng quá nhiều lần"
+            await expect(phone.testid("message")).to_contain_text(said, timeout=WAIT_MS)
+        await job.get_by_test_id("delivery-code").fill(order["delivery_code"])
+        await job.get_by_test_id("job-deliver").click()
+        await expect(phone.testid("message")).to_have_text(
+            "Nhập sai quá nhiều lần. Thử lại sau 15 phút.", timeout=WAIT_MS
+        )
+        await expect(phone.testid("pending-steps")).to_have_text("0")
+        await expect(job).to_have_attribute("data-pending", "false")
+        await expect(job).to_have_attribute("data-status", "picked_up")
+
+
 async def test_the_app_opens_without_network_after_a_first_visit(city, browser):
     async with courier_phone(city, browser) as courier:
         phone = courier.phone

@@ -26,7 +26,7 @@ export function call(method, path, body) {
 }
 
 // The courier's stream of offers and jobs (stream.js reads it): the answer itself once it is a
-// stream; a refusal is an ApiError whose `retryAfterS` is the server's Retry-After (0 if none).
+// stream; a refusal is an ApiError (with the server's Retry-After).
 // fetch, not EventSource, which cannot send the Authorization header.
 export async function jobEvents(signal) {
   let response;
@@ -40,10 +40,7 @@ export async function jobEvents(signal) {
   }
   learnClock(response);
   if (!response.ok || !(response.headers.get("content-type") || "").startsWith("text/event-stream")) {
-    const problem = await response.json().catch(() => null);
-    const error = new ApiError(response.status, problem);
-    error.retryAfterS = Number(response.headers.get("retry-after")) || 0;
-    throw error;
+    throw ApiError.of(response, await response.json().catch(() => null));
   }
   return response;
 }

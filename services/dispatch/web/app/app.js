@@ -231,7 +231,9 @@ async function takeStep(job, action, input) {
     body = { delivery_code: input.code, cod_collected_vnd: cod };
   }
   await sender.take(job.order_id, action, body);
-  if (state.queued.some((s) => s.orderId === job.order_id && s.action === action)) say(t("step_queued"));
+  if (state.queued.some((s) => s.orderId === job.order_id && s.action === action)) {
+    say(t(navigator.onLine ? "step_waiting" : "step_queued")); // online: the server asked to wait
+  }
 }
 
 async function toggleShift() {

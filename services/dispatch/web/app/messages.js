@@ -83,6 +83,7 @@ export const MESSAGES = {
     step_sent_fail: "Đã báo giao không thành công.",
     step_sent_return: "Đã báo trả hàng cho shop.",
     step_queued: "Không có mạng: bước này đang chờ gửi và sẽ tự gửi khi có mạng.",
+    step_waiting: "Máy chủ đang bận: bước này đang chờ và sẽ tự gửi lại.",
 
     bad_code_format: "Mã giao hàng gồm đúng 6 chữ số.",
     bad_cod_format: "Hãy nhập số tiền đã thu.",

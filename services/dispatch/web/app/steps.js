@@ -1,9 +1,10 @@
 // A job's steps (pickup, deliver, fail, return) go through the outbox: kept first, then sent
 // one at a time in the order they were taken. Without network they wait ("chờ gửi") and go
-// when it returns. Sending a step again is safe: dispatch answers 200 with the job when the
+// when it returns (and after a 429, the server's Retry-After). Sending a step again is safe: dispatch answers 200 with the job when the
 // job is already in the step's status, so an answer lost on the way only costs a repeat.
 import { api, ApiError, NetworkError } from "./api.js";
 import * as outbox from "./outbox.js";
+import { codeLockout } from "./problems.js";
 
 export const QUEUED_STEPS = ["pickup", "deliver", "fail", "return"];
 // The job's status once a step is applied.
@@ -65,7 +66,11 @@ export class StepSender {
       } catch (error) {
         if (error instanceof NetworkError || error.status >= 500) return this.retryLater();
         if (error instanceof ApiError && error.status === 401) return this.onUnauthorized();
-        await this.done(step); // refused (409, 422, 429...): sending it again would not help
+        // The courier's rate: the step waits, as without network, at least the server's Retry-After.
+        if (error instanceof ApiError && error.status === 429 && !codeLockout(error)) {
+          return this.retryLater(error.retryAfterS);
+        }
+        await this.done(step); // refused (409, 422, a code lockout...): sending it again would not help
         this.onRejected(step, error);
       }
     }
@@ -76,9 +81,9 @@ export class StepSender {
     await this.load();
   }
 
-  retryLater() {
+  retryLater(retryAfterS = 0) {
     clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => this.send(), this.retryMs);
+    this.retryTimer = setTimeout(() => this.send(), Math.max(this.retryMs, retryAfterS * 1000));
     this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
   }
 
