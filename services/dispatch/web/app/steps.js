@@ -1,7 +1,8 @@
 // A job's steps (pickup, deliver, fail, return) go through the outbox: kept first, then sent
 // one at a time in the order they were taken. Without network they wait ("chờ gửi") and go
-// when it returns (and after a 429, the server's Retry-After). Sending a step again is safe: dispatch answers 200 with the job when the
-// job is already in the step's status, so an answer lost on the way only costs a repeat.
+// when it returns; after a 5xx or a 429 of the courier's rate, later (never sooner than the
+// server's Retry-After). Sending a step again is safe: dispatch answers 200 with the job when
+// the job is already in the step's status, so an answer lost on the way only costs a repeat.
 import { api, ApiError, NetworkError } from "./api.js";
 import * as outbox from "./outbox.js";
 import { codeLockout } from "./problems.js";
