@@ -86,3 +86,20 @@ def test_the_report_names_the_knee_and_the_probe():
     md = markdown(results)
     assert "| 125 | 125 | 0 | 900.0 | 100.0% | 0 | no |" in md
     assert "**100 orders/s**" in md and "1.1 / 1.3" in md
+    assert "Errors" not in md
+
+
+def test_the_report_shows_the_first_errors_under_the_figures():
+    samples = [f"picked_up: POST .../deliver -> 429 #{i}" for i in range(5)]
+    results = {
+        "steps": [{**step(100).__dict__, "meets": True}],
+        "knee_orders_per_s": 100,
+        "knee_reached": False,
+        "knee_step_s": 30,
+        "couriers": 120,
+        "machine_probe_s": [1.1, 1.3],
+        "errors": 12,
+        "error_samples": samples,
+    }
+    tail = markdown(results).splitlines()[-4:]
+    assert tail == ["Errors: 12; the first 3:", *(f"- {e}" for e in samples[:3])]

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 
 from tools.bench.load import Bench
+from tools.bench.report import error_lines
 
 P99_MS = 500.0
 MIN_DELIVERED = 0.99
@@ -165,4 +166,4 @@ def markdown(r: dict) -> str:
     ]
     if "cpu_ms_per_order" in r:
         lines.append(f"CPU ms per order over the ladder (services, Kafka, PostgreSQL): {r['cpu_ms_per_order']}.")
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + error_lines(r)) + "\n"

@@ -54,4 +54,13 @@ def markdown(r: dict) -> str:
         f"| target (≥150 orders/s, p99 placed→offered < 500 ms) | "
         f"{'met' if r['target_met'] else 'NOT met'} ({halves}) |"
     )
-    return "\n".join(lines) + "\n"
+    return "\n".join(lines + error_lines(r)) + "\n"
+
+
+def error_lines(r: dict) -> list[str]:
+    """The first errors of a run, under its figures: each is an order or a step the bench gave
+    up, and a count alone hid for a morning that they were all one courier's 429s."""
+    if not r.get("errors"):
+        return []
+    shown = r.get("error_samples", [])[:3]
+    return ["", f"Errors: {r['errors']}; the first {len(shown)}:", *(f"- {e}" for e in shown)]
