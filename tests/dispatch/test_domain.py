@@ -4,6 +4,7 @@ the delivery-code limit, names."""
 from __future__ import annotations
 
 import math
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -91,7 +92,9 @@ def test_a_repeated_cancel_is_confirmed_again_without_freeing_anyone_twice():
 PICKUP = (20.9516, 107.0801)
 
 
-def _at(metres_east: float, vehicle: str = "motorbike", load: int = 0, capacity: int = 3, cid: str = "c") -> Candidate:
+def _at(
+    metres_east: float, vehicle: str = "motorbike", load: int = 0, capacity: int = 3, cid: object = "c"
+) -> Candidate:
     dlng = metres_east / (111_320 * math.cos(math.radians(PICKUP[0])))
     return Candidate(cid, vehicle, PICKUP[0], PICKUP[1] + dlng, load, capacity)
 
@@ -115,6 +118,12 @@ def test_a_courier_without_free_capacity_is_never_chosen():
 def test_equal_travel_times_prefer_the_lighter_load():
     ranked = domain.rank_candidates(*PICKUP, [_at(400, load=2, cid="busy"), _at(400, load=0, cid="idle")])
     assert ranked[0].candidate.courier_id == "idle"
+
+
+def test_equal_travel_and_load_go_by_courier_id_as_its_text_orders_them():
+    ids = [uuid.UUID(int=n) for n in (0xF0, 0xA, 0xF << 124, 0x1 << 64, 0xB0)]
+    ranked = domain.rank_candidates(*PICKUP, [_at(400, cid=i) for i in ids])
+    assert [r.candidate.courier_id for r in ranked] == sorted(ids, key=str)
 
 
 def test_the_search_widens_by_doubling_up_to_its_limit():
