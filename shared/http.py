@@ -37,8 +37,14 @@ PROBLEM = "application/problem+json"
 FASTAPI_TELEMETRY_OFF: TelemetryConfig = {"tracing": False, "metrics": False, "logs": False, "operation_spans": False}
 
 
+PROBLEM_TYPES = "https://giao.vn/problems/"
+
+
 class Problem(Exception):
-    """Raise to answer with a problem document: Problem(404, "Order not found")."""
+    """Raise to answer with a problem document: Problem(404, "Order not found").
+
+    Its `type` is PROBLEM_TYPES + the status, or + `kind` for a refusal that a client must tell
+    from others of the same status (docs/contract.md lists them)."""
 
     def __init__(
         self,
@@ -47,6 +53,7 @@ class Problem(Exception):
         *,
         title: str | None = None,
         headers: Mapping[str, str] | None = None,
+        kind: str | None = None,
         **extra: Any,
     ) -> None:
         super().__init__(detail)
@@ -54,14 +61,21 @@ class Problem(Exception):
         self.title = title or HTTPStatus(status).phrase
         self.detail = detail
         self.headers = headers
+        self.kind = kind
         self.extra = extra
 
 
 def problem_response(
-    status: int, detail: str, *, title: str | None = None, headers: Mapping[str, str] | None = None, **extra: Any
+    status: int,
+    detail: str,
+    *,
+    title: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    kind: str | None = None,
+    **extra: Any,
 ) -> JSONResponse:
     body = {
-        "type": f"https://giao.vn/problems/{status}",
+        "type": f"{PROBLEM_TYPES}{kind or status}",
         "title": title or HTTPStatus(status).phrase,
         "status": status,
         "detail": detail,
@@ -147,7 +161,9 @@ def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
 def install_problem_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(_: Request, exc: Problem) -> JSONResponse:
-        return problem_response(exc.status, exc.detail, title=exc.title, headers=exc.headers, **exc.extra)
+        return problem_response(
+            exc.status, exc.detail, title=exc.title, headers=exc.headers, kind=exc.kind, **exc.extra
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -62,6 +62,9 @@ router = api_router()
 COURIER_APP = "/app"
 
 RETRY_STREAM = {"Retry-After": "5"}
+# The problem type of a deliver refused while its job is locked after wrong codes: a 429 that
+# the courier's app must not treat as its rate limit (resending the same code when it ends).
+DELIVERY_CODE_LOCKED = "delivery-code-locked"
 
 # The documentation states the defaults (a deployment may set others).
 _DEFAULTS = {name: field.default for name, field in DispatchSettings.model_fields.items()}
@@ -332,6 +335,7 @@ async def deliver(
             f"Too many wrong delivery codes for this job; try again in {wait} s",
             title="Too many attempts",
             headers={"Retry-After": str(wait)},
+            kind=DELIVERY_CODE_LOCKED,
             retry_after_s=wait,
         )
     if check.verdict is domain.CodeVerdict.WRONG_CODE:

@@ -43,6 +43,9 @@ async def test_lockouts_grow_and_a_job_stays_locked_after_the_cap_until_the_admi
         assert [(await dispatch.act(courier, order.id, "deliver", WRONG)).status_code for _ in range(2)] == [422, 422]
         locked = await dispatch.act(courier, order.id, "deliver", RIGHT)
         assert locked.status_code == 429, locked.text
+        # its own problem type: the app must not take it for the rate limit's 429 and resend
+        assert locked.json()["type"] == "https://giao.vn/problems/delivery-code-locked"
+        assert locked.json()["retry_after_s"] == int(locked.headers["retry-after"])
         waits.append(int(locked.headers["retry-after"]))
         await _end_lockout(dispatch, order)
     assert waits[0] <= 60 < waits[1]  # the second lockout is longer than the first

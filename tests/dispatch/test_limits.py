@@ -28,6 +28,7 @@ async def test_a_courier_over_its_rate_gets_429_with_retry_after(start):
     # A token every 10 s, the burst spent just now: the next is 10 s away, less the moment the
     # requests took (ceil: 10, or 9 on a host slow enough to take over a second).
     assert int(r.headers["retry-after"]) in (9, 10) and r.json()["status"] == 429, r.headers["retry-after"]
+    assert r.json()["type"] == "https://giao.vn/problems/429"  # not a lockout: the app waits and resends
     r = await d.client.post(f"/v1/courier/jobs/{other.id}/accept", headers=courier.auth)
     assert r.status_code == 429, "steps too"
     assert (await d.client.get("/v1/courier/jobs", headers=other.auth)).status_code == 200, "each courier its own"

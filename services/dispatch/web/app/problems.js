@@ -4,10 +4,12 @@ import { NetworkError } from "./api.js";
 import { formatMoney } from "./format.js";
 import { t } from "./messages.js";
 
-// A job locked after wrong delivery codes (429 whose problem says until when): sending the
-// same code again would not help. Any other 429 is the courier's rate: the step waits.
+// A job locked after wrong delivery codes (a 429 of its own problem type, saying until when):
+// sending the same code again would not help. Any other 429 is the courier's rate: the step waits.
+const CODE_LOCKED = "https://giao.vn/problems/delivery-code-locked";
+
 export function codeLockout(error) {
-  return error.status === 429 && Number.isInteger(error.problem?.retry_after_s);
+  return error.status === 429 && error.problem?.type === CODE_LOCKED;
 }
 
 export function explain(error, action, job) {
@@ -16,7 +18,7 @@ export function explain(error, action, job) {
   if (status === 401) return t("session_ended");
   if (status === 404) return t("not_found");
   if (status === 409) return action === "accept" || action === "decline" ? t("offer_gone") : t("step_conflict");
-  if (codeLockout(error)) return t("too_many_attempts", { min: Math.max(1, Math.ceil(problem.retry_after_s / 60)) });
+  if (codeLockout(error)) return t("too_many_attempts", { min: Math.max(1, Math.ceil((problem.retry_after_s ?? 60) / 60)) });
   if (status === 429) return t("rate_limited");
   if (status === 422 && action === "deliver") {
     const field = problem.errors?.[0]?.loc?.at(-1);
