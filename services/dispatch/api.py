@@ -23,6 +23,7 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 from starlette.background import BackgroundTask
 
 from shared.http import (
+    PROBLEM_TYPES,
     ModelResponse,
     Problem,
     api_router,
@@ -280,7 +281,8 @@ async def pickup(order_id: str, request: Request, courier: CourierIdentity = Dep
         f"{_DEFAULTS['code_max_failures']} wrong codes in a row the job locks for "
         f"{_DEFAULTS['code_lockout_s']:g} s, each next lockout {_DEFAULTS['code_lockout_growth']} times "
         f"longer (up to {_DEFAULTS['code_lockout_max_s']:g} s), and every attempt meanwhile (even with "
-        "the right code) is 429 with `Retry-After`. After "
+        "the right code) is 429 with `Retry-After`, problem type "
+        f"`{PROBLEM_TYPES}{DELIVERY_CODE_LOCKED}` (the rate limit's 429 has another). After "
         f"{_DEFAULTS['code_max_failures_per_job']} wrong codes on a job in all, it is 423 until the "
         "admin clears it. A courier with "
         f"{_DEFAULTS['courier_code_max_failures']} wrong codes across their jobs within "
