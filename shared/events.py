@@ -190,6 +190,9 @@ class Envelope(Model):
     """What every event has; each event type narrows `type` and `data` and names its topic."""
 
     topic: ClassVar[str]
+    # The first event of every subject of its topic, written once, as the subject comes to be:
+    # sequence 1 without a row in the writer's event_sequences (shared.outbox).
+    opens_subject: ClassVar[bool] = False
     id: UUID
     type: str
     version: Literal[1] = 1
@@ -228,6 +231,7 @@ class OrderPlaced(Envelope):
     """A merchant placed an order."""
 
     topic: ClassVar[str] = ORDERS_TOPIC
+    opens_subject: ClassVar[bool] = True
     type: Literal["order.placed"]
     data: OrderPlacedData
 
@@ -255,6 +259,7 @@ class OrderTrackable(Envelope):
     order.placed (the same occurred_at), on a topic without personal data."""
 
     topic: ClassVar[str] = ORDER_TRACKING_TOPIC
+    opens_subject: ClassVar[bool] = True
     type: Literal["order.trackable"]
     data: OrderTrackableData
 
@@ -358,6 +363,8 @@ AnyEvent = Annotated[
     Field(discriminator="type"),
 ]
 EVENT_TYPES: tuple[type[Envelope], ...] = get_args(get_args(AnyEvent)[0])
+# Topics whose every subject begins with an event that opens it (Envelope.opens_subject).
+OPENED_TOPICS = frozenset(cls.topic for cls in EVENT_TYPES if cls.opens_subject)
 _any_event = TypeAdapter(AnyEvent)
 
 

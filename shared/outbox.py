@@ -13,6 +13,13 @@ of one subject leave in the order they were written; rows are claimed with
 `FOR UPDATE SKIP LOCKED` and deleted in the transaction that published them. A crash
 after publishing and before commit publishes those rows again: delivery is at-least-once
 and consumers are idempotent (shared.inbox).
+
+Sequences: each (topic, subject) has a row in event_sequences holding its last sequence,
+taken and raised in the statement that writes the event, except the event that opens a
+subject (shared.events: Envelope.opens_subject, written once as the subject comes to be):
+it is sequence 1 with no row, and the subject's next event makes the row at 2. An order's
+two opening events then write no sequence row: one row per order cancelled, not two per
+order placed.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ from uuid import uuid4
 import asyncpg
 
 from shared.errors import describe
-from shared.events import Envelope, EventData, type_name
+from shared.events import OPENED_TOPICS, Envelope, EventData, type_name
 
 log = logging.getLogger(__name__)
 
@@ -42,10 +49,11 @@ def lane_of(key: str) -> int:
 
 
 _SEQUENCE_PLACEHOLDER = b'"sequence":1,'
-# Next sequence of the subject and the outbox row with it, in one statement.
+# Next sequence of the subject and the outbox row with it, in one statement; a subject
+# without a row starts at $7 (2 where an opening event, with no row, was its 1).
 _ADD_EVENT = """
     WITH seq AS (
-        INSERT INTO event_sequences (topic, subject, last) VALUES ($1, $2, 1)
+        INSERT INTO event_sequences (topic, subject, last) VALUES ($1, $2, $7::bigint)
         ON CONFLICT (topic, subject) DO UPDATE SET last = event_sequences.last + 1
         RETURNING last),
     ins AS (
@@ -69,9 +77,14 @@ async def add_event(
 
     `topic` defaults to the event type's own; pass the prefixed name when topics are prefixed.
     """
+    if event_cls.opens_subject:
+        raise ValueError(f"{type_name(event_cls)} opens its subject: write it with opening_event_columns")
     topic = topic or event_cls.topic
-    event, head, tail = _draft(event_cls, subject, data, source, occurred_at)  # one round trip
-    sequence = await conn.fetchval(_ADD_EVENT, topic, subject, lane_of(subject), event.type, head, tail)
+    event, head, tail = _draft(event_cls, subject, data, source, occurred_at)
+    first = 2 if event_cls.topic in OPENED_TOPICS else 1
+    sequence = await conn.fetchval(  # one round trip
+        _ADD_EVENT, topic, subject, lane_of(subject), event.type, head, tail, first
+    )
     _hint_relays()
     if sequence != 1:
         event = event.model_copy(update={"sequence": sequence})
@@ -98,6 +111,7 @@ def event_args(
     event_cls: type[Envelope], *, subject: str, data: EventData, source: str, topic: str | None = None
 ) -> list[Any]:
     """The six parameters of EVENT_IF_CHANGED for this event."""
+    _numbered_from_one(event_cls)
     event, head, tail = _draft(event_cls, subject, data, source, None)
     _hint_relays()
     return [topic or event_cls.topic, subject, lane_of(subject), event.type, head, tail]
@@ -145,6 +159,7 @@ def event_columns(
     (class, subject, data); `topic` maps an event class to its (prefixed) topic name."""
     columns: list[list[Any]] = [[], [], [], [], [], []]
     for event_cls, subject, data in events:
+        _numbered_from_one(event_cls)
         event, head, tail = _draft(event_cls, subject, data, source, None)
         values = (topic(event_cls) if topic else event_cls.topic, subject, lane_of(subject), event.type, head, tail)
         for column, value in zip(columns, values, strict=True):
@@ -152,6 +167,48 @@ def event_columns(
     if events:
         _hint_relays()
     return columns
+
+
+def _numbered_from_one(event_cls: type[Envelope]) -> None:
+    """events_from and EVENT_IF_CHANGED start a subject's row at 1: not for a topic whose
+    subjects an opening event began (its 1 has no row), nor for an opening event itself."""
+    if event_cls.topic in OPENED_TOPICS:
+        raise ValueError(f"events of {event_cls.topic} are written with add_event or opening_event_columns")
+
+
+# Parameter types of opening_event_columns' lists, in order.
+OPENING_EVENT_COLUMN_TYPES = ("text[]", "text[]", "smallint[]", "text[]", "bytea[]")
+
+
+def opening_event_columns(
+    events: list[tuple[type[Envelope], str, EventData]],
+    *,
+    source: str,
+    topic: Callable[[type[Envelope]], str] | None = None,
+) -> list[list[Any]]:
+    """Five lists (topic, subject, lane, type, payload) for opening_events_from: events that
+    open their subjects (Envelope.opens_subject), each (class, subject, data), sequence 1. The
+    caller's statement writes them only when it creates the subject (an order's insert)."""
+    columns: list[list[Any]] = [[], [], [], [], []]
+    for event_cls, subject, data in events:
+        if not event_cls.opens_subject:
+            raise ValueError(f"{type_name(event_cls)} does not open its subject")
+        event, head, tail = _draft(event_cls, subject, data, source, None)
+        values = (topic(event_cls) if topic else event_cls.topic, subject, lane_of(subject), event.type)
+        for column, value in zip(columns, (*values, head + b"1" + tail), strict=True):
+            column.append(value)
+    if events:
+        _hint_relays()
+    return columns
+
+
+def opening_events_from(rows: str) -> str:
+    """A CTE writing the opening events of `rows`, a CTE with the columns of
+    opening_event_columns (t, s, lane, type, payload) and n, their order: no sequence rows."""
+    return f"""
+    event_rows AS (
+        INSERT INTO outbox (topic, key, lane, event_type, payload)
+        SELECT t, s, lane, type, payload FROM {rows} ORDER BY n)"""
 
 
 def _draft(

@@ -49,7 +49,7 @@ from shared.events import (
     Point,
 )
 from shared.http import Metrics
-from shared.outbox import add_event, event_columns
+from shared.outbox import add_event, opening_event_columns
 from shared.secrets import (
     KnownSecrets,
     hash_delivery_code,
@@ -312,7 +312,7 @@ class OrdersService:
                 ),
             ),
         ]
-        return event_columns(events, source="orders", topic=self._topic)
+        return opening_event_columns(events, source="orders", topic=self._topic)
 
     def _topic(self, event_cls: type[Envelope]) -> str:
         return f"{self.topic_prefix}{event_cls.topic}"

@@ -17,7 +17,7 @@ import orjson
 
 from services.orders.domain import Cursor, Progress
 from services.orders.webhooks import WebhookEvent
-from shared.outbox import EVENT_COLUMN_TYPES, events_from
+from shared.outbox import OPENING_EVENT_COLUMN_TYPES, opening_events_from
 
 ORDER_COLUMNS = """id, merchant_id, external_id, tracking_code, delivery_code, status, fee_vnd,
     distance_m, cod_amount_vnd, pickup, dropoff, parcel, note, courier, history,
@@ -156,24 +156,27 @@ async def prune_idempotency_keys(pool: asyncpg.Pool, older_than: datetime) -> in
 # --- orders -----------------------------------------------------------------------
 
 
-# The order and its events (order.placed, order.trackable) in one statement: $1..$6 are the
-# events' columns (shared.outbox.event_columns), written only if the order was (nothing at all
-# is written if the insert conflicts).
-_NEW_ORDER_EVENTS = ", ".join(f"${i}::{t}" for i, t in enumerate(EVENT_COLUMN_TYPES, start=1))
+# The order and the events that open it (order.placed, order.trackable) in one statement:
+# $1..$5 are the events' columns (shared.outbox.opening_event_columns), written only if the
+# order was (nothing at all is written if the insert conflicts).
+_NEW_ORDER_EVENTS = ", ".join(f"${i}::{t}" for i, t in enumerate(OPENING_EVENT_COLUMN_TYPES, start=1))
+_ORDER_VALUES = ", ".join(
+    f"${len(OPENING_EVENT_COLUMN_TYPES) + i}" for i in range(1, len(ORDER_COLUMNS.split(",")) + 1)
+)
 _INSERT_ORDER = f"""WITH changed AS (
         INSERT INTO orders ({ORDER_COLUMNS})
-        VALUES ($7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22, $23, $24, $25)
+        VALUES ({_ORDER_VALUES})
         ON CONFLICT DO NOTHING RETURNING true AS inserted),
     new_events AS (
-        SELECT * FROM unnest({_NEW_ORDER_EVENTS}) WITH ORDINALITY AS e(t, s, lane, type, head, tail, n)
+        SELECT * FROM unnest({_NEW_ORDER_EVENTS}) WITH ORDINALITY AS e(t, s, lane, type, payload, n)
         WHERE EXISTS (SELECT FROM changed)),
-    {events_from("new_events")}
+    {opening_events_from("new_events")}
     SELECT changed.inserted FROM changed"""
 
 
 async def insert_order(conn: asyncpg.Connection, order: dict[str, Any], events: list[list[Any]]) -> bool:
-    """Insert a new order with its events (shared.outbox.event_columns); False (and nothing
-    written) if its external_id (or, rarely, its tracking code) is taken."""
+    """Insert a new order with its opening events (shared.outbox.opening_event_columns); False
+    (and nothing written) if its external_id (or, rarely, its tracking code) is taken."""
     inserted = await conn.fetchval(_INSERT_ORDER, *events, *(order[c.strip()] for c in ORDER_COLUMNS.split(",")))
     return bool(inserted)
 

@@ -11,9 +11,17 @@ import pytest
 from aiokafka.errors import OutOfOrderSequenceNumber
 
 from shared.db import create_pool, migrate
-from shared.events import ORDERS_TOPIC, OrderCancelRequested
+from shared.events import DISPATCH_TOPIC, CancelRefused, OrderCancelRequested, OrderTrackable
 from shared.kafka_clients import RelayProducer
-from shared.outbox import OutboxRelay, add_event, add_events, lane_of
+from shared.outbox import (
+    OutboxRelay,
+    add_event,
+    add_events,
+    event_args,
+    event_columns,
+    lane_of,
+    opening_event_columns,
+)
 from shared.settings import CommonSettings
 from tests.support import eventually, read_topic
 
@@ -25,9 +33,9 @@ async def _write_events(pool, topic: str, subjects: list[str], per_subject: int)
             async with pool.acquire() as conn, conn.transaction():
                 await add_event(
                     conn,
-                    OrderCancelRequested,
+                    CancelRefused,
                     subject=s,
-                    source="orders",
+                    source="dispatch",
                     topic=topic,
                     data={"order_id": s, "reason": f"#{i}"},
                 )
@@ -49,7 +57,7 @@ async def setup(infra, database, topic_prefix):
 
 async def test_two_racing_relays_publish_each_row_once_in_subject_order(setup, infra):
     settings, pool, producers = setup
-    topic = settings.topic(ORDERS_TOPIC)
+    topic = settings.topic(DISPATCH_TOPIC)
     subjects = [str(uuid.uuid4()) for _ in range(20)]
     await _write_events(pool, topic, subjects, per_subject=10)
     relays = [OutboxRelay(pool, b.publish, batch_size=7) for b in producers]
@@ -73,13 +81,14 @@ async def test_two_racing_relays_publish_each_row_once_in_subject_order(setup, i
         seqs[event["subject"]].append(event["sequence"])
     assert all(s == list(range(1, 11)) for s in seqs.values()), "per-subject order kept"
     assert (
-        await pool.fetchval("SELECT published FROM outbox_published WHERE event_type = 'order.cancel_requested'") == 200
+        await pool.fetchval("SELECT published FROM outbox_published WHERE event_type = 'delivery.cancel_refused'")
+        == 200
     )
 
 
 async def test_rows_left_by_a_crash_before_commit_are_published_after_restart(setup, infra):
     settings, pool, producers = setup
-    topic = settings.topic(ORDERS_TOPIC)
+    topic = settings.topic(DISPATCH_TOPIC)
     subject = str(uuid.uuid4())
     await _write_events(pool, topic, [subject], per_subject=3)
 
@@ -110,7 +119,7 @@ async def test_rows_left_by_a_crash_before_commit_are_published_after_restart(se
 
 async def test_a_write_in_this_process_wakes_the_relay(setup, infra):
     settings, pool, producers = setup
-    topic = settings.topic(ORDERS_TOPIC)
+    topic = settings.topic(DISPATCH_TOPIC)
     relay = OutboxRelay(pool, producers[0].publish, idle_poll_s=60)
     relay.FIRST_RECHECK_S = 30  # no polling or re-check to help: only the hint can wake it in time
     await relay.start()
@@ -129,7 +138,7 @@ async def test_a_write_in_this_process_wakes_the_relay(setup, infra):
 
 async def test_a_row_written_elsewhere_is_published_by_the_idle_poll(setup, infra):
     settings, pool, producers = setup
-    topic = settings.topic(ORDERS_TOPIC)
+    topic = settings.topic(DISPATCH_TOPIC)
     relay = OutboxRelay(pool, producers[0].publish, idle_poll_s=0.5)
     relay.FIRST_RECHECK_S = 30  # only the idle poll looks again
     await relay.start()
@@ -146,7 +155,7 @@ async def test_a_row_written_elsewhere_is_published_by_the_idle_poll(setup, infr
             topic,
             subject,
             lane_of(subject),
-            "order.cancel_requested",
+            "delivery.cancel_refused",
             orjson.dumps({"id": str(uuid.uuid4()), "subject": subject}),
         )
         await eventually(lambda: _outbox_empty(pool), timeout=5, what="relay's idle poll")
@@ -160,7 +169,7 @@ async def _outbox_empty(pool) -> bool:
 
 async def test_a_kafka_error_makes_a_new_producer_and_the_relay_goes_on(setup, infra):
     settings, pool, producers = setup
-    topic = settings.topic(ORDERS_TOPIC)
+    topic = settings.topic(DISPATCH_TOPIC)
     await _write_events(pool, topic, [str(uuid.uuid4())], per_subject=2)
     producer = producers[0]
     broken = {"left": 1, "resets": 0}
@@ -187,24 +196,21 @@ async def test_a_kafka_error_makes_a_new_producer_and_the_relay_goes_on(setup, i
 
 async def test_add_events_writes_many_in_order_with_each_subjects_next_sequence(setup, infra):
     settings, pool, producers = setup
-    topic = settings.topic(ORDERS_TOPIC)
+    topic = settings.topic(DISPATCH_TOPIC)
     a, b = str(uuid.uuid4()), str(uuid.uuid4())
     async with pool.acquire() as conn, conn.transaction():
         await add_event(
-            conn, OrderCancelRequested, subject=a, source="orders", topic=topic, data={"order_id": a, "reason": "first"}
+            conn, CancelRefused, subject=a, source="dispatch", topic=topic, data={"order_id": a, "reason": "first"}
         )
         # b, a, then a again: the repeat cannot share the statement, and still comes after
         await add_events(
             conn,
-            [
-                (OrderCancelRequested, s, {"order_id": s, "reason": r})
-                for s, r in ((b, "b1"), (a, "a2"), (a, "a3"), (b, "b2"))
-            ],
-            source="orders",
+            [(CancelRefused, s, {"order_id": s, "reason": r}) for s, r in ((b, "b1"), (a, "a2"), (a, "a3"), (b, "b2"))],
+            source="dispatch",
             topic=lambda cls: settings.topic(cls.topic),
         )
     async with pool.acquire() as conn, conn.transaction():
-        await add_events(conn, [], source="orders")  # nothing to write is fine
+        await add_events(conn, [], source="dispatch")  # nothing to write is fine
     rows = await pool.fetch("SELECT key, payload FROM outbox ORDER BY id")
     written = [orjson.loads(r["payload"]) for r in rows]
     assert [(e["data"]["reason"], e["sequence"]) for e in written] == [
@@ -218,3 +224,22 @@ async def test_add_events_writes_many_in_order_with_each_subjects_next_sequence(
     await OutboxRelay(pool, producers[0].publish).drain_once()
     records = await read_topic(infra.kafka_bootstrap, topic, at_least=5)
     assert sorted(orjson.loads(r.value)["id"] for r in records) == sorted(e["id"] for e in written)
+
+
+def test_no_writer_numbers_an_opened_subject_from_one():
+    """An order's subjects begin with a sequence 1 that has no row (shared.outbox): a writer
+    that would start their row at 1 again, or open a subject with an event that does not, is
+    refused before anything is written."""
+    s = str(uuid.uuid4())
+    with pytest.raises(ValueError, match=r"giao\.orders\.v1"):
+        event_columns([(OrderCancelRequested, s, {"order_id": s, "reason": None})], source="orders")
+    with pytest.raises(ValueError, match=r"giao\.order-tracking\.v1"):
+        trackable = {
+            "order_id": s,
+            "tracking_code": "GA1234567",
+            "dropoff": {"lat": 21.0, "lng": 107.0},
+            "distance_m": 1,
+        }
+        event_args(OrderTrackable, subject=s, data=trackable, source="orders")
+    with pytest.raises(ValueError, match="does not open"):
+        opening_event_columns([(CancelRefused, s, {"order_id": s, "reason": "picked up"})], source="dispatch")

@@ -347,6 +347,12 @@ async def test_bad_list_parameters_are_422(client, merchant):
 
 async def test_cancel_asks_dispatch_once(client, merchant, app, outbox_kept):
     order = await place(client, merchant)
+    pool = app.state.runtime.pool
+    opened = [orjson.loads(r["payload"]) for r in await pool.fetch("SELECT payload FROM outbox ORDER BY id")]
+    assert [(e["type"], e["sequence"]) for e in opened] == [("order.placed", 1), ("order.trackable", 1)]
+    # the events that open an order keep no sequence row: one appears with its next event
+    sequences = "SELECT topic, last FROM event_sequences WHERE subject = $1"
+    assert await pool.fetch(sequences, order["id"]) == []
     r = await client.post(
         f"/v1/orders/{order['id']}/cancel", json={"reason": "Khách đổi ý"}, headers=merchant["headers"]
     )
@@ -359,6 +365,9 @@ async def test_cancel_asks_dispatch_once(client, merchant, app, outbox_kept):
     event = orjson.loads(rows[2]["payload"])
     assert event["subject"] == order["id"] and event["sequence"] == 2 and event["source"] == "orders"
     assert event["data"] == {"order_id": order["id"], "reason": "Khách đổi ý"}
+    assert [(r["topic"].endswith("giao.orders.v1"), r["last"]) for r in await pool.fetch(sequences, order["id"])] == [
+        (True, 2)
+    ]
 
 
 async def test_cancel_is_409_once_picked_up_or_over(client, merchant, app, outbox_kept):
