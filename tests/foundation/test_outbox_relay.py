@@ -14,6 +14,7 @@ from shared.db import create_pool, migrate
 from shared.events import DISPATCH_TOPIC, CancelRefused, OrderCancelRequested, OrderTrackable
 from shared.kafka_clients import RelayProducer
 from shared.outbox import (
+    _DRAIN,
     OutboxRelay,
     add_event,
     add_events,
@@ -84,6 +85,38 @@ async def test_two_racing_relays_publish_each_row_once_in_subject_order(setup, i
         await pool.fetchval("SELECT published FROM outbox_published WHERE event_type = 'delivery.cancel_refused'")
         == 200
     )
+
+
+async def test_a_drain_reads_through_indexes_however_many_dead_rows_the_outbox_holds(setup, infra):
+    """Published rows are deleted, and stay in the table as dead rows until autovacuum comes:
+    a drain that scanned the table would read all of them, every time (shared.outbox._DRAIN)."""
+    settings, pool, producers = setup
+    topic = settings.topic(DISPATCH_TOPIC)
+    # What a minute between autovacuum's visits leaves at 150 orders/s: 18,000 rows written
+    # and deleted, the newest 10 still waiting.
+    await pool.execute(
+        """INSERT INTO outbox (topic, key, lane, event_type, payload)
+           SELECT $1, s::text, (s % 16)::smallint, 'delivery.cancel_refused', convert_to(repeat('x', 600), 'UTF8')
+           FROM generate_series(1, 18010) s""",
+        topic,
+    )
+    await pool.execute("DELETE FROM outbox WHERE id <= (SELECT max(id) - 10 FROM outbox)")
+    async with pool.acquire() as conn:
+        for plan in ("force_custom_plan", "force_generic_plan"):  # a prepared statement may use either
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL plan_cache_mode = {plan}")
+                explained = await conn.fetchval("EXPLAIN (FORMAT JSON) " + _DRAIN, 0, 500)  # json, decoded
+            reads = [(n["Node Type"], n.get("Relation Name")) for n in _plan_nodes(explained[0]["Plan"])]
+            assert ("Seq Scan", "outbox") not in reads, f"{plan}: {reads}"
+    assert await OutboxRelay(pool, producers[0].publish).drain_once() == 10
+    assert await _outbox_empty(pool)
+    assert len(await read_topic(infra.kafka_bootstrap, topic, at_least=10)) == 10
+
+
+def _plan_nodes(node: dict):
+    yield node
+    for child in node.get("Plans", []):
+        yield from _plan_nodes(child)
 
 
 async def test_rows_left_by_a_crash_before_commit_are_published_after_restart(setup, infra):
