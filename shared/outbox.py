@@ -277,15 +277,15 @@ Publish = Callable[[str, bytes, bytes, dict[str, str]], Awaitable[Awaitable[Any]
 # advisory lock until the commit), deleted and counted as published.
 #
 # Every read goes through an index, by lane or by id: the outbox is a queue, each row written
-# and deleted within moments, so between autovacuum's visits (a minute apart by default, longer
-# while a long transaction holds them back) the table is mostly dead rows. A sequential scan
-# reads them all, and the planner chose one for each of the drain's three reads once the table
-# had grown (orders' outbox, mid-run at 152 orders/s: 24 live rows and 10,460 dead ones in 872
-# pages, a drain 22 ms); an index scan steps over them, marked dead by the first scan that saw
-# them.
-# The pending lanes are probed one by one (`pending`, materialized so that no lane is locked
-# before it is known to have rows), each held lane gives its oldest rows by (lane, id), and
-# the rows are locked and deleted by id.
+# and deleted within moments, so between autovacuum's visits (a minute apart by default) the
+# table is mostly dead rows. A sequential scan reads them all, and the planner chose one for
+# each of the drain's three reads once the table had grown (orders' outbox mid-run at 152
+# orders/s: 24 rows and 10,460 dead ones in 872 pages, a drain 22 ms). An index scan steps over
+# their entries, which the first scan that finds a row dead to every transaction marks (a long
+# transaction that keeps rows visible keeps them unmarked: then both ways read the rows, and
+# only a vacuum after it helps). The pending lanes are probed one by one (`pending`,
+# materialized so that no lane is locked before it is known to have rows), each held lane gives
+# its oldest rows by (lane, id), and the rows are locked and deleted by id.
 _DRAIN = f"""WITH pending AS MATERIALIZED (
         SELECT l.lane FROM generate_series(0, {LANES - 1}) AS l(lane)
         WHERE EXISTS (SELECT FROM outbox o WHERE o.lane = l.lane)),
