@@ -14,7 +14,7 @@ from shared.db import create_pool, migrate
 from shared.events import DISPATCH_TOPIC, CancelRefused, OrderCancelRequested, OrderTrackable
 from shared.kafka_clients import RelayProducer
 from shared.outbox import (
-    _DRAIN,
+    DRAIN,
     OutboxRelay,
     add_event,
     add_events,
@@ -89,7 +89,7 @@ async def test_two_racing_relays_publish_each_row_once_in_subject_order(setup, i
 
 async def test_a_drain_reads_through_indexes_however_many_dead_rows_the_outbox_holds(setup, infra):
     """Published rows are deleted, and stay in the table as dead rows until autovacuum comes:
-    a drain that scanned the table would read all of them, every time (shared.outbox._DRAIN)."""
+    a drain that scanned the table would read all of them, every time (shared.outbox.DRAIN)."""
     settings, pool, producers = setup
     topic = settings.topic(DISPATCH_TOPIC)
     # What a minute between autovacuum's visits leaves at 150 orders/s: 18,000 rows written
@@ -105,7 +105,7 @@ async def test_a_drain_reads_through_indexes_however_many_dead_rows_the_outbox_h
         for plan in ("force_custom_plan", "force_generic_plan"):  # a prepared statement may use either
             async with conn.transaction():
                 await conn.execute(f"SET LOCAL plan_cache_mode = {plan}")
-                explained = await conn.fetchval("EXPLAIN (FORMAT JSON) " + _DRAIN, 0, 500)  # json, decoded
+                explained = await conn.fetchval("EXPLAIN (FORMAT JSON) " + DRAIN, 0, 500)  # json, decoded
             reads = [(n["Node Type"], n.get("Relation Name")) for n in _plan_nodes(explained[0]["Plan"])]
             assert ("Seq Scan", "outbox") not in reads, f"{plan}: {reads}"
     assert await OutboxRelay(pool, producers[0].publish).drain_once() == 10
