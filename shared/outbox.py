@@ -281,12 +281,14 @@ Publish = Callable[[str, bytes, bytes, dict[str, str]], Awaitable[Awaitable[Any]
 # table is mostly dead rows. A sequential scan reads them all, and the planner chose one for
 # each of the drain's three reads once the table had grown (orders' outbox mid-run at 152
 # orders/s: 24 rows and 10,460 dead ones in 872 pages, a drain 22 ms). An index scan steps over
-# their entries, which the first scan that finds a row dead to every transaction marks (a long
-# transaction that keeps rows visible keeps them unmarked: then both ways read the rows, and
-# only a vacuum after it helps). The pending lanes are probed one by one (`pending`,
-# materialized so that no lane is locked before it is known to have rows), each held lane gives
-# its oldest rows by (lane, id), and the rows are locked and deleted by id. Public: a test
-# EXPLAINs it to prove that no read of it scans the table.
+# their entries, which the first scan that finds a row dead to every transaction marks. (A long
+# transaction that keeps rows visible keeps their entries unmarked: then each index scan visits
+# every such row, dearer than a sequential scan, 7-10 ms against 3-4 for 10,000 of them in
+# docs/performance.md; ending that transaction is the remedy, docs/operations.md.) The pending
+# lanes are probed one by one (`pending`, materialized so that no lane is locked before it is
+# known to have rows), each held lane gives its oldest rows by (lane, id), and the rows are
+# locked and deleted by id. Public: a test EXPLAINs it to prove that no read of it scans the
+# table.
 DRAIN = f"""WITH pending AS MATERIALIZED (
         SELECT l.lane FROM generate_series(0, {LANES - 1}) AS l(lane)
         WHERE EXISTS (SELECT FROM outbox o WHERE o.lane = l.lane)),
