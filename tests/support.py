@@ -127,6 +127,14 @@ async def drop_topics(bootstrap: str, prefix: str) -> None:
         await admin.close()
 
 
+def plan_nodes(plan: dict) -> list[dict]:
+    """Every node of an EXPLAIN (FORMAT JSON) plan (its "Plan"), the plan itself first."""
+    found = [plan]
+    for child in plan.get("Plans", []):
+        found += plan_nodes(child)
+    return found
+
+
 async def create_databases(admin_dsn: str, names: list[str]) -> None:
     await _as_admin(admin_dsn, [f'CREATE DATABASE "{name}"' for name in names])
 

@@ -14,6 +14,7 @@ from typing import Any
 from services.dispatch import store_admin
 from services.dispatch.store_admin import Area
 from tests.dispatch.support import ADMIN
+from tests.support import plan_nodes
 
 CITY = Area(106.9, 20.9, 107.2, 21.05)
 CORNER = Area(107.0, 20.94, 107.02, 20.96)  # a few streets
@@ -39,13 +40,6 @@ class Explaining:
         return {f: 0 for f in store_admin.Counts.__dataclass_fields__}
 
 
-def nodes(plan: dict) -> list[dict]:
-    out = [plan]
-    for child in plan.get("Plans", []):
-        out += nodes(child)
-    return out
-
-
 def summary(name: str, explained: dict) -> tuple[float, int]:
     plan = explained["Plan"]
     ms = explained["Execution Time"]
@@ -53,7 +47,7 @@ def summary(name: str, explained: dict) -> tuple[float, int]:
     scans = sorted(
         {
             f"{n['Node Type']}({n.get('Index Name', n.get('Relation Name', ''))})"
-            for n in nodes(plan)
+            for n in plan_nodes(plan)
             if "Scan" in n["Node Type"]
         }
     )

@@ -11,12 +11,7 @@ import orjson
 from services.dispatch import store_couriers, store_matching
 from services.dispatch.service.common import grid
 from tests.dispatch.support import ADMIN, HA_LONG, Order, copy_couriers
-
-
-def _walk(plan: dict):
-    yield plan
-    for child in plan.get("Plans", []):
-        yield from _walk(child)
+from tests.support import plan_nodes
 
 
 async def test_the_lookup_reads_the_partial_index_of_nearby_cells_only(dispatch):
@@ -71,7 +66,7 @@ async def test_the_lookup_reads_the_partial_index_of_nearby_cells_only(dispatch)
         )
     if isinstance(explained, str):
         explained = orjson.loads(explained)
-    nodes = list(_walk(explained[0]["Plan"]))
+    nodes = plan_nodes(explained[0]["Plan"])
     scans = [n for n in nodes if n.get("Relation Name") == "couriers" or n.get("Index Name")]
     assert scans and all(n["Node Type"] != "Seq Scan" for n in scans), scans
     assert any(n.get("Index Name") == "couriers_available_by_cell" for n in nodes)

@@ -24,7 +24,7 @@ from shared.outbox import (
     opening_event_columns,
 )
 from shared.settings import CommonSettings
-from tests.support import eventually, read_topic
+from tests.support import eventually, plan_nodes, read_topic
 
 
 async def _write_events(pool, topic: str, subjects: list[str], per_subject: int) -> None:
@@ -106,17 +106,11 @@ async def test_a_drain_reads_through_indexes_however_many_dead_rows_the_outbox_h
             async with conn.transaction():
                 await conn.execute(f"SET LOCAL plan_cache_mode = {plan}")
                 explained = await conn.fetchval("EXPLAIN (FORMAT JSON) " + DRAIN, 0, 500)  # json, decoded
-            reads = [(n["Node Type"], n.get("Relation Name")) for n in _plan_nodes(explained[0]["Plan"])]
+            reads = [(n["Node Type"], n.get("Relation Name")) for n in plan_nodes(explained[0]["Plan"])]
             assert ("Seq Scan", "outbox") not in reads, f"{plan}: {reads}"
     assert await OutboxRelay(pool, producers[0].publish).drain_once() == 10
     assert await _outbox_empty(pool)
     assert len(await read_topic(infra.kafka_bootstrap, topic, at_least=10)) == 10
-
-
-def _plan_nodes(node: dict):
-    yield node
-    for child in node.get("Plans", []):
-        yield from _plan_nodes(child)
 
 
 async def test_rows_left_by_a_crash_before_commit_are_published_after_restart(setup, infra):
