@@ -120,3 +120,68 @@ async def test_capacity_given_back_by_one_statement_counts_each_unit_of_each_cou
     }
     assert {k: v[0] for k, v in loads.items()} == {one.id: 0, two.id: 1, other.id: 3}
     assert loads[two.id][1] > before, "the capacity is news for postponed orders near the courier"
+
+
+async def test_couriers_offered_before_are_read_once_per_job_however_many_couriers_are_near(dispatch):
+    """A pass leaves out the couriers a job was offered to before (declined, expired). Read
+    per courier of the job's cells, that was a probe of `offers` for each of them, some 50 an
+    order at 152/s: once per job instead, in whichever plan a prepared statement takes."""
+    g = grid(dispatch.settings)
+    rng = random.Random(5)
+    rows = []
+    for i in range(400):  # a busy quarter: 400 couriers within ~1 km of the pickup, the first at it
+        lat, lng = (HA_LONG[0] + rng.uniform(-0.005, 0.005), HA_LONG[1] + rng.uniform(-0.005, 0.005)) if i else HA_LONG
+        cell = g.cell(lat, lng)
+        rows.append(
+            (
+                uuid.uuid4(),
+                f"Tài xế {i}",
+                "+84912345678",
+                "motorbike",
+                uuid.uuid4().hex,
+                3,
+                False,
+                lat,
+                lng,
+                cell,
+                g.coarse(cell),
+            )
+        )
+    await copy_couriers(dispatch.pool, rows)
+    orders = [uuid.uuid4() for _ in range(15)]  # a pass's jobs, all declined by the nearest courier
+    nearest = rows[0][0]
+    declined_by = {o: nearest for o in orders}
+    async with dispatch.pool.acquire() as conn:
+        await conn.execute(
+            """INSERT INTO offers (order_id, courier_id, state, expires_at, distance_m, travel_s, courier_load,
+                                   capacity, candidates, search_rings, search_resolution)
+               SELECT o, c, 'declined', now(), 500, 60, 0, 3, 10, 1, 9
+               FROM unnest($1::uuid[], $2::uuid[]) AS d(o, c)
+               UNION ALL  -- and the day's other offers
+               SELECT gen_random_uuid(), r.id, 'declined', now(), 500, 60, 0, 3, 10, 1, 9
+               FROM couriers r, generate_series(1, 50)""",
+            list(declined_by),
+            list(declined_by.values()),
+        )
+        # the statistics as they were taken before the shift, nobody online yet
+        await conn.execute("ANALYZE couriers; ANALYZE offers; UPDATE couriers SET online = true")
+        cells = list(g.cells(g.cell(*HA_LONG), g.plan()[0]))
+        args = (orders, [HA_LONG[0]] * 15, [HA_LONG[1]] * 15, [cells] * 15, 32)
+        for mode in ("force_custom_plan", "force_generic_plan"):
+            async with conn.transaction():
+                await conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
+                explained = await conn.fetchval(
+                    "EXPLAIN (ANALYZE, FORMAT JSON) " + store_matching.CANDIDATES_BY_CELL, *args
+                )
+            nodes = plan_nodes((orjson.loads(explained) if isinstance(explained, str) else explained)[0]["Plan"])
+            reads = [(n["Node Type"], n["Actual Loops"]) for n in nodes if n.get("Relation Name") == "offers"]
+            assert reads and all(loops <= len(orders) for _, loops in reads), (mode, reads)
+        found = await store_matching.find_candidates(
+            conn,
+            coarse=False,
+            limit=32,
+            searches=[store_matching.Search(o, *HA_LONG, cells) for o in [*orders, uuid.uuid4()]],
+        )
+    *offered_before, never_offered = found
+    assert all(len(couriers) == 32 and nearest not in {r["id"] for r in couriers} for couriers in offered_before)
+    assert never_offered[0]["id"] == nearest
