@@ -19,13 +19,13 @@ from .store import OFFERED, WAITING, sql_list
 
 # Available couriers near many pickups at once: one row per job (its pickup and its cells, padded
 # with 0, which is no H3 cell, to a rectangular array), each job's nearest couriers found
-# through the partial index by a lateral lookup. The job's cells, its longitude scale and the
-# couriers it was offered to before are computed once per job (OFFSET 0 keeps the subquery
-# from being folded into the lookup, which sliced the array again for every courier it looked
-# at), and the distance is products rather than powers: half the statement's CPU, measured
-# with 20 jobs among 120 couriers. The couriers offered before are one index scan per job, not
-# a probe of `offers` per courier in the cells (which was some 50 probes an order at 152/s,
-# and grows with the couriers around a pickup).
+# through the partial index by a lateral lookup. The job's cells and its longitude scale are
+# computed once per job (OFFSET 0 keeps the subquery from being folded into the lookup, which
+# sliced the array again for every courier it looked at), and the distance is products rather
+# than powers: half the statement's CPU, measured with 20 jobs among 120 couriers. The
+# couriers the job was offered to before are read there too, once per job: asked as a NOT
+# EXISTS per courier, the planner probed `offers` for every courier in the cells (some 50
+# probes an order at 152/s, more where more couriers are around a pickup).
 _CANDIDATES = """SELECT j.i, c.id, c.vehicle, c.lat, c.lng, c.load, c.capacity, c.cell
     FROM (SELECT j.*, ($4::bigint[])[j.i:j.i][:] AS cells, cos(radians(j.lat)) AS lng_scale,
                  ARRAY(SELECT o.courier_id FROM offers o WHERE o.order_id = j.order_id) AS offered_before

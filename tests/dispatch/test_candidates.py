@@ -150,7 +150,6 @@ async def test_couriers_offered_before_are_read_once_per_job_however_many_courie
     await copy_couriers(dispatch.pool, rows)
     orders = [uuid.uuid4() for _ in range(15)]  # a pass's jobs, all declined by the nearest courier
     nearest = rows[0][0]
-    declined_by = {o: nearest for o in orders}
     async with dispatch.pool.acquire() as conn:
         await conn.execute(
             """INSERT INTO offers (order_id, courier_id, state, expires_at, distance_m, travel_s, courier_load,
@@ -160,8 +159,8 @@ async def test_couriers_offered_before_are_read_once_per_job_however_many_courie
                UNION ALL  -- and the day's other offers
                SELECT gen_random_uuid(), r.id, 'declined', now(), 500, 60, 0, 3, 10, 1, 9
                FROM couriers r, generate_series(1, 50)""",
-            list(declined_by),
-            list(declined_by.values()),
+            orders,
+            [nearest] * len(orders),
         )
         # the statistics as they were taken before the shift, nobody online yet
         await conn.execute("ANALYZE couriers; ANALYZE offers; UPDATE couriers SET online = true")
