@@ -14,6 +14,24 @@ from tests.dispatch.support import ADMIN, HA_LONG, Order, copy_couriers
 from tests.support import plan_nodes
 
 
+def courier_row(g, i: int, lat: float, lng: float, *, online: bool) -> tuple:
+    """A courier with three units free at (lat, lng), as copy_couriers takes it."""
+    cell = g.cell(lat, lng)
+    return (
+        uuid.uuid4(),
+        f"Tài xế {i}",
+        "+84912345678",
+        "motorbike",
+        uuid.uuid4().hex,
+        3,
+        online,
+        lat,
+        lng,
+        cell,
+        g.coarse(cell),
+    )
+
+
 async def test_the_lookup_reads_the_partial_index_of_nearby_cells_only(dispatch):
     g = grid(dispatch.settings)
     rng = random.Random(4)
@@ -21,22 +39,7 @@ async def test_the_lookup_reads_the_partial_index_of_nearby_cells_only(dispatch)
     for i in range(10_000):  # spread over ~40 x 40 km around Hạ Long
         lat = HA_LONG[0] + rng.uniform(-0.18, 0.18)
         lng = HA_LONG[1] + rng.uniform(-0.19, 0.19)
-        cell = g.cell(lat, lng)
-        rows.append(
-            (
-                uuid.uuid4(),
-                f"Tài xế {i}",
-                "+84912345678",
-                "motorbike",
-                uuid.uuid4().hex,
-                3,
-                True,
-                lat,
-                lng,
-                cell,
-                g.coarse(cell),
-            )
-        )
+        rows.append(courier_row(g, i, lat, lng, online=True))
 
     def rows_in(cells):
         return [r for r in rows if r[9] in cells]
@@ -131,22 +134,7 @@ async def test_couriers_offered_before_are_read_once_per_job_however_many_courie
     rows = []
     for i in range(400):  # a busy quarter: 400 couriers within ~1 km of the pickup, the first at it
         lat, lng = (HA_LONG[0] + rng.uniform(-0.005, 0.005), HA_LONG[1] + rng.uniform(-0.005, 0.005)) if i else HA_LONG
-        cell = g.cell(lat, lng)
-        rows.append(
-            (
-                uuid.uuid4(),
-                f"Tài xế {i}",
-                "+84912345678",
-                "motorbike",
-                uuid.uuid4().hex,
-                3,
-                False,
-                lat,
-                lng,
-                cell,
-                g.coarse(cell),
-            )
-        )
+        rows.append(courier_row(g, i, lat, lng, online=False))
     await copy_couriers(dispatch.pool, rows)
     orders = [uuid.uuid4() for _ in range(15)]  # a pass's jobs, all declined by the nearest courier
     nearest = rows[0][0]
