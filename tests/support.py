@@ -135,6 +135,20 @@ def plan_nodes(plan: dict) -> list[dict]:
     return found
 
 
+async def plans_of(conn: Any, statement: str, *args: Any, analyze: bool = False) -> dict[str, list[dict]]:
+    """The nodes of the statement's custom plan and of its generic plan (a prepared statement
+    may use either after its first runs), by plan_cache_mode; `analyze` runs it too."""
+    found = {}
+    for mode in ("force_custom_plan", "force_generic_plan"):
+        async with conn.transaction():
+            await conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
+            explained = await conn.fetchval(f"EXPLAIN ({'ANALYZE, ' if analyze else ''}FORMAT JSON) {statement}", *args)
+        if isinstance(explained, str):  # a connection without the json codec (shared.db)
+            explained = orjson.loads(explained)
+        found[mode] = plan_nodes(explained[0]["Plan"])
+    return found
+
+
 async def create_databases(admin_dsn: str, names: list[str]) -> None:
     await _as_admin(admin_dsn, [f'CREATE DATABASE "{name}"' for name in names])
 

@@ -11,7 +11,7 @@ import orjson
 from services.dispatch import store_couriers, store_matching
 from services.dispatch.service.common import grid
 from tests.dispatch.support import ADMIN, HA_LONG, Order, copy_couriers
-from tests.support import plan_nodes
+from tests.support import plan_nodes, plans_of
 
 
 def courier_row(g, i: int, lat: float, lng: float, *, online: bool) -> tuple:
@@ -154,13 +154,8 @@ async def test_couriers_offered_before_are_read_once_per_job_however_many_courie
         await conn.execute("ANALYZE couriers; ANALYZE offers; UPDATE couriers SET online = true")
         cells = list(g.cells(g.cell(*HA_LONG), g.plan()[0]))
         args = (orders, [HA_LONG[0]] * 15, [HA_LONG[1]] * 15, [cells] * 15, 32)
-        for mode in ("force_custom_plan", "force_generic_plan"):
-            async with conn.transaction():
-                await conn.execute(f"SET LOCAL plan_cache_mode = {mode}")
-                explained = await conn.fetchval(
-                    "EXPLAIN (ANALYZE, FORMAT JSON) " + store_matching.CANDIDATES_BY_CELL, *args
-                )
-            nodes = plan_nodes((orjson.loads(explained) if isinstance(explained, str) else explained)[0]["Plan"])
+        plans = await plans_of(conn, store_matching.CANDIDATES_BY_CELL, *args, analyze=True)
+        for mode, nodes in plans.items():
             reads = [(n["Node Type"], n["Actual Loops"]) for n in nodes if n.get("Relation Name") == "offers"]
             assert reads and all(loops <= len(orders) for _, loops in reads), (mode, reads)
         found = await store_matching.find_candidates(
