@@ -30,22 +30,30 @@ V = TypeVar("V")
 NOTIFY_PAYLOAD_MAX = 7000  # PostgreSQL refuses payloads of 8000 bytes and more
 
 
+def notify_from(keys: str, channel: str) -> str:
+    """A CTE, `notified`, that tells every listening instance at commit that the keys in column
+    `key` of the CTE or table `keys` changed, on `channel` (an SQL expression): the distinct
+    keys in order, comma-joined, a payload per NOTIFY_PAYLOAD_MAX bytes (each under that plus
+    its first key, so keys under 1,000 bytes keep it below PostgreSQL's 8,000). A CTE that
+    nothing reads is not run: the statement must read `notified` when it has keys. A
+    statement that changes something can NOTIFY with it, with no round trip of its own while
+    its row locks are held."""
+    return f"""notified AS (
+        SELECT pg_notify({channel}, string_agg(key, ',' ORDER BY key)) FROM (
+            SELECT key, (sum(octet_length(key) + 1) OVER (ORDER BY key) - 1) / {NOTIFY_PAYLOAD_MAX} AS chunk
+            FROM (SELECT DISTINCT key FROM {keys} WHERE key IS NOT NULL) k) c
+        GROUP BY chunk)"""
+
+
+_NOTIFY = f"WITH keys AS (SELECT unnest($2::text[]) AS key), {notify_from('keys', '$1')} SELECT count(*) FROM notified"
+
+
 async def notify(conn: asyncpg.Connection, channel: str, keys: Iterable[str | None]) -> None:
     """Tell every listening instance, when this transaction commits, that these keys changed
     (None is no one's key; a key must not hold a comma)."""
-    chunks: list[str] = []
-    current: list[str] = []
-    size = 0
-    for key in sorted({k for k in keys if k is not None}):
-        if size + len(key) + 1 > NOTIFY_PAYLOAD_MAX and current:
-            chunks.append(",".join(current))
-            current, size = [], 0
-        current.append(key)
-        size += len(key) + 1
-    if current:
-        chunks.append(",".join(current))
-    if chunks:
-        await conn.execute("SELECT pg_notify($1, c) FROM unnest($2::text[]) AS c", channel, chunks)
+    given = [k for k in keys if k is not None]
+    if given:
+        await conn.execute(_NOTIFY, channel, given)
 
 
 def _always(_new: object, _old: object) -> bool:
