@@ -12,10 +12,11 @@ from uuid import UUID
 
 import asyncpg
 
+from shared.live import notify_from
 from shared.outbox import EVENT_COLUMN_TYPES, events_from
 
 from . import domain
-from .store import OFFERED, WAITING, sql_list
+from .store import COURIER_JOBS_CHANNEL, OFFERED, WAITING, sql_list, sql_literal
 
 # Available couriers near many pickups at once: one row per job (its pickup and its cells, padded
 # with 0, which is no H3 cell, to a rectangular array), each job's nearest couriers found
@@ -158,8 +159,10 @@ async def claim_waiting_near_capacity(
 # courier's or none; rows locked in id order with SKIP LOCKED, so a courier another
 # transaction is changing is left out, not waited for, and the free capacity is re-checked
 # on the locked row), and only the offers whose courier was reserved are written, with their
-# jobs handed over and their delivery.offered events. The couriers stay locked only from
-# this statement to the pass's COMMIT.
+# jobs handed over, their delivery.offered events and the NOTIFY that tells the couriers'
+# streams. The couriers stay locked only from this statement to the pass's COMMIT, which
+# follows it with no other round trip (service.matching), since a courier's delivery waits
+# for that lock.
 _EVENT_PARAMS = ", ".join(f"${10 + i}::{t}" for i, t in enumerate(EVENT_COLUMN_TYPES))
 _OFFER = f"""WITH planned AS (
         SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::timestamptz[], $4::int[], $5::int[], $6::int[],
@@ -184,8 +187,10 @@ _OFFER = f"""WITH planned AS (
     job AS (
         UPDATE jobs j SET status = {OFFERED}, courier_id = m.courier_id, offer_expires_at = m.expires_at,
                updated_at = now()
-        FROM made m WHERE j.order_id = m.order_id),{events_from("made")}
-    SELECT id FROM reserved"""
+        FROM made m WHERE j.order_id = m.order_id),{events_from("made")},
+    courier_keys AS (SELECT id::text AS key FROM reserved),
+    {notify_from("courier_keys", sql_literal(COURIER_JOBS_CHANNEL))}
+    SELECT id, (SELECT count(*) FROM notified) AS notified FROM reserved"""
 
 
 async def offer(conn: asyncpg.Connection, offers: Sequence[tuple], events: list[list]) -> set[UUID]:
@@ -193,7 +198,7 @@ async def offer(conn: asyncpg.Connection, offers: Sequence[tuple], events: list[
     rows of (order_id, courier_id, expires_at, distance_m, travel_s, nth (the unit's index
     among its courier's units here), candidates, search_rings, search_resolution), and the
     columns of their events (shared.outbox.event_columns), in the same order. Returns the
-    couriers reserved."""
+    couriers reserved, whose streams hear of their offers at commit."""
     if not offers:
         return set()
     columns = [list(c) for c in zip(*offers, strict=True)]

@@ -10,7 +10,9 @@ import pytest
 
 from services.dispatch.handlers import OrderEvents
 from services.dispatch.service import matching
-from tests.dispatch.support import Order
+from services.dispatch.store import COURIER_JOBS_CHANNEL
+from tests.dispatch.support import HA_LONG, Order
+from tests.support import eventually
 
 
 def placed(order: Order) -> list:
@@ -62,6 +64,51 @@ async def test_an_order_nobody_can_take_is_postponed_for_the_matcher_s_loop(quie
     attempts = await d.pool.fetchval("SELECT match_attempts FROM jobs WHERE order_id = $1::uuid", order.id)
     assert (await d.job_status(order.id), attempts, loop.pokes) == ("waiting", 1, [])
     assert [p.waiting_for_capacity for p in loop.seen] == [True], "capacity that comes back is for it"
+
+
+async def test_a_pass_reserves_its_couriers_in_its_last_statement_before_the_commit(quiet, monkeypatch):
+    """The reservation locks the chosen couriers' rows until the pass commits, and a courier's
+    delivery waits for that lock: so whom the pass cannot serve is postponed before it, and the
+    couriers' streams are told within it. A statement after it would keep the couriers waiting
+    for one more round trip on the consumer's busy event loop."""
+    d, handle, _ = quiet
+    courier = await d.new_courier()  # a motorbike: three units
+    statements: list[str] = []
+    real_pass = matching.match_waiting
+
+    async def recorded(conn, *args, **kwargs):
+        def log(record) -> None:
+            statements.append(record.query)
+
+        conn.add_query_logger(log)
+        try:
+            return await real_pass(conn, *args, **kwargs)
+        finally:
+            conn.remove_query_logger(log)
+
+    monkeypatch.setattr(matching, "match_waiting", recorded)
+    heard: list[str] = []
+    listener = await asyncpg.connect(d.settings.database_url)
+    await listener.add_listener(COURIER_JOBS_CHANNEL, lambda _c, _p, _ch, payload: heard.append(payload))
+    try:
+        near = [Order() for _ in range(4)]  # four orders for three units
+        far = Order(pickup=(HA_LONG[0] + 1.0, HA_LONG[1]))  # 110 km north: nobody within reach
+        await handle([event for order in [*near, far] for event in placed(order)])
+        statuses = sorted([await d.job_status(o.id) for o in near])
+        assert (statuses, await d.job_status(far.id)) == (["offered"] * 3 + ["waiting"], "waiting")
+
+        reservations = [i for i, q in enumerate(statements) if "UPDATE couriers" in q]
+        postponements = [i for i, q in enumerate(statements) if "SET next_match_at" in q]
+        assert reservations == [len(statements) - 1], statements
+        assert len(postponements) == 1 and postponements[0] < reservations[0], statements
+
+        async def told() -> bool:
+            return bool(heard)
+
+        await eventually(told, what="the courier's stream told")
+        assert heard == [courier.id]
+    finally:
+        await listener.close()
 
 
 async def test_a_failing_pass_leaves_the_new_jobs_to_the_matcher_s_loop(quiet, monkeypatch):

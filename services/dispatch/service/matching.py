@@ -14,7 +14,7 @@ import asyncpg
 from shared.events import DeliveryOffered, DeliveryOfferedData
 from shared.outbox import event_columns
 
-from .. import cells, domain, store, store_matching
+from .. import cells, domain, store_matching
 from ..cells import Grid, SearchStep
 from ..settings import DispatchSettings
 from .common import SOURCE, grid, now_utc
@@ -62,26 +62,32 @@ async def match_waiting(conn: asyncpg.Connection, settings: DispatchSettings, ba
     """
     batch = batch or settings.match_batch
     jobs, available = await store_matching.claim_due_and_capacity(conn, batch)
-    offers: list[_Offer] = []
-    if available:  # else nobody is available anywhere: no search would find anyone
-        if available[0]["postponed"]:
-            since, units = capacity_news(available)
-            jobs += await store_matching.claim_waiting_near_capacity(conn, since, min(batch, units))
-            jobs.sort(key=lambda job: job.placed_at)
-        if jobs:
-            offers = await _offer_all(conn, settings, jobs, await search(conn, settings, jobs))
-    offered = {o.order_id for o in offers}
-    postponed = [
-        (
-            job.order_id,
-            domain.match_retry_delay(job.match_attempts, settings.match_retry_base_s, settings.match_retry_max_s),
-        )
-        for job in jobs
-        if job.order_id not in offered
-    ]
-    await store_matching.postpone_jobs(conn, postponed)
-    waiting = bool(postponed) or not available or available[0]["postponed"]
-    return MatchResult(len(offers), len(postponed), len(jobs), waiting)
+    if not available:  # nobody is available anywhere: no search would find anyone
+        await _postpone(conn, settings, jobs)
+        return MatchResult(0, len(jobs), len(jobs), True)
+    if available[0]["postponed"]:
+        since, units = capacity_news(available)
+        jobs += await store_matching.claim_waiting_near_capacity(conn, since, min(batch, units))
+        jobs.sort(key=lambda job: job.placed_at)
+    offers = await _offer_all(conn, settings, jobs, await search(conn, settings, jobs)) if jobs else []
+    postponed = len(jobs) - len(offers)
+    return MatchResult(len(offers), postponed, len(jobs), bool(postponed) or available[0]["postponed"])
+
+
+async def _postpone(
+    conn: asyncpg.Connection, settings: DispatchSettings, jobs: list[store_matching.WaitingJob]
+) -> None:
+    """Nobody could take these jobs now: each is due again after its backoff."""
+    await store_matching.postpone_jobs(
+        conn,
+        [
+            (
+                job.order_id,
+                domain.match_retry_delay(job.match_attempts, settings.match_retry_base_s, settings.match_retry_max_s),
+            )
+            for job in jobs
+        ],
+    )
 
 
 @dataclass(frozen=True)
@@ -221,13 +227,20 @@ async def _offer_all(
 ) -> list[_Offer]:
     """Give each job (in the order given) its best candidate with capacity left in this pass;
     each round reserves the chosen couriers and records the offers that got theirs, with
-    their events, in one statement (store.offer)."""
+    their events, in one statement (store.offer); the jobs left without one are postponed.
+
+    Which jobs the first round cannot serve (no candidate, or none with a unit left) is known
+    before any courier is locked, so they are postponed then: the reservation is the pass's
+    last statement before its COMMIT, and a courier's delivery, which waits for the lock on
+    their row, waits for no further round trip of a pass on a busy event loop. Only jobs whose
+    courier another transaction took meanwhile, rare, are postponed after it."""
     g = grid(settings)
     expires_at = now_utc() + timedelta(seconds=settings.offer_timeout_s)
     pending = [job.order_id for job in jobs if job.order_id in found]
     chosen_before: set[object] = set()  # a courier is chosen in one round at most: reserved, or not to be had
     offers: list[_Offer] = []
-    for _ in range(RESERVATION_ROUNDS):
+    postponed_early: set[UUID] = set()
+    for round_number in range(RESERVATION_ROUNDS):
         units: dict = {}
         chosen: list[_Offer] = []
         for oid in pending:
@@ -237,6 +250,11 @@ async def _offer_all(
                     units[c.courier_id] = units.get(c.courier_id, 0) + 1
                     chosen.append(_Offer(oid, choice, found[oid]))
                     break
+        if round_number == 0:
+            served = {o.order_id for o in chosen}
+            unserved = [job for job in jobs if job.order_id not in served]
+            await _postpone(conn, settings, unserved)
+            postponed_early = {job.order_id for job in unserved}
         if not chosen:
             break
         nth: dict = {}
@@ -277,5 +295,6 @@ async def _offer_all(
         pending = [o.order_id for o in chosen if o.choice.candidate.courier_id not in reserved]
         if not pending:
             break
-    await store.notify_couriers(conn, {o.choice.candidate.courier_id for o in offers})  # their streams
+    offered = {o.order_id for o in offers}
+    await _postpone(conn, settings, [job for job in jobs if job.order_id not in offered | postponed_early])
     return offers
