@@ -105,7 +105,7 @@ async def transaction(request: Request) -> AsyncIterator[asyncpg.Connection]:
 
 
 def connection(request: Request):
-    """For a courier's steps: each is one statement, its own transaction."""
+    """For a courier's steps and positions: each is one statement, its own transaction."""
     return deps.pool(request).acquire()
 
 
@@ -470,7 +470,7 @@ async def post_locations(request: Request, courier: CourierIdentity = Depends(cu
     ]
     if future:
         raise Problem(422, "Location timestamps may not be in the future", title="Invalid input", errors=future)
-    async with transaction(request) as conn:
+    async with connection(request) as conn:  # its own statements and, if need be, transaction
         moved, published = await couriers.report_locations(
             conn, settings, courier.id, courier.vehicle, [couriers.Point(p.lat, p.lng, p.at) for p in body.points]
         )

@@ -14,6 +14,8 @@ from uuid import UUID
 
 import asyncpg
 
+from shared.outbox import EVENT_IF_CHANGED
+
 from . import domain
 
 COURIER_COLUMNS = "id, name, phone, vehicle, capacity, load, online, lat, lng, position_at, flagged_at, flag_reason"
@@ -65,18 +67,32 @@ def _jump(lat: str, lng: str, at: str, max_mps: str, slack_m: str) -> str:
             > {max_mps}::float8 * abs(extract(epoch FROM {at}::timestamptz - position_at)) + {slack_m}::float8)"""
 
 
-# A reported position, in one statement (the hottest of the courier's calls): kept unless the
-# courier's position is as new or newer by the phone's clock, or the point is a jump (_jump).
-# A kept point ends a run of jumps.
-_MOVE = f"""UPDATE couriers SET lat = $2, lng = $3, cell = $4, coarse_cell = $7, position_at = $5, jumps = 0,
-        capacity_at = CASE WHEN coarse_cell IS DISTINCT FROM $7 THEN clock_timestamp() ELSE capacity_at END,
+def _move(first: int) -> str:
+    """A reported position, as SQL whose parameters start at $`first` (after an event's, in
+    _MOVE_AND_PUBLISH): kept unless the courier's position is as new or newer by the phone's
+    clock, or the point is a jump (_jump). A kept point ends a run of jumps. Returns whether it
+    claimed the once-per-second slot of the courier's published location (`published`)."""
+    p = [f"${first + i}" for i in range(9)]  # id, lat, lng, cell, at, carrying, coarse, max_mps, slack_m
+    return f"""UPDATE couriers SET lat = {p[1]}, lng = {p[2]}, cell = {p[3]}, coarse_cell = {p[6]},
+        position_at = {p[4]}, jumps = 0,
+        capacity_at = CASE WHEN coarse_cell IS DISTINCT FROM {p[6]} THEN clock_timestamp() ELSE capacity_at END,
         updated_at = now(),
         location_published_at = CASE
-            WHEN $6 AND (location_published_at IS NULL OR location_published_at <= now() - interval '1 second')
+            WHEN {p[5]} AND (location_published_at IS NULL OR location_published_at <= now() - interval '1 second')
             THEN now() ELSE location_published_at END
-    WHERE id = $1 AND (position_at IS NULL OR position_at < $5)
-      AND NOT {_jump("$2", "$3", "$5", "$8", "$9")}
-    RETURNING location_published_at IS NOT DISTINCT FROM now()"""
+    WHERE id = {p[0]} AND (position_at IS NULL OR position_at < {p[4]})
+      AND NOT {_jump(p[1], p[2], p[4], p[7], p[8])}
+    RETURNING location_published_at IS NOT DISTINCT FROM now() AS published"""
+
+
+_MOVE = _move(1)
+# The same with its courier.location event (EVENT_IF_CHANGED, parameters $1..$6), written only
+# if the point claimed the slot: the commonest of a courier's calls while carrying a job is one
+# statement, its own transaction, so the courier's row is locked only while it runs (a
+# delivery waits for that lock) and no BEGIN or COMMIT round trips go with it.
+_MOVE_AND_PUBLISH = f"""WITH moved AS ({_move(7)}),
+    changed AS (SELECT FROM moved WHERE published),{EVENT_IF_CHANGED}
+    SELECT published FROM moved"""
 # Only for a position not kept (rare): a point's is a jump if the position held is older (else
 # it is older itself); a status's is a jump (_STATUS kept anything else). Counted.
 _JUMPED = "UPDATE couriers SET jumps = jumps + 1 WHERE id = $1 AND position_at < $2 RETURNING jumps"
@@ -87,7 +103,7 @@ NO_SPEED_LIMIT = float("inf")
 @dataclass(frozen=True)
 class Moved:
     kept: bool  # the point is the courier's position now
-    published: bool  # the caller should publish it (the once-per-second slot was claimed)
+    published: bool  # its courier.location event was written (the once-per-second slot was claimed)
     flagged: bool  # this point flagged the courier (a sustained jump)
     ignored: str | None  # why it was not kept: "older" or "impossible_speed"
 
@@ -105,28 +121,25 @@ async def move_courier(
     cell: int,
     coarse_cell: int,
     at: datetime,
-    publish_if_carrying: bool,
     max_mps: float,
     slack_m: float,
-    flag_after: int,
-) -> Moved:
-    """Record a reported position (see _MOVE). `published` says whether a courier.location
-    event should go out now: the caller says whether the courier carries an active job, and
-    this claims the once-per-second slot atomically (two requests at once cannot both win it).
-    A jump is ignored, unless it is the `flag_after`-th in a row: then it is kept and the
-    courier flagged (domain.py says why)."""
-    args = (courier_id, lat, lng, cell, at, publish_if_carrying, coarse_cell)
-    published = await conn.fetchval(_MOVE, *args, max_mps, slack_m)
-    if published is not None:
-        return PUBLISHED if published else KEPT
-    jumps = await conn.fetchval(_JUMPED, courier_id, at)
-    if jumps is None:
-        return Moved(False, False, False, "older")
-    if not domain.sustained_jump(jumps, flag_after):
-        return Moved(False, False, False, domain.IMPOSSIBLE_SPEED)
-    published = await conn.fetchval(_MOVE, *args, NO_SPEED_LIMIT, slack_m)
-    flagged = await flag_courier(conn, courier_id, domain.IMPOSSIBLE_SPEED)
-    return Moved(True, bool(published), flagged, None)
+    event: list | None,
+) -> bool | None:
+    """Record a reported position (see _move) in one statement: None if it was not kept (an
+    older point, or a jump at `max_mps`), else whether it claimed the once-per-second slot of
+    a published location and wrote `event` (the six parameters of EVENT_IF_CHANGED; None while
+    the courier carries no job: then nothing is published). Two requests at once cannot both
+    claim the slot."""
+    args = (courier_id, lat, lng, cell, at, event is not None, coarse_cell, max_mps, slack_m)
+    if event is None:
+        return await conn.fetchval(_MOVE, *args)
+    return await conn.fetchval(_MOVE_AND_PUBLISH, *event, *args)
+
+
+async def count_jump(conn: asyncpg.Connection, courier_id: UUID, at: datetime) -> int | None:
+    """A point that was not kept: the courier's run of jumps, one longer, if it was a jump
+    (their position is older than `at`); None if it was older than their position."""
+    return await conn.fetchval(_JUMPED, courier_id, at)
 
 
 # A status, in one statement: online or offline, and the position it carries (if any) unless

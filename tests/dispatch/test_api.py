@@ -12,7 +12,8 @@ from datetime import UTC, datetime, timedelta
 import orjson
 import pytest
 
-from shared.events import DISPATCH_TOPIC
+from services.dispatch.service import couriers
+from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC
 from tests.dispatch.support import ADMIN, HA_LONG, Order, east, events_written, metric
 from tests.support import eventually, read_topic
 
@@ -327,10 +328,42 @@ async def test_location_events_only_while_carrying_and_once_per_second(dispatch)
     assert (await post()).json()["published"] is True
     assert (await post()).json()["published"] is False  # within the same second
     await eventually(lambda: _published_after_a_second(post), timeout=5, what="next second's event")
+    assert (await events_written(dispatch.pool)).get("courier.location") == 2  # one per answer that said so
 
 
 async def _published_after_a_second(post) -> bool:
     return (await post()).json()["published"]
+
+
+async def test_a_position_and_its_event_are_one_statement_after_reading_the_jobs_carried(dispatch, infra):
+    """A courier's commonest call holds their row, which a delivery and a matcher pass's
+    reservation lock too, only while its statement runs: no BEGIN, no COMMIT, no second write."""
+    courier = await dispatch.new_courier()
+    order = await dispatch.place(Order())
+    await dispatch.offer_for(courier, order)
+    await dispatch.act(courier, order.id, "accept")
+    statements: list[str] = []
+    point = couriers.Point(HA_LONG[0] + 0.001, HA_LONG[1], datetime.now(UTC))
+
+    def log(record) -> None:
+        statements.append(record.query)
+
+    async with dispatch.pool.acquire() as conn:
+        conn.add_query_logger(log)
+        try:
+            moved, published = await couriers.report_locations(
+                conn, dispatch.settings, uuid.UUID(courier.id), "motorbike", [point]
+            )
+            await asyncio.sleep(0)  # asyncpg calls a logger soon after its statement: one turn of the loop
+        finally:
+            conn.remove_query_logger(log)
+    assert (moved.kept, published) == (True, True)
+    assert len(statements) == 2 and not any(q.split()[0] in ("BEGIN", "COMMIT") for q in statements), statements
+    topic = dispatch.settings.topic(COURIER_LOCATIONS_TOPIC)
+    published_events = [orjson.loads(r.value) for r in await read_topic(infra.kafka_bootstrap, topic, at_least=1)]
+    [event] = published_events
+    assert event["data"]["order_ids"] == [order.id] and event["data"]["lat"] == point.lat
+    assert event["subject"] == courier.id and event["sequence"] == 1
 
 
 # --- the cancel saga ----------------------------------------------------------------------------------

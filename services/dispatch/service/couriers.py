@@ -29,7 +29,6 @@ from shared.events import (
     Envelope,
     Model,
 )
-from shared.outbox import add_event
 
 from .. import domain, store, store_couriers
 from ..settings import DispatchSettings
@@ -131,39 +130,57 @@ async def report_locations(
     conn: asyncpg.Connection, settings: DispatchSettings, courier_id: UUID, vehicle: str, points: list[Point]
 ) -> tuple[store_couriers.Moved, bool]:
     """Keep the newest position unless the courier's position is newer by the phone's clock or
-    it is a jump no `vehicle` makes (store_couriers._MOVE); publish it if the courier carries an
+    it is a jump no `vehicle` makes (store_couriers._move); publish it if the courier carries an
     active job and none was published for them within the last second. Returns what became of
-    the point and whether an event went out."""
+    the point and whether an event went out.
+
+    `conn` is not in a transaction: the common case is two statements, each its own (the jobs
+    the courier carries, then the position with its event); a point not kept takes a third
+    (the run of jumps counted), and only the last of a run of jumps a transaction (kept after
+    all, and the courier flagged)."""
     latest = max(points, key=lambda p: p.at)
     carried = await store.carried_order_ids(conn, courier_id)
-    cell = grid(settings).cell(latest.lat, latest.lng)
-    moved = await store_couriers.move_courier(
-        conn,
-        courier_id,
-        lat=latest.lat,
-        lng=latest.lng,
-        at=latest.at,
-        cell=cell,
-        coarse_cell=grid(settings).coarse(cell),
-        publish_if_carrying=bool(carried),
-        max_mps=domain.MAX_SPEED_MPS[vehicle],
-        slack_m=settings.location_jump_slack_m,
-        flag_after=settings.location_jump_flag_after,
-    )
-    if moved.flagged:
-        await _audit_speed_flag(conn, courier_id)
-    if moved.published:
-        await add_event(
-            conn,
+    event = (
+        step_event(
+            settings,
             CourierLocation,
-            subject=str(courier_id),
-            source=SOURCE,
-            topic=settings.topic(CourierLocation.topic),
-            data=CourierLocationData(
-                courier_id=courier_id, order_ids=carried, lat=latest.lat, lng=latest.lng, at=latest.at
-            ),
+            courier_id,
+            CourierLocationData(courier_id=courier_id, order_ids=carried, lat=latest.lat, lng=latest.lng, at=latest.at),
         )
-    return moved, moved.published
+        if carried
+        else None
+    )
+    cell = grid(settings).cell(latest.lat, latest.lng)
+
+    async def move(max_mps: float) -> bool | None:
+        return await store_couriers.move_courier(
+            conn,
+            courier_id,
+            lat=latest.lat,
+            lng=latest.lng,
+            at=latest.at,
+            cell=cell,
+            coarse_cell=grid(settings).coarse(cell),
+            max_mps=max_mps,
+            slack_m=settings.location_jump_slack_m,
+            event=event,
+        )
+
+    published = await move(domain.MAX_SPEED_MPS[vehicle])
+    if published is not None:
+        moved = store_couriers.PUBLISHED if published else store_couriers.KEPT
+        return moved, moved.published
+    jumps = await store_couriers.count_jump(conn, courier_id, latest.at)
+    if jumps is None:
+        return store_couriers.Moved(False, False, False, "older"), False
+    if not domain.sustained_jump(jumps, settings.location_jump_flag_after):
+        return store_couriers.Moved(False, False, False, domain.IMPOSSIBLE_SPEED), False
+    async with conn.transaction():  # kept after all, and the courier flagged, together
+        published = await move(store_couriers.NO_SPEED_LIMIT)
+        flagged = await store_couriers.flag_courier(conn, courier_id, domain.IMPOSSIBLE_SPEED)
+        if flagged:
+            await _audit_speed_flag(conn, courier_id)
+    return store_couriers.Moved(True, bool(published), flagged, None), bool(published)
 
 
 async def _audit_speed_flag(conn: asyncpg.Connection, courier_id: UUID) -> None:
