@@ -1,6 +1,7 @@
 """A courier's offers and jobs as they change, for their Server-Sent Events stream: fed by
-shared.live's change feed of courier ids (store.notify_couriers at commit: offers made, withdrawn
-or expired, jobs cancelled, on whichever instance), one LISTEN connection per process.
+shared.live's change feed of courier ids (at commit: offers made, in the matcher's reservation
+statement, store_matching._OFFER; offers withdrawn or expired and jobs cancelled,
+store.notify_couriers; on whichever instance), one LISTEN connection per process.
 
 A courier's own steps notify nothing: the answer of the step carries the job. The stream gives
 the list as GET /v1/courier/jobs does: the current one on connect, then each different one.

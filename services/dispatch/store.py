@@ -31,14 +31,14 @@ from shared.outbox import EVENT_IF_CHANGED
 from . import domain
 from .store_couriers import CAPACITY_APPEARS
 
-# Only what others do to a courier's jobs NOTIFYs (notify_couriers: offers made, withdrawn or
-# expired, jobs cancelled; a few transactions a second): PostgreSQL serializes the commits of
-# notifying transactions on one cluster-wide lock, so a courier's own steps never do. Statements
-# that give capacity back stamp the courier's capacity_at, where the matcher of any process finds
-# it (store_matching.claim_due_and_capacity); the caller pokes its own process's matcher, if it
-# has one, to look now.
+# Only what others do to a courier's jobs NOTIFYs (offers made, in store_matching._OFFER; offers
+# withdrawn or expired and jobs cancelled, notify_couriers; a few transactions a second):
+# PostgreSQL serializes the commits of notifying transactions on one cluster-wide lock, so a
+# courier's own steps never do. Statements that give capacity back stamp the courier's
+# capacity_at, where the matcher of any process finds it (store_matching.claim_due_and_capacity);
+# the caller pokes its own process's matcher, if it has one, to look now.
 
-# Where notify_couriers announces couriers whose offers or jobs someone else changed (live.py).
+# Where couriers whose offers or jobs someone else changed are announced (live.py).
 COURIER_JOBS_CHANNEL = "giao_dispatch_courier_jobs"
 
 

@@ -140,6 +140,8 @@ async def report_locations(
     all, and the courier flagged)."""
     latest = max(points, key=lambda p: p.at)
     carried = await store.carried_order_ids(conn, courier_id)
+    # Drafted before the statement decides whether it is written (the once-per-second slot):
+    # a second report within the same second drafts one for nothing.
     event = (
         step_event(
             settings,

@@ -58,7 +58,8 @@ async def match_waiting(conn: asyncpg.Connection, settings: DispatchSettings, ba
 
     The whole batch moves together, so a pass costs a handful of statements whatever its
     size: one candidate search per widening step for every job still looking, one
-    reservation of all chosen couriers, one insert of the offers and one of their events.
+    postponement of the jobs nobody can take, and last, before the commit, one statement
+    that reserves the chosen couriers and writes their offers, events and NOTIFY (_offer_all).
     """
     batch = batch or settings.match_batch
     jobs, available = await store_matching.claim_due_and_capacity(conn, batch)
