@@ -149,6 +149,24 @@ async def plans_of(conn: Any, statement: str, *args: Any, analyze: bool = False)
     return found
 
 
+@contextlib.asynccontextmanager
+async def statements_run(conn: Any) -> AsyncIterator[list[str]]:
+    """The SQL of each statement `conn` runs within the block, in order, BEGIN and COMMIT
+    included (asyncpg's query logger; it calls a logger soon after the statement, so the
+    block's end yields to the event loop once before the list is final)."""
+    ran: list[str] = []
+
+    def log(record: Any) -> None:
+        ran.append(record.query)
+
+    conn.add_query_logger(log)
+    try:
+        yield ran
+        await asyncio.sleep(0)
+    finally:
+        conn.remove_query_logger(log)
+
+
 async def create_databases(admin_dsn: str, names: list[str]) -> None:
     await _as_admin(admin_dsn, [f'CREATE DATABASE "{name}"' for name in names])
 

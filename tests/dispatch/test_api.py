@@ -15,7 +15,7 @@ import pytest
 from services.dispatch.service import couriers
 from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC
 from tests.dispatch.support import ADMIN, HA_LONG, Order, east, events_written, metric
-from tests.support import eventually, read_topic
+from tests.support import eventually, read_topic, statements_run
 
 # --- couriers ---------------------------------------------------------------------------------------
 
@@ -342,21 +342,11 @@ async def test_a_position_and_its_event_are_one_statement_after_reading_the_jobs
     order = await dispatch.place(Order())
     await dispatch.offer_for(courier, order)
     await dispatch.act(courier, order.id, "accept")
-    statements: list[str] = []
     point = couriers.Point(HA_LONG[0] + 0.001, HA_LONG[1], datetime.now(UTC))
-
-    def log(record) -> None:
-        statements.append(record.query)
-
-    async with dispatch.pool.acquire() as conn:
-        conn.add_query_logger(log)
-        try:
-            moved, published = await couriers.report_locations(
-                conn, dispatch.settings, uuid.UUID(courier.id), "motorbike", [point]
-            )
-            await asyncio.sleep(0)  # asyncpg calls a logger soon after its statement: one turn of the loop
-        finally:
-            conn.remove_query_logger(log)
+    async with dispatch.pool.acquire() as conn, statements_run(conn) as statements:
+        moved, published = await couriers.report_locations(
+            conn, dispatch.settings, uuid.UUID(courier.id), "motorbike", [point]
+        )
     assert (moved.kept, published) == (True, True)
     assert len(statements) == 2 and not any(q.split()[0] in ("BEGIN", "COMMIT") for q in statements), statements
     topic = dispatch.settings.topic(COURIER_LOCATIONS_TOPIC)

@@ -12,7 +12,7 @@ from services.dispatch.handlers import OrderEvents
 from services.dispatch.service import matching
 from services.dispatch.store import COURIER_JOBS_CHANNEL
 from tests.dispatch.support import HA_LONG, Order
-from tests.support import eventually
+from tests.support import eventually, statements_run
 
 
 def placed(order: Order) -> list:
@@ -77,14 +77,10 @@ async def test_a_pass_reserves_its_couriers_in_its_last_statement_before_the_com
     real_pass = matching.match_waiting
 
     async def recorded(conn, *args, **kwargs):
-        def log(record) -> None:
-            statements.append(record.query)
-
-        conn.add_query_logger(log)
-        try:
-            return await real_pass(conn, *args, **kwargs)
-        finally:
-            conn.remove_query_logger(log)
+        async with statements_run(conn) as ran:
+            result = await real_pass(conn, *args, **kwargs)
+        statements.extend(ran)
+        return result
 
     monkeypatch.setattr(matching, "match_waiting", recorded)
     heard: list[str] = []
