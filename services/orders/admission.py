@@ -16,7 +16,10 @@ rate this instance admits:
 - once that many are late, the limit becomes half the rate at which orders left the waiting
   state lately (what dispatch clears; or half the rate admitted, if that is lower), and is cut so
   again at most once per `min(bound, 5 s)` while they stay late (a queue needs about a bound to
-  show a change of rate): the queue drains while intake stays open at a fair share;
+  show a change of rate), unless they are draining (fewer than at the last cut and no more than
+  the fewest since): the queue drains while intake stays open at a fair share. Cut while it
+  drains, the leftovers of an overload would halve the limit down to the floor, and intake would
+  stay shut for seconds after dispatch caught up, growing it back;
 - with no late order, the limit grows by 10% (and 0.1 order/s) per second, and is lifted when
   it is above what merchants ask for (by a fifth).
 
@@ -99,6 +102,9 @@ class AdmissionRule:
         self.admitted_rate: float | None = None
         self.asked_rate: float | None = None
         self.cut_at = -math.inf
+        # Late orders when the limit was last cut, and the fewest seen since: fewer than at the
+        # cut and no more than the fewest is a backlog draining.
+        self.late_at_cut = self.late_low = 0
         self.buckets: dict[Any, _Bucket] = {}
 
     def observe(self, now: float, backlog: Backlog) -> None:
@@ -114,13 +120,15 @@ class AdmissionRule:
         if waiting is not None:
             departures = max(0, waiting + admitted - backlog.waiting) / dt
             self.departure_rate = _smooth(self.departure_rate, departures, dt, self.RATE_S)
+        draining = backlog.late < self.late_at_cut and backlog.late <= self.late_low
+        self.late_low = min(self.late_low, backlog.late)
         if backlog.late >= self.min_late:
-            if self.limit is None or now - self.cut_at >= self.cut_every_s:
+            if self.limit is None or (now - self.cut_at >= self.cut_every_s and not draining):
                 base = (self.admitted_rate or 0.0) if self.limit is None else self.limit
                 if self.departure_rate is not None:
                     base = min(base, self.departure_rate)
                 self.limit = max(self.min_rate, base * self.DECREASE)
-                self.cut_at = now
+                self.cut_at, self.late_at_cut, self.late_low = now, backlog.late, backlog.late
         elif self.limit is not None and backlog.late == 0:
             # Per second, not per refresh: the backlog shows a change only after about a bound.
             grow = self.INCREASE * (now - since)

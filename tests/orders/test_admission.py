@@ -64,6 +64,21 @@ def test_late_orders_halve_what_dispatch_clears_and_again_at_most_once_per_bound
     assert r.limit == 1.0  # never below min_rate
 
 
+def test_a_backlog_draining_is_not_cut_again_and_one_growing_again_is():
+    # An overload's leftovers drain after it: cut while they do, the limit would reach the floor
+    # and intake stay shut for seconds after dispatch caught up.
+    r = rule()
+    assert limited(r, {"a": 40}, cleared=10) == pytest.approx(5)
+    for t, late in ((2.0, 6), (3.0, 5)):  # as many as at the cut, then fewer
+        r.observe(t, Backlog(waiting=40, late=late))
+    assert r.limit == pytest.approx(2.5)  # the first was cut, the second is draining
+    for t, late in ((4.0, 5), (5.0, 5)):  # no fewer than the fewest since the cut, but fewer than at it
+        r.observe(t, Backlog(waiting=40, late=late))
+        assert r.limit == pytest.approx(2.5)
+    r.observe(6.0, Backlog(waiting=40, late=6))  # growing again
+    assert r.limit is not None and r.limit < 2.5
+
+
 def test_when_dispatch_clears_more_than_was_asked_the_cut_is_from_what_was_admitted():
     assert limited(rule(), {"a": 8}, cleared=12) == pytest.approx(4, abs=0.5)
 
