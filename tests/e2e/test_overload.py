@@ -282,6 +282,8 @@ async def test_twice_the_knee_for_a_minute(system):
         asked = {"big": OVERLOAD_S * OVERLOAD_RATE * BIG_SHARE, "small": OVERLOAD_S * OVERLOAD_RATE * (1 - BIG_SHARE)}
         got = {m: sum(1 for o in over if load.accepted[o][0] == m) for m in asked}
         print(f"overload: accepted {got} of {asked}; refused {len(load.refused)}")
+        if load.refused:
+            print(f"the last refusal {max(at for _, at in load.refused) - ended:.1f} s after the overload ended")
 
         # The couriers' calls and a customer's tracking page kept their latency through the
         # overload: p99 within LATENCY_KEPT_S (or twice the calm phase's, on a machine too busy for
