@@ -152,7 +152,9 @@ async def report_locations(
         if carried
         else None
     )
-    cell = grid(settings).cell(latest.lat, latest.lng)
+    g = grid(settings)
+    cell = g.cell(latest.lat, latest.lng)
+    coarse_cell = g.coarse(cell)
 
     async def move(max_mps: float) -> bool | None:
         return await store_couriers.move_courier(
@@ -162,7 +164,7 @@ async def report_locations(
             lng=latest.lng,
             at=latest.at,
             cell=cell,
-            coarse_cell=grid(settings).coarse(cell),
+            coarse_cell=coarse_cell,
             max_mps=max_mps,
             slack_m=settings.location_jump_slack_m,
             event=event,
