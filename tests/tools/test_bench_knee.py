@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
 from tools.bench.__main__ import parse_args
-from tools.bench.knee import Step, knee, markdown, p99, step_figures
+from tools.bench.knee import Step, knee, ladder, markdown, p99, step_figures
 from tools.bench.load import Bench, Order
 
 T0 = datetime(2026, 12, 2, 1, 0, tzinfo=UTC)
@@ -73,6 +74,31 @@ def test_a_steps_figures_come_from_the_orders_placed_in_it():
     assert second.p99_placed_to_offered_ms is None and not second.meets
 
 
+class PlacesOrders:
+    """What the ladder asks of the bench: orders at a rate for a time (noted, none placed)."""
+
+    def __init__(self) -> None:
+        self.placed_at: dict = {}
+        self.offered_at: dict = {}
+        self.calls: list[tuple[float, float, float]] = []  # (rate, seconds, monotonic start)
+
+    async def place_orders(self, watchers: set, rate: float, duration: float) -> None:
+        self.calls.append((rate, duration, time.monotonic()))
+
+
+async def test_the_ladder_starts_after_a_warm_up_at_the_first_rate_that_no_step_counts():
+    bench = PlacesOrders()
+    steps = await ladder(bench, set(), parse_args(["--knee", "--warmup", "7", "--knee-start", "40"]))
+    # No order was offered, so the first step missed and ended the ladder.
+    assert [(rate, seconds) for rate, seconds, _ in bench.calls] == [(40, 7), (40, 30)]
+    assert [rate for rate, _, _ in steps] == [40]
+    # The step's window opens once the warm-up's orders are placed, as its own begin.
+    assert bench.calls[0][2] <= steps[0][1] <= bench.calls[1][2]
+    bench = PlacesOrders()
+    await ladder(bench, set(), parse_args(["--knee", "--warmup", "0"]))
+    assert [(rate, seconds) for rate, seconds, _ in bench.calls] == [(25, 30)]
+
+
 def test_the_report_names_the_knee_and_the_probe():
     steps = [step(100), step(125, p99_ms=900.0)]
     results = {
@@ -82,10 +108,12 @@ def test_the_report_names_the_knee_and_the_probe():
         "knee_step_s": 30,
         "couriers": 120,
         "machine_probe_s": [1.1, 1.3],
+        "warmup_s": 10,
     }
     md = markdown(results)
     assert "| 125 | 125 | 0 | 900.0 | 100.0% | 0 | no |" in md
     assert "**100 orders/s**" in md and "1.1 / 1.3" in md
+    assert "steps of 30 s after a warm-up of 10 s, 120 couriers" in md
     assert "Errors" not in md
 
 

@@ -1,6 +1,10 @@
 """The bench's knee mode (`python -m tools.bench --knee`): the offered rate steps up (by default
 +25 orders/s every 30 s from 25) until a step misses the target, and the knee is the highest
-rate before that, the system's measured capacity.
+rate before that, the system's measured capacity. The ladder starts after the bench's warm-up
+(`--warmup`, 10 s), orders placed at the first step's rate and in no step: a cold start (the
+broker's compiler, the services' first statements, the consumers' first fetches) is not capacity.
+Without it the first 5 s of a ladder had twice the p99 of the rest of its first step, and on a
+slow host a ladder ended at its first step, 25 orders/s (docs/performance.md).
 
 A step meets the target when the p99 of placed -> offered of the orders placed in it is under
 500 ms and at least 99% of them are delivered within a step's length of being placed. An order
@@ -113,6 +117,9 @@ async def ladder(bench: Bench, watchers: set, args: argparse.Namespace) -> list[
     target (and `--knee-past` more) or at --knee-max. The steps' (rate, monotonic start, wall start)."""
     steps: list[tuple[float, float, float]] = []
     rate, missed = args.knee_start, 0
+    if args.warmup > 0:
+        print(f"knee: warm-up, {rate:g} orders/s for {args.warmup:g}s (in no step) ...", flush=True)
+        await bench.place_orders(watchers, rate, args.warmup)
     while rate <= args.knee_max:
         steps.append((rate, time.monotonic(), time.time()))
         print(f"knee: {rate:g} orders/s for {args.knee_step_s:g}s ...", flush=True)
@@ -158,10 +165,11 @@ def markdown(r: dict) -> str:
     else:
         knee_text = f"**{rate:g} orders/s**" + ("" if r["knee_reached"] else " at least (no step missed)")
     before, after = r["machine_probe_s"]
+    warm_up = f" after a warm-up of {r['warmup_s']:g} s" if r.get("warmup_s") else ""
     lines += [
         "",
         f"Knee (p99 placed → offered < {P99_MS:g} ms and ≥ {100 * MIN_DELIVERED:g}% delivered): {knee_text}; "
-        f"steps of {r['knee_step_s']:g} s, {r['couriers']} couriers.",
+        f"steps of {r['knee_step_s']:g} s{warm_up}, {r['couriers']} couriers.",
         f"Machine probe (s to count to 10^7, lower is faster) before / after: {before} / {after}.",
     ]
     if "cpu_ms_per_order" in r:
