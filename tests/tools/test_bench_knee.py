@@ -1,4 +1,5 @@
-"""The knee mode's arithmetic (no servers): a step's figures and the knee over the steps."""
+"""The knee mode's arithmetic (no servers): a step's figures, the knee over the steps, the ladder
+and the disk flushes it watches."""
 
 from __future__ import annotations
 
@@ -8,13 +9,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from tools.bench.__main__ import parse_args
-from tools.bench.knee import Step, knee, ladder, markdown, p99, step_figures
+from tools.bench.knee import DISK_STALL_S, Step, knee, ladder, markdown, p99, step_figures
 from tools.bench.load import Bench, Order
+from tools.bench.measure import DiskFlushes
 
 T0 = datetime(2026, 12, 2, 1, 0, tzinfo=UTC)
 
 
-def step(rate: float, p99_ms: float | None = 120.0, delivered: float | None = 1.0) -> Step:
+def step(rate: float, p99_ms: float | None = 120.0, delivered: float | None = 1.0, run_again: bool = False) -> Step:
     return Step(
         offered_per_s=rate,
         placed_per_s=rate,
@@ -23,6 +25,7 @@ def step(rate: float, p99_ms: float | None = 120.0, delivered: float | None = 1.
         not_offered=0,
         p99_placed_to_offered_ms=p99_ms,
         delivered_share=delivered,
+        run_again=run_again,
     )
 
 
@@ -30,6 +33,13 @@ def test_the_knee_is_the_last_rate_before_the_first_step_that_misses():
     steps = [step(100), step(125), step(150, p99_ms=499.9), step(175, p99_ms=500.0), step(200)]
     # 200 met the target again (noise), but the system already broke at 175: the knee is 150.
     assert knee(steps) == (150, True)
+
+
+def test_a_step_run_again_counts_only_by_its_last_run():
+    steps = [step(25), step(50, p99_ms=999.0, run_again=True), step(50), step(75)]
+    assert knee(steps) == (75, False)
+    steps = [step(25), step(50, p99_ms=999.0, run_again=True), step(50, p99_ms=880.0), step(75)]
+    assert knee(steps) == (25, True)
 
 
 def test_a_step_with_too_few_deliveries_misses_however_fast_its_offers():
@@ -75,28 +85,89 @@ def test_a_steps_figures_come_from_the_orders_placed_in_it():
 
 
 class PlacesOrders:
-    """What the ladder asks of the bench: orders at a rate for a time (noted, none placed)."""
+    """What the ladder asks of the bench: orders at a rate for a time (noted; each call places one
+    order, offered after the next of `offer_ms`, and none once they run out: a step with no order
+    misses)."""
 
-    def __init__(self) -> None:
+    def __init__(self, offer_ms: list[float] | None = None) -> None:
         self.placed_at: dict = {}
         self.offered_at: dict = {}
         self.calls: list[tuple[float, float, float]] = []  # (rate, seconds, monotonic start)
+        self.offer_ms = list(offer_ms or [])
 
     async def place_orders(self, watchers: set, rate: float, duration: float) -> None:
         self.calls.append((rate, duration, time.monotonic()))
+        if self.offer_ms:
+            order, at = f"o{len(self.calls)}", datetime.now(UTC)
+            self.placed_at[order] = at
+            self.offered_at[order] = at + timedelta(milliseconds=self.offer_ms.pop(0))
+
+
+class DiskStalls:
+    """The disk as the ladder sees it: the longest flush of each step in turn (none after those)."""
+
+    def __init__(self, longest_s: list[float | None]) -> None:
+        self.longest = list(longest_s)
+
+    def longest_s(self, since: float, until: float) -> float | None:
+        return self.longest.pop(0) if self.longest else 0.004
 
 
 async def test_the_ladder_starts_after_a_warm_up_at_the_first_rate_that_no_step_counts():
     bench = PlacesOrders()
-    steps = await ladder(bench, set(), parse_args(["--knee", "--warmup", "7", "--knee-start", "40"]))
+    steps = await ladder(bench, set(), parse_args(["--knee", "--warmup", "7", "--knee-start", "40"]), DiskStalls([]))
     # No order was offered, so the first step missed and ended the ladder.
     assert [(rate, seconds) for rate, seconds, _ in bench.calls] == [(40, 7), (40, 30)]
-    assert [rate for rate, _, _ in steps] == [40]
+    assert [a.rate for a in steps] == [40]
     # The step's window opens once the warm-up's orders are placed, as its own begin.
-    assert bench.calls[0][2] <= steps[0][1] <= bench.calls[1][2]
+    assert bench.calls[0][2] <= steps[0].start <= bench.calls[1][2]
     bench = PlacesOrders()
-    await ladder(bench, set(), parse_args(["--knee", "--warmup", "0"]))
+    await ladder(bench, set(), parse_args(["--knee", "--warmup", "0"]), DiskStalls([]))
     assert [(rate, seconds) for rate, seconds, _ in bench.calls] == [(25, 30)]
+
+
+async def test_a_step_that_missed_in_a_disk_stall_runs_again_and_one_that_missed_without_ends_the_ladder():
+    args = parse_args(["--knee", "--warmup", "0", "--knee-retries", "2"])
+    # 25 meets; 50 misses in a stall and meets when run again; 75 misses in a stall twice and
+    # then without one (its third run, the retries spent): the ladder ends there.
+    bench = PlacesOrders(offer_ms=[100, 900, 100, 900, 900, 900])
+    attempts = await ladder(bench, set(), args, DiskStalls([0.01, 0.7, 0.01, 0.6, DISK_STALL_S, 0.01]))
+    assert [(a.rate, a.run_again) for a in attempts] == [
+        (25, False),
+        (50, True),
+        (50, False),
+        (75, True),
+        (75, True),
+        (75, False),
+    ]
+    assert [a.longest_flush_s for a in attempts] == [0.01, 0.7, 0.01, 0.6, DISK_STALL_S, 0.01]
+    # A stall does not excuse a step past its retries, and a miss without a stall is final.
+    bench = PlacesOrders(offer_ms=[900, 900])
+    attempts = await ladder(
+        bench, set(), parse_args(["--knee", "--warmup", "0", "--knee-retries", "1"]), DiskStalls([0.8, 0.8])
+    )
+    assert [(a.rate, a.run_again) for a in attempts] == [(25, True), (25, False)]
+    bench = PlacesOrders(offer_ms=[900])
+    attempts = await ladder(bench, set(), args, DiskStalls([DISK_STALL_S - 0.01]))
+    assert [(a.rate, a.run_again) for a in attempts] == [(25, False)]
+
+
+def test_the_disk_flushes_are_timed_in_their_own_thread_and_the_longest_of_a_window_found(tmp_path):
+    before = time.time()
+    with DiskFlushes(tmp_path, interval_s=0.01) as disk:
+        deadline = time.monotonic() + 10
+        while len(disk.flushes) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert len(disk.flushes) >= 3
+        assert disk.path.stat().st_size == 4096  # one block, written again each time
+    assert not disk.path.exists()  # nothing left beside the data
+    assert all(before <= at and took > 0 for at, took in disk.flushes)
+    assert disk.longest_s(before - 10, before) is None  # before the first flush
+    # The longest of those under way in a window, including one that began before it.
+    disk.flushes = [(100.0, 0.002), (100.05, 0.8), (100.9, 0.003)]
+    assert disk.longest_s(100.0, 100.04) == 0.002
+    assert disk.longest_s(100.5, 100.6) == 0.8
+    assert disk.longest_s(100.86, 101.0) == 0.003
 
 
 def test_the_report_names_the_knee_and_the_probe():
@@ -111,10 +182,31 @@ def test_the_report_names_the_knee_and_the_probe():
         "warmup_s": 10,
     }
     md = markdown(results)
-    assert "| 125 | 125 | 0 | 900.0 | 100.0% | 0 | no |" in md
+    assert "| 125 | 125 | 0 | 900.0 | 100.0% | 0 | - | no |" in md
     assert "**100 orders/s**" in md and "1.1 / 1.3" in md
     assert "steps of 30 s after a warm-up of 10 s, 120 couriers" in md
     assert "Errors" not in md
+
+
+def test_the_report_shows_each_run_of_a_step_with_its_longest_flush():
+    steps = [
+        Step(50, 50, 1500, 0, 0, 910.0, 1.0, longest_flush_ms=730, run_again=True),
+        Step(50, 50, 1500, 0, 0, 140.0, 1.0, longest_flush_ms=6),
+    ]
+    results = {
+        "steps": [{**s.__dict__, "meets": s.meets} for s in steps],
+        "knee_orders_per_s": 50,
+        "knee_reached": False,
+        "knee_step_s": 30,
+        "couriers": 120,
+        "machine_probe_s": [0.8, 0.9],
+        "knee_disk_stall_ms": 250,
+        "knee_retries": 2,
+    }
+    md = markdown(results)
+    assert "| 50 | 50 | 0 | 910.0 | 100.0% | 0 | 730 | no, run again (disk stall) |" in md
+    assert "| 50 | 50 | 0 | 140.0 | 100.0% | 0 | 6 | yes |" in md
+    assert "disk flush took 250 ms or more was run again (up to 2 times)" in md
 
 
 def test_the_report_shows_the_first_errors_under_the_figures():

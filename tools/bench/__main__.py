@@ -31,7 +31,7 @@ from shared.service import settle_garbage_collector
 from tools.bench import knee
 from tools.bench.http import LeanGiao
 from tools.bench.load import Bench
-from tools.bench.measure import ProcessWatch, kafka_baseline, machine_probe, postgres_baseline
+from tools.bench.measure import DiskFlushes, ProcessWatch, kafka_baseline, machine_probe, postgres_baseline
 from tools.bench.report import markdown, pct
 from tools.client import Endpoints
 from tools.sim.webhooks import receiving
@@ -85,6 +85,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     knee_mode.add_argument(
         "--knee-past", type=int, default=0, help="steps run after the first one that missed the target"
     )
+    knee_mode.add_argument(
+        "--knee-retries", type=int, default=2, help="times a step that missed in a disk stall is run again"
+    )
     return p.parse_args(argv)
 
 
@@ -126,11 +129,12 @@ async def main(args: argparse.Namespace) -> int:
         watchers: set = set()
         events = asyncio.create_task(bench.watch_events())
         await asyncio.sleep(1.0)  # the event watcher joins its group before the first order
+        disk = hooks.enter_context(DiskFlushes(args.out))
         async with ProcessWatch(read_pids()) as watch:
             t0, wall0 = time.monotonic(), time.time()
             couriers = [asyncio.create_task(bench.courier(t)) for t in bench.tokens]
             if args.knee:
-                steps = await knee.ladder(bench, watchers, args)
+                steps = await knee.ladder(bench, watchers, args, disk)
             else:
                 print(f"load: {args.rate:g} orders/s for {args.duration:g}s ...", flush=True)
                 await bench.place_orders(watchers)
@@ -186,6 +190,7 @@ async def main(args: argparse.Namespace) -> int:
                 [(o.seen["picked_up"] - o.picked) * 1000 for o in measured if o.picked and "picked_up" in o.seen]
             ),
             "location_to_tracking_ms": pct([o.location_ms for o in measured if o.location_ms is not None]),
+            "longest_disk_flush_ms": ms(disk.longest_s(*wall_window)),
             "cpu_s": watch.cpu_s,
             "peak_mem_mib": {k: round(v) for k, v in watch.peak_mib.items()},
             "client_latency_ms": {k: pct(v) for k, v in sorted(client.stats.latencies_ms.items())},
@@ -218,6 +223,10 @@ async def main(args: argparse.Namespace) -> int:
     (args.out / "latest.md").write_text(md)
     print(md)
     return 0
+
+
+def ms(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds * 1000)
 
 
 def report_knee(results: dict, bench: Bench, steps: list, watch: ProcessWatch, args: argparse.Namespace) -> int:

@@ -1,5 +1,6 @@
-"""What the benchmark measures besides the load itself: process CPU and memory, and raw
-baselines of Kafka (aiokafka alone) and PostgreSQL (single-row commits)."""
+"""What the benchmark measures besides the load itself: process CPU and memory, how long the
+disk takes to make a write durable, and raw baselines of Kafka (aiokafka alone) and PostgreSQL
+(single-row commits)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import os
 import resource
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -115,6 +117,60 @@ class ProcessWatch:
             now.ru_utime + now.ru_stime - self.start_self.ru_utime - self.start_self.ru_stime, 1
         )
         self.peak_mib["load generator"] = now.ru_maxrss / 1024
+
+
+class DiskFlushes:
+    """How long the disk takes to make a write durable, all through a run: a 4 KiB write and
+    `fdatasync` every 50 ms to a file in `directory` (beside PostgreSQL's and Kafka's data), in a
+    thread of its own so that a slow flush blocks only it.
+
+    Every commit waits for such a flush. The disk of the machine Giao is developed on sometimes
+    takes 0.2-1 s over one, idle or loaded, every minute or two (docs/performance.md); while it
+    does, every order being placed, offered or delivered waits with it, and the orders of a step
+    of the knee's ladder (30 s, of which p99 is the slowest 0.3 s) miss p99 < 500 ms at any rate.
+    Twenty small flushes a second add little to the disk's work (PostgreSQL flushes hundreds)."""
+
+    def __init__(self, directory: Path, interval_s: float = 0.05) -> None:
+        self.path = directory / "disk-flush-probe"
+        self.interval_s = interval_s
+        self.flushes: list[tuple[float, float]] = []  # (wall clock at its start, seconds it took)
+        self._in_flight_since: float | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="disk-flushes", daemon=True)
+
+    def __enter__(self) -> DiskFlushes:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.path.unlink(missing_ok=True)
+
+    def _run(self) -> None:
+        block = os.urandom(4096)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while not self._stop.is_set():
+                started = time.time()
+                self._in_flight_since = started
+                os.pwrite(fd, block, 0)
+                os.fdatasync(fd)
+                self.flushes.append((started, time.time() - started))
+                self._in_flight_since = None
+                self._stop.wait(self.interval_s)
+        finally:
+            os.close(fd)
+
+    def longest_s(self, since: float, until: float) -> float | None:
+        """The longest flush under way at some time between the two wall-clock times (one still
+        under way counted until now); None if none was."""
+        spans = [(at, took) for at, took in self.flushes if at < until and at + took > since]
+        in_flight = self._in_flight_since
+        if in_flight is not None and in_flight < until:
+            spans.append((in_flight, time.time() - in_flight))
+        return max((took for _, took in spans), default=None)
 
 
 _PROBE = "s = 0\nfor i in range(10**7):\n    s += i\n"

@@ -30,6 +30,8 @@ def markdown(r: dict) -> str:
     ):
         v = r[key]
         lines.append(f"| {label} p50/p95/p99 ms (n) | {v['p50']} / {v['p95']} / {v['p99']} ({v['count']}) |")
+    if "longest_disk_flush_ms" in r:  # every commit waits for one: a long one shows in the p99
+        lines.append(f"| longest disk flush in the window ms (a commit waits for it) | {r['longest_disk_flush_ms']} |")
     for name, cpu in r["cpu_s"].items():
         lines.append(f"| {name}: CPU s / peak MiB | {cpu} / {r['peak_mem_mib'].get(name, '-')} |")
     if "cpu_ms_per_order" in r:
