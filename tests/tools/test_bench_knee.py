@@ -150,6 +150,11 @@ async def test_a_step_that_missed_in_a_disk_stall_runs_again_and_one_that_missed
     bench = PlacesOrders(offer_ms=[900])
     attempts = await ladder(bench, set(), args, DiskStalls([DISK_STALL_S - 0.01]))
     assert [(a.rate, a.run_again) for a in attempts] == [(25, False)]
+    # Past the knee (--knee-past) the steps are only shown: none is run again.
+    bench = PlacesOrders(offer_ms=[100, 900, 900])
+    past = parse_args(["--knee", "--warmup", "0", "--knee-past", "1"])
+    attempts = await ladder(bench, set(), past, DiskStalls([0.01, 0.01, 0.9]))
+    assert [(a.rate, a.run_again) for a in attempts] == [(25, False), (50, False), (75, False)]
 
 
 def test_the_disk_flushes_are_timed_in_their_own_thread_and_the_longest_of_a_window_found(tmp_path):

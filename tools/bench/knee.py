@@ -152,7 +152,8 @@ def provisional_p99_ms(bench: Bench, wall_since: float) -> float | None:
 async def ladder(bench: Bench, watchers: set, args: argparse.Namespace, disk: DiskFlushes) -> list[Attempt]:
     """Place orders step by step; stop after the first step that already missed the latency
     target (and `--knee-past` more) or at --knee-max. A step that missed in a disk stall is run
-    again first, up to --knee-retries times. Every run of a step, in order."""
+    again first, up to --knee-retries times, until one has missed for good. Every run of a step,
+    in order."""
     attempts: list[Attempt] = []
     rate, missed, retries = args.knee_start, 0, 0
     if args.warmup > 0:
@@ -165,7 +166,10 @@ async def ladder(bench: Bench, watchers: set, args: argparse.Namespace, disk: Di
         flush = disk.longest_s(wall_start, time.time())
         late = provisional_p99_ms(bench, wall_start)
         missed_now = late is None or late >= P99_MS
-        again = missed_now and flush is not None and flush >= DISK_STALL_S and retries < args.knee_retries
+        # (past the knee, with --knee-past, a step is only shown: the knee is already decided)
+        again = (
+            missed_now and not missed and flush is not None and flush >= DISK_STALL_S and retries < args.knee_retries
+        )
         attempts.append(Attempt(rate, start, wall_start, flush, run_again=again))
         if again:
             retries += 1
