@@ -129,7 +129,7 @@ async def main(args: argparse.Namespace) -> int:
         watchers: set = set()
         events = asyncio.create_task(bench.watch_events())
         await asyncio.sleep(1.0)  # the event watcher joins its group before the first order
-        disk = hooks.enter_context(DiskFlushes(args.out))
+        disk = hooks.enter_context(DiskFlushes(ROOT / "var"))  # the disk of `make up`'s data, whatever --out
         async with ProcessWatch(read_pids()) as watch:
             t0, wall0 = time.monotonic(), time.time()
             couriers = [asyncio.create_task(bench.courier(t)) for t in bench.tokens]
