@@ -125,10 +125,11 @@ class DiskFlushes:
     thread of its own so that a slow flush blocks only it.
 
     Every commit waits for such a flush. The disk of the machine Giao is developed on sometimes
-    takes 0.2-1 s over one, idle or loaded, every minute or two (docs/performance.md); while it
-    does, every order being placed, offered or delivered waits with it, and the orders of a step
-    of the knee's ladder (30 s, of which p99 is the slowest 0.3 s) miss p99 < 500 ms at any rate.
-    Twenty small flushes a second add little to the disk's work (PostgreSQL flushes hundreds)."""
+    takes 0.2-1.7 s over one, idle or loaded, in most minutes at some hours (docs/performance.md);
+    while it does, every order being placed, offered or delivered waits with it, and a step of
+    the knee's ladder (30 s, of which p99 is the slowest 0.3 s) may miss p99 < 500 ms at any rate.
+    Its twenty flushes a second go beside PostgreSQL's hundreds (what they cost the system was
+    not measured apart; this thread's CPU is the load generator's)."""
 
     def __init__(self, directory: Path, interval_s: float = 0.05) -> None:
         self.path = directory / "disk-flush-probe"
