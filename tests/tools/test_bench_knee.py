@@ -175,18 +175,22 @@ def test_the_disk_flushes_are_timed_in_their_own_thread_and_the_longest_of_a_win
     assert disk.longest_s(100.86, 101.0) == 0.003
 
 
-def test_the_report_names_the_knee_and_the_probe():
-    steps = [step(100), step(125, p99_ms=900.0)]
-    results = {
+def knee_results(steps: list[Step], knee_rate: float, reached: bool, **more) -> dict:
+    """A knee run's results as the report reads them (30 s steps, 120 couriers, probe 1.1 / 1.3)."""
+    return {
         "steps": [{**s.__dict__, "meets": s.meets} for s in steps],
-        "knee_orders_per_s": 100,
-        "knee_reached": True,
+        "knee_orders_per_s": knee_rate,
+        "knee_reached": reached,
         "knee_step_s": 30,
         "couriers": 120,
         "machine_probe_s": [1.1, 1.3],
-        "warmup_s": 10,
+        **more,
     }
-    md = markdown(results)
+
+
+def test_the_report_names_the_knee_and_the_probe():
+    steps = [step(100), step(125, p99_ms=900.0)]
+    md = markdown(knee_results(steps, 100, True, warmup_s=10))
     assert "| 125 | 125 | 0 | 900.0 | 100.0% | 0 | - | no |" in md
     assert "**100 orders/s**" in md and "1.1 / 1.3" in md
     assert "steps of 30 s after a warm-up of 10 s, 120 couriers" in md
@@ -198,17 +202,7 @@ def test_the_report_shows_each_run_of_a_step_with_its_longest_flush():
         Step(50, 50, 1500, 0, 0, 910.0, 1.0, longest_flush_ms=730, run_again=True),
         Step(50, 50, 1500, 0, 0, 140.0, 1.0, longest_flush_ms=6),
     ]
-    results = {
-        "steps": [{**s.__dict__, "meets": s.meets} for s in steps],
-        "knee_orders_per_s": 50,
-        "knee_reached": False,
-        "knee_step_s": 30,
-        "couriers": 120,
-        "machine_probe_s": [0.8, 0.9],
-        "knee_disk_stall_ms": 250,
-        "knee_retries": 2,
-    }
-    md = markdown(results)
+    md = markdown(knee_results(steps, 50, False, knee_disk_stall_ms=250, knee_retries=2))
     assert "| 50 | 50 | 0 | 910.0 | 100.0% | 0 | 730 | no, run again (disk stall) |" in md
     assert "| 50 | 50 | 0 | 140.0 | 100.0% | 0 | 6 | yes |" in md
     assert "disk flush took 250 ms or more was run again (up to 2 times)" in md
@@ -216,15 +210,6 @@ def test_the_report_shows_each_run_of_a_step_with_its_longest_flush():
 
 def test_the_report_shows_the_first_errors_under_the_figures():
     samples = [f"picked_up: POST .../deliver -> 429 #{i}" for i in range(5)]
-    results = {
-        "steps": [{**step(100).__dict__, "meets": True}],
-        "knee_orders_per_s": 100,
-        "knee_reached": False,
-        "knee_step_s": 30,
-        "couriers": 120,
-        "machine_probe_s": [1.1, 1.3],
-        "errors": 12,
-        "error_samples": samples,
-    }
+    results = knee_results([step(100)], 100, False, errors=12, error_samples=samples)
     tail = markdown(results).splitlines()[-4:]
     assert tail == ["Errors: 12; the first 3:", *(f"- {e}" for e in samples[:3])]
