@@ -32,7 +32,7 @@ from tools.bench import knee
 from tools.bench.http import LeanGiao
 from tools.bench.load import Bench
 from tools.bench.measure import DiskFlushes, ProcessWatch, kafka_baseline, machine_probe, postgres_baseline
-from tools.bench.report import markdown, pct
+from tools.bench.report import markdown, ms, pct
 from tools.client import Endpoints
 from tools.sim.webhooks import receiving
 
@@ -223,10 +223,6 @@ async def main(args: argparse.Namespace) -> int:
     (args.out / "latest.md").write_text(md)
     print(md)
     return 0
-
-
-def ms(seconds: float | None) -> float | None:
-    return None if seconds is None else round(seconds * 1000)
 
 
 def report_knee(results: dict, bench: Bench, steps: list, watch: ProcessWatch, args: argparse.Namespace) -> int:

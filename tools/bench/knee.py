@@ -29,7 +29,7 @@ from datetime import datetime
 
 from tools.bench.load import Bench
 from tools.bench.measure import DiskFlushes
-from tools.bench.report import error_lines
+from tools.bench.report import error_lines, ms
 
 P99_MS = 500.0
 MIN_DELIVERED = 0.99
@@ -129,7 +129,7 @@ def step_figures(
         not_offered=len(placed_at) - len(latencies),
         p99_placed_to_offered_ms=p99(latencies, len(placed_at) - len(latencies)),
         delivered_share=round(delivered / len(orders), 4) if orders else None,
-        longest_flush_ms=None if longest_flush_s is None else round(longest_flush_s * 1000),
+        longest_flush_ms=ms(longest_flush_s),
         run_again=run_again,
     )
 
@@ -174,7 +174,7 @@ async def ladder(bench: Bench, watchers: set, args: argparse.Namespace, disk: Di
         attempts.append(Attempt(rate, start, wall_start, flush, run_again=again))
         if again:
             retries += 1
-            print(f"knee: missed while a disk flush took {1000 * (flush or 0):.0f} ms: the step again", flush=True)
+            print(f"knee: missed while a disk flush took {ms(flush)} ms: the step again", flush=True)
             continue
         if missed_now:
             missed += 1
@@ -202,7 +202,7 @@ def results(bench: Bench, attempts: list[Attempt], args: argparse.Namespace) -> 
         "knee_orders_per_s": rate,
         "knee_reached": reached,
         "knee_criteria": {"p99_placed_to_offered_ms_below": P99_MS, "delivered_share_at_least": MIN_DELIVERED},
-        "knee_disk_stall_ms": round(DISK_STALL_S * 1000),
+        "knee_disk_stall_ms": ms(DISK_STALL_S),
         "knee_retries": args.knee_retries,
         "steps": [{**asdict(f), "meets": f.meets} for f in figures],
     }

@@ -14,6 +14,11 @@ def pct(values: list[float]) -> dict[str, float | None]:
     }
 
 
+def ms(seconds: float | None) -> int | None:
+    """Seconds as whole milliseconds, as the results show them (None stays None)."""
+    return None if seconds is None else round(seconds * 1000)
+
+
 def markdown(r: dict) -> str:
     lines = [
         "| figure | value |",
