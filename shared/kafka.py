@@ -142,8 +142,8 @@ class EventConsumer:
     inbox makes harmless; a stop commits what was handled before it closes the consumer.
     Once a second, not five times: at 152 orders/s the broker's offset commits (19 a second,
     each a write to its offsets topic by the group coordinator) were a sixth of its requests,
-    and nothing reads the committed offsets but a consumer that starts (lag is measured from
-    the consumer's position).
+    and nothing reads the committed offsets but a consumer that starts or takes a partition
+    over in a rebalance (lag is measured from the consumer's position).
     """
 
     COMMIT_EVERY_S = 1.0
