@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import orjson
@@ -152,7 +153,7 @@ class Giao:
         return await self.call("get_order", "GET", f"{self.endpoints.orders}/v1/orders/{order_id}", token=api_key)
 
     async def list_orders(self, api_key: str, **params: Any) -> dict:
-        query = "&".join(f"{k}={v}" for k, v in params.items() if v is not None)
+        query = urlencode({k: v for k, v in params.items() if v is not None})
         return await self.call("list_orders", "GET", f"{self.endpoints.orders}/v1/orders?{query}", token=api_key)
 
     async def cancel_order(
