@@ -156,6 +156,18 @@ class Giao:
         query = urlencode({k: v for k, v in params.items() if v is not None})
         return await self.call("list_orders", "GET", f"{self.endpoints.orders}/v1/orders?{query}", token=api_key)
 
+    async def all_orders(self, api_key: str) -> list[dict]:
+        """Every order of the merchant, newest first: a request for each hundred (one GET per
+        order soon runs past the merchant's rate limit)."""
+        found: list[dict] = []
+        cursor = None
+        while True:
+            page = await self.list_orders(api_key, limit=100, cursor=cursor)
+            found += page["items"]
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return found
+
     async def cancel_order(
         self, api_key: str, order_id: str, reason: str | None = None, expect: tuple[int, ...] = (202,)
     ) -> dict:

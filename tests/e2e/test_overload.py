@@ -314,8 +314,8 @@ async def test_twice_the_knee_for_a_minute(system):
         keys = {"big": big, "small": small}
 
         async def all_delivered() -> bool:
-            states = await asyncio.gather(*(client.get_order(keys[m], o) for o, (m, _) in load.accepted.items()))
-            return all(s["status"] == "delivered" for s in states)
+            status = {o["id"]: o["status"] for key in keys.values() for o in await client.all_orders(key)}
+            return all(status[o] == "delivered" for o in load.accepted)
 
         try:
             await eventually(all_delivered, timeout=30, interval=1.0, what="every accepted order delivered")
