@@ -113,8 +113,9 @@ async def produce(
 
 
 async def drop_topics(bootstrap: str, prefix: str) -> None:
-    """Delete a test's topics (best effort): a broker that kept every test's topics would
-    carry thousands of idle partitions after a few runs, and spend CPU on them."""
+    """Delete the topics whose names begin with `prefix` (best effort): a broker that kept every
+    test's topics (and every bench's baseline topic) would carry thousands of idle partitions
+    after a few runs, and spend CPU on them."""
     admin = AIOKafkaAdminClient(**connection(kafka_settings(bootstrap)), request_timeout_ms=5000)
     try:
         await admin.start()

@@ -20,6 +20,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from shared.kafka_clients import connection
 from shared.settings import CommonSettings
+from tests.support import drop_topics
 
 TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -188,7 +189,9 @@ def machine_probe() -> float:
 
 
 async def kafka_baseline(bootstrap: str, messages: int, size: int = 700) -> float:
-    """Messages per second to produce (acks=all, idempotent) and consume the same count."""
+    """Messages per second to produce (acks=all, idempotent) and consume the same count, on a
+    topic of its own that it deletes afterwards (left behind, each run's would stay on the
+    broker: six idle partitions and its messages, run after run)."""
     topic = f"bench.baseline.{uuid.uuid4().hex[:8]}"
     payload = b"x" * size
     # As GIAO_KAFKA_USERNAME (the Makefile gives the admin principal of deploy/local's broker).
@@ -217,6 +220,7 @@ async def kafka_baseline(bootstrap: str, messages: int, size: int = 700) -> floa
     finally:
         await producer.stop()
         await consumer.stop()
+        await drop_topics(bootstrap, topic)
 
 
 async def postgres_baseline(dsn: str, seconds: float = 5.0, connections: int = 16) -> float:
