@@ -6,6 +6,7 @@ import math
 from pathlib import Path
 
 from tools.bench import requests
+from tools.bench.measure import read_pids
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -14,7 +15,14 @@ async def test_the_per_request_measure_runs_against_the_services(infra):
     # It starts the three services of a tree as processes and drives every hot route: its
     # assumptions (a broker without SASL, no per-caller limits) broke it unseen once.
     requests.LOGS.mkdir(parents=True, exist_ok=True)
-    figures = await requests.measure_round(ROOT, 12, infra.kafka_bootstrap, infra.pg_admin_dsn)
-    assert set(figures) == set(requests.ROUTES)
-    assert all(math.isfinite(us) for us in figures.values())
-    assert figures["POST /v1/orders"] > 0, figures
+    servers = {n: p for n, p in read_pids(ROOT).items() if n in requests.SERVERS} if infra.local else {}
+    figures = await requests.measure_round(ROOT, 12, infra.kafka_bootstrap, infra.pg_admin_dsn, servers)
+    assert set(figures.process) == set(figures.machine) == set(figures.parts) == set(requests.ROUTES)
+    assert all(math.isfinite(us) for us in [*figures.process.values(), *figures.machine.values()])
+    placement = "POST /v1/orders"
+    assert figures.process[placement] > 0, figures
+    # A placement sets off work beyond orders: its statement, its events, the offer they lead to.
+    assert figures.machine[placement] > figures.process[placement], figures
+    assert figures.parts[placement]["dispatch"] > 0, figures
+    if "postgres" in servers:
+        assert figures.parts[placement]["postgres"] > 0, figures

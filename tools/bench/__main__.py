@@ -31,7 +31,14 @@ from shared.service import settle_garbage_collector
 from tools.bench import knee
 from tools.bench.http import LeanGiao
 from tools.bench.load import Bench
-from tools.bench.measure import DiskFlushes, ProcessWatch, kafka_baseline, machine_probe, postgres_baseline
+from tools.bench.measure import (
+    DiskFlushes,
+    ProcessWatch,
+    kafka_baseline,
+    machine_probe,
+    postgres_baseline,
+    read_pids,
+)
 from tools.bench.report import markdown, ms, pct
 from tools.client import Endpoints
 from tools.sim.webhooks import receiving
@@ -91,16 +98,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def read_pids() -> dict[str, int]:
-    """The running processes `make up` started (a service's instances apart: dispatch, dispatch-2)."""
-    pids = {}
-    for f in sorted((ROOT / "var" / "run").glob("*.pid")):
-        pid = f.read_text().strip()
-        if pid.isdigit() and Path(f"/proc/{pid}").exists():
-            pids[f.stem] = int(pid)
-    return pids
-
-
 async def main(args: argparse.Namespace) -> int:
     results: dict = {
         "started_at": datetime.now(UTC).isoformat(),
@@ -130,7 +127,7 @@ async def main(args: argparse.Namespace) -> int:
         events = asyncio.create_task(bench.watch_events())
         await asyncio.sleep(1.0)  # the event watcher joins its group before the first order
         disk = hooks.enter_context(DiskFlushes(ROOT / "var"))  # the disk of `make up`'s data, whatever --out
-        async with ProcessWatch(read_pids()) as watch:
+        async with ProcessWatch(read_pids(ROOT)) as watch:
             t0, wall0 = time.monotonic(), time.time()
             couriers = [asyncio.create_task(bench.courier(t)) for t in bench.tokens]
             if args.knee:

@@ -45,6 +45,31 @@ def _cpu_s(pid: int, with_reaped_children: bool = False) -> float:
     return ticks / TICKS
 
 
+def process_cpu_s(pid: int, with_children: bool = False) -> float:
+    """A process's CPU seconds (clock ticks), with its children's if asked: theirs while they run
+    and, once they ended, what the kernel gave the parent (PostgreSQL's backends)."""
+    if not with_children:
+        return _cpu_s(pid)
+    total = _cpu_s(pid, True)
+    for c in _children(pid):
+        try:
+            total += _cpu_s(c)
+        except OSError:
+            pass  # ended just now: its time is in the parent's cutime
+    return total
+
+
+def read_pids(root: Path) -> dict[str, int]:
+    """The running processes `make up` started in this tree (a service's instances apart:
+    dispatch, dispatch-2; the servers: kafka, postgres)."""
+    pids = {}
+    for f in sorted((root / "var" / "run").glob("*.pid")):
+        pid = f.read_text().strip()
+        if pid.isdigit() and Path(f"/proc/{pid}").exists():
+            pids[f.stem] = int(pid)
+    return pids
+
+
 def _pss_kib(pid: int) -> int:
     try:
         for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
@@ -66,16 +91,7 @@ class ProcessWatch:
     _task: asyncio.Task[None] | None = None
 
     def _cpu(self, name: str) -> float:
-        pid = self.pids[name]
-        if name in self.with_children:
-            total = _cpu_s(pid, True)
-            for c in _children(pid):
-                try:
-                    total += _cpu_s(c)
-                except OSError:
-                    pass  # ended just now: its time is in the parent's cutime
-            return total
-        return _cpu_s(pid)
+        return process_cpu_s(self.pids[name], name in self.with_children)
 
     def _mem_mib(self, name: str, children: list[int]) -> float:
         return (_pss_kib(self.pids[name]) + sum(_pss_kib(c) for c in children)) / 1024

@@ -14,8 +14,12 @@ rate: the events and outbox work of earlier batches, then of this one, are done)
 process's idle CPU rate (its pollers), measured once, is taken off. Wall time means nothing on
 a shared machine; CPU time per request does. Prints the median per route and tree.
 
-All three services run because a courier's jobs come from orders' events; each figure is the
-CPU of one process only.
+All three services run because a courier's jobs come from orders' events. Each route gets two
+figures: the CPU of the process that serves it, and the machine's: every process's (the three
+services, PostgreSQL's backends, the broker) from /proc/stat, less this tool's own and the
+machine's idle rate, after the machine too is quiet again. The second is what a call costs in
+all, the events it sets off included (a placement's offer, a step's way into orders and
+tracking); it counts whatever else runs on the machine, so run nothing else meanwhile.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import resource
 import signal
 import statistics
 import subprocess
@@ -30,6 +35,7 @@ import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from pathlib import Path
@@ -39,9 +45,12 @@ import httpx
 from tests.infra import free_port, kafka_server, postgres_server
 from tests.support import create_databases, drop_databases, drop_topics
 from tools.bench.load import ORIGIN
+from tools.bench.measure import process_cpu_s, read_pids
 from tools.client import Endpoints, Giao
 
 SERVICES = ("orders", "dispatch", "tracking")
+SERVERS = ("postgres", "kafka")  # when they are this tree's own (deploy/local): their CPU apart
+ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "bench-admin-token"
 CONCURRENCY = 8
 MS = timedelta(milliseconds=1)
@@ -50,6 +59,9 @@ MS = timedelta(milliseconds=1)
 QUIET_WINDOW_S = 0.5
 QUIET_SLACK = 0.02
 QUIET_MAX_S = 60
+# The machine's busy time counts clock ticks: its quiet allows a tick a window more.
+TICKS = os.sysconf("SC_CLK_TCK")
+MACHINE_QUIET_SLACK = QUIET_SLACK + 1 / TICKS / QUIET_WINDOW_S
 LOGS = Path("var/log/bench-requests")  # the services' output
 # route -> the process that serves it
 ROUTES = {
@@ -78,6 +90,30 @@ def cpu_s(pid: int) -> float:
     return total / 1e9
 
 
+def machine_busy_s() -> float:
+    """CPU seconds the machine's processors spent busy since boot (/proc/stat: user, nice,
+    system, irq, softirq; not idle, I/O wait or the hypervisor's steal). In clock ticks."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq = (int(f) for f in fields[:7])
+    return (user + nice + system + irq + softirq) / TICKS
+
+
+def own_cpu_s() -> float:
+    """This tool's CPU (its HTTP client is the load), taken off the machine's."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass
+class Figures:
+    """µs of CPU per call, by route: the serving process's, and the machine's in all."""
+
+    process: dict[str, float] = field(default_factory=dict)
+    machine: dict[str, float] = field(default_factory=dict)
+    # route -> where the machine's went: each service, each server when known, and the rest.
+    parts: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
 class System:
     """The three services of one source tree, on free ports, with databases of their own."""
 
@@ -90,6 +126,11 @@ class System:
         self.databases = {s: f"rq_{tag}_{s}" for s in SERVICES}
         self.ports = {s: free_port() for s in SERVICES}
         self.procs: dict[str, subprocess.Popen] = {}
+
+    def python(self) -> str:
+        """The tree's own interpreter (its .venv: another build may need other packages), else ours."""
+        own = self.root / ".venv" / "bin" / "python"
+        return str(own) if own.exists() else sys.executable
 
     def url(self, service: str) -> str:
         return f"http://127.0.0.1:{self.ports[service]}"
@@ -116,7 +157,7 @@ class System:
             }
             with (LOGS / f"{self.prefix}{service}.log").open("ab") as out:
                 self.procs[service] = subprocess.Popen(  # noqa: ASYNC220 - a setup step, before any measuring
-                    [sys.executable, "-m", f"services.{service}"],
+                    [self.python(), "-m", f"services.{service}"],
                     cwd=self.root,
                     env=env,
                     stdout=out,
@@ -167,8 +208,11 @@ async def batch(calls: list[Callable[[], Awaitable[object]]]) -> None:
     await asyncio.gather(*(one(c) for c in calls))
 
 
-async def measure_round(root: Path, n: int, kafka: str, pg_admin: str) -> dict[str, float]:
-    """µs of CPU per call, by route, for the services of `root`."""
+async def measure_round(
+    root: Path, n: int, kafka: str, pg_admin: str, servers: dict[str, int] | None = None
+) -> Figures:
+    """µs of CPU per call, by route, for the services of `root`; `servers`: the pids of
+    PostgreSQL's postmaster and the broker, if their CPU is to be told apart."""
     system = System(root, kafka, pg_admin)
     await system.start()
     try:
@@ -178,50 +222,105 @@ async def measure_round(root: Path, n: int, kafka: str, pg_admin: str) -> dict[s
             await client.http.aclose()
             limits = httpx.Limits(max_connections=CONCURRENCY * 2, keepalive_expiry=2.0)
             client.http = httpx.AsyncClient(timeout=30, limits=limits)
-            return await _measure(system, client, n)
+            return await _measure(system, client, n, servers or {})
     finally:
         await system.stop()
 
 
-async def _measure(system: System, client: Giao, n: int) -> dict[str, float]:
-    lat, lng = ORIGIN
+Calls = list[Callable[[], Awaitable[object]]]
+WARM_UP_ORDERS = 24
+
+
+async def _measure(system: System, client: Giao, n: int, servers: dict[str, int]) -> Figures:
+    """One order's life through every hot route: first WARM_UP_ORDERS orders unmeasured with
+    couriers of their own (each process's and database's caches, the broker's compiled code, the
+    consumers' first fetches), then `n` orders measured route by route."""
     key = (await client.create_merchant("Shop bench", "0912345678"))["api_key"]
-    tokens = []
-    for i in range(-(-n // 3)):  # motorbikes take 3 jobs at once
-        tokens.append((await client.create_courier(f"Lê Văn Bench{i}", "0987654321", "motorbike"))["token"])
-    await batch([partial(client.set_status, t, True, lat, lng) for t in tokens])
-    # Each process's idle rate (its pollers, heartbeats): the least of a few windows.
-    idle = {s: float("inf") for s in SERVICES}
-    for _ in range(6):
-        before = {s: system.cpu_s(s) for s in SERVICES}
-        await asyncio.sleep(1)
-        idle = {s: min(idle[s], system.cpu_s(s) - before[s]) for s in SERVICES}
 
-    result: dict[str, float] = {}
-
-    async def quiet(service: str) -> None:
-        """Until the process spends no more than its idle rate (within a clock tick or two)."""
-        deadline = time.monotonic() + QUIET_MAX_S
-        while time.monotonic() < deadline:
-            cpu = system.cpu_s(service)
-            await asyncio.sleep(QUIET_WINDOW_S)
-            if (system.cpu_s(service) - cpu) / QUIET_WINDOW_S <= idle[service] + QUIET_SLACK:
-                return
-
-    async def timed(route: str, calls: list[Callable[[], Awaitable[object]]]) -> list[object]:
-        service = ROUTES[route]
+    async def run(calls: Calls) -> list[object]:
         out: list[object] = []
 
         async def keep(call: Callable[[], Awaitable[object]]) -> None:
             out.append(await call())
 
-        await quiet(service)  # the work earlier batches left (events consumed, outbox) is done
-        started, cpu = time.monotonic(), system.cpu_s(service)
         await batch([partial(keep, c) for c in calls])
-        await quiet(service)  # and this batch's own
-        spent = system.cpu_s(service) - cpu - idle[service] * (time.monotonic() - started)
-        result[route] = spent / len(calls) * 1e6
         return out
+
+    warm_couriers = await _couriers(client, WARM_UP_ORDERS, "Warm")
+    await _lifecycle(client, key, warm_couriers, WARM_UP_ORDERS, lambda _route, calls: run(calls))
+    lat, lng = ORIGIN
+    await batch([partial(client.set_status, t, False, lat, lng) for t in warm_couriers])
+    couriers = await _couriers(client, n, "Bench")
+
+    # CPU seconds so far: each service's, each server's, and the machine's less this tool's.
+    def readings() -> dict[str, float]:
+        return {
+            **{s: system.cpu_s(s) for s in SERVICES},
+            **{name: process_cpu_s(pid, with_children=name == "postgres") for name, pid in servers.items()},
+            "machine": machine_busy_s() - own_cpu_s(),
+        }
+
+    # Each one's idle rate (pollers, heartbeats, the broker's own threads): the least of a few
+    # windows.
+    idle = {k: float("inf") for k in readings()}
+    for _ in range(6):
+        before = readings()
+        await asyncio.sleep(1)
+        idle = {k: min(idle[k], v - before[k]) for k, v in readings().items()}
+
+    result = Figures()
+
+    async def quiet(service: str) -> None:
+        """Until the process and the machine spend no more than their idle rates (within a
+        clock tick or two)."""
+        deadline = time.monotonic() + QUIET_MAX_S
+        while time.monotonic() < deadline:
+            before = readings()
+            await asyncio.sleep(QUIET_WINDOW_S)
+            rate = {k: (v - before[k]) / QUIET_WINDOW_S for k, v in readings().items()}
+            if (
+                rate[service] <= idle[service] + QUIET_SLACK
+                and rate["machine"] <= idle["machine"] + MACHINE_QUIET_SLACK
+            ):
+                return
+
+    async def timed(route: str, calls: Calls) -> list[object]:
+        service = ROUTES[route]
+        await quiet(service)  # the work earlier batches left (events consumed, outbox) is done
+        started, before = time.monotonic(), readings()
+        out = await run(calls)
+        await quiet(service)  # and this batch's own
+        elapsed, after = time.monotonic() - started, readings()
+
+        def per_call(key: str) -> float:
+            return (after[key] - before[key] - idle[key] * elapsed) / len(calls) * 1e6
+
+        result.process[route] = per_call(service)
+        result.machine[route] = per_call("machine")
+        result.parts[route] = {k: per_call(k) for k in [*SERVICES, *servers]}
+        result.parts[route]["other"] = result.machine[route] - sum(result.parts[route].values())
+        return out
+
+    await _lifecycle(client, key, couriers, n, timed)
+    return result
+
+
+async def _couriers(client: Giao, orders: int, name: str) -> list[str]:
+    """Enough couriers online for `orders` (motorbikes take 3 jobs at once): their tokens."""
+    lat, lng = ORIGIN
+    tokens = []
+    for i in range(-(-orders // 3)):
+        tokens.append((await client.create_courier(f"Lê Văn {name}{i}", "0987654321", "motorbike"))["token"])
+    await batch([partial(client.set_status, t, True, lat, lng) for t in tokens])
+    return tokens
+
+
+async def _lifecycle(
+    client: Giao, key: str, tokens: list[str], n: int, timed: Callable[[str, Calls], Awaitable[list[object]]]
+) -> None:
+    """`n` orders placed, offered to these couriers and taken through every step, each route's
+    calls handed to `timed` as one batch."""
+    lat, lng = ORIGIN
 
     def order_body(i: int) -> dict:
         return {
@@ -278,30 +377,39 @@ async def _measure(system: System, client: Giao, n: int) -> dict[str, float]:
         [partial(client.set_status, t, True, lat, lng) for t in turns],
     )
     await timed("GET /v1/tracking/{code}", [partial(client.track, c) for c in tracking])
-    return result
 
 
 async def main(args: argparse.Namespace) -> None:
     LOGS.mkdir(parents=True, exist_ok=True)  # noqa: ASYNC240 - before any measuring
     with postgres_server() as postgres, kafka_server() as broker:
-        await compare(args, broker.bootstrap, postgres.admin_dsn)
+        pids = read_pids(ROOT) if postgres.local and broker.local else {}
+        servers = {name: pids[name] for name in SERVERS if name in pids}
+        await compare(args, broker.bootstrap, postgres.admin_dsn, servers)
 
 
-async def compare(args: argparse.Namespace, kafka: str, pg_admin: str) -> None:
+async def compare(args: argparse.Namespace, kafka: str, pg_admin: str, servers: dict[str, int]) -> None:
     roots: list[Path] = args.roots
-    runs: dict[Path, list[dict[str, float]]] = {r: [] for r in roots}
+    runs: dict[Path, list[Figures]] = {r: [] for r in roots}
     for round_no in range(args.pairs):
         for root in roots:
-            figures = await measure_round(root, args.n, kafka, pg_admin)
+            figures = await measure_round(root, args.n, kafka, pg_admin, servers)
             runs[root].append(figures)
-            print(f"round {round_no + 1} {root}: " + ", ".join(f"{k} {v:.0f}" for k, v in figures.items()), flush=True)
-    print("\nmedian µs of the serving process's CPU per call")
-    print("| route | " + " | ".join(str(r) for r in roots) + " |")
-    print("| --- |" + " --- |" * len(roots))
-    for route in ROUTES:
-        cells = [statistics.median(f[route] for f in runs[r]) for r in roots]
-        change = f" ({(cells[-1] / cells[0] - 1) * 100:+.0f}%)" if len(cells) > 1 and cells[0] > 0 else ""
-        print(f"| {route} | " + " | ".join(f"{c:.0f}" for c in cells) + change + " |")
+            names = [*next(iter(figures.parts.values()), {})]
+            print(f"round {round_no + 1} {root}: µs per call, the machine's = " + " + ".join(names), flush=True)
+            for route, machine in figures.machine.items():
+                parts = " + ".join(f"{v:.0f}" for v in figures.parts[route].values())
+                print(f"  {route}: {machine:.0f} = {parts}", flush=True)
+    for title, of in (
+        ("the serving process's CPU", lambda f: f.process),
+        ("the machine's CPU (every process but this tool)", lambda f: f.machine),
+    ):
+        print(f"\nmedian µs of {title} per call")
+        print("| route | " + " | ".join(str(r) for r in roots) + " |")
+        print("| --- |" + " --- |" * len(roots))
+        for route in ROUTES:
+            cells = [statistics.median(of(f)[route] for f in runs[r]) for r in roots]
+            change = f" ({(cells[-1] / cells[0] - 1) * 100:+.0f}%)" if len(cells) > 1 and cells[0] > 0 else ""
+            print(f"| {route} | " + " | ".join(f"{c:.0f}" for c in cells) + change + " |")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
