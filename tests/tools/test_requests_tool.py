@@ -24,5 +24,6 @@ async def test_the_per_request_measure_runs_against_the_services(infra):
     # A placement sets off work beyond orders: its statement, its events, the offer they lead to.
     assert figures.machine[placement] > figures.process[placement], figures
     assert figures.parts[placement]["dispatch"] > 0, figures
-    if "postgres" in servers:
-        assert figures.parts[placement]["postgres"] > 0, figures
+    if "postgres" in servers:  # a placement writes to orders' database and to dispatch's
+        assert figures.parts[placement]["postgres orders"] > 0, figures
+        assert figures.parts[placement]["postgres dispatch"] > 0, figures

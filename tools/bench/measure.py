@@ -59,6 +59,24 @@ def process_cpu_s(pid: int, with_children: bool = False) -> float:
     return total
 
 
+def postgres_cpu_s_by_database(postmaster: int) -> dict[str, float]:
+    """PostgreSQL's CPU seconds by the database its backends serve (read from each backend's
+    process title, "postgres: user database host(port) state", in ns from its schedstat), and
+    under "" the rest: the postmaster, its background processes and the backends that ended
+    (what the kernel gave the postmaster, in clock ticks)."""
+    out = {"": _cpu_s(postmaster, True)}
+    for pid in _children(postmaster):
+        try:
+            title = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").split()
+            ns = int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+        except (OSError, IndexError, ValueError):
+            continue  # ended just now: its time is in the postmaster's cutime
+        backend = len(title) >= 4 and title[0] == "postgres:" and ("(" in title[3] or title[3] == "[local]")
+        key = title[2] if backend else ""
+        out[key] = out.get(key, 0.0) + ns / 1e9
+    return out
+
+
 def read_pids(root: Path) -> dict[str, int]:
     """The running processes `make up` started in this tree (a service's instances apart:
     dispatch, dispatch-2; the servers: kafka, postgres)."""

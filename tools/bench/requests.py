@@ -45,7 +45,7 @@ import httpx
 from tests.infra import free_port, kafka_server, postgres_server
 from tests.support import create_databases, drop_databases, drop_topics
 from tools.bench.load import ORIGIN
-from tools.bench.measure import process_cpu_s, read_pids
+from tools.bench.measure import postgres_cpu_s_by_database, process_cpu_s, read_pids
 from tools.client import Endpoints, Giao
 
 SERVICES = ("orders", "dispatch", "tracking")
@@ -252,11 +252,27 @@ async def _measure(system: System, client: Giao, n: int, servers: dict[str, int]
     await batch([partial(client.set_status, t, False, lat, lng) for t in warm_couriers])
     couriers = await _couriers(client, n, "Bench")
 
-    # CPU seconds so far: each service's, each server's, and the machine's less this tool's.
+    # CPU seconds so far: each service's, PostgreSQL's by the service whose database its
+    # backends serve, the broker's, and the machine's less this tool's.
+    service_of = {db: service for service, db in system.databases.items()}
+
+    def server_readings() -> dict[str, float]:
+        out: dict[str, float] = {}
+        if "postgres" in servers:
+            by_database = postgres_cpu_s_by_database(servers["postgres"])
+            for service in [*SERVICES, ""]:
+                out[f"postgres {service or 'other'}"] = 0.0
+            for db, cpu in by_database.items():
+                key = f"postgres {service_of.get(db, 'other')}"
+                out[key] += cpu
+        if "kafka" in servers:
+            out["kafka"] = process_cpu_s(servers["kafka"])
+        return out
+
     def readings() -> dict[str, float]:
         return {
             **{s: system.cpu_s(s) for s in SERVICES},
-            **{name: process_cpu_s(pid, with_children=name == "postgres") for name, pid in servers.items()},
+            **server_readings(),
             "machine": machine_busy_s() - own_cpu_s(),
         }
 
@@ -297,7 +313,7 @@ async def _measure(system: System, client: Giao, n: int, servers: dict[str, int]
 
         result.process[route] = per_call(service)
         result.machine[route] = per_call("machine")
-        result.parts[route] = {k: per_call(k) for k in [*SERVICES, *servers]}
+        result.parts[route] = {k: per_call(k) for k in before if k != "machine"}
         result.parts[route]["other"] = result.machine[route] - sum(result.parts[route].values())
         return out
 
