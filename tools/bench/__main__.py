@@ -189,6 +189,7 @@ async def main(args: argparse.Namespace) -> int:
             "location_to_tracking_ms": pct([o.location_ms for o in measured if o.location_ms is not None]),
             "longest_disk_flush_ms": ms(disk.longest_s(*wall_window)),
             "cpu_s": watch.cpu_s,
+            "postgres_cpu_s_by_database": watch.postgres_cpu_s_by_database,
             "peak_mem_mib": {k: round(v) for k, v in watch.peak_mib.items()},
             "client_latency_ms": {k: pct(v) for k, v in sorted(client.stats.latencies_ms.items())},
         }

@@ -114,8 +114,12 @@ class ProcessWatch:
     def _mem_mib(self, name: str, children: list[int]) -> float:
         return (_pss_kib(self.pids[name]) + sum(_pss_kib(c) for c in children)) / 1024
 
+    def _postgres_by_database(self) -> dict[str, float]:
+        return postgres_cpu_s_by_database(self.pids["postgres"]) if "postgres" in self.pids else {}
+
     async def __aenter__(self) -> ProcessWatch:
         self.start_cpu = {n: self._cpu(n) for n in self.pids}
+        self.start_postgres = self._postgres_by_database()
         self.start_self = resource.getrusage(resource.RUSAGE_SELF)
         self._task = asyncio.create_task(self._sample())
         return self
@@ -147,6 +151,12 @@ class ProcessWatch:
                 self.cpu_s[n] = round(self._cpu(n) - self.start_cpu[n], 1)
             except OSError:  # the process ended meanwhile (restarted): no figure for it
                 self.cpu_s[n] = None
+        # PostgreSQL's by the database its backends serve ("" the rest: the postmaster, its
+        # background processes, the backends that ended); a backend that began meanwhile from 0.
+        self.postgres_cpu_s_by_database = {
+            db or "other": round(cpu - self.start_postgres.get(db, 0.0), 1)
+            for db, cpu in sorted(self._postgres_by_database().items(), key=lambda item: (item[0] == "", item[0]))
+        }
         now = resource.getrusage(resource.RUSAGE_SELF)
         self.cpu_s["load generator"] = round(
             now.ru_utime + now.ru_stime - self.start_self.ru_utime - self.start_self.ru_stime, 1

@@ -39,6 +39,9 @@ def markdown(r: dict) -> str:
         lines.append(f"| longest disk flush in the window ms (a commit waits for it) | {r['longest_disk_flush_ms']} |")
     for name, cpu in r["cpu_s"].items():
         lines.append(f"| {name}: CPU s / peak MiB | {cpu} / {r['peak_mem_mib'].get(name, '-')} |")
+    if r.get("postgres_cpu_s_by_database"):
+        by_database = ", ".join(f"{db} {cpu}" for db, cpu in r["postgres_cpu_s_by_database"].items())
+        lines.append(f"| postgres by the database its backends serve: CPU s | {by_database} |")
     if "cpu_ms_per_order" in r:
         lines.append(
             f"| CPU ms per order: services, Kafka, PostgreSQL / load generator | "
