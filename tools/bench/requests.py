@@ -266,6 +266,8 @@ async def _measure(system: System, client: Giao, n: int, servers: dict[str, int]
                 key = f"postgres {service_of.get(db, 'other')}"
                 out[key] += cpu
         if "kafka" in servers:
+            # In clock ticks, not schedstat's ns: the broker's threads come and go, and only
+            # /proc/<pid>/stat keeps the time of those that ended.
             out["kafka"] = process_cpu_s(servers["kafka"])
         return out
 
