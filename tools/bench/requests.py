@@ -45,7 +45,7 @@ import httpx
 from tests.infra import free_port, kafka_server, postgres_server
 from tests.support import create_databases, drop_databases, drop_topics
 from tools.bench.load import ORIGIN
-from tools.bench.measure import postgres_cpu_s_by_database, process_cpu_s, read_pids
+from tools.bench.measure import TICKS, postgres_cpu_s_by_database, process_cpu_s, read_pids, threads_cpu_s
 from tools.client import Endpoints, Giao
 
 SERVICES = ("orders", "dispatch", "tracking")
@@ -60,7 +60,6 @@ QUIET_WINDOW_S = 0.5
 QUIET_SLACK = 0.02
 QUIET_MAX_S = 60
 # The machine's busy time counts clock ticks: its quiet allows a tick a window more.
-TICKS = os.sysconf("SC_CLK_TCK")
 MACHINE_QUIET_SLACK = QUIET_SLACK + 1 / TICKS / QUIET_WINDOW_S
 LOGS = Path("var/log/bench-requests")  # the services' output
 # route -> the process that serves it
@@ -74,20 +73,6 @@ ROUTES = {
     "PUT /v1/courier/status": "dispatch",
     "GET /v1/tracking/{code}": "tracking",
 }
-
-
-def cpu_s(pid: int) -> float:
-    """The process's CPU time: the nanoseconds on CPU of its threads (/proc/<pid>/task/*/schedstat),
-    where /proc/<pid>/stat counts 10 ms ticks, too coarse for a few hundred calls of a few
-    hundred µs. A thread that ended takes its time with it: a service's threads live as long
-    as the process does."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, IndexError, ValueError):
-            continue  # the thread just ended
-    return total / 1e9
 
 
 def machine_busy_s() -> float:
@@ -195,7 +180,7 @@ class System:
         return Endpoints(self.url("orders"), self.url("dispatch"), self.url("tracking"), ADMIN_TOKEN)
 
     def cpu_s(self, service: str) -> float:
-        return cpu_s(self.procs[service].pid)
+        return threads_cpu_s(self.procs[service].pid)
 
 
 async def batch(calls: list[Callable[[], Awaitable[object]]]) -> None:
