@@ -12,14 +12,17 @@ import random
 import time
 import uuid
 from collections import Counter
+from collections.abc import Iterable
 
 import asyncpg
 import orjson
+from aiokafka.admin import AIOKafkaAdminClient
 
 from services.orders import domain as orders_domain
 from services.tracking import domain as tracking_domain
 from shared.events import DISPATCH_TOPIC, EVENT_TYPES, ORDER_TRACKING_TOPIC, ORDERS_TOPIC, type_name
-from tests.support import read_topic
+from shared.kafka_clients import connection
+from tests.support import kafka_settings, read_topic
 from tools.client import ApiError, Giao
 
 FINAL = {"delivered", "returned", "cancelled", "expired"}
@@ -136,7 +139,10 @@ class Load:
 
 async def no_event_lost(system) -> None:
     """Each distinct event on a topic was applied exactly once by each service that consumes it,
-    except the types a service commits unread (never applied)."""
+    except the types a service commits unread (never applied); none was dead-lettered (every
+    event here is valid: an outage is waited out, never blamed on the message)."""
+    letters = await dead_letters(system)
+    assert not letters, f"events dead-lettered: {letters[:5]}"
     on_topic: Counter = Counter()
     for topic in (ORDERS_TOPIC, ORDER_TRACKING_TOPIC, DISPATCH_TOPIC):
         records = await read_topic(system.infra.kafka_bootstrap, system.prefix + topic, at_least=1)
@@ -191,3 +197,69 @@ async def invariants_hold(system) -> None:
         assert not doubled, f"orders with two couriers: {doubled}"
     finally:
         await conn.close()
+
+
+async def why_not_final(system, client: Giao, load: Load, orders: Iterable[str], couriers: list[asyncio.Task]) -> str:
+    """What an engineer needs when orders did not end, from a run whose logs may be gone with
+    its machine (CI's): the first five such orders as each service sees them, the couriers that
+    gave up with an error, every dead letter, and the errors the services logged."""
+    orders = set(orders)
+    open_ = sorted(o for o in orders if load.expected.get(o) not in FINAL)
+    lines = [f"{len(open_)} of {len(orders)} orders not final"]
+    lines += [f"courier {i} ended: {t.exception()!r}" for i, t in enumerate(couriers) if t.done() and t.exception()]
+    for oid in open_[:5]:
+        views = {
+            "orders": client.get_order(load.key, oid),
+            "dispatch": client.admin_job(oid),
+            "tracking": client.track(load.orders[oid]["tracking_code"]),
+        }
+        seen = []
+        for service, view in views.items():
+            try:
+                answer = await view
+            except ApiError as exc:  # 404: the service never heard of the order
+                seen.append(f"{service} {exc.status}")
+                continue
+            except Exception as exc:  # noqa: BLE001 - a diagnosis, best effort
+                seen.append(f"{service} {exc!r}")
+                continue
+            offers = [off.get("state") for off in answer.get("offers", [])]
+            seen.append(f"{service} {answer['status']}" + (f" (offers {offers})" if service == "dispatch" else ""))
+        lines.append(f"{oid}: courier drove it to {load.expected.get(oid)}; " + ", ".join(seen))
+    try:
+        lines += [f"dead letter on {topic}: {reason}" for topic, reason in await dead_letters(system)]
+    except Exception as exc:  # noqa: BLE001
+        lines.append(f"dead letters: {exc!r}")
+    lines += logged_errors(system)
+    return "\n".join(lines)
+
+
+async def dead_letters(system) -> list[tuple[str, str]]:
+    """Every record on the system's dead-letter topics: (topic, the reason in its x-error header)."""
+    bootstrap = system.infra.kafka_bootstrap
+    admin = AIOKafkaAdminClient(**connection(kafka_settings(bootstrap)), request_timeout_ms=5000)
+    await admin.start()
+    try:
+        topics = sorted(t for t in await admin.list_topics() if t.startswith(system.prefix) and t.endswith(".dlq"))
+    finally:
+        await admin.close()
+    letters = []
+    for topic in topics:
+        for record in await read_topic(bootstrap, topic):
+            reason = dict(record.headers or ()).get("x-error", b"").decode(errors="replace")
+            letters.append((topic, reason))
+    return letters
+
+
+def logged_errors(system, last: int = 10) -> list[str]:
+    """The last `last` lines each process logged at ERROR or above."""
+    lines = []
+    for procs in system.procs.values():
+        for proc in procs:
+            try:
+                logged = proc.log.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            errors = [line for line in logged if " ERROR " in line or " CRITICAL " in line]
+            lines += [f"{proc.log.name}: {line[:300]}" for line in errors[-last:]]
+    return lines

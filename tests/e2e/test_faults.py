@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import ROOT
 from tests.e2e.conftest import start_system, stop_system
-from tests.e2e.steady_load import FINAL, Load, invariants_hold, no_event_lost
+from tests.e2e.steady_load import FINAL, Load, invariants_hold, no_event_lost, why_not_final
 from tests.support import eventually
 from tools.client import Giao
 
@@ -73,18 +73,9 @@ async def test_crashes_and_restarts_lose_nothing(infra):
 
             try:
                 await eventually(all_final, timeout=120, interval=0.5, what="every order to reach a final status")
-            except AssertionError:
-                stuck = [o for o in load.orders if load.expected.get(o) not in FINAL]
-                views = [
-                    (
-                        o,
-                        load.expected.get(o),
-                        (await client.get_order(load.key, o))["status"],
-                        (await client.admin_job(o)),
-                    )
-                    for o in stuck[:5]
-                ]
-                raise AssertionError(f"{len(stuck)} orders not final; first: {views}") from None
+            except AssertionError as exc:
+                why = await why_not_final(system, client, load, load.orders, couriers)
+                raise AssertionError(f"{exc}\n{why}") from None
             load.stop.set()
             await asyncio.gather(*couriers)
 

@@ -41,7 +41,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.steady_load import FINAL, Load, invariants_hold, no_event_lost
+from tests.e2e.steady_load import FINAL, Load, invariants_hold, no_event_lost, why_not_final
 from tests.e2e.system import System, start_system, stop_system
 from tests.e2e.wire import Proxy, broker_behind, proxies, start_toxiproxy, through, upstream_of
 from tests.infra import Infra, Kafka, free_port
@@ -192,7 +192,8 @@ async def _run_matrix(system: System, proxy: dict[str, Proxy]) -> None:
                     what=f"every order accepted before the end of {fault.label} to be final everywhere",
                 )
             except AssertionError as exc:
-                raise AssertionError(f"{exc}\n{await _why_not_final(client, load, accepted, couriers)}") from None
+                why = await why_not_final(system, client, load, accepted, couriers)
+                raise AssertionError(f"{exc}\n{why}") from None
             finally:
                 progress.cancel()
             recoveries[fault.label] = time.monotonic() - healed
@@ -251,24 +252,6 @@ async def _progress(system: System, http: httpx.AsyncClient, load: Load, accepte
             seen.append(f"{service} outbox {backlog:.0f} lag {lag:.0f}")
         done = sum(1 for o in accepted if load.expected.get(o) in FINAL)
         _say(f"  {done}/{len(accepted)} finished by their couriers; " + ", ".join(seen))
-
-
-async def _why_not_final(client: Giao, load: Load, accepted: set[str], couriers: list[asyncio.Task[None]]) -> str:
-    """The orders that are not final (first five) as each service sees them, and the couriers
-    that gave up with an error."""
-    lines = [f"courier {i} ended: {t.exception()!r}" for i, t in enumerate(couriers) if t.done() and t.exception()]
-    for oid in sorted(o for o in accepted if load.expected.get(o) not in FINAL)[:5]:
-        try:
-            o = await client.get_order(load.key, oid)
-            j = await client.admin_job(oid)
-            t = await client.track(load.orders[oid]["tracking_code"])
-            lines.append(
-                f"{oid}: courier drove it to {load.expected.get(oid)}; orders {o['status']}, tracking {t['status']}, "
-                f"dispatch {j['status']} (offers {[off.get('state') for off in j['offers']]})"
-            )
-        except Exception as exc:  # noqa: BLE001 - a diagnosis, best effort
-            lines.append(f"{oid}: {exc!r}")
-    return "\n".join(lines)
 
 
 async def _ready(system: System, http: httpx.AsyncClient) -> None:
