@@ -1,4 +1,5 @@
-"""An exception as a log line (or a dead letter's header) may show it.
+"""What an exception says: whether a server is away (an outage) or the work itself failed, and
+the exception as a log line (or a dead letter's header) may show it.
 
 An exception's text often holds what it failed on: pydantic's errors their input, asyncpg's
 client-side DataError the query argument, PostgreSQL's errors the value (`invalid input syntax
@@ -12,6 +13,7 @@ keep their text.
 
 from __future__ import annotations
 
+import asyncio
 import traceback
 
 import asyncpg
@@ -20,6 +22,44 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 
 MAX_PYDANTIC_ERRORS = 10
+
+# A server could not be reached or answer, or the driver lost track of a connection that died
+# under it: none of it is the fault of the message or request being handled.
+#
+# - OperatorInterventionError is SQLSTATE class 57: a server shutting down or starting up
+#   (57P01-57P03), a query canceled by an operator or a timeout (57014).
+# - InternalClientError: asyncpg's state for a connection the server closed in the middle of
+#   an operation ("cannot switch to state 15; another operation (2) is in progress", raised at
+#   BEGIN while PostgreSQL restarts, several times a restart under load). Taken for the
+#   message's fault, it cost an order.placed its three attempts and sent it to the dead
+#   letters: the order had no job (CI, test_crashes_and_restarts_lose_nothing). A bug of the
+#   driver's own raises it too; then the consumer retries and its readiness turns red, which
+#   an engineer sees, rather than dead-lettering every message it is given.
+OUTAGES: tuple[type[BaseException], ...] = (
+    OSError,
+    asyncio.TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    asyncpg.exceptions.OperatorInterventionError,
+    asyncpg.TooManyConnectionsError,
+    KafkaError,
+    asyncpg.DeadlockDetectedError,
+    asyncpg.SerializationError,
+)
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether `exc` says a server could not be reached or answer (retry until it can) rather
+    than that the message or request cannot be handled (a consumer retries a few times, then
+    dead-letters; an HTTP route answers 4xx or 500).
+
+    asyncpg's client-side encoding errors (a number over the column's type, a date it cannot
+    represent) are InterfaceErrors too, like a lost connection, but they are also ValueErrors:
+    the value is at fault, and it fails the same way on every attempt. So are PostgreSQL's own
+    data exceptions (asyncpg.exceptions.DataError, SQLSTATE class 22), which are not outages."""
+    return isinstance(exc, OUTAGES) and not isinstance(exc, ValueError)
+
 
 # Errors about reaching a server, not about a value: their text is the server's address or
 # state, useful and free of message content.

@@ -28,6 +28,8 @@ from pydantic import BaseModel, ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from shared.errors import OUTAGES, is_outage
+
 log = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
@@ -178,18 +180,16 @@ def install_problem_handlers(app: FastAPI) -> None:
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         return problem_response(exc.status_code, str(exc.detail), headers=getattr(exc, "headers", None))
 
-    @app.exception_handler(OSError)
-    @app.exception_handler(TimeoutError)
-    @app.exception_handler(asyncpg.PostgresConnectionError)
-    @app.exception_handler(asyncpg.CannotConnectNowError)
-    @app.exception_handler(asyncpg.InterfaceError)
     async def _outage(request: Request, exc: Exception) -> JSONResponse:
-        if isinstance(exc, ValueError):  # asyncpg's DataError: an argument it cannot encode
+        if not is_outage(exc):  # an InterfaceError that is a ValueError: an argument asyncpg cannot encode
             return await _unstorable(request, exc)
         # The database (or broker) is briefly unreachable, say during a restart: not the
         # client's fault, and worth retrying in a moment.
         log.warning("outage on %s %s: %r", request.method, _route_of(request), exc)
         return problem_response(503, "Temporarily unavailable; retry shortly", headers={"Retry-After": "1"})
+
+    for outage in OUTAGES:  # what the consumers wait out too (shared.errors)
+        app.add_exception_handler(outage, _outage)
 
     @app.exception_handler(asyncpg.DataError)
     async def _unstorable(request: Request, exc: Exception) -> JSONResponse:

@@ -47,12 +47,11 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.errors import ConsumerStoppedError, KafkaError
 from pydantic import ValidationError
 
-from shared.errors import describe
+from shared.errors import describe, is_outage
 from shared.events import Envelope, dlq_topic, parse_event
 from shared.kafka_clients import Kafka, connection, started
 from shared.settings import CommonSettings
@@ -67,29 +66,6 @@ _POLLING = "polling"  # the poll's entry in EventConsumer._outages while Kafka e
 # (topic without prefix, event) pairs, in the order they were read
 Batch = list[tuple[str, Envelope]]
 BatchHandler = Callable[[Batch], Awaitable[None]]
-
-TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
-    OSError,
-    asyncio.TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-    KafkaError,
-    asyncpg.DeadlockDetectedError,
-    asyncpg.SerializationError,
-)
-
-
-def is_outage(exc: BaseException) -> bool:
-    """Whether `exc` says a server could not be reached or answer (retry until it can) rather
-    than that the message cannot be handled (retry a few times, then dead-letter).
-
-    asyncpg's client-side encoding errors (a number over the column's type, a date it cannot
-    represent) are InterfaceErrors too, like a lost connection, but they are also ValueErrors:
-    the value is at fault, and it fails the same way on every attempt. So are PostgreSQL's own
-    data exceptions (asyncpg.exceptions.DataError, SQLSTATE class 22), which are not outages."""
-    return isinstance(exc, TRANSIENT_ERRORS) and not isinstance(exc, ValueError)
 
 
 async def next_records(consumer: Any, *, timeout_ms: int, max_records: int) -> list[ConsumerRecord]:

@@ -84,6 +84,12 @@ def _start_local(script: str) -> None:
     subprocess.run([str(ROOT / "deploy/local" / script), "start"], check=True)
 
 
+def restart_local(script: str) -> None:
+    """Stop and start one of the project's own servers (deploy/local: kafka.sh, postgres.sh)."""
+    for verb in ("stop", "start"):
+        subprocess.run([str(ROOT / "deploy/local" / script), verb], check=True, timeout=180)
+
+
 @contextlib.contextmanager
 def postgres_server() -> Iterator[Postgres]:
     if dsn := os.environ.get("GIAO_TEST_PG_DSN"):

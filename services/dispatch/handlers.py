@@ -8,8 +8,8 @@ from typing import Protocol
 
 import asyncpg
 
-from shared.errors import describe
-from shared.kafka import TRANSIENT_ERRORS, Batch
+from shared.errors import describe, is_outage
+from shared.kafka import Batch
 
 from .service import matching, orders
 from .settings import DispatchSettings
@@ -64,10 +64,10 @@ class OrderEvents:
                 if applied.placed:
                     try:
                         matched = await matching.match_waiting(conn, settings, limit)
-                    except TRANSIENT_ERRORS:
-                        raise
-                    except Exception as exc:  # the pass's own failure
-                        raise _MatchingFailed from exc
+                    except Exception as exc:
+                        if is_outage(exc):
+                            raise
+                        raise _MatchingFailed from exc  # the pass's own failure
         except _MatchingFailed as failed:
             log.error(
                 "%s: matching new jobs failed (%s); applying the batch without it",

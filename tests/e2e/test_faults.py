@@ -10,22 +10,16 @@ two couriers, and every event on the topics was applied exactly once by each con
 from __future__ import annotations
 
 import asyncio
-import subprocess
 
 import pytest
 
-from tests.conftest import ROOT
 from tests.e2e.conftest import start_system, stop_system
 from tests.e2e.steady_load import FINAL, Load, invariants_hold, no_event_lost, why_not_final
+from tests.infra import restart_local
 from tests.support import eventually
 from tools.client import Giao
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
-
-
-def restart_local(script: str) -> None:
-    for verb in ("stop", "start"):
-        subprocess.run([str(ROOT / "deploy/local" / script), verb], check=True, timeout=180)
 
 
 async def test_crashes_and_restarts_lose_nothing(infra):

@@ -130,6 +130,9 @@ FAILURES = {
     "encoding": EncodingError("invalid input for query argument $1 (date value out of range)"),
     "nul": asyncpg.CharacterNotInRepertoireError('invalid byte sequence for encoding "UTF8": 0x00'),
     "outage": asyncpg.CannotConnectNowError("the database system is starting up"),
+    # What a restart of PostgreSQL raises on connections it closed (shared.errors.OUTAGES).
+    "outage-shutdown": asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"),
+    "outage-driver": asyncpg.InternalClientError("cannot switch to state 15; another operation (2) is in progress"),
 }
 
 
@@ -253,5 +256,6 @@ async def test_a_value_the_database_cannot_take_is_422_and_an_outage_503(client)
         r = await client.get(f"/v1/fail/{kind}")
         assert r.status_code == 422 and r.headers["content-type"].startswith("application/problem+json"), kind
         assert "Retry-After" not in r.headers
-    r = await client.get("/v1/fail/outage")
-    assert r.status_code == 503 and r.headers["Retry-After"] == "1"
+    for kind in ("outage", "outage-shutdown", "outage-driver"):
+        r = await client.get(f"/v1/fail/{kind}")
+        assert r.status_code == 503 and r.headers["Retry-After"] == "1", kind

@@ -7,6 +7,8 @@ service, the whole service stopped applying events.
 
 from __future__ import annotations
 
+import asyncio
+import collections
 import logging
 import uuid
 from typing import Any
@@ -16,11 +18,13 @@ import orjson
 import pytest
 from pydantic import TypeAdapter
 
+from shared.db import create_pool
+from shared.errors import is_outage
 from shared.events import ORDERS_TOPIC, Envelope, dlq_topic, parse_event
 from shared.inbox import Verdict, accept
-from shared.kafka import is_outage
 from shared.service import Runtime
 from shared.settings import CommonSettings
+from tests.infra import restart_local
 from tests.support import eventually, produce, read_topic
 from tests.tracking.stories import Story
 
@@ -154,6 +158,52 @@ async def test_a_lost_connection_is_still_an_outage(database):
         await conn.fetchval("SELECT 1")
     assert is_outage(closed.value)
     assert not is_outage(ClientSideDataError("value out of int32 range"))
+    assert is_outage(asyncpg.exceptions.AdminShutdownError("terminating connection due to administrator command"))
+
+
+async def test_every_error_a_restart_of_postgresql_raises_is_an_outage(infra, database):
+    # Handlers at work on a pool as the services make it, while the server restarts: whatever
+    # they meet must be waited out, never count against a message (three such counts send it to
+    # the dead letters). asyncpg's "cannot switch to state 15; another operation (2) is in
+    # progress" (InternalClientError, at BEGIN) once did, and an order.placed was lost to dispatch.
+    if not infra.local:
+        pytest.skip("restarting PostgreSQL needs the local server of deploy/local")
+    pool = await create_pool(database, min_size=2, max_size=12)
+    seen: collections.Counter[str] = collections.Counter()
+    not_outages: list[BaseException] = []
+    restarted = asyncio.Event()
+
+    async def handler() -> None:
+        while not restarted.is_set():
+            try:
+                async with pool.acquire() as conn, conn.transaction():
+                    await conn.fetchval("SELECT 1")
+            except Exception as exc:  # noqa: BLE001 - each one is judged below
+                seen[type(exc).__name__] += 1
+                if not is_outage(exc):
+                    not_outages.append(exc)
+                await asyncio.sleep(0.02)
+
+    handlers = [asyncio.create_task(handler()) for _ in range(12)]
+    try:
+        for _ in range(3):
+            await asyncio.to_thread(restart_local, "postgres.sh")
+
+        async def answers() -> bool:
+            try:
+                return await pool.fetchval("SELECT true")
+            except Exception as exc:
+                if is_outage(exc):
+                    return False
+                raise
+
+        await eventually(answers, timeout=30, what="the pool to answer again")
+    finally:
+        restarted.set()
+        await asyncio.gather(*handlers)
+        await pool.close()
+    assert seen, "the restarts met no handler at work"
+    assert not not_outages, f"not taken for outages: {not_outages[:5]!r}; all met: {dict(seen)}"
 
 
 # --- the subject is the order (or the courier) the event is about ------------------------------
