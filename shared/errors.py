@@ -35,7 +35,7 @@ MAX_PYDANTIC_ERRORS = 10
 #   letters: the order had no job (CI, test_crashes_and_restarts_lose_nothing). A bug of the
 #   driver's own raises it too; then the consumer retries and its readiness turns red, which
 #   an engineer sees, rather than dead-lettering every message it is given.
-OUTAGES: tuple[type[BaseException], ...] = (
+OUTAGES: tuple[type[Exception], ...] = (
     OSError,
     asyncio.TimeoutError,
     asyncpg.PostgresConnectionError,
