@@ -174,3 +174,36 @@ class RelayProducer:
             except Exception:  # noqa: BLE001 - it is being replaced because it is broken
                 pass
         await new.start()
+
+
+class RepeatsHeldBack(logging.Filter):
+    """Lets aiokafka's warnings and errors through at most once per `every_s` for each logger
+    and message template, and says how many were held back meanwhile.
+
+    While the broker is away, a producer with records pending spins in aiokafka 0.14: its sender
+    asks for metadata, the connection is refused at once, and it asks again with no pause. One
+    such process logged about 11,000 records a second ("Unable connect to node", "Unable to
+    update metadata"), a core's worth of CPU with the log writing, and its disk fills at that
+    pace for as long as the broker is down. Nothing in aiokafka's public API paces that loop;
+    this keeps what the log says and drops the repeats. (A filter of our own: the standard
+    library has none that limits a rate, and a package for twenty lines is not worth it.)
+    """
+
+    def __init__(self, every_s: float = 10.0) -> None:
+        super().__init__()
+        self.every_s = every_s
+        # (logger, template) -> (when one was last let through, how many were held back since)
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not record.name.startswith("aiokafka"):
+            return True  # a group's joins and the like, a few a minute: each is worth a line
+        key = (record.name, str(record.msg))
+        last = self._seen.get(key)
+        if last is not None and record.created - last[0] < self.every_s:
+            self._seen[key] = (last[0], last[1] + 1)
+            return False
+        self._seen[key] = (record.created, 0)
+        if last is not None and last[1]:
+            record.msg = f"{record.msg} [{last[1]} more like this in {self.every_s:.0f}s, not logged]"
+        return True

@@ -33,7 +33,7 @@ from shared.health import Count, CountsCollector, HealthCollector, Watch
 from shared.http import Metrics
 from shared.inbox import forget_before
 from shared.kafka import BatchHandler, EventConsumer
-from shared.kafka_clients import Kafka, RelayProducer
+from shared.kafka_clients import Kafka, RelayProducer, RepeatsHeldBack
 from shared.outbox import OutboxRelay
 from shared.settings import DEV_ENVS, CommonSettings
 
@@ -352,6 +352,8 @@ def serve(app: FastAPI, settings: CommonSettings, port: int) -> None:
     settings.instance_port is set, which it then also listens on alone) and on the process's
     ops port (settings.ops_port): shared.app.OpsPort tells them apart."""
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(RepeatsHeldBack())
     server = uvicorn.Server(uvicorn_config(app, settings, port))
     # uvicorn re-raises SIGTERM once its shutdown is done, with the handler it found at start,
     # so the process would end "killed by SIGTERM" (143) even after a clean shutdown. With a
