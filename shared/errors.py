@@ -31,10 +31,10 @@ MAX_PYDANTIC_ERRORS = 10
 # - InternalClientError: asyncpg's state for a connection the server closed in the middle of
 #   an operation ("cannot switch to state 15; another operation (2) is in progress", raised at
 #   BEGIN while PostgreSQL restarts, several times a restart under load). Taken for the
-#   message's fault, it cost an order.placed its three attempts and sent it to the dead
-#   letters: the order had no job (CI, test_crashes_and_restarts_lose_nothing). A bug of the
-#   driver's own raises it too; then the consumer retries and its readiness turns red, which
-#   an engineer sees, rather than dead-lettering every message it is given.
+#   message's fault, three of them dead-letter it: the likeliest way CI's crash test once
+#   lost an order.placed (an order with its 201 and no job). A bug of the driver's own raises
+#   it too; then the consumer retries and its readiness turns red, which an engineer sees,
+#   rather than dead-lettering every message it is given.
 OUTAGES: tuple[type[Exception], ...] = (
     OSError,
     asyncio.TimeoutError,

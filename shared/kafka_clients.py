@@ -183,10 +183,10 @@ class RepeatsHeldBack(logging.Filter):
     While the broker is away, a producer with records pending spins in aiokafka 0.14: its sender
     asks for metadata, the connection is refused at once, and it asks again with no pause. One
     such process logged about 11,000 records a second ("Unable connect to node", "Unable to
-    update metadata"), a core's worth of CPU with the log writing, and its disk fills at that
-    pace for as long as the broker is down. Nothing in aiokafka's public API paces that loop;
-    this keeps what the log says and drops the repeats. (A filter of our own: the standard
-    library has none that limits a rate, and a package for twenty lines is not worth it.)
+    update metadata"), and its disk fills at that pace for as long as the broker is down. The
+    loop keeps a core busy, logged or not, and nothing in aiokafka's public API paces it; this
+    keeps what the log says and drops the repeats. (A filter of our own: the standard library
+    has none that limits a rate, and a package for twenty lines is not worth it.)
     """
 
     def __init__(self, every_s: float = 10.0) -> None:
