@@ -165,7 +165,7 @@ async def test_every_error_a_restart_of_postgresql_raises_is_an_outage(infra, da
     # Handlers at work on a pool as the services make it, while the server restarts: whatever
     # they meet must be waited out, never count against a message (three such counts send it to
     # the dead letters). asyncpg's "cannot switch to state 15; another operation (2) is in
-    # progress" (InternalClientError, at BEGIN) once did, and an order.placed was lost to dispatch.
+    # progress" (InternalClientError, at BEGIN) did: the likeliest way CI once lost an order.placed.
     if not infra.local:
         pytest.skip("restarting PostgreSQL needs the local server of deploy/local")
     pool = await create_pool(database, min_size=2, max_size=12)
