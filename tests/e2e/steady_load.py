@@ -16,13 +16,12 @@ from collections.abc import Iterable
 
 import asyncpg
 import orjson
-from aiokafka.admin import AIOKafkaAdminClient
 
 from services.orders import domain as orders_domain
 from services.tracking import domain as tracking_domain
 from shared.events import DISPATCH_TOPIC, EVENT_TYPES, ORDER_TRACKING_TOPIC, ORDERS_TOPIC, type_name
-from shared.kafka_clients import connection
 from tests.support import kafka_settings, read_topic
+from tools import dlq
 from tools.client import ApiError, Giao
 
 FINAL = {"delivered", "returned", "cancelled", "expired"}
@@ -235,19 +234,11 @@ async def why_not_final(system, client: Giao, load: Load, orders: Iterable[str],
 
 
 async def dead_letters(system) -> list[tuple[str, str]]:
-    """Every record on the system's dead-letter topics: (topic, the reason in its x-error header)."""
-    bootstrap = system.infra.kafka_bootstrap
-    admin = AIOKafkaAdminClient(**connection(kafka_settings(bootstrap)), request_timeout_ms=5000)
-    await admin.start()
-    try:
-        topics = sorted(t for t in await admin.list_topics() if t.startswith(system.prefix) and t.endswith(".dlq"))
-    finally:
-        await admin.close()
+    """Every dead letter of the system's topics: (the topic it came from, its reason)."""
+    settings = kafka_settings(system.infra.kafka_bootstrap).model_copy(update={"topic_prefix": system.prefix})
     letters = []
-    for topic in topics:
-        for record in await read_topic(bootstrap, topic):
-            reason = dict(record.headers or ()).get("x-error", b"").decode(errors="replace")
-            letters.append((topic, reason))
+    for topic in (ORDERS_TOPIC, ORDER_TRACKING_TOPIC, DISPATCH_TOPIC):
+        letters += [(topic, d.reason) for d in await dlq.list_dead_letters(settings, topic)]
     return letters
 
 
