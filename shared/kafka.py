@@ -47,8 +47,8 @@ from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.errors import ConsumerStoppedError, KafkaError
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, ConsumerRecord, TopicPartition
+from aiokafka.errors import CommitFailedError, ConsumerStoppedError, KafkaError
 from pydantic import ValidationError
 
 from shared.errors import describe, is_outage
@@ -120,6 +120,15 @@ class EventConsumer:
     each a write to its offsets topic by the group coordinator) were a sixth of its requests,
     and nothing reads the committed offsets but a consumer that starts or takes a partition
     over in a rebalance (lag is measured from the consumer's position).
+
+    No commit goes out while the group rebalances (from the revocation of this member's
+    partitions until its next assignment), and offsets the broker refused because the group
+    rebalanced are dropped, not sent again. A commit sent while this member's JoinGroup waits is
+    answered after it, with the generation before it; the broker refuses it (IllegalGeneration)
+    and aiokafka resets the member, which joins again. Sending the refused offsets again a second
+    later, into that join, kept a member rejoining for minutes and reading nothing (dispatch's
+    second instance, after the first was killed: order.placed events waited unread). What was
+    handled and not committed is read again by the partition's next owner, and the inbox skips it.
     """
 
     COMMIT_EVERY_S = 1.0
@@ -178,6 +187,7 @@ class EventConsumer:
         self._in_flight: collections.deque[_InFlight] = collections.deque()  # in the order read
         self._failed: asyncio.Task[None] | None = None  # the task of a batch that failed
         self._committer: asyncio.Task[None] | None = None
+        self._rebalances = _Rebalances()
 
     @property
     def dead_lettered(self) -> int:
@@ -220,7 +230,7 @@ class EventConsumer:
         await self.kafka.create_topics(self.topics)
         self._stopping.clear()
         self._consumer = AIOKafkaConsumer(**self._consumer_options)
-        self._consumer.subscribe(self.topics)
+        self._consumer.subscribe(self.topics, listener=self._rebalances)
         await self._consumer.start()
         self._poller = asyncio.create_task(self._poll(), name=f"{self.name}-poll")
         self._poller.add_done_callback(self._poll_ended)
@@ -344,7 +354,10 @@ class EventConsumer:
             await asyncio.sleep(self.COMMIT_EVERY_S)
 
     async def commit(self) -> None:
-        """Commit the offsets of what was handled so far (_commit_loop does, every COMMIT_EVERY_S)."""
+        """Commit the offsets of what was handled so far (_commit_loop does, every COMMIT_EVERY_S);
+        while the group rebalances, they wait (the class docstring says why)."""
+        if self._rebalances.under_way:
+            return
         offsets, self._handled = self._handled, {}
         # A partition taken away by a rebalance is not ours to commit: its new owner goes on
         # from the last commit (and the inbox skips what was applied here).
@@ -355,6 +368,10 @@ class EventConsumer:
             return
         try:
             await consumer.commit(offsets)
+        except CommitFailedError as exc:
+            # Refused for a generation that is gone: sent again, they would only break the join
+            # under way. The partitions' next owners read from the last commit.
+            log.warning("%s: offsets refused, the group rebalanced: %s; not sent again", self.name, describe(exc))
         except (KafkaError, asyncio.CancelledError) as exc:
             for tp, offset in offsets.items():  # to be committed next time (or by stop)
                 self._handled[tp] = max(self._handled.get(tp, 0), offset)
@@ -471,3 +488,17 @@ class _GaveUp(Exception):
     def __init__(self, reason: str) -> None:
         super().__init__(reason)
         self.reason = reason
+
+
+class _Rebalances(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Whether the group is rebalancing: from this member's revocation, which aiokafka calls
+    before the member joins again, until its next assignment."""
+
+    def __init__(self) -> None:
+        self.under_way = False
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        self.under_way = True
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        self.under_way = False

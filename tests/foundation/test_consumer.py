@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sys
 import uuid
 
 import orjson
@@ -13,8 +14,8 @@ from aiokafka.admin import AIOKafkaAdminClient
 from shared.db import create_pool, migrate
 from shared.events import ORDERS_TOPIC, OrderCancelRequested, dlq_topic, new_event
 from shared.inbox import Verdict, accept
-from shared.kafka import next_records
-from shared.kafka_clients import connection, existing_partitions
+from shared.kafka import EventConsumer, next_records
+from shared.kafka_clients import Kafka, connection, existing_partitions
 from shared.service import Runtime
 from shared.settings import CommonSettings
 from tests.support import eventually, kafka_settings, produce, read_topic
@@ -390,3 +391,111 @@ async def test_a_runtime_with_consumers_forgets_old_positions_when_it_starts(inf
         await eventually(only_the_recent_position_left, what="positions older than inbox_keep_hours forgotten")
     finally:
         await rt.stop()
+
+
+# A member of the group in a process of its own, to be killed with SIGKILL: it never leaves, so
+# the group's next rebalance waits for its session to run out. It reads a topic of its own, so
+# that it takes none of the partitions whose events the test counts.
+_MEMBER = """
+import asyncio, sys
+from aiokafka import AIOKafkaConsumer
+from shared.kafka_clients import connection
+from shared.settings import CommonSettings
+
+async def main():
+    consumer = AIOKafkaConsumer(
+        sys.argv[2], group_id=sys.argv[3], session_timeout_ms=6000, heartbeat_interval_ms=1000,
+        **connection(CommonSettings(kafka_bootstrap_servers=sys.argv[1])))
+    await consumer.start()
+    while not consumer.assignment():
+        await consumer.getmany(timeout_ms=100)
+    print("assigned", flush=True)
+    while True:
+        await consumer.getmany(timeout_ms=100)
+
+asyncio.run(main())
+"""
+
+
+async def test_consumers_go_on_after_a_member_was_killed_while_commits_go_on(infra, topic_prefix):
+    """A commit sent while the member's JoinGroup waits is answered after it, with the generation
+    before it: IllegalGeneration, and aiokafka resets the member and rejoins. The consumer put
+    the refused offsets back and sent them again a second later, into the next join, and so on:
+    dispatch's second instance rejoined every second for minutes after the first was killed
+    and restarted, and read nothing meanwhile (order.placed events waited unread).
+
+    Here two members handle a steady stream (each batch takes a while, so one is in hand when a
+    rebalance begins) and commit every 50 ms. A third member is killed and a fourth joins: the
+    rebalance waits for the dead one's session to run out, the two members' batches end and
+    commit meanwhile. Every event sent afterwards must still be handled."""
+    settings = CommonSettings(kafka_bootstrap_servers=infra.kafka_bootstrap, topic_prefix=topic_prefix)
+    topic, group_id = settings.topic(ORDERS_TOPIC), f"{topic_prefix}probe"
+    handled: set[str] = set()
+    members: list[tuple[Kafka, EventConsumer]] = []
+
+    async def handle(batch):
+        await asyncio.sleep(0.2)
+        handled.update(e.data.reason for _, e in batch)
+
+    async def start_member(name: str) -> None:
+        kafka = Kafka(settings, client_id=f"probe-{name}")
+        await kafka.start()
+        consumer = EventConsumer(
+            kafka, settings, name="probe", topics=[ORDERS_TOPIC], group_id=group_id, handler=handle
+        )
+        consumer.COMMIT_EVERY_S = 0.05
+        await consumer.start()
+        members.append((kafka, consumer))
+
+    async def start_process() -> asyncio.subprocess.Process:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _MEMBER,
+            infra.kafka_bootstrap,
+            f"{topic}.other",
+            group_id,
+            stdout=asyncio.subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        line = await asyncio.wait_for(proc.stdout.readline(), 30)
+        assert line.strip() == b"assigned", line
+        return proc
+
+    async def send(stage: str, n: int = 30) -> set[str]:
+        events = [_cancel(str(uuid.uuid4()), 1, f"{stage} {i}") for i in range(n)]
+        await produce(
+            infra.kafka_bootstrap, topic, [(e.subject.encode(), e.model_dump_json().encode()) for e in events]
+        )
+        return {e.data.reason for e in events}
+
+    async def steady_stream() -> None:  # each member has batches in hand and offsets to commit all along
+        n = 0
+        while True:
+            n += 1
+            await send(f"stream {n}", 5)
+            await asyncio.sleep(0.05)
+
+    stream = asyncio.create_task(steady_stream())
+    processes: list[asyncio.subprocess.Process] = []
+    try:
+        await start_member("a")
+        await start_member("b")
+        processes.append(await start_process())
+        expected = await send("to three members")
+        await eventually(lambda: _true(expected <= handled), timeout=45, what="the events sent to three members")
+        processes[0].kill()
+        processes.append(await start_process())  # joins while the killed one is still a member
+        expected = await send("after the kill")
+        await eventually(lambda: _true(expected <= handled), timeout=60, what="the events sent after the kill")
+    finally:
+        stream.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await stream
+        for proc in processes:
+            if proc.returncode is None:
+                proc.kill()
+            await proc.wait()
+        for kafka, consumer in members:
+            await consumer.stop()
+            await kafka.stop()
