@@ -17,6 +17,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from shared.errors import describe
 from shared.http import (
     BODY_MODELS,
     FASTAPI_TELEMETRY_OFF,
@@ -49,8 +50,9 @@ async def readyz(request: Request) -> Response:
             await check()
         except Exception as exc:  # noqa: BLE001 - any failure means not ready
             # The answer says what is down, never why: an exception's text may name hosts, users
-            # or a DSN. The why goes to the log, for the on-call engineer.
-            log.warning("readiness: %s is down: %s", name, type(exc).__name__)
+            # or a DSN. The why goes to the log, for the on-call engineer, as describe() keeps it
+            # (a connection error's address, a stuck consumer's name and how long; no value).
+            log.warning("readiness: %s is down: %s", name, describe(exc))
             failed[name] = "down"
     if failed:
         return problem_response(503, "Not ready: " + ", ".join(f"{n} is down" for n in failed), checks=failed)

@@ -61,9 +61,15 @@ def is_outage(exc: BaseException) -> bool:
     return isinstance(exc, OUTAGES) and not isinstance(exc, ValueError)
 
 
+class InOwnWords(Exception):
+    """An exception whose text the project wrote from names and durations of its own (which
+    consumer, for how long), never from a value a message, a request or a server carried:
+    describe() keeps it, so the log says why."""
+
+
 # Errors about reaching a server, not about a value: their text is the server's address or
-# state, useful and free of message content.
-_TEXT_KEPT: tuple[type[BaseException], ...] = (KafkaError, ConnectionError, TimeoutError)
+# state, useful and free of message content. And the project's own verdicts.
+_TEXT_KEPT: tuple[type[BaseException], ...] = (KafkaError, ConnectionError, TimeoutError, InOwnWords)
 
 
 def describe(exc: BaseException) -> str:

@@ -24,6 +24,7 @@ import asyncpg
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from shared.errors import InOwnWords
 from shared.kafka import EventConsumer
 from shared.settings import CommonSettings
 
@@ -31,6 +32,10 @@ log = logging.getLogger(__name__)
 
 OUTBOX_QUERY_TIMEOUT_S = 2.0
 _OUTBOX = "SELECT count(*) AS rows, extract(epoch FROM now() - min(created_at))::float8 AS oldest FROM outbox"
+
+
+class ConsumersStuck(InOwnWords):
+    """Which consumers are stuck and why: names and durations only."""
 
 
 @dataclass
@@ -106,10 +111,10 @@ class Watch:
         return stuck
 
     async def check_consumers(self) -> None:
-        """A readiness check: fails while a consumer is stuck."""
+        """A readiness check: fails while a consumer is stuck, saying which and why (for the log)."""
         stuck = self.stuck()
         if stuck:
-            raise RuntimeError("; ".join(f"{name}: {why}" for name, why in sorted(stuck.items())))
+            raise ConsumersStuck("; ".join(f"{name}: {why}" for name, why in sorted(stuck.items())))
 
 
 class HealthCollector(Collector):

@@ -30,7 +30,9 @@ def _cancel_request(reason: str) -> tuple[str, OrderCancelRequested]:
     return subject, new_event(OrderCancelRequested, subject=subject, sequence=1, source="orders", data=data)
 
 
-async def test_an_outage_shows_as_lag_and_retries_then_readiness_red_until_it_ends(infra, database, topic_prefix):
+async def test_an_outage_shows_as_lag_and_retries_then_readiness_red_until_it_ends(
+    infra, database, topic_prefix, caplog
+):
     settings = CommonSettings(
         kafka_bootstrap_servers=infra.kafka_bootstrap,
         topic_prefix=topic_prefix,
@@ -68,6 +70,9 @@ async def test_an_outage_shows_as_lag_and_retries_then_readiness_red_until_it_en
                 return r.status_code == 503 and "consumers" in r.json()["checks"]
 
             await eventually(stuck, timeout=20, what="readiness red for a consumer stuck in an outage")
+            # The answer says only what is down; the log says which consumer and why.
+            logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("readiness: consumers")]
+            assert logged and "ConsumersStuck (probe: retrying an outage for" in logged[-1], logged
             assert await metric("giao_consumer_stuck", consumer="probe") == 1
             assert await metric("giao_consumer_retrying", consumer="probe") == 1
             assert (await metric("giao_consumer_retrying_seconds", consumer="probe") or 0) > 1.0

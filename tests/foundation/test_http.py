@@ -73,7 +73,7 @@ def probe_app(runtime: NoRuntime) -> Any:
     )
 
 
-async def test_readiness_says_what_is_down_never_why():
+async def test_readiness_says_what_is_down_never_why(caplog):
     transport = httpx.ASGITransport(app=probe_app(RuntimeWithPostgresDown()))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
         r = await c.get("/readyz")
@@ -81,6 +81,10 @@ async def test_readiness_says_what_is_down_never_why():
     assert r.json()["checks"] == {"postgres": "down"} and r.json()["detail"] == "Not ready: postgres is down"
     for leak in ("s3cret", "db.internal", "giao_orders", "OSError"):
         assert leak not in r.text
+    # The log names the error's type and where it was raised, and no more of its text.
+    logged = [r.getMessage() for r in caplog.records if r.getMessage().startswith("readiness: postgres is down")]
+    assert logged and logged[0].startswith("readiness: postgres is down: OSError at "), logged
+    assert "s3cret" not in logged[0] and "db.internal" not in logged[0]
 
 
 async def test_metrics_answer_on_the_ops_port_only_and_it_serves_nothing_else():
