@@ -196,7 +196,7 @@ def install_problem_handlers(app: FastAPI) -> None:
         # A value the schemas let through but PostgreSQL (or asyncpg's encoding for it) refuses:
         # the request's fault, and retrying cannot help. shared.inputs' types are meant to stop
         # such values first, so this is logged (the class only: the value may be personal data).
-        log.warning("unstorable value on %s %s: %s", request.method, request.url.path, type(exc).__name__)
+        log.warning("unstorable value on %s %s: %s", request.method, _route_of(request), type(exc).__name__)
         return problem_response(422, "A value cannot be stored (out of range or not valid text)", title="Invalid input")
 
     @app.exception_handler(Exception)

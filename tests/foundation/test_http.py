@@ -111,6 +111,8 @@ async def test_errors_are_logged_by_route_never_by_path(caplog):
 
     @router.get("/v1/parcels/{code}")
     async def parcel(code: str) -> dict:
+        if code.startswith("BAD"):  # a value PostgreSQL refuses, its text holding the value
+            raise asyncpg.CharacterNotInRepertoireError(f"invalid byte sequence in {code}")
         raise (OSError("the database went away") if code.startswith("OUT") else RuntimeError("a bug"))
 
     app = service_app(
@@ -121,8 +123,10 @@ async def test_errors_are_logged_by_route_never_by_path(caplog):
     ) as c:
         assert (await c.get("/v1/parcels/OUTK7Q2M9X4")).status_code == 503
         assert (await c.get("/v1/parcels/BUGK7Q2M9X4")).status_code == 500
+        assert (await c.get("/v1/parcels/BADK7Q2M9X4")).status_code == 422
     logged = "\n".join(r.getMessage() for r in caplog.records)
     assert "outage on GET /v1/parcels/{code}" in logged and "unhandled error on GET /v1/parcels/{code}" in logged
+    assert "unstorable value on GET /v1/parcels/{code}: CharacterNotInRepertoireError" in logged
     assert "K7Q2M9X4" not in logged
 
 
