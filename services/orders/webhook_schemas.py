@@ -29,7 +29,7 @@ class WebhookEndpointIn(Input):
     )
 
     url: WebhookUrl = Field(
-        description="https (http only outside production); must not resolve to a private, "
+        description="https (http only where GIAO_ENV is development or test); must not resolve to a private, "
         "loopback, link-local or metadata address"
     )
     event_types: WebhookEventTypes = Field(description="The events to receive")

@@ -39,6 +39,7 @@ from services.orders.webhooks import (
 )
 from shared.http import Metrics
 from shared.service import Runtime
+from shared.settings import DEV_ENVS
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +95,8 @@ class WebhookService:
         resolver: Resolver | None = None,
     ) -> None:
         self.runtime = runtime
-        self.production = settings.env == "production"
+        # https only wherever GIAO_ENV is not development or test, as every production rule reads it.
+        self.production = settings.env not in DEV_ENVS
         self.allow_private = settings.webhook_allow_private
         self.schedule: Sequence[float] = settings.webhook_retry_schedule_s
         self.overlap_hours = settings.webhook_secret_overlap_hours

@@ -86,18 +86,33 @@ def test_urls_https_in_production_and_no_credentials():
             check_url(url, production=production)
 
 
+def _deployed(env: str, **more: Any) -> OrdersSettings:
+    """Settings as a deployment outside development and test must give them."""
+    return OrdersSettings(
+        env=env,
+        admin_token="a" * 32,
+        delivery_code_key="b" * 32,
+        database_url="postgresql://giao_orders:r3al@db/giao_orders",
+        migration_database_url="postgresql://giao_orders_owner:r3al@db/giao_orders",
+        kafka_username="orders",
+        kafka_password="c" * 32,
+        **more,
+    )
+
+
 def test_allowing_private_targets_is_refused_in_production():
     with pytest.raises(ValueError, match="ALLOW_PRIVATE"):
-        OrdersSettings(
-            env="production",
-            admin_token="a" * 32,
-            delivery_code_key="b" * 32,
-            database_url="postgresql://giao_orders:r3al@db/giao_orders",
-            migration_database_url="postgresql://giao_orders_owner:r3al@db/giao_orders",
-            kafka_username="orders",
-            kafka_password="c" * 32,
-            webhook_allow_private=True,
-        )
+        _deployed("production", webhook_allow_private=True)
+
+
+@pytest.mark.parametrize("env", ["production", "staging", "prod"])
+async def test_endpoints_need_https_wherever_giao_env_is_not_development_or_test(env):
+    service = WebhookService(cast(Runtime, SimpleNamespace(pool=None)), _deployed(env), Metrics("orders"))
+    with pytest.raises(UnsafeTarget):
+        await service.check_target("http://shop.example/hooks")
+    for dev in ("development", "test"):
+        local = WebhookService(cast(Runtime, SimpleNamespace(pool=None)), OrdersSettings(env=dev), Metrics("orders"))
+        assert local.production is False
 
 
 def test_the_retry_schedule_has_jitter_and_an_end():
