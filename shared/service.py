@@ -1,5 +1,5 @@
 """The runtime of one service process: pool, migrations, broker, outbox relay, consumers (and
-the hourly forgetting of the event ids and subject positions they recorded long ago),
+the hourly forgetting of the subject positions they recorded long ago),
 background loops, and the order they start and stop in.
 
 Shutdown on SIGTERM (uvicorn turns it into the lifespan's exit after it stopped accepting
@@ -41,7 +41,7 @@ log = logging.getLogger(__name__)
 
 
 class Runtime:
-    PRUNE_EVERY_S = 3600.0  # how often ids and positions past inbox_keep_hours are forgotten
+    PRUNE_EVERY_S = 3600.0  # how often positions past inbox_keep_hours are forgotten
 
     def __init__(
         self,
@@ -153,7 +153,7 @@ class Runtime:
             forgotten = await forget_before(self.pool, before)
             if forgotten:
                 log.info(
-                    "%s: forgot %d consumed event ids and subject positions from before %s",
+                    "%s: forgot %d subject positions from before %s",
                     self.name,
                     forgotten,
                     before,

@@ -13,5 +13,6 @@
 - rebuild.py: `python -m services.tracking rebuild`, the read model again from the topics;
 - store.py: all SQL; migrations/: the schema; settings.py: the environment variables.
 
-Consumes giao.orders.v1, giao.dispatch.v1 and giao.courier-locations.v1; publishes nothing.
+Consumes giao.order-tracking.v1, giao.dispatch.v1 and giao.courier-locations.v1 (never
+giao.orders.v1, which holds personal data); publishes nothing.
 """

@@ -2,7 +2,7 @@
 
 Two consumers, so that a flood of location pings never delays a status change:
 
-- `on_status_events` (giao.orders.v1 + giao.dispatch.v1): one transaction per batch. The
+- `on_status_events` (giao.order-tracking.v1 + giao.dispatch.v1): one transaction per batch. The
   inbox (shared.inbox.accept_many) drops duplicates and stale events; the batch's parcels
   are locked with one statement, the events applied by domain.apply (which also guards by
   sequence, so the rules hold without the inbox too), the changed parcels written back with
