@@ -24,9 +24,13 @@ function land() {
   return landOnce;
 }
 
-/** A map in `element`. Options: tileUrl ("" draws the land layer), center, zoom, serviceAreaUrl. */
-export function createMap(element, { tileUrl = "", center = HA_LONG, zoom = 13, serviceAreaUrl = SERVICE_AREA_URL } = {}) {
-  const map = L.map(element, { center, zoom, minZoom: 3, maxZoom: 18, worldCopyJump: true });
+/** A map in `element`. Options: tileUrl ("" draws the land layer), center, zoom, serviceAreaUrl,
+ * and zoomTexts: the zoom buttons' titles from the page's message table ({ zoomIn, zoomOut }),
+ * which Leaflet would otherwise give in English (also their screen readers' labels). */
+export function createMap(element, { tileUrl = "", center = HA_LONG, zoom = 13, serviceAreaUrl = SERVICE_AREA_URL,
+  zoomTexts = {} } = {}) {
+  const map = L.map(element, { center, zoom, minZoom: 3, maxZoom: 18, worldCopyJump: true, zoomControl: false });
+  L.control.zoom({ zoomInTitle: zoomTexts.zoomIn ?? "+", zoomOutTitle: zoomTexts.zoomOut ?? "−" }).addTo(map);
   map.attributionControl.setPrefix("Leaflet");
   if (tileUrl) {
     L.tileLayer(tileUrl, { maxZoom: 19 }).addTo(map);

@@ -143,22 +143,7 @@ class Phone:
         ]
 
     async def layout_problems(self) -> list[str]:
-        """What makes the screen hard to use: a horizontal scroll, or a control smaller than 48 px."""
-        return await self.page.evaluate(
-            """(minPx) => {
-            const problems = [];
-            const root = document.scrollingElement;
-            if (root.scrollWidth > root.clientWidth) problems.push(`scrolls sideways: ${root.scrollWidth}px`);
-            for (const node of document.querySelectorAll('button, input, select, a.button')) {
-                const box = node.getBoundingClientRect();
-                if (box.width === 0 && box.height === 0) continue;  // not shown
-                if (box.height < minPx || box.width < minPx)
-                    problems.push(`${node.dataset.testid || node.textContent.trim()}: ${box.width}x${box.height}`);
-            }
-            return problems;
-        }""",
-            MIN_TOUCH_PX,
-        )
+        return await layout_problems(self.page)
 
     async def screen(self, name: str) -> None:
         """Checks the screen is usable; with GIAO_SCREENSHOTS set, keeps a picture of it there."""
@@ -174,6 +159,30 @@ async def _body(response: Response) -> bytes | None:
         return await response.body()
     except PlaywrightError:
         return None
+
+
+# The controls a finger must hit: buttons, fields, links made buttons, a disclosure's summary
+# and the maps' zoom buttons.
+_CONTROLS = "button, input:not([type=hidden]), select, a.button, summary, .leaflet-control-zoom a"
+
+
+async def layout_problems(page: Page) -> list[str]:
+    """What makes the screen hard to use: a horizontal scroll, or a control smaller than 48 px."""
+    return await page.evaluate(
+        """([minPx, selector]) => {
+        const problems = [];
+        const root = document.scrollingElement;
+        if (root.scrollWidth > root.clientWidth) problems.push(`scrolls sideways: ${root.scrollWidth}px`);
+        for (const node of document.querySelectorAll(selector)) {
+            const box = node.getBoundingClientRect();
+            if (box.width === 0 && box.height === 0) continue;  // not shown
+            const name = node.dataset.testid || node.title || node.textContent.trim();
+            if (box.height < minPx || box.width < minPx) problems.push(`${name}: ${box.width}x${box.height}`);
+        }
+        return problems;
+    }""",
+        [MIN_TOUCH_PX, _CONTROLS],
+    )
 
 
 class Visitor:
@@ -244,8 +253,8 @@ class Visitor:
     async def csp_violations(self) -> list[str]:
         return await self.page.evaluate("window.__cspViolations || []")
 
-    async def scrolls_sideways(self) -> bool:
-        return await self.page.evaluate("document.scrollingElement.scrollWidth > document.scrollingElement.clientWidth")
+    async def layout_problems(self) -> list[str]:
+        return await layout_problems(self.page)
 
     async def screenshot(self, name: str) -> None:
         if SCREENSHOTS:

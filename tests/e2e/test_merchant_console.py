@@ -33,7 +33,6 @@ ENV = {
     "GIAO_DISPATCH_WINDOW_S": "300",  # an order nobody takes stays cancellable through a test
 }
 WAIT_MS = 15_000
-MIN_TOUCH_PX = 48
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 
 
@@ -61,25 +60,6 @@ async def city(system) -> AsyncIterator[City]:
         city = City(system, client)
         await city.merchant()
         yield city
-
-
-async def touch_problems(page: Page) -> list[str]:
-    """A sideways scroll, or a control shown smaller than 48 px (as tests/e2e/browser.py checks)."""
-    return await page.evaluate(
-        """(minPx) => {
-        const problems = [];
-        const root = document.scrollingElement;
-        if (root.scrollWidth > root.clientWidth) problems.push(`scrolls sideways: ${root.scrollWidth}px`);
-        for (const node of document.querySelectorAll('button, input, select, a.button')) {
-            const box = node.getBoundingClientRect();
-            if (box.width === 0 && box.height === 0) continue;
-            if (box.height < minPx || box.width < minPx)
-                problems.push(`${node.dataset.testid || node.textContent.trim()}: ${box.width}x${box.height}`);
-        }
-        return problems;
-    }""",
-        MIN_TOUCH_PX,
-    )
 
 
 @asynccontextmanager
@@ -173,7 +153,7 @@ async def test_an_order_placed_in_the_console_is_followed_live_to_delivered(city
         await expect(fee).to_have_attribute("data-state", "quoted", timeout=WAIT_MS)
         await expect(fee).to_have_text(re.compile(r"^[0-9.]+\s₫ · "))
         await visitor.screenshot("merchant-form-360x640")
-        assert await touch_problems(page) == []
+        assert await visitor.layout_problems() == []
 
         # A double tap places one order, under an Idempotency-Key.
         async with page.expect_request(lambda r: r.url.endswith("/v1/orders") and r.method == "POST") as placing:
@@ -193,7 +173,7 @@ async def test_an_order_placed_in_the_console_is_followed_live_to_delivered(city
         assert await code.text_content() == order["delivery_code"]
         await expect(page.get_by_test_id("detail-status")).to_have_attribute("data-status", "placed")
         await visitor.screenshot("merchant-360x640")
-        assert await touch_problems(page) == []
+        assert await visitor.layout_problems() == []
 
         # A courier near the shop takes it through the lifecycle; the console follows without reload.
         pickup = order["pickup"]
@@ -227,7 +207,7 @@ async def test_an_order_placed_in_the_console_is_followed_live_to_delivered(city
         await sign_in(desktop.page, city.key)
         await expect(row(desktop.page, order["id"])).to_have_attribute("data-status", "delivered")
         await desktop.screenshot("merchant-1280x800")
-        assert not await desktop.scrolls_sideways()
+        assert await desktop.layout_problems() == []
 
     tracking = await Visitor.open(browser, city.system.url_of("tracking"))
     try:
@@ -284,7 +264,7 @@ async def test_a_webhook_endpoint_added_in_the_console_shows_its_delivery_log(ci
             await expect(page.get_by_test_id("webhook-secret")).to_have_text(re.compile(r"^whsec_"))
             secret = await page.get_by_test_id("webhook-secret").text_content()
             assert secret and secret.startswith("whsec_")
-            assert await touch_problems(page) == []
+            assert await visitor.layout_problems() == []
 
             await endpoint.get_by_test_id("webhook-ping").click()
             delivered = endpoint.locator("[data-testid=delivery-row][data-state=delivered]")

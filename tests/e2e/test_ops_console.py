@@ -206,12 +206,12 @@ async def _moved(marker, before: tuple[float, float]) -> float:
 async def test_a_new_couriers_qr_code_signs_the_courier_app_in(browser, city):
     visitor = await console(browser, city)
     page = visitor.page
-    await page.locator("#create-box summary").click()
+    await page.get_by_test_id("courier-create-open").click()
     form = page.get_by_test_id("courier-create")
     await form.get_by_test_id("courier-name-input").fill("Lê Thị Hoa")
     await form.get_by_test_id("courier-phone-input").fill("0912 888 777")
     await form.get_by_test_id("courier-vehicle-input").select_option("bicycle")
-    await form.locator('button[type="submit"]').click()
+    await form.get_by_test_id("courier-create-submit").click()
     qr = page.get_by_test_id("signin-qr")
     await expect(qr).to_be_visible(timeout=WAIT_MS)
 
@@ -262,7 +262,7 @@ async def test_the_console_shows_a_busy_city(browser, city):
 
     phone = await console(browser, city, viewport=PHONE, at=HA_LONG, zoom=13)
     await expect(phone.page.get_by_test_id("courier-marker")).to_have_count(6, timeout=WAIT_MS)
-    assert not await phone.scrolls_sideways()
+    assert await phone.layout_problems() == []
     await phone.screenshot("ops-360x640")
     await clean(phone)
     await phone.close()

@@ -68,7 +68,7 @@ async def test_without_scripts_the_html_shows_the_status_and_the_timeline(city):
         await expect(items.first).to_have_attribute("data-status", "placed")
         await expect(items.first).to_contain_text("Đơn hàng đã được tạo")
         await expect(visitor.page.get_by_test_id("map")).to_be_hidden()
-        assert visitor.foreign_requests() == [] and not await visitor.scrolls_sideways()
+        assert visitor.foreign_requests() == [] and await visitor.layout_problems() == []
 
 
 async def test_an_unknown_code_is_a_404_page_saying_not_found(city):
@@ -182,7 +182,7 @@ async def test_the_open_page_follows_a_delivery_live_and_shows_nothing_private(c
         await phone.screenshot("tracking-360x640")
         await desktop.screenshot("tracking-1280x800")
         for v in visitors:
-            assert not await v.scrolls_sideways()
+            assert await v.layout_problems() == []
 
         await city.client.job_action(
             courier, order_id, "deliver", {"delivery_code": order["delivery_code"], "cod_collected_vnd": 150_000}

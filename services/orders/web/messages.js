@@ -47,6 +47,8 @@ export const MESSAGES = {
     pick_pickup: "Điểm lấy hàng",
     pick_dropoff: "Điểm giao",
     map_hint: "Chọn loại điểm rồi chạm vào bản đồ để đặt điểm.",
+    zoom_in: "Phóng to",
+    zoom_out: "Thu nhỏ",
     no_point: "chưa chọn",
     parcel: "Hàng hoá",
     weight_kg: "Cân nặng (kg)",

@@ -45,7 +45,8 @@ export class OrderForm {
     const { createMap, markerAt } = await import("/web/shared/map.js");
     this.markerAt = markerAt;
     const start = this.points.pickup;
-    this.map = createMap(this.form.querySelector("#map"), start ? { center: [start.lat, start.lng], zoom: 14 } : {});
+    const view = start ? { center: [start.lat, start.lng], zoom: 14 } : {};
+    this.map = createMap(this.form.querySelector("#map"), { ...view, zoomTexts: { zoomIn: t("zoom_in"), zoomOut: t("zoom_out") } });
     this.map.on("click", (event) => this.setPoint(this.picking, { lat: event.latlng.lat, lng: event.latlng.lng }));
     for (const which of ["pickup", "dropoff"]) this.drawPoint(which);
     this.keepWithin(this.bounds);

@@ -68,7 +68,8 @@ async function drawMap() {
   const element = $("map");
   element.hidden = false;  // Leaflet measures the element: visible first
   const { createMap, markerAt, areaAt, L } = await import(root.dataset.map);
-  const map = createMap(element, { tileUrl: root.dataset.tileUrl });
+  const map = createMap(element, { tileUrl: root.dataset.tileUrl,
+    zoomTexts: { zoomIn: messages.zoom_in, zoomOut: messages.zoom_out } });
   const ring = root.dataset.area ? JSON.parse(root.dataset.area) : null;
   if (ring) {
     areaAt(ring, { title: messages.destination_area }).addTo(map);

@@ -63,6 +63,8 @@ export const MESSAGES = {
     offer_line: "{name} — {state}",
     offer_why: "Lý do: cách điểm lấy ~{distance} m, ~{minutes} phút; đang giữ {load}/{capacity}; so sánh {candidates} tài xế",
     close: "Đóng",
+    zoom_in: "Phóng to",
+    zoom_out: "Thu nhỏ",
     order_marker: "Đơn {status} · {age}",
 
     create_title: "Tạo tài xế mới",

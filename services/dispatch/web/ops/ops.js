@@ -126,7 +126,7 @@ async function ensureMap() {
   if (map) return;
   mapKit = await import(MAP_MODULE);
   const { tile_url: tileUrl } = await fetch("/map/config.json").then((r) => r.json()).catch(() => ({ tile_url: "" }));
-  map = mapKit.createMap($("map"), { ...viewFromAddress(), tileUrl });
+  map = mapKit.createMap($("map"), { ...viewFromAddress(), tileUrl, zoomTexts: { zoomIn: t("zoom_in"), zoomOut: t("zoom_out") } });
   map.on("moveend", () => {
     const c = map.getCenter();
     history.replaceState(null, "", `#map=${c.lat.toFixed(5)},${c.lng.toFixed(5)},${map.getZoom()}`);
