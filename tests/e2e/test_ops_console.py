@@ -209,6 +209,12 @@ async def test_a_new_couriers_qr_code_signs_the_courier_app_in(browser, city):
     await page.get_by_test_id("courier-create-open").click()
     form = page.get_by_test_id("courier-create")
     await form.get_by_test_id("courier-name-input").fill("Lê Thị Hoa")
+    # A phone the API refuses (422): the console says which field, in its own words.
+    await form.get_by_test_id("courier-phone-input").fill("12345")
+    await form.get_by_test_id("courier-create-submit").click()
+    await expect(page.get_by_test_id("create-error")).to_have_text(
+        "Không tạo được tài xế: kiểm tra lại Số điện thoại", timeout=WAIT_MS
+    )
     await form.get_by_test_id("courier-phone-input").fill("0912 888 777")
     await form.get_by_test_id("courier-vehicle-input").select_option("bicycle")
     await form.get_by_test_id("courier-create-submit").click()
@@ -223,7 +229,7 @@ async def test_a_new_couriers_qr_code_signs_the_courier_app_in(browser, city):
     await app.goto(link)
     await expect(app.get_by_test_id("login-status")).to_contain_text("Đã đăng nhập", timeout=WAIT_MS)
     assert "#t=" not in app.url  # the app takes the token out of the address at once
-    await clean(visitor)
+    await clean(visitor, expected_errors="status of 422")
     await visitor.close()
 
 

@@ -75,6 +75,16 @@ export const MESSAGES = {
     created_title: "Đã tạo tài xế {name}. Quét mã QR bằng điện thoại của tài xế để đăng nhập:",
     created_help: "Đường link chỉ hiện một lần: đừng gửi cho người khác.",
     create_failed: "Không tạo được tài xế: {detail}",
+
+    open_failed: "Không mở được: {detail}",
+    poll_failed: "Chưa cập nhật được: {detail}",
+    invalid_fields: "kiểm tra lại {fields}",
+    failed_network: "không kết nối được máy chủ.",
+    failed_404: "không tìm thấy (có thể đã bị xoá hoặc đã xong).",
+    failed_409: "thao tác không còn hợp lệ với trạng thái hiện tại.",
+    failed_429: "thao tác quá nhanh, hãy thử lại sau ít giây.",
+    failed_server: "máy chủ đang gặp sự cố, hãy thử lại sau.",
+    failed_other: "yêu cầu không được chấp nhận.",
   },
 };
 

@@ -11,6 +11,8 @@ import { MESSAGES, LOCALE, t } from "./messages.js";
 
 const TOKEN = "giao.ops.token";
 const POLL_MS = 1500;  // the counters are at most 2 s old
+const POLL_MAX_MS = 30_000;  // after failures in a row the polls space out up to this
+const REQUEST_TIMEOUT_MS = 20_000;  // a call that hangs (a laptop waking up) fails, and the poll goes on
 const PAGE = 500;  // the API's largest page
 const MAX_PAGES = 10;  // a map shows at most this many pages of couriers (and of orders)
 const MAP_MODULE = "/web/shared/map.js";
@@ -27,15 +29,27 @@ async function api(path, { method = "GET", body } = {}) {
   const headers = { Authorization: `Bearer ${token}`, Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, { method, headers, cache: "no-store", credentials: "omit",
-    body: body === undefined ? undefined : JSON.stringify(body) });
+    body: body === undefined ? undefined : JSON.stringify(body), signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS) });
   if (response.status === 401) throw new Unauthorized();
   const data = await response.json().catch(() => null);
   if (!response.ok) {
-    const error = new Error((data && data.detail) || String(response.status));
+    const error = new Error(`${path}: ${response.status}`);
     error.status = response.status;
+    error.retryAfterS = Number(response.headers.get("Retry-After")) || 0;
+    error.fields = ((data && data.errors) || []).map((e) => String((e.loc || []).at(-1)));
     throw error;
   }
   return data;
+}
+
+/** What went wrong, in the console's words (the API's own details are English). */
+function failureText(error) {
+  if (!error.status) return t("failed_network");
+  if (error.status === 422 && error.fields.length) {
+    return t("invalid_fields", { fields: error.fields.map((name) => t(`field_${name}`)).join(", ") });
+  }
+  const key = `failed_${error.status}`;
+  return t(key in MESSAGES.vi ? key : error.status >= 500 ? "failed_server" : "failed_other");
 }
 
 /** Every page of a paged view (up to MAX_PAGES), following next_cursor. */
@@ -75,10 +89,12 @@ function element(tag, { text = "", className = "", testid = "", data = {} } = {}
 
 // --- sign-in -----------------------------------------------------------------------------
 
-let running = false;
+// The poll loop that may run: a new sign-in starts another and the old one, if still waiting
+// on a call or its pause, ends when it wakes (never two loops at once).
+let loop = 0;
 
 function showLogin(message = "") {
-  running = false;
+  loop += 1;
   $("console").hidden = true;
   $("sign-out").hidden = true;
   $("login").hidden = false;
@@ -249,16 +265,24 @@ async function tick() {
   drawOrders(orderItems);
 }
 
-async function poll() {
-  while (running) {
+async function poll(mine) {
+  let failures = 0;
+  while (mine === loop) {
     const started = performance.now();
+    let pause = POLL_MS;
     try {
       await tick();
+      failures = 0;
     } catch (error) {
+      if (mine !== loop) return;
       if (error instanceof Unauthorized) { signOut(t("session_ended")); return; }
-      $("updated").textContent = t("network_error");
+      $("updated").textContent = error.status ? t("poll_failed", { detail: failureText(error) }) : t("network_error");
+      // Failures in a row space the polls out (every open console asks a struggling server
+      // less), and a Retry-After is waited at the least.
+      failures += 1;
+      pause = Math.max(Math.min(POLL_MAX_MS, POLL_MS * 2 ** failures), (error.retryAfterS || 0) * 1000);
     }
-    await new Promise((resolve) => setTimeout(resolve, Math.max(200, POLL_MS - (performance.now() - started))));
+    await new Promise((resolve) => setTimeout(resolve, Math.max(200, pause - (performance.now() - started))));
   }
 }
 
@@ -268,7 +292,8 @@ async function start() {
   $("sign-out").hidden = false;
   await ensureMap();
   map.invalidateSize();
-  if (!running) { running = true; poll(); }
+  loop += 1;
+  poll(loop);
 }
 
 // --- details: an order's explanation, a courier's jobs -------------------------------------
@@ -294,7 +319,7 @@ async function guarded(work) {
     await work();
   } catch (error) {
     if (error instanceof Unauthorized) signOut(t("session_ended"));
-    else showPanel(String(error.message));
+    else showPanel(t("open_failed", { detail: failureText(error) }));
   }
 }
 
@@ -375,7 +400,7 @@ $("courier-create").addEventListener("submit", async (event) => {
       name: form.elements.name.value.trim(), phone: form.elements.phone.value.trim(), vehicle: form.elements.vehicle.value } });
   } catch (error) {
     if (error instanceof Unauthorized) { signOut(t("session_ended")); return; }
-    $("create-error").textContent = t("create_failed", { detail: error.message });
+    $("create-error").textContent = t("create_failed", { detail: failureText(error) });
     return;
   }
   // The link is absolute for a phone's camera; a relative one is made so from this page's origin.
