@@ -268,9 +268,12 @@ async def test_an_offer_shows_no_recipient_then_the_job_is_delivered(city, on_sh
     await job.get_by_test_id("job-pickup").click()
     await expect(job).to_have_attribute("data-status", "picked_up", timeout=WAIT_MS)
     await expect(job.get_by_test_id("delivery-code")).to_have_attribute("inputmode", "numeric")
-    await job.get_by_test_id("delivery-code").fill(wrong(order["delivery_code"]))
     await job.get_by_test_id("cod-collected").fill("250000")
     await expect(job.get_by_test_id("cod-collected")).to_have_value("250.000")
+    await job.get_by_test_id("delivery-code").fill("12 34")  # the app says what a code is, in its words
+    await job.get_by_test_id("job-deliver").click()
+    await expect(phone.testid("message")).to_have_text("Mã giao hàng gồm đúng 6 chữ số.")
+    await job.get_by_test_id("delivery-code").fill(wrong(order["delivery_code"]))
     await job.get_by_test_id("job-deliver").scroll_into_view_if_needed()
     await phone.screen("3-job-in-hand")
     await job.get_by_test_id("job-deliver").click()

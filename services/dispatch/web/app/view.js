@@ -81,7 +81,9 @@ const drafts = new Map();
 
 function deliverForm(job, onStep) {
   const draft = drafts.get(job.order_id) ?? {};
-  const form = el("form", { class: "step" },
+  // novalidate: the app checks the code itself (app.js) and says so in its own words; the
+  // browser's check would answer in its own language, and refuse a code pasted with a space.
+  const form = el("form", { class: "step", novalidate: true },
     numberInput("delivery-code", t("delivery_code"),
       { name: "code", pattern: "[0-9]{6}", maxlength: "6", autocomplete: "one-time-code", required: true,
         value: draft.code }),
