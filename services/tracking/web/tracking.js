@@ -6,7 +6,9 @@ const root = document.getElementById("tracking");
 const messages = await fetch(new URL("./messages.vi.json", import.meta.url)).then((r) => r.json());
 const $ = (testid) => root.querySelector(`[data-testid="${testid}"]`);
 const ON_ITS_WAY = "picked_up";
-const RECONNECT_MS = 5000;
+const RECONNECT_MS = 5000;  // after a refused stream (429, 404): then twice as long each time
+const RECONNECT_MAX_MS = 60_000;
+let refusals = 0;  // refused streams in a row
 
 function localTime(at) {  // Vietnam's time (UTC+7, no daylight saving), as page.local_time
   const t = new Date(Date.parse(at) + 7 * 3600e3);
@@ -94,7 +96,7 @@ async function drawMap() {
 // --- the stream ------------------------------------------------------------------------
 function follow() {
   const source = new EventSource(root.dataset.events);
-  source.addEventListener("open", () => showLive(messages.live));
+  source.addEventListener("open", () => { refusals = 0; showLive(messages.live); });
   source.addEventListener("tracking", (event) => show(JSON.parse(event.data)));
   source.addEventListener("end", () => {
     source.close();  // final: the server asks not to come back
@@ -102,8 +104,13 @@ function follow() {
   });
   source.addEventListener("error", () => {
     showLive(messages.reconnecting);
-    // EventSource retries by itself unless the server answered an error (429, 404): then later.
-    if (source.readyState === EventSource.CLOSED) setTimeout(follow, RECONNECT_MS);
+    // EventSource retries by itself unless the server answered an error (429, 404): then later,
+    // and later still each time in a row (with a spread, so that pages refused together do not
+    // come back together), so that every open page asks a limited server less.
+    if (source.readyState !== EventSource.CLOSED) return;
+    refusals += 1;
+    const delay = Math.min(RECONNECT_MAX_MS, RECONNECT_MS * 2 ** (refusals - 1));
+    setTimeout(follow, delay * (0.8 + 0.4 * Math.random()));
   });
 }
 

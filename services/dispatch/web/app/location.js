@@ -8,6 +8,7 @@ const MIN_POINT_GAP_MS = 1000;
 const SEND_EVERY_MS = 5000;
 const BATCH = 100; // the most dispatch takes in one request
 const KEEP = 3600; // an hour of points at most waits on the phone
+const PAUSE_MAX_MS = 60000; // refused for now again and again: a batch a minute at least
 
 export class Tracker {
   constructor({ onProblem, onUnauthorized }) {
@@ -19,6 +20,8 @@ export class Tracker {
     this.later = null;
     this.waiting = [];
     this.sending = false;
+    this.refusals = 0; // batches refused for now in a row (429, 5xx, no answer)
+    this.pausedUntil = 0; // no batch before this (the phone's clock, ms)
     this.timer = setInterval(() => this.send(), SEND_EVERY_MS);
   }
 
@@ -82,7 +85,7 @@ export class Tracker {
 
   // The oldest waiting points, one batch; called by the timer only, so never more often than every 5 s.
   async send() {
-    if (this.sending || !navigator.onLine) return;
+    if (this.sending || !navigator.onLine || Date.now() < this.pausedUntil) return;
     this.sending = true;
     try {
       const points = await outbox.oldestPoints(BATCH);
@@ -90,10 +93,19 @@ export class Tracker {
       try {
         await api.locations(points.map(({ lat, lng, at }) => ({ lat, lng, at })));
       } catch (error) {
-        if (error instanceof NetworkError || error.status === 429 || error.status >= 500) return; // later
+        if (error instanceof NetworkError || error.status === 429 || error.status >= 500) {
+          // Later, and later still each time in a row (at least the server's Retry-After): a
+          // struggling server is asked less by every phone on shift.
+          // The timer asks every 5 s; the ticks skipped make the gaps 5, 10, 20, 40, 60 s.
+          this.refusals += 1;
+          const gap = Math.min(PAUSE_MAX_MS, SEND_EVERY_MS * 2 ** (this.refusals - 1));
+          this.pausedUntil = Date.now() + Math.max(gap, (error.retryAfterS || 0) * 1000) - SEND_EVERY_MS / 2;
+          return;
+        }
         if (error instanceof ApiError && error.status === 401) return this.onUnauthorized();
         // Refused for good (e.g. a phone clock far ahead): dropping them keeps the newer ones moving.
       }
+      this.refusals = 0;
       await outbox.removePoints(points.map((p) => p.id));
     } finally {
       this.sending = false;
