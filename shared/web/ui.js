@@ -48,4 +48,6 @@ export function say(text, kind = "notice") {
 export function fillTexts(t) {
   document.title = t("title");
   for (const node of document.querySelectorAll("[data-text]")) node.textContent = t(node.dataset.text);
+  // What a screen reader says of an element with no text of its own (aria-label), from the table too.
+  for (const node of document.querySelectorAll("[data-label]")) node.setAttribute("aria-label", t(node.dataset.label));
 }

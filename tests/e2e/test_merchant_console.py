@@ -147,6 +147,7 @@ async def test_an_order_placed_in_the_console_is_followed_live_to_delivered(city
     async with console(browser, city) as visitor:
         page = visitor.page
         await sign_in(page, city.key)
+        await expect(page.get_by_role("navigation", name="Mục chính")).to_be_visible()  # its label from the table
         await page.get_by_test_id("tab-new").click()
         await fill_order_form(page)
         fee = page.get_by_test_id("quote-fee")
@@ -154,6 +155,14 @@ async def test_an_order_placed_in_the_console_is_followed_live_to_delivered(city
         await expect(fee).to_have_text(re.compile(r"^[0-9.]+\s₫ · "))
         await visitor.screenshot("merchant-form-360x640")
         assert await visitor.layout_problems() == []
+
+        # A phone the API refuses (422): the console names the field by the form's labels.
+        await page.get_by_test_id("dropoff-phone").fill("12345")
+        await page.get_by_test_id("order-submit").click()
+        await expect(page.get_by_test_id("message")).to_have_text(
+            "Thông tin chưa hợp lệ: Người nhận · Số điện thoại.", timeout=WAIT_MS
+        )
+        await page.get_by_test_id("dropoff-phone").fill("0903123456")
 
         # A double tap places one order, under an Idempotency-Key.
         async with page.expect_request(lambda r: r.url.endswith("/v1/orders") and r.method == "POST") as placing:

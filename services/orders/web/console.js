@@ -19,17 +19,35 @@ let orderForm = null;
 // What a refusal means to the shop owner; a refused key ends the session.
 function failed(error) {
   if (error instanceof NetworkError) return say(t("network_error"), "error");
-  if (!(error instanceof ApiError)) return say(String(error), "error");
+  if (!(error instanceof ApiError)) {
+    console.error(error);
+    return say(t("unexpected_error"), "error");
+  }
   const { status, problem } = error;
   if (status === 401) return signOut(t("session_ended"), "error");
   if (status === 404) return say(t("not_found"), "error");
-  if (status === 409) return say(t("conflict", { detail: problem.detail ?? "" }), "error");
+  if (status === 409) return say(t("conflict"), "error");
   if (status === 422) {
-    const fields = (problem.errors ?? []).map((e) => (e.loc ?? []).filter((p) => p !== "body").join(".")).join(", ");
     if ((problem.errors ?? []).some((e) => e.loc?.at(-1) === "url")) return say(t("unsafe_url"), "error");
-    return say(t("invalid_input", { fields: fields || problem.detail || "" }), "error");
+    const fields = [...new Set((problem.errors ?? []).map((e) => fieldText(e.loc ?? [])))].join(", ");
+    return say(t("invalid_input", { fields: fields || t("parcel") }), "error");
   }
   return say(t("server_busy"), "error");
+}
+
+// A refused field by the form's own labels ("Người nhận · Số điện thoại" for dropoff.phone); a
+// field the form does not show keeps its name in the API.
+const GROUPS = { pickup: "pickup", dropoff: "recipient", parcel: "parcel" };
+const FIELDS = { phone: "phone", address: "address", lat: "points", lng: "points", weight_grams: "weight_kg",
+  description: "description", cod_amount_vnd: "cod", note: "note" };
+
+function fieldText(loc) {
+  const path = loc.filter((part) => part !== "body");
+  const group = GROUPS[path[0]];
+  const last = path.at(-1);
+  const name = last === "name" ? (path[0] === "dropoff" ? "recipient_name" : "shop_name") : FIELDS[last];
+  if (!name) return path.join(".");
+  return group && path.length > 1 ? `${t(group)} · ${t(name)}` : t(name);
 }
 
 // --- signing in and out ----------------------------------------------------------------------

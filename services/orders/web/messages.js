@@ -17,6 +17,7 @@ export const MESSAGES = {
     wrong_key: "Khóa API không đúng hoặc đã bị thu hồi.",
     session_ended: "Khóa API không còn dùng được. Hãy đăng nhập lại.",
 
+    menu_label: "Mục chính",
     tab_orders: "Đơn hàng",
     tab_new: "Tạo đơn",
     tab_webhooks: "Webhook",
@@ -124,7 +125,9 @@ export const MESSAGES = {
     invalid_input: "Thông tin chưa hợp lệ: {fields}.",
     unsafe_url: "Địa chỉ webhook không dùng được: cần https:// và không được trỏ vào mạng nội bộ.",
     not_found: "Không tìm thấy.",
-    conflict: "Yêu cầu bị từ chối: {detail}",
+    conflict: "Không làm được với trạng thái hiện tại của đơn. Hãy tải lại danh sách.",
+    unexpected_error: "Đã có lỗi trên trang. Hãy tải lại trang.",
+    auto_disabled: "Đã tự tắt vì gửi không thành công nhiều lần. Xem nhật ký gửi, sửa địa chỉ nhận rồi bật lại.",
     server_busy: "Máy chủ đang bận. Hãy thử lại.",
     network_error: "Không kết nối được máy chủ. Hãy kiểm tra mạng rồi thử lại.",
   },

@@ -76,7 +76,7 @@ export function webhookRow(endpoint, { onLog, onPing, onRemove }) {
     el("strong", { class: "url" }, endpoint.url),
     el("p", { class: "small" },
       `${endpoint.enabled ? t("enabled") : t("disabled")} · ${endpoint.event_types.map(eventText).join(", ")}`),
-    endpoint.disabled_reason ? el("p", { class: "small error" }, endpoint.disabled_reason) : null,
+    endpoint.disabled_reason ? el("p", { class: "small error", "data-testid": "webhook-disabled" }, t("auto_disabled")) : null,
     el("div", { class: "actions three" },
       el("button", { type: "button", class: "secondary", "data-testid": "webhook-log", onclick: () => onLog(endpoint, log) },
         t("log")),
