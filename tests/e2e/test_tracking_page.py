@@ -141,6 +141,11 @@ async def test_the_open_page_follows_a_delivery_live_and_shows_nothing_private(c
             await expect(v.page.get_by_test_id("timeline-item")).to_have_count(2)
         page = phone.page
         doms: list[str] = [await v.page.content() for v in visitors]
+        # A customer whose network lost the map's code: the page shows no empty box for it.
+        mapless = await Visitor.open(browser, city.system.url_of("tracking"), viewport=PHONE)
+        await mapless.page.route("**/web/shared/map.js", lambda route: route.abort())
+        assert (await mapless.page.goto(page_url(city, code))).status == 200
+        await expect(mapless.page.get_by_test_id("live")).to_have_text("Đang cập nhật trực tiếp")
 
         async def within_live_s(api_shows, check) -> None:
             async def shown():
@@ -162,6 +167,9 @@ async def test_the_open_page_follows_a_delivery_live_and_shows_nothing_private(c
             await expect(p.get_by_test_id("eta")).to_contain_text("phút")
 
         await within_live_s(lambda t: t["status"] == "picked_up" and t["courier"]["location"], on_its_way)
+        await expect(mapless.page.get_by_test_id("status")).to_have_attribute("data-status", "picked_up")
+        await expect(mapless.page.get_by_test_id("map")).to_be_hidden()
+        await mapless.close()
         await expect(page.locator(".giao-area")).to_have_count(1)  # the destination's area, drawn
         before = await page.get_by_test_id("courier-marker").bounding_box()
 

@@ -62,14 +62,18 @@ let latest = null;
 
 function showMap(location) {
   latest = location;
-  mapReady ??= drawMap();
+  // The map's code may not arrive (a flaky network): then no empty box, and the next update
+  // asks for it again. Status and timeline never depended on it.
+  mapReady ??= import(root.dataset.map).then(drawMap, (error) => {
+    mapReady = null;
+    throw error;
+  });
   mapReady.then((draw) => draw(latest)).catch((error) => console.warn("no map:", error));
 }
 
-async function drawMap() {
+function drawMap({ createMap, markerAt, areaAt, L }) {
   const element = $("map");
   element.hidden = false;  // Leaflet measures the element: visible first
-  const { createMap, markerAt, areaAt, L } = await import(root.dataset.map);
   const map = createMap(element, { tileUrl: root.dataset.tileUrl,
     zoomTexts: { zoomIn: messages.zoom_in, zoomOut: messages.zoom_out } });
   const ring = root.dataset.area ? JSON.parse(root.dataset.area) : null;
