@@ -96,6 +96,8 @@ async def test_a_wrong_key_stays_on_sign_in_and_the_right_one_lives_in_the_tab_o
     async with console(browser, city) as visitor:
         page = visitor.page
         await expect(page.get_by_test_id("merchant-login")).to_be_visible()
+        await page.get_by_test_id("login-submit").click()  # empty: the console says so, not the browser
+        await expect(page.get_by_test_id("message")).to_have_text("Hãy điền đủ: Khóa API.")
         await page.get_by_test_id("api-key").fill("gk_not-a-key")
         await page.get_by_test_id("login-submit").click()
         await expect(page.get_by_test_id("message")).to_have_text("Khóa API không đúng hoặc đã bị thu hồi.")

@@ -80,6 +80,8 @@ async def test_sign_in_keeps_the_token_in_the_session_and_a_wrong_one_stays_on_s
     await expect(page.get_by_test_id("ops-login")).to_be_visible()
     await expect(page.get_by_test_id("ops-map")).to_be_hidden()
 
+    await page.get_by_test_id("ops-sign-in").click()  # empty: the console says so, not the browser
+    await expect(page.get_by_test_id("login-error")).to_have_text("Hãy nhập mã quản trị.")
     await page.get_by_test_id("ops-token").fill("not-the-admin-token")
     await page.get_by_test_id("ops-sign-in").click()
     await expect(page.get_by_test_id("login-error")).to_have_text("Mã quản trị không đúng.")

@@ -63,7 +63,7 @@ async function signIn(event) {
   event.preventDefault();
   const input = event.target.elements.key;
   const key = input.value.trim();
-  if (!key) return;
+  if (!key) return say(t("missing_fields", { fields: t("api_key") }), "error");
   try {
     await api.check(key);
   } catch (error) {
@@ -221,6 +221,7 @@ async function addWebhook(event) {
   event.preventDefault();
   const form = event.target;
   const types = [...form.querySelectorAll("[name=event_type]:checked")].map((box) => box.value);
+  if (!form.elements.url.value.trim()) return say(t("missing_fields", { fields: t("webhook_url") }), "error");
   try {
     const created = await api.addWebhook(form.elements.url.value.trim(), types);
     $("webhook-secret").textContent = created.secret;

@@ -11,6 +11,7 @@ export const MESSAGES = {
     sign_in: "Đăng nhập",
     sign_out: "Đăng xuất",
     wrong_token: "Mã quản trị không đúng.",
+    token_missing: "Hãy nhập mã quản trị.",
     session_ended: "Phiên đã hết hoặc mã không còn hiệu lực. Hãy đăng nhập lại.",
     network_error: "Không kết nối được máy chủ. Đang thử lại…",
     updated_at: "Cập nhật {time}",

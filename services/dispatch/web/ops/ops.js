@@ -110,6 +110,7 @@ function signOut(message = "") {
 
 $("login-form").addEventListener("submit", async (event) => {
   event.preventDefault();
+  if (!$("token").value.trim()) { $("login-error").textContent = t("token_missing"); return; }
   sessionStorage.setItem(TOKEN, $("token").value.trim());
   try {
     await api("/v1/admin/overview");
