@@ -30,7 +30,7 @@ function failed(error) {
   if (status === 422) {
     if ((problem.errors ?? []).some((e) => e.loc?.at(-1) === "url")) return say(t("unsafe_url"), "error");
     const fields = [...new Set((problem.errors ?? []).map((e) => fieldText(e.loc ?? [])))].join(", ");
-    return say(t("invalid_input", { fields: fields || t("parcel") }), "error");
+    return say(fields ? t("invalid_input", { fields }) : t("invalid_input_any"), "error");
   }
   return say(t("server_busy"), "error");
 }

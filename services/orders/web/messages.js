@@ -123,6 +123,7 @@ export const MESSAGES = {
     key_no_prefix: "khóa đầu tiên",
 
     invalid_input: "Thông tin chưa hợp lệ: {fields}.",
+    invalid_input_any: "Thông tin chưa hợp lệ. Hãy kiểm tra lại.",
     unsafe_url: "Địa chỉ webhook không dùng được: cần https:// và không được trỏ vào mạng nội bộ.",
     not_found: "Không tìm thấy.",
     conflict: "Không làm được với trạng thái hiện tại của đơn. Hãy tải lại danh sách.",

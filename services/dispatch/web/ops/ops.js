@@ -46,7 +46,8 @@ async function api(path, { method = "GET", body } = {}) {
 function failureText(error) {
   if (!error.status) return t("failed_network");
   if (error.status === 422 && error.fields.length) {
-    return t("invalid_fields", { fields: error.fields.map((name) => t(`field_${name}`)).join(", ") });
+    const label = (name) => (`field_${name}` in MESSAGES.vi ? t(`field_${name}`) : name);  // a field the form lacks
+    return t("invalid_fields", { fields: error.fields.map(label).join(", ") });
   }
   const key = `failed_${error.status}`;
   return t(key in MESSAGES.vi ? key : error.status >= 500 ? "failed_server" : "failed_other");
