@@ -63,7 +63,8 @@ let latest = null;
 function showMap(location) {
   latest = location;
   // The map's code may not arrive (a flaky network): then no empty box, and the next update
-  // asks for it again. Status and timeline never depended on it.
+  // tries again (a browser that remembers the failed module fails at once: the box stays
+  // hidden). Status and timeline never depended on it.
   mapReady ??= import(root.dataset.map).then(drawMap, (error) => {
     mapReady = null;
     throw error;

@@ -94,9 +94,9 @@ export class Tracker {
         await api.locations(points.map(({ lat, lng, at }) => ({ lat, lng, at })));
       } catch (error) {
         if (error instanceof NetworkError || error.status === 429 || error.status >= 500) {
-          // Later, and later still each time in a row (at least the server's Retry-After): a
-          // struggling server is asked less by every phone on shift.
-          // The timer asks every 5 s; the ticks skipped make the gaps 5, 10, 20, 40, 60 s.
+          // Later, and later still each time in a row (at least the server's Retry-After), so a
+          // struggling server is asked less by every phone on shift: the timer asks every 5 s,
+          // and the ticks skipped make the gaps 5, 10, 20, 40, 60 s.
           this.refusals += 1;
           const gap = Math.min(PAUSE_MAX_MS, SEND_EVERY_MS * 2 ** (this.refusals - 1));
           this.pausedUntil = Date.now() + Math.max(gap, (error.retryAfterS || 0) * 1000) - SEND_EVERY_MS / 2;
