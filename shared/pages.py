@@ -6,17 +6,20 @@ directory under a path with the same security headers on every answer.
 The pages load nothing from elsewhere (a strict Content-Security-Policy), may not be framed,
 and are revalidated on every load (`Cache-Control: no-cache`: a new version is picked up at
 once; a service worker caches the shell for offline use). Errors are problem documents like
-the API's.
+the API's. A service worker's script is served with the shell's version written into it
+(`ShellWorker`), so that every change to the shell is a new worker the browser installs.
 """
 
 from __future__ import annotations
 
+import hashlib
 import posixpath
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.staticfiles import StaticFiles
@@ -80,10 +83,53 @@ class Pages:
             await problem_response(exc.status_code, detail, headers=exc.headers)(scope, receive, send_with_headers)
 
 
-def pages_router(path: str, directory: Path, *, img_origin: str = "") -> APIRouter:
+SHELL_VERSION_MARK = "%SHELL_VERSION%"
+
+
+class ShellWorker:
+    """A service worker's script with its shell's version written in where it says
+    `SHELL_VERSION_MARK`: a digest of every file of the shell's directories.
+
+    Browsers compare a worker's script byte for byte to decide that there is a new version, so a
+    change to any file of the shell, and only that, makes a new worker, which fetches the whole
+    new shell at once beside the one in use (docs/contract.md, the courier app). The digest is
+    read again only when a file's size or time changes: the script is fetched on every opening
+    of the app."""
+
+    def __init__(self, script: Path, shell: Iterable[Path]) -> None:
+        self.script = script
+        self.shell = tuple(shell)
+        self._known: tuple[tuple[tuple[str, int, int], ...], str] | None = None
+
+    def _files(self) -> list[tuple[str, Path]]:
+        """Each file of the shell, named inside its directory: where it lies on disk is no part
+        of the version."""
+        return [
+            (f"{i}/{f.relative_to(directory).as_posix()}", f)
+            for i, directory in enumerate(self.shell)
+            for f in sorted(directory.rglob("*"))
+            if f.is_file()
+        ]
+
+    def version(self) -> str:
+        files = self._files()
+        stamps = tuple((name, (st := f.stat()).st_size, st.st_mtime_ns) for name, f in files)
+        if self._known is None or self._known[0] != stamps:
+            digest = hashlib.sha256()
+            for name, f in files:
+                digest.update(name.encode() + b"\0" + f.read_bytes() + b"\0")
+            self._known = (stamps, digest.hexdigest()[:16])
+        return self._known[1]
+
+    def text(self) -> str:
+        return self.script.read_text().replace(SHELL_VERSION_MARK, self.version())
+
+
+def pages_router(path: str, directory: Path, *, img_origin: str = "", worker: ShellWorker | None = None) -> APIRouter:
     """A router serving `directory` under `path` (e.g. "/app": /app/ is its index.html, /app
     redirects there). Add it after the API's routers: routes are tried in order. `img_origin`:
-    a map's tile server (shared.maps.tile_origin), the one other origin its pages may load from."""
+    a map's tile server (shared.maps.tile_origin), the one other origin its pages may load from.
+    `worker`: the directory's service worker, served with its shell's version."""
     path = path.rstrip("/")
     router = APIRouter()
     headers = security_headers(img_origin)
@@ -92,5 +138,12 @@ def pages_router(path: str, directory: Path, *, img_origin: str = "") -> APIRout
         return RedirectResponse(f"{path}/", status_code=308, headers=headers)
 
     router.add_route(path, to_index, methods=["GET", "HEAD"], include_in_schema=False)
+    if worker is not None:
+
+        def worker_script(_: Request) -> Any:  # reads files: Starlette runs it in its thread pool
+            return Response(worker.text(), headers=headers, media_type=MEDIA_TYPES[".js"])
+
+        worker_path = f"{path}/{worker.script.relative_to(directory).as_posix()}"
+        router.add_route(worker_path, worker_script, methods=["GET"], include_in_schema=False)
     router.mount(path, Pages(directory, headers))
     return router

@@ -15,7 +15,7 @@ from shared.app import service_app
 from shared.audit import audit_router
 from shared.events import ORDERS_TOPIC
 from shared.http import Metrics
-from shared.pages import pages_router
+from shared.pages import ShellWorker, pages_router
 from shared.ratelimit import BearerLimits, RateLimiter, failed_auth_limits
 from shared.service import Runtime
 
@@ -96,7 +96,9 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
             admin_guards_api.router,
             audit_router(deps.admin, deps.pool),
             maps.router,
-            pages_router(api.COURIER_APP, WEB / "app"),
+            pages_router(
+                api.COURIER_APP, WEB / "app", worker=ShellWorker(WEB / "app" / "sw.js", [WEB / "app", maps.WEB])
+            ),
             pages_router(OPS_CONSOLE, WEB / "ops", img_origin=maps.tile_origin(settings.map_tile_url)),
             pages_router(maps.WEB_PATH, maps.WEB),
         ],

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 from services.dispatch.app import WEB
-from shared.pages import CONTENT_SECURITY_POLICY
+from shared.pages import CONTENT_SECURITY_POLICY, ShellWorker
 from tests.dispatch.support import ADMIN
 
 
@@ -44,6 +44,45 @@ async def test_the_offline_shell_keeps_every_shared_file_the_app_loads(dispatch)
     for path in sorted(loaded):
         r = await dispatch.client.get(path)
         assert r.status_code == 200 and r.headers["content-security-policy"] == CONTENT_SECURITY_POLICY, path
+
+
+async def test_the_service_worker_is_served_with_the_shells_version(dispatch):
+    first = await dispatch.client.get("/app/sw.js")
+    assert first.status_code == 200 and first.headers["content-type"].split(";")[0] == "text/javascript"
+    assert first.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert first.headers["cache-control"] == "no-cache"
+    assert re.search(r'const VERSION = "[0-9a-f]{16}";', first.text), "no version written in"
+    assert "%SHELL_VERSION%" in (WEB / "app" / "sw.js").read_text()
+    assert (await dispatch.client.get("/app/sw.js")).text == first.text  # no change, no new worker
+
+
+def test_the_shells_version_changes_with_the_content_of_any_of_its_files(tmp_path):
+    app, shared = tmp_path / "app", tmp_path / "shared"
+    (app / "icons").mkdir(parents=True)
+    shared.mkdir()
+    (app / "sw.js").write_text('const VERSION = "%SHELL_VERSION%";')
+    (app / "app.js").write_text("one")
+    (app / "icons" / "icon.png").write_bytes(b"\x89PNG")
+    (shared / "ui.js").write_text("ui")
+    worker = ShellWorker(app / "sw.js", [app, shared])
+    versions = [worker.version()]
+    assert worker.text() == f'const VERSION = "{versions[0]}";'
+
+    (app / "app.js").write_text("one")  # written again, the same: the same version
+    assert worker.version() == versions[-1]
+    for change in (
+        lambda: (shared / "ui.js").write_text("ui, changed"),
+        lambda: (app / "icons" / "icon.png").write_bytes(b"\x89PNG2"),
+        lambda: (shared / "format.js").write_text("new file"),
+        lambda: (shared / "format.js").unlink(),
+    ):
+        change()
+        versions.append(worker.version())
+        assert versions[-1] != versions[-2]
+    assert versions[-1] == versions[-3]  # the file added and taken away again: the version before
+    moved = tmp_path / "elsewhere"
+    app.rename(moved)
+    assert ShellWorker(moved / "sw.js", [moved, shared]).version() == versions[-1]  # where it lies is no part
 
 
 async def test_pages_have_their_media_types(tmp_path):

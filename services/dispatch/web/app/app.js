@@ -341,6 +341,30 @@ function startSession() {
   poll();
 }
 
+// --- the app's own updates -------------------------------------------------------------------
+
+// The service worker (sw.js) keeps the app on the phone in whole versions. A new version waits
+// beside the one in use until the app is closed; the courier may take it at once instead, at a
+// moment of their choosing (a reload loses what is typed in, never a step: those are in the
+// outbox).
+async function keepShellCurrent() {
+  const workers = navigator.serviceWorker;
+  if (!workers) return;
+  const registration = await workers.register("sw.js").catch(() => null);
+  if (!registration) return; // no offline shell (refused, or workers blocked); the app works all the same
+  const offer = () => { $("update-banner").hidden = !(registration.waiting && workers.controller); };
+  registration.addEventListener("updatefound", () => registration.installing?.addEventListener("statechange", offer));
+  offer();
+  let updating = false;
+  $("app-update").addEventListener("click", () => {
+    updating = true;
+    registration.waiting?.postMessage("activate");
+  });
+  workers.addEventListener("controllerchange", () => { if (updating) location.reload(); });
+  // An app kept open all day still hears of a new version when the courier comes back to it.
+  document.addEventListener("visibilitychange", () => { if (!document.hidden) registration.update().catch(() => {}); });
+}
+
 // --- start ------------------------------------------------------------------------------------
 
 async function main() {
@@ -368,7 +392,7 @@ async function main() {
     stream?.renew(); // the stream in hand is dead; a new one once the network is back
   });
   document.addEventListener("visibilitychange", () => { if (!document.hidden) poll(); });
-  navigator.serviceWorker?.register("sw.js").catch(() => {});
+  keepShellCurrent();
   if (session.token() === null) {
     showSession();
     showNetwork();

@@ -18,6 +18,8 @@ export const MESSAGES = {
     session_ended: "Phiên đăng nhập đã hết hạn hoặc bị thu hồi. Hãy mở lại đường link đăng nhập.",
     offline_banner: "Không có mạng. Các bước sẽ được gửi khi có mạng lại.",
     back_online: "Đã có mạng lại.",
+    update_ready: "Đã có bản mới của ứng dụng.",
+    update_now: "Cập nhật",
 
     shift_off: "Đang nghỉ",
     shift_off_hint: "Bấm để bắt đầu nhận đơn",
