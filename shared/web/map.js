@@ -52,10 +52,11 @@ export function createMap(element, { tileUrl = "", center = HA_LONG, zoom = 13, 
   return map;
 }
 
-/** A marker whose element carries `data` as data-* attributes (data-testid and the like). */
+/** A marker whose element carries `data` as data-* attributes (data-testid and the like): a
+ * thumb's target (48 px) around the dot map.css draws. */
 export function markerAt(latlng, { className = "", title = "", data = {} } = {}) {
   const marker = L.marker(latlng, { keyboard: false, title,
-    icon: L.divIcon({ className: `giao-marker ${className}`, iconSize: [22, 22], html: "" }) });
+    icon: L.divIcon({ className: `giao-marker ${className}`, iconSize: [48, 48], html: "" }) });
   marker.on("add", () => Object.assign(marker.getElement().dataset, data));
   return marker;
 }

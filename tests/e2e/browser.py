@@ -162,8 +162,11 @@ async def _body(response: Response) -> bytes | None:
 
 
 # The controls a finger must hit: buttons, fields, links made buttons, a disclosure's summary
-# and the maps' zoom buttons.
-_CONTROLS = "button, input:not([type=hidden]), select, a.button, summary, .leaflet-control-zoom a"
+# and the maps' zoom buttons and the markers one taps.
+_CONTROLS = (
+    "button, input:not([type=hidden]), select, a.button, summary, .leaflet-control-zoom a,"
+    " .leaflet-marker-icon.leaflet-interactive"
+)
 
 
 async def layout_problems(page: Page) -> list[str]:
