@@ -350,17 +350,23 @@ function startSession() {
 async function keepShellCurrent() {
   const workers = navigator.serviceWorker;
   if (!workers) return;
+  const kept = Boolean(await workers.getRegistration()); // false on the first visit only
   const registration = await workers.register("sw.js").catch(() => null);
   if (!registration) return; // no offline shell (refused, or workers blocked); the app works all the same
-  const offer = () => { $("update-banner").hidden = !(registration.waiting && workers.controller); };
-  registration.addEventListener("updatefound", () => registration.installing?.addEventListener("statechange", offer));
+  const offer = () => { $("update-banner").hidden = !registration.waiting; };
+  const watch = (worker) => worker?.addEventListener("statechange", offer);
+  registration.addEventListener("updatefound", () => watch(registration.installing));
+  watch(registration.installing); // an install the browser began before this page asked
   offer();
-  let updating = false;
-  $("app-update").addEventListener("click", () => {
-    updating = true;
-    registration.waiting?.postMessage("activate");
+  $("app-update").addEventListener("click", () => registration.waiting?.postMessage("activate"));
+  // A new version took over (this window's tap or another's): every window of the app reloads
+  // into it, rather than run on with files the old version no longer keeps. Not when the first
+  // version takes over the first visit's page, which it loaded itself.
+  let first = !kept;
+  workers.addEventListener("controllerchange", () => {
+    if (first) first = false;
+    else location.reload();
   });
-  workers.addEventListener("controllerchange", () => { if (updating) location.reload(); });
   // An app kept open all day still hears of a new version when the courier comes back to it.
   document.addEventListener("visibilitychange", () => { if (!document.hidden) registration.update().catch(() => {}); });
 }

@@ -27,14 +27,22 @@ const SHELL = [
 const SCOPE = new URL(self.registration.scope);
 const INDEX = new URL("./", SCOPE).href;
 
-self.addEventListener("install", (event) => {
+self.addEventListener("install", (event) => event.waitUntil(keepWhole()));
+
+async function keepWhole() {
   // `reload`: past the browser's HTTP cache, which may hold a file of the old version.
   const requests = SHELL.map((path) => new Request(new URL(path, SCOPE), { cache: "reload" }));
-  event.waitUntil(caches.open(CACHE).then((cache) => cache.addAll(requests)).catch(async (error) => {
-    await caches.delete(CACHE);
+  const cache = await caches.open(CACHE);
+  // This version kept whole already (the server went back to the version in use, say): it
+  // stays as it is, and above all it is not dropped if the network fails now.
+  if ((await Promise.all(requests.map((request) => cache.match(request)))).every(Boolean)) return;
+  try {
+    await cache.addAll(requests);
+  } catch (error) {
+    await caches.delete(CACHE); // nothing of it in use: a version is used only once kept whole
     throw error; // the install fails; the version in use stays
-  }));
-});
+  }
+}
 
 self.addEventListener("message", (event) => {
   if (event.data === "activate") self.skipWaiting();
