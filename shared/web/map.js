@@ -53,9 +53,10 @@ export function createMap(element, { tileUrl = "", center = HA_LONG, zoom = 13, 
 }
 
 /** A marker whose element carries `data` as data-* attributes (data-testid and the like): a
- * thumb's target (48 px) around the dot map.css draws. */
-export function markerAt(latlng, { className = "", title = "", data = {} } = {}) {
-  const marker = L.marker(latlng, { keyboard: false, title,
+ * thumb's target (48 px) around the dot map.css draws. `interactive: false` for a marker that
+ * does nothing when tapped: it is then no target at all (no hand cursor; taps go to the map). */
+export function markerAt(latlng, { className = "", title = "", data = {}, interactive = true } = {}) {
+  const marker = L.marker(latlng, { keyboard: false, title, interactive,
     icon: L.divIcon({ className: `giao-marker ${className}`, iconSize: [48, 48], html: "" }) });
   marker.on("add", () => Object.assign(marker.getElement().dataset, data));
   return marker;

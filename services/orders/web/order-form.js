@@ -82,7 +82,7 @@ export class OrderForm {
     this.markers[which]?.remove();
     this.markers[which] = this.markerAt([point.lat, point.lng], {
       className: which === "pickup" ? "shop" : "recipient", title: t(which === "pickup" ? "pick_pickup" : "pick_dropoff"),
-      data: { testid: `${which}-marker` },
+      data: { testid: `${which}-marker` }, interactive: false, // a tap there goes to the map, which moves the point
     }).addTo(this.map);
   }
 

@@ -88,7 +88,7 @@ function drawMap({ createMap, markerAt, areaAt, L }) {
     if (!location) return;
     const point = [location.lat, location.lng];
     if (!marker) {
-      marker = markerAt(point, { className: "courier", title: messages.courier_marker,
+      marker = markerAt(point, { className: "courier", title: messages.courier_marker, interactive: false,
         data: { testid: "courier-marker" } }).addTo(map);
       map.fitBounds(L.latLngBounds([point, ...(ring ?? [point])]), { padding: [32, 32], maxZoom: 16 });
     } else {
