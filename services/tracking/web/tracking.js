@@ -2,6 +2,8 @@
 // it over the API's event stream (GET /v1/tracking/{code}/events, `tracking` events carrying
 // the public view, then `end`) and draws the map while the parcel is on its way. The map's
 // code (Leaflet, the land shapes) is loaded only then. Texts: messages.vi.json, as the server's.
+import { retryDelayMs } from "/web/shared/retry.js";
+
 const root = document.getElementById("tracking");
 const messages = await fetch(new URL("./messages.vi.json", import.meta.url)).then((r) => r.json());
 const $ = (testid) => root.querySelector(`[data-testid="${testid}"]`);
@@ -114,8 +116,7 @@ function follow() {
     // come back together), so that every open page asks a limited server less.
     if (source.readyState !== EventSource.CLOSED) return;
     refusals += 1;
-    const delay = Math.min(RECONNECT_MAX_MS, RECONNECT_MS * 2 ** (refusals - 1));
-    setTimeout(follow, delay * (0.8 + 0.4 * Math.random()));
+    setTimeout(follow, retryDelayMs(refusals, { firstMs: RECONNECT_MS, maxMs: RECONNECT_MAX_MS, spread: 0.4 }));
   });
 }
 

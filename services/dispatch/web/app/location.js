@@ -1,6 +1,7 @@
 // The phone's position while the courier is on shift: at most one point a second, kept in the
 // outbox, and sent in batches at most every 5 s. Points taken without network wait in the
 // outbox and go later with the time each was taken.
+import { retryDelayMs } from "/web/shared/retry.js";
 import { api, ApiError, NetworkError, clockOffsetMs } from "./api.js";
 import * as outbox from "./outbox.js";
 
@@ -98,8 +99,9 @@ export class Tracker {
           // struggling server is asked less by every phone on shift: the timer asks every 5 s,
           // and the ticks skipped make the gaps 5, 10, 20, 40, 60 s.
           this.refusals += 1;
-          const gap = Math.min(PAUSE_MAX_MS, SEND_EVERY_MS * 2 ** (this.refusals - 1));
-          this.pausedUntil = Date.now() + Math.max(gap, (error.retryAfterS || 0) * 1000) - SEND_EVERY_MS / 2;
+          const retryAfterS = error.retryAfterS || 0;
+          const gap = retryDelayMs(this.refusals, { firstMs: SEND_EVERY_MS, maxMs: PAUSE_MAX_MS, retryAfterS });
+          this.pausedUntil = Date.now() + gap - SEND_EVERY_MS / 2;
           return;
         }
         if (error instanceof ApiError && error.status === 401) return this.onUnauthorized();

@@ -3,6 +3,7 @@
 // when it returns; after a 5xx or a 429 of the courier's rate, later (never sooner than the
 // server's Retry-After). Sending a step again is safe: dispatch answers 200 with the job when
 // the job is already in the step's status, so an answer lost on the way only costs a repeat.
+import { retryDelayMs } from "/web/shared/retry.js";
 import { api, ApiError, NetworkError } from "./api.js";
 import * as outbox from "./outbox.js";
 import { codeLockout } from "./problems.js";
@@ -23,7 +24,7 @@ export class StepSender {
     this.queued = [];
     this.running = null;
     this.again = false;
-    this.retryMs = RETRY_MIN_MS;
+    this.failures = 0; // sends in a row that met no network, a 5xx or the rate limit
     this.retryTimer = null;
   }
 
@@ -62,7 +63,7 @@ export class StepSender {
       try {
         const job = await api.step(step.orderId, step.action, step.body);
         await this.done(step);
-        this.retryMs = RETRY_MIN_MS;
+        this.failures = 0;
         this.onSent(step, job);
       } catch (error) {
         if (error instanceof NetworkError || error.status >= 500) return this.retryLater();
@@ -84,8 +85,9 @@ export class StepSender {
 
   retryLater(retryAfterS = 0) {
     clearTimeout(this.retryTimer);
-    this.retryTimer = setTimeout(() => this.send(), Math.max(this.retryMs, retryAfterS * 1000));
-    this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
+    this.failures += 1;
+    const delay = retryDelayMs(this.failures, { firstMs: RETRY_MIN_MS, maxMs: RETRY_MAX_MS, retryAfterS });
+    this.retryTimer = setTimeout(() => this.send(), delay);
   }
 
   dispose() {

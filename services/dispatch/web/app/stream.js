@@ -5,6 +5,7 @@
 // jitter, or the server's Retry-After); when it ends on its own after a while (the server's
 // longest stream) it is opened again at once. Without network nothing is tried: the app
 // renews the stream when the network returns.
+import { retryDelayMs } from "/web/shared/retry.js";
 import { ApiError, jobEvents } from "./api.js";
 
 const RETRY_MIN_MS = 1000;
@@ -139,9 +140,7 @@ export class JobStream {
   // after a restart: jitter spreads them). After failures: 1 s, 2 s, 4 s... up to 30 s, each
   // between half and all of it, and never sooner than the server's Retry-After.
   delay(retryAfterS) {
-    const jitter = Math.random();
-    if (this.failures === 0) return jitter * RETRY_MIN_MS;
-    const backoff = Math.min(RETRY_MIN_MS * 2 ** (this.failures - 1), RETRY_MAX_MS) * (0.5 + jitter / 2);
-    return Math.max(backoff, retryAfterS * 1000 * (1 + jitter / 5));
+    if (this.failures === 0) return Math.random() * RETRY_MIN_MS;
+    return retryDelayMs(this.failures, { firstMs: RETRY_MIN_MS, maxMs: RETRY_MAX_MS, retryAfterS, spread: 0.5 });
   }
 }

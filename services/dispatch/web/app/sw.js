@@ -18,7 +18,7 @@ const CACHE = `${PREFIX}${VERSION}`;
 // The shell's files of the project's pages every service serves (/web/shared/): outside this
 // worker's scope, but fetched by its pages, so they pass through it too.
 const SHARED = ["/web/shared/base.css", "/web/shared/ui.js", "/web/shared/api.js", "/web/shared/format.js",
-  "/web/shared/messages.js"];
+  "/web/shared/messages.js", "/web/shared/retry.js"];
 const SHELL = [
   "./", "app.css", "app.js", "alert.js", "api.js", "format.js", "location.js", "messages.js", "outbox.js",
   "problems.js", "session.js", "steps.js", "stream.js", "view.js", "manifest.webmanifest", "icons/icon-192.png",

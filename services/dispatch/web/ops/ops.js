@@ -6,6 +6,7 @@
 // a URL); every call sends it as a bearer, and a 401 brings the sign-in form back. The page
 // polls the admin views (GET /v1/admin/overview, /couriers, /jobs) every POLL_MS for what the
 // map shows; it loads nothing from another origin.
+import { retryDelayMs } from "/web/shared/retry.js";
 import { flagSection } from "./flag.js";
 import { MESSAGES, LOCALE, t } from "./messages.js";
 
@@ -282,7 +283,7 @@ async function poll(mine) {
       // Failures in a row space the polls out (every open console asks a struggling server
       // less), and a Retry-After is waited at the least.
       failures += 1;
-      pause = Math.max(Math.min(POLL_MAX_MS, POLL_MS * 2 ** failures), (error.retryAfterS || 0) * 1000);
+      pause = retryDelayMs(failures, { firstMs: 2 * POLL_MS, maxMs: POLL_MAX_MS, retryAfterS: error.retryAfterS || 0 });
     }
     await new Promise((resolve) => setTimeout(resolve, Math.max(200, pause - (performance.now() - started))));
   }
