@@ -112,6 +112,14 @@ class ShellWorker:
         ]
 
     def version(self) -> str:
+        for _ in range(3):  # a file replaced while it was read (a deploy under way): read again
+            try:
+                return self._version()
+            except FileNotFoundError:
+                continue
+        return self._version()
+
+    def _version(self) -> str:
         files = self._files()
         stamps = tuple((name, (st := f.stat()).st_size, st.st_mtime_ns) for name, f in files)
         if self._known is None or self._known[0] != stamps:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from services.dispatch.app import WEB
 from shared.pages import CONTENT_SECURITY_POLICY, ShellWorker
@@ -83,6 +84,22 @@ def test_the_shells_version_changes_with_the_content_of_any_of_its_files(tmp_pat
     moved = tmp_path / "elsewhere"
     app.rename(moved)
     assert ShellWorker(moved / "sw.js", [moved, shared]).version() == versions[-1]  # where it lies is no part
+
+
+def test_a_file_replaced_while_the_version_is_read_is_read_again(tmp_path, monkeypatch):
+    (tmp_path / "sw.js").write_text('const VERSION = "%SHELL_VERSION%";')
+    (tmp_path / "app.js").write_text("one")
+    expected = ShellWorker(tmp_path / "sw.js", [tmp_path]).version()
+    read_bytes, gone = Path.read_bytes, []
+
+    def replaced_once(path: Path) -> bytes:  # a deploy swaps the file in while it is read
+        if path.name == "app.js" and not gone:
+            gone.append(path)
+            raise FileNotFoundError(path)
+        return read_bytes(path)
+
+    monkeypatch.setattr(Path, "read_bytes", replaced_once)
+    assert ShellWorker(tmp_path / "sw.js", [tmp_path]).version() == expected and gone
 
 
 async def test_pages_have_their_media_types(tmp_path):
