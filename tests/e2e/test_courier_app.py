@@ -549,3 +549,57 @@ async def test_the_app_opens_without_network_after_a_first_visit(city, browser):
         await expect(phone.testid("online-toggle")).to_be_visible()
         await phone.network(up=True)
         await expect(phone.page.locator("#offline-banner")).to_be_hidden(timeout=WAIT_MS)
+
+
+async def test_refused_batches_of_positions_come_back_later_each_time_in_a_row(city, browser):
+    """While dispatch refuses positions for now (503), the phone sends its batch again after 5,
+    10, 20, 40, then every 60 s, not every 5 s; the first batch that goes through ends that. The
+    page's clock is Playwright's: after the first refusal the test moves it 5 s (one tick of the
+    send timer) at a time. The page reads its outbox before it sends, while the test's clock may
+    move on, so a try may be seen a tick or two late: the test counts the tries and the last
+    wait, which leave room for that (a try every 5 s would make 33 tries and waits of 5 s)."""
+    async with courier_phone(city, browser, service_workers="block") as courier:
+        phone, page = courier.phone, courier.phone.page
+        await phone.context.clock.install()
+        await go_online(courier)
+        tick, refusing, attempts = 0, True, list[int]()
+
+        async def dispatch_busy(route):
+            attempts.append(tick)
+            if refusing:
+                await route.fulfill(status=503, content_type="application/problem+json", body='{"status": 503}')
+            else:
+                await route.continue_()
+
+        await page.route("**/v1/courier/locations", dispatch_busy)
+        async with page.expect_request_finished(lambda r: r.url.endswith("/v1/courier/locations"), timeout=WAIT_MS):
+            await phone.move(city.lat + 0.003, city.lng)  # a point, sent within 5 s, and refused
+        await page.clock.pause_at(await page.evaluate("Date.now() / 1000 + 0.001"))  # in seconds
+
+        async def to_tick(last: int) -> None:
+            nonlocal tick
+            while tick < last:
+                tick += 1
+                await page.clock.run_for(5000)
+                await page.evaluate("0")
+
+        # Tries after 5, 10, 20, 40 and 60 s: at about 1, 3, 7, 15 and 27 (or 2, 6, 14 and 26
+        # after two refusals before the clock stopped), then 39; the test stops between them.
+        await to_tick(33)
+        tries = [t for t in attempts if t > 0]
+        assert 3 <= len(tries) <= 6 and tries[-1] - tries[-2] >= 10, attempts  # a minute's wait by then
+        refusing = False
+        refused = len(attempts)
+        await to_tick(45)  # the next try, within the minute, goes through
+
+        async def one_more() -> bool:
+            return len(attempts) > refused
+
+        await eventually(one_more, what="a try after dispatch stopped refusing")
+        assert len(attempts) == refused + 1, attempts
+
+        async def in_dispatch() -> bool:
+            c = await admin_courier(city, courier.id)
+            return c["lat"] == pytest.approx(city.lat + 0.003, abs=1e-6)
+
+        await eventually(in_dispatch, timeout=15, what="the batch in dispatch")
