@@ -5,6 +5,8 @@ carries anything personal or goes to another origin."""
 
 from __future__ import annotations
 
+import itertools
+import time
 from datetime import UTC, datetime
 
 import httpx
@@ -228,3 +230,42 @@ async def test_the_open_page_follows_a_delivery_live_and_shows_nothing_private(c
             assert leaked == [], f"{where} shows {leaked}"
         for v in visitors:
             await v.close()
+
+
+async def test_a_refused_stream_is_opened_again_later_each_time_in_a_row(city):
+    """The tracking API refuses the page's stream (429): the page opens it again after about 5,
+    10, 20, 40, then every 60 s (each up to 40% sooner, at random), not every 5 s. The page's
+    clock is Playwright's, moved 1 s at a time by the test; a try may be seen a second or two
+    late, which the bounds allow for."""
+    async with chromium() as browser:
+        visitor = await Visitor.open(browser, city.system.url_of("tracking"))  # first: it takes seconds
+        await city.merchant()
+        order = await city.order()
+        await tracked(city, order["tracking_code"])
+        page, second, opened = visitor.page, 0, list[int]()
+
+        async def refuse(route):
+            opened.append(second)
+            await route.fulfill(status=429, content_type="application/problem+json", body='{"status": 429}')
+
+        await page.route("**/v1/tracking/*/events", refuse)
+        await visitor.context.clock.install()
+        await visitor.context.clock.pause_at(time.time() + 1)  # in seconds; the page's timers wait for the test
+        await page.goto(page_url(city, order["tracking_code"]))
+        await expect(page.get_by_test_id("status")).to_have_text("Đang tìm shipper")
+
+        async def refused_once() -> bool:
+            return bool(opened)
+
+        await eventually(refused_once, what="the page's first stream, refused")
+        while second < 150:
+            second += 1
+            await page.clock.run_for(1000)
+            await page.evaluate("0")
+
+        gaps = [b - a for a, b in itertools.pairwise(opened)]
+        assert 4 <= len(gaps) <= 7, opened  # every 5 s would be 30
+        for i, gap in enumerate(gaps):
+            wait = min(60, 5 * 2**i)
+            assert 0.6 * wait - 2 <= gap <= wait + 2, opened
+        await visitor.close()
