@@ -6,6 +6,7 @@ page asks anything of another origin, and the strict CSP refuses nothing."""
 
 from __future__ import annotations
 
+import itertools
 import re
 import struct
 import zlib
@@ -327,3 +328,47 @@ def png_to_gray(png: bytes) -> tuple[int, int, bytes]:
         height,
         bytes((r[i] * 299 + r[i + 1] * 587 + r[i + 2] * 114) // 1000 for r in rows for i in range(0, stride, channels)),
     )
+
+
+async def test_polls_that_fail_in_a_row_space_out_and_come_back_when_dispatch_answers(browser, city):
+    """Dispatch answers the console's polls 503: the console asks again after 3, 6, 12, 24, then
+    every 30 s, not every 1.5 s, and says so; once dispatch answers, the counters come back. The
+    page's clock is Playwright's, moved 1 s at a time by the test; a poll may be seen a second
+    or two late, which the bounds allow for."""
+    visitor = await Visitor.open(browser, city.system.url_of("dispatch"), viewport=DESKTOP)
+    page, second, polls, failing = visitor.page, 0, list[int](), True
+    await visitor.context.clock.install()
+    await page.goto(f"{visitor.origin}/ops/")
+    await page.get_by_test_id("ops-token").fill(city.system.admin_token)
+    await page.get_by_test_id("ops-sign-in").click()
+    await expect(page.get_by_test_id("counter-waiting")).to_have_text(re.compile(r"^\d+$"), timeout=WAIT_MS)
+
+    async def overview(route):
+        polls.append(second)
+        if failing:
+            await route.fulfill(status=503, content_type="application/problem+json", body='{"status": 503}')
+        else:
+            await route.continue_()
+
+    await page.route("**/v1/admin/overview", overview)
+    await page.clock.pause_at(await page.evaluate("Date.now() / 1000 + 0.001"))  # in seconds
+
+    async def to_second(last: int) -> None:
+        nonlocal second
+        while second < last:
+            second += 1
+            await page.clock.run_for(1000)
+            await page.evaluate("0")
+
+    await to_second(120)
+    gaps = [b - a for a, b in itertools.pairwise(polls)]
+    assert 4 <= len(gaps) <= 7, polls  # every 1.5 s would be 80
+    for i, gap in enumerate(gaps, start=1):
+        wait = min(30, 3 * 2 ** (i - 1))
+        assert wait - 2 <= gap <= wait + 3, polls
+    await expect(page.get_by_test_id("updated")).to_contain_text("Chưa cập nhật được")
+
+    failing = False
+    await to_second(120 + 32)  # the next poll, within 30 s, is answered
+    await expect(page.get_by_test_id("updated")).to_have_text(re.compile(r"^Cập nhật \d"))
+    await visitor.close()
