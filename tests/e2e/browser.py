@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import pytest
-from playwright.async_api import Browser, BrowserContext, Locator, Page, Request, Response, async_playwright
+from playwright.async_api import Browser, BrowserContext, Locator, Page, Request, Response, Route, async_playwright
 from playwright.async_api import Error as PlaywrightError
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package, installed by deploy/local/tools.sh
@@ -186,6 +186,47 @@ async def layout_problems(page: Page) -> list[str]:
     }""",
         [MIN_TOUCH_PX, _CONTROLS],
     )
+
+
+class HeldClock:
+    """A page's timers run by the test (Playwright's clock), so that a backoff of minutes takes
+    seconds; and a route that refuses some calls for now, noting at which step of the clock
+    each came. Install it before the page's timers start; `stop` it when the test takes over."""
+
+    def __init__(self, page: Page, step_ms: int) -> None:
+        self.page, self.step_ms = page, step_ms
+        self.step = 0
+        self.calls: list[int] = []  # the step at which each call to the refused URL came
+        self.refusing = True
+
+    async def install(self) -> None:
+        await self.page.context.clock.install()
+
+    async def refuse(self, url: str, status: int) -> None:
+        """Calls to `url` get `status` while `refusing`, and go through after."""
+
+        async def answer(route: Route) -> None:
+            self.calls.append(self.step)
+            if self.refusing:
+                await route.fulfill(
+                    status=status, content_type="application/problem+json", body=f'{{"status": {status}}}'
+                )
+            else:
+                await route.continue_()
+
+        await self.page.route(url, answer)
+
+    async def stop(self) -> None:
+        """From now on the page's timers run only as `run_to` moves the clock."""
+        await self.page.clock.pause_at(await self.page.evaluate("Date.now() / 1000 + 0.001"))  # in seconds
+
+    async def run_to(self, last: int) -> None:
+        """Moves the clock one step at a time up to step `last`. The page may act on a timer a
+        step later than it fired (it reads storage or the network first), which tests allow for."""
+        while self.step < last:
+            self.step += 1
+            await self.page.clock.run_for(self.step_ms)
+            await self.page.evaluate("0")
 
 
 class Visitor:

@@ -21,7 +21,7 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Locator, Page, Request, expect
 
-from tests.e2e.browser import SLOW_3G, Phone, chromium, require_chromium
+from tests.e2e.browser import SLOW_3G, HeldClock, Phone, chromium, require_chromium
 from tests.e2e.system import start_system, stop_cleanly
 from tests.e2e.test_flows import City
 from tests.support import eventually
@@ -560,43 +560,28 @@ async def test_refused_batches_of_positions_come_back_later_each_time_in_a_row(c
     wait, which leave room for that (a try every 5 s would make 33 tries and waits of 5 s)."""
     async with courier_phone(city, browser, service_workers="block") as courier:
         phone, page = courier.phone, courier.phone.page
-        await phone.context.clock.install()
+        clock = HeldClock(page, step_ms=5000)  # a step: one tick of the send timer
+        await clock.install()
         await go_online(courier)
-        tick, refusing, attempts = 0, True, list[int]()
-
-        async def dispatch_busy(route):
-            attempts.append(tick)
-            if refusing:
-                await route.fulfill(status=503, content_type="application/problem+json", body='{"status": 503}')
-            else:
-                await route.continue_()
-
-        await page.route("**/v1/courier/locations", dispatch_busy)
+        await clock.refuse("**/v1/courier/locations", 503)
         async with page.expect_request_finished(lambda r: r.url.endswith("/v1/courier/locations"), timeout=WAIT_MS):
             await phone.move(city.lat + 0.003, city.lng)  # a point, sent within 5 s, and refused
-        await page.clock.pause_at(await page.evaluate("Date.now() / 1000 + 0.001"))  # in seconds
-
-        async def to_tick(last: int) -> None:
-            nonlocal tick
-            while tick < last:
-                tick += 1
-                await page.clock.run_for(5000)
-                await page.evaluate("0")
+        await clock.stop()
 
         # Tries after 5, 10, 20, 40 and 60 s: at about 1, 3, 7, 15 and 27 (or 2, 6, 14 and 26
         # after two refusals before the clock stopped), then 39; the test stops between them.
-        await to_tick(33)
-        tries = [t for t in attempts if t > 0]
-        assert 3 <= len(tries) <= 6 and tries[-1] - tries[-2] >= 10, attempts  # a minute's wait by then
-        refusing = False
-        refused = len(attempts)
-        await to_tick(45)  # the next try, within the minute, goes through
+        await clock.run_to(33)
+        tries = [t for t in clock.calls if t > 0]
+        assert 3 <= len(tries) <= 6 and tries[-1] - tries[-2] >= 10, clock.calls  # a minute's wait by then
+        clock.refusing = False
+        refused = len(clock.calls)
+        await clock.run_to(45)  # the next try, within the minute, goes through
 
         async def one_more() -> bool:
-            return len(attempts) > refused
+            return len(clock.calls) > refused
 
         await eventually(one_more, what="a try after dispatch stopped refusing")
-        assert len(attempts) == refused + 1, attempts
+        assert len(clock.calls) == refused + 1, clock.calls
 
         async def in_dispatch() -> bool:
             c = await admin_courier(city, courier.id)

@@ -17,7 +17,7 @@ import pytest_asyncio
 import zxingcpp
 from playwright.async_api import expect
 
-from tests.e2e.browser import DESKTOP, PHONE, Visitor, chromium, require_chromium
+from tests.e2e.browser import DESKTOP, PHONE, HeldClock, Visitor, chromium, require_chromium
 from tests.e2e.system import start_system, stop_cleanly
 from tests.e2e.test_flows import City
 from tests.support import eventually
@@ -336,39 +336,24 @@ async def test_polls_that_fail_in_a_row_space_out_and_come_back_when_dispatch_an
     page's clock is Playwright's, moved 1 s at a time by the test; a poll may be seen a second
     or two late, which the bounds allow for."""
     visitor = await Visitor.open(browser, city.system.url_of("dispatch"), viewport=DESKTOP)
-    page, second, polls, failing = visitor.page, 0, list[int](), True
-    await visitor.context.clock.install()
+    page, clock = visitor.page, HeldClock(visitor.page, step_ms=1000)
+    await clock.install()
     await page.goto(f"{visitor.origin}/ops/")
     await page.get_by_test_id("ops-token").fill(city.system.admin_token)
     await page.get_by_test_id("ops-sign-in").click()
     await expect(page.get_by_test_id("counter-waiting")).to_have_text(re.compile(r"^\d+$"), timeout=WAIT_MS)
+    await clock.refuse("**/v1/admin/overview", 503)
+    await clock.stop()
 
-    async def overview(route):
-        polls.append(second)
-        if failing:
-            await route.fulfill(status=503, content_type="application/problem+json", body='{"status": 503}')
-        else:
-            await route.continue_()
-
-    await page.route("**/v1/admin/overview", overview)
-    await page.clock.pause_at(await page.evaluate("Date.now() / 1000 + 0.001"))  # in seconds
-
-    async def to_second(last: int) -> None:
-        nonlocal second
-        while second < last:
-            second += 1
-            await page.clock.run_for(1000)
-            await page.evaluate("0")
-
-    await to_second(120)
-    gaps = [b - a for a, b in itertools.pairwise(polls)]
-    assert 4 <= len(gaps) <= 7, polls  # every 1.5 s would be 80
+    await clock.run_to(120)
+    gaps = [b - a for a, b in itertools.pairwise(clock.calls)]
+    assert 4 <= len(gaps) <= 7, clock.calls  # every 1.5 s would be 80
     for i, gap in enumerate(gaps, start=1):
         wait = min(30, 3 * 2 ** (i - 1))
-        assert wait - 2 <= gap <= wait + 3, polls
+        assert wait - 2 <= gap <= wait + 3, clock.calls
     await expect(page.get_by_test_id("updated")).to_contain_text("Chưa cập nhật được")
 
-    failing = False
-    await to_second(120 + 32)  # the next poll, within 30 s, is answered
+    clock.refusing = False
+    await clock.run_to(120 + 32)  # the next poll, within 30 s, is answered
     await expect(page.get_by_test_id("updated")).to_have_text(re.compile(r"^Cập nhật \d"))
     await visitor.close()

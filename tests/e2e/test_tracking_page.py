@@ -6,7 +6,6 @@ carries anything personal or goes to another origin."""
 from __future__ import annotations
 
 import itertools
-import time
 from datetime import UTC, datetime
 
 import httpx
@@ -14,7 +13,7 @@ import pytest
 from playwright.async_api import expect
 
 from shared.pages import CONTENT_SECURITY_POLICY
-from tests.e2e.browser import DESKTOP, PHONE, Visitor, chromium
+from tests.e2e.browser import DESKTOP, PHONE, HeldClock, Visitor, chromium
 from tests.e2e.test_flows import City
 from tests.support import eventually
 from tools.client import Giao
@@ -242,30 +241,21 @@ async def test_a_refused_stream_is_opened_again_later_each_time_in_a_row(city):
         await city.merchant()
         order = await city.order()
         await tracked(city, order["tracking_code"])
-        page, second, opened = visitor.page, 0, list[int]()
-
-        async def refuse(route):
-            opened.append(second)
-            await route.fulfill(status=429, content_type="application/problem+json", body='{"status": 429}')
-
-        await page.route("**/v1/tracking/*/events", refuse)
-        await visitor.context.clock.install()
-        await visitor.context.clock.pause_at(time.time() + 1)  # in seconds; the page's timers wait for the test
+        page, clock = visitor.page, HeldClock(visitor.page, step_ms=1000)
+        await clock.install()
+        await clock.stop()  # before the page loads: its timers wait for the test
+        await clock.refuse("**/v1/tracking/*/events", 429)
         await page.goto(page_url(city, order["tracking_code"]))
         await expect(page.get_by_test_id("status")).to_have_text("Đang tìm shipper")
 
         async def refused_once() -> bool:
-            return bool(opened)
+            return bool(clock.calls)
 
         await eventually(refused_once, what="the page's first stream, refused")
-        while second < 150:
-            second += 1
-            await page.clock.run_for(1000)
-            await page.evaluate("0")
-
-        gaps = [b - a for a, b in itertools.pairwise(opened)]
-        assert 4 <= len(gaps) <= 7, opened  # every 5 s would be 30
+        await clock.run_to(150)
+        gaps = [b - a for a, b in itertools.pairwise(clock.calls)]
+        assert 4 <= len(gaps) <= 7, clock.calls  # every 5 s would be 30
         for i, gap in enumerate(gaps):
             wait = min(60, 5 * 2**i)
-            assert 0.6 * wait - 2 <= gap <= wait + 2, opened
+            assert 0.6 * wait - 2 <= gap <= wait + 2, clock.calls
         await visitor.close()
