@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from prometheus_client import Gauge
 
 from shared import maps
@@ -33,6 +33,13 @@ __all__ = ["DispatchSettings", "create_app"]
 MIGRATIONS = Path(__file__).parent / "migrations"
 WEB = Path(__file__).parent / "web"
 OPS_CONSOLE = "/ops"  # the operations console (admin token), web/ops/
+
+
+def courier_app_pages(app_files: Path = WEB / "app", shared_files: Path = maps.WEB) -> APIRouter:
+    """The courier app's pages, with the service worker that keeps them and the shared files
+    they load on the phone (its version: a digest of both directories)."""
+    worker = ShellWorker(app_files / "sw.js", [app_files, shared_files])
+    return pages_router(api.COURIER_APP, app_files, worker=worker)
 
 
 def create_app(settings: DispatchSettings | None = None) -> FastAPI:
@@ -96,9 +103,7 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
             admin_guards_api.router,
             audit_router(deps.admin, deps.pool),
             maps.router,
-            pages_router(
-                api.COURIER_APP, WEB / "app", worker=ShellWorker(WEB / "app" / "sw.js", [WEB / "app", maps.WEB])
-            ),
+            courier_app_pages(),
             pages_router(OPS_CONSOLE, WEB / "ops", img_origin=maps.tile_origin(settings.map_tile_url)),
             pages_router(maps.WEB_PATH, maps.WEB),
         ],

@@ -15,9 +15,9 @@ import pytest_asyncio
 from fastapi import FastAPI
 from playwright.async_api import Route, expect
 
-from services.dispatch.app import WEB
+from services.dispatch.app import WEB, courier_app_pages
 from shared import maps
-from shared.pages import ShellWorker, pages_router
+from shared.pages import pages_router
 from tests.e2e.browser import Phone, chromium
 from tests.support import eventually, serving
 
@@ -31,8 +31,7 @@ NEW_TITLE = 'app_name: "Giao Tài xế mới"'
 def courier_app(app_files: Path, shared_files: Path) -> FastAPI:
     """The courier app's part of dispatch (services/dispatch/app.py), over the given files."""
     app = FastAPI()
-    worker = ShellWorker(app_files / "sw.js", [app_files, shared_files])
-    for router in (pages_router("/app", app_files, worker=worker), pages_router(maps.WEB_PATH, shared_files)):
+    for router in (courier_app_pages(app_files, shared_files), pages_router(maps.WEB_PATH, shared_files)):
         app.include_router(router)
     return app
 
