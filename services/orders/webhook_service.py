@@ -221,9 +221,10 @@ class WebhookService:
 
     PRUNE_EVERY_S = 3600.0
 
-    async def forget_finished_deliveries(self) -> int:
-        """Forget the delivered and failed deliveries older than the log keeps them."""
-        return await store.forget_finished(self.runtime.pool, datetime.now(UTC) - self.log_keep)
+    async def forget_finished_deliveries(self, now: datetime | None = None) -> int:
+        """Forget the delivered and failed deliveries older than the log keeps them at `now`
+        (the present unless told: tests ask about a later day)."""
+        return await store.forget_finished(self.runtime.pool, (now or datetime.now(UTC)) - self.log_keep)
 
     async def prune_delivery_log(self) -> None:
         """Hourly, forget_finished_deliveries (a runtime loop, app.py)."""
