@@ -35,6 +35,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
 
+from services.tracking.messages import MESSAGES
 from shared.contract import FINAL_STATUSES, Vehicle
 from shared.events import (
     COURIER_LOCATIONS_TOPIC,
@@ -64,16 +65,8 @@ _RANK = {
 }
 _ORDER = {status: i for i, status in enumerate(LIFECYCLE)}
 
-TIMELINE_TEXT = {
-    "placed": "Đơn hàng đã được tạo",
-    "assigned": "Đã có shipper nhận đơn",
-    "picked_up": "Shipper đã lấy hàng",
-    "delivered": "Giao hàng thành công",
-    "delivery_failed": "Giao hàng không thành công",
-    "returned": "Đã hoàn hàng cho người gửi",
-    "cancelled": "Đơn hàng đã bị hủy",
-    "expired": "Không tìm được shipper",
-}
+# The timeline's texts (the API's `text` of each step): the page's message table, written once.
+TIMELINE_TEXT: dict[str, str] = MESSAGES["steps"]
 
 ON_ITS_WAY = frozenset({"picked_up"})  # the statuses that show the courier's location
 NO_COURIER = frozenset({"placed", "cancelled", "expired"})  # statuses that show no courier

@@ -3,8 +3,8 @@
 The page is useful before any script runs, and with scripts off: the status, the ETA, the
 courier's short name and vehicle and the timeline are in the HTML. web/tracking.js then
 follows the parcel live over the API's event stream and draws the map once the parcel is on
-its way. Every text comes from web/messages.vi.json, the table the script reads too; the
-timeline's texts are the API's own (`text` of each step). Every value is escaped.
+its way. Every text comes from web/messages.vi.json (services.tracking.messages), the table the script
+and the API's timeline texts read too. Every value is escaped.
 
 It shows nothing the tracking API does not show, except the destination's AREA (its coarse
 H3 cell, shared.maps.area_of: never the point) for the map. An unknown code gets the same
@@ -15,16 +15,15 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 from html import escape
-from pathlib import Path
 from typing import Any
 
 import orjson
 
+from services.tracking.messages import MESSAGES
+from services.tracking.messages import WEB as WEB  # the page's files, which app.py serves
 from shared.maps import WEB_PATH
 
-WEB = Path(__file__).parent / "web"
 PAGE_PATH = "/web/tracking"  # where web/ is served
-MESSAGES: dict[str, Any] = orjson.loads((WEB / "messages.vi.json").read_bytes())
 VIETNAM = timezone(timedelta(hours=7))  # no daylight saving time: no tz database needed
 
 STYLESHEETS = (f"{WEB_PATH}/vendor/leaflet/leaflet.css", f"{WEB_PATH}/map.css", f"{PAGE_PATH}/tracking.css")
@@ -54,7 +53,7 @@ def render(
     steps = "".join(
         f'<li data-testid="timeline-item" data-status="{escape(step["status"])}">'
         f'<time datetime="{escape(step["at"])}">{escape(local_time(step["at"]))}</time> '
-        f"<span>{escape(step['text'])}</span></li>"
+        f"<span>{escape(m['steps'][step['status']])}</span></li>"
         for step in view["timeline"]
     )
     attributes = {

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import pytest
 
-from services.tracking import domain
+from services.tracking import domain, page
 from services.tracking.domain import Parcel, apply_all, public_view
 from shared.contract import ORDER_STATUSES
 from shared.events import COURIER_LOCATIONS_TOPIC, DISPATCH_TOPIC, ORDER_TRACKING_TOPIC
@@ -50,6 +50,7 @@ def test_the_types_committed_unread_are_those_that_change_no_parcel():
 
 
 def test_timeline_texts_are_vietnamese_and_cover_every_status():
+    assert domain.TIMELINE_TEXT is page.MESSAGES["steps"]  # one table, the page's
     assert set(domain.TIMELINE_TEXT) == set(ORDER_STATUSES) == set(domain.LIFECYCLE)
     assert domain.TIMELINE_TEXT["picked_up"] == "Shipper đã lấy hàng"
     s = Story()

@@ -84,9 +84,10 @@ def test_every_value_is_escaped() -> None:
         **VIEW,
         "tracking_code": hostile,
         "courier": {**VIEW["courier"], "display_name": hostile},
-        "timeline": [{**VIEW["timeline"][0], "text": hostile}],
+        "timeline": [VIEW["timeline"][0]],
     }
-    html = page.render(view, area=None, tile_url='x" onload="alert(1)')
+    messages = {**page.MESSAGES, "steps": {**page.MESSAGES["steps"], "placed": hostile}}
+    html = page.render(view, area=None, tile_url='x" onload="alert(1)', messages=messages)
     assert "<script>alert" not in html and 'x" onload' not in html
     # the code three times (data-code, data-events, shown), the name, the step text
     assert html.count("&lt;script&gt;alert(1)&lt;/script&gt;&quot;&#x27;&amp;") == 5
@@ -118,10 +119,18 @@ def test_link_previews_and_titles_tell_nothing_of_the_parcel() -> None:
         assert "<title>Theo dõi đơn hàng · Giao</title>" in html
 
 
+def test_the_timeline_speaks_the_pages_language_not_the_apis() -> None:
+    """The steps' texts come from the page's table (a page in another language says them in
+    its own), not from the API's `text`, which the contract keeps Vietnamese."""
+    english = {**page.MESSAGES, "steps": {**page.MESSAGES["steps"], "picked_up": "Picked up by the courier"}}
+    html = page.render(VIEW, area=None, messages=english)
+    assert "Picked up by the courier" in html and "Shipper đã lấy hàng" not in html
+
+
 def test_every_status_and_vehicle_has_its_text() -> None:
     from shared.contract import ORDER_STATUSES, VEHICLES
 
-    assert set(page.MESSAGES["status"]) == set(ORDER_STATUSES)
+    assert set(page.MESSAGES["status"]) == set(page.MESSAGES["steps"]) == set(ORDER_STATUSES)
     assert set(page.MESSAGES["vehicle"]) == set(VEHICLES)
     script = (page.WEB / "tracking.js").read_text()
     assert 'new URL("./messages.vi.json", import.meta.url)' in script  # the same table

@@ -46,7 +46,7 @@ function show(view) {
     time.dateTime = step.at;
     time.textContent = localTime(step.at);
     const text = document.createElement("span");
-    text.textContent = step.text;
+    text.textContent = messages.steps[step.status] ?? step.text;
     item.append(time, " ", text);
     return item;
   });
