@@ -5,6 +5,7 @@ old one."""
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -77,6 +78,20 @@ class Shelf:
         await self.phone.context.route("**/app/app.css", cut_off)
         return cut
 
+    async def hold_stylesheet(self) -> tuple[list[str], asyncio.Event]:
+        """The app's stylesheet answers only once the returned event is set; returns the URLs
+        held so far, and the event."""
+        held: list[str] = []
+        release = asyncio.Event()
+
+        async def hold(route: Route) -> None:
+            held.append(route.request.url)
+            await release.wait()
+            await route.continue_()
+
+        await self.phone.context.route("**/app/app.css", hold)
+        return held, release
+
     async def mend(self) -> None:
         await self.phone.context.unroute("**/app/app.css")
 
@@ -145,3 +160,33 @@ async def test_a_version_rolled_back_to_while_a_newer_one_waits_keeps_opening_wi
     await expect(title).to_have_text("Giao Tài xế")
     await expect(shelf.phone.page.locator("#offline-banner")).to_be_visible()
     await shelf.phone.network(up=True)
+
+
+async def test_a_window_opened_during_an_install_offers_the_update_and_every_window_takes_it(shelf):
+    """The browser began installing a new version before a window of the app was opened (the
+    window cannot hear that install begin): once the install ends, that window offers the update
+    too; the courier's tap in one window reloads every window of the app into the new version."""
+    first = shelf.phone.page
+    shelf.publish(NEW_TITLE)
+    held, release = await shelf.hold_stylesheet()
+    await first.evaluate("async () => { (await navigator.serviceWorker.getRegistration()).update(); }")
+
+    async def install_begun() -> bool:
+        return bool(held)
+
+    await eventually(install_begun, timeout=WAIT_MS / 1000, what="the new version's install, held")
+    second = await shelf.phone.context.new_page()
+    errors: list[str] = []
+    second.on("pageerror", lambda e: errors.append(str(e)))
+    await second.goto(f"{shelf.phone.origin}/app/")
+    assert await second.evaluate("async () => (await navigator.serviceWorker.getRegistration()).installing !== null")
+    await expect(second.locator("h1")).to_have_text("Giao Tài xế")
+    await expect(second.get_by_test_id("app-update")).to_be_hidden()
+
+    release.set()
+    for window in (first, second):
+        await expect(window.get_by_test_id("app-update")).to_be_visible(timeout=WAIT_MS)
+    await second.get_by_test_id("app-update").click()
+    for window in (first, second):
+        await expect(window.locator("h1")).to_have_text("Giao Tài xế mới", timeout=WAIT_MS)
+    assert errors == []

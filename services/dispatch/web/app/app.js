@@ -353,10 +353,10 @@ async function keepShellCurrent() {
   const kept = Boolean(await workers.getRegistration()); // false on the first visit only
   const registration = await workers.register("sw.js").catch(() => null);
   if (!registration) return; // no offline shell (refused, or workers blocked); the app works all the same
+  // register() settles only after an install already under way has ended (the browser runs a
+  // scope's jobs one at a time), so a version installed before this page asked is waiting here.
   const offer = () => { $("update-banner").hidden = !registration.waiting; };
-  const watch = (worker) => worker?.addEventListener("statechange", offer);
-  registration.addEventListener("updatefound", () => watch(registration.installing));
-  watch(registration.installing); // an install the browser began before this page asked
+  registration.addEventListener("updatefound", () => registration.installing?.addEventListener("statechange", offer));
   offer();
   $("app-update").addEventListener("click", () => registration.waiting?.postMessage("activate"));
   // A new version took over (this window's tap or another's): every window of the app reloads
