@@ -166,6 +166,40 @@ async def test_couriers_and_orders_appear_and_move_and_an_assigned_order_names_i
     await visitor.close()
 
 
+async def test_a_tap_where_markers_lie_on_one_another_lists_them_all_to_open(browser, city):
+    """Two orders of one shop and a courier standing at the shop are drawn on one spot, where a
+    tap reaches only the topmost marker: the console lists all three, and each one opens."""
+    first, second = await city.order(), await city.order()  # the same pickup
+    created = await city.client.create_courier("Phạm Thị Lan", "0987654321", "motorbike")
+    await city.client.set_status(created["token"], True, city.lat, city.lng)
+    courier_id = str(created["id"])
+    visitor = await console(browser, city)
+    page = visitor.page
+    for one in (first, second):
+        marker = page.locator(f'[data-testid="order-marker"][data-order-id="{one["id"]}"]')
+        await expect(marker).to_have_attribute("data-status", re.compile("waiting|offered"), timeout=WAIT_MS)
+    courier = page.locator(f'[data-testid="courier-marker"][data-courier-id="{courier_id}"]')
+    await expect(courier).to_be_visible(timeout=WAIT_MS)
+    x, y = marker_position(await courier.bounding_box())
+    spot = (x + 24, y + 24)  # the markers' common centre: a thumb there
+
+    details, choices = page.get_by_test_id("job-explain"), page.get_by_test_id("marker-choice")
+    for pick, opened in (
+        (f'[data-order-id="{second["id"]}"]', details.get_by_test_id("offer").or_(details.get_by_text("Chưa mời ai."))),
+        (f'[data-courier-id="{courier_id}"]', details.get_by_test_id("courier-jobs")),
+    ):
+        await page.mouse.click(*spot)
+        await expect(choices).to_have_count(3)
+        assert await visitor.layout_problems() == []  # each choice a 48 px target
+        await choices.and_(page.locator(pick)).click()
+        await expect(opened.first).to_be_visible(timeout=WAIT_MS)
+        await expect(choices).to_have_count(0)
+        if "order-id" in pick:
+            await expect(details).to_have_attribute("data-order-id", second["id"])
+    await clean(visitor)
+    await visitor.close()
+
+
 async def test_a_flagged_courier_shows_the_flag_and_the_admin_clears_it(browser, city):
     created = await city.client.create_courier("Đỗ Văn Nhảy", "0987654321", "motorbike")
     token, courier_id = created["token"], str(created["id"])

@@ -63,6 +63,7 @@ export const MESSAGES = {
     no_offers: "Chưa mời ai.",
     offer_line: "{name} — {state}",
     offer_why: "Lý do: cách điểm lấy ~{distance} m, ~{minutes} phút; đang giữ {load}/{capacity}; so sánh {candidates} tài xế",
+    choices_title: "{n} mục ở chỗ này: chọn một",
     close: "Đóng",
     zoom_in: "Phóng to",
     zoom_out: "Thu nhỏ",

@@ -17,6 +17,7 @@ const REQUEST_TIMEOUT_MS = 20_000;  // a call that hangs (a laptop waking up) fa
 const PAGE = 500;  // the API's largest page
 const MAX_PAGES = 10;  // a map shows at most this many pages of couriers (and of orders)
 const MAP_MODULE = "/web/shared/map.js";
+const REACH_PX = 16;  // a tap this near a marker's centre may have meant it: its dot (22 px, map.css) and a little
 
 const $ = (id) => document.getElementById(id);
 
@@ -176,6 +177,18 @@ function dress(marker, apply) {
   else marker.once("add", () => apply(marker.getElement()));
 }
 
+/** A tap on a marker opens it, unless it may have meant another marker too, one whose dot lies
+ * under the thumb as well (orders waiting at one shop, a courier at the pickup): then the
+ * console lists them all to choose from, since only the topmost would ever get the tap. */
+function tapped(event, open) {
+  const at = event.containerPoint;
+  const meant = (entry) => map.latLngToContainerPoint(entry.marker.getLatLng()).distanceTo(at) <= REACH_PX;
+  const here = [...[...couriers.values()].filter(meant).map(({ item }) => ({ courier: item })),
+    ...[...orders.values()].filter(meant).map(({ item }) => ({ order: item }))];
+  if (here.length > 1) showChoices(here);
+  else open();
+}
+
 function drawCouriers(items) {
   const seen = new Set();
   for (const c of items) {
@@ -185,7 +198,7 @@ function drawCouriers(items) {
     if (!entry) {
       const marker = mapKit.markerAt([c.lat, c.lng], { className: "courier-marker", title: courierTitle(c),
         data: { testid: "courier-marker", courierId: c.id } });
-      marker.on("click", () => showCourier(c.id));
+      marker.on("click", (event) => tapped(event, () => showCourier(c.id)));
       entry = { marker, item: c };
       couriers.set(c.id, entry);
       marker.addTo(map);
@@ -217,7 +230,7 @@ function drawOrders(items) {
     if (!entry) {
       const marker = mapKit.markerAt([o.pickup_lat, o.pickup_lng], { className: "order-marker",
         data: { testid: "order-marker", orderId: o.order_id } });
-      marker.on("click", () => showJob(o.order_id));
+      marker.on("click", (event) => tapped(event, () => showJob(o.order_id)));
       entry = { marker, item: o };
       orders.set(o.order_id, entry);
       marker.addTo(map);
@@ -355,6 +368,22 @@ function showJob(orderId) {
     $("details").dataset.orderId = job.order_id;
     showPanel(t("order_title", { id: job.order_id.slice(0, 8) }), ...parts);
   });
+}
+
+function showChoices(here) {
+  const list = element("ul", { className: "choices" });
+  for (const { courier, order } of here) {
+    const choice = courier
+      ? element("button", { className: "link", text: courierTitle(courier), testid: "marker-choice",
+          data: { courierId: courier.id } })
+      : element("button", { className: "link", testid: "marker-choice", data: { orderId: order.order_id, status: order.status },
+          text: `${t("order_title", { id: order.order_id.slice(0, 8) })} · ${t("status")[order.status]} · ${age(order.age_s)}` });
+    choice.type = "button";
+    choice.addEventListener("click", () => (courier ? showCourier(courier.id) : showJob(order.order_id)));
+    list.append(element("li", {}, choice));
+  }
+  delete $("details").dataset.orderId;
+  showPanel(t("choices_title", { n: here.length }), list);
 }
 
 function showCourier(courierId) {
