@@ -28,6 +28,7 @@ export const api = {
   cancel: (orderId) => call("POST", `/v1/orders/${id(orderId)}/cancel`, { body: {} }),
   webhooks: () => call("GET", "/v1/webhook-endpoints"),
   addWebhook: (url, eventTypes) => call("POST", "/v1/webhook-endpoints", { body: { url, event_types: eventTypes } }),
+  enableWebhook: (endpointId) => call("PATCH", `/v1/webhook-endpoints/${id(endpointId)}`, { body: { enabled: true } }),
   removeWebhook: (endpointId) => call("DELETE", `/v1/webhook-endpoints/${id(endpointId)}`),
   pingWebhook: (endpointId) => call("POST", `/v1/webhook-endpoints/${id(endpointId)}/test`),
   deliveries: (endpointId) => call("GET", `/v1/webhook-endpoints/${id(endpointId)}/deliveries?limit=50`),

@@ -12,8 +12,11 @@ const POLL_MS = 3000;
 const EVENT_TYPES = ["order.status_changed", "order.cancellation_answered", "order.delivery_failed", "order.returned"];
 
 const $ = (id) => document.getElementById(id);
-const state = { orders: [], detail: null, trackingUrl: "", tab: "orders" };
+const state = { orders: [], detail: null, trackingUrl: "", tab: "orders", behind: false };
 let pollTimer = null;
+// Each poll, and a sign-out, starts a new round: an answer of an older round (a poll that was
+// under way when the shop signed out, cancelled or placed) is dropped, never drawn over newer state.
+let round = 0;
 let orderForm = null;
 
 // What a refusal means to the shop owner; a refused key ends the session.
@@ -29,6 +32,10 @@ function failed(error) {
   if (status === 409) return say(t("conflict"), "error");
   if (status === 422) {
     if ((problem.errors ?? []).some((e) => e.loc?.at(-1) === "url")) return say(t("unsafe_url"), "error");
+    if (problem.title === "Outside the service area") {
+      const places = (problem.errors ?? []).map((e) => t(e.loc?.at(-1) === "dropoff" ? "pick_dropoff" : "pick_pickup"));
+      return say(t("outside_area", { places: places.join(", ") }), "error");
+    }
     const fields = [...new Set((problem.errors ?? []).map((e) => fieldText(e.loc ?? [])))].join(", ");
     return say(fields ? t("invalid_input", { fields }) : t("invalid_input_any"), "error");
   }
@@ -39,7 +46,7 @@ function failed(error) {
 // field the form does not show keeps its name in the API.
 const GROUPS = { pickup: "pickup", dropoff: "recipient", parcel: "parcel" };
 const FIELDS = { phone: "phone", address: "address", lat: "points", lng: "points", weight_grams: "weight_kg",
-  description: "description", cod_amount_vnd: "cod", note: "note" };
+  description: "description", cod_amount_vnd: "cod", note: "note", event_types: "event_types" };
 
 function fieldText(loc) {
   const path = loc.filter((part) => part !== "body");
@@ -78,9 +85,10 @@ async function signIn(event) {
 
 function signOut(notice, kind = "notice") {
   clearTimeout(pollTimer);
+  round += 1;
   session.forget();
-  Object.assign(state, { orders: [], detail: null });
-  for (const list of ["orders", "webhooks", "keys"]) $(list).replaceChildren();
+  Object.assign(state, { orders: [], detail: null, behind: false });
+  for (const list of ["orders", "webhooks", "keys", "new-key", "webhook-secret", "detail"]) $(list).replaceChildren();
   $("new-key-box").hidden = $("webhook-secret-box").hidden = true;
   showSession();
   say(notice, kind);
@@ -107,11 +115,20 @@ async function poll() {
   clearTimeout(pollTimer);
   if (session.key() === null) return;
   if (document.hidden) return; // polled again when the page is seen (visibilitychange)
+  const mine = ++round;
   try {
-    state.orders = (await api.orders()).items;
+    const orders = (await api.orders()).items;
+    if (mine !== round) return;
+    state.orders = orders;
     renderOrders();
+    if (state.behind) say(t("orders_current"));
+    state.behind = false;
   } catch (error) {
+    if (mine !== round) return;
     if (error instanceof ApiError && error.status === 401) return failed(error);
+    // Said once, not every 3 s: the list on screen may be old until a poll gets through.
+    if (!state.behind) say(t("orders_behind"), "error");
+    state.behind = true;
   }
   pollTimer = setTimeout(poll, POLL_MS);
 }
@@ -159,7 +176,10 @@ async function share(order, link) {
 async function cancel(order) {
   if (!CANCELLABLE.has(order.status) || !window.confirm(t("cancel_confirm"))) return;
   try {
-    renderDetail(await api.cancel(order.id));
+    const answered = await api.cancel(order.id);
+    round += 1; // a poll under way began before the cancel: its status would be the old one
+    state.orders = state.orders.map((o) => (o.id === answered.id ? answered : o));
+    renderDetail(answered);
     say(t("cancel_sent"));
     poll();
   } catch (error) {
@@ -170,10 +190,12 @@ async function cancel(order) {
 
 function placed(order) {
   say(t("placed"));
+  round += 1; // a poll under way began before this order: its list would not hold it
   state.orders = [order, ...state.orders.filter((o) => o.id !== order.id)];
   renderOrders();
   renderDetail(order);
   show("detail");
+  poll();
 }
 
 // --- webhooks -----------------------------------------------------------------------------------
@@ -181,7 +203,7 @@ function placed(order) {
 async function loadWebhooks() {
   try {
     const endpoints = await api.webhooks();
-    reconcile($("webhooks"), endpoints, webhookKey, (e) => webhookRow(e, { onLog: showLog, onPing: ping, onRemove: removeWebhook }));
+    reconcile($("webhooks"), endpoints, webhookKey, (e) => webhookRow(e, { onLog: showLog, onPing: ping, onEnable: enableWebhook, onRemove: removeWebhook }));
     $("no-webhooks").hidden = endpoints.length > 0;
   } catch (error) {
     failed(error);
@@ -202,6 +224,16 @@ async function ping(endpoint, log) {
     await api.pingWebhook(endpoint.id);
     say(t("pinged"));
     await showLog(endpoint, log);
+  } catch (error) {
+    failed(error);
+  }
+}
+
+async function enableWebhook(endpoint) {
+  try {
+    await api.enableWebhook(endpoint.id);
+    say(t("enabled_again"));
+    loadWebhooks();
   } catch (error) {
     failed(error);
   }

@@ -102,6 +102,7 @@ export class OrderForm {
   // Any change makes a new order: a new Idempotency-Key, a new quote.
   changed() {
     this.idempotencyKey = crypto.randomUUID();
+    this.quoteSeq += 1; // a quote under way is of the form as it was: its answer is dropped
     clearTimeout(this.quoteTimer);
     this.quoteTimer = setTimeout(() => this.quote(), QUOTE_DELAY_MS);
   }

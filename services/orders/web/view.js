@@ -69,7 +69,7 @@ export function webhookKey(endpoint) {
   return `${endpoint.id}:${endpoint.enabled}:${endpoint.updated_at}`;
 }
 
-export function webhookRow(endpoint, { onLog, onPing, onRemove }) {
+export function webhookRow(endpoint, { onLog, onPing, onEnable, onRemove }) {
   const log = el("div", { class: "log", "data-testid": "delivery-log", hidden: true });
   return el("article", { class: "card webhook", "data-testid": "webhook-row", "data-endpoint-id": endpoint.id,
                          "data-enabled": String(endpoint.enabled) },
@@ -77,6 +77,9 @@ export function webhookRow(endpoint, { onLog, onPing, onRemove }) {
     el("p", { class: "small" },
       `${endpoint.enabled ? t("enabled") : t("disabled")} · ${endpoint.event_types.map(eventText).join(", ")}`),
     endpoint.disabled_reason ? el("p", { class: "small error", "data-testid": "webhook-disabled" }, t("auto_disabled")) : null,
+    endpoint.enabled ? null : el("div", { class: "actions" },
+      el("button", { type: "button", class: "primary", "data-testid": "webhook-enable", onclick: () => onEnable(endpoint) },
+        t("enable"))),
     el("div", { class: "actions three" },
       el("button", { type: "button", class: "secondary", "data-testid": "webhook-log", onclick: () => onLog(endpoint, log) },
         t("log")),
