@@ -314,6 +314,29 @@ async def test_a_list_answered_after_sign_out_is_never_shown_and_a_list_that_fai
         await expect(message).to_have_text("Danh sách đơn đã được cập nhật.", timeout=WAIT_MS)
 
 
+async def test_orders_beyond_the_newest_page_are_read_on_demand_and_an_open_one_stays_current(city, browser):
+    """The list polls the newest 50 orders; older ones come a page at a time on the shop's tap,
+    and an older order left open still follows its status."""
+    oldest = await city.order(cod=0)
+    for _ in range(50):
+        await city.order(cod=0)
+    async with console(browser, city) as visitor:
+        page = visitor.page
+        await sign_in(page, city.key)
+        await expect(page.get_by_test_id("order-row")).to_have_count(50, timeout=WAIT_MS)
+        await expect(row(page, oldest["id"])).to_have_count(0)
+        await page.get_by_test_id("orders-more").click()
+        await expect(page.get_by_test_id("order-row")).to_have_count(51, timeout=WAIT_MS)
+        await expect(page.get_by_test_id("orders-more")).to_be_hidden()
+        assert await visitor.layout_problems() == []
+        await row(page, oldest["id"]).click()
+        await expect(page.get_by_test_id("detail-status")).to_have_attribute("data-status", "placed")
+        await city.client.cancel_order(city.key, oldest["id"])
+        await expect(page.get_by_test_id("detail-status")).to_have_attribute(
+            "data-status", "cancelled", timeout=WAIT_MS
+        )
+
+
 async def test_a_place_outside_the_service_area_is_named_in_the_owners_words(city, browser):
     """The test system serves the whole world, so the quote's refusal is the contract's answer for
     a drop-off outside the area (title and errors as docs/contract.md states them), given in

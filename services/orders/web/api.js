@@ -23,7 +23,7 @@ export const api = {
   check: (key) => call("GET", "/v1/api-keys", { key }),
   quote: (body) => call("POST", "/v1/quotes", { body }),
   place: (body, idempotencyKey) => call("POST", "/v1/orders", { body, headers: { "Idempotency-Key": idempotencyKey } }),
-  orders: () => call("GET", "/v1/orders?limit=50"),
+  orders: (cursor = null) => call("GET", `/v1/orders?limit=50${cursor ? `&cursor=${id(cursor)}` : ""}`),
   order: (orderId) => call("GET", `/v1/orders/${id(orderId)}`),
   cancel: (orderId) => call("POST", `/v1/orders/${id(orderId)}/cancel`, { body: {} }),
   webhooks: () => call("GET", "/v1/webhook-endpoints"),

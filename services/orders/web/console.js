@@ -12,7 +12,9 @@ const POLL_MS = 3000;
 const EVENT_TYPES = ["order.status_changed", "order.cancellation_answered", "order.delivery_failed", "order.returned"];
 
 const $ = (id) => document.getElementById(id);
-const state = { orders: [], detail: null, trackingUrl: "", tab: "orders", behind: false };
+// `orders` is the newest page, polled; `older` the pages the shop asked for beyond it (read once,
+// newest first), and `olderCursor` where the next older page starts (null: there is none).
+const state = { orders: [], older: [], olderCursor: null, detail: null, trackingUrl: "", tab: "orders", behind: false };
 let pollTimer = null;
 // Each poll, and a sign-out, starts a new round: an answer of an older round (a poll that was
 // under way when the shop signed out, cancelled or placed) is dropped, never drawn over newer state.
@@ -87,7 +89,7 @@ function signOut(notice, kind = "notice") {
   clearTimeout(pollTimer);
   round += 1;
   session.forget();
-  Object.assign(state, { orders: [], detail: null, behind: false });
+  Object.assign(state, { orders: [], older: [], olderCursor: null, detail: null, behind: false });
   for (const list of ["orders", "webhooks", "keys", "new-key", "webhook-secret", "detail"]) $(list).replaceChildren();
   $("new-key-box").hidden = $("webhook-secret-box").hidden = true;
   showSession();
@@ -117,10 +119,14 @@ async function poll() {
   if (document.hidden) return; // polled again when the page is seen (visibilitychange)
   const mine = ++round;
   try {
-    const orders = (await api.orders()).items;
+    const page = await api.orders();
+    // An open order beyond the newest page is not in the poll's answer: asked for on its own.
+    const open = state.detail && !page.items.some((o) => o.id === state.detail.id) ? await api.order(state.detail.id) : null;
     if (mine !== round) return;
-    state.orders = orders;
-    renderOrders();
+    state.orders = page.items;
+    if (state.older.length === 0) state.olderCursor = page.next_cursor;
+    if (open) replaceOrder(open);
+    renderOrders(open);
     if (state.behind) say(t("orders_current"));
     state.behind = false;
   } catch (error) {
@@ -133,12 +139,36 @@ async function poll() {
   pollTimer = setTimeout(poll, POLL_MS);
 }
 
-function renderOrders() {
-  reconcile($("orders"), state.orders, orderKey, (order) => orderRow(order, openOrder));
-  $("no-orders").hidden = state.orders.length > 0;
+function replaceOrder(order) {
+  for (const list of ["orders", "older"]) state[list] = state[list].map((o) => (o.id === order.id ? order : o));
+}
+
+function shownOrders() {
+  const newest = new Set(state.orders.map((o) => o.id));
+  return [...state.orders, ...state.older.filter((o) => !newest.has(o.id))];
+}
+
+function renderOrders(open = null) {
+  const shown = shownOrders();
+  reconcile($("orders"), shown, orderKey, (order) => orderRow(order, openOrder));
+  $("no-orders").hidden = shown.length > 0;
+  $("orders-more").hidden = state.olderCursor === null;
   if (state.detail) {
-    const fresh = state.orders.find((o) => o.id === state.detail.id);
+    const fresh = open ?? shown.find((o) => o.id === state.detail.id);
     if (fresh && orderKey(fresh) !== orderKey(state.detail)) renderDetail(fresh);
+  }
+}
+
+async function loadOlder() {
+  const key = session.key();
+  try {
+    const page = await api.orders(state.olderCursor);
+    if (session.key() !== key) return; // signed out meanwhile
+    state.older = [...state.older, ...page.items];
+    state.olderCursor = page.next_cursor;
+    renderOrders();
+  } catch (error) {
+    failed(error);
   }
 }
 
@@ -149,7 +179,7 @@ function renderDetail(order) {
 }
 
 async function openOrder(orderId) {
-  const known = state.orders.find((o) => o.id === orderId);
+  const known = shownOrders().find((o) => o.id === orderId);
   try {
     renderDetail(known ?? (await api.order(orderId)));
   } catch (error) {
@@ -178,7 +208,7 @@ async function cancel(order) {
   try {
     const answered = await api.cancel(order.id);
     round += 1; // a poll under way began before the cancel: its status would be the old one
-    state.orders = state.orders.map((o) => (o.id === answered.id ? answered : o));
+    replaceOrder(answered);
     renderDetail(answered);
     say(t("cancel_sent"));
     poll();
@@ -326,6 +356,7 @@ async function main() {
   document.querySelector("[data-testid=detail-back]").addEventListener("click", () => show("orders"));
   $("webhook-form").addEventListener("submit", addWebhook);
   $("key-create").addEventListener("click", createKey);
+  $("orders-more").addEventListener("click", loadOlder);
   orderForm = new OrderForm($("order-form"), { onPlaced: placed, onError: failed, say });
   document.addEventListener("visibilitychange", () => { if (!document.hidden) poll(); });
   const config = await api.config().catch(() => ({}));

@@ -130,6 +130,7 @@ export const MESSAGES = {
     event_types: "Loại sự kiện",
     orders_behind: "Chưa cập nhật được danh sách đơn: đang thử lại. Trạng thái trên màn hình có thể đã cũ.",
     orders_current: "Danh sách đơn đã được cập nhật.",
+    orders_more: "Xem đơn cũ hơn",
     unsafe_url: "Địa chỉ webhook không dùng được: cần https:// và không được trỏ vào mạng nội bộ.",
     not_found: "Không tìm thấy.",
     conflict: "Không làm được với trạng thái hiện tại của đơn. Hãy tải lại danh sách.",
