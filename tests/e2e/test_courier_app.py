@@ -8,6 +8,7 @@ own phone (a browser context: its own storage, position and network).
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import time
@@ -19,7 +20,7 @@ from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
-from playwright.async_api import Locator, Page, Request, expect
+from playwright.async_api import Locator, Page, Request, Route, expect
 
 from tests.e2e.browser import SLOW_3G, HeldClock, Phone, chromium, require_chromium
 from tests.e2e.system import start_system, stop_cleanly
@@ -32,6 +33,7 @@ pytestmark = [pytest.mark.e2e, pytest.mark.browser, pytest.mark.asyncio(loop_sco
 OFFER_TIMEOUT_S = 10  # long enough for a phone polling every 2.5 s to show the offer and a tap
 STREAM_MAX_S = 20  # the server ends a courier's stream of offers after this; the app opens another
 WAIT_MS = 15_000
+COURIER_CODE_MAX_FAILURES = 6
 RECIPIENT = ("Nguyễn Văn An", "903123456", "Cao Xanh")  # what City.order's drop-off says
 
 
@@ -44,6 +46,9 @@ def system(infra):
             "GIAO_DISPATCH_OFFER_TIMEOUT_S": str(OFFER_TIMEOUT_S),
             "GIAO_DISPATCH_WINDOW_S": "300",
             "GIAO_DISPATCH_STREAM_MAX_S": str(STREAM_MAX_S),
+            # 6 wrong codes across a courier's jobs lock them out of deliveries (a job locks
+            # for a while after 5 in a row: the sixth must be on another job).
+            "GIAO_DISPATCH_COURIER_CODE_MAX_FAILURES": str(COURIER_CODE_MAX_FAILURES),
         },
     )
     yield system
@@ -202,6 +207,60 @@ async def test_a_refused_token_signs_the_courier_out_and_says_why(city, browser)
         assert await courier.phone.page.evaluate("localStorage.getItem('giao.token')") is None
 
 
+def is_job_list(url: str) -> bool:
+    """A poll or the stream of offers: the lists of jobs the app is sent."""
+    return urlsplit(url).path in ("/v1/courier/jobs", "/v1/courier/jobs/events")
+
+
+async def test_another_couriers_link_in_the_open_app_starts_clean_and_a_late_answer_is_dropped(city, browser):
+    async with courier_phone(city, browser, service_workers="block") as courier:  # routes see no worker's requests
+        phone, page = courier.phone, courier.phone.page
+        await go_online(courier)
+        order = await city.order()
+        await phone.offer(order["id"]).get_by_test_id("offer-accept").click(timeout=WAIT_MS)
+        await expect(phone.job(order["id"])).to_have_attribute("data-status", "assigned", timeout=WAIT_MS)
+
+        # From now on the lists of jobs do not come (then come late): what the app shows is
+        # what it kept on the phone.
+        cut = {"hold": False}
+        held: list[Route] = []
+        release = asyncio.Event()
+
+        async def lists(route: Route) -> None:
+            if not cut["hold"]:
+                await route.abort()
+                return
+            held.append(route)
+            await release.wait()
+            await route.continue_()
+
+        await page.route(is_job_list, lists)
+        other = await city.client.create_courier("Lê Thị Hoa", "0977000111", "motorbike")
+        await phone.sign_in(other["signin_link"])  # the tab is on /app/ already: only the fragment changes
+        await expect(phone.testid("login-status")).to_have_text("Đã đăng nhập", timeout=WAIT_MS)
+        assert other["token"] not in page.url
+        assert await page.evaluate("localStorage.getItem('giao.token')") == other["token"]
+        await expect(phone.job(order["id"])).to_have_count(0)  # the first courier's job, recipient and all
+        await expect(phone.testid("online-toggle")).to_have_attribute("aria-checked", "false")  # until they tap
+        assert await page.evaluate("localStorage.getItem('giao.jobs')") is None
+        assert (await admin_courier(city, other["id"]))["online"] is False
+
+        # Signed out while a poll is on its way: its answer, when it comes, is not kept.
+        cut["hold"] = True
+        await page.reload()
+
+        async def poll_held() -> bool:
+            return len(held) > 0
+
+        await eventually(poll_held, timeout=10, what="a poll on its way")
+        await phone.testid("sign-out").click()
+        await expect(phone.testid("login-status")).to_have_text("Chưa đăng nhập")
+        async with page.expect_event("requestfinished", lambda r: is_poll(r), timeout=WAIT_MS):
+            release.set()
+        await page.evaluate("new Promise((done) => setTimeout(done, 200))")  # time to read and handle the answer
+        assert await page.evaluate("localStorage.getItem('giao.jobs')") is None
+
+
 # --- the shift --------------------------------------------------------------------------------
 
 
@@ -276,8 +335,12 @@ async def test_an_offer_shows_no_recipient_then_the_job_is_delivered(city, on_sh
     await job.get_by_test_id("delivery-code").fill(wrong(order["delivery_code"]))
     await job.get_by_test_id("job-deliver").scroll_into_view_if_needed()
     await phone.screen("3-job-in-hand")
-    await job.get_by_test_id("job-deliver").click()
+    # A double tap, its second tap before the app has kept the first's step: one step, one code.
+    await job.get_by_test_id("job-deliver").evaluate("(button) => { button.click(); button.click(); }")
     await expect(phone.testid("message")).to_have_text("Sai mã giao hàng. Còn 4 lần thử.", timeout=WAIT_MS)
+    await expect(phone.testid("pending-steps")).to_have_text("0")
+    await expect(phone.testid("message")).to_have_text("Sai mã giao hàng. Còn 4 lần thử.")
+    assert (await city.client.admin_job(order["id"]))["delivery_code"]["wrong_codes"] == 1
     await expect(job).to_have_attribute("data-status", "picked_up")
 
     await expect(job.get_by_test_id("cod-collected")).to_have_value("250.000")  # kept: only the code was wrong
@@ -304,6 +367,69 @@ async def test_a_failed_delivery_goes_back_to_the_shop(city, on_shift):
     await job.get_by_test_id("job-return").click()
     await expect(job).to_have_count(0, timeout=WAIT_MS)
     await city.status(order, "returned")
+
+
+async def test_a_courier_locked_out_of_deliveries_is_told_what_to_do_and_why_no_offers_come(city, on_shift):
+    phone = on_shift.phone
+    orders = [await city.order(cod=0), await city.order(cod=0)]
+    for order in orders:
+        await phone.offer(order["id"]).get_by_test_id("offer-accept").click(timeout=WAIT_MS)
+        await phone.job(order["id"]).get_by_test_id("job-pickup").click(timeout=WAIT_MS)
+        await expect(phone.job(order["id"])).to_have_attribute("data-status", "picked_up", timeout=WAIT_MS)
+        await expect(phone.job(order["id"])).to_have_attribute("data-pending", "false", timeout=WAIT_MS)
+    # Wrong codes (given by the API: quicker) on the two jobs lock the courier out of deliveries.
+    first, second = orders
+    for order in [first] * (COURIER_CODE_MAX_FAILURES - 1) + [second]:
+        body = {"delivery_code": wrong(order["delivery_code"]), "cod_collected_vnd": 0}
+        await city.client.job_action(on_shift.token, order["id"], "deliver", body, expect=(422,))
+    assert (await admin_courier(city, on_shift.id))["flag"]["reason"] == "code_guessing"
+
+    job = phone.job(second["id"])
+    await job.get_by_test_id("delivery-code").fill(second["delivery_code"])  # the right code: 403 all the same
+    await job.get_by_test_id("job-deliver").click()
+    await expect(phone.testid("message")).to_have_text(
+        "Bạn đã nhập sai mã giao hàng quá nhiều lần nên tạm thời chưa thể báo giao hàng. Hãy gọi điều phối viên."
+        " Bạn vẫn có thể báo giao không thành công và trả hàng cho shop.",
+        timeout=WAIT_MS,
+    )
+    await expect(job).to_have_attribute("data-status", "picked_up")
+    await expect(phone.testid("pending-steps")).to_have_text("0")
+
+    await phone.page.reload()  # the shift goes on: the status dispatch answers carries the flag
+    await expect(phone.testid("online-toggle")).to_contain_text(
+        "Bạn tạm thời không nhận được đơn mới cho đến khi điều phối viên mở khoá.", timeout=WAIT_MS
+    )
+    await job.get_by_test_id("job-fail").click()  # as the message says
+    await expect(job).to_have_attribute("data-status", "delivery_failed", timeout=WAIT_MS)
+
+
+async def test_an_accept_refused_for_now_keeps_the_offer_to_tap_again(city, browser):
+    async with courier_phone(city, browser, service_workers="block") as courier:  # routes see no worker's requests
+        phone = courier.phone
+        await go_online(courier)
+        await stream_up(phone)  # polls every 30 s only
+        accepts: list[str] = []
+
+        async def busy_once(route: Route) -> None:
+            accepts.append(route.request.url)
+            if len(accepts) == 1:
+                problem = {"type": "about:blank", "title": "Service Unavailable", "status": 503, "detail": "busy"}
+                await route.fulfill(status=503, json=problem)
+            else:
+                await route.continue_()
+
+        await phone.page.route("**/v1/courier/jobs/*/accept", busy_once)
+        order = await city.order()
+        offer = phone.offer(order["id"])
+        async with phone.page.expect_request(is_poll, timeout=5000):  # what became of it, asked at once
+            await offer.get_by_test_id("offer-accept").click(timeout=WAIT_MS)
+        await expect(phone.testid("message")).to_have_text(
+            "Chưa nhận được đơn do lỗi mạng hoặc máy chủ. Hãy bấm “Nhận đơn” lại."
+        )
+        await expect(offer).to_be_visible()  # still the courier's to take
+        await offer.get_by_test_id("offer-accept").click()
+        await expect(phone.job(order["id"])).to_have_attribute("data-status", "assigned", timeout=WAIT_MS)
+        assert len(accepts) == 2
 
 
 async def test_a_declined_offer_leaves_and_goes_to_no_one_else_here(city, on_shift):
@@ -482,6 +608,36 @@ async def test_a_step_taken_offline_waits_and_reaches_dispatch_and_tracking_once
 
         await eventually(offline_point_sent, timeout=15, what="the point taken offline, with its own time")
         await city.services_agree()
+
+
+async def test_signing_out_waits_until_the_steps_taken_are_sent(city, browser):
+    async with courier_phone(city, browser, service_workers="block") as courier:
+        phone = courier.phone
+        await go_online(courier)
+        order = await city.order(cod=150_000)
+        await phone.offer(order["id"]).get_by_test_id("offer-accept").click(timeout=WAIT_MS)
+        job = phone.job(order["id"])
+        await job.get_by_test_id("job-pickup").click(timeout=WAIT_MS)
+        await expect(job).to_have_attribute("data-status", "picked_up", timeout=WAIT_MS)
+        await expect(job).to_have_attribute("data-pending", "false", timeout=WAIT_MS)  # sent
+
+        await phone.network(up=False)  # delivered, cash collected, no network
+        await job.get_by_test_id("cod-collected").fill("150000")
+        await job.get_by_test_id("delivery-code").fill(order["delivery_code"])
+        await job.get_by_test_id("job-deliver").click()
+        await expect(phone.testid("pending-steps")).to_have_text("1")
+        await phone.testid("sign-out").click()
+        await expect(phone.testid("message")).to_have_text(
+            "Chưa đăng xuất được: còn bước chờ gửi. Hãy kết nối mạng để gửi xong rồi đăng xuất."
+        )
+        await expect(phone.testid("login-status")).to_contain_text("đã đăng nhập")
+        await expect(phone.testid("pending-steps")).to_have_text("1")
+
+        await phone.network(up=True)
+        await expect(phone.testid("pending-steps")).to_have_text("0", timeout=WAIT_MS)
+        await city.status(order, "delivered")
+        await phone.testid("sign-out").click()
+        await expect(phone.testid("login-status")).to_have_text("Chưa đăng nhập")
 
 
 async def test_a_step_over_the_rate_waits_the_retry_after_and_a_locked_job_does_not(city, browser):

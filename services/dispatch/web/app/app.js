@@ -25,10 +25,12 @@ const JOBS = "giao.jobs"; // the jobs in hand as last seen, to open the app with
 const $ = (id) => document.getElementById(id);
 
 const state = {
-  online: localStorage.getItem(ON_SHIFT) === "1",
+  online: false, // read from the phone's storage once the link's token is taken (startSession)
   starting: false,
-  jobs: JSON.parse(localStorage.getItem(JOBS) || "[]"),
+  flag: null, // the last status answer's: no new offers until operations clear it
+  jobs: [],
   queued: [],
+  adding: new Set(), // orders whose step is being put in the outbox: a second tap is not a second step
   unreachable: false, // the last request found no network although the browser thinks it has some
   seenOffers: new Set(),
   version: 0, // bumped by every step's answer and every push, so an older poll's answer is ignored
@@ -62,7 +64,8 @@ function showToggle() {
   toggle.dataset.state = state.starting ? "starting" : state.online ? "on" : "off";
   toggle.disabled = state.starting;
   $("toggle-state").textContent = state.starting ? t("shift_starting") : t(state.online ? "shift_on" : "shift_off");
-  $("toggle-hint").textContent = state.starting ? "" : t(state.online ? "shift_on_hint" : "shift_off_hint");
+  const hint = !state.online ? "shift_off_hint" : state.flag ? "shift_flagged_hint" : "shift_on_hint";
+  $("toggle-hint").textContent = state.starting ? "" : t(hint);
 }
 
 // The jobs in hand as the courier should see them: the server's, with queued steps applied.
@@ -112,6 +115,7 @@ function tick() {
 // --- the server's answers -------------------------------------------------------------------
 
 function setJobs(jobs) {
+  if (session.token() === null) return; // an answer that came after the sign-out
   state.jobs = jobs;
   localStorage.setItem(JOBS, JSON.stringify(jobs.filter((j) => j.status !== "offered")));
   const fresh = offers().filter((j) => !state.seenOffers.has(j.order_id));
@@ -195,8 +199,17 @@ async function accept(job) {
     reached(true);
     say(t("accepted"));
   } catch (error) {
-    failed(error, "accept", job);
-    if (error instanceof ApiError) forgetOffer(job);
+    // Only a 409 (expired, or taken by another courier) or a 404 says the offer is gone. Any
+    // other failure (no network, a 5xx, the rate) leaves it as it is: the courier taps again,
+    // and a poll at once shows what became of it (an accept whose answer was lost: the job).
+    if (error instanceof ApiError && [401, 404, 409].includes(error.status)) {
+      failed(error, "accept", job);
+      if (error.status !== 401) forgetOffer(job);
+      return;
+    }
+    if (error instanceof NetworkError) reached(false);
+    say(t("accept_not_sent"), "error");
+    poll();
   }
 }
 
@@ -222,6 +235,8 @@ function forgetOffer(job) {
 async function takeStep(job, action, input) {
   unlockSound();
   if (sender === null) return;
+  // A double tap: the first tap's step is being kept or waits already.
+  if (state.adding.has(job.order_id) || state.queued.some((s) => s.orderId === job.order_id)) return;
   let body = input;
   if (action === "deliver") {
     const cod = parseAmount(input.cod);
@@ -230,7 +245,12 @@ async function takeStep(job, action, input) {
     if (cod !== job.cod_amount_vnd) return say(t("cod_must_equal", { amount: formatMoney(job.cod_amount_vnd) }), "error");
     body = { delivery_code: input.code, cod_collected_vnd: cod };
   }
-  await sender.take(job.order_id, action, body);
+  state.adding.add(job.order_id);
+  try {
+    await sender.take(job.order_id, action, body);
+  } finally {
+    state.adding.delete(job.order_id);
+  }
   if (state.queued.some((s) => s.orderId === job.order_id && s.action === action)) {
     say(t(navigator.onLine ? "step_waiting" : "step_queued")); // online: the server asked to wait
   }
@@ -252,7 +272,9 @@ async function toggleShift() {
       return say(t("no_location"), "error");
     }
     const me = await api.status(true, position);
+    if (session.token() === null) return; // signed out meanwhile
     session.rememberName(me.display_name);
+    state.flag = me.flag ?? null;
     state.online = true;
     localStorage.setItem(ON_SHIFT, "1");
     showSession();
@@ -291,8 +313,12 @@ async function resumeShift() {
   const position = await phone.position();
   if (position === null || !navigator.onLine) return;
   try {
-    session.rememberName((await api.status(true, position)).display_name);
+    const me = await api.status(true, position);
+    if (session.token() === null) return; // signed out meanwhile
+    session.rememberName(me.display_name);
+    state.flag = me.flag ?? null;
     showSession();
+    showToggle();
   } catch (error) {
     failed(error, "status");
   }
@@ -306,14 +332,29 @@ async function endSession(notice) {
   clearInterval(tickTimer);
   tracker = sender = stream = null;
   session.forget();
+  // An answer still on its way (a poll, a step) is older than this: it is dropped.
+  state.version += 1;
+  Object.assign(state, { online: false, flag: null, jobs: [], queued: [], seenOffers: new Set() });
   await outbox.clear();
-  Object.assign(state, { online: false, jobs: [], queued: [], seenOffers: new Set() });
   for (const list of [$("offers"), $("jobs")]) list.replaceChildren();
   showSession();
   say(notice, notice === t("session_ended") ? "error" : "notice");
 }
 
+// The courier's sign-out, unless steps still wait to be sent: they would be lost (a delivery,
+// cash collected), so the courier is told to connect first.
+async function signOut() {
+  if (state.adding.size > 0 || (await outbox.steps()).length > 0) {
+    sender?.send();
+    return say(t("sign_out_steps_waiting"), "error");
+  }
+  if (state.online) api.status(false).catch(() => {}); // best effort: the server withdraws the offers
+  endSession(t("signed_out_notice"));
+}
+
 function startSession() {
+  state.online = localStorage.getItem(ON_SHIFT) === "1";
+  state.jobs = JSON.parse(localStorage.getItem(JOBS) || "[]");
   showSession();
   tracker = new Tracker({
     onProblem: (kind) => say(t(kind === "denied" ? "need_location" : "no_location"), "error"),
@@ -375,16 +416,14 @@ async function keepShellCurrent() {
 
 async function main() {
   fillTexts(t);
-  const before = session.token();
-  if (session.takeTokenFromLink()) {
-    if (before !== null && before !== session.token()) await outbox.clear(); // another courier's leftovers
-    say(t("signed_in_notice"));
-  }
+  const link = session.takeTokenFromLink();
+  if (link === "new") await outbox.clear(); // another courier's leftovers
+  if (link !== null) say(t("signed_in_notice"));
+  // A sign-in link opened in a tab already on the app changes only the address's fragment: the
+  // page starts again, and takes the link's token as above.
+  window.addEventListener("hashchange", () => { if (session.tokenInLink() !== null) location.reload(); });
   $("online-toggle").addEventListener("click", toggleShift);
-  $("sign-out").addEventListener("click", () => {
-    if (state.online) api.status(false).catch(() => {}); // best effort: the server withdraws the offers
-    endSession(t("signed_out_notice"));
-  });
+  $("sign-out").addEventListener("click", signOut);
   window.addEventListener("online", () => {
     state.unreachable = false;
     say(t("back_online"));

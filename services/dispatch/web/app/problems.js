@@ -20,6 +20,10 @@ export function explain(error, action, job) {
   if (status === 409) return action === "accept" || action === "decline" ? t("offer_gone") : t("step_conflict");
   if (codeLockout(error)) return t("too_many_attempts", { min: Math.max(1, Math.ceil((problem.retry_after_s ?? 60) / 60)) });
   if (status === 429) return t("rate_limited");
+  // The courier is locked out of deliveries (wrong codes across jobs), or this job's code is
+  // locked: both until operations clear it; a failed delivery can still be reported.
+  if (status === 403 && action === "deliver") return t("deliveries_paused");
+  if (status === 423) return t("code_held");
   if (status === 422 && action === "deliver") {
     const field = problem.errors?.[0]?.loc?.at(-1);
     if (field === "delivery_code" && Number.isInteger(problem.attempts_left)) {

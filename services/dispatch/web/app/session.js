@@ -5,15 +5,23 @@
 const TOKEN = "giao.token";
 const NAME = "giao.name";
 
+// The link's token, if the address carries one (null otherwise).
+export function tokenInLink() {
+  return new URLSearchParams(location.hash.slice(1)).get("t");
+}
+
+// Takes the link's token out of the address bar and keeps it: "new" when it is another token
+// than the one kept (everything the device held for the token before is forgotten first: the
+// next courier starts clean), "same" when it is the one kept, null without one.
 export function takeTokenFromLink() {
-  const params = new URLSearchParams(location.hash.slice(1));
-  const token = params.get("t");
-  if (token === null) return false;
+  const token = tokenInLink();
+  if (token === null) return null;
   history.replaceState(null, "", location.pathname + location.search);
-  if (token === "") return false;
+  if (token === "") return null;
+  if (token === localStorage.getItem(TOKEN)) return "same";
+  forget();
   localStorage.setItem(TOKEN, token);
-  localStorage.removeItem(NAME);
-  return true;
+  return "new";
 }
 
 export function token() {
