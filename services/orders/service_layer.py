@@ -191,6 +191,9 @@ class OrdersService:
     async def revoke_api_key(self, me: store.Merchant, key_id: UUID) -> None:
         """Revoke one of the merchant's keys (not its last one: LastKey); KeyNotFound otherwise."""
         async with self.runtime.pool.acquire() as conn, conn.transaction():
+            # Revocations of one merchant's keys one after the other: two at once would each
+            # count the other's key as live (not committed yet) and together revoke the last.
+            await store.lock_live_api_keys(conn, me.id)
             if await store.revoke_api_key(conn, key_id, me.id) is None:
                 raise KeyNotFound()
             if await store.live_api_keys(conn, me.id) == 0:

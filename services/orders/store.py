@@ -93,6 +93,14 @@ async def revoke_api_key(conn: asyncpg.Connection, key_id: UUID, merchant_id: UU
     )
 
 
+async def lock_live_api_keys(conn: asyncpg.Connection, merchant_id: UUID) -> None:
+    """Lock the merchant's live keys until the transaction ends (in one order: two lockers
+    cannot deadlock). A revocation that waited here sees the other's revocation afterwards."""
+    await conn.execute(
+        "SELECT id FROM api_keys WHERE merchant_id = $1 AND revoked_at IS NULL ORDER BY id FOR UPDATE", merchant_id
+    )
+
+
 async def live_api_keys(conn: asyncpg.Connection, merchant_id: UUID) -> int:
     return await conn.fetchval(
         "SELECT count(*) FROM api_keys WHERE merchant_id = $1 AND revoked_at IS NULL", merchant_id

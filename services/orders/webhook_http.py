@@ -9,7 +9,7 @@ import socket
 import ssl
 import time
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -18,8 +18,12 @@ import httpx
 
 
 class Sender(Protocol):
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
-        """POST and return the status code; raise on a transport error or a timeout."""
+    async def post(
+        self, url: str, body: bytes, headers: dict[str, str], *, addresses: Sequence[str] | None = None
+    ) -> int:
+        """POST and return the status code; raise on a transport error or a timeout. With
+        `addresses` (those the address policy checked), connect to one of them and never look
+        the URL's host up again: a second lookup could answer another address (DNS rebinding)."""
 
 
 class Resolver(Protocol):
@@ -66,6 +70,12 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
 
 
 class AsyncioBackend(httpcore.AsyncNetworkBackend):
+    """Connects by name, or with `addresses` to those only, in turn (the name stays the
+    connection's: TLS sends it and checks the certificate against it)."""
+
+    def __init__(self, addresses: Sequence[str] | None = None) -> None:
+        self.addresses = addresses
+
     async def connect_tcp(
         self,
         host: str,
@@ -74,10 +84,22 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         local_address: str | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        reader, writer = await asyncio.open_connection(
-            host, port, local_addr=(local_address, 0) if local_address else None
-        )
-        return AsyncioStream(reader, writer)
+        local_addr = (local_address, 0) if local_address else None
+        if self.addresses is None:
+            reader, writer = await asyncio.open_connection(host, port, local_addr=local_addr)
+            return AsyncioStream(reader, writer)
+        refused = OSError(f"no address to connect to {host}")
+        for address in self.addresses:
+            try:
+                # AI_NUMERICHOST: an address, never a name to look up.
+                reader, writer = await asyncio.open_connection(
+                    address, port, local_addr=local_addr, flags=socket.AI_NUMERICHOST
+                )
+            except OSError as exc:
+                refused = exc
+                continue
+            return AsyncioStream(reader, writer)
+        raise refused
 
     async def connect_unix_socket(
         self, path: str, timeout: float | None = None, socket_options: Iterable[Any] | None = None
@@ -104,10 +126,11 @@ class _Target:
 class HttpSender:
     """Posts deliveries with httpcore (httpx's own HTTP layer), keeping up to `per_endpoint`
     keep-alive connections per URL: redirects not followed (a 3xx is a failure), no proxy from
-    the environment (the address checked is the one called), the whole exchange within the
-    timeout (10 s), one TLS context for all. A small answer is read to its end, so that its
-    connection can serve the next delivery (a new TCP connection per delivery cost more CPU than
-    the rest of the delivery); after a larger one the connection is closed unread.
+    the environment (a new connection goes to one of the `addresses` checked, no other), the
+    whole exchange within the timeout (10 s), one TLS context for all. A small answer is read to
+    its end, so that its connection can serve the next delivery (a new TCP connection per
+    delivery cost more CPU than the rest of the delivery); after a larger one the connection is
+    closed unread.
 
     Why httpcore's connections and not httpx's client or a pool of theirs: a delivery needs none
     of what the client adds (cookies, auth, redirects, hooks, merged defaults: a fifth of a
@@ -157,7 +180,9 @@ class HttpSender:
                 del self.targets[url]
                 await _close_all(target.idle)
 
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+    async def post(
+        self, url: str, body: bytes, headers: dict[str, str], *, addresses: Sequence[str] | None = None
+    ) -> int:
         target = self._target(url)
         # Every header given as bytes, Host and Content-Length too: nothing left to add or encode.
         raw = [*target.headers, (b"content-length", b"%d" % len(body))]
@@ -167,7 +192,7 @@ class HttpSender:
         target.busy += 1
         try:
             async with asyncio.timeout(self.timeout_s):
-                connection = await self._take(target)
+                connection = await self._take(target, addresses)
                 response = await connection.handle_async_request(request)
                 try:
                     read = 0
@@ -192,16 +217,19 @@ class HttpSender:
             await self.close_unused()
         return response.status
 
-    async def _take(self, target: _Target) -> httpcore.AsyncHTTPConnection:
+    async def _take(self, target: _Target, addresses: Sequence[str] | None) -> httpcore.AsyncHTTPConnection:
         """An idle connection of the target that the server has not closed (the stale ones taken
-        on the way are closed), or a new one."""
+        on the way are closed), or a new one, to one of `addresses` if given. (An idle one goes
+        to an address that was checked when it was opened: whether an address may be called
+        does not change, so it may serve even if the name points elsewhere now.)"""
         while target.idle:
             connection = target.idle.pop()
             if connection.is_available() and not connection.has_expired():
                 return connection
             await _close_all([connection])
+        network = self.network if addresses is None else AsyncioBackend(addresses)
         return httpcore.AsyncHTTPConnection(
-            target.origin, ssl_context=self.tls, keepalive_expiry=self.KEEPALIVE_S, network_backend=self.network
+            target.origin, ssl_context=self.tls, keepalive_expiry=self.KEEPALIVE_S, network_backend=network
         )
 
     async def aclose(self) -> None:

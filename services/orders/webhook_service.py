@@ -280,7 +280,7 @@ class WebhookService:
             # Deliveries sent together mostly end together: record them in one statement.
             more, _ = await asyncio.wait(waiting, timeout=self.SETTLE_S)
             done |= more
-        await self._record([(in_flight.pop(task), task.result()) for task in done])
+        await self.record_round([(in_flight.pop(task), task.result()) for task in done])
         return len(claimed)
 
     def _resolve_hosts(self, rows: Sequence[asyncpg.Record]) -> dict[tuple[str, int], asyncio.Task[list[str]]]:
@@ -303,7 +303,8 @@ class WebhookService:
         self, sender: Sender, row: asyncpg.Record, resolving: dict[tuple[str, int], asyncio.Task[list[str]]]
     ) -> Sent:
         """Sign and post one delivery: when, the status code, the latency and the error, if any.
-        Its target is checked again first (check_target, with the round's lookups)."""
+        Its target is checked again first (check_target, with the round's lookups), and the
+        sender connects to the addresses checked: it does not look the host up again."""
         now = datetime.now(UTC)
         secrets_ = [row["secret"]]
         if row["previous_secret"] and row["previous_secret_until"] and row["previous_secret_until"] > now:
@@ -321,9 +322,11 @@ class WebhookService:
         started = time.perf_counter()
         try:
             host, port = check_url(row["url"], production=self.production)
+            addresses = None
             if not self.allow_private:
-                check_addresses(host, await resolving[host, port])
-            status = await sender.post(row["url"], body.encode(), headers)
+                addresses = await resolving[host, port]
+                check_addresses(host, addresses)
+            status = await sender.post(row["url"], body.encode(), headers, addresses=addresses)
             if not 200 <= status < 300:
                 error = f"answered {status}"
         except UnsafeTarget as exc:
@@ -332,9 +335,12 @@ class WebhookService:
             error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         return now, status, round((time.perf_counter() - started) * 1000), error
 
-    async def _record(self, sent: list[tuple[asyncpg.Record, Sent]]) -> None:
+    async def record_round(self, sent: list[tuple[asyncpg.Record, Sent]]) -> None:
         """These attempts in one statement; a delivery that failed for the last time
-        also disables its endpoint, in a transaction of its own."""
+        also disables its endpoint, in a transaction of its own. A delivery gone meanwhile (its
+        endpoint deleted) has nothing to record. Nothing raises out of here: a record that fails
+        is logged and its delivery comes back when its lease ends, while the other deliveries
+        in flight, every merchant's, go on."""
         kept: list[store.Attempt] = []
         given_up: list[tuple[asyncpg.Record, store.Attempt, str]] = []
         rng = random.Random()
@@ -349,20 +355,52 @@ class WebhookService:
                 )
             else:
                 given_up.append((row, store.Attempt(row["id"], at, status, latency_ms, error, "failed", None), error))
-        await store.record_attempts(self.runtime.pool, kept)
+        await self._record_together(kept)
         delivered = sum(1 for a in kept if a.error is None)
         self.sent_total.inc(delivered)
         self.failed_total.inc(len(sent) - delivered)
         for row, attempt, error in given_up:
-            async with self.runtime.pool.acquire() as conn, conn.transaction():
-                await store.record_attempts(conn, [attempt])
-                await store.disable_endpoint(
-                    conn, row["endpoint_id"], give_up_reason(row["attempts"] + 1, error, row["created_at"])
+            try:
+                async with self.runtime.pool.acquire() as conn, conn.transaction():
+                    # The endpoint first, then its delivery: the order in which deleting the
+                    # endpoint locks them (its deliveries go by cascade), so the two cannot deadlock.
+                    disabled = await store.disable_endpoint(
+                        conn, row["endpoint_id"], give_up_reason(row["attempts"] + 1, error, row["created_at"])
+                    )
+                    await store.record_attempts(conn, [attempt])
+            except Exception:
+                log.exception("webhook delivery %s: its last attempt could not be recorded", row["id"])
+                continue
+            if disabled:
+                log.warning(
+                    "webhook endpoint %s disabled: delivery %s failed %d times (%s)",
+                    row["endpoint_id"],
+                    row["id"],
+                    row["attempts"] + 1,
+                    error,
                 )
-            log.warning(
-                "webhook endpoint %s disabled: delivery %s failed %d times (%s)",
-                row["endpoint_id"],
-                row["id"],
-                row["attempts"] + 1,
-                error,
-            )
+
+    async def _record_together(self, attempts: list[store.Attempt]) -> None:
+        """These attempts in one statement, which leaves out the deliveries another transaction
+        holds; those, and all of them if PostgreSQL refused that statement (one bad attempt
+        must not cost the others their record), then one statement each (one that waits:
+        holding a single delivery, it cannot deadlock). When the database cannot be reached,
+        the rest are left to their leases at once, not tried one by one."""
+        try:
+            recorded = await store.record_attempts(self.runtime.pool, attempts, wait=False)
+        except asyncpg.PostgresError:
+            log.exception("recording %d webhook attempts together failed: recording them one by one", len(attempts))
+            recorded = set()
+        except Exception:
+            log.exception("%d webhook attempts not recorded: they are sent again after their lease", len(attempts))
+            return
+        for attempt in attempts:
+            if attempt.delivery_id in recorded:
+                continue
+            try:
+                await store.record_attempts(self.runtime.pool, [attempt])
+            except asyncpg.PostgresError:
+                log.exception("webhook delivery %s: its attempt could not be recorded", attempt.delivery_id)
+            except Exception:
+                log.exception("webhook attempts not recorded: they are sent again after their lease")
+                return

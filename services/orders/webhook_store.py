@@ -93,13 +93,15 @@ async def rotate_secret(
     )
 
 
-async def disable_endpoint(conn: asyncpg.Connection, endpoint_id: UUID, reason: str) -> None:
-    await conn.execute(
+async def disable_endpoint(conn: asyncpg.Connection, endpoint_id: UUID, reason: str) -> bool:
+    """Whether it was enabled (and is no longer): False if it is disabled already, or gone."""
+    result = await conn.execute(
         """UPDATE webhook_endpoints SET enabled = false, disabled_reason = $2, updated_at = now()
                           WHERE id = $1 AND enabled""",
         endpoint_id,
         reason,
     )
+    return result != "UPDATE 0"
 
 
 # --- deliveries -------------------------------------------------------------------
@@ -173,24 +175,43 @@ class Attempt:
     next_attempt_at: datetime | None
 
 
-async def record_attempts(conn: asyncpg.Connection | asyncpg.Pool, attempts: Sequence[Attempt]) -> None:
+# The attempt rows are inserted for the deliveries the UPDATE changed (and so holds locked until
+# the commit): a delivery deleted meanwhile (its endpoint deleted: the cascade) is left out, as
+# its attempt would break the foreign key. Skipping the held ones, a delivery another
+# transaction holds (such as an endpoint's deletion, which locks its deliveries in an order of
+# its own) is left out too, never waited for while this statement holds others: the two cannot
+# deadlock.
+_RECORD = """WITH a AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::int[], $4::int[], $5::text[],
+                                          $6::text[], $7::timestamptz[])
+                         AS a(id, at, status_code, latency_ms, error, state, next_attempt_at)),
+    recorded AS (
+        UPDATE webhook_deliveries d SET attempts = d.attempts + 1, state = a.state, last_error = a.error,
+            next_attempt_at = coalesce(a.next_attempt_at, d.next_attempt_at),
+            delivered_at = CASE WHEN a.state = 'delivered' THEN a.at ELSE d.delivered_at END
+        FROM a WHERE d.id = a.id {held}
+        RETURNING d.id),
+    attempt AS (INSERT INTO webhook_attempts (delivery_id, at, status_code, latency_ms, error)
+                SELECT a.id, a.at, a.status_code, a.latency_ms, a.error FROM a JOIN recorded r ON r.id = a.id)
+    SELECT id FROM recorded"""
+_RECORD_WAITING = _RECORD.format(held="")
+_RECORD_SKIPPING_HELD = _RECORD.format(
+    held="""AND d.id IN (SELECT f.id FROM webhook_deliveries f WHERE f.id IN (SELECT id FROM a)
+                          FOR NO KEY UPDATE OF f SKIP LOCKED)"""
+)
+
+
+async def record_attempts(
+    conn: asyncpg.Connection | asyncpg.Pool, attempts: Sequence[Attempt], *, wait: bool = True
+) -> set[UUID]:
     """Attempts and their deliveries' new states, in one statement: the worker records a whole
     round at once (a statement and a commit per delivery were, with every merchant subscribed,
-    as many commits as the rest of the service made)."""
+    as many commits as the rest of the service made). The deliveries recorded: not those gone
+    meanwhile, nor without `wait` those another transaction holds (_RECORD)."""
     if not attempts:
-        return
-    await conn.execute(
-        """WITH a AS (SELECT * FROM unnest($1::uuid[], $2::timestamptz[], $3::int[], $4::int[], $5::text[],
-                                           $6::text[], $7::timestamptz[])
-                          AS a(id, at, status_code, latency_ms, error, state, next_attempt_at)),
-                attempt AS (INSERT INTO webhook_attempts (delivery_id, at, status_code, latency_ms, error)
-                            SELECT id, at, status_code, latency_ms, error FROM a)
-           UPDATE webhook_deliveries d SET attempts = d.attempts + 1, state = a.state, last_error = a.error,
-               next_attempt_at = coalesce(a.next_attempt_at, d.next_attempt_at),
-               delivered_at = CASE WHEN a.state = 'delivered' THEN a.at ELSE d.delivered_at END
-           FROM a WHERE d.id = a.id""",
-        *([getattr(t, f.name) for t in attempts] for f in fields(Attempt)),
-    )
+        return set()
+    statement = _RECORD_WAITING if wait else _RECORD_SKIPPING_HELD
+    rows = await conn.fetch(statement, *([getattr(t, f.name) for t in attempts] for f in fields(Attempt)))
+    return {row["id"] for row in rows}
 
 
 async def oldest_pending(pool: asyncpg.Pool) -> datetime | None:

@@ -183,14 +183,26 @@ def unsafe_address(address: str) -> str | None:
 
 
 def check_addresses(host: str, addresses: Iterable[str]) -> None:
-    """UnsafeTarget unless every address the host resolved to may be called."""
+    """UnsafeTarget unless every address the host resolved to may be called.
+
+    The merchant reads the reason (the 422, the delivery log): it names no address a name
+    resolves to, which would map a private network for whoever registers internal names. A
+    URL that holds an address itself is told what is wrong with it."""
     found = list(addresses)
     if not found:
         raise UnsafeTarget(f"{host} does not resolve")
     for address in found:
         reason = unsafe_address(address)
         if reason is not None:
-            raise UnsafeTarget(f"{host} resolves to {address}: {reason}")
+            raise UnsafeTarget(reason if _is_address(host) else "the URL points to an address that is not allowed")
+
+
+def _is_address(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return False
+    return True
 
 
 def overlap_ends(now: datetime, overlap_hours: float) -> datetime:

@@ -1,5 +1,6 @@
 """Webhook receivers on 127.0.0.1 (a free port): `receiver`, as a merchant would run one, verifies
-every delivery with the `standardwebhooks` package and keeps what it received;
+every delivery with the `standardwebhooks` package and keeps what it received (it can hold its
+answers until told, to keep deliveries in flight);
 `keep_alive_receiver` keeps its connections open and counts what each served, for the sender's
 own tests."""
 
@@ -54,7 +55,10 @@ class Receiver:
 
 
 @contextmanager
-def receiver(answer: Callable[[int], int] = lambda _: 200) -> Iterator[Receiver]:
+def receiver(
+    answer: Callable[[int], int] = lambda _: 200, *, hold: threading.Event | None = None
+) -> Iterator[Receiver]:
+    """With `hold`, a request is kept (in `received` already) and answered once `hold` is set."""
     state = Receiver(url="", answer=answer)
 
     class Handler(BaseHTTPRequestHandler):
@@ -63,6 +67,8 @@ def receiver(answer: Callable[[int], int] = lambda _: 200) -> Iterator[Receiver]
             with state.lock:
                 n = len(state.received)
                 state.received.append(Received({k.lower(): v for k, v in self.headers.items()}, body))
+            if hold is not None:
+                hold.wait()
             status = state.answer(n)
             self.send_response(status)
             self.send_header("content-length", "0")
@@ -78,6 +84,8 @@ def receiver(answer: Callable[[int], int] = lambda _: 200) -> Iterator[Receiver]
     try:
         yield state
     finally:
+        if hold is not None:
+            hold.set()  # a request still held is answered: its thread ends
         server.shutdown()
         server.server_close()
 

@@ -3,11 +3,16 @@ cache time, the admin's revocations and the audit log."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
 
+import asyncpg
 import httpx
 import pytest
 
+from services.orders import store
 from services.orders.app import create_app
 from services.orders.settings import OrdersSettings
 from tests.orders.support import ADMIN
@@ -94,3 +99,50 @@ async def test_the_admin_revokes_any_key_and_the_audit_log_says_so(client, other
     older = (await client.get(f"/v1/admin/audit?limit=1&cursor={page['next_cursor']}", headers=ADMIN)).json()
     assert [e["action"] for e in page["items"] + older["items"]] == ["api_key.revoked", "merchant.created"]
     assert older["next_cursor"] is None
+
+
+async def test_two_revocations_at_once_cannot_revoke_the_last_key(client, merchant, settings, monkeypatch):
+    # The first revocation stops inside its transaction once it has counted the live keys; the
+    # second one runs meanwhile, to its end or until it waits for a lock the first one holds;
+    # then the first one goes on. Each alone sees another live key: together they must not
+    # leave the merchant without one.
+    first = merchant["headers"]
+    second = (await client.post("/v1/api-keys", headers=first)).json()
+    first_id = next(
+        k["id"] for k in (await client.get("/v1/api-keys", headers=first)).json() if k["id"] != second["id"]
+    )
+    counted, go_on = asyncio.Event(), asyncio.Event()
+    count_live_keys = store.live_api_keys
+
+    async def count_then_wait_the_first_time(conn: Any, merchant_id: UUID) -> int:
+        live = await count_live_keys(conn, merchant_id)
+        if not counted.is_set():
+            counted.set()
+            await go_on.wait()
+        return live
+
+    monkeypatch.setattr(store, "live_api_keys", count_then_wait_the_first_time)
+    watcher = await asyncpg.connect(settings.database_url)
+    try:
+        revoke_first = asyncio.create_task(client.delete(f"/v1/api-keys/{first_id}", headers=first))
+        await asyncio.wait_for(counted.wait(), 10)
+        revoke_second = asyncio.create_task(client.delete(f"/v1/api-keys/{second['id']}", headers=first))
+
+        async def second_ended_or_waits_for_a_lock() -> bool:
+            return revoke_second.done() or await watcher.fetchval(
+                """SELECT count(*) > 0 FROM pg_stat_activity
+                   WHERE datname = current_database() AND pid <> pg_backend_pid() AND wait_event_type = 'Lock'
+                     AND query LIKE '%api_keys%'"""
+            )
+
+        await eventually(second_ended_or_waits_for_a_lock, timeout=10, what="the second revocation to end or wait")
+        go_on.set()
+        answers = sorted([(await revoke_first).status_code, (await revoke_second).status_code])
+        live = await watcher.fetchval(
+            "SELECT count(*) FROM api_keys WHERE merchant_id = $1 AND revoked_at IS NULL", UUID(merchant["id"])
+        )
+    finally:
+        go_on.set()
+        await watcher.close()
+    assert answers == [204, 409]
+    assert live == 1

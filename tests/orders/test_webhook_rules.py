@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import random
+import socket
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from types import SimpleNamespace
 from typing import Any, cast
@@ -14,7 +16,7 @@ import asyncpg
 import pytest
 from standardwebhooks.webhooks import Webhook
 
-from services.orders import webhook_store
+from services.orders import webhook_store, webhooks
 from services.orders.domain import Progress
 from services.orders.settings import OrdersSettings
 from services.orders.webhook_service import WebhookService
@@ -30,6 +32,7 @@ from services.orders.webhooks import (
 )
 from shared.http import Metrics
 from shared.service import Runtime
+from tests.orders.receiver import receiver
 from tests.support import eventually
 
 AT = datetime(2024, 5, 6, 2, 0, tzinfo=UTC)
@@ -67,8 +70,10 @@ def test_public_addresses_may_be_called(address):
 
 
 def test_one_unsafe_address_among_several_refuses_the_host():
-    with pytest.raises(UnsafeTarget, match=r"10\.0\.0\.1"):
+    with pytest.raises(UnsafeTarget, match=r"^the URL points to an address that is not allowed$"):
         check_addresses("shop.example", ["93.184.215.14", "10.0.0.1"])
+    with pytest.raises(UnsafeTarget, match=r"^10\.0\.0\.1 is a private address$"):  # the URL's own address
+        check_addresses("10.0.0.1", ["10.0.0.1"])
     with pytest.raises(UnsafeTarget, match="does not resolve"):
         check_addresses("nowhere.invalid", [])
 
@@ -197,7 +202,73 @@ async def test_a_target_that_became_private_is_refused_at_delivery(client, merch
 
     delivery = await eventually(refused, what="the refused attempt")
     assert delivery["attempts"][0]["status_code"] is None
-    assert "refused: 127.0.0.1 resolves to 127.0.0.1" in delivery["attempts"][0]["error"]
+    assert delivery["attempts"][0]["error"] == "refused: 127.0.0.1 is a loopback address"
+
+
+async def test_refusing_a_name_does_not_say_where_it_points(client, merchant, app):
+    # The addresses behind a merchant's host name are not the merchant's to learn from us (an
+    # internal name would map the private network).
+    class InsideResolver:
+        async def resolve(self, host: str, port: int) -> list[str]:
+            return ["10.0.3.7"]
+
+    app.state.webhooks.resolver = InsideResolver()
+    r = await client.post(
+        "/v1/webhook-endpoints",
+        json={"url": "https://db.internal/h", "event_types": ["order.returned"]},
+        headers=merchant["headers"],
+    )
+    assert r.status_code == 422, r.text
+    assert "10.0.3.7" not in r.text
+    assert r.json()["errors"][0]["msg"] == "the URL points to an address that is not allowed"
+
+
+async def test_a_delivery_connects_to_the_address_checked_not_to_a_second_lookup(client, merchant, monkeypatch):
+    # DNS rebinding: a name answers an allowed address to the check, an internal one to the next
+    # lookup. Here the receiver on 127.0.0.1 plays an allowed (public) address and 127.0.0.2,
+    # the same port, the internal network: a listener there counts whoever reaches it. The
+    # "DNS" is the event loop's getaddrinfo, which the check and any connect by name both ask.
+    loopback_policy = webhooks.unsafe_address
+    monkeypatch.setattr(webhooks, "unsafe_address", lambda a: None if a == "127.0.0.1" else loopback_policy(a))
+    loop = asyncio.get_running_loop()
+    system_lookup = loop.getaddrinfo
+    answers, asked = ["127.0.0.1"], []
+
+    async def dns(host: Any, port: Any, *args: Any, **kwargs: Any) -> list[Any]:
+        if host != "rebind.test":
+            return await system_lookup(host, port, *args, **kwargs)
+        asked.append(host)
+        address = answers.pop(0) if len(answers) > 1 else answers[0]
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (address, int(port)))]
+
+    monkeypatch.setattr(loop, "getaddrinfo", dns)
+    reached_inside: list[object] = []
+    with receiver() as hooks:
+        port = int(hooks.url.rsplit(":", 1)[1].split("/")[0])
+        inside = await asyncio.start_server(lambda _, writer: reached_inside.append(writer.close()), "127.0.0.2", port)
+        try:
+            h = merchant["headers"]
+            r = await client.post(
+                "/v1/webhook-endpoints",
+                json={"url": f"http://rebind.test:{port}/hooks", "event_types": ["order.returned"]},
+                headers=h,
+            )
+            assert r.status_code == 201, r.text
+            endpoint_id = r.json()["id"]
+            answers[:] = ["127.0.0.1", "127.0.0.2"]  # the next lookup: allowed; every one after it: inside
+            await client.post(f"/v1/webhook-endpoints/{endpoint_id}/test", headers=h)
+
+            async def attempted():
+                items = (await client.get(f"/v1/webhook-endpoints/{endpoint_id}/deliveries", headers=h)).json()["items"]
+                return items[0] if items and items[0]["attempts"] else None
+
+            delivery = await eventually(attempted, what="the first attempt")
+        finally:
+            inside.close()
+    assert reached_inside == []
+    assert (delivery["state"], delivery["attempts"][0]["status_code"]) == ("delivered", 200), delivery
+    assert [r.headers["host"] for r in hooks.all()] == [f"rebind.test:{port}"]  # the name, not the address
+    assert len(asked) == 2  # at registration, and once before the attempt: not again to connect
 
 
 async def test_a_round_of_deliveries_looks_each_host_up_once(monkeypatch):
@@ -213,10 +284,12 @@ async def test_a_round_of_deliveries_looks_each_host_up_once(monkeypatch):
 
     class RecordingSender:
         def __init__(self) -> None:
-            self.posted: list[str] = []
+            self.posted: list[tuple[str, Sequence[str] | None]] = []
 
-        async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
-            self.posted.append(url)
+        async def post(
+            self, url: str, body: bytes, headers: dict[str, str], *, addresses: Sequence[str] | None = None
+        ) -> int:
+            self.posted.append((url, addresses))
             return 204
 
     urls = ["https://hooks.example/a", "https://hooks.example/b", "https://inside.example/h"]
@@ -231,8 +304,9 @@ async def test_a_round_of_deliveries_looks_each_host_up_once(monkeypatch):
         claimed, rows[:] = rows[:], []
         return claimed
 
-    async def record_attempts(conn: Any, attempts: list[webhook_store.Attempt]) -> None:
+    async def record_attempts(conn: Any, attempts: list[webhook_store.Attempt], **_: Any) -> set[Any]:
         recorded.extend(attempts)
+        return {a.delivery_id for a in attempts}
 
     monkeypatch.setattr(webhook_store, "claim_due", claim_due)
     monkeypatch.setattr(webhook_store, "record_attempts", record_attempts)
@@ -244,9 +318,9 @@ async def test_a_round_of_deliveries_looks_each_host_up_once(monkeypatch):
     while in_flight:
         await service.deliver_due(sender, in_flight)
     assert sorted(resolver.asked) == [("hooks.example", 443), ("inside.example", 443)]
-    assert sorted(sender.posted) == sorted(urls[:2] * 2)
+    assert sorted(sender.posted) == sorted((url, ["93.184.215.14"]) for url in urls[:2] * 2)  # the checked address
     errors = sorted(str(a.error) for a in recorded)
-    assert errors == ["None"] * 4 + ["refused: inside.example resolves to 10.0.0.5: 10.0.0.5 is a private address"]
+    assert errors == ["None"] * 4 + ["refused: the URL points to an address that is not allowed"]
 
 
 async def test_the_worker_keeps_as_many_deliveries_in_flight_as_its_setting(monkeypatch):
@@ -257,7 +331,9 @@ async def test_the_worker_keeps_as_many_deliveries_in_flight_as_its_setting(monk
         def __init__(self) -> None:
             self.release = asyncio.Event()
 
-        async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        async def post(
+            self, url: str, body: bytes, headers: dict[str, str], *, addresses: Sequence[str] | None = None
+        ) -> int:
             await self.release.wait()
             return 204
 
@@ -272,8 +348,8 @@ async def test_the_worker_keeps_as_many_deliveries_in_flight_as_its_setting(monk
             for i in range(limit if len(asked) == 1 else 0)
         ]
 
-    async def record_attempts(conn: Any, attempts: list[webhook_store.Attempt]) -> None:
-        pass
+    async def record_attempts(conn: Any, attempts: list[webhook_store.Attempt], **_: Any) -> set[Any]:
+        return {a.delivery_id for a in attempts}
 
     monkeypatch.setattr(webhook_store, "claim_due", claim_due)
     monkeypatch.setattr(webhook_store, "record_attempts", record_attempts)

@@ -4,16 +4,20 @@ test_flow.py) move orders along, and a local receiver gets signed deliveries."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import socket
 import ssl
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
+import asyncpg
 import pytest
 import trustme
 from standardwebhooks.webhooks import WebhookVerificationError
 
+from services.orders import webhook_store
 from services.orders.app import create_app
 from services.orders.settings import OrdersSettings
 from services.orders.webhook_http import HttpSender
@@ -298,6 +302,125 @@ async def test_a_silent_endpoint_holds_only_its_own_places(client, merchant, set
     assert answered == 0  # its first attempts were still waiting for an answer
 
 
+@pytest.mark.parametrize("last_attempt", [False, True], ids=["delivered", "given-up"])
+async def test_deleting_an_endpoint_with_a_delivery_in_flight_spoils_no_other_delivery(
+    client, merchant, settings, app, caplog, last_attempt
+):
+    # One merchant deletes its endpoint while a delivery to it is in flight; that delivery's
+    # answer (a 2xx, or the last failure, which disables the endpoint) has nothing left to be
+    # recorded on. Another merchant's delivery, in flight meanwhile, is still recorded, once.
+    worker_loggers = ("shared.service", "services.orders.webhook_service")  # its restarts, its record's failures
+    for name in worker_loggers:
+        caplog.set_level(logging.WARNING, logger=name)
+    other = await new_merchant(client, "Another shop")
+    gone_answers, other_answers = threading.Event(), threading.Event()
+    with (
+        receiver(answer=lambda n: 500 if last_attempt else 200, hold=gone_answers) as gone_hooks,
+        receiver(hold=other_answers) as other_hooks,
+    ):
+        gone = await add_endpoint(client, merchant, gone_hooks.url)
+        kept = await add_endpoint(client, other, other_hooks.url)
+        pool = app.state.runtime.pool
+        if last_attempt:  # its ping queued while the worker cannot see it, with every retry spent
+            await pool.execute("UPDATE webhook_endpoints SET enabled = false WHERE id = $1", UUID(gone["id"]))
+        await client.post(f"/v1/webhook-endpoints/{gone['id']}/test", headers=merchant["headers"])
+        if last_attempt:
+            await pool.execute("UPDATE webhook_deliveries SET attempts = 3 WHERE endpoint_id = $1", UUID(gone["id"]))
+            await pool.execute("UPDATE webhook_endpoints SET enabled = true WHERE id = $1", UUID(gone["id"]))
+        await client.post(f"/v1/webhook-endpoints/{kept['id']}/test", headers=other["headers"])
+        await eventually(lambda: _async(gone_hooks.all() and other_hooks.all()), what="both pings in flight")
+        r = await client.delete(f"/v1/webhook-endpoints/{gone['id']}", headers=merchant["headers"])
+        assert r.status_code == 204
+
+        gone_answers.set()
+        counted = (
+            "orders_webhook_delivery_failures_total 1.0" if last_attempt else "orders_webhook_deliveries_sent_total 1.0"
+        )
+
+        async def gone_answer_handled() -> bool:
+            async with ops_client(app) as ops:
+                return counted in (await ops.get("/metrics")).text or "restarting" in caplog.text
+
+        await eventually(gone_answer_handled, what="the worker to handle the deleted endpoint's answer")
+        other_answers.set()
+
+        async def kept_recorded():
+            log = (await client.get(f"/v1/webhook-endpoints/{kept['id']}/deliveries", headers=other["headers"])).json()[
+                "items"
+            ]
+            return log[0] if log and log[0]["state"] == "delivered" else None
+
+        delivery = await eventually(kept_recorded, timeout=5.0, what="the other merchant's ping recorded")
+        assert [a["status_code"] for a in delivery["attempts"]] == [200]
+        assert len(other_hooks.all()) == 1
+    # Nothing ended the worker's turn, and nothing failed to be recorded.
+    assert [r.getMessage() for r in caplog.records if r.name in worker_loggers and r.levelno >= logging.WARNING] == []
+    assert await pool.fetchval("SELECT count(*) FROM webhook_deliveries WHERE endpoint_id = $1", UUID(gone["id"])) == 0
+
+
+async def test_recording_a_round_leaves_out_deliveries_gone_or_held_without_waiting(client, merchant, settings, app):
+    # The round's statement records what it can at once: a delivery deleted since is left out
+    # (no attempt row to break the foreign key), and so is one another transaction holds (an
+    # endpoint's deletion, say), rather than waited for; the one-row statement then waits.
+    endpoint = await add_endpoint(client, merchant, "http://127.0.0.1:9/never")
+    pool = app.state.runtime.pool
+    free, held, gone = uuid4(), uuid4(), uuid4()
+    for delivery_id in (free, held):
+        await pool.execute(
+            """INSERT INTO webhook_deliveries (id, endpoint_id, event_type, payload, next_attempt_at)
+               VALUES ($1, $2, 'ping', '{}', now() + interval '1 day')""",
+            delivery_id,
+            UUID(endpoint["id"]),
+        )
+    now = datetime.now(UTC)
+    attempts = [webhook_store.Attempt(d, now, 200, 5, None, "delivered", None) for d in (free, held, gone)]
+    holder = await asyncpg.connect(settings.database_url)
+    try:
+        holding = holder.transaction()
+        await holding.start()
+        await holder.execute("SELECT 1 FROM webhook_deliveries WHERE id = $1 FOR UPDATE", held)
+        recorded = await asyncio.wait_for(webhook_store.record_attempts(pool, attempts, wait=False), 5)
+        assert recorded == {free}
+        waiting = asyncio.create_task(webhook_store.record_attempts(pool, attempts[1:2]))
+        await holding.rollback()
+        assert await asyncio.wait_for(waiting, 5) == {held}
+    finally:
+        await holder.close()
+    logged = await pool.fetch(
+        "SELECT d.id, d.state, count(a.*) AS n FROM webhook_deliveries d LEFT JOIN webhook_attempts a "
+        "ON a.delivery_id = d.id GROUP BY d.id, d.state"
+    )
+    assert {(r["id"], r["state"], r["n"]) for r in logged} == {(free, "delivered", 1), (held, "delivered", 1)}
+
+
+async def test_an_attempt_postgresql_refuses_costs_the_rest_of_its_round_nothing(
+    client, merchant, settings, app, caplog
+):
+    # A NUL in an attempt's error is text PostgreSQL refuses: the round's one statement fails,
+    # and each attempt is then recorded alone; the refused one is logged and left to its lease.
+    endpoint = await add_endpoint(client, merchant, "http://127.0.0.1:9/never")
+    pool = app.state.runtime.pool
+    rows = [
+        await pool.fetchrow(
+            """INSERT INTO webhook_deliveries (id, endpoint_id, event_type, payload, next_attempt_at)
+               VALUES ($1, $2, 'ping', '{}', now() + interval '1 day')
+               RETURNING id, endpoint_id, attempts, created_at""",
+            uuid4(),
+            UUID(endpoint["id"]),
+        )
+        for _ in range(3)
+    ]
+    now = datetime.now(UTC)
+    sent = [(rows[0], (now, 200, 5, None)), (rows[1], (now, None, 5, "bad\x00byte")), (rows[2], (now, 204, 5, None))]
+    await app.state.webhooks.record_round(sent)  # raises nothing
+    states = dict(
+        await pool.fetch("SELECT id, state FROM webhook_deliveries WHERE endpoint_id = $1", rows[0]["endpoint_id"])
+    )
+    assert states == {rows[0]["id"]: "delivered", rows[1]["id"]: "pending", rows[2]["id"]: "delivered"}
+    assert await pool.fetchval("SELECT count(*) FROM webhook_attempts") == 2
+    assert f"webhook delivery {rows[1]['id']}: its attempt could not be recorded" in caplog.text
+
+
 async def test_the_sender_closes_the_clients_it_no_longer_uses(monkeypatch):
     sender = HttpSender(timeout_s=10, per_endpoint=8)
     monkeypatch.setattr(sender, "MAX_CLIENTS", 2)
@@ -371,5 +494,27 @@ async def test_the_sender_speaks_tls_and_checks_the_receivers_certificate():
                 await sender.post(url, b"{}", {})
             authority.configure_trust(sender.tls)  # as if the test authority were a public one
             assert await sender.post(url, b"{}", {}) == 204
+    finally:
+        await sender.aclose()
+
+
+async def test_the_sender_dials_only_the_addresses_given_and_checks_the_certificate_of_the_name():
+    # The worker hands over the addresses its policy checked: the sender connects to one of them
+    # (the next when one refuses) without looking the name up, and TLS still checks the name.
+    authority = trustme.CA()
+    server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("hooks.example").configure_cert(server_tls)
+    sender = HttpSender(timeout_s=10, per_endpoint=2)
+    authority.configure_trust(sender.tls)
+    try:
+        async with keep_alive_receiver(b"", status=204, tls=server_tls) as (url, _):
+            port = url.rsplit(":", 1)[1].split("/")[0]
+            # No DNS knows hooks.example, and nothing listens on 127.0.0.2.
+            named = f"https://hooks.example:{port}/hook"
+            assert await sender.post(named, b"{}", {}, addresses=["127.0.0.2", "127.0.0.1"]) == 204
+            with pytest.raises(socket.gaierror):  # an address, not a name to look up
+                await sender.post(f"https://hooks.example:{port}/other", b"{}", {}, addresses=["localhost"])
+            with pytest.raises(ssl.SSLCertVerificationError):  # the certificate is not for that name
+                await sender.post(f"https://other.example:{port}/hook", b"{}", {}, addresses=["127.0.0.1"])
     finally:
         await sender.aclose()
