@@ -164,7 +164,7 @@ async def _body(response: Response) -> bytes | None:
 # The controls a finger must hit: buttons, fields, links made buttons, a disclosure's summary
 # and the maps' zoom buttons and the markers one taps.
 _CONTROLS = (
-    "button, input:not([type=hidden]), select, a.button, summary, .leaflet-control-zoom a,"
+    "button, input:not([type=hidden]), select, a[href], summary, .leaflet-control-zoom a,"
     " .leaflet-marker-icon.leaflet-interactive"
 )
 

@@ -261,6 +261,7 @@ async def test_a_new_couriers_qr_code_signs_the_courier_app_in(browser, city):
     link = decode_qr(await qr.screenshot())
     assert link.startswith(f"{visitor.origin}/app/#t=")
     assert await page.get_by_test_id("signin-link").get_attribute("href") == link
+    assert await visitor.layout_problems() == []  # the link too is a 48 px target
 
     app = await visitor.context.new_page()
     await app.goto(link)
