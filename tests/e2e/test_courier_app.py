@@ -245,6 +245,11 @@ async def test_another_couriers_link_in_the_open_app_starts_clean_and_a_late_ans
         assert await page.evaluate("localStorage.getItem('giao.jobs')") is None
         assert (await admin_courier(city, other["id"]))["online"] is False
 
+        async def first_off_shift() -> bool:  # the courier who handed the phone over
+            return (await admin_courier(city, courier.id))["online"] is False
+
+        await eventually(first_off_shift, timeout=WAIT_MS / 1000, what="the first courier off shift")
+
         # Signed out while a poll is on its way: its answer, when it comes, is not kept.
         cut["hold"] = True
         await page.reload()
@@ -638,6 +643,41 @@ async def test_signing_out_waits_until_the_steps_taken_are_sent(city, browser):
         await city.status(order, "delivered")
         await phone.testid("sign-out").click()
         await expect(phone.testid("login-status")).to_have_text("Chưa đăng nhập")
+
+
+async def test_another_couriers_link_waits_while_the_phone_holds_steps_not_sent(city, browser):
+    """A phone handed over at the end of a shift with a delivery not yet sent: the next courier's
+    link would forget it. The link waits until the step is sent, and says so."""
+    async with courier_phone(city, browser, service_workers="block") as courier:  # routes see no worker's requests
+        phone, page = courier.phone, courier.phone.page
+        await go_online(courier)
+        order = await city.order(cod=0)
+        await phone.offer(order["id"]).get_by_test_id("offer-accept").click(timeout=WAIT_MS)
+        job = phone.job(order["id"])
+        await job.get_by_test_id("job-pickup").click(timeout=WAIT_MS)
+        await expect(job).to_have_attribute("data-status", "picked_up", timeout=WAIT_MS)
+        await expect(job).to_have_attribute("data-pending", "false", timeout=WAIT_MS)
+
+        async def unreachable(route: Route) -> None:
+            await route.abort("internetdisconnected")
+
+        await page.route("**/v1/courier/jobs/*/deliver", unreachable)
+        await job.get_by_test_id("delivery-code").fill(order["delivery_code"])
+        await job.get_by_test_id("job-deliver").click()
+        await expect(phone.testid("pending-steps")).to_have_text("1")
+        other = await city.client.create_courier("Lê Thị Hoa", "0977000111", "motorbike")
+        await phone.sign_in(other["signin_link"])
+        await expect(phone.testid("message")).to_have_text(re.compile("^Chưa đăng nhập tài khoản mới"), timeout=WAIT_MS)
+        assert await page.evaluate("localStorage.getItem('giao.token')") == courier.token
+        assert other["token"] not in page.url
+        await expect(phone.testid("pending-steps")).to_have_text("1")
+
+        await page.unroute("**/v1/courier/jobs/*/deliver")
+        await expect(phone.testid("pending-steps")).to_have_text("0", timeout=WAIT_MS)
+        await city.status(order, "delivered")
+        await phone.sign_in(other["signin_link"])
+        await expect(phone.testid("message")).to_have_text(re.compile("^Đăng nhập thành công"), timeout=WAIT_MS)
+        assert await page.evaluate("localStorage.getItem('giao.token')") == other["token"]
 
 
 async def test_a_step_over_the_rate_waits_the_retry_after_and_a_locked_job_does_not(city, browser):

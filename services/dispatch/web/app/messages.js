@@ -15,6 +15,7 @@ export const MESSAGES = {
     sign_in_help: "Mở đường link đăng nhập mà điều phối viên gửi cho bạn (qua Zalo hoặc tin nhắn) trên điện thoại này.",
     signed_in_notice: "Đăng nhập thành công. Bật “Nhận đơn” để bắt đầu ca.",
     signed_out_notice: "Bạn đã đăng xuất.",
+    link_waits_for_steps: "Chưa đăng nhập tài khoản mới: điện thoại còn bước chờ gửi của tài khoản đang dùng. Hãy kết nối mạng để gửi xong, rồi mở lại đường link.",
     sign_out_steps_waiting: "Chưa đăng xuất được: còn bước chờ gửi. Hãy kết nối mạng để gửi xong rồi đăng xuất.",
     session_ended: "Phiên đăng nhập đã hết hạn hoặc bị thu hồi. Hãy mở lại đường link đăng nhập.",
     offline_banner: "Không có mạng. Các bước sẽ được gửi khi có mạng lại.",

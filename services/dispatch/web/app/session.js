@@ -10,13 +10,18 @@ export function tokenInLink() {
   return new URLSearchParams(location.hash.slice(1)).get("t");
 }
 
+// Takes the link's token out of the address bar without using it.
+export function dropLink() {
+  history.replaceState(null, "", location.pathname + location.search);
+}
+
 // Takes the link's token out of the address bar and keeps it: "new" when it is another token
 // than the one kept (everything the device held for the token before is forgotten first: the
 // next courier starts clean), "same" when it is the one kept, null without one.
 export function takeTokenFromLink() {
   const token = tokenInLink();
   if (token === null) return null;
-  history.replaceState(null, "", location.pathname + location.search);
+  dropLink();
   if (token === "") return null;
   if (token === localStorage.getItem(TOKEN)) return "same";
   forget();
