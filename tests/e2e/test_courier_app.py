@@ -615,16 +615,23 @@ async def test_a_step_taken_offline_waits_and_reaches_dispatch_and_tracking_once
         await city.services_agree()
 
 
+async def picked_up_in_the_app(city, courier: Courier, *, cod: int) -> tuple[dict, Locator]:
+    """The courier on shift accepts a new order and picks it up in the app, both steps sent."""
+    phone = courier.phone
+    await go_online(courier)
+    order = await city.order(cod=cod)
+    await phone.offer(order["id"]).get_by_test_id("offer-accept").click(timeout=WAIT_MS)
+    job = phone.job(order["id"])
+    await job.get_by_test_id("job-pickup").click(timeout=WAIT_MS)
+    await expect(job).to_have_attribute("data-status", "picked_up", timeout=WAIT_MS)
+    await expect(job).to_have_attribute("data-pending", "false", timeout=WAIT_MS)  # sent
+    return order, job
+
+
 async def test_signing_out_waits_until_the_steps_taken_are_sent(city, browser):
     async with courier_phone(city, browser, service_workers="block") as courier:
         phone = courier.phone
-        await go_online(courier)
-        order = await city.order(cod=150_000)
-        await phone.offer(order["id"]).get_by_test_id("offer-accept").click(timeout=WAIT_MS)
-        job = phone.job(order["id"])
-        await job.get_by_test_id("job-pickup").click(timeout=WAIT_MS)
-        await expect(job).to_have_attribute("data-status", "picked_up", timeout=WAIT_MS)
-        await expect(job).to_have_attribute("data-pending", "false", timeout=WAIT_MS)  # sent
+        order, job = await picked_up_in_the_app(city, courier, cod=150_000)
 
         await phone.network(up=False)  # delivered, cash collected, no network
         await job.get_by_test_id("cod-collected").fill("150000")
@@ -650,13 +657,7 @@ async def test_another_couriers_link_waits_while_the_phone_holds_steps_not_sent(
     link would forget it. The link waits until the step is sent, and says so."""
     async with courier_phone(city, browser, service_workers="block") as courier:  # routes see no worker's requests
         phone, page = courier.phone, courier.phone.page
-        await go_online(courier)
-        order = await city.order(cod=0)
-        await phone.offer(order["id"]).get_by_test_id("offer-accept").click(timeout=WAIT_MS)
-        job = phone.job(order["id"])
-        await job.get_by_test_id("job-pickup").click(timeout=WAIT_MS)
-        await expect(job).to_have_attribute("data-status", "picked_up", timeout=WAIT_MS)
-        await expect(job).to_have_attribute("data-pending", "false", timeout=WAIT_MS)
+        order, job = await picked_up_in_the_app(city, courier, cod=0)
 
         async def unreachable(route: Route) -> None:
             await route.abort("internetdisconnected")
