@@ -419,11 +419,11 @@ async function main() {
   // Another courier's link while the phone still holds steps not sent (a delivery, cash
   // collected): taking it would lose them. The link waits; the courier is told to connect so
   // the steps go first, then to open the link again.
-  const other = ![null, "", session.token()].includes(session.tokenInLink());
-  if (other && session.token() !== null && (await outbox.steps()).length > 0) {
+  const handedOver = session.token() !== null && ![null, "", session.token()].includes(session.tokenInLink());
+  if (handedOver && (await outbox.steps()).length > 0) {
     session.dropLink();
     say(t("link_waits_for_steps"), "error");
-  } else if (other && session.token() !== null && localStorage.getItem(ON_SHIFT) === "1") {
+  } else if (handedOver && localStorage.getItem(ON_SHIFT) === "1") {
     // The courier handing the phone over was on shift: off it (with their token, read now),
     // or dispatch would go on offering them orders nobody answers. Best effort.
     api.status(false).catch(() => {});
