@@ -121,11 +121,20 @@ def kafka_server() -> Iterator[Kafka]:
         yield Kafka(f"127.0.0.1:{os.environ.get('GIAO_KAFKA_PORT', '9092')}", local=True)
 
 
+_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on right now (for a server a test starts)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    """A TCP port nobody listens on right now (for a server a test starts), and one this
+    process has not handed out before: a port stays free until its server binds it, and the
+    kernel may offer it again in between (a system's processes take several at once)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def need_tool(name: str, installed_by: str = "deploy/local/tools.sh (`make test` runs it)") -> str:
