@@ -1,7 +1,7 @@
 """Dispatch's SQL for jobs, a courier's steps and the cancel saga (store_couriers.py has the
 couriers' rows, store_matching.py the matcher's and the expirer's, store_admin.py the
-console's). Every function takes a connection; the caller owns the transaction. Jobs come back
-as `Job`, built once from a row.
+console's, store_cash.py the cash couriers hold). Every function takes a connection; the caller
+owns the transaction. Jobs come back as `Job`, built once from a row.
 
 Lock order, everywhere (every store file): jobs before couriers, and within each kind by id. With
 that order two transactions cannot wait on each other in a cycle. The matcher goes further
@@ -57,6 +57,7 @@ def sql_list(values: Iterable[str]) -> str:
 # The constants statements are written with (a statement passed to a call names only these
 # and column lists: tests/e2e/test_security.py checks that no value is formatted into one).
 WAITING, OFFERED, CANCELLED = sql_literal(domain.WAITING), sql_literal(domain.OFFERED), sql_literal(domain.CANCELLED)
+DELIVERED = sql_literal(domain.DELIVERED)
 HOLDS_CAPACITY, ON_ITS_WAY = sql_list(domain.HOLDS_CAPACITY), sql_list(domain.ON_ITS_WAY)
 OPEN, ACCEPTED = sql_literal(domain.OFFER_OPEN), sql_literal(domain.OFFER_ACCEPTED)
 DECLINED, WITHDRAWN = sql_literal(domain.OFFER_DECLINED), sql_literal(domain.OFFER_WITHDRAWN)
@@ -256,10 +257,12 @@ async def record_code_check(conn: asyncpg.Connection, order_id: UUID, state: dom
 
 async def clear_code_lock(conn: asyncpg.Connection, order_id: UUID) -> asyncpg.Record | None:
     """Forget a job's wrong codes and lockouts (the admin's clear); the counts it had, or None
-    for an unknown job."""
+    for an unknown job. A delivered job keeps its updated_at: it is when the job was delivered,
+    which orders the cash its courier holds (store_cash.py)."""
     return await conn.fetchrow(
-        """UPDATE jobs j SET code_failures = 0, code_failures_total = 0, code_lockouts = 0,
-                code_locked_until = NULL, updated_at = now()
+        f"""UPDATE jobs j SET code_failures = 0, code_failures_total = 0, code_lockouts = 0,
+                code_locked_until = NULL,
+                updated_at = CASE WHEN j.status = {DELIVERED} THEN j.updated_at ELSE now() END
            FROM (SELECT order_id, code_failures_total, code_lockouts FROM jobs WHERE order_id = $1 FOR UPDATE) old
            WHERE j.order_id = old.order_id
            RETURNING old.code_failures_total AS wrong_codes, old.code_lockouts AS lockouts""",
