@@ -12,7 +12,7 @@ from shared.contract import FailReason, Vehicle
 from shared.inputs import safe_stripped
 from shared.phones import Phone
 
-from .domain import OfferState
+from .domain import MAX_HANDIN_VND, OfferState
 from .schemas import _COURIER_ID, _DROPOFF, _ORDER_ID, _PICKUP, Body, CourierFlag, JobStatus, ParcelView, PlaceView
 
 # --- couriers ----------------------------------------------------------------------------
@@ -224,3 +224,102 @@ class Overview(BaseModel):
         "null when this process runs no consumer"
     )
     at: datetime
+
+
+# --- cash on delivery (admin_cash_api.py) ---------------------------------------------------
+
+
+class CashHandinCreate(Body):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"amount_vnd": 1_250_000}]})
+
+    amount_vnd: int = Field(
+        strict=True,
+        gt=0,
+        le=MAX_HANDIN_VND,
+        description="The cash handed in: the courier's oldest deliveries whose cash adds up to exactly it are settled",
+    )
+
+
+class HeldDelivery(BaseModel):
+    order_id: UUID
+    tracking_code: str
+    delivered_at: datetime
+    cod_collected_vnd: int
+
+
+class CashHandinView(BaseModel):
+    id: int
+    amount_vnd: int
+    deliveries: int = Field(description="How many deliveries' cash it settled")
+    received_at: datetime
+
+
+class CourierCash(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "courier_id": _COURIER_ID,
+                    "held_vnd": 850000,
+                    "held_deliveries": 1,
+                    "deliveries": [
+                        {
+                            "order_id": _ORDER_ID,
+                            "tracking_code": "GX7K2M9QPL4T",
+                            "delivered_at": "2025-03-14T09:52:10+07:00",
+                            "cod_collected_vnd": 850000,
+                        }
+                    ],
+                    "more": False,
+                    "handins": [
+                        {"id": 41, "amount_vnd": 1250000, "deliveries": 3, "received_at": "2025-03-13T18:05:00+07:00"}
+                    ],
+                }
+            ]
+        }
+    )
+
+    courier_id: UUID
+    held_vnd: int = Field(description="Cash collected on delivery and not yet handed in")
+    held_deliveries: int = Field(description="Of how many deliveries")
+    deliveries: list[HeldDelivery] = Field(description="Those deliveries, the oldest first (at most 500)")
+    more: bool = Field(description="True when more deliveries hold cash than are listed")
+    handins: list[CashHandinView] = Field(description="The latest 20 hand-ins, newest first")
+
+
+class CashHandinCreated(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "id": 42,
+                    "courier_id": _COURIER_ID,
+                    "amount_vnd": 850000,
+                    "deliveries": 1,
+                    "received_at": "2025-03-14T18:02:41+07:00",
+                    "held_vnd": 0,
+                }
+            ]
+        }
+    )
+
+    id: int
+    courier_id: UUID
+    amount_vnd: int
+    deliveries: int = Field(description="How many of the oldest deliveries' cash it settled")
+    received_at: datetime
+    held_vnd: int = Field(description="What the courier still holds after it")
+
+
+class CourierHoldingCash(BaseModel):
+    courier_id: UUID
+    display_name: str
+    held_vnd: int
+    deliveries: int
+    oldest_delivered_at: datetime = Field(description="When the oldest delivery whose cash they hold was delivered")
+
+
+class CashPage(BaseModel):
+    items: list[CourierHoldingCash] = Field(description="The couriers holding cash, the one holding it longest first")
+    total_held_vnd: int = Field(description="The cash all couriers hold")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")

@@ -1,7 +1,7 @@
 """Dispatch's composition root: settings, the runtime (pool, migrations, broker, outbox
 relay), the orders consumer, the matcher's loops, the couriers' streams of offers (live.py), and
 the HTTP app of the courier's routes (api.py), the admin's routes and the console's views
-(admin_api.py, admin_guards_api.py), the courier app's and the ops console's pages."""
+(admin_api.py, admin_guards_api.py, admin_cash_api.py), the courier app's and the ops console's pages."""
 
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from shared.pages import ShellWorker, pages_router
 from shared.ratelimit import BearerLimits, RateLimiter, failed_auth_limits
 from shared.service import Runtime
 
-from . import admin_api, admin_guards_api, api, deps
+from . import admin_api, admin_cash_api, admin_guards_api, api, deps
 from .deps import known_couriers
 from .handlers import CONSUMER, OrderEvents
 from .live import CourierStreams, change_feed
@@ -101,6 +101,7 @@ def create_app(settings: DispatchSettings | None = None) -> FastAPI:
             api.router,
             admin_api.router,
             admin_guards_api.router,
+            admin_cash_api.router,
             audit_router(deps.admin, deps.pool),
             maps.router,
             courier_app_pages(),

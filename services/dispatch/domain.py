@@ -10,6 +10,7 @@ order's status is `placed` in both.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -278,6 +279,35 @@ def courier_code_locked(failures: int, max_failures: int) -> bool:
 
 def retry_after_s(locked_until: datetime, now: datetime) -> int:
     return max(1, math.ceil((locked_until - now).total_seconds()))
+
+
+# --- cash on delivery --------------------------------------------------------------------
+
+# The largest hand-in the admin may record (a day of a whole hub's cash is far below it).
+MAX_HANDIN_VND = 10**12
+
+
+class HandinCount(NamedTuple):
+    """How many of a courier's oldest deliveries a hand-in settles: `settled` when their cash adds
+    up to exactly the amount; None when no run of the oldest does, and `need_more` when the
+    deliveries given add up to less (the next ones may still reach it)."""
+
+    settled: int | None
+    need_more: bool
+
+
+def handin_count(cash_oldest_first: Sequence[int], amount_vnd: int) -> HandinCount:
+    """A hand-in settles the oldest deliveries first (the cash a courier carries longest): the
+    first N whose cash adds up to exactly `amount_vnd`, or none (a part of one delivery's cash
+    settles nothing, and an amount matching no run is refused whole)."""
+    total = 0
+    for n, cash in enumerate(cash_oldest_first, start=1):
+        total += cash
+        if total == amount_vnd:
+            return HandinCount(n, False)
+        if total > amount_vnd:
+            return HandinCount(None, False)
+    return HandinCount(None, True)
 
 
 # --- couriers --------------------------------------------------------------------------------

@@ -303,3 +303,19 @@ def test_a_step_is_already_done_only_in_the_status_it_leads_to():
     assert not domain.already_done(Action.ACCEPT, domain.PICKED_UP)
     assert not domain.already_done(Action.PICKUP, domain.ASSIGNED)
     assert set(domain.JOB_STATUSES) >= {end for _, end in domain.TRANSITIONS.values()}
+
+
+@pytest.mark.parametrize(
+    ("cash", "amount", "expected"),
+    [
+        ([100, 200, 300], 100, (1, False)),
+        ([100, 200, 300], 300, (2, False)),
+        ([100, 200, 300], 600, (3, False)),
+        ([100, 200, 300], 200, (None, False)),  # the second alone is not a run of the oldest
+        ([100, 200, 300], 150, (None, False)),  # part of a delivery's cash settles nothing
+        ([100, 200, 300], 700, (None, True)),  # more deliveries than these may reach it
+        ([], 100, (None, True)),
+    ],
+)
+def test_a_hand_in_settles_the_oldest_deliveries_adding_up_to_it(cash, amount, expected):
+    assert domain.handin_count(cash, amount) == expected

@@ -5,6 +5,7 @@
 - orders.py: orders' events (new jobs, and the cancel saga's answer);
 - matching.py: offering waiting jobs to the best available couriers;
 - guards.py: a wrong delivery code counted on the courier, and the admin's clears of flags and locks;
+- cash.py: the cash couriers hold, and the admin's record of its hand-in;
 - expiry.py: offers past their time, and orders past the dispatch window;
 - common.py: what they share (errors, events, the H3 grid).
 
