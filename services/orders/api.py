@@ -1,5 +1,5 @@
-"""HTTP routes of the orders service: merchants (admin), quotes, orders, cancelling, webhook endpoints,
-API keys and the admin's audit log.
+"""HTTP routes of the orders service: merchants (admin), quotes, orders, cancelling, the statement,
+webhook endpoints, API keys and the admin's audit log.
 
 Each route is thin: parse, call the service layer (service_layer.py), answer. The caller is
 the one dependency (deps.py); the service is read from app.state through the `request`.
@@ -17,7 +17,17 @@ from fastapi.responses import Response
 from services.orders import deps
 from services.orders.admission import Overloaded
 from services.orders.deps import CurrentMerchant
-from services.orders.domain import BadCursor, CancelNotAllowed, Cursor, OutsideServiceArea, UnlockNotAllowed
+from services.orders.domain import (
+    STATEMENT_MAX_DAYS,
+    BadCursor,
+    BadRange,
+    CancelNotAllowed,
+    Cursor,
+    DayRange,
+    OutsideServiceArea,
+    UnlockNotAllowed,
+    day_range,
+)
 from services.orders.schemas import (
     ApiKeyCreated,
     ApiKeyOut,
@@ -30,6 +40,8 @@ from services.orders.schemas import (
     OrderPage,
     QuoteIn,
     QuoteOut,
+    StatementOut,
+    StatementPage,
 )
 from services.orders.service_layer import (
     DuplicateExternalId,
@@ -226,6 +238,60 @@ async def unlock_delivery_code(request: Request, order_id: str, me: CurrentMerch
     except UnlockNotAllowed as exc:
         raise Problem(409, str(exc), title="Nothing to unlock", order_status=exc.status) from None
     return Response(status_code=202)
+
+
+# --- the statement (cash on delivery, reconciled) --------------------------------------------
+
+FirstDay = Annotated[str, Query(alias="from", max_length=10, description="The first day (Vietnam, UTC+7), YYYY-MM-DD")]
+LastDay = Annotated[str, Query(max_length=10, description="The last day (Vietnam, UTC+7), YYYY-MM-DD, included")]
+STATEMENT_RANGE = (
+    f"Days are Vietnam's calendar days (UTC+7), `from` and `to` both included, at most {STATEMENT_MAX_DAYS} of them."
+)
+
+
+def parse_days(first: str, last: str) -> DayRange:
+    try:
+        return day_range(first, last)
+    except BadRange as exc:
+        raise invalid_query(exc.field, str(exc)) from None
+
+
+@router.get(
+    "/v1/statement",
+    response_model=StatementOut,
+    tags=["statement"],
+    summary="Cash on delivery collected and fees, by day of delivery",
+    description="Your orders delivered in the range, by the time they were delivered: each one's COD was "
+    "collected in full (dispatch refuses a delivery whose amount differs), and its fee is due. `net_vnd` = "
+    "COD collected - fees: what Giao owes you (negative: what you owe Giao). " + STATEMENT_RANGE,
+    responses=problem_responses(401, 422, 429),
+)
+async def statement(request: Request, me: CurrentMerchant, first: FirstDay, to: LastDay) -> Response:
+    return json_response(await deps.orders(request).statement(me, parse_days(first, to)))
+
+
+@router.get(
+    "/v1/statement/orders",
+    response_model=StatementPage,
+    tags=["statement"],
+    summary="The statement's orders one by one, oldest delivery first",
+    description=STATEMENT_RANGE,
+    responses=problem_responses(401, 422, 429),
+)
+async def statement_orders(
+    request: Request,
+    me: CurrentMerchant,
+    first: FirstDay,
+    to: LastDay,
+    limit: Annotated[int, Query(ge=1, le=100)] = 50,
+    cursor: Annotated[str | None, Query(max_length=200, description="next_cursor of the previous page")] = None,
+) -> Response:
+    days = parse_days(first, to)
+    try:
+        after = Cursor.decode(cursor) if cursor else None
+    except BadCursor as exc:
+        raise invalid_query("cursor", str(exc)) from None
+    return json_response(await deps.orders(request).statement_orders(me, days, limit=limit, after=after))
 
 
 def key_not_found() -> Problem:

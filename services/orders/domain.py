@@ -12,9 +12,10 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+import re
 import secrets
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import date, datetime, time, timedelta, timezone
 from typing import Any, Literal
 from uuid import UUID
 
@@ -152,6 +153,18 @@ def _move_to(progress: Progress, status: str, at: datetime) -> Progress:
     return replace(progress, status=status, history=history, cancellation=cancellation)
 
 
+def delivered_at(progress: Progress) -> datetime | None:
+    """When the order was delivered (its history's entry: dispatch's time of the delivery), or
+    None unless it is delivered. Only a delivered order looks through its history."""
+    if progress.status != "delivered":
+        return None
+    for step in progress.history:
+        if step["status"] == "delivered":
+            at = step["at"]  # a datetime when applied here, text when read back from the database
+            return at if isinstance(at, datetime) else datetime.fromisoformat(at)
+    return None
+
+
 class CancelNotAllowed(Exception):
     def __init__(self, status: str) -> None:
         super().__init__(f"An order that is {status} can no longer be cancelled")
@@ -201,13 +214,14 @@ class BadCursor(ValueError):
 
 @dataclass(frozen=True)
 class Cursor:
-    """Where a page of the newest-first list ended: the last order's (created_at, id)."""
+    """Where a page of a list ended: the last order's (time, id), the time being what the list
+    is in order of (created_at for the orders, delivered_at for the statement's orders)."""
 
-    created_at: datetime
+    at: datetime
     id: UUID
 
     def encode(self) -> str:
-        raw = f"{self.created_at.isoformat()}|{self.id}".encode()
+        raw = f"{self.at.isoformat()}|{self.id}".encode()
         return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
     @classmethod
@@ -216,9 +230,65 @@ class Cursor:
             raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)).decode()
             when, _, ident = raw.partition("|")
             # Bounded: a hand-made 0001-01-01T00:00:00+14:00 parses, but not for PostgreSQL.
-            return cls(created_at=instant_from_text(when), id=UUID(ident))
+            return cls(at=instant_from_text(when), id=UUID(ident))
         except (ValueError, binascii.Error, UnicodeDecodeError) as exc:
             raise BadCursor("not a cursor this service gave out") from exc
+
+
+# --- the statement (cash on delivery, reconciled) ---------------------------------------
+
+VIETNAM = timezone(timedelta(hours=7))  # the merchant's calendar days; no daylight saving time
+STATEMENT_MAX_DAYS = 93  # a quarter: three months of 31 days
+# A day as the contract writes it; the rest of ISO 8601 (20240506, 2024-W19-1) is refused.
+_DAY = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_FIRST_DAY, _LAST_DAY = date(2000, 1, 1), date(2099, 12, 31)  # as shared.inputs' instants
+
+
+class BadRange(ValueError):
+    """A statement's day range that cannot be read; `field` names the query parameter at fault."""
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class DayRange:
+    """Calendar days of Vietnam, both ends included."""
+
+    first: date
+    last: date
+
+    @property
+    def start(self) -> datetime:
+        return datetime.combine(self.first, time(), VIETNAM)
+
+    @property
+    def end(self) -> datetime:
+        """The start of the day after the last: the range is [start, end)."""
+        return datetime.combine(self.last + timedelta(days=1), time(), VIETNAM)
+
+
+def _day(field: str, text: str) -> date:
+    if not _DAY.fullmatch(text):
+        raise BadRange(field, "a date YYYY-MM-DD")
+    try:
+        day = date.fromisoformat(text)
+    except ValueError:
+        raise BadRange(field, "not a date of the calendar") from None
+    if not _FIRST_DAY <= day <= _LAST_DAY:
+        raise BadRange(field, f"a date from {_FIRST_DAY} to {_LAST_DAY}")
+    return day
+
+
+def day_range(first: str, last: str) -> DayRange:
+    """The statement's `from` and `to`: each a day, in order, at most STATEMENT_MAX_DAYS days."""
+    days = DayRange(_day("from", first), _day("to", last))
+    if days.last < days.first:
+        raise BadRange("to", "before from")
+    if (days.last - days.first).days + 1 > STATEMENT_MAX_DAYS:
+        raise BadRange("to", f"the range is longer than {STATEMENT_MAX_DAYS} days (both ends included)")
+    return days
 
 
 # --- the service area -------------------------------------------------------------

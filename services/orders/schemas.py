@@ -289,6 +289,72 @@ def order_view(row: Any) -> dict[str, Any]:
     }
 
 
+# --- the statement (cash on delivery, reconciled) -------------------------------------------
+
+
+class StatementDay(Output):
+    date: str = Field(description="A calendar day in Vietnam (UTC+7), YYYY-MM-DD", examples=["2024-05-06"])
+    delivered: int = Field(description="Orders delivered that day")
+    cod_collected_vnd: int = Field(description="Cash collected from their recipients")
+    fees_vnd: int = Field(description="Their delivery fees")
+    net_vnd: int = Field(description="cod_collected_vnd - fees_vnd: what Giao owes the shop (negative: the shop owes)")
+
+
+class StatementOut(Output):
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "from": "2024-05-01",
+                    "to": "2024-05-31",
+                    "delivered": 3,
+                    "cod_collected_vnd": 1250000,
+                    "fees_vnd": 96000,
+                    "net_vnd": 1154000,
+                    "days": [
+                        {
+                            "date": "2024-05-06",
+                            "delivered": 2,
+                            "cod_collected_vnd": 850000,
+                            "fees_vnd": 66000,
+                            "net_vnd": 784000,
+                        },
+                        {
+                            "date": "2024-05-09",
+                            "delivered": 1,
+                            "cod_collected_vnd": 400000,
+                            "fees_vnd": 30000,
+                            "net_vnd": 370000,
+                        },
+                    ],
+                }
+            ]
+        }
+    )
+
+    from_: str = Field(alias="from", description="The first day, as asked")
+    to: str = Field(description="The last day, as asked (included)")
+    delivered: int
+    cod_collected_vnd: int
+    fees_vnd: int
+    net_vnd: int = Field(description="What Giao owes the shop for these days (negative: what the shop owes Giao)")
+    days: list[StatementDay] = Field(description="Only the days with a delivery, in date order")
+
+
+class StatementLine(Output):
+    order_id: UUID
+    external_id: str | None
+    tracking_code: str
+    delivered_at: datetime = Field(description="The time of the delivery (its history's `delivered` entry)")
+    cod_collected_vnd: int
+    fee_vnd: int
+
+
+class StatementPage(Output):
+    items: list[StatementLine] = Field(description="Oldest delivery first")
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null at the end")
+
+
 # --- API keys and the audit log ------------------------------------------------------
 
 

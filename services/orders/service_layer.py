@@ -1,6 +1,6 @@
 """The merchant's use cases: creating merchants, quoting, placing an order (under an
-Idempotency-Key, with its order.placed event), reading and cancelling orders, and forgetting
-old idempotency keys.
+Idempotency-Key, with its order.placed event), reading and cancelling orders, the statement of
+delivered orders (cash on delivery, reconciled), and forgetting old idempotency keys.
 
 Each use case is one transaction (or one statement) through store.py with the rules of
 domain.py; an event leaves through the outbox (shared.outbox) in the transaction that writes
@@ -23,7 +23,9 @@ from pydantic import BaseModel
 
 from services.orders import store
 from services.orders.domain import (
+    VIETNAM,
     Cursor,
+    DayRange,
     Quote,
     new_order_id,
     new_tracking_code,
@@ -105,6 +107,27 @@ class Placed:
 
 def api_key_view(row: Any) -> dict[str, Any]:
     return {"id": str(row["id"]), "prefix": row["prefix"], "created_at": row["created_at"]}
+
+
+def statement_sums(delivered: int, cod_collected_vnd: int, fees_vnd: int) -> dict[str, int]:
+    """A statement's figures; net_vnd is what Giao owes the shop (negative: what the shop owes)."""
+    return {
+        "delivered": delivered,
+        "cod_collected_vnd": cod_collected_vnd,
+        "fees_vnd": fees_vnd,
+        "net_vnd": cod_collected_vnd - fees_vnd,
+    }
+
+
+def statement_line(row: Any) -> dict[str, Any]:
+    return {
+        "order_id": str(row["id"]),
+        "external_id": row["external_id"],
+        "tracking_code": row["tracking_code"],
+        "delivered_at": row["delivered_at"].isoformat(),
+        "cod_collected_vnd": row["cod_amount_vnd"],
+        "fee_vnd": row["fee_vnd"],
+    }
 
 
 def request_hash(body: BaseModel) -> str:
@@ -336,6 +359,37 @@ class OrdersService:
         page, more = rows[:limit], len(rows) > limit
         next_cursor = Cursor(page[-1]["created_at"], page[-1]["id"]).encode() if more else None
         return {"items": [order_view(r) for r in page], "next_cursor": next_cursor}
+
+    # --- the statement ----------------------------------------------------------------
+
+    async def statement(self, me: store.Merchant, days: DayRange) -> dict[str, Any]:
+        """What the merchant's orders delivered in these days (Vietnam's) collected and cost, day by
+        day (only days with a delivery) and in all. A delivered order's COD was collected in full:
+        dispatch refuses a delivery whose amount differs."""
+        rows = await store.statement_days(
+            self.runtime.pool, me.id, start=days.start, end=days.end, utc_offset=VIETNAM.utcoffset(None)
+        )
+        lines = [
+            {"date": r["day"].isoformat(), **statement_sums(r["delivered"], r["cod_collected_vnd"], r["fees_vnd"])}
+            for r in rows
+        ]
+        total = statement_sums(
+            sum(d["delivered"] for d in lines),
+            sum(d["cod_collected_vnd"] for d in lines),
+            sum(d["fees_vnd"] for d in lines),
+        )
+        return {"from": days.first.isoformat(), "to": days.last.isoformat(), **total, "days": lines}
+
+    async def statement_orders(
+        self, me: store.Merchant, days: DayRange, *, limit: int, after: Cursor | None
+    ) -> dict[str, Any]:
+        """A page of the statement's orders, the oldest delivery first, with the cursor of the next one."""
+        rows = await store.statement_orders(
+            self.runtime.pool, me.id, start=days.start, end=days.end, limit=limit + 1, after=after
+        )
+        page, more = rows[:limit], len(rows) > limit
+        next_cursor = Cursor(page[-1]["delivered_at"], page[-1]["id"]).encode() if more else None
+        return {"items": [statement_line(r) for r in page], "next_cursor": next_cursor}
 
     async def cancel_order(self, me: store.Merchant, order_id: UUID, reason: str | None) -> dict[str, Any]:
         """Ask dispatch to cancel (domain.request_cancel decides whether to ask); raises

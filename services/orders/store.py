@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 import orjson
 
-from services.orders.domain import Cursor, Progress
+from services.orders.domain import Cursor, Progress, delivered_at
 from services.orders.webhooks import WebhookEvent
 from shared.outbox import OPENING_EVENT_COLUMN_TYPES, opening_events_from
 
@@ -226,7 +226,7 @@ async def list_orders(
     if status is not None:
         args.append(status)
     if after is not None:
-        args += [after.created_at, after.id]
+        args += [after.at, after.id]
     args.append(limit)
     return await pool.fetch(_LIST_ORDERS[(status is not None, after is not None)], *args)
 
@@ -271,10 +271,11 @@ async def progress_for_update(conn: asyncpg.Connection, order_ids: Iterable[UUID
     return {r["id"]: progress_of(r) for r in rows}
 
 
+# delivered_at is null but for an order that becomes delivered (it never changes afterwards).
 _SAVE_PROGRESS = """UPDATE orders o SET status = k.status, history = k.history::jsonb, courier = k.courier::jsonb,
-                cancellation = k.cancellation, updated_at = now()
-           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[])
-                AS k(id, status, history, courier, cancellation)
+                cancellation = k.cancellation, delivered_at = k.delivered_at, updated_at = now()
+           FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[])
+                AS k(id, status, history, courier, cancellation, delivered_at)
            WHERE o.id = k.id"""
 
 # The same, and one delivery per (webhook event, enabled endpoint of the order's merchant that
@@ -285,7 +286,7 @@ _SAVE_PROGRESS_AND_DELIVERIES = f"""WITH updated AS ({_SAVE_PROGRESS} RETURNING 
         INSERT INTO webhook_deliveries (id, endpoint_id, order_id, event_type, payload)
         SELECT gen_random_uuid(), e.id, u.id, w.type,
                jsonb_set(w.payload::jsonb, '{{data,external_id}}', coalesce(to_jsonb(u.external_id), 'null'::jsonb))
-        FROM unnest($6::uuid[], $7::text[], $8::text[]) WITH ORDINALITY AS w(order_id, type, payload, n)
+        FROM unnest($7::uuid[], $8::text[], $9::text[]) WITH ORDINALITY AS w(order_id, type, payload, n)
         JOIN updated u ON u.id = w.order_id
         JOIN webhook_endpoints e ON e.merchant_id = u.merchant_id AND e.enabled AND w.type = ANY(e.event_types)
         ORDER BY w.n, e.id)
@@ -306,6 +307,7 @@ async def save_progress(
         [orjson.dumps(list(p.history)).decode() for _, p in changed],
         [None if p.courier is None else orjson.dumps(p.courier).decode() for _, p in changed],
         [p.cancellation for _, p in changed],
+        [delivered_at(p) for _, p in changed],
     ]
     if not hooks:
         await conn.execute(_SAVE_PROGRESS, *args)
@@ -317,3 +319,42 @@ async def save_progress(
         [h.type for h in hooks],
         [orjson.dumps(h.payload()).decode() for h in hooks],
     )
+
+
+# --- the statement ---------------------------------------------------------------------
+# Both read the partial index orders_merchant_delivered (migration 0005) over [start, end).
+
+_STATEMENT_DAYS = """SELECT (timezone('UTC', delivered_at) + $4::interval)::date AS day, count(*) AS delivered,
+           sum(cod_amount_vnd)::bigint AS cod_collected_vnd, sum(fee_vnd)::bigint AS fees_vnd
+    FROM orders WHERE merchant_id = $1 AND status = 'delivered' AND delivered_at >= $2 AND delivered_at < $3
+    GROUP BY day ORDER BY day"""
+
+
+async def statement_days(
+    pool: asyncpg.Pool, merchant_id: UUID, *, start: datetime, end: datetime, utc_offset: timedelta
+) -> list[asyncpg.Record]:
+    """The merchant's deliveries in [start, end) by calendar day at `utc_offset`: count and sums."""
+    return await pool.fetch(_STATEMENT_DAYS, merchant_id, start, end, utc_offset)
+
+
+_STATEMENT_LINE_COLUMNS = "id, external_id, tracking_code, delivered_at, cod_amount_vnd, fee_vnd"
+# One fixed statement per (cursor?), like the list of orders.
+_STATEMENT_ORDERS = {
+    False: f"""SELECT {_STATEMENT_LINE_COLUMNS} FROM orders
+               WHERE merchant_id = $1 AND status = 'delivered' AND delivered_at >= $2 AND delivered_at < $3
+               ORDER BY delivered_at, id LIMIT $4""",
+    True: f"""SELECT {_STATEMENT_LINE_COLUMNS} FROM orders
+              WHERE merchant_id = $1 AND status = 'delivered' AND delivered_at >= $2 AND delivered_at < $3
+              AND (delivered_at, id) > ($4, $5) ORDER BY delivered_at, id LIMIT $6""",
+}
+
+
+async def statement_orders(
+    pool: asyncpg.Pool, merchant_id: UUID, *, start: datetime, end: datetime, limit: int, after: Cursor | None
+) -> list[asyncpg.Record]:
+    """Up to `limit` orders delivered in [start, end), oldest delivery first, after `after`."""
+    args: list[Any] = [merchant_id, start, end]
+    if after is not None:
+        args += [after.at, after.id]
+    args.append(limit)
+    return await pool.fetch(_STATEMENT_ORDERS[after is not None], *args)

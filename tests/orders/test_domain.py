@@ -13,11 +13,14 @@ from services.orders.domain import (
     IGNORED_EVENTS,
     TRACKING_ALPHABET,
     BadCursor,
+    BadRange,
     CancelNotAllowed,
     Cursor,
     Progress,
     Tariff,
     apply_event,
+    day_range,
+    delivered_at,
     new_order_id,
     new_tracking_code,
     placed,
@@ -186,11 +189,52 @@ def test_the_api_offers_exactly_the_statuses_of_the_contract():
     assert OrderOut.model_json_schema()["properties"]["status"]["enum"] == list(ORDER_STATUSES)
 
 
+# --- the statement ----------------------------------------------------------------
+
+
+def test_a_statement_range_is_vietnams_days_both_included():
+    days = day_range("2024-05-01", "2024-05-02")
+    assert days.start == datetime(2024, 4, 30, 17, tzinfo=UTC)
+    assert days.end == datetime(2024, 5, 2, 17, tzinfo=UTC)
+    assert day_range("2024-01-01", "2024-04-02").last.isoformat() == "2024-04-02"  # 93 days: the longest
+
+
+@pytest.mark.parametrize(
+    ("first", "last", "field"),
+    [
+        ("2024-5-1", "2024-05-02", "from"),
+        ("20240501", "2024-05-02", "from"),
+        ("\uff12\uff10\uff12\uff14-05-01", "2024-05-02", "from"),  # fullwidth digits
+        ("1999-12-31", "2000-01-01", "from"),
+        ("2024-05-01", "2024-02-30", "to"),
+        ("2099-12-31", "2100-01-01", "to"),
+        ("2024-05-02", "2024-05-01", "to"),
+        ("2024-01-01", "2024-04-03", "to"),  # 94 days
+    ],
+)
+def test_a_bad_statement_range_names_its_field(first, last, field):
+    with pytest.raises(BadRange) as caught:
+        day_range(first, last)
+    assert caught.value.field == field
+
+
+def test_delivered_at_is_the_historys_delivery_and_never_changes():
+    when = datetime(2024, 5, 1, 23, 30, tzinfo=UTC)
+    p = apply_event(placed(when - timedelta(hours=1)), "delivery.picked_up", when - timedelta(minutes=5), step())
+    assert delivered_at(p) is None
+    delivered = apply_event(p, "delivery.delivered", when, step())
+    assert delivered_at(delivered) == when
+    # As read back from the database (jsonb: the time as text).
+    stored = Progress(status="delivered", history=tuple({**h, "at": h["at"].isoformat()} for h in delivered.history))
+    assert delivered_at(stored) == when
+    assert apply_event(delivered, "delivery.returned", when + timedelta(hours=1), step()) == delivered
+
+
 # --- cursors ----------------------------------------------------------------------
 
 
 def test_cursor_round_trip():
-    c = Cursor(created_at=datetime(2024, 5, 6, 9, 15, 2, 120_000, tzinfo=timezone(timedelta(hours=7))), id=uuid4())
+    c = Cursor(at=datetime(2024, 5, 6, 9, 15, 2, 120_000, tzinfo=timezone(timedelta(hours=7))), id=uuid4())
     assert Cursor.decode(c.encode()) == c
 
 
