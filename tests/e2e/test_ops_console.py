@@ -235,6 +235,61 @@ async def test_a_flagged_courier_shows_the_flag_and_the_admin_clears_it(browser,
     await visitor.close()
 
 
+async def test_a_couriers_cash_shows_in_their_panel_and_the_admin_receives_it(browser, city):
+    """A courier delivers a COD order: their panel shows the cash held; the admin receives it
+    (a second tap confirms the amount) and the API shows nothing held and one hand-in. Then a
+    hand-in recorded elsewhere while the console asks to confirm: its 409 reads again, says so."""
+    created = await city.client.create_courier("Vũ Văn Tiền", "0987654321", "motorbike")
+    token, courier_id = created["token"], str(created["id"])
+    await city.client.set_status(token, True, city.lat + 0.002, city.lng)
+    admin = f"{city.system.url_of('dispatch')}/v1/admin/couriers/{courier_id}"
+
+    async def delivered(cod: int) -> None:
+        order = await city.order(cod=cod)
+        await city.offer_for(token, order["id"])
+        for action in ("accept", "pickup"):
+            await city.client.job_action(token, order["id"], action)
+        body = {"delivery_code": order["delivery_code"], "cod_collected_vnd": cod}
+        await city.client.job_action(token, order["id"], "deliver", body)
+
+    await delivered(150_000)
+    visitor = await console(browser, city)
+    page = visitor.page
+    marker = page.locator(f'[data-testid="courier-marker"][data-courier-id="{courier_id}"]')
+    await expect(marker).to_be_visible(timeout=WAIT_MS)
+    await marker.click()
+    cash = page.get_by_test_id("courier-cash")
+    await expect(cash).to_have_attribute("data-held-vnd", "150000", timeout=WAIT_MS)
+    await expect(cash).to_have_text(re.compile(r"^150\.000\s₫ của 1 đơn đã giao$"))
+    await expect(page.get_by_test_id("cash-confirm")).to_be_hidden()
+    await page.get_by_test_id("cash-receive").click()
+    confirm = page.get_by_test_id("cash-confirm")
+    await expect(confirm).to_have_text(re.compile(r"^Xác nhận đã nhận 150\.000\s₫$"))
+    assert await visitor.layout_problems() == []  # each a 48 px target
+    await confirm.click()
+    await expect(page.get_by_test_id("cash-result")).to_have_text(re.compile(r"^Đã ghi nhận nộp 150\.000\s₫ của 1 đơn"))
+    await expect(cash).to_have_attribute("data-held-vnd", "0")
+    await expect(page.get_by_test_id("cash-receive")).to_have_count(0)
+    held = await city.client.call("admin_cash", "GET", f"{admin}/cash", token=city.system.admin_token)
+    assert held["held_vnd"] == 0 and held["deliveries"] == []
+    assert [(h["amount_vnd"], h["deliveries"]) for h in held["handins"]] == [(150_000, 1)]
+
+    await delivered(200_000)
+    await marker.click()  # read again
+    await expect(cash).to_have_attribute("data-held-vnd", "200000", timeout=WAIT_MS)
+    await page.get_by_test_id("cash-receive").click()
+    await city.client.call(  # another admin records the same cash meanwhile
+        "admin_cash", "POST", f"{admin}/cash-handins", token=city.system.admin_token, json={"amount_vnd": 200_000}
+    )
+    await page.get_by_test_id("cash-confirm").click()
+    await expect(page.get_by_test_id("cash-result")).to_contain_text("vừa thay đổi", timeout=WAIT_MS)
+    await expect(cash).to_have_attribute("data-held-vnd", "0")
+    held = await city.client.call("admin_cash", "GET", f"{admin}/cash", token=city.system.admin_token)
+    assert [h["amount_vnd"] for h in held["handins"]] == [200_000, 150_000]
+    await clean(visitor, expected_errors="409")
+    await visitor.close()
+
+
 async def _moved(marker, before: tuple[float, float]) -> float:
     x, y = marker_position(await marker.bounding_box())
     return abs(x - before[0]) + abs(y - before[1])

@@ -1,12 +1,13 @@
 // The operations console: a live map of couriers and open orders, the counters, why an order
-// went to whom, a flagged courier's flag and its clear (flag.js), and creating couriers with
-// their sign-in QR code.
+// went to whom, a flagged courier's flag and its clear (flag.js), the cash a courier holds and
+// its hand-in (cash.js), and creating couriers with their sign-in QR code.
 //
 // The admin token is typed once and kept in sessionStorage only (gone with the tab, never in
 // a URL); every call sends it as a bearer, and a 401 brings the sign-in form back. The page
 // polls the admin views (GET /v1/admin/overview, /couriers, /jobs) every POLL_MS for what the
 // map shows; it loads nothing from another origin.
 import { retryDelayMs } from "/web/shared/retry.js";
+import { cashSection } from "./cash.js";
 import { flagSection } from "./flag.js";
 import { MESSAGES, LOCALE, t } from "./messages.js";
 
@@ -386,10 +387,11 @@ function showChoices(here) {
   showPanel(t("choices_title", { n: here.length }), list);
 }
 
-function showCourier(courierId) {
+/** A courier's panel; `cashOutcome` is what the hand-in just recorded there came to (cash.js). */
+function showCourier(courierId, cashOutcome = null) {
   return guarded(async () => {
-    const [courier, held] = await Promise.all([api(`/v1/admin/couriers/${encodeURIComponent(courierId)}`),
-      api(`/v1/admin/couriers/${encodeURIComponent(courierId)}/jobs`)]);
+    const path = `/v1/admin/couriers/${encodeURIComponent(courierId)}`;
+    const [courier, held, cash] = await Promise.all([api(path), api(`${path}/jobs`), api(`${path}/cash`)]);
     names.set(courier.id, courier.name);
     const list = element("ul", { className: "courier-jobs", testid: "courier-jobs" });
     for (const job of held.items) {
@@ -404,10 +406,23 @@ function showCourier(courierId) {
       await api(`/v1/admin/couriers/${encodeURIComponent(id)}/flag/clear`, { method: "POST" });
       await showCourier(id);
     });
+    // Everything held is handed in; a 409 means it changed meanwhile (a delivery, another
+    // hand-in): the panel reads it again and says so.
+    const receive = (amount) => guarded(async () => {
+      let outcome;
+      try {
+        outcome = { handin: await api(`${path}/cash-handins`, { method: "POST", body: { amount_vnd: amount } }) };
+      } catch (error) {
+        if (error.status !== 409) throw error;
+        outcome = { changed: true };
+      }
+      await showCourier(courierId, outcome);
+    });
     showPanel(t("courier_title", { name: courier.name, vehicle: t("vehicle")[courier.vehicle] || courier.vehicle }),
       ...flagSection(courier, { element, clear }),
       element("p", { text: `${t("courier_load", { load: courier.load, capacity: courier.capacity })} · `
         + t(courier.flag ? "courier_paused" : courier.load >= courier.capacity ? "courier_busy" : "courier_free") }),
+      ...cashSection(cash, { element, receive, outcome: cashOutcome }),
       element("h3", { text: t("courier_jobs") }),
       held.items.length ? list : element("p", { text: t("courier_no_jobs") }));
   });
