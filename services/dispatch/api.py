@@ -35,11 +35,12 @@ from shared.http import (
 )
 from shared.live import StreamsFull
 
-from . import deps, domain, store
+from . import deps, domain, store, store_cash
 from .deps import CourierIdentity, current_courier
 from .schemas import (
     JOBS_SSE_EVENT,
     JOBS_SSE_EXAMPLE,
+    CashHeld,
     CourierFlag,
     CourierStatus,
     CourierStatusUpdate,
@@ -481,3 +482,15 @@ async def post_locations(request: Request, courier: CourierIdentity = Depends(cu
         ),
         status_code=202,
     )
+
+
+@router.get(
+    "/v1/courier/cash",
+    response_model=CashHeld,
+    tags=["courier"],
+    summary="The cash collected on delivery the courier holds (not yet handed in at the hub)",
+    responses=problem_responses(401, 429),
+)
+async def cash_held(request: Request, courier: CourierIdentity = Depends(current_courier)) -> ModelResponse:
+    held_vnd, deliveries = await store_cash.held(deps.pool(request), courier.id)
+    return ModelResponse(CashHeld(held_vnd=held_vnd, deliveries=deliveries))

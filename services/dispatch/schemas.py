@@ -160,6 +160,13 @@ class LocationsAccepted(BaseModel):
     )
 
 
+class CashHeld(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [{"held_vnd": 850000, "deliveries": 3}]})
+
+    held_vnd: int = Field(description="Cash collected on delivery and not yet handed in at the hub")
+    deliveries: int = Field(description="Of how many deliveries")
+
+
 # --- jobs --------------------------------------------------------------------------------------
 
 

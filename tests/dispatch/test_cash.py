@@ -205,3 +205,22 @@ async def test_couriers_holding_cash_come_longest_held_first_a_page_at_a_time(di
 async def test_a_malformed_cash_query_is_422(dispatch, params):
     r = await dispatch.client.get("/v1/admin/cash", params=params, headers=ADMIN)
     assert r.status_code == 422, (params, r.text)
+
+
+async def test_a_courier_reads_the_cash_they_hold_within_their_rate(start):
+    dispatch = await start()
+    limited = await start(courier_rate_per_s=0.1, courier_rate_burst=3, background=False)  # the same database
+    courier, other = await dispatch.new_courier(), await dispatch.new_courier(name="Lê Thị Hoa", at=None)
+    await deliver(dispatch, courier, 120_000)
+    r = await dispatch.client.get("/v1/courier/cash", headers=courier.auth)
+    assert r.status_code == 200 and r.json() == {"held_vnd": 120_000, "deliveries": 1}
+    assert (await dispatch.client.get("/v1/courier/cash", headers=other.auth)).json() == {
+        "held_vnd": 0,
+        "deliveries": 0,
+    }
+    assert (await dispatch.client.get("/v1/courier/cash")).status_code == 401
+    assert (await dispatch.client.get("/v1/courier/cash", headers=ADMIN)).status_code == 401
+    assert (await hand_in(dispatch, courier.id, 120_000)).status_code == 201
+    assert (await dispatch.client.get("/v1/courier/cash", headers=courier.auth)).json()["held_vnd"] == 0
+    statuses = [(await limited.client.get("/v1/courier/cash", headers=courier.auth)).status_code for _ in range(4)]
+    assert statuses == [200, 200, 200, 429], statuses
