@@ -358,6 +358,57 @@ async def test_an_offer_shows_no_recipient_then_the_job_is_delivered(city, on_sh
     assert (await city.client.admin_job(order["id"]))["cod_collected_vnd"] == 250_000
 
 
+async def test_the_cash_held_shows_after_each_delivery_and_on_opening(city, on_shift):
+    """Hidden while nothing is held; read after a delivery is confirmed (a failed read keeps what
+    is shown, silently) and when the app opens; gone once handed in at the hub."""
+    phone = on_shift.phone
+    held = phone.testid("cash-held")
+    await expect(held).to_be_hidden()
+
+    async def delivered_in_the_app(cod: int) -> None:
+        order = await city.order(cod=cod)
+        await phone.offer(order["id"]).get_by_test_id("offer-accept").click(timeout=WAIT_MS)
+        job = phone.job(order["id"])
+        await job.get_by_test_id("job-pickup").click(timeout=WAIT_MS)
+        await expect(job).to_have_attribute("data-status", "picked_up", timeout=WAIT_MS)
+        await job.get_by_test_id("cod-collected").fill(str(cod))
+        await job.get_by_test_id("delivery-code").fill(order["delivery_code"])
+        await job.get_by_test_id("job-deliver").click()
+        await expect(job).to_have_count(0, timeout=WAIT_MS)
+        await expect(phone.testid("message")).to_have_text("Đã giao hàng thành công.")
+
+    await delivered_in_the_app(250_000)
+    await expect(held).to_have_text(re.compile(r"^Tiền thu hộ đang giữ: 250\.000\s₫ \(1 đơn\)"), timeout=WAIT_MS)
+    await expect(held).to_have_attribute("data-held-vnd", "250000")
+
+    refused: list[str] = []
+
+    async def unavailable(route: Route) -> None:
+        refused.append(route.request.url)
+        await route.fulfill(status=503, json={"status": 503}, headers={"Retry-After": "1"})
+
+    await phone.page.route("**/v1/courier/cash", unavailable)
+    await delivered_in_the_app(100_000)
+
+    async def read_refused() -> bool:
+        return len(refused) == 1
+
+    await eventually(read_refused, timeout=WAIT_MS / 1000, what="the read after the second delivery")
+    await expect(held).to_have_attribute("data-held-vnd", "250000")  # kept, and nothing said of it
+    await expect(phone.testid("message")).to_have_text("Đã giao hàng thành công.")
+    await phone.page.unroute("**/v1/courier/cash")
+
+    await phone.page.reload()  # opening reads it
+    await expect(held).to_have_attribute("data-held-vnd", "350000", timeout=WAIT_MS)
+    await expect(held).to_contain_text("(2 đơn)")
+    assert await phone.layout_problems() == []
+    admin = f"{city.system.url_of('dispatch')}/v1/admin/couriers/{on_shift.id}/cash-handins"
+    await city.client.call("cash_handin", "POST", admin, token=city.system.admin_token, json={"amount_vnd": 350_000})
+    await phone.page.reload()
+    await expect(held).to_be_hidden(timeout=WAIT_MS)
+    await expect(held).to_have_attribute("data-held-vnd", "0")
+
+
 async def test_a_failed_delivery_goes_back_to_the_shop(city, on_shift):
     phone = on_shift.phone
     order = await city.order(cod=0)

@@ -47,6 +47,7 @@ export async function jobEvents(signal) {
 
 export const api = {
   jobs: () => call("GET", "/v1/courier/jobs"),
+  cash: () => call("GET", "/v1/courier/cash"),
   status: (online, position) => call("PUT", "/v1/courier/status",
     online ? { online: true, lat: position.lat, lng: position.lng } : { online: false }),
   locations: (points) => call("POST", "/v1/courier/locations", { points }),

@@ -5,6 +5,7 @@
 import { fillTexts, reconcile, say } from "/web/shared/ui.js";
 import { alertNewOffer, unlockSound } from "./alert.js";
 import { api, ApiError, NetworkError, serverNow } from "./api.js";
+import { hideCashHeld, readCashHeld } from "./cash.js";
 import { parseAmount, formatMoney } from "./format.js";
 import { Tracker } from "./location.js";
 import { t } from "./messages.js";
@@ -337,6 +338,7 @@ async function endSession(notice) {
   Object.assign(state, { online: false, flag: null, jobs: [], queued: [], seenOffers: new Set() });
   await outbox.clear();
   for (const list of [$("offers"), $("jobs")]) list.replaceChildren();
+  hideCashHeld($("cash-held"));
   showSession();
   say(notice, notice === t("session_ended") ? "error" : "notice");
 }
@@ -362,7 +364,12 @@ function startSession() {
   });
   sender = new StepSender({
     onChange: (queued) => { state.queued = queued; render(); },
-    onSent: (step, job) => { reached(true); updateJob(job); say(t(`step_sent_${step.action}`)); },
+    onSent: (step, job) => {
+      reached(true);
+      updateJob(job);
+      say(t(`step_sent_${step.action}`));
+      if (step.action === "deliver") readCashHeld($("cash-held"));  // the cash collected is held now
+    },
     onRejected: (step, error) => { failed(error, step.action, state.jobs.find((j) => j.order_id === step.orderId)); poll(); },
     onUnauthorized: () => endSession(t("session_ended")),
   });
@@ -373,6 +380,7 @@ function startSession() {
   });
   tickTimer = setInterval(tick, 1000);
   render();
+  readCashHeld($("cash-held"));
   const steps = sender;
   steps.load().then(() => steps.send());
   if (state.online) {

@@ -35,6 +35,7 @@ export const MESSAGES = {
     no_location: "Chưa lấy được vị trí. Hãy bật GPS rồi thử lại.",
     need_network: "Cần có mạng để làm việc này.",
 
+    cash_held: "Tiền thu hộ đang giữ: {amount} ({n} đơn). Nộp lại ở kho khi hết ca.",
     pending_steps: "Bước chờ gửi",
     pending_badge: "chờ gửi",
     offers_title: "Đơn mời",

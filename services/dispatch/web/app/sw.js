@@ -20,7 +20,7 @@ const CACHE = `${PREFIX}${VERSION}`;
 const SHARED = ["/web/shared/base.css", "/web/shared/ui.js", "/web/shared/api.js", "/web/shared/format.js",
   "/web/shared/messages.js", "/web/shared/retry.js"];
 const SHELL = [
-  "./", "app.css", "app.js", "alert.js", "api.js", "format.js", "location.js", "messages.js", "outbox.js",
+  "./", "app.css", "app.js", "alert.js", "api.js", "cash.js", "format.js", "location.js", "messages.js", "outbox.js",
   "problems.js", "session.js", "steps.js", "stream.js", "view.js", "manifest.webmanifest", "icons/icon-192.png",
   "icons/icon-512.png", ...SHARED,
 ];
