@@ -32,6 +32,9 @@ export const api = {
   removeWebhook: (endpointId) => call("DELETE", `/v1/webhook-endpoints/${id(endpointId)}`),
   pingWebhook: (endpointId) => call("POST", `/v1/webhook-endpoints/${id(endpointId)}/test`),
   deliveries: (endpointId) => call("GET", `/v1/webhook-endpoints/${id(endpointId)}/deliveries?limit=50`),
+  statement: (from, to) => call("GET", `/v1/statement?from=${id(from)}&to=${id(to)}`),
+  statementOrders: (from, to, cursor = null) =>
+    call("GET", `/v1/statement/orders?from=${id(from)}&to=${id(to)}&limit=100${cursor ? `&cursor=${id(cursor)}` : ""}`),
   keys: () => call("GET", "/v1/api-keys"),
   createKey: () => call("POST", "/v1/api-keys"),
   revokeKey: (keyId) => call("DELETE", `/v1/api-keys/${id(keyId)}`),

@@ -1,14 +1,17 @@
 // The merchant console: sign in with an API key, place orders, follow them (polled), share the
-// tracking link, cancel; webhook endpoints and their delivery log; API keys.
+// tracking link, cancel; the statement of delivered orders (COD reconciled); webhook endpoints and
+// their delivery log; API keys.
 import { el, fillTexts, reconcile, say } from "/web/shared/ui.js";
 import { api, ApiError, NetworkError, session } from "./api.js";
+import { daysBetween, formatMoney, vietnamToday } from "./format.js";
 import { t } from "./messages.js";
 import { OrderForm } from "./order-form.js";
 import {
-  CANCELLABLE, deliveryRows, keyRow, orderDetail, orderKey, orderRow, webhookKey, webhookRow,
+  CANCELLABLE, deliveryRows, keyRow, orderDetail, orderKey, orderRow, statementDay, statementLine, webhookKey, webhookRow,
 } from "./view.js";
 
 const POLL_MS = 3000;
+const STATEMENT_MAX_DAYS = 93; // the API's longest range: said here before asking
 const EVENT_TYPES = ["order.status_changed", "order.cancellation_answered", "order.delivery_failed", "order.returned"];
 
 const $ = (id) => document.getElementById(id);
@@ -20,6 +23,8 @@ let pollTimer = null;
 // under way when the shop signed out, cancelled or placed) is dropped, never drawn over newer state.
 let round = 0;
 let orderForm = null;
+// The statement asked for last: an answer to an earlier one (or one from before a sign-out) is dropped.
+let statementRound = 0;
 
 // What a refusal means to the shop owner; a refused key ends the session.
 function failed(error) {
@@ -48,7 +53,8 @@ function failed(error) {
 // field the form does not show keeps its name in the API.
 const GROUPS = { pickup: "pickup", dropoff: "recipient", parcel: "parcel" };
 const FIELDS = { phone: "phone", address: "address", lat: "points", lng: "points", weight_grams: "weight_kg",
-  description: "description", cod_amount_vnd: "cod", note: "note", event_types: "event_types" };
+  description: "description", cod_amount_vnd: "cod", note: "note", event_types: "event_types",
+  from: "statement_from", to: "statement_to" };
 
 function fieldText(loc) {
   const path = loc.filter((part) => part !== "body");
@@ -90,7 +96,12 @@ function signOut(notice, kind = "notice") {
   round += 1;
   session.forget();
   Object.assign(state, { orders: [], older: [], olderCursor: null, detail: null, behind: false });
-  for (const list of ["orders", "webhooks", "keys", "new-key", "webhook-secret", "detail"]) $(list).replaceChildren();
+  statementRound += 1;
+  for (const list of ["orders", "webhooks", "keys", "new-key", "webhook-secret", "detail", "statement-days"]) {
+    $(list).replaceChildren();
+  }
+  $("statement-result").hidden = true;
+  $("statement-form").reset(); // the next shop starts from its current month
   $("new-key-box").hidden = $("webhook-secret-box").hidden = true;
   showSession();
   say(notice, kind);
@@ -107,6 +118,7 @@ function show(tab) {
   if (tab === "new") orderForm.shown();
   if (tab === "webhooks") loadWebhooks();
   if (tab === "keys") loadKeys();
+  if (tab === "statement") showStatement();
   if (tab !== "detail") state.detail = null;
   window.scrollTo(0, 0);
 }
@@ -226,6 +238,66 @@ function placed(order) {
   renderDetail(order);
   show("detail");
   poll();
+}
+
+// --- the statement ----------------------------------------------------------------------------
+
+// The days asked for, checked here first so that the owner hears what is wrong in their words
+// (the API's 422 names the same fields). Empty: the current month up to today, in Vietnam.
+async function showStatement(event = null) {
+  event?.preventDefault();
+  const { from, to } = $("statement-form").elements;
+  if (!from.value && !to.value && !event) {
+    to.value = vietnamToday();
+    from.value = `${to.value.slice(0, 8)}01`;
+  }
+  const missing = [[from, "statement_from"], [to, "statement_to"]].filter(([input]) => !input.value);
+  if (missing.length) return say(t("missing_fields", { fields: missing.map(([, name]) => t(name)).join(", ") }), "error");
+  if (from.value > to.value) return say(t("statement_reversed"), "error");
+  if (daysBetween(from.value, to.value) > STATEMENT_MAX_DAYS) {
+    return say(t("statement_too_long", { days: STATEMENT_MAX_DAYS }), "error");
+  }
+  const mine = ++statementRound;
+  try {
+    const statement = await api.statement(from.value, to.value);
+    if (mine === statementRound) renderStatement(statement);
+  } catch (error) {
+    if (mine === statementRound) failed(error);
+  }
+}
+
+function renderStatement(statement) {
+  $("statement-delivered").textContent = String(statement.delivered);
+  $("statement-cod").textContent = formatMoney(statement.cod_collected_vnd);
+  $("statement-fees").textContent = formatMoney(statement.fees_vnd);
+  $("statement-net").textContent = formatMoney(statement.net_vnd);
+  $("statement-net").classList.toggle("owed", statement.net_vnd < 0);
+  $("statement-net-meaning").textContent = t(statement.net_vnd < 0 ? "statement_net_to_giao" : "statement_net_to_shop");
+  $("statement-none").hidden = statement.days.length > 0;
+  $("statement-days").replaceChildren(...statement.days.map((day) => statementDay(day, openDay)));
+  $("statement-result").hidden = false;
+}
+
+// A day's orders one by one, on the owner's tap (a page at a time); a second tap hides them.
+async function openDay(day, parts, cursor = null) {
+  if (cursor === null && parts.button.getAttribute("aria-expanded") === "true") {
+    parts.button.setAttribute("aria-expanded", "false");
+    parts.lines.hidden = parts.more.hidden = true;
+    return;
+  }
+  const mine = statementRound;
+  try {
+    const page = await api.statementOrders(day.date, day.date, cursor);
+    if (mine !== statementRound) return;
+    if (cursor === null) parts.lines.replaceChildren();
+    parts.lines.append(...page.items.map(statementLine));
+    parts.lines.hidden = false;
+    parts.button.setAttribute("aria-expanded", "true");
+    parts.more.hidden = page.next_cursor === null;
+    parts.more.onclick = () => openDay(day, parts, page.next_cursor);
+  } catch (error) {
+    failed(error);
+  }
 }
 
 // --- webhooks -----------------------------------------------------------------------------------
@@ -357,6 +429,7 @@ async function main() {
   $("webhook-form").addEventListener("submit", addWebhook);
   $("key-create").addEventListener("click", createKey);
   $("orders-more").addEventListener("click", loadOlder);
+  $("statement-form").addEventListener("submit", showStatement);
   orderForm = new OrderForm($("order-form"), { onPlaced: placed, onError: failed, say });
   document.addEventListener("visibilitychange", () => { if (!document.hidden) poll(); });
   const config = await api.config().catch(() => ({}));

@@ -16,6 +16,19 @@ export function formatTime(iso) {
   const part = Object.fromEntries(when.formatToParts(new Date(iso)).map((p) => [p.type, p.value]));
   return `${part.hour}:${part.minute} · ${part.day}/${part.month}`;
 }
+// Today in Vietnam ("2024-05-06"), whatever the device's zone: the statement's days are Vietnam's.
+const vietnamDate = new Intl.DateTimeFormat("en-CA", {
+  timeZone: "Asia/Ho_Chi_Minh", year: "numeric", month: "2-digit", day: "2-digit",
+});
+export function vietnamToday(now = new Date()) {
+  const part = Object.fromEntries(vietnamDate.formatToParts(now).map((p) => [p.type, p.value]));
+  return `${part.year}-${part.month}-${part.day}`;
+}
+// "06/05/2024" from "2024-05-06": a calendar day, no time zone to apply.
+export const formatDay = (day) => day.split("-").reverse().join("/");
+// How many days from one "YYYY-MM-DD" to another, both included.
+export const daysBetween = (first, last) => Math.round((Date.parse(last) - Date.parse(first)) / 86_400_000) + 1;
+
 export const formatPoint = (p) => `${coordinate.format(p.lat)}, ${coordinate.format(p.lng)}`;
 
 // A weight typed in kilograms ("1,5" or "1.5"): grams, or null.

@@ -1,7 +1,7 @@
 // The console's rows and cards, built with DOM calls (text is never parsed as HTML: names and
 // addresses are typed by people, delivery errors come from other servers).
 import { el, fact } from "/web/shared/ui.js";
-import { formatDistance, formatMoney, formatTime } from "./format.js";
+import { formatDay, formatDistance, formatMoney, formatTime } from "./format.js";
 import { t } from "./messages.js";
 
 export function statusText(order) {
@@ -101,6 +101,38 @@ export function deliveryRows(deliveries) {
       el("small", {}, [formatTime(d.created_at), t("attempts", { n: d.attempts.length }), outcome]
         .filter(Boolean).join(" · ")));
   });
+}
+
+// --- the statement --------------------------------------------------------------------------
+
+function signedMoney(vnd) {
+  return el("strong", { class: vnd < 0 ? "owed" : null }, formatMoney(vnd));
+}
+
+// A day of the statement: its row (a tap shows or hides its orders), its orders once asked for,
+// and a button for more of them past a page.
+export function statementDay(day, onOpen) {
+  const parts = {
+    lines: el("div", { class: "lines", "data-testid": "statement-orders", "data-date": day.date, hidden: true }),
+    more: el("button", { type: "button", class: "secondary more", "data-testid": "statement-more", hidden: true },
+      t("statement_more")),
+  };
+  parts.button = el("button", { type: "button", class: "row", "data-testid": "statement-day", "data-date": day.date,
+                                "aria-expanded": "false", onclick: () => onOpen(day, parts) },
+    el("span", { class: "row-main" },
+      el("strong", {}, formatDay(day.date)), el("small", {}, t("statement_day_count", { n: day.delivered }))),
+    el("span", { class: "row-side" },
+      signedMoney(day.net_vnd),
+      el("small", {}, t("statement_day_amounts", { cod: formatMoney(day.cod_collected_vnd), fees: formatMoney(day.fees_vnd) }))));
+  return el("div", { class: "day" }, parts.button, parts.lines, parts.more);
+}
+
+export function statementLine(line) {
+  return el("div", { class: "line", "data-testid": "statement-order", "data-order-id": line.order_id },
+    el("span", { class: "row-main" },
+      el("strong", {}, line.external_id ?? line.tracking_code), el("small", {}, formatTime(line.delivered_at))),
+    el("small", { class: "row-side" },
+      t("statement_order_amounts", { cod: formatMoney(line.cod_collected_vnd), fee: formatMoney(line.fee_vnd) })));
 }
 
 // --- keys ----------------------------------------------------------------------------------------
