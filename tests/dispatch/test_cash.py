@@ -73,9 +73,10 @@ async def test_a_hand_in_settles_the_oldest_deliveries_and_is_audited(dispatch):
     assert [d["order_id"] for d in after["deliveries"]] == [third.id]
     assert after["handins"] == [{k: made[k] for k in ("id", "amount_vnd", "deliveries", "received_at")}]
 
-    # 200 000 is no run of the oldest (300 000 is): refused, nothing changes
+    # 200 000 is no run of the oldest (300 000 is), nor is more than is held: refused, nothing changes
     refused = await hand_in(dispatch, courier.id, 200_000)
     assert refused.status_code == 409 and refused.json()["held_vnd"] == 300_000
+    assert (await hand_in(dispatch, courier.id, 10**12)).status_code == 409
     assert refused.headers["content-type"].startswith("application/problem+json")
     assert await cash_of(dispatch, courier.id) == after
     assert (await hand_in(dispatch, courier.id, 300_000)).json()["held_vnd"] == 0
@@ -224,3 +225,15 @@ async def test_a_courier_reads_the_cash_they_hold_within_their_rate(start):
     assert (await dispatch.client.get("/v1/courier/cash", headers=courier.auth)).json()["held_vnd"] == 0
     statuses = [(await limited.client.get("/v1/courier/cash", headers=courier.auth)).status_code for _ in range(4)]
     assert statuses == [200, 200, 200, 429], statuses
+
+
+async def test_the_cash_routes_are_documented_in_openapi(dispatch):
+    spec = (await dispatch.client.get("/openapi.json")).json()
+    paths, schemas = spec["paths"], spec["components"]["schemas"]
+    handins = paths["/v1/admin/couriers/{courier_id}/cash-handins"]["post"]
+    assert {"201", "401", "404", "409", "422"} <= set(handins["responses"])
+    for name in ("CashHandinCreate", "CashHandinCreated", "CourierCash", "CashHeld"):
+        assert schemas[name]["examples"], name
+    for path in ("/v1/admin/couriers/{courier_id}/cash", "/v1/admin/cash", "/v1/courier/cash"):
+        assert "401" in paths[path]["get"]["responses"], path
+    assert {p["name"] for p in paths["/v1/admin/cash"]["get"]["parameters"]} == {"cursor", "limit"}
