@@ -9,8 +9,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
+
 import services.orders as orders_service
+from services.orders.app import create_app
 from services.orders.schemas import StatementOut, StatementPage
+from services.orders.settings import OrdersSettings
 from shared.events import (
     DISPATCH_TOPIC,
     CancelConfirmed,
@@ -24,7 +28,7 @@ from shared.events import (
     new_event,
 )
 from tests.orders.support import new_merchant, order_body
-from tests.support import eventually, produce
+from tests.support import eventually, produce, running
 
 
 def backfill() -> str:
@@ -244,3 +248,25 @@ async def test_bad_statement_parameters_are_422_naming_the_field(client, merchan
     assert r.status_code == 200, r.text
     for path in ("/v1/statement", "/v1/statement/orders"):
         assert (await client.get(path, params=good)).status_code == 401
+
+
+async def test_the_statement_counts_against_the_merchants_rate_limit(infra, database, topic_prefix):
+    settings = OrdersSettings(
+        database_url=database,
+        kafka_bootstrap_servers=infra.kafka_bootstrap,
+        topic_prefix=topic_prefix,
+        db_pool_size=4,
+        api_key_rate_per_s=0.001,
+        api_key_rate_burst=2,
+    )
+    async with (
+        running(create_app(settings)) as app,
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://orders.test") as c,
+    ):
+        merchant = await new_merchant(c)
+        days = {"from": "2024-05-01", "to": "2024-05-31"}
+        assert (await c.get("/v1/statement", params=days, headers=merchant["headers"])).status_code == 200
+        assert (await c.get("/v1/statement/orders", params=days, headers=merchant["headers"])).status_code == 200
+        for path in ("/v1/statement", "/v1/statement/orders"):
+            r = await c.get(path, params=days, headers=merchant["headers"])
+            assert r.status_code == 429 and int(r.headers["retry-after"]) >= 1, (path, r.text)
