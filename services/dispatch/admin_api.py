@@ -93,13 +93,15 @@ def courier_cursor(cursor: str | None) -> UUID | None:
         raise invalid_query("cursor", "not a cursor this API gave") from None
 
 
-def job_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
+def instant_and_id_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
+    """A list's cursor of (a time, an id): the jobs' (placed_at, order id), the cash list's
+    (oldest delivery, courier id)."""
     if cursor is None:
         return None
-    placed_at, order_id = decode_cursor(cursor, 2)
+    at, ident = decode_cursor(cursor, 2)
     try:
         # Bounded: a hand-made 0001-01-01T00:00:00+14:00 parses, but not for PostgreSQL.
-        return instant_from_text(placed_at), UUID(order_id)
+        return instant_from_text(at), UUID(ident)
     except ValueError:
         raise invalid_query("cursor", "not a cursor this API gave") from None
 
@@ -329,7 +331,7 @@ async def list_jobs(
     cursor: str | None = Query(None, max_length=200, description=CURSOR_DESCRIPTION),
     limit: int = Query(100, ge=1, le=MAX_LIMIT),
 ) -> JobPage:
-    area, after = parse_bbox(bbox), job_cursor(cursor)
+    area, after = parse_bbox(bbox), instant_and_id_cursor(cursor)
     statuses = (status,) if status is not None else store_admin.OPEN_STATUSES
     rows = await store_admin.jobs_in_area(deps.pool(request), area, statuses=statuses, after=after, limit=limit + 1)
     now = now_utc()

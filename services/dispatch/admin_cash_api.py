@@ -4,16 +4,12 @@ it longest first. Admin token only; the console's courier panel reads and record
 
 from __future__ import annotations
 
-from datetime import datetime
-from uuid import UUID
-
 from fastapi import Depends, Query, Request
 
-from shared.http import Problem, api_router, invalid_query, problem_responses
-from shared.inputs import instant_from_text
+from shared.http import Problem, api_router, problem_responses
 
 from . import deps, domain, store_admin, store_cash
-from .admin_api import CURSOR_DESCRIPTION, MAX_LIMIT, decode_cursor, encode_cursor
+from .admin_api import CURSOR_DESCRIPTION, MAX_LIMIT, encode_cursor, instant_and_id_cursor
 from .admin_schemas import (
     CashHandinCreate,
     CashHandinCreated,
@@ -30,16 +26,6 @@ router = api_router()
 
 HELD_SHOWN = 500  # a courier's held deliveries listed at most
 HANDINS_SHOWN = 20  # a courier's latest hand-ins listed
-
-
-def cash_cursor(cursor: str | None) -> tuple[datetime, UUID] | None:
-    if cursor is None:
-        return None
-    oldest, courier_id = decode_cursor(cursor, 2)
-    try:
-        return instant_from_text(oldest), UUID(courier_id)
-    except ValueError:
-        raise invalid_query("cursor", "not a cursor this API gave") from None
 
 
 @router.get(
@@ -120,7 +106,7 @@ async def couriers_holding_cash(
     cursor: str | None = Query(None, max_length=200, description=CURSOR_DESCRIPTION),
     limit: int = Query(100, ge=1, le=MAX_LIMIT),
 ) -> CashPage:
-    after = cash_cursor(cursor)
+    after = instant_and_id_cursor(cursor)
     async with transaction(request) as conn:  # one snapshot: the total is of the couriers listed
         rows = await store_cash.couriers_holding(conn, after=after, limit=limit + 1)
         total = await store_cash.total_held(conn)
