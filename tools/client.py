@@ -133,6 +133,24 @@ class Giao:
             "admin_job", "GET", f"{self.endpoints.dispatch}/v1/admin/jobs/{order_id}", token=self.endpoints.admin_token
         )
 
+    async def courier_cash(self, courier_id: str) -> dict:
+        return await self.call(
+            "courier_cash",
+            "GET",
+            f"{self.endpoints.dispatch}/v1/admin/couriers/{courier_id}/cash",
+            token=self.endpoints.admin_token,
+        )
+
+    async def receive_cash(self, courier_id: str, amount_vnd: int) -> dict:
+        return await self.call(
+            "receive_cash",
+            "POST",
+            f"{self.endpoints.dispatch}/v1/admin/couriers/{courier_id}/cash-handins",
+            token=self.endpoints.admin_token,
+            json={"amount_vnd": amount_vnd},
+            expect=(201,),
+        )
+
     # --- merchant ----------------------------------------------------------------------
     async def quote(self, api_key: str, body: dict) -> dict:
         return await self.call("quote", "POST", f"{self.endpoints.orders}/v1/quotes", token=api_key, json=body)
@@ -167,6 +185,10 @@ class Giao:
             cursor = page["next_cursor"]
             if cursor is None:
                 return found
+
+    async def statement(self, api_key: str, first: str, last: str) -> dict:
+        query = urlencode({"from": first, "to": last})
+        return await self.call("statement", "GET", f"{self.endpoints.orders}/v1/statement?{query}", token=api_key)
 
     async def cancel_order(
         self, api_key: str, order_id: str, reason: str | None = None, expect: tuple[int, ...] = (202,)

@@ -1,6 +1,7 @@
 """`make demo`: a living city. Merchants in Hạ Long place orders, couriers ride and deliver,
 customers watch; a live display while it runs, a summary table and var/demo-summary.json at
-the end. Exits 0 when nothing went wrong, 1 when something did.
+the end, after the cash collected on delivery is reconciled (tools/sim/cash.py: what couriers
+hold, the hub's hand-ins, the shops' statements). Exits 0 when nothing went wrong, 1 when something did.
 
     python -m tools.sim --rate 2 --couriers 25 --duration 40 --speedup 60 --seed 7
 """
@@ -21,6 +22,7 @@ from rich.table import Table
 
 from services.orders.webhooks import EVENT_TYPES
 from tools.client import Endpoints, Giao
+from tools.sim.cash import reconcile_cash
 from tools.sim.city import build_script
 from tools.sim.run import FINAL, Simulation, percentile
 from tools.sim.webhooks import Inbox, drained, receiving
@@ -197,10 +199,11 @@ async def main(args: argparse.Namespace) -> int:
                 inbox = await stack.enter_async_context(receiving(client, [sim.merchant_keys[shop]], list(EVENT_TYPES)))
                 console.print(f"{script.merchants[shop].name} hears back through a signed webhook on 127.0.0.1")
             final, mismatches = await city(console, sim, endpoints, args, started)
+            cash = await reconcile_cash(sim)
             webhooks_drained = inbox is None or await drained(client, sim.merchant_keys[shop])
 
     counts = sim.status_counts()
-    errors = sim.counters.errors + client.stats.errors + mismatches
+    errors = sim.counters.errors + client.stats.errors + mismatches + cash.mismatches
     if inbox is not None and (inbox.bad_signatures or inbox.out_of_order or not webhooks_drained):
         errors.append(
             f"webhooks: {inbox.bad_signatures} bad signatures, {inbox.out_of_order} out of order, "
@@ -231,6 +234,13 @@ async def main(args: argparse.Namespace) -> int:
         "courier_action_to_customer_ms": {
             "p50": percentile(sim.action_to_customer_ms(), 50),
             "p95": percentile(sim.action_to_customer_ms(), 95),
+        },
+        "cash_on_delivery_vnd": {
+            "collected": cash.collected_vnd,
+            "held_by_couriers": cash.held_vnd,
+            "handed_in": cash.handed_in_vnd,
+            "on_shop_statements": cash.on_statements_vnd,
+            "mismatches": len(cash.mismatches),
         },
         "webhooks": None
         if inbox is None
@@ -272,6 +282,12 @@ async def main(args: argparse.Namespace) -> int:
     seen = summary["courier_action_to_customer_ms"]
     table.add_row("courier action → customer sees it p50/p95 ms", f"{seen['p50']}/{seen['p95']}")
     table.add_row("orders and tracking agree", f"{len(sim.orders) - len(mismatches)}/{len(sim.orders)}")
+    table.add_row(
+        "cash on delivery VND: collected = held = handed in = on statements",
+        f"{cash.collected_vnd:,} = {cash.held_vnd:,} = {cash.handed_in_vnd:,} = {cash.on_statements_vnd:,}".replace(
+            ",", "."
+        ),
+    )
     if inbox is not None:
         table.add_row("webhooks received / signatures verified", f"{inbox.received} / {inbox.verified}")
     console.print(table)

@@ -71,6 +71,7 @@ class Simulation:
         self.orders: dict[str, Tracked] = {}
         self.counters = Counters()
         self.merchant_keys: list[str] = []
+        self.courier_ids: list[str] = []
         self.courier_tokens: list[str] = []
         self.courier_links: list[str] = []  # each courier's one-time sign-in link to the courier app
         self.courier_busy: set[int] = set()
@@ -86,6 +87,7 @@ class Simulation:
         couriers = await asyncio.gather(
             *(self.client.create_courier(c.name, c.phone, c.vehicle) for c in self.script.couriers)
         )
+        self.courier_ids = [c["id"] for c in couriers]
         self.courier_tokens = [c["token"] for c in couriers]
         self.courier_links = [c["signin_link"] for c in couriers]
 
@@ -234,7 +236,7 @@ class Simulation:
                 == 200
                 and order
             ):
-                order.expected = "delivered"
+                order.expected, order.courier = "delivered", index  # the courier holds its cash now
                 order.actions["delivered"] = time.monotonic()
                 self.counters.delivered += 1
         elif job["status"] == "delivery_failed":
