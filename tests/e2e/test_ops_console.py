@@ -290,6 +290,97 @@ async def test_a_couriers_cash_shows_in_their_panel_and_the_admin_receives_it(br
     await visitor.close()
 
 
+async def test_the_couriers_holding_cash_are_listed_longest_held_first_and_open_their_panel(browser, city):
+    """Two couriers deliver COD orders (the first then goes off shift, off the map): the list
+    shows both, the one holding cash longest first, with the total and how long it has been
+    held; a page of one brings the other with "more"; a tap opens the courier's panel, where
+    the admin receives the cash, and the list opened again shows only the other courier."""
+    dispatch = city.system.url_of("dispatch")
+    before = await city.client.call("admin_cash", "GET", f"{dispatch}/v1/admin/cash", token=city.system.admin_token)
+    assert before["items"] == [], "another test left cash held: the cash test hands in all it delivers"
+
+    async def delivered_by(name: str, cod: int) -> str:
+        created = await city.client.create_courier(name, "0987654321", "motorbike")
+        token = created["token"]
+        await city.client.set_status(token, True, city.lat + 0.002, city.lng)
+        order = await city.order(cod=cod)
+        await city.offer_for(token, order["id"])
+        for action in ("accept", "pickup"):
+            await city.client.job_action(token, order["id"], action)
+        body = {"delivery_code": order["delivery_code"], "cod_collected_vnd": cod}
+        await city.client.job_action(token, order["id"], "deliver", body)
+        await city.client.set_status(token, False, city.lat + 0.002, city.lng)  # off shift, cash in pocket
+        return str(created["id"])
+
+    first = await delivered_by("Lý Văn Giữ", 150_000)
+    second = await delivered_by("Hà Thị Cầm", 220_000)
+    visitor = await console(browser, city)
+    page = visitor.page
+    await expect(page.get_by_test_id("counter-couriers")).to_have_text(re.compile(r"^\d+$"), timeout=WAIT_MS)
+    for courier_id in (first, second):  # off shift: not on the map
+        await expect(page.locator(f'[data-testid="courier-marker"][data-courier-id="{courier_id}"]')).to_have_count(0)
+    await page.clock.set_fixed_time(datetime.now(UTC) + timedelta(hours=3, minutes=5))
+
+    await page.get_by_test_id("cash-list-open").click()
+    total, rows = page.get_by_test_id("cash-total"), page.get_by_test_id("cash-courier")
+    await expect(total).to_have_attribute("data-total-vnd", "370000", timeout=WAIT_MS)
+    await expect(total).to_have_text(re.compile(r"^Tổng đang giữ: 370\.000\s₫$"))
+    await expect(rows).to_have_count(2)
+    assert [await r.get_attribute("data-courier-id") for r in await rows.all()] == [first, second]
+    assert [await r.get_attribute("data-held-vnd") for r in await rows.all()] == ["150000", "220000"]
+    await expect(rows.first).to_contain_text("Giữ L.")
+    await expect(rows.first).to_contain_text(re.compile(r"150\.000\s₫ của 1 đơn đã giao"))
+    await expect(rows.first).to_contain_text("giữ từ 3 giờ trước")
+    await expect(rows.nth(1)).to_contain_text("Cầm H.")
+    await expect(page.get_by_test_id("cash-more")).to_be_hidden()
+    await expect(page.get_by_test_id("cash-list-empty")).to_have_count(0)
+    assert await visitor.layout_problems() == []  # each row a 48 px target
+
+    # a page of one: "more" brings the next, in the same order
+    async def one_a_page(route) -> None:
+        await route.continue_(url=re.sub(r"limit=\d+", "limit=1", route.request.url))
+
+    await page.route("**/v1/admin/cash?*", one_a_page)
+    await page.get_by_test_id("cash-list-open").click()
+    await expect(rows).to_have_count(1, timeout=WAIT_MS)
+    await expect(rows).to_have_attribute("data-courier-id", first)
+    await expect(total).to_have_attribute("data-total-vnd", "370000")
+    await page.get_by_test_id("cash-more").click()
+    await expect(rows).to_have_count(2, timeout=WAIT_MS)
+    await expect(rows.nth(1)).to_have_attribute("data-courier-id", second)
+    await expect(page.get_by_test_id("cash-more")).to_be_hidden()
+    await page.unroute("**/v1/admin/cash?*", one_a_page)
+
+    await rows.first.click()  # the courier's panel, where the hand-in is done
+    cash = page.get_by_test_id("courier-cash")
+    await expect(cash).to_have_attribute("data-held-vnd", "150000", timeout=WAIT_MS)
+    await page.get_by_test_id("cash-receive").click()
+    await page.get_by_test_id("cash-confirm").click()
+    await expect(page.get_by_test_id("cash-result")).to_contain_text("Đã ghi nhận nộp", timeout=WAIT_MS)
+
+    await page.get_by_test_id("cash-list-open").click()  # read afresh
+    await expect(total).to_have_attribute("data-total-vnd", "220000", timeout=WAIT_MS)
+    await expect(rows).to_have_count(1)
+    await expect(rows).to_have_attribute("data-courier-id", second)
+    await expect(rows).to_have_attribute("data-held-vnd", "220000")
+
+    await city.client.call(
+        "admin_cash",
+        "POST",
+        f"{dispatch}/v1/admin/couriers/{second}/cash-handins",
+        token=city.system.admin_token,
+        json={"amount_vnd": 220_000},
+    )
+    await page.get_by_test_id("cash-list-open").click()
+    await expect(page.get_by_test_id("cash-list-empty")).to_have_text(
+        "Không tài xế nào đang giữ tiền thu hộ.", timeout=WAIT_MS
+    )
+    await expect(total).to_have_attribute("data-total-vnd", "0")
+    await expect(rows).to_have_count(0)
+    await clean(visitor)
+    await visitor.close()
+
+
 async def _moved(marker, before: tuple[float, float]) -> float:
     x, y = marker_position(await marker.bounding_box())
     return abs(x - before[0]) + abs(y - before[1])

@@ -28,6 +28,8 @@ export const MESSAGES = {
 
     seconds: "{n} giây",
     minutes: "{n} phút",
+    hours: "{n} giờ",
+    days: "{n} ngày",
     none: "–",
 
     vehicle: { bicycle: "Xe đạp", motorbike: "Xe máy", car: "Ô tô", van: "Xe tải nhỏ" },
@@ -62,6 +64,12 @@ export const MESSAGES = {
     cash_cancel: "Huỷ",
     cash_received: "Đã ghi nhận nộp {amount} của {n} đơn.",
     cash_changed: "Số tiền tài xế giữ vừa thay đổi (có đơn mới giao hoặc vừa nộp ở nơi khác), chưa ghi nhận gì. Hãy xem lại số tiền rồi nhận lại.",
+    cash_list_open: "Tiền thu hộ tài xế đang giữ",
+    cash_list_title: "Tài xế đang giữ tiền thu hộ (COD)",
+    cash_list_total: "Tổng đang giữ: {amount}",
+    cash_list_empty: "Không tài xế nào đang giữ tiền thu hộ.",
+    cash_list_more: "Xem thêm",
+    cash_held_since: "giữ từ {age} trước",
     cash_last_handin: "Lần nộp gần nhất: {amount} của {n} đơn, lúc {time}",
     order_title: "Đơn {id}",
     order_status: "Trạng thái: {status}",

@@ -1,6 +1,7 @@
 // The operations console: a live map of couriers and open orders, the counters, why an order
 // went to whom, a flagged courier's flag and its clear (flag.js), the cash a courier holds and
-// its hand-in (cash.js), and creating couriers with their sign-in QR code.
+// its hand-in (cash.js), who holds cash (cash-list.js), and creating couriers with their
+// sign-in QR code.
 //
 // The admin token is typed once and kept in sessionStorage only (gone with the tab, never in
 // a URL); every call sends it as a bearer, and a 401 brings the sign-in form back. The page
@@ -8,6 +9,7 @@
 // map shows; it loads nothing from another origin.
 import { retryDelayMs } from "/web/shared/retry.js";
 import { cashSection } from "./cash.js";
+import { cashListSection } from "./cash-list.js";
 import { flagSection } from "./flag.js";
 import { MESSAGES, LOCALE, t } from "./messages.js";
 
@@ -17,6 +19,7 @@ const POLL_MAX_MS = 30_000;  // after failures in a row the polls space out up t
 const REQUEST_TIMEOUT_MS = 20_000;  // a call that hangs (a laptop waking up) fails, and the poll goes on
 const PAGE = 500;  // the API's largest page
 const MAX_PAGES = 10;  // a map shows at most this many pages of couriers (and of orders)
+const CASH_PAGE = 50;  // couriers holding cash a page: the operator reads them, "more" brings the next
 const MAP_MODULE = "/web/shared/map.js";
 const REACH_PX = 16;  // a tap this near a marker's centre may have meant it: its dot (22 px, map.css) and a little
 
@@ -427,6 +430,20 @@ function showCourier(courierId, cashOutcome = null) {
       held.items.length ? list : element("p", { text: t("courier_no_jobs") }));
   });
 }
+
+/** Who holds cash, read now (not polled: GET /v1/admin/cash sums all the cash held). There is
+ * no "back" from a courier's panel: the button reads the list afresh, a hand-in included. */
+function showCashList() {
+  return guarded(async () => {
+    const read = (cursor) => api(`/v1/admin/cash?${new URLSearchParams({ limit: String(CASH_PAGE), ...(cursor ? { cursor } : {}) })}`);
+    const page = await read(null);
+    delete $("details").dataset.orderId;
+    showPanel(t("cash_list_title"), ...cashListSection(page, { element, age, open: (id) => showCourier(id),
+      more: (cursor, add) => guarded(async () => add(await read(cursor))) }));
+  });
+}
+
+$("cash-list-open").addEventListener("click", () => showCashList());
 
 // --- creating a courier --------------------------------------------------------------------
 
