@@ -235,6 +235,16 @@ async def test_a_flagged_courier_shows_the_flag_and_the_admin_clears_it(browser,
     await visitor.close()
 
 
+async def deliver_cod(city, token: str, cod: int) -> None:
+    """The courier (on shift near the city's shop) takes a new order with `cod` to delivered."""
+    order = await city.order(cod=cod)
+    await city.offer_for(token, order["id"])
+    for action in ("accept", "pickup"):
+        await city.client.job_action(token, order["id"], action)
+    body = {"delivery_code": order["delivery_code"], "cod_collected_vnd": cod}
+    await city.client.job_action(token, order["id"], "deliver", body)
+
+
 async def test_a_couriers_cash_shows_in_their_panel_and_the_admin_receives_it(browser, city):
     """A courier delivers a COD order: their panel shows the cash held; the admin receives it
     (a second tap confirms the amount) and the API shows nothing held and one hand-in. Then a
@@ -244,15 +254,7 @@ async def test_a_couriers_cash_shows_in_their_panel_and_the_admin_receives_it(br
     await city.client.set_status(token, True, city.lat + 0.002, city.lng)
     admin = f"{city.system.url_of('dispatch')}/v1/admin/couriers/{courier_id}"
 
-    async def delivered(cod: int) -> None:
-        order = await city.order(cod=cod)
-        await city.offer_for(token, order["id"])
-        for action in ("accept", "pickup"):
-            await city.client.job_action(token, order["id"], action)
-        body = {"delivery_code": order["delivery_code"], "cod_collected_vnd": cod}
-        await city.client.job_action(token, order["id"], "deliver", body)
-
-    await delivered(150_000)
+    await deliver_cod(city, token, 150_000)
     visitor = await console(browser, city)
     page = visitor.page
     marker = page.locator(f'[data-testid="courier-marker"][data-courier-id="{courier_id}"]')
@@ -274,7 +276,7 @@ async def test_a_couriers_cash_shows_in_their_panel_and_the_admin_receives_it(br
     assert held["held_vnd"] == 0 and held["deliveries"] == []
     assert [(h["amount_vnd"], h["deliveries"]) for h in held["handins"]] == [(150_000, 1)]
 
-    await delivered(200_000)
+    await deliver_cod(city, token, 200_000)
     await marker.click()  # read again
     await expect(cash).to_have_attribute("data-held-vnd", "200000", timeout=WAIT_MS)
     await page.get_by_test_id("cash-receive").click()
@@ -303,12 +305,7 @@ async def test_the_couriers_holding_cash_are_listed_longest_held_first_and_open_
         created = await city.client.create_courier(name, "0987654321", "motorbike")
         token = created["token"]
         await city.client.set_status(token, True, city.lat + 0.002, city.lng)
-        order = await city.order(cod=cod)
-        await city.offer_for(token, order["id"])
-        for action in ("accept", "pickup"):
-            await city.client.job_action(token, order["id"], action)
-        body = {"delivery_code": order["delivery_code"], "cod_collected_vnd": cod}
-        await city.client.job_action(token, order["id"], "deliver", body)
+        await deliver_cod(city, token, cod)
         await city.client.set_status(token, False, city.lat + 0.002, city.lng)  # off shift, cash in pocket
         return str(created["id"])
 
