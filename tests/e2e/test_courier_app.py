@@ -777,6 +777,42 @@ async def test_a_step_over_the_rate_waits_the_retry_after_and_a_locked_job_does_
         await expect(job).to_have_attribute("data-status", "picked_up")
 
 
+async def test_a_job_whose_code_is_held_is_told_and_can_still_be_failed(city, browser):
+    """A deliver's 423 (the job locked after 20 wrong codes, until the admin or the shop clears
+    it; dispatch's side is tested in tests/dispatch/test_guards.py) is answered here by a route:
+    reaching it for real takes 20 wrong codes with lockouts of 15 minutes and more between."""
+    async with courier_phone(city, browser, service_workers="block") as courier:  # routes see no worker's requests
+        phone = courier.phone
+        order, job = await picked_up_in_the_app(city, courier, cod=0)
+        held: list[str] = []
+
+        async def code_held(route: Route) -> None:
+            held.append(route.request.url)
+            problem = {  # as dispatch answers it (services/dispatch/api.py)
+                "type": "https://giao.vn/problems/423",
+                "title": "Job locked",
+                "status": 423,
+                "detail": "Too many wrong delivery codes for this job: it is locked until operations clear it",
+            }
+            await route.fulfill(status=423, json=problem, headers={"Content-Type": "application/problem+json"})
+
+        await phone.page.route("**/v1/courier/jobs/*/deliver", code_held)
+        await job.get_by_test_id("delivery-code").fill(order["delivery_code"])
+        await job.get_by_test_id("job-deliver").click()
+        await expect(phone.testid("message")).to_have_text(
+            "Đơn này bị khoá vì nhập sai mã giao hàng quá nhiều lần. Hãy gọi điều phối viên hoặc shop để mở khoá."
+            " Bạn vẫn có thể báo giao không thành công.",
+            timeout=WAIT_MS,
+        )
+        assert len(held) == 1  # dropped, not kept to be sent again
+        await expect(phone.testid("pending-steps")).to_have_text("0")
+        await expect(job).to_have_attribute("data-pending", "false")
+        await expect(job).to_have_attribute("data-status", "picked_up")
+        await job.get_by_test_id("job-fail").click()  # as the message says
+        await expect(job).to_have_attribute("data-status", "delivery_failed", timeout=WAIT_MS)
+        assert len(held) == 1
+
+
 async def test_the_app_opens_without_network_after_a_first_visit(city, browser):
     async with courier_phone(city, browser) as courier:
         phone = courier.phone
